@@ -62,7 +62,9 @@ impl std::str::FromStr for Action {
             "error" => Ok(Action::Error),
             "exit" => Ok(Action::Exit),
             "crash" => Ok(Action::Crash),
-            other => Err(format!("unknown failpoint action {other:?} (error, exit, crash)")),
+            other => Err(format!(
+                "unknown failpoint action {other:?} (error, exit, crash)"
+            )),
         }
     }
 }
@@ -232,7 +234,10 @@ mod tests {
         fp.arm("x.*", Action::Crash, 1, None);
         assert!(fp.hit("y").is_ok());
         assert!(fp.hit("x.1").unwrap_err().is_crash());
-        assert!(fp.hit("y").unwrap_err().is_crash(), "a dead instance stays dead");
+        assert!(
+            fp.hit("y").unwrap_err().is_crash(),
+            "a dead instance stays dead"
+        );
         assert!(fp.is_dead());
         fp.clear();
         assert!(fp.hit("x.1").is_ok());

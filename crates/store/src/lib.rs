@@ -1,1 +1,280 @@
-//! placeholder
+//! The store: everything Scoria remembers, in one SQL database.
+//!
+//! What is stored and why:
+//! - **flows** and **flow_steps**: each multi-step operation's parameters and the
+//!   outcome of each step, so a restart resumes it or finishes undoing it;
+//! - **volumes**, their **metadata**, **volume types**: the resources users see;
+//! - **quota_classes**, **quota_limits**: limits (class defaults and per-project
+//!   overrides); **reservations**: quota held by flows that have not finished.
+//!   Usage is *derived* from resources and reservations inside the transaction
+//!   that changes them, never kept as a counter;
+//! - identity: projects, users, roles, assignments, tokens (hashed).
+//!
+//! SQLite is the embedded default (one file in the data directory, WAL mode, a
+//! busy timeout, `synchronous=FULL` unless configured otherwise). Writes go
+//! through a pool of exactly one connection and every write transaction starts
+//! with `BEGIN IMMEDIATE`, so a transaction that reads and then writes (a quota
+//! check, a conditional status change) can never be invalidated by another
+//! writer: writers queue in the process instead of spinning on SQLite's lock.
+//! Reads use a separate pool and see the last committed state.
+//!
+//! The SQL is kept portable to PostgreSQL (`$n` placeholders, `ON CONFLICT`,
+//! `RETURNING`, TEXT ids and timestamps), because several nodes will share one.
+//! Store functions are named `resource_verb` and take a `&mut Conn`: pass
+//! `&mut *tx` inside a write transaction or `&mut *store.read().await?` outside.
+//! State changes are conditional updates (`... WHERE id = $1 AND status = $2`)
+//! that report whether they applied, never read-modify-write in the caller.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+pub mod flows;
+pub mod identity;
+pub mod quotas;
+pub mod volume_types;
+pub mod volumes;
+
+mod migrations;
+
+/// One database connection (inside a transaction or not).
+pub type Conn = sqlx::SqliteConnection;
+/// A write transaction (begun with `BEGIN IMMEDIATE`).
+pub type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+/// A pooled read connection.
+pub type ReadConn = sqlx::pool::PoolConnection<sqlx::Sqlite>;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+    #[error("migration {version} ({name}) failed")]
+    Migration {
+        version: i64,
+        name: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    OverQuota(#[from] scoria_model::quota::QuotaExceeded),
+    #[error("{0} already exists")]
+    Duplicate(String),
+    #[error("marker {0} not found")]
+    MarkerNotFound(String),
+}
+
+impl StoreError {
+    /// True for errors that retrying cannot fix because they are about the data
+    /// (as opposed to a busy or broken database).
+    pub fn is_data_error(&self) -> bool {
+        matches!(
+            self,
+            StoreError::OverQuota(_) | StoreError::Duplicate(_) | StoreError::MarkerNotFound(_)
+        )
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How hard commits are made durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL`: a commit survives power loss.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a commit survives a process crash; the last commits
+    /// may be lost on power loss (the database stays consistent).
+    Normal,
+}
+
+impl FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "full" => Ok(Durability::Full),
+            "normal" => Ok(Durability::Normal),
+            other => Err(format!("unknown durability {other:?} (full, normal)")),
+        }
+    }
+}
+
+/// Options for opening the store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub durability: Durability,
+    /// Read connections (writes always use one).
+    pub readers: u32,
+    /// How long a writer from another process waits for the lock.
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Full,
+            readers: 4,
+            busy_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Handle to the database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl Store {
+    /// Open (creating if needed) the SQLite database at `path` and bring its
+    /// schema up to date.
+    pub async fn open(path: &Path, options: &StoreOptions) -> Result<Store> {
+        let base = SqliteConnectOptions::new()
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match options.durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true)
+            .statement_cache_capacity(256);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(600))
+            .connect_with(base.clone().create_if_missing(true))
+            .await?;
+        migrations::run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(options.readers.max(1))
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(base.read_only(true))
+            .await?;
+        Ok(Store { write, read })
+    }
+
+    /// Begin a write transaction. It holds the database's write lock until it is
+    /// committed or dropped (dropping rolls back).
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// A connection for reading committed state.
+    pub async fn read(&self) -> Result<ReadConn> {
+        Ok(self.read.acquire().await?)
+    }
+
+    /// Close both pools, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    /// The schema version (number of migrations applied).
+    pub async fn schema_version(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(row.try_get("v")?)
+    }
+}
+
+/// The current time as the store writes it: UTC, microseconds, no zone suffix
+/// (Cinder's `created_at` format).
+pub fn now() -> String {
+    format_time(chrono::Utc::now())
+}
+
+/// Format a time the way the store keeps it.
+pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+}
+
+/// Parse a stored value into a typed one, reporting corruption rather than
+/// panicking.
+pub(crate) fn parse<T: FromStr>(what: &str, s: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse::<T>()
+        .map_err(|e| StoreError::Corrupt(format!("{what} {s:?}: {e}")))
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A store in a fresh temporary directory (kept alive by the returned guard).
+    pub async fn store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("scoria.db"), &StoreOptions::default())
+            .await
+            .expect("open store");
+        (store, dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn open_migrates_once_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let s = Store::open(&path, &StoreOptions::default()).await.unwrap();
+        let v = s.schema_version().await.unwrap();
+        assert!(v >= 1);
+        s.close().await;
+        let s = Store::open(&path, &StoreOptions::default()).await.unwrap();
+        assert_eq!(
+            s.schema_version().await.unwrap(),
+            v,
+            "reopening applies nothing twice"
+        );
+    }
+
+    #[tokio::test]
+    async fn write_transactions_are_immediate_and_serialised() {
+        let (s, _d) = testing::store().await;
+        let mut tx = s.begin().await.unwrap();
+        // While one write transaction is open, a second writer waits for it.
+        let s2 = s.clone();
+        let waiter = tokio::spawn(async move {
+            let mut tx2 = s2.begin().await.unwrap();
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM quota_limits")
+                .fetch_one(&mut *tx2)
+                .await
+                .unwrap();
+            tx2.commit().await.unwrap();
+            n
+        });
+        sqlx::query("INSERT INTO quota_limits (project_id, resource, hard_limit) VALUES ('p', 'volumes', 3)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished());
+        tx.commit().await.unwrap();
+        assert_eq!(
+            waiter.await.unwrap(),
+            1,
+            "the second writer saw the first one's commit"
+        );
+    }
+
+    #[test]
+    fn time_format_is_cinders() {
+        let t = chrono::DateTime::parse_from_rfc3339("2026-11-21T05:22:24.498092Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(format_time(t), "2026-11-21T05:22:24.498092");
+    }
+}

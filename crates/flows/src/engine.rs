@@ -1,0 +1,842 @@
+//! The executor: runs flows, records every step, unwinds on failure, resumes
+//! after a restart, stops at a step boundary on shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use scoria_failpoints::{Failpoints, Fault};
+use scoria_model::FlowId;
+use scoria_model::flow::{FlowState, StepState};
+use scoria_store::flows::{self as db, FlowRecord, NewFlow, StepRecord};
+use scoria_store::{Store, StoreError};
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::step::{Cx, Failure, Flow, Run, Step, StepError, Undo};
+
+/// Knobs of the engine. The defaults are what production uses; the `rerun_*`
+/// switches exist for the generic flow tests (every step and undo run twice).
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Run every step's action twice (a database step: once rolled back, then
+    /// for real; an external step: twice in a row), to prove idempotence.
+    pub rerun_steps: bool,
+    /// Run every undo twice.
+    pub rerun_undos: bool,
+    /// How many times an undo is tried before the flow is declared stuck.
+    pub undo_attempts: u32,
+    /// Pause between undo attempts (doubled each time).
+    pub undo_backoff: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            rerun_steps: false,
+            rerun_undos: false,
+            undo_attempts: 3,
+            undo_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// How a flow ended, as seen by this process.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Every step succeeded.
+    Done,
+    /// A step failed and every completed step was undone.
+    Failed(StepError),
+    /// A step failed and an undo kept failing: the flow waits for an admin.
+    Stuck(String),
+    /// The engine stopped (shutdown, or a simulated crash) before the flow
+    /// ended; a later engine resumes it.
+    Interrupted,
+}
+
+/// Errors starting or resuming flows.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    #[error("flow parameters could not be encoded or decoded")]
+    Params(#[source] serde_json::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Clone, Debug, Default)]
+struct Status {
+    /// Number of leading steps known to be done.
+    steps_done: usize,
+    outcome: Option<Outcome>,
+}
+
+/// A way to follow one flow started or resumed by this engine.
+#[derive(Clone, Debug)]
+pub struct FlowHandle {
+    pub id: FlowId,
+    names: Arc<Vec<&'static str>>,
+    rx: watch::Receiver<Status>,
+}
+
+impl FlowHandle {
+    /// Wait until the step `name` is done. If the flow fails first, the error
+    /// that failed it; if the engine stops first, `Interrupted`.
+    pub async fn wait_step(&self, name: &str) -> Result<(), Outcome> {
+        let idx = self
+            .names
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| i + 1)
+            .unwrap_or(usize::MAX);
+        let mut rx = self.rx.clone();
+        loop {
+            {
+                let s = rx.borrow_and_update();
+                if s.steps_done >= idx {
+                    return Ok(());
+                }
+                match &s.outcome {
+                    Some(Outcome::Done) => return Ok(()),
+                    Some(other) => return Err(other.clone()),
+                    None => {}
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err(Outcome::Interrupted);
+            }
+        }
+    }
+
+    /// Wait for the flow to end.
+    pub async fn wait(&self) -> Outcome {
+        let mut rx = self.rx.clone();
+        loop {
+            if let Some(o) = &rx.borrow_and_update().outcome {
+                return o.clone();
+            }
+            if rx.changed().await.is_err() {
+                return Outcome::Interrupted;
+            }
+        }
+    }
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Resumes flows of one kind from their records.
+trait Resumer<E>: Send + Sync {
+    fn resume(
+        &self,
+        engine: Engine<E>,
+        rec: FlowRecord,
+        steps: Vec<StepRecord>,
+        tx: watch::Sender<Status>,
+    ) -> Result<(BoxFuture, Arc<Vec<&'static str>>), EngineError>;
+}
+
+struct KindResumer<F>(std::marker::PhantomData<fn() -> F>);
+
+impl<F: Flow> Resumer<F::Env> for KindResumer<F> {
+    fn resume(
+        &self,
+        engine: Engine<F::Env>,
+        rec: FlowRecord,
+        steps: Vec<StepRecord>,
+        tx: watch::Sender<Status>,
+    ) -> Result<(BoxFuture, Arc<Vec<&'static str>>), EngineError> {
+        let params: F::Params =
+            serde_json::from_value(rec.params.clone()).map_err(EngineError::Params)?;
+        let defs = F::steps();
+        let names = Arc::new(defs.iter().map(|s| s.name).collect::<Vec<_>>());
+        let fut = async move {
+            let mut cx = engine.cx::<F>(rec.id, params);
+            for r in &steps {
+                if let Some(out) = &r.output {
+                    cx.outputs.insert(r.name.clone(), out.clone());
+                }
+            }
+            if rec.state == FlowState::Unwinding {
+                cx.failure = Some(Failure {
+                    step: rec.failed_step.clone().unwrap_or_default(),
+                    message: rec.last_error.clone().unwrap_or_default(),
+                });
+            }
+            let start = Start::Resume {
+                state: rec.state,
+                records: steps,
+            };
+            let outcome = engine.drive(&mut cx, &defs, start, &tx).await;
+            finish(&tx, outcome);
+        };
+        Ok((Box::pin(fut), names))
+    }
+}
+
+struct Inner<E> {
+    store: Store,
+    env: Arc<E>,
+    fp: Arc<Failpoints>,
+    options: EngineOptions,
+    kinds: RwLock<HashMap<&'static str, Arc<dyn Resumer<E>>>>,
+    stopping: AtomicBool,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+/// The flow engine of one process. Cheap to clone.
+pub struct Engine<E> {
+    inner: Arc<Inner<E>>,
+}
+
+impl<E> Clone for Engine<E> {
+    fn clone(&self) -> Self {
+        Engine {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+enum Start {
+    New {
+        meta: crate::step::FlowMeta,
+        params: Value,
+    },
+    Resume {
+        state: FlowState,
+        records: Vec<StepRecord>,
+    },
+}
+
+fn finish(tx: &watch::Sender<Status>, outcome: Outcome) {
+    tx.send_modify(|s| s.outcome = Some(outcome));
+}
+
+impl<E: Send + Sync + 'static> Engine<E> {
+    pub fn new(store: Store, env: Arc<E>, fp: Arc<Failpoints>, options: EngineOptions) -> Self {
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                env,
+                fp,
+                options,
+                kinds: RwLock::new(HashMap::new()),
+                stopping: AtomicBool::new(false),
+                tasks: Mutex::new(JoinSet::new()),
+            }),
+        }
+    }
+
+    /// Make flows of kind `F` resumable by this engine.
+    pub fn register<F: Flow<Env = E>>(&self) {
+        self.inner
+            .kinds
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                F::KIND,
+                Arc::new(KindResumer::<F>(std::marker::PhantomData)),
+            );
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn env(&self) -> &Arc<E> {
+        &self.inner.env
+    }
+
+    pub fn failpoints(&self) -> &Arc<Failpoints> {
+        &self.inner.fp
+    }
+
+    fn cx<F: Flow<Env = E>>(&self, id: FlowId, params: F::Params) -> Cx<F> {
+        Cx {
+            flow_id: id,
+            params,
+            env: self.inner.env.clone(),
+            outputs: Default::default(),
+            failure: None,
+            store: self.inner.store.clone(),
+            fp: self.inner.fp.clone(),
+            step_index: 0,
+            last_percent: Arc::new(AtomicI64::new(-1)),
+        }
+    }
+
+    fn spawn(&self, fut: BoxFuture) {
+        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        // Reap finished tasks so the set does not grow without bound.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(fut);
+    }
+
+    /// Start a new flow. It runs in the background; follow it with the handle.
+    /// Nothing is stored until the first step commits (a first database step
+    /// that fails leaves no trace at all).
+    pub fn start<F: Flow<Env = E>>(&self, params: F::Params) -> Result<FlowHandle, EngineError> {
+        if self.inner.stopping.load(Ordering::SeqCst) {
+            return Err(EngineError::ShuttingDown);
+        }
+        let id = FlowId::new();
+        let meta = F::meta(&params);
+        let json = serde_json::to_value(&params).map_err(EngineError::Params)?;
+        let defs = F::steps();
+        let names = Arc::new(defs.iter().map(|s| s.name).collect::<Vec<_>>());
+        let (tx, rx) = watch::channel(Status::default());
+        let engine = self.clone();
+        self.spawn(Box::pin(async move {
+            let mut cx = engine.cx::<F>(id, params);
+            let outcome = engine
+                .drive(&mut cx, &defs, Start::New { meta, params: json }, &tx)
+                .await;
+            finish(&tx, outcome);
+        }));
+        Ok(FlowHandle { id, names, rx })
+    }
+
+    /// Resume every flow left running or unwinding (at start-up).
+    pub async fn resume_all(&self) -> Result<Vec<FlowHandle>, EngineError> {
+        let active = {
+            let mut conn = self.inner.store.read().await?;
+            db::flow_list_active(&mut conn).await?
+        };
+        let mut handles = Vec::new();
+        for rec in active {
+            let resumer = self
+                .inner
+                .kinds
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(rec.kind.as_str())
+                .cloned();
+            let Some(resumer) = resumer else {
+                tracing::error!(flow = %rec.id, kind = %rec.kind, "no such flow kind registered; left as is");
+                continue;
+            };
+            let steps = {
+                let mut conn = self.inner.store.read().await?;
+                db::flow_steps(&mut conn, rec.id).await?
+            };
+            let id = rec.id;
+            let (tx, rx) = watch::channel(Status::default());
+            match resumer.resume(self.clone(), rec, steps, tx) {
+                Ok((fut, names)) => {
+                    tracing::info!(flow = %id, "resuming flow");
+                    self.spawn(fut);
+                    handles.push(FlowHandle { id, names, rx });
+                }
+                Err(e) => tracing::error!(flow = %id, error = %e, "cannot resume flow; left as is"),
+            }
+        }
+        Ok(handles)
+    }
+
+    /// Wait until every flow task of this engine has ended.
+    pub async fn wait_idle(&self) {
+        loop {
+            let mut set =
+                std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+            if set.is_empty() {
+                return;
+            }
+            while let Some(res) = set.join_next().await {
+                if let Err(e) = res {
+                    tracing::error!(error = %e, "flow task panicked");
+                }
+            }
+        }
+    }
+
+    /// Stop starting steps; running steps finish, then their flows pause (they
+    /// resume at the next start). Waits up to `grace` for them.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        if tokio::time::timeout(grace, self.wait_idle()).await.is_err() {
+            tracing::warn!("flows still running after the shutdown grace period");
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::SeqCst)
+    }
+
+    /// A failpoint after a durable write: only a crash matters there (the write
+    /// happened; an injected error would have nothing to fail).
+    fn after_commit(&self, name: &str) -> Result<(), ()> {
+        match self.inner.fp.hit(name) {
+            Err(f) if f.is_crash() => Err(()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn drive<F: Flow<Env = E>>(
+        &self,
+        cx: &mut Cx<F>,
+        defs: &[Step<F>],
+        start: Start,
+        status: &watch::Sender<Status>,
+    ) -> Outcome {
+        let kind = F::KIND;
+        let span = tracing::info_span!("flow", flow = %cx.flow_id, kind);
+        async {
+            let (mut created, resume_records, params, meta) = match start {
+                Start::New { meta, params } => (false, None, Some(params), Some(meta)),
+                Start::Resume { state, records } => {
+                    if state == FlowState::Unwinding {
+                        let failed = cx
+                            .failure
+                            .as_ref()
+                            .map(|f| f.step.clone())
+                            .unwrap_or_default();
+                        let err = StepError::msg(
+                            cx.failure
+                                .as_ref()
+                                .map(|f| f.message.clone())
+                                .unwrap_or_default(),
+                        );
+                        return self.unwind(cx, defs, &records, &failed, err).await;
+                    }
+                    (true, Some(records), None, None)
+                }
+            };
+            let done_before = resume_records
+                .as_ref()
+                .map(|r| r.iter().take_while(|s| s.state == StepState::Done).count())
+                .unwrap_or(0);
+            status.send_modify(|s| s.steps_done = done_before);
+            let mut records: Vec<StepRecord> = resume_records.unwrap_or_default();
+
+            for (i, step) in defs.iter().enumerate().skip(done_before) {
+                if self.stopping() {
+                    return Outcome::Interrupted;
+                }
+                cx.step_index = i as i64;
+                cx.last_percent.store(-1, Ordering::Relaxed);
+                let new_flow = if created {
+                    None
+                } else {
+                    Some(NewFlow {
+                        id: cx.flow_id,
+                        kind,
+                        resource_type: meta.as_ref().and_then(|m| m.resource_type),
+                        resource_id: meta.as_ref().and_then(|m| m.resource_id.as_deref()),
+                        project_id: meta.as_ref().and_then(|m| m.project_id.as_deref()),
+                        params: params.as_ref().unwrap_or(&Value::Null),
+                        steps_total: defs.len() as i64,
+                        first_step: defs[0].name,
+                    })
+                };
+                let step_span = tracing::info_span!("step", step = step.name, index = i);
+                let result = self
+                    .run_step(cx, defs.len(), i, step, new_flow.as_ref(), &mut created)
+                    .instrument(step_span)
+                    .await;
+                match result {
+                    Ok(out) => {
+                        cx.outputs.insert(step.name.to_owned(), out.clone());
+                        set_record(&mut records, i, step.name, StepState::Done, Some(out));
+                        status.send_modify(|s| s.steps_done = i + 1);
+                        if self
+                            .after_commit(&format!("flow.{kind}.{}.done", step.name))
+                            .is_err()
+                        {
+                            return Outcome::Interrupted;
+                        }
+                    }
+                    Err(err) => {
+                        if self.inner.fp.is_dead() {
+                            return Outcome::Interrupted;
+                        }
+                        tracing::warn!(step = step.name, error = %err.chain(), "flow step failed");
+                        if !created {
+                            // Nothing was stored: the flow never existed.
+                            return Outcome::Failed(err);
+                        }
+                        if step.is_external() {
+                            set_record(&mut records, i, step.name, StepState::Started, None);
+                        }
+                        return self.unwind_from(cx, defs, &records, step.name, err).await;
+                    }
+                }
+            }
+            if self.after_commit(&format!("flow.{kind}.finished")).is_err() {
+                return Outcome::Interrupted;
+            }
+            Outcome::Done
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Run step `i` and record its outcome. Returns its output.
+    async fn run_step<F: Flow<Env = E>>(
+        &self,
+        cx: &mut Cx<F>,
+        total: usize,
+        i: usize,
+        step: &Step<F>,
+        new_flow: Option<&NewFlow<'_>>,
+        created: &mut bool,
+    ) -> Result<Value, StepError> {
+        let kind = F::KIND;
+        let fp = &self.inner.fp;
+        let store = &self.inner.store;
+        let is_last = i + 1 == total;
+        let next = (!is_last).then(|| i + 1);
+        match &step.run {
+            Run::Db(f) => {
+                fp.hit(&format!("flow.{kind}.{}.run", step.name))?;
+                if self.inner.options.rerun_steps {
+                    let mut tx = store.begin().await?;
+                    if let Some(nf) = new_flow {
+                        db::flow_create(&mut tx, nf).await?;
+                    }
+                    f(cx, &mut tx).await?;
+                    tx.rollback().await.map_err(StoreError::from)?;
+                }
+                let mut tx = store.begin().await?;
+                if let Some(nf) = new_flow {
+                    db::flow_create(&mut tx, nf).await?;
+                }
+                let out = f(cx, &mut tx).await?;
+                fp.hit(&format!("flow.{kind}.{}.ran", step.name))?;
+                db::flow_step_set(
+                    &mut tx,
+                    cx.flow_id,
+                    i as i64,
+                    step.name,
+                    StepState::Done,
+                    Some(&out),
+                    None,
+                )
+                .await?;
+                self.record_next(&mut tx, cx.flow_id, next, step.name)
+                    .await?;
+                tx.commit().await.map_err(StoreError::from)?;
+                *created = true;
+                Ok(out)
+            }
+            Run::External(f) => {
+                let mut tx = store.begin().await?;
+                if let Some(nf) = new_flow {
+                    db::flow_create(&mut tx, nf).await?;
+                }
+                db::flow_step_set(
+                    &mut tx,
+                    cx.flow_id,
+                    i as i64,
+                    step.name,
+                    StepState::Started,
+                    None,
+                    None,
+                )
+                .await?;
+                db::flow_at_step(&mut tx, cx.flow_id, i as i64, Some(step.name)).await?;
+                tx.commit().await.map_err(StoreError::from)?;
+                *created = true;
+                if fp
+                    .hit(&format!("flow.{kind}.{}.started", step.name))
+                    .is_err_and(|f| f.is_crash())
+                {
+                    return Err(StepError::from(Fault::Crashed(step.name.to_owned())));
+                }
+                fp.hit(&format!("flow.{kind}.{}.run", step.name))?;
+                let mut out = f(cx).await?;
+                if self.inner.options.rerun_steps {
+                    out = f(cx).await?;
+                }
+                fp.hit(&format!("flow.{kind}.{}.ran", step.name))?;
+                let mut tx = store.begin().await?;
+                db::flow_step_set(
+                    &mut tx,
+                    cx.flow_id,
+                    i as i64,
+                    step.name,
+                    StepState::Done,
+                    Some(&out),
+                    None,
+                )
+                .await?;
+                self.record_next(&mut tx, cx.flow_id, next, step.name)
+                    .await?;
+                tx.commit().await.map_err(StoreError::from)?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// After step `name` is done: point the flow at the next step, or mark it done.
+    async fn record_next(
+        &self,
+        tx: &mut scoria_store::Conn,
+        id: FlowId,
+        next: Option<usize>,
+        _name: &str,
+    ) -> Result<(), StoreError> {
+        match next {
+            Some(n) => db::flow_at_step(tx, id, n as i64, None).await,
+            None => db::flow_set_state(tx, id, FlowState::Done, None, None).await,
+        }
+    }
+
+    /// Mark the flow unwinding (step `failed` failed with `err`), then unwind.
+    async fn unwind_from<F: Flow<Env = E>>(
+        &self,
+        cx: &mut Cx<F>,
+        defs: &[Step<F>],
+        records: &[StepRecord],
+        failed: &str,
+        err: StepError,
+    ) -> Outcome {
+        let message = err.to_string();
+        let res = async {
+            let mut tx = self.inner.store.begin().await?;
+            db::flow_set_state(
+                &mut tx,
+                cx.flow_id,
+                FlowState::Unwinding,
+                Some(failed),
+                Some(&message),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        if let Err(e) = res {
+            // The flow stays `running` in the store; the next start resumes it
+            // from the failed step, which is the safe direction.
+            tracing::error!(error = %e, "could not record the flow as unwinding");
+            return Outcome::Interrupted;
+        }
+        if self
+            .after_commit(&format!("flow.{}.unwinding", F::KIND))
+            .is_err()
+        {
+            return Outcome::Interrupted;
+        }
+        cx.failure = Some(Failure {
+            step: failed.to_owned(),
+            message,
+        });
+        self.unwind(cx, defs, records, failed, err).await
+    }
+
+    /// Undo, in reverse order, every step that is done or may have started.
+    async fn unwind<F: Flow<Env = E>>(
+        &self,
+        cx: &mut Cx<F>,
+        defs: &[Step<F>],
+        records: &[StepRecord],
+        failed: &str,
+        err: StepError,
+    ) -> Outcome {
+        let kind = F::KIND;
+        let pending: Vec<&StepRecord> = records
+            .iter()
+            .rev()
+            .filter(|r| {
+                matches!(
+                    r.state,
+                    StepState::Done | StepState::Started | StepState::Undoing
+                )
+            })
+            .collect();
+        for rec in pending {
+            let Some(step) = defs.get(rec.idx as usize) else {
+                continue;
+            };
+            let Some(undo) = &step.undo else { continue };
+            if self.stopping() {
+                return Outcome::Interrupted;
+            }
+            cx.step_index = rec.idx;
+            let span = tracing::info_span!("undo", step = step.name, index = rec.idx);
+            let mut attempt = 0;
+            let mut backoff = self.inner.options.undo_backoff;
+            loop {
+                attempt += 1;
+                let res = self
+                    .run_undo(cx, rec.idx, step, undo)
+                    .instrument(span.clone())
+                    .await;
+                match res {
+                    Ok(()) => {
+                        if self
+                            .after_commit(&format!("flow.{kind}.{}.undone", step.name))
+                            .is_err()
+                        {
+                            return Outcome::Interrupted;
+                        }
+                        break;
+                    }
+                    Err(e) if self.inner.fp.is_dead() => {
+                        drop(e);
+                        return Outcome::Interrupted;
+                    }
+                    Err(e) if attempt < self.inner.options.undo_attempts => {
+                        tracing::warn!(step = step.name, attempt, error = %e.chain(), "undo failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                    }
+                    Err(e) => {
+                        let message = format!("undo of step {} failed: {}", step.name, e);
+                        tracing::error!(step = step.name, error = %e.chain(), "undo failed; flow is stuck");
+                        let res = async {
+                            let mut tx = self.inner.store.begin().await?;
+                            db::flow_step_set(
+                                &mut tx,
+                                cx.flow_id,
+                                rec.idx,
+                                step.name,
+                                StepState::UndoFailed,
+                                None,
+                                Some(&e.to_string()),
+                            )
+                            .await?;
+                            db::flow_set_state(
+                                &mut tx,
+                                cx.flow_id,
+                                FlowState::Stuck,
+                                None,
+                                Some(&message),
+                            )
+                            .await?;
+                            tx.commit().await?;
+                            Ok::<_, StoreError>(())
+                        }
+                        .await;
+                        if let Err(se) = res {
+                            tracing::error!(error = %se, "could not record the flow as stuck");
+                            return Outcome::Interrupted;
+                        }
+                        return Outcome::Stuck(message);
+                    }
+                }
+            }
+        }
+        let res = async {
+            let mut tx = self.inner.store.begin().await?;
+            db::flow_set_state(&mut tx, cx.flow_id, FlowState::Failed, Some(failed), None).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "could not record the flow as failed");
+            return Outcome::Interrupted;
+        }
+        if self.after_commit(&format!("flow.{kind}.finished")).is_err() {
+            return Outcome::Interrupted;
+        }
+        Outcome::Failed(err)
+    }
+
+    async fn run_undo<F: Flow<Env = E>>(
+        &self,
+        cx: &mut Cx<F>,
+        idx: i64,
+        step: &Step<F>,
+        undo: &Undo<F>,
+    ) -> Result<(), StepError> {
+        let kind = F::KIND;
+        let fp = &self.inner.fp;
+        let store = &self.inner.store;
+        fp.hit(&format!("flow.{kind}.{}.undo", step.name))?;
+        match undo {
+            Undo::Db(f) => {
+                if self.inner.options.rerun_undos {
+                    let mut tx = store.begin().await?;
+                    f(cx, &mut tx).await?;
+                    tx.rollback().await.map_err(StoreError::from)?;
+                }
+                let mut tx = store.begin().await?;
+                f(cx, &mut tx).await?;
+                db::flow_step_set(
+                    &mut tx,
+                    cx.flow_id,
+                    idx,
+                    step.name,
+                    StepState::Undone,
+                    None,
+                    None,
+                )
+                .await?;
+                tx.commit().await.map_err(StoreError::from)?;
+            }
+            Undo::External(f) => {
+                let mut tx = store.begin().await?;
+                db::flow_step_set(
+                    &mut tx,
+                    cx.flow_id,
+                    idx,
+                    step.name,
+                    StepState::Undoing,
+                    None,
+                    None,
+                )
+                .await?;
+                tx.commit().await.map_err(StoreError::from)?;
+                if fp
+                    .hit(&format!("flow.{kind}.{}.undoing", step.name))
+                    .is_err_and(|f| f.is_crash())
+                {
+                    return Err(StepError::from(Fault::Crashed(step.name.to_owned())));
+                }
+                f(cx).await?;
+                if self.inner.options.rerun_undos {
+                    f(cx).await?;
+                }
+                let mut tx = store.begin().await?;
+                db::flow_step_set(
+                    &mut tx,
+                    cx.flow_id,
+                    idx,
+                    step.name,
+                    StepState::Undone,
+                    None,
+                    None,
+                )
+                .await?;
+                tx.commit().await.map_err(StoreError::from)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn set_record(
+    records: &mut Vec<StepRecord>,
+    idx: usize,
+    name: &str,
+    state: StepState,
+    output: Option<Value>,
+) {
+    match records.iter_mut().find(|r| r.idx == idx as i64) {
+        Some(r) => {
+            r.state = state;
+            if output.is_some() {
+                r.output = output;
+            }
+        }
+        None => {
+            records.push(StepRecord {
+                idx: idx as i64,
+                name: name.to_owned(),
+                state,
+                attempts: 1,
+                output,
+                error: None,
+            });
+            records.sort_by_key(|r| r.idx);
+        }
+    }
+}

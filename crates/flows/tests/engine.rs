@@ -1,0 +1,301 @@
+//! The engine's own behaviour, on a toy flow: a quota reservation (database), a
+//! "file" in a shared set (external, idempotent), a commit (database).
+#![cfg(feature = "failpoints")]
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use scoria_failpoints::{Action, Failpoints};
+use scoria_flows::testkit::{self, BoxFut, Expect, TestWorld};
+use scoria_flows::{
+    Cx, Engine, EngineOptions, Flow, FlowHandle, FlowMeta, Outcome, Step, StepError,
+};
+use scoria_model::flow::FlowState;
+use scoria_model::quota::QuotaResource;
+use scoria_store::{Conn, Store, StoreOptions, quotas};
+use serde_json::{Value, json};
+
+struct Env {
+    files: Arc<Mutex<BTreeSet<String>>>,
+}
+
+struct Toy;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Params {
+    project: String,
+    name: String,
+}
+
+impl Flow for Toy {
+    const KIND: &'static str = "toy";
+    type Params = Params;
+    type Env = Env;
+
+    fn steps() -> Vec<Step<Self>> {
+        vec![
+            Step::db("reserve", |cx, c| Box::pin(reserve(cx, c)))
+                .undo_db(|cx, c| Box::pin(release(cx, c))),
+            Step::external("make", |cx| Box::pin(make(cx)))
+                .undo_external(|cx| Box::pin(unmake(cx))),
+            Step::db("commit", |cx, c| Box::pin(release_value(cx, c))),
+        ]
+    }
+
+    fn meta(p: &Params) -> FlowMeta {
+        FlowMeta {
+            resource_type: Some("toy"),
+            resource_id: Some(p.name.clone()),
+            project_id: Some(p.project.clone()),
+        }
+    }
+}
+
+async fn reserve(cx: &Cx<Toy>, c: &mut Conn) -> Result<Value, StepError> {
+    quotas::quota_reserve(
+        c,
+        cx.flow_id,
+        &cx.params.project,
+        &[(QuotaResource::Volumes, 1)],
+        None,
+    )
+    .await?;
+    // The path is chosen here, persisted, and reused by every later attempt.
+    Ok(json!({ "path": format!("file-{}", cx.params.name) }))
+}
+
+async fn release(cx: &Cx<Toy>, c: &mut Conn) -> Result<(), StepError> {
+    quotas::reservation_release_flow(c, cx.flow_id).await?;
+    Ok(())
+}
+
+async fn release_value(cx: &Cx<Toy>, c: &mut Conn) -> Result<Value, StepError> {
+    release(cx, c).await?;
+    Ok(Value::Null)
+}
+
+async fn make(cx: &Cx<Toy>) -> Result<Value, StepError> {
+    let path: Value = cx.output("reserve")?;
+    let path = path["path"].as_str().unwrap_or_default().to_owned();
+    cx.env.files.lock().unwrap().insert(path.clone());
+    Ok(json!(path))
+}
+
+async fn unmake(cx: &Cx<Toy>) -> Result<(), StepError> {
+    let path: Value = cx.output("reserve")?;
+    cx.env
+        .files
+        .lock()
+        .unwrap()
+        .remove(path["path"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    files: Arc<Mutex<BTreeSet<String>>>,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    World {
+        _dir: dir,
+        path,
+        files: Default::default(),
+    }
+}
+
+impl World {
+    async fn open(&self, fp: Arc<Failpoints>, options: EngineOptions) -> Engine<Env> {
+        let store = Store::open(&self.path, &StoreOptions::default())
+            .await
+            .unwrap();
+        let engine = Engine::new(
+            store,
+            Arc::new(Env {
+                files: self.files.clone(),
+            }),
+            fp,
+            options,
+        );
+        engine.register::<Toy>();
+        engine
+    }
+}
+
+impl TestWorld<Env> for World {
+    fn engine(&self, fp: Arc<Failpoints>, options: EngineOptions) -> BoxFut<'_, Engine<Env>> {
+        Box::pin(self.open(fp, options))
+    }
+
+    fn start<'a>(&'a self, engine: &'a Engine<Env>) -> BoxFut<'a, Result<FlowHandle, String>> {
+        Box::pin(async move {
+            engine
+                .start::<Toy>(Params {
+                    project: "p".into(),
+                    name: "a".into(),
+                })
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn check<'a>(
+        &'a self,
+        engine: &'a Engine<Env>,
+        expect: Expect,
+    ) -> BoxFut<'a, Result<(), String>> {
+        Box::pin(async move {
+            let mut c = engine.store().read().await.map_err(|e| e.to_string())?;
+            let reservations = quotas::reservation_list(&mut c)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !reservations.is_empty() {
+                return Err(format!("stray reservations: {reservations:?}"));
+            }
+            let done = scoria_store::flows::flow_list_by_state(&mut c, FlowState::Done)
+                .await
+                .map_err(|e| e.to_string())?
+                .len();
+            let files = self.files.lock().unwrap().clone();
+            let expect_file = match expect {
+                Expect::Done => true,
+                Expect::Failed => false,
+                Expect::Either => done == 1,
+            };
+            if expect == Expect::Done && done != 1 {
+                return Err("the flow is not recorded done".into());
+            }
+            if expect_file != files.contains("file-a") || files.len() > 1 {
+                return Err(format!("files {files:?} but flow done = {done}"));
+            }
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_toy_flow_passes_the_generic_tests() {
+    let report = testkit::run_all("toy", &["reserve", "make", "commit"], world).await;
+    // 3 steps: 1 clean run + 6 injected errors + sweeps; every boundary crashed at.
+    assert!(report.crash_points >= 10, "{report:?}");
+    println!(
+        "toy flow: {} scenarios, {} crash points",
+        report.scenarios, report.crash_points
+    );
+}
+
+#[tokio::test]
+async fn a_failing_first_database_step_leaves_no_trace() {
+    let w = world().await;
+    let e = w.open(Failpoints::new(), EngineOptions::default()).await;
+    let mut tx = e.store().begin().await.unwrap();
+    quotas::quota_limit_set(&mut tx, "p", &[(QuotaResource::Volumes, 0)])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let h = e
+        .start::<Toy>(Params {
+            project: "p".into(),
+            name: "a".into(),
+        })
+        .unwrap();
+    let err = match h.wait_step("reserve").await {
+        Err(Outcome::Failed(err)) => err,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        err.downcast_ref::<scoria_store::StoreError>().is_some(),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("volumes"), "{err}");
+    let mut c = e.store().read().await.unwrap();
+    for state in FlowState::ALL {
+        let flows = scoria_store::flows::flow_list_by_state(&mut c, *state)
+            .await
+            .unwrap();
+        assert!(flows.is_empty(), "{flows:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_undo_that_keeps_failing_leaves_the_flow_stuck_and_visible() {
+    let w = world().await;
+    let fp = Failpoints::new();
+    fp.arm("flow.toy.commit.run", Action::Error, 1, None);
+    fp.arm("flow.toy.make.undo", Action::Error, 1, None);
+    let opts = EngineOptions {
+        undo_backoff: std::time::Duration::from_millis(1),
+        ..Default::default()
+    };
+    let e = w.open(fp, opts).await;
+    let h = e
+        .start::<Toy>(Params {
+            project: "p".into(),
+            name: "a".into(),
+        })
+        .unwrap();
+    let outcome = h.wait().await;
+    assert!(
+        matches!(&outcome, Outcome::Stuck(m) if m.contains("make")),
+        "{outcome:?}"
+    );
+    let mut c = e.store().read().await.unwrap();
+    let stuck = scoria_store::flows::flow_list_by_state(&mut c, FlowState::Stuck)
+        .await
+        .unwrap();
+    assert_eq!(stuck.len(), 1);
+    assert!(
+        stuck[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("undo of step make")
+    );
+    let steps = scoria_store::flows::flow_steps(&mut c, h.id).await.unwrap();
+    assert_eq!(steps[1].state, scoria_model::flow::StepState::UndoFailed);
+    assert_eq!(
+        steps[1].error.as_deref(),
+        Some("failpoint flow.toy.make.undo injected an error")
+    );
+    // The reservation is still held by the stuck flow: nothing silently vanished.
+    assert_eq!(quotas::reservation_list(&mut c).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn shutdown_pauses_at_a_step_boundary_and_a_new_engine_resumes() {
+    let w = world().await;
+    let fp = Failpoints::new();
+    let e = w.open(fp, EngineOptions::default()).await;
+    // Shut down before the flow starts running: it must not run a step.
+    let h = e
+        .start::<Toy>(Params {
+            project: "p".into(),
+            name: "a".into(),
+        })
+        .unwrap();
+    h.wait_step("reserve").await.unwrap();
+    e.shutdown(std::time::Duration::from_secs(5)).await;
+    assert!(
+        e.start::<Toy>(Params {
+            project: "p".into(),
+            name: "b".into()
+        })
+        .is_err()
+    );
+    let e2 = w.open(Failpoints::new(), EngineOptions::default()).await;
+    let resumed = e2.resume_all().await.unwrap();
+    for h in &resumed {
+        assert!(matches!(h.wait().await, Outcome::Done));
+    }
+    e2.wait_idle().await;
+    assert!(w.files.lock().unwrap().contains("file-a"));
+    let mut c = e2.store().read().await.unwrap();
+    assert!(
+        scoria_store::flows::flow_list_active(&mut c)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -1,0 +1,1 @@
+//! Identity records: domains, projects, users, roles, assignments, tokens.

@@ -1,0 +1,74 @@
+//! Embedded, forward-only schema migrations.
+//!
+//! Each migration is a SQL file compiled into the binary, applied once, in order,
+//! inside a write transaction together with its row in `schema_migrations`. There
+//! is no "down": a release that needs to undo a change ships a new migration.
+
+use sqlx::SqlitePool;
+
+use crate::{Result, StoreError};
+
+/// Every migration, in order. Append only; never edit one that has shipped.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "core", include_str!("../migrations/0001_core.sql")),
+    (
+        2,
+        "identity",
+        include_str!("../migrations/0002_identity.sql"),
+    ),
+];
+
+/// Apply every migration not yet applied.
+pub(crate) async fn run(pool: &SqlitePool) -> Result<()> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    BIGINT PRIMARY KEY,
+            name       TEXT NOT NULL,
+            applied_at TEXT NOT NULL
+        )",
+    )
+    .execute(pool)
+    .await?;
+    for &(version, name, sql) in MIGRATIONS {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if applied.is_some() {
+            continue;
+        }
+        // A migration file holds several statements; SQLite's driver runs them
+        // in order. (PostgreSQL's simple query protocol does the same.)
+        sqlx::query(sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|source| StoreError::Migration {
+                version,
+                name,
+                source,
+            })?;
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(version)
+        .bind(name)
+        .bind(crate::now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, name, "applied schema migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions_are_dense_and_increasing() {
+        for (i, (v, _, _)) in super::MIGRATIONS.iter().enumerate() {
+            assert_eq!(*v, i as i64 + 1);
+        }
+    }
+}

@@ -1,0 +1,850 @@
+//! Volumes and their metadata.
+
+use std::collections::BTreeMap;
+
+use scoria_model::volume::{AttachStatus, VolumeStatus};
+use scoria_model::{ReservationId, VolumeId, VolumeTypeId};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::{Conn, Result, StoreError, now, parse};
+
+/// A volume as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Volume {
+    pub id: VolumeId,
+    pub project_id: String,
+    pub user_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// GiB.
+    pub size: i64,
+    pub status: VolumeStatus,
+    pub attach_status: AttachStatus,
+    pub migration_status: Option<String>,
+    pub bootable: bool,
+    pub read_only: bool,
+    pub multiattach: bool,
+    pub availability_zone: String,
+    pub volume_type_id: VolumeTypeId,
+    pub snapshot_id: Option<String>,
+    pub source_volid: Option<String>,
+    pub backend: Option<String>,
+    pub location: Option<String>,
+    pub format: Option<String>,
+    pub reservation_id: Option<ReservationId>,
+    pub last_flow_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+    pub launched_at: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What a create flow writes when it makes the entry.
+#[derive(Clone, Debug)]
+pub struct NewVolume {
+    pub id: VolumeId,
+    pub project_id: String,
+    pub user_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub size: i64,
+    pub status: VolumeStatus,
+    pub bootable: bool,
+    pub multiattach: bool,
+    pub availability_zone: String,
+    pub volume_type_id: VolumeTypeId,
+    pub snapshot_id: Option<String>,
+    pub source_volid: Option<String>,
+    pub reservation_id: Option<ReservationId>,
+    pub last_flow_id: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+fn from_row(r: &SqliteRow) -> Result<Volume> {
+    Ok(Volume {
+        id: parse("volume id", r.try_get::<&str, _>("id")?)?,
+        project_id: r.try_get("project_id")?,
+        user_id: r.try_get("user_id")?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        size: r.try_get("size")?,
+        status: parse("volume status", r.try_get::<&str, _>("status")?)?,
+        attach_status: parse("attach status", r.try_get::<&str, _>("attach_status")?)?,
+        migration_status: r.try_get("migration_status")?,
+        bootable: r.try_get("bootable")?,
+        read_only: r.try_get("read_only")?,
+        multiattach: r.try_get("multiattach")?,
+        availability_zone: r.try_get("availability_zone")?,
+        volume_type_id: parse("volume type id", r.try_get::<&str, _>("volume_type_id")?)?,
+        snapshot_id: r.try_get("snapshot_id")?,
+        source_volid: r.try_get("source_volid")?,
+        backend: r.try_get("backend")?,
+        location: r.try_get("location")?,
+        format: r.try_get("format")?,
+        reservation_id: r
+            .try_get::<Option<&str>, _>("reservation_id")?
+            .map(|s| parse("reservation id", s))
+            .transpose()?,
+        last_flow_id: r.try_get("last_flow_id")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        launched_at: r.try_get("launched_at")?,
+        metadata: BTreeMap::new(),
+    })
+}
+
+/// Insert a new volume entry with its metadata. An entry with that id already
+/// present is reported as `Duplicate` (a re-run of the step finds it there).
+pub async fn volume_create(conn: &mut Conn, v: &NewVolume) -> Result<()> {
+    let inserted = sqlx::query(
+        "INSERT INTO volumes (id, project_id, user_id, name, description, size, status,
+                attach_status, bootable, read_only, multiattach, availability_zone,
+                volume_type_id, snapshot_id, source_volid, reservation_id, last_flow_id,
+                created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'detached', $8, FALSE, $9, $10, $11, $12, $13,
+                 $14, $15, $16)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(v.id.to_string())
+    .bind(&v.project_id)
+    .bind(&v.user_id)
+    .bind(&v.name)
+    .bind(&v.description)
+    .bind(v.size)
+    .bind(v.status.as_str())
+    .bind(v.bootable)
+    .bind(v.multiattach)
+    .bind(&v.availability_zone)
+    .bind(v.volume_type_id.to_string())
+    .bind(&v.snapshot_id)
+    .bind(&v.source_volid)
+    .bind(v.reservation_id.map(|r| r.to_string()))
+    .bind(&v.last_flow_id)
+    .bind(now())
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(StoreError::Duplicate(format!("volume {}", v.id)));
+    }
+    volume_metadata_replace(conn, v.id, &v.metadata).await
+}
+
+/// One volume with its metadata, or `None`.
+pub async fn volume_get(conn: &mut Conn, id: VolumeId) -> Result<Option<Volume>> {
+    let row = sqlx::query("SELECT * FROM volumes WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let mut v = from_row(&row)?;
+    v.metadata = volume_metadata_get(conn, id).await?;
+    Ok(Some(v))
+}
+
+/// Conditionally move a volume to `to`: only if its status is one of `from`
+/// (any status when `from` is empty). Returns whether it applied.
+pub async fn volume_set_status(
+    conn: &mut Conn,
+    id: VolumeId,
+    from: &[VolumeStatus],
+    to: VolumeStatus,
+) -> Result<bool> {
+    volume_set_status_by_flow(conn, id, from, to, None).await
+}
+
+/// As [`volume_set_status`], also recording `flow` as the volume's last flow.
+pub async fn volume_set_status_by_flow(
+    conn: &mut Conn,
+    id: VolumeId,
+    from: &[VolumeStatus],
+    to: VolumeStatus,
+    flow: Option<&str>,
+) -> Result<bool> {
+    let mut sql = String::from(
+        "UPDATE volumes SET status = $2, updated_at = $3, last_flow_id = COALESCE($4, last_flow_id)
+         WHERE id = $1",
+    );
+    if !from.is_empty() {
+        let params: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 5)).collect();
+        sql.push_str(&format!(" AND status IN ({})", params.join(", ")));
+    }
+    let mut q = sqlx::query(&sql)
+        .bind(id.to_string())
+        .bind(to.as_str())
+        .bind(now())
+        .bind(flow);
+    for s in from {
+        q = q.bind(s.as_str());
+    }
+    let r = q.execute(conn).await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Commit a create flow's quota: the entry stops pointing at its reservation
+/// (the caller deletes the reservation in the same transaction).
+pub async fn volume_commit_quota(conn: &mut Conn, id: VolumeId) -> Result<bool> {
+    let r = sqlx::query("UPDATE volumes SET reservation_id = NULL WHERE id = $1")
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Record where the volume's data lives. Only while `creating`.
+pub async fn volume_place(
+    conn: &mut Conn,
+    id: VolumeId,
+    backend: &str,
+    location: &str,
+    format: &str,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE volumes SET backend = $2, location = $3, format = $4, updated_at = $5
+         WHERE id = $1 AND status = 'creating'",
+    )
+    .bind(id.to_string())
+    .bind(backend)
+    .bind(location)
+    .bind(format)
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// A create flow's last step: `creating` → `available`, with the launch time.
+pub async fn volume_mark_available(conn: &mut Conn, id: VolumeId) -> Result<bool> {
+    let t = now();
+    let r = sqlx::query(
+        "UPDATE volumes SET status = 'available', launched_at = $2, updated_at = $2
+         WHERE id = $1 AND status = 'creating'",
+    )
+    .bind(id.to_string())
+    .bind(&t)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// An extend flow's last step: `extending` → `available` at the new size.
+pub async fn volume_finish_extend(conn: &mut Conn, id: VolumeId, new_size: i64) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE volumes SET status = 'available', size = $2, updated_at = $3
+         WHERE id = $1 AND status = 'extending'",
+    )
+    .bind(id.to_string())
+    .bind(new_size)
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Change name and/or description (`Some(None)` clears a field).
+pub async fn volume_update_text(
+    conn: &mut Conn,
+    id: VolumeId,
+    name: Option<Option<&str>>,
+    description: Option<Option<&str>>,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE volumes SET
+            name = CASE WHEN $2 THEN $3 ELSE name END,
+            description = CASE WHEN $4 THEN $5 ELSE description END,
+            updated_at = $6
+         WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .bind(name.is_some())
+    .bind(name.flatten())
+    .bind(description.is_some())
+    .bind(description.flatten())
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Set the bootable flag.
+pub async fn volume_set_bootable(conn: &mut Conn, id: VolumeId, bootable: bool) -> Result<bool> {
+    let r = sqlx::query("UPDATE volumes SET bootable = $2, updated_at = $3 WHERE id = $1")
+        .bind(id.to_string())
+        .bind(bootable)
+        .bind(now())
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Set the read-only flag.
+pub async fn volume_set_read_only(conn: &mut Conn, id: VolumeId, read_only: bool) -> Result<bool> {
+    let r = sqlx::query("UPDATE volumes SET read_only = $2, updated_at = $3 WHERE id = $1")
+        .bind(id.to_string())
+        .bind(read_only)
+        .bind(now())
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Admin reset: set any of status, attach status, migration status.
+pub async fn volume_reset_state(
+    conn: &mut Conn,
+    id: VolumeId,
+    status: Option<VolumeStatus>,
+    attach_status: Option<AttachStatus>,
+    migration_status: Option<Option<&str>>,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE volumes SET
+            status = COALESCE($2, status),
+            attach_status = COALESCE($3, attach_status),
+            migration_status = CASE WHEN $4 THEN $5 ELSE migration_status END,
+            updated_at = $6
+         WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .bind(status.map(|s| s.as_str()))
+    .bind(attach_status.map(|s| s.as_str()))
+    .bind(migration_status.is_some())
+    .bind(migration_status.flatten())
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Remove the entry (and its metadata). Only from `deleting`. Returns whether a
+/// row went; an already removed entry is `false`.
+pub async fn volume_delete(conn: &mut Conn, id: VolumeId) -> Result<bool> {
+    let r = sqlx::query("DELETE FROM volumes WHERE id = $1 AND status = 'deleting'")
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Remove the entry whatever its status (undo of a create whose entry must go).
+pub async fn volume_purge(conn: &mut Conn, id: VolumeId) -> Result<bool> {
+    let r = sqlx::query("DELETE FROM volumes WHERE id = $1")
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Sum of the sizes (GiB) of the volumes placed on a backend.
+pub async fn volume_provisioned_gib(conn: &mut Conn, backend: &str) -> Result<i64> {
+    let gb: i64 =
+        sqlx::query_scalar("SELECT COALESCE(SUM(size), 0) FROM volumes WHERE backend = $1")
+            .bind(backend)
+            .fetch_one(conn)
+            .await?;
+    Ok(gb)
+}
+
+// ---------------------------------------------------------------------------
+// Metadata
+
+pub async fn volume_metadata_get(
+    conn: &mut Conn,
+    id: VolumeId,
+) -> Result<BTreeMap<String, String>> {
+    let rows = sqlx::query("SELECT key, value FROM volume_metadata WHERE volume_id = $1")
+        .bind(id.to_string())
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
+        .collect()
+}
+
+/// Replace all metadata with `items`.
+pub async fn volume_metadata_replace(
+    conn: &mut Conn,
+    id: VolumeId,
+    items: &BTreeMap<String, String>,
+) -> Result<()> {
+    sqlx::query("DELETE FROM volume_metadata WHERE volume_id = $1")
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    volume_metadata_merge(conn, id, items).await
+}
+
+/// Add or overwrite the given keys, keeping the others.
+pub async fn volume_metadata_merge(
+    conn: &mut Conn,
+    id: VolumeId,
+    items: &BTreeMap<String, String>,
+) -> Result<()> {
+    for (k, v) in items {
+        sqlx::query(
+            "INSERT INTO volume_metadata (volume_id, key, value) VALUES ($1, $2, $3)
+             ON CONFLICT (volume_id, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(id.to_string())
+        .bind(k)
+        .bind(v)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Delete one key; returns whether it existed.
+pub async fn volume_metadata_delete(conn: &mut Conn, id: VolumeId, key: &str) -> Result<bool> {
+    let r = sqlx::query("DELETE FROM volume_metadata WHERE volume_id = $1 AND key = $2")
+        .bind(id.to_string())
+        .bind(key)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+// ---------------------------------------------------------------------------
+// Listing
+
+/// Columns a list may be sorted by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    Id,
+    Name,
+    Size,
+    Status,
+    CreatedAt,
+    UpdatedAt,
+    AvailabilityZone,
+    Bootable,
+    Description,
+    ProjectId,
+}
+
+impl SortKey {
+    /// Parse an API sort key (Cinder's spellings, including the `display_*`
+    /// synonyms).
+    pub fn parse(s: &str) -> Option<SortKey> {
+        Some(match s {
+            "id" => SortKey::Id,
+            "name" | "display_name" => SortKey::Name,
+            "size" => SortKey::Size,
+            "status" => SortKey::Status,
+            "created_at" => SortKey::CreatedAt,
+            "updated_at" => SortKey::UpdatedAt,
+            "availability_zone" => SortKey::AvailabilityZone,
+            "bootable" => SortKey::Bootable,
+            "description" | "display_description" => SortKey::Description,
+            "project_id" => SortKey::ProjectId,
+            _ => return None,
+        })
+    }
+
+    /// The SQL expression sorted on; nullable text sorts as the empty string so
+    /// that keyset pagination can compare it.
+    fn expr(self) -> &'static str {
+        match self {
+            SortKey::Id => "id",
+            SortKey::Name => "COALESCE(name, '')",
+            SortKey::Size => "size",
+            SortKey::Status => "status",
+            SortKey::CreatedAt => "created_at",
+            SortKey::UpdatedAt => "COALESCE(updated_at, '')",
+            SortKey::AvailabilityZone => "availability_zone",
+            SortKey::Bootable => "CASE WHEN bootable THEN 1 ELSE 0 END",
+            SortKey::Description => "COALESCE(description, '')",
+            SortKey::ProjectId => "project_id",
+        }
+    }
+
+    fn value(self, v: &Volume) -> SortValue {
+        match self {
+            SortKey::Id => SortValue::Text(v.id.to_string()),
+            SortKey::Name => SortValue::Text(v.name.clone().unwrap_or_default()),
+            SortKey::Size => SortValue::Int(v.size),
+            SortKey::Status => SortValue::Text(v.status.as_str().to_owned()),
+            SortKey::CreatedAt => SortValue::Text(v.created_at.clone()),
+            SortKey::UpdatedAt => SortValue::Text(v.updated_at.clone().unwrap_or_default()),
+            SortKey::AvailabilityZone => SortValue::Text(v.availability_zone.clone()),
+            SortKey::Bootable => SortValue::Int(i64::from(v.bootable)),
+            SortKey::Description => SortValue::Text(v.description.clone().unwrap_or_default()),
+            SortKey::ProjectId => SortValue::Text(v.project_id.clone()),
+        }
+    }
+}
+
+enum SortValue {
+    Text(String),
+    Int(i64),
+}
+
+/// Sort direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortDir {
+    Asc,
+    Desc,
+}
+
+/// Filters, order and page of a volume list.
+#[derive(Clone, Debug, Default)]
+pub struct VolumeQuery {
+    /// Only this project's volumes; `None` lists every project's (admins).
+    pub project_id: Option<String>,
+    pub name: Option<String>,
+    pub status: Option<String>,
+    pub availability_zone: Option<String>,
+    pub bootable: Option<bool>,
+    /// Every pair must be present in the volume's metadata.
+    pub metadata: Vec<(String, String)>,
+    /// Sort keys in priority order; empty means `created_at desc`. `id` is
+    /// always appended as the tie-breaker.
+    pub sort: Vec<(SortKey, SortDir)>,
+    pub limit: Option<i64>,
+    /// Start after this volume (which must match the query's project).
+    pub marker: Option<VolumeId>,
+}
+
+/// A page of volumes; `MarkerNotFound` when the marker names no visible volume.
+pub async fn volume_list(conn: &mut Conn, q: &VolumeQuery) -> Result<Vec<Volume>> {
+    let mut sort = if q.sort.is_empty() {
+        vec![(SortKey::CreatedAt, SortDir::Desc)]
+    } else {
+        q.sort.clone()
+    };
+    if !sort.iter().any(|(k, _)| *k == SortKey::Id) {
+        let last_dir = sort.last().map(|s| s.1).unwrap_or(SortDir::Desc);
+        sort.push((SortKey::Id, last_dir));
+    }
+
+    let mut sql = String::from("SELECT * FROM volumes WHERE 1 = 1");
+    let mut args: Vec<SortValue> = Vec::new();
+    let mut bind = |sql: &mut String, v: SortValue| {
+        args.push(v);
+        sql.push_str(&format!("${}", args.len()));
+    };
+    push_filters(&mut sql, &mut bind, q);
+
+    if let Some(marker) = q.marker {
+        let m = volume_get(conn, marker).await?;
+        let m = match m {
+            Some(m) if q.project_id.as_ref().is_none_or(|p| *p == m.project_id) => m,
+            _ => return Err(StoreError::MarkerNotFound(marker.to_string())),
+        };
+        // Keyset condition: rows strictly after the marker in the sort order.
+        sql.push_str(" AND (");
+        for i in 0..sort.len() {
+            if i > 0 {
+                sql.push_str(" OR ");
+            }
+            sql.push('(');
+            for (k, _) in &sort[..i] {
+                sql.push_str(k.expr());
+                sql.push_str(" = ");
+                bind(&mut sql, k.value(&m));
+                sql.push_str(" AND ");
+            }
+            let (k, dir) = sort[i];
+            sql.push_str(k.expr());
+            sql.push_str(if dir == SortDir::Asc { " > " } else { " < " });
+            bind(&mut sql, k.value(&m));
+            sql.push(')');
+        }
+        sql.push(')');
+    }
+
+    sql.push_str(" ORDER BY ");
+    let order: Vec<String> = sort
+        .iter()
+        .map(|(k, d)| {
+            format!(
+                "{} {}",
+                k.expr(),
+                if *d == SortDir::Asc { "ASC" } else { "DESC" }
+            )
+        })
+        .collect();
+    sql.push_str(&order.join(", "));
+    if let Some(limit) = q.limit {
+        sql.push_str(&format!(" LIMIT {}", limit.max(0)));
+    }
+
+    let mut query = sqlx::query(&sql);
+    for a in &args {
+        query = match a {
+            SortValue::Text(s) => query.bind(s.as_str()),
+            SortValue::Int(i) => query.bind(*i),
+        };
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    let mut vols = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    attach_metadata(conn, &mut vols).await?;
+    Ok(vols)
+}
+
+/// How many volumes match the query's filters (ignoring sort, limit, marker).
+pub async fn volume_count(conn: &mut Conn, q: &VolumeQuery) -> Result<i64> {
+    let mut sql = String::from("SELECT COUNT(*) FROM volumes WHERE 1 = 1");
+    let mut args: Vec<SortValue> = Vec::new();
+    let mut bind = |sql: &mut String, v: SortValue| {
+        args.push(v);
+        sql.push_str(&format!("${}", args.len()));
+    };
+    push_filters(&mut sql, &mut bind, q);
+    let mut query = sqlx::query_scalar::<_, i64>(&sql);
+    for a in &args {
+        query = match a {
+            SortValue::Text(s) => query.bind(s.as_str()),
+            SortValue::Int(i) => query.bind(*i),
+        };
+    }
+    Ok(query.fetch_one(conn).await?)
+}
+
+fn push_filters(sql: &mut String, bind: &mut impl FnMut(&mut String, SortValue), q: &VolumeQuery) {
+    let mut eq = |sql: &mut String, col: &str, v: SortValue| {
+        sql.push_str(&format!(" AND {col} = "));
+        bind(sql, v);
+    };
+    if let Some(p) = &q.project_id {
+        eq(sql, "project_id", SortValue::Text(p.clone()));
+    }
+    if let Some(n) = &q.name {
+        eq(sql, "name", SortValue::Text(n.clone()));
+    }
+    if let Some(s) = &q.status {
+        eq(sql, "status", SortValue::Text(s.clone()));
+    }
+    if let Some(az) = &q.availability_zone {
+        eq(sql, "availability_zone", SortValue::Text(az.clone()));
+    }
+    if let Some(b) = q.bootable {
+        eq(
+            sql,
+            "CASE WHEN bootable THEN 1 ELSE 0 END",
+            SortValue::Int(i64::from(b)),
+        );
+    }
+    for (k, v) in &q.metadata {
+        sql.push_str(" AND EXISTS (SELECT 1 FROM volume_metadata m WHERE m.volume_id = volumes.id AND m.key = ");
+        bind(sql, SortValue::Text(k.clone()));
+        sql.push_str(" AND m.value = ");
+        bind(sql, SortValue::Text(v.clone()));
+        sql.push(')');
+    }
+}
+
+async fn attach_metadata(conn: &mut Conn, vols: &mut [Volume]) -> Result<()> {
+    if vols.is_empty() {
+        return Ok(());
+    }
+    let placeholders: Vec<String> = (1..=vols.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT volume_id, key, value FROM volume_metadata WHERE volume_id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for v in vols.iter() {
+        query = query.bind(v.id.to_string());
+    }
+    let rows = query.fetch_all(conn).await?;
+    let mut by_id: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for r in rows {
+        by_id
+            .entry(r.try_get("volume_id")?)
+            .or_default()
+            .insert(r.try_get("key")?, r.try_get("value")?);
+    }
+    for v in vols.iter_mut() {
+        if let Some(m) = by_id.remove(&v.id.to_string()) {
+            v.metadata = m;
+        }
+    }
+    Ok(())
+}
+
+/// Every volume (for invariant checks and recovery), without metadata.
+pub async fn volume_list_all(conn: &mut Conn) -> Result<Vec<Volume>> {
+    let rows = sqlx::query("SELECT * FROM volumes ORDER BY created_at, id")
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Count, total size and the union of metadata of the volumes a query matches
+/// (`GET /volumes/summary`).
+pub async fn volume_summary(
+    conn: &mut Conn,
+    project: Option<&str>,
+) -> Result<(i64, i64, BTreeMap<String, Vec<String>>)> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS gb FROM volumes
+         WHERE ($1 IS NULL OR project_id = $1)",
+    )
+    .bind(project)
+    .fetch_one(&mut *conn)
+    .await?;
+    let rows = sqlx::query(
+        "SELECT DISTINCT m.key, m.value FROM volume_metadata m JOIN volumes v ON v.id = m.volume_id
+         WHERE ($1 IS NULL OR v.project_id = $1) ORDER BY m.key, m.value",
+    )
+    .bind(project)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut meta: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in rows {
+        meta.entry(r.try_get("key")?)
+            .or_default()
+            .push(r.try_get("value")?);
+    }
+    Ok((row.try_get("n")?, row.try_get("gb")?, meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+
+    fn new_volume(project: &str, name: &str, size: i64) -> NewVolume {
+        NewVolume {
+            id: VolumeId::new(),
+            project_id: project.into(),
+            user_id: "u".into(),
+            name: Some(name.into()),
+            description: None,
+            size,
+            status: VolumeStatus::Creating,
+            bootable: false,
+            multiattach: false,
+            availability_zone: "nova".into(),
+            volume_type_id: crate::volume_types::DEFAULT_TYPE_ID.parse().unwrap(),
+            snapshot_id: None,
+            source_volid: None,
+            reservation_id: None,
+            last_flow_id: None,
+            metadata: [("k".to_string(), name.to_string())].into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn conditional_status_changes_apply_once() {
+        let (s, _d) = testing::store().await;
+        let mut tx = s.begin().await.unwrap();
+        let v = new_volume("p", "a", 1);
+        volume_create(&mut tx, &v).await.unwrap();
+        assert!(matches!(
+            volume_create(&mut tx, &v).await,
+            Err(StoreError::Duplicate(_))
+        ));
+        use VolumeStatus::*;
+        assert!(
+            !volume_set_status(&mut tx, v.id, &[Available], Deleting)
+                .await
+                .unwrap()
+        );
+        assert!(volume_mark_available(&mut tx, v.id).await.unwrap());
+        assert!(!volume_mark_available(&mut tx, v.id).await.unwrap());
+        assert!(
+            volume_set_status(&mut tx, v.id, &[Available, Error], Deleting)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !volume_set_status(&mut tx, v.id, &[Available, Error], Deleting)
+                .await
+                .unwrap()
+        );
+        assert!(volume_delete(&mut tx, v.id).await.unwrap());
+        assert!(volume_get(&mut tx, v.id).await.unwrap().is_none());
+        assert!(volume_metadata_get(&mut tx, v.id).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn list_filters_sorts_and_pages_with_a_marker() {
+        let (s, _d) = testing::store().await;
+        let mut tx = s.begin().await.unwrap();
+        let mut ids = Vec::new();
+        for (i, name) in ["c", "a", "b", "a", "d"].iter().enumerate() {
+            let v = new_volume(if i == 4 { "other" } else { "p" }, name, i as i64 + 1);
+            ids.push(v.id);
+            volume_create(&mut tx, &v).await.unwrap();
+        }
+        let q = |sort: Vec<(SortKey, SortDir)>, limit, marker| VolumeQuery {
+            project_id: Some("p".into()),
+            sort,
+            limit,
+            marker,
+            ..Default::default()
+        };
+        let names = |vs: &[Volume]| {
+            vs.iter()
+                .map(|v| v.name.clone().unwrap())
+                .collect::<Vec<_>>()
+        };
+        let all = volume_list(&mut tx, &q(vec![(SortKey::Name, SortDir::Asc)], None, None))
+            .await
+            .unwrap();
+        assert_eq!(names(&all), ["a", "a", "b", "c"]);
+        assert_eq!(all[0].metadata["k"], "a");
+        // Walk the same order two at a time with markers; nothing repeats or is lost.
+        let mut seen = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = volume_list(
+                &mut tx,
+                &q(vec![(SortKey::Name, SortDir::Asc)], Some(2), marker),
+            )
+            .await
+            .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            marker = page.last().map(|v| v.id);
+            seen.extend(page);
+        }
+        assert_eq!(
+            seen.iter().map(|v| v.id).collect::<Vec<_>>(),
+            all.iter().map(|v| v.id).collect::<Vec<_>>()
+        );
+        // Descending size.
+        let by_size = volume_list(
+            &mut tx,
+            &q(vec![(SortKey::Size, SortDir::Desc)], None, None),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            by_size.iter().map(|v| v.size).collect::<Vec<_>>(),
+            [4, 3, 2, 1]
+        );
+        // Filters.
+        let only_a = VolumeQuery {
+            project_id: Some("p".into()),
+            name: Some("a".into()),
+            ..Default::default()
+        };
+        assert_eq!(volume_list(&mut tx, &only_a).await.unwrap().len(), 2);
+        assert_eq!(volume_count(&mut tx, &only_a).await.unwrap(), 2);
+        let meta = VolumeQuery {
+            project_id: Some("p".into()),
+            metadata: vec![("k".into(), "b".into())],
+            ..Default::default()
+        };
+        assert_eq!(names(&volume_list(&mut tx, &meta).await.unwrap()), ["b"]);
+        // Another project's volume is not a valid marker.
+        let err = volume_list(&mut tx, &q(vec![], None, Some(ids[4])))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::MarkerNotFound(_)));
+        // Admin view sees every project.
+        assert_eq!(
+            volume_list(&mut tx, &VolumeQuery::default())
+                .await
+                .unwrap()
+                .len(),
+            5
+        );
+        let (n, gb, meta) = volume_summary(&mut tx, Some("p")).await.unwrap();
+        assert_eq!((n, gb), (4, 10));
+        assert_eq!(meta["k"], ["a", "b", "c"]);
+    }
+}
