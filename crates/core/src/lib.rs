@@ -1,1 +1,255 @@
-//! placeholder
+//! The application layer: what Scoria does, independent of how it is asked.
+//!
+//! One module per resource ([`volumes`], [`quotas`], [`identity`], …). Each
+//! public operation takes the caller's [`Context`], authorizes it against the
+//! policy table, validates the request, and either answers from the store or
+//! starts a flow (one file per flow under [`flows`]) and waits for the step
+//! after which the answer is known. Errors are the transport-agnostic
+//! [`Error`]; the HTTP layer turns them into Cinder fault bodies.
+//!
+//! [`App`] owns the shared services: the store, the backends (storage
+//! drivers), the flow engine, the configuration.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use scoria_failpoints::Failpoints;
+use scoria_flows::{Engine, EngineOptions};
+use scoria_storage::{DynDriver, Format};
+use scoria_store::{Store, StoreOptions};
+
+pub mod context;
+pub mod error;
+pub mod flows;
+pub mod identity;
+pub mod invariants;
+pub mod quotas;
+pub mod scheduler;
+pub mod volume_types;
+pub mod volumes;
+
+pub use context::{Context, Op};
+
+/// Bytes in a GiB, as a float (capacity arithmetic).
+pub(crate) const GIB_F: f64 = (1u64 << 30) as f64;
+pub use error::{Error, Result};
+
+/// How a backend stores its images.
+#[derive(Clone, Debug)]
+pub enum DriverConfig {
+    /// Files in a directory (qcow2 or raw), made with qemu-img.
+    File { path: PathBuf, fsync: bool },
+    /// An in-memory map, for tests of logic only.
+    Memory { capacity_gib: u64 },
+}
+
+/// One backend (Cinder's "volume backend" / storage pool).
+#[derive(Clone, Debug)]
+pub struct BackendConfig {
+    pub name: String,
+    pub driver: DriverConfig,
+    /// Format of new volumes.
+    pub format: Format,
+    pub availability_zone: String,
+    /// Thin provisioning: how many times the free space may be promised.
+    pub max_over_subscription_ratio: f64,
+    /// Percent of the total space kept free.
+    pub reserved_percentage: u8,
+}
+
+/// Everything the application layer needs to start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the database lives (`scoria.db` inside it).
+    pub data_dir: PathBuf,
+    pub store: StoreOptions,
+    pub backends: Vec<BackendConfig>,
+    /// Lifetime of issued tokens.
+    pub token_ttl: Duration,
+    /// The public base URL of this server (for catalogs and links), e.g.
+    /// `http://127.0.0.1:8776`.
+    pub public_url: String,
+    /// Region name in the catalog.
+    pub region: String,
+    /// Admin account created on first start.
+    pub admin_user: String,
+    pub admin_project: String,
+    /// `None`: generate one on first start.
+    pub admin_password: Option<String>,
+}
+
+impl Config {
+    /// Defaults for a data directory: one qcow2 file backend inside it.
+    pub fn with_data_dir(data_dir: PathBuf) -> Config {
+        Config {
+            backends: vec![BackendConfig {
+                name: "file".into(),
+                driver: DriverConfig::File {
+                    path: data_dir.join("volumes"),
+                    fsync: true,
+                },
+                format: Format::Qcow2,
+                availability_zone: "nova".into(),
+                max_over_subscription_ratio: 20.0,
+                reserved_percentage: 0,
+            }],
+            data_dir,
+            store: StoreOptions::default(),
+            token_ttl: Duration::from_secs(3600),
+            public_url: "http://127.0.0.1:8776".into(),
+            region: "RegionOne".into(),
+            admin_user: "admin".into(),
+            admin_project: "admin".into(),
+            admin_password: None,
+        }
+    }
+}
+
+/// A backend in service: its configuration and its driver.
+#[derive(Debug)]
+pub struct Backend {
+    pub config: BackendConfig,
+    pub driver: DynDriver,
+}
+
+/// What flows' steps use: the store, the backends, the failpoints.
+#[derive(Debug)]
+pub struct Env {
+    pub store: Store,
+    pub backends: BTreeMap<String, Arc<Backend>>,
+    pub fp: Arc<Failpoints>,
+}
+
+impl Env {
+    pub fn backend(&self, name: &str) -> Result<&Arc<Backend>> {
+        self.backends.get(name).ok_or_else(|| Error::Internal {
+            message: format!("backend {name} is not configured"),
+            source: None,
+        })
+    }
+
+    /// Availability zones offered by the backends.
+    pub fn availability_zones(&self) -> Vec<String> {
+        let mut zones: Vec<String> = self
+            .backends
+            .values()
+            .map(|b| b.config.availability_zone.clone())
+            .collect();
+        zones.sort();
+        zones.dedup();
+        zones
+    }
+}
+
+/// The running application. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub env: Arc<Env>,
+    pub engine: Engine<Env>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Open the store (migrating it), bring up the backends, register the flows
+    /// and resume every flow a previous run left unfinished.
+    pub async fn open(config: Config, fp: Arc<Failpoints>) -> Result<App> {
+        Self::open_with(config, fp, EngineOptions::default()).await
+    }
+
+    /// As [`App::open`], with engine options (tests).
+    pub async fn open_with(
+        config: Config,
+        fp: Arc<Failpoints>,
+        options: EngineOptions,
+    ) -> Result<App> {
+        let app = Self::assemble(config, fp, options).await?;
+        identity::bootstrap(&app).await?;
+        let resumed = app.engine.resume_all().await?;
+        if !resumed.is_empty() {
+            tracing::info!(count = resumed.len(), "resumed unfinished flows");
+        }
+        Ok(app)
+    }
+
+    /// Open the store and the backends and register the flows, without
+    /// bootstrapping identity or resuming anything (the generic flow tests
+    /// resume by hand).
+    pub async fn assemble(
+        config: Config,
+        fp: Arc<Failpoints>,
+        options: EngineOptions,
+    ) -> Result<App> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            Error::internal(
+                format!("cannot create data directory {}", config.data_dir.display()),
+                e,
+            )
+        })?;
+        let store = Store::open(&config.data_dir.join("scoria.db"), &config.store).await?;
+        let mut backends = BTreeMap::new();
+        for b in &config.backends {
+            let driver: DynDriver = match &b.driver {
+                DriverConfig::File { path, fsync } => Arc::new(
+                    scoria_storage::file::FileDriver::new(
+                        path.clone(),
+                        fp.clone(),
+                        scoria_storage::file::FileOptions {
+                            fsync: *fsync,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(|e| Error::internal(format!("backend {} cannot start", b.name), e))?,
+                ),
+                DriverConfig::Memory { capacity_gib } => {
+                    Arc::new(scoria_storage::memory::MemoryDriver::with_capacity(
+                        fp.clone(),
+                        scoria_storage::Capacity {
+                            total: capacity_gib * scoria_model::volume::GIB,
+                            free: capacity_gib * scoria_model::volume::GIB,
+                        },
+                    ))
+                }
+            };
+            backends.insert(
+                b.name.clone(),
+                Arc::new(Backend {
+                    config: b.clone(),
+                    driver,
+                }),
+            );
+        }
+        let env = Arc::new(Env {
+            store: store.clone(),
+            backends,
+            fp: fp.clone(),
+        });
+        let engine = Engine::new(store, env.clone(), fp, options);
+        flows::register(&engine);
+        Ok(App {
+            config: Arc::new(config),
+            env,
+            engine,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.env.store
+    }
+
+    /// Stop at the next step boundary; unfinished flows resume at next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.engine.shutdown(grace).await;
+        self.env.store.close().await;
+    }
+}

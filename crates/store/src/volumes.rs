@@ -191,22 +191,26 @@ pub async fn volume_commit_quota(conn: &mut Conn, id: VolumeId) -> Result<bool> 
     Ok(r.rows_affected() == 1)
 }
 
-/// Record where the volume's data lives. Only while `creating`.
+/// Record where the volume's data lives (and the zone of that backend). Only
+/// while `creating`.
 pub async fn volume_place(
     conn: &mut Conn,
     id: VolumeId,
     backend: &str,
     location: &str,
     format: &str,
+    availability_zone: &str,
 ) -> Result<bool> {
     let r = sqlx::query(
-        "UPDATE volumes SET backend = $2, location = $3, format = $4, updated_at = $5
+        "UPDATE volumes SET backend = $2, location = $3, format = $4, availability_zone = $5,
+                updated_at = $6
          WHERE id = $1 AND status = 'creating'",
     )
     .bind(id.to_string())
     .bind(backend)
     .bind(location)
     .bind(format)
+    .bind(availability_zone)
     .bind(now())
     .execute(conn)
     .await?;

@@ -1,0 +1,34 @@
+//! The concrete flows, one file each: parameters, steps with their undo, tests.
+//!
+//! Every flow follows Cinder's shapes (validate → reserve quota → create the entry
+//! → commit quota → place → act on the backend → mark the result) and passes the
+//! generic flow tests of `scoria_flows::testkit` on the real file backend.
+
+use scoria_flows::{Engine, StepError};
+use scoria_storage::StorageError;
+
+use crate::Env;
+use crate::error::Error;
+
+pub mod volume_create;
+pub mod volume_delete;
+pub mod volume_extend;
+
+/// Make every flow kind resumable.
+pub fn register(engine: &Engine<Env>) {
+    engine.register::<volume_create::VolumeCreate>();
+    engine.register::<volume_delete::VolumeDelete>();
+    engine.register::<volume_extend::VolumeExtend>();
+}
+
+/// A storage failure as a step error: the user reads `what failed`, the log
+/// gets the driver's detail.
+pub(crate) fn storage_error(what: &str, e: StorageError) -> StepError {
+    if e.is_crash() {
+        return StepError::new(e);
+    }
+    StepError::new(Error::internal(format!("The backend failed to {what}."), e))
+}
+
+#[cfg(all(test, feature = "failpoints"))]
+pub(crate) mod testing;

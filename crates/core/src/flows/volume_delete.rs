@@ -1,0 +1,206 @@
+//! Delete a volume.
+//!
+//! ```text
+//!  begin_delete ─────────────► delete_on_backend ─► remove_entry
+//!   checks the rules, moves     removes the image    drops the entry: its
+//!   the volume to `deleting`    (gone = success)     quota usage goes with it
+//!   undo: back to the prior
+//!   status, or `error_deleting`
+//!   once the backend was touched
+//! ```
+//!
+//! Refused (before anything changes) while the volume is attached, in a
+//! transitional status, owned by another running flow, or (without `force`) in
+//! a status Cinder does not delete from. `force` (admins) deletes from any
+//! status except attached, and supersedes flows left `stuck` on the volume,
+//! releasing what they held.
+
+use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
+use scoria_model::VolumeId;
+use scoria_model::flow::FlowState;
+use scoria_model::volume::{AttachStatus, VolumeStatus};
+use scoria_store::{Conn, flows as flow_store, quotas, volumes};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::Error;
+use crate::{Env, flows::storage_error};
+
+pub struct VolumeDelete;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Params {
+    pub volume_id: VolumeId,
+    /// The caller's project; `None` for an admin acting on any project.
+    pub project_id: Option<String>,
+    pub force: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Begun {
+    prior_status: VolumeStatus,
+    backend: Option<String>,
+    location: Option<String>,
+}
+
+impl Flow for VolumeDelete {
+    const KIND: &'static str = "volume_delete";
+    type Params = Params;
+    type Env = Env;
+
+    fn steps() -> Vec<Step<Self>> {
+        vec![
+            Step::db("begin_delete", |cx, c| Box::pin(begin_delete(cx, c)))
+                .undo_db(|cx, c| Box::pin(abort_delete(cx, c))),
+            Step::external("delete_on_backend", |cx| Box::pin(delete_on_backend(cx))),
+            Step::db("remove_entry", |cx, c| Box::pin(remove_entry(cx, c))),
+        ]
+    }
+
+    fn meta(p: &Params) -> FlowMeta {
+        FlowMeta {
+            resource_type: Some("volume"),
+            resource_id: Some(p.volume_id.to_string()),
+            project_id: p.project_id.clone(),
+        }
+    }
+}
+
+/// Cinder's explanation of when a volume may be deleted.
+pub const NOT_DELETABLE: &str = "Invalid volume: Volume status must be available or error or error_restoring or error_extending and must not be migrating, attached, belong to a group, have snapshots or be awaiting a transfer.";
+
+async fn begin_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, StepError> {
+    let p = &cx.params;
+    let v = volumes::volume_get(c, p.volume_id).await?;
+    let v = match v {
+        Some(v)
+            if p.project_id
+                .as_ref()
+                .is_none_or(|proj| *proj == v.project_id) =>
+        {
+            v
+        }
+        _ => return Err(Error::volume_not_found(p.volume_id).into()),
+    };
+    if v.attach_status != AttachStatus::Detached {
+        return Err(Error::InvalidState(format!(
+            "{NOT_DELETABLE} (volume {} is {}).",
+            v.id, v.attach_status
+        ))
+        .into());
+    }
+    let others: Vec<_> = flow_store::flow_list_unsettled_for(c, &v.id.to_string())
+        .await?
+        .into_iter()
+        .filter(|f| f.id != cx.flow_id)
+        .collect();
+    if let Some(f) = others.iter().find(|f| f.state.is_active()) {
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: Volume {} has an operation in progress ({}, {}).",
+            v.id, f.kind, f.state
+        ))
+        .into());
+    }
+    if !p.force {
+        if !VolumeStatus::DELETABLE.contains(&v.status) {
+            return Err(Error::InvalidState(format!(
+                "{NOT_DELETABLE} (volume {} is {}).",
+                v.id, v.status
+            ))
+            .into());
+        }
+        if !others.is_empty() {
+            return Err(Error::InvalidState(format!(
+                "Invalid volume: an operation on volume {} is stuck; an administrator must force-delete it.",
+                v.id
+            ))
+            .into());
+        }
+    }
+    // A forced delete settles the stuck flows on the volume: what they held
+    // (reservations) is released, and they are recorded as failed.
+    for f in &others {
+        quotas::reservation_release_flow(c, f.id).await?;
+        flow_store::flow_set_state(
+            c,
+            f.id,
+            FlowState::Failed,
+            None,
+            Some("superseded by a forced delete"),
+        )
+        .await?;
+    }
+    let moved = volumes::volume_set_status_by_flow(
+        c,
+        v.id,
+        &[v.status],
+        VolumeStatus::Deleting,
+        Some(&cx.flow_id.to_string()),
+    )
+    .await?;
+    if !moved {
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: volume {} changed status.",
+            v.id
+        ))
+        .into());
+    }
+    let begun = Begun {
+        prior_status: v.status,
+        backend: v.backend,
+        location: v.location,
+    };
+    serde_json::to_value(begun).map_err(|e| StepError::msg(e.to_string()))
+}
+
+/// Undo of `begin_delete`: once the backend step has run (or failed half way)
+/// the image may be gone, so the volume is left `error_deleting` for an admin;
+/// a failure before it puts the prior status back.
+async fn abort_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<(), StepError> {
+    let begun: Begun = cx.output("begin_delete")?;
+    let touched = cx.output_opt::<Value>("delete_on_backend").is_some()
+        || cx.failure().is_some_and(|f| f.step == "delete_on_backend");
+    let to = if touched {
+        VolumeStatus::ErrorDeleting
+    } else {
+        begun.prior_status
+    };
+    volumes::volume_set_status(c, cx.params.volume_id, &[VolumeStatus::Deleting], to).await?;
+    Ok(())
+}
+
+async fn delete_on_backend(cx: &Cx<VolumeDelete>) -> Result<Value, StepError> {
+    let begun: Begun = cx.output("begin_delete")?;
+    if let (Some(backend), Some(location)) = (begun.backend, begun.location) {
+        cx.env
+            .backend(&backend)?
+            .driver
+            .delete(&location)
+            .await
+            .map_err(|e| storage_error("delete the volume", e))?;
+    }
+    Ok(Value::Null)
+}
+
+async fn remove_entry(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, StepError> {
+    if !volumes::volume_delete(c, cx.params.volume_id).await? {
+        return Err(Error::InvalidState(format!(
+            "Volume {} is no longer being deleted.",
+            cx.params.volume_id
+        ))
+        .into());
+    }
+    Ok(json!(true))
+}
+
+#[cfg(all(test, feature = "failpoints"))]
+mod tests {
+    use crate::flows::testing::{self, Prepare};
+
+    #[tokio::test]
+    async fn passes_the_generic_flow_tests_on_the_file_backend() {
+        let report = testing::generic("volume_delete", Prepare::AvailableVolume).await;
+        println!("volume_delete: {report:?}");
+        assert!(report.crash_points >= 5, "{report:?}");
+    }
+}

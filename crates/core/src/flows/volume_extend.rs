@@ -1,0 +1,196 @@
+//! Extend (grow) a volume.
+//!
+//! ```text
+//!  begin_extend ─────────► reserve_quota ─► extend_on_backend ─► finish_extend
+//!   `available` →          +Δ GiB held       grows the image      new size, `available`,
+//!   `extending`            undo: release     (already that big    reservation released:
+//!   undo: `available`,                        = success)          usage = the new size
+//!   or `error_extending`
+//!   once the backend was touched
+//! ```
+//!
+//! The API answers 202 once the quota is reserved; a bad status or size (400)
+//! and an exceeded quota (413) are answered synchronously and change nothing.
+
+use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
+use scoria_model::VolumeId;
+use scoria_model::quota::QuotaResource;
+use scoria_model::volume::{GIB, VolumeStatus};
+use scoria_store::{Conn, quotas, volumes};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::Error;
+use crate::{Env, flows::storage_error};
+
+pub struct VolumeExtend;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Params {
+    pub volume_id: VolumeId,
+    /// The caller's project; `None` for an admin acting on any project.
+    pub project_id: Option<String>,
+    /// GiB.
+    pub new_size: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Begun {
+    project_id: String,
+    old_size: i64,
+    backend: Option<String>,
+    location: Option<String>,
+}
+
+impl Flow for VolumeExtend {
+    const KIND: &'static str = "volume_extend";
+    type Params = Params;
+    type Env = Env;
+
+    fn steps() -> Vec<Step<Self>> {
+        vec![
+            Step::db("begin_extend", |cx, c| Box::pin(begin_extend(cx, c)))
+                .undo_db(|cx, c| Box::pin(abort_extend(cx, c))),
+            Step::db("reserve_quota", |cx, c| Box::pin(reserve_quota(cx, c)))
+                .undo_db(|cx, c| Box::pin(release_quota(cx, c))),
+            Step::external("extend_on_backend", |cx| Box::pin(extend_on_backend(cx))),
+            Step::db("finish_extend", |cx, c| Box::pin(finish_extend(cx, c))),
+        ]
+    }
+
+    fn meta(p: &Params) -> FlowMeta {
+        FlowMeta {
+            resource_type: Some("volume"),
+            resource_id: Some(p.volume_id.to_string()),
+            project_id: p.project_id.clone(),
+        }
+    }
+}
+
+async fn begin_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, StepError> {
+    let p = &cx.params;
+    let v = volumes::volume_get(c, p.volume_id).await?;
+    let v = match v {
+        Some(v)
+            if p.project_id
+                .as_ref()
+                .is_none_or(|proj| *proj == v.project_id) =>
+        {
+            v
+        }
+        _ => return Err(Error::volume_not_found(p.volume_id).into()),
+    };
+    if !VolumeStatus::EXTENDABLE.contains(&v.status) {
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: Volume {} status must be available to extend, but current status is: {}.",
+            v.id, v.status
+        ))
+        .into());
+    }
+    if p.new_size <= v.size {
+        return Err(Error::Invalid(format!(
+            "Invalid input received: New size for extend must be greater than current size. (current: {}, extended: {}).",
+            v.size, p.new_size
+        ))
+        .into());
+    }
+    let moved = volumes::volume_set_status_by_flow(
+        c,
+        v.id,
+        &[VolumeStatus::Available],
+        VolumeStatus::Extending,
+        Some(&cx.flow_id.to_string()),
+    )
+    .await?;
+    if !moved {
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: volume {} changed status.",
+            v.id
+        ))
+        .into());
+    }
+    let begun = Begun {
+        project_id: v.project_id,
+        old_size: v.size,
+        backend: v.backend,
+        location: v.location,
+    };
+    serde_json::to_value(begun).map_err(|e| StepError::msg(e.to_string()))
+}
+
+/// Undo of `begin_extend`: once the backend step has run (or failed half way)
+/// the image may be bigger than the entry says, so the volume is left
+/// `error_extending`; a failure before it puts `available` back.
+async fn abort_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<(), StepError> {
+    let touched = cx.output_opt::<Value>("extend_on_backend").is_some()
+        || cx.failure().is_some_and(|f| f.step == "extend_on_backend");
+    let to = if touched {
+        VolumeStatus::ErrorExtending
+    } else {
+        VolumeStatus::Available
+    };
+    volumes::volume_set_status(c, cx.params.volume_id, &[VolumeStatus::Extending], to).await?;
+    Ok(())
+}
+
+async fn reserve_quota(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, StepError> {
+    let begun: Begun = cx.output("begin_extend")?;
+    let delta = cx.params.new_size - begun.old_size;
+    quotas::quota_reserve(
+        c,
+        cx.flow_id,
+        &begun.project_id,
+        &[(QuotaResource::Gigabytes, delta)],
+        Some(cx.params.new_size),
+    )
+    .await
+    .map_err(Error::from)?;
+    Ok(json!(delta))
+}
+
+async fn release_quota(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<(), StepError> {
+    quotas::reservation_release_flow(c, cx.flow_id).await?;
+    Ok(())
+}
+
+async fn extend_on_backend(cx: &Cx<VolumeExtend>) -> Result<Value, StepError> {
+    let begun: Begun = cx.output("begin_extend")?;
+    let (Some(backend), Some(location)) = (begun.backend, begun.location) else {
+        return Err(Error::InvalidState(format!(
+            "Volume {} has no data to extend.",
+            cx.params.volume_id
+        ))
+        .into());
+    };
+    cx.env
+        .backend(&backend)?
+        .driver
+        .extend(&location, cx.params.new_size as u64 * GIB)
+        .await
+        .map_err(|e| storage_error("extend the volume", e))?;
+    Ok(Value::Null)
+}
+
+async fn finish_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, StepError> {
+    quotas::reservation_release_flow(c, cx.flow_id).await?;
+    if !volumes::volume_finish_extend(c, cx.params.volume_id, cx.params.new_size).await? {
+        return Err(Error::InvalidState(format!(
+            "Volume {} is no longer being extended.",
+            cx.params.volume_id
+        ))
+        .into());
+    }
+    Ok(Value::Null)
+}
+
+#[cfg(all(test, feature = "failpoints"))]
+mod tests {
+    use crate::flows::testing::{self, Prepare};
+
+    #[tokio::test]
+    async fn passes_the_generic_flow_tests_on_the_file_backend() {
+        let report = testing::generic("volume_extend", Prepare::AvailableVolume).await;
+        println!("volume_extend: {report:?}");
+        assert!(report.crash_points >= 5, "{report:?}");
+    }
+}
