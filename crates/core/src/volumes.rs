@@ -1,1 +1,467 @@
-//! TODO
+//! Volumes: create, read, list, change, delete, extend.
+//!
+//! Each operation authorizes the caller, validates the request, then either
+//! answers from the store or starts a flow and waits for the step after which
+//! the answer is known (the quota commit of a create, the first step of a delete
+//! or an extend): what the client is told has been made durable, and whatever
+//! is left runs on in the background and survives a restart.
+
+use std::collections::BTreeMap;
+
+use scoria_flows::Outcome;
+use scoria_model::flow::{FlowState, Progress};
+use scoria_model::volume::{
+    AttachStatus, MAX_DESCRIPTION_LEN, MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN, MAX_NAME_LEN,
+    MAX_VOLUME_GIB, VolumeStatus,
+};
+use scoria_model::{VolumeId, VolumeTypeId};
+use scoria_store::volumes::{self as store, SortDir, SortKey, Volume, VolumeQuery};
+use scoria_store::{Conn, flows as flow_store, volume_types};
+
+use crate::context::{Context, Op};
+use crate::error::{Error, Result, from_outcome};
+use crate::flows::{volume_create, volume_delete, volume_extend};
+use crate::App;
+
+/// A volume as the API shows it: the record, its type's name, and the progress
+/// of the last operation on it.
+#[derive(Clone, Debug)]
+pub struct VolumeView {
+    pub volume: Volume,
+    pub volume_type_name: String,
+    pub progress: Option<Progress>,
+}
+
+/// A create request, as parsed from the API.
+#[derive(Clone, Debug, Default)]
+pub struct CreateRequest {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub size: i64,
+    pub availability_zone: Option<String>,
+    /// Name or id of a volume type; the default type when absent.
+    pub volume_type: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub bootable: bool,
+    pub multiattach: bool,
+}
+
+/// List filters and paging, as parsed from the API.
+#[derive(Clone, Debug, Default)]
+pub struct ListRequest {
+    /// Admins only: every project (or `project_id` when given).
+    pub all_projects: bool,
+    pub project_id: Option<String>,
+    pub name: Option<String>,
+    pub status: Option<String>,
+    pub availability_zone: Option<String>,
+    pub bootable: Option<bool>,
+    pub metadata: Vec<(String, String)>,
+    pub sort: Vec<(SortKey, SortDir)>,
+    pub limit: Option<i64>,
+    pub marker: Option<VolumeId>,
+    pub with_count: bool,
+}
+
+/// Page of volumes and, when asked, the number matching the filters.
+#[derive(Clone, Debug)]
+pub struct ListResult {
+    pub volumes: Vec<VolumeView>,
+    pub count: Option<i64>,
+}
+
+/// Check user-supplied text against Cinder's limits.
+pub fn validate_text(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.chars().count() > max {
+        return Err(Error::Invalid(format!(
+            "Invalid input for field/attribute {field}. Value: {}... is longer than {max} characters.",
+            value.chars().take(16).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+/// Check metadata keys and values against Cinder's limits.
+pub fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in metadata {
+        if k.is_empty() {
+            return Err(Error::Invalid("Invalid input received: Metadata property key blank.".into()));
+        }
+        if k.chars().count() > MAX_METADATA_KEY_LEN {
+            return Err(Error::Invalid(format!(
+                "Invalid input received: Metadata property key {}... is longer than {MAX_METADATA_KEY_LEN} characters.",
+                k.chars().take(16).collect::<String>()
+            )));
+        }
+        if v.chars().count() > MAX_METADATA_VALUE_LEN {
+            return Err(Error::Invalid(format!(
+                "Invalid input received: Metadata property value for key {k} is longer than {MAX_METADATA_VALUE_LEN} characters."
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn validate_size(size: i64) -> Result<()> {
+    if size <= 0 {
+        return Err(Error::Invalid(format!(
+            "Invalid input received: Volume size '{size}' must be an integer and greater than 0."
+        )));
+    }
+    if size > MAX_VOLUME_GIB {
+        return Err(Error::Invalid(format!(
+            "Invalid input received: Volume size {size}G is larger than the largest volume Scoria makes ({MAX_VOLUME_GIB}G)."
+        )));
+    }
+    Ok(())
+}
+
+/// Find a volume type by id or name, as visible to the caller.
+pub(crate) async fn resolve_type(conn: &mut Conn, ctx: &Context, wanted: Option<&str>) -> Result<(VolumeTypeId, String)> {
+    let t = match wanted {
+        None => volume_types::volume_type_get(conn, volume_types::DEFAULT_TYPE_ID.parse().map_err(|e| Error::internal("default type id", e))?).await?,
+        Some(w) => match w.parse::<VolumeTypeId>() {
+            Ok(id) => volume_types::volume_type_get(conn, id).await?,
+            Err(_) => volume_types::volume_type_get_by_name(conn, w).await?,
+        },
+    };
+    let visible = |t: &volume_types::VolumeType| t.is_public || ctx.is_admin();
+    match t {
+        Some(t) if visible(&t) => Ok((t.id, t.name)),
+        _ => Err(match wanted {
+            Some(w) if w.parse::<VolumeTypeId>().is_ok() => Error::NotFound(format!("Volume type {w} could not be found.")),
+            Some(w) => Error::NotFound(format!("Volume type with name {w} could not be found.")),
+            None => Error::NotFound("The default volume type could not be found.".into()),
+        }),
+    }
+}
+
+/// Create a volume. Returns once its quota is committed (status `creating`).
+pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<VolumeView> {
+    ctx.authorize(Op::VolumeCreate)?;
+    let project = ctx.project()?.clone();
+    validate_size(req.size)?;
+    if let Some(n) = &req.name {
+        validate_text("name", n, MAX_NAME_LEN)?;
+    }
+    if let Some(d) = &req.description {
+        validate_text("description", d, MAX_DESCRIPTION_LEN)?;
+    }
+    validate_metadata(&req.metadata)?;
+    let zones = app.env.availability_zones();
+    if let Some(az) = &req.availability_zone
+        && !zones.contains(az)
+    {
+        return Err(Error::Invalid(format!("Availability zone '{az}' is invalid.")));
+    }
+    let default_zone = zones.first().cloned().unwrap_or_else(|| "nova".into());
+    let (type_id, _) = {
+        let mut conn = app.store().read().await?;
+        resolve_type(&mut conn, ctx, req.volume_type.as_deref()).await?
+    };
+    let id = VolumeId::new();
+    let params = volume_create::Params {
+        volume_id: id,
+        project_id: project.0.clone(),
+        user_id: ctx.user_id.0.clone(),
+        name: req.name,
+        description: req.description,
+        size: req.size,
+        availability_zone: req.availability_zone,
+        default_zone,
+        bootable: req.bootable,
+        multiattach: req.multiattach,
+        volume_type_id: type_id,
+        metadata: req.metadata,
+    };
+    let handle = app.engine.start::<volume_create::VolumeCreate>(params)?;
+    handle.wait_step("commit_quota").await.map_err(from_outcome)?;
+    get_unchecked(app, id).await
+}
+
+async fn get_unchecked(app: &App, id: VolumeId) -> Result<VolumeView> {
+    let mut conn = app.store().read().await?;
+    let v = store::volume_get(&mut conn, id).await?.ok_or_else(|| Error::volume_not_found(id))?;
+    let mut views = views(&mut conn, vec![v]).await?;
+    views.pop().ok_or_else(|| Error::volume_not_found(id))
+}
+
+/// Parse a volume id from a URL segment: anything that is not a UUID names no
+/// volume (404, as Cinder answers for `volumes/None`).
+pub fn parse_id(s: &str) -> Result<VolumeId> {
+    s.parse::<VolumeId>().map_err(|_| Error::volume_not_found(s))
+}
+
+/// Load a volume the caller may see: their project's, or any for an admin.
+/// Another project's volume is reported absent.
+pub(crate) async fn visible(conn: &mut Conn, ctx: &Context, id: VolumeId) -> Result<Volume> {
+    let v = store::volume_get(conn, id).await?;
+    match v {
+        Some(v) if ctx.is_admin() || ctx.project_id.as_ref().is_some_and(|p| p.0 == v.project_id) => Ok(v),
+        _ => Err(Error::volume_not_found(id)),
+    }
+}
+
+/// One volume.
+pub async fn get(app: &App, ctx: &Context, id: VolumeId) -> Result<VolumeView> {
+    ctx.authorize(Op::VolumeGet)?;
+    let mut conn = app.store().read().await?;
+    let v = visible(&mut conn, ctx, id).await?;
+    let mut views = views(&mut conn, vec![v]).await?;
+    views.pop().ok_or_else(|| Error::volume_not_found(id))
+}
+
+/// A page of volumes.
+pub async fn list(app: &App, ctx: &Context, req: ListRequest) -> Result<ListResult> {
+    ctx.authorize(Op::VolumeList)?;
+    let project_id = if req.all_projects && ctx.is_admin() {
+        req.project_id.clone()
+    } else {
+        Some(ctx.project()?.0.clone())
+    };
+    let q = VolumeQuery {
+        project_id,
+        name: req.name,
+        status: req.status,
+        availability_zone: req.availability_zone,
+        bootable: req.bootable,
+        metadata: req.metadata,
+        sort: req.sort,
+        limit: req.limit,
+        marker: req.marker,
+    };
+    let mut conn = app.store().read().await?;
+    let vols = store::volume_list(&mut conn, &q).await?;
+    let count = if req.with_count { Some(store::volume_count(&mut conn, &q).await?) } else { None };
+    Ok(ListResult { volumes: views(&mut conn, vols).await?, count })
+}
+
+/// Count, total size and metadata of the caller's volumes (`volumes/summary`).
+pub async fn summary(app: &App, ctx: &Context, all_projects: bool) -> Result<(i64, i64, BTreeMap<String, Vec<String>>)> {
+    ctx.authorize(Op::VolumeList)?;
+    let project = if all_projects && ctx.is_admin() { None } else { Some(ctx.project()?.0.clone()) };
+    let mut conn = app.store().read().await?;
+    Ok(store::volume_summary(&mut conn, project.as_deref()).await?)
+}
+
+async fn views(conn: &mut Conn, vols: Vec<Volume>) -> Result<Vec<VolumeView>> {
+    let flow_ids: Vec<String> = vols.iter().filter_map(|v| v.last_flow_id.clone()).collect();
+    let flows = flow_store::flow_get_many(conn, &flow_ids).await?;
+    let mut type_names: BTreeMap<VolumeTypeId, String> = BTreeMap::new();
+    let mut out = Vec::with_capacity(vols.len());
+    for v in vols {
+        let type_name = match type_names.get(&v.volume_type_id) {
+            Some(n) => n.clone(),
+            None => {
+                let n = volume_types::volume_type_get(conn, v.volume_type_id)
+                    .await?
+                    .map(|t| t.name)
+                    .unwrap_or_else(|| v.volume_type_id.to_string());
+                type_names.insert(v.volume_type_id, n.clone());
+                n
+            }
+        };
+        let progress = v.last_flow_id.as_ref().and_then(|id| flows.get(id)).map(|f| Progress {
+            operation: f.kind.clone(),
+            state: f.state,
+            stage: if f.state == FlowState::Done { f.steps_total as u32 } else { (f.step_index + 1).min(f.steps_total) as u32 },
+            total: f.steps_total as u32,
+            step: f.step_name.clone(),
+            percent: f.percent.map(|p| p.clamp(0, 100) as u8),
+            last_error: f.last_error.clone(),
+        });
+        out.push(VolumeView { volume: v, volume_type_name: type_name, progress });
+    }
+    Ok(out)
+}
+
+/// Change name and/or description (`Some(None)` clears) and, when given,
+/// replace the metadata.
+pub async fn update(
+    app: &App,
+    ctx: &Context,
+    id: VolumeId,
+    name: Option<Option<String>>,
+    description: Option<Option<String>>,
+    metadata: Option<BTreeMap<String, String>>,
+) -> Result<VolumeView> {
+    ctx.authorize(Op::VolumeUpdate)?;
+    if let Some(Some(n)) = &name {
+        validate_text("name", n, MAX_NAME_LEN)?;
+    }
+    if let Some(Some(d)) = &description {
+        validate_text("description", d, MAX_DESCRIPTION_LEN)?;
+    }
+    if let Some(m) = &metadata {
+        validate_metadata(m)?;
+    }
+    let mut tx = app.store().begin().await?;
+    let v = visible(&mut tx, ctx, id).await?;
+    if v.status == VolumeStatus::Maintenance {
+        return Err(Error::InvalidState(format!("Invalid volume: Volume {id} is in maintenance.")));
+    }
+    store::volume_update_text(&mut tx, id, name.as_ref().map(|n| n.as_deref()), description.as_ref().map(|d| d.as_deref()))
+        .await?;
+    if let Some(m) = &metadata {
+        store::volume_metadata_replace(&mut tx, id, m).await?;
+    }
+    tx.commit().await.map_err(scoria_store::StoreError::from)?;
+    get_unchecked(app, id).await
+}
+
+/// Delete a volume (`force`: admins, any status but attached). Returns once
+/// the volume is `deleting`; the rest runs on.
+pub async fn delete(app: &App, ctx: &Context, id: VolumeId, force: bool) -> Result<()> {
+    ctx.authorize(if force { Op::VolumeForceDelete } else { Op::VolumeDelete })?;
+    {
+        // Existence and visibility first, so another project's volume is a 404
+        // whatever its state.
+        let mut conn = app.store().read().await?;
+        visible(&mut conn, ctx, id).await?;
+    }
+    let params = volume_delete::Params {
+        volume_id: id,
+        project_id: if ctx.is_admin() { None } else { Some(ctx.project()?.0.clone()) },
+        force,
+    };
+    let handle = app.engine.start::<volume_delete::VolumeDelete>(params)?;
+    handle.wait_step("begin_delete").await.map_err(from_outcome)
+}
+
+/// Grow a volume to `new_size` GiB. Returns once the quota is reserved.
+pub async fn extend(app: &App, ctx: &Context, id: VolumeId, new_size: i64) -> Result<()> {
+    ctx.authorize(Op::VolumeExtend)?;
+    validate_size(new_size)?;
+    {
+        let mut conn = app.store().read().await?;
+        visible(&mut conn, ctx, id).await?;
+    }
+    let params = volume_extend::Params {
+        volume_id: id,
+        project_id: if ctx.is_admin() { None } else { Some(ctx.project()?.0.clone()) },
+        new_size,
+    };
+    let handle = app.engine.start::<volume_extend::VolumeExtend>(params)?;
+    handle.wait_step("reserve_quota").await.map_err(from_outcome)
+}
+
+/// Wait for the flow now working on a volume (tests and tools).
+pub async fn wait_settled(app: &App, id: VolumeId) -> Result<()> {
+    loop {
+        let busy = {
+            let mut conn = app.store().read().await?;
+            flow_store::flow_list_unsettled_for(&mut conn, &id.to_string())
+                .await?
+                .iter()
+                .any(|f| f.state.is_active())
+        };
+        if !busy {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Set or clear the bootable flag.
+pub async fn set_bootable(app: &App, ctx: &Context, id: VolumeId, bootable: bool) -> Result<()> {
+    ctx.authorize(Op::VolumeSetBootable)?;
+    let mut tx = app.store().begin().await?;
+    visible(&mut tx, ctx, id).await?;
+    store::volume_set_bootable(&mut tx, id, bootable).await?;
+    tx.commit().await.map_err(scoria_store::StoreError::from)?;
+    Ok(())
+}
+
+/// Set or clear the read-only flag (only while `available`, as Cinder).
+pub async fn set_readonly(app: &App, ctx: &Context, id: VolumeId, readonly: bool) -> Result<()> {
+    ctx.authorize(Op::VolumeUpdateReadonly)?;
+    let mut tx = app.store().begin().await?;
+    let v = visible(&mut tx, ctx, id).await?;
+    if v.status != VolumeStatus::Available {
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: Volume status must be available to update readonly flag, but current status is: {}.",
+            v.status
+        )));
+    }
+    store::volume_set_read_only(&mut tx, id, readonly).await?;
+    tx.commit().await.map_err(scoria_store::StoreError::from)?;
+    Ok(())
+}
+
+/// Admin: set status fields by hand. Refused while a flow works on the volume:
+/// the flow owns its status until it ends (and it always ends).
+pub async fn reset_status(
+    app: &App,
+    ctx: &Context,
+    id: VolumeId,
+    status: Option<VolumeStatus>,
+    attach_status: Option<AttachStatus>,
+    migration_status: Option<Option<String>>,
+) -> Result<()> {
+    ctx.authorize(Op::VolumeResetStatus)?;
+    let mut tx = app.store().begin().await?;
+    visible(&mut tx, ctx, id).await?;
+    let busy = flow_store::flow_list_unsettled_for(&mut tx, &id.to_string())
+        .await?
+        .into_iter()
+        .find(|f| f.state.is_active());
+    if let Some(f) = busy {
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: Volume {id} has an operation in progress ({}); its status is set when it ends.",
+            f.kind
+        )));
+    }
+    store::volume_reset_state(&mut tx, id, status, attach_status, migration_status.as_ref().map(|m| m.as_deref()))
+        .await?;
+    tx.commit().await.map_err(scoria_store::StoreError::from)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Metadata
+
+/// All metadata of a volume.
+pub async fn metadata_get(app: &App, ctx: &Context, id: VolumeId) -> Result<BTreeMap<String, String>> {
+    ctx.authorize(Op::VolumeMetadataGet)?;
+    let mut conn = app.store().read().await?;
+    Ok(visible(&mut conn, ctx, id).await?.metadata)
+}
+
+/// Replace (`replace`) or merge the metadata; returns the result.
+pub async fn metadata_set(
+    app: &App,
+    ctx: &Context,
+    id: VolumeId,
+    items: BTreeMap<String, String>,
+    replace: bool,
+) -> Result<BTreeMap<String, String>> {
+    ctx.authorize(Op::VolumeMetadataUpdate)?;
+    validate_metadata(&items)?;
+    let mut tx = app.store().begin().await?;
+    visible(&mut tx, ctx, id).await?;
+    if replace {
+        store::volume_metadata_replace(&mut tx, id, &items).await?;
+    } else {
+        store::volume_metadata_merge(&mut tx, id, &items).await?;
+    }
+    let out = store::volume_metadata_get(&mut tx, id).await?;
+    tx.commit().await.map_err(scoria_store::StoreError::from)?;
+    Ok(out)
+}
+
+/// Delete one metadata key (404 when absent).
+pub async fn metadata_delete(app: &App, ctx: &Context, id: VolumeId, key: &str) -> Result<()> {
+    ctx.authorize(Op::VolumeMetadataDelete)?;
+    let mut tx = app.store().begin().await?;
+    visible(&mut tx, ctx, id).await?;
+    if !store::volume_metadata_delete(&mut tx, id, key).await? {
+        return Err(Error::NotFound(format!("Volume {id} has no metadata with key {key}.")));
+    }
+    tx.commit().await.map_err(scoria_store::StoreError::from)?;
+    Ok(())
+}
+
+/// Was the flow that answered a create successful in the end? (For tests.)
+pub fn outcome_ok(o: &Outcome) -> bool {
+    matches!(o, Outcome::Done)
+}

@@ -108,6 +108,27 @@ pub async fn flow_get(conn: &mut Conn, id: FlowId) -> Result<Option<FlowRecord>>
     row.as_ref().map(flow_from_row).transpose()
 }
 
+/// Several flows by id (missing ids are skipped), keyed by id.
+pub async fn flow_get_many(
+    conn: &mut Conn,
+    ids: &[String],
+) -> Result<std::collections::BTreeMap<String, FlowRecord>> {
+    let mut out = std::collections::BTreeMap::new();
+    for chunk in ids.chunks(500) {
+        let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT * FROM flows WHERE id IN ({})", params.join(", "));
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let f = flow_from_row(&row)?;
+            out.insert(f.id.to_string(), f);
+        }
+    }
+    Ok(out)
+}
+
 /// Flows the engine still has to drive (running or unwinding), oldest first.
 pub async fn flow_list_active(conn: &mut Conn) -> Result<Vec<FlowRecord>> {
     let rows = sqlx::query(
