@@ -1,1 +1,52 @@
-//! placeholder
+//! The HTTP edge: Block Storage v3 at `/v3/…`, Identity v3 at `/identity/v3/…`,
+//! version documents at `/` and `/identity`.
+//!
+//! Handlers are thin: parse the request ([`body`], [`query`]), get the caller
+//! ([`auth::Auth`]), call one function of `scoria_core`, render the result with
+//! Cinder's field names ([`views`]). Only this crate knows JSON shapes and status
+//! codes: a `scoria_core::Error` becomes a Cinder fault body in [`fault`].
+//! Every response carries a request id ([`request_id`]); Block Storage responses
+//! carry the negotiated microversion ([`microversion`]).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use scoria_core::App;
+
+pub mod auth;
+pub mod body;
+pub mod fault;
+pub mod identity;
+pub mod microversion;
+pub mod misc;
+pub mod query;
+pub mod quota;
+pub mod request_id;
+pub mod routes;
+pub mod volume;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct State {
+    pub app: App,
+    /// Base URL clients use to reach this server (links, catalog).
+    pub public_url: Arc<str>,
+}
+
+/// Build the whole HTTP application.
+pub fn router(app: App) -> Router {
+    let public_url: Arc<str> = app.config.public_url.trim_end_matches('/').into();
+    routes::build(State { app, public_url })
+}
+
+/// Serve until `shutdown` completes, then finish in-flight requests.
+pub async fn serve(
+    app: App,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

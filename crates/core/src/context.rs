@@ -75,6 +75,7 @@ ops! {
     VolumeExtend => ProjectMember, "volume:extend";
     VolumeSetBootable => ProjectMember, "volume:update_volume_bootable";
     VolumeUpdateReadonly => ProjectMember, "volume:update_readonly_flag";
+    VolumeAttach => ProjectMember, "volume:attach";
     VolumeMetadataGet => ProjectReader, "volume:get_volume_metadata";
     VolumeMetadataUpdate => ProjectMember, "volume:update_volume_metadata";
     VolumeMetadataDelete => ProjectMember, "volume:delete_volume_metadata";

@@ -10,5 +10,7 @@ pub async fn bootstrap(_app: &App) -> Result<()> {
 
 /// The caller behind a token (`X-Auth-Token`), or `Unauthorized`.
 pub async fn validate_token(_app: &App, _token: &str, _request_id: &str) -> Result<Context> {
-    Err(Error::Unauthorized("The request you have made requires authentication.".into()))
+    Err(Error::Unauthorized(
+        "The request you have made requires authentication.".into(),
+    ))
 }

@@ -39,7 +39,9 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
 
     let mut owned: BTreeSet<(String, String)> = BTreeSet::new();
     for v in &vols {
-        if v.status.is_transitional() {
+        // `attaching` without a flow is a client's hold (`os-reserve`), released
+        // by `os-unreserve`; every other transitional status belongs to a flow.
+        if v.status.is_transitional() && v.status != VolumeStatus::Attaching {
             bad.push(format!("volume {} is {}", v.id, v.status));
         }
         if v.reservation_id.is_some() {

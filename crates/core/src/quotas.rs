@@ -45,13 +45,25 @@ pub async fn show(app: &App, ctx: &Context, project: &str) -> Result<QuotaSet> {
         project_id: project.to_owned(),
         lines: limits
             .into_iter()
-            .map(|(r, limit)| (r, QuotaLine { limit, usage: usage.get(&r).copied().unwrap_or_default() }))
+            .map(|(r, limit)| {
+                (
+                    r,
+                    QuotaLine {
+                        limit,
+                        usage: usage.get(&r).copied().unwrap_or_default(),
+                    },
+                )
+            })
             .collect(),
     })
 }
 
 /// The defaults (the `default` class) as they apply to a project.
-pub async fn defaults(app: &App, ctx: &Context, project: &str) -> Result<BTreeMap<QuotaResource, i64>> {
+pub async fn defaults(
+    app: &App,
+    ctx: &Context,
+    project: &str,
+) -> Result<BTreeMap<QuotaResource, i64>> {
     may_see(ctx, project)?;
     let mut conn = app.store().read().await?;
     Ok(store::quota_class_get(&mut conn, store::DEFAULT_CLASS).await?)
@@ -71,7 +83,12 @@ fn validate(changes: &[(QuotaResource, i64)]) -> Result<()> {
 
 /// Admin: override some of a project's limits. A limit below what the project
 /// uses and reserves is refused and nothing changes.
-pub async fn update(app: &App, ctx: &Context, project: &str, changes: &[(QuotaResource, i64)]) -> Result<QuotaSet> {
+pub async fn update(
+    app: &App,
+    ctx: &Context,
+    project: &str,
+    changes: &[(QuotaResource, i64)],
+) -> Result<QuotaSet> {
     ctx.authorize(Op::QuotaUpdate)?;
     validate(changes)?;
     {
@@ -103,7 +120,11 @@ pub async fn delete(app: &App, ctx: &Context, project: &str) -> Result<()> {
 
 /// Admin: the limits of a quota class (`default` holds the defaults; other
 /// classes show the defaults for what they do not set).
-pub async fn class_show(app: &App, ctx: &Context, class: &str) -> Result<BTreeMap<QuotaResource, i64>> {
+pub async fn class_show(
+    app: &App,
+    ctx: &Context,
+    class: &str,
+) -> Result<BTreeMap<QuotaResource, i64>> {
     ctx.authorize(Op::QuotaClassShow)?;
     let mut conn = app.store().read().await?;
     let mut limits = store::quota_class_get(&mut conn, store::DEFAULT_CLASS).await?;
@@ -139,7 +160,15 @@ pub async fn limits(app: &App, ctx: &Context) -> Result<QuotaSet> {
         project_id: project,
         lines: limits
             .into_iter()
-            .map(|(r, limit)| (r, QuotaLine { limit, usage: usage.get(&r).copied().unwrap_or_default() }))
+            .map(|(r, limit)| {
+                (
+                    r,
+                    QuotaLine {
+                        limit,
+                        usage: usage.get(&r).copied().unwrap_or_default(),
+                    },
+                )
+            })
             .collect(),
     })
 }

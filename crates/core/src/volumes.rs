@@ -15,13 +15,14 @@ use scoria_model::volume::{
     MAX_VOLUME_GIB, VolumeStatus,
 };
 use scoria_model::{VolumeId, VolumeTypeId};
-use scoria_store::volumes::{self as store, SortDir, SortKey, Volume, VolumeQuery};
+use scoria_store::volumes::{self as store, VolumeQuery};
+pub use scoria_store::volumes::{SortDir, SortKey, Volume};
 use scoria_store::{Conn, flows as flow_store, volume_types};
 
+use crate::App;
 use crate::context::{Context, Op};
 use crate::error::{Error, Result, from_outcome};
 use crate::flows::{volume_create, volume_delete, volume_extend};
-use crate::App;
 
 /// A volume as the API shows it: the record, its type's name, and the progress
 /// of the last operation on it.
@@ -85,7 +86,9 @@ pub fn validate_text(field: &str, value: &str, max: usize) -> Result<()> {
 pub fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<()> {
     for (k, v) in metadata {
         if k.is_empty() {
-            return Err(Error::Invalid("Invalid input received: Metadata property key blank.".into()));
+            return Err(Error::Invalid(
+                "Invalid input received: Metadata property key blank.".into(),
+            ));
         }
         if k.chars().count() > MAX_METADATA_KEY_LEN {
             return Err(Error::Invalid(format!(
@@ -117,9 +120,21 @@ fn validate_size(size: i64) -> Result<()> {
 }
 
 /// Find a volume type by id or name, as visible to the caller.
-pub(crate) async fn resolve_type(conn: &mut Conn, ctx: &Context, wanted: Option<&str>) -> Result<(VolumeTypeId, String)> {
+pub(crate) async fn resolve_type(
+    conn: &mut Conn,
+    ctx: &Context,
+    wanted: Option<&str>,
+) -> Result<(VolumeTypeId, String)> {
     let t = match wanted {
-        None => volume_types::volume_type_get(conn, volume_types::DEFAULT_TYPE_ID.parse().map_err(|e| Error::internal("default type id", e))?).await?,
+        None => {
+            volume_types::volume_type_get(
+                conn,
+                volume_types::DEFAULT_TYPE_ID
+                    .parse()
+                    .map_err(|e| Error::internal("default type id", e))?,
+            )
+            .await?
+        }
         Some(w) => match w.parse::<VolumeTypeId>() {
             Ok(id) => volume_types::volume_type_get(conn, id).await?,
             Err(_) => volume_types::volume_type_get_by_name(conn, w).await?,
@@ -129,7 +144,9 @@ pub(crate) async fn resolve_type(conn: &mut Conn, ctx: &Context, wanted: Option<
     match t {
         Some(t) if visible(&t) => Ok((t.id, t.name)),
         _ => Err(match wanted {
-            Some(w) if w.parse::<VolumeTypeId>().is_ok() => Error::NotFound(format!("Volume type {w} could not be found.")),
+            Some(w) if w.parse::<VolumeTypeId>().is_ok() => {
+                Error::NotFound(format!("Volume type {w} could not be found."))
+            }
             Some(w) => Error::NotFound(format!("Volume type with name {w} could not be found.")),
             None => Error::NotFound("The default volume type could not be found.".into()),
         }),
@@ -152,7 +169,9 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
     if let Some(az) = &req.availability_zone
         && !zones.contains(az)
     {
-        return Err(Error::Invalid(format!("Availability zone '{az}' is invalid.")));
+        return Err(Error::Invalid(format!(
+            "Availability zone '{az}' is invalid."
+        )));
     }
     let default_zone = zones.first().cloned().unwrap_or_else(|| "nova".into());
     let (type_id, _) = {
@@ -175,13 +194,18 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
         metadata: req.metadata,
     };
     let handle = app.engine.start::<volume_create::VolumeCreate>(params)?;
-    handle.wait_step("commit_quota").await.map_err(from_outcome)?;
+    handle
+        .wait_step("commit_quota")
+        .await
+        .map_err(from_outcome)?;
     get_unchecked(app, id).await
 }
 
 async fn get_unchecked(app: &App, id: VolumeId) -> Result<VolumeView> {
     let mut conn = app.store().read().await?;
-    let v = store::volume_get(&mut conn, id).await?.ok_or_else(|| Error::volume_not_found(id))?;
+    let v = store::volume_get(&mut conn, id)
+        .await?
+        .ok_or_else(|| Error::volume_not_found(id))?;
     let mut views = views(&mut conn, vec![v]).await?;
     views.pop().ok_or_else(|| Error::volume_not_found(id))
 }
@@ -189,7 +213,8 @@ async fn get_unchecked(app: &App, id: VolumeId) -> Result<VolumeView> {
 /// Parse a volume id from a URL segment: anything that is not a UUID names no
 /// volume (404, as Cinder answers for `volumes/None`).
 pub fn parse_id(s: &str) -> Result<VolumeId> {
-    s.parse::<VolumeId>().map_err(|_| Error::volume_not_found(s))
+    s.parse::<VolumeId>()
+        .map_err(|_| Error::volume_not_found(s))
 }
 
 /// Load a volume the caller may see: their project's, or any for an admin.
@@ -197,7 +222,11 @@ pub fn parse_id(s: &str) -> Result<VolumeId> {
 pub(crate) async fn visible(conn: &mut Conn, ctx: &Context, id: VolumeId) -> Result<Volume> {
     let v = store::volume_get(conn, id).await?;
     match v {
-        Some(v) if ctx.is_admin() || ctx.project_id.as_ref().is_some_and(|p| p.0 == v.project_id) => Ok(v),
+        Some(v)
+            if ctx.is_admin() || ctx.project_id.as_ref().is_some_and(|p| p.0 == v.project_id) =>
+        {
+            Ok(v)
+        }
         _ => Err(Error::volume_not_found(id)),
     }
 }
@@ -232,14 +261,29 @@ pub async fn list(app: &App, ctx: &Context, req: ListRequest) -> Result<ListResu
     };
     let mut conn = app.store().read().await?;
     let vols = store::volume_list(&mut conn, &q).await?;
-    let count = if req.with_count { Some(store::volume_count(&mut conn, &q).await?) } else { None };
-    Ok(ListResult { volumes: views(&mut conn, vols).await?, count })
+    let count = if req.with_count {
+        Some(store::volume_count(&mut conn, &q).await?)
+    } else {
+        None
+    };
+    Ok(ListResult {
+        volumes: views(&mut conn, vols).await?,
+        count,
+    })
 }
 
 /// Count, total size and metadata of the caller's volumes (`volumes/summary`).
-pub async fn summary(app: &App, ctx: &Context, all_projects: bool) -> Result<(i64, i64, BTreeMap<String, Vec<String>>)> {
+pub async fn summary(
+    app: &App,
+    ctx: &Context,
+    all_projects: bool,
+) -> Result<(i64, i64, BTreeMap<String, Vec<String>>)> {
     ctx.authorize(Op::VolumeList)?;
-    let project = if all_projects && ctx.is_admin() { None } else { Some(ctx.project()?.0.clone()) };
+    let project = if all_projects && ctx.is_admin() {
+        None
+    } else {
+        Some(ctx.project()?.0.clone())
+    };
     let mut conn = app.store().read().await?;
     Ok(store::volume_summary(&mut conn, project.as_deref()).await?)
 }
@@ -261,16 +305,28 @@ async fn views(conn: &mut Conn, vols: Vec<Volume>) -> Result<Vec<VolumeView>> {
                 n
             }
         };
-        let progress = v.last_flow_id.as_ref().and_then(|id| flows.get(id)).map(|f| Progress {
-            operation: f.kind.clone(),
-            state: f.state,
-            stage: if f.state == FlowState::Done { f.steps_total as u32 } else { (f.step_index + 1).min(f.steps_total) as u32 },
-            total: f.steps_total as u32,
-            step: f.step_name.clone(),
-            percent: f.percent.map(|p| p.clamp(0, 100) as u8),
-            last_error: f.last_error.clone(),
+        let progress = v
+            .last_flow_id
+            .as_ref()
+            .and_then(|id| flows.get(id))
+            .map(|f| Progress {
+                operation: f.kind.clone(),
+                state: f.state,
+                stage: if f.state == FlowState::Done {
+                    f.steps_total as u32
+                } else {
+                    (f.step_index + 1).min(f.steps_total) as u32
+                },
+                total: f.steps_total as u32,
+                step: f.step_name.clone(),
+                percent: f.percent.map(|p| p.clamp(0, 100) as u8),
+                last_error: f.last_error.clone(),
+            });
+        out.push(VolumeView {
+            volume: v,
+            volume_type_name: type_name,
+            progress,
         });
-        out.push(VolumeView { volume: v, volume_type_name: type_name, progress });
     }
     Ok(out)
 }
@@ -298,10 +354,17 @@ pub async fn update(
     let mut tx = app.store().begin().await?;
     let v = visible(&mut tx, ctx, id).await?;
     if v.status == VolumeStatus::Maintenance {
-        return Err(Error::InvalidState(format!("Invalid volume: Volume {id} is in maintenance.")));
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: Volume {id} is in maintenance."
+        )));
     }
-    store::volume_update_text(&mut tx, id, name.as_ref().map(|n| n.as_deref()), description.as_ref().map(|d| d.as_deref()))
-        .await?;
+    store::volume_update_text(
+        &mut tx,
+        id,
+        name.as_ref().map(|n| n.as_deref()),
+        description.as_ref().map(|d| d.as_deref()),
+    )
+    .await?;
     if let Some(m) = &metadata {
         store::volume_metadata_replace(&mut tx, id, m).await?;
     }
@@ -312,7 +375,11 @@ pub async fn update(
 /// Delete a volume (`force`: admins, any status but attached). Returns once
 /// the volume is `deleting`; the rest runs on.
 pub async fn delete(app: &App, ctx: &Context, id: VolumeId, force: bool) -> Result<()> {
-    ctx.authorize(if force { Op::VolumeForceDelete } else { Op::VolumeDelete })?;
+    ctx.authorize(if force {
+        Op::VolumeForceDelete
+    } else {
+        Op::VolumeDelete
+    })?;
     {
         // Existence and visibility first, so another project's volume is a 404
         // whatever its state.
@@ -321,7 +388,11 @@ pub async fn delete(app: &App, ctx: &Context, id: VolumeId, force: bool) -> Resu
     }
     let params = volume_delete::Params {
         volume_id: id,
-        project_id: if ctx.is_admin() { None } else { Some(ctx.project()?.0.clone()) },
+        project_id: if ctx.is_admin() {
+            None
+        } else {
+            Some(ctx.project()?.0.clone())
+        },
         force,
     };
     let handle = app.engine.start::<volume_delete::VolumeDelete>(params)?;
@@ -338,11 +409,18 @@ pub async fn extend(app: &App, ctx: &Context, id: VolumeId, new_size: i64) -> Re
     }
     let params = volume_extend::Params {
         volume_id: id,
-        project_id: if ctx.is_admin() { None } else { Some(ctx.project()?.0.clone()) },
+        project_id: if ctx.is_admin() {
+            None
+        } else {
+            Some(ctx.project()?.0.clone())
+        },
         new_size,
     };
     let handle = app.engine.start::<volume_extend::VolumeExtend>(params)?;
-    handle.wait_step("reserve_quota").await.map_err(from_outcome)
+    handle
+        .wait_step("reserve_quota")
+        .await
+        .map_err(from_outcome)
 }
 
 /// Wait for the flow now working on a volume (tests and tools).
@@ -411,8 +489,57 @@ pub async fn reset_status(
             f.kind
         )));
     }
-    store::volume_reset_state(&mut tx, id, status, attach_status, migration_status.as_ref().map(|m| m.as_deref()))
-        .await?;
+    store::volume_reset_state(
+        &mut tx,
+        id,
+        status,
+        attach_status,
+        migration_status.as_ref().map(|m| m.as_deref()),
+    )
+    .await?;
+    tx.commit().await.map_err(scoria_store::StoreError::from)?;
+    Ok(())
+}
+
+/// Reserve a volume for an attachment (`available` → `attaching`), as Nova does
+/// before it attaches.
+pub async fn reserve(app: &App, ctx: &Context, id: VolumeId) -> Result<()> {
+    ctx.authorize(Op::VolumeAttach)?;
+    let mut tx = app.store().begin().await?;
+    let v = visible(&mut tx, ctx, id).await?;
+    let from: &[VolumeStatus] = if v.multiattach {
+        &[VolumeStatus::Available, VolumeStatus::InUse]
+    } else {
+        &[VolumeStatus::Available]
+    };
+    if !store::volume_set_status(&mut tx, id, from, VolumeStatus::Attaching).await? {
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: Volume status must be available to reserve, but the status is {}.",
+            v.status
+        )));
+    }
+    tx.commit().await.map_err(scoria_store::StoreError::from)?;
+    Ok(())
+}
+
+/// Undo [`reserve`] (`attaching` → `available`).
+pub async fn unreserve(app: &App, ctx: &Context, id: VolumeId) -> Result<()> {
+    ctx.authorize(Op::VolumeAttach)?;
+    let mut tx = app.store().begin().await?;
+    let v = visible(&mut tx, ctx, id).await?;
+    if !store::volume_set_status(
+        &mut tx,
+        id,
+        &[VolumeStatus::Attaching],
+        VolumeStatus::Available,
+    )
+    .await?
+    {
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: Volume status must be attaching to unreserve, but the status is {}.",
+            v.status
+        )));
+    }
     tx.commit().await.map_err(scoria_store::StoreError::from)?;
     Ok(())
 }
@@ -421,7 +548,11 @@ pub async fn reset_status(
 // Metadata
 
 /// All metadata of a volume.
-pub async fn metadata_get(app: &App, ctx: &Context, id: VolumeId) -> Result<BTreeMap<String, String>> {
+pub async fn metadata_get(
+    app: &App,
+    ctx: &Context,
+    id: VolumeId,
+) -> Result<BTreeMap<String, String>> {
     ctx.authorize(Op::VolumeMetadataGet)?;
     let mut conn = app.store().read().await?;
     Ok(visible(&mut conn, ctx, id).await?.metadata)
@@ -455,7 +586,9 @@ pub async fn metadata_delete(app: &App, ctx: &Context, id: VolumeId, key: &str) 
     let mut tx = app.store().begin().await?;
     visible(&mut tx, ctx, id).await?;
     if !store::volume_metadata_delete(&mut tx, id, key).await? {
-        return Err(Error::NotFound(format!("Volume {id} has no metadata with key {key}.")));
+        return Err(Error::NotFound(format!(
+            "Volume {id} has no metadata with key {key}."
+        )));
     }
     tx.commit().await.map_err(scoria_store::StoreError::from)?;
     Ok(())

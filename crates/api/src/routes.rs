@@ -1,0 +1,84 @@
+//! Every route, in one table.
+//!
+//! [`BLOCK_STORAGE`] lists the Block Storage routes (relative to
+//! `/v3/{project_id}`, and from microversion 3.67 on also to `/v3`); the
+//! route-by-route policy test walks this list, so a route added here without a
+//! row in that test fails the build of the test suite.
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::routing::{delete, get, post, put};
+
+use crate::fault::ApiError;
+use crate::{State, identity, microversion, misc, quota, request_id, volume};
+
+macro_rules! table {
+    ($($method:ident $path:literal => $handler:path;)+) => {
+        /// (method, path) of every Block Storage route under `/v3/{project_id}`.
+        pub const BLOCK_STORAGE: &[(&str, &str)] = &[$((stringify!($method), $path)),+];
+
+        fn block_storage() -> Router<State> {
+            Router::new()
+                $(.route($path, $method($handler)))+
+        }
+    };
+}
+
+table! {
+    get "/volumes" => volume::list;
+    post "/volumes" => volume::create;
+    get "/volumes/detail" => volume::list_detail;
+    get "/volumes/summary" => volume::summary;
+    get "/volumes/{id}" => volume::show;
+    put "/volumes/{id}" => volume::update;
+    delete "/volumes/{id}" => volume::delete;
+    post "/volumes/{id}/action" => volume::action;
+    get "/volumes/{id}/metadata" => volume::metadata_show;
+    post "/volumes/{id}/metadata" => volume::metadata_merge;
+    put "/volumes/{id}/metadata" => volume::metadata_replace;
+    get "/volumes/{id}/metadata/{key}" => volume::metadata_key_show;
+    put "/volumes/{id}/metadata/{key}" => volume::metadata_key_set;
+    delete "/volumes/{id}/metadata/{key}" => volume::metadata_key_delete;
+    get "/os-quota-sets/{target}" => quota::show;
+    put "/os-quota-sets/{target}" => quota::update;
+    delete "/os-quota-sets/{target}" => quota::delete;
+    get "/os-quota-sets/{target}/defaults" => quota::defaults;
+    get "/os-quota-class-sets/{target}" => quota::class_show;
+    put "/os-quota-class-sets/{target}" => quota::class_update;
+    get "/limits" => quota::limits;
+    get "/extensions" => misc::extensions;
+    get "/os-availability-zone" => misc::availability_zones;
+    get "/types" => misc::types;
+    get "/types/{id}" => misc::type_show;
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("The resource could not be found.")
+}
+
+async fn bad_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "The method is not allowed for this resource.",
+    )
+}
+
+/// The whole application: Block Storage, Identity, version documents.
+pub fn build(state: State) -> Router {
+    let bs = block_storage();
+    let v3 = Router::new()
+        .nest("/v3/{project_id}", bs.clone())
+        .nest("/v3", bs)
+        .route("/v3", get(misc::v3))
+        .route("/v3/", get(misc::v3))
+        .route("/", get(misc::root))
+        .layer(middleware::from_fn(microversion::layer));
+    Router::new()
+        .merge(v3)
+        .nest("/identity", identity::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(bad_method)
+        .layer(middleware::from_fn(request_id::layer))
+        .with_state(state)
+}

@@ -1,0 +1,669 @@
+//! `/v3/{project_id}/volumes…`: handlers and views.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Extension, Path, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use scoria_core::volumes::{self, CreateRequest, ListRequest, VolumeView};
+use scoria_core::volumes::{SortDir, SortKey};
+use scoria_model::VolumeId;
+use scoria_model::volume::{AttachStatus, VolumeStatus};
+use serde_json::{Map, Value, json};
+
+use crate::State;
+use crate::auth::Auth;
+use crate::body::{self, JsonBody};
+use crate::fault::{ApiError, ApiResult};
+use crate::microversion::Version;
+use crate::query::Params;
+
+/// Path parameters (the project segment is optional from 3.67 on).
+pub type PathParams = Path<BTreeMap<String, String>>;
+
+/// Cinder's maximum page size (`osapi_max_limit`).
+pub const MAX_LIMIT: i64 = 1000;
+
+fn path_id(p: &BTreeMap<String, String>) -> ApiResult<VolumeId> {
+    let raw = p.get("id").map(String::as_str).unwrap_or("");
+    Ok(volumes::parse_id(raw)?)
+}
+
+/// Base of the links for the caller's project.
+fn base(
+    state: &State,
+    ctx: &scoria_core::Context,
+    p: &BTreeMap<String, String>,
+) -> (String, String) {
+    let project = p
+        .get("project_id")
+        .cloned()
+        .or_else(|| ctx.project_id.as_ref().map(|p| p.0.clone()))
+        .unwrap_or_default();
+    (
+        format!("{}/v3/{project}", state.public_url),
+        format!("{}/{project}", state.public_url),
+    )
+}
+
+/// The full view of a volume (`detail`).
+pub fn detail(view: &VolumeView, admin: bool, v: Version, links: &(String, String)) -> Value {
+    let vol = &view.volume;
+    let mut o = json!({
+        "id": vol.id.to_string(),
+        "status": vol.status.as_str(),
+        "size": vol.size,
+        "availability_zone": vol.availability_zone,
+        "created_at": vol.created_at,
+        "updated_at": vol.updated_at,
+        "name": vol.name,
+        "description": vol.description,
+        "volume_type": view.volume_type_name,
+        "snapshot_id": vol.snapshot_id,
+        "source_volid": vol.source_volid,
+        "metadata": vol.metadata,
+        "links": link_list(links, &vol.id),
+        "user_id": vol.user_id,
+        "bootable": if vol.bootable { "true" } else { "false" },
+        "encrypted": false,
+        "replication_status": null,
+        "consistencygroup_id": null,
+        "multiattach": vol.multiattach,
+        "attachments": [],
+    });
+    let m = o.as_object_mut().expect("object");
+    if admin {
+        m.insert("os-vol-tenant-attr:tenant_id".into(), json!(vol.project_id));
+        m.insert(
+            "os-vol-host-attr:host".into(),
+            json!(vol.backend.as_ref().map(|b| format!("scoria@{b}#{b}"))),
+        );
+        m.insert(
+            "os-vol-mig-status-attr:migstat".into(),
+            json!(vol.migration_status),
+        );
+        m.insert("os-vol-mig-status-attr:name_id".into(), Value::Null);
+        m.insert("migration_status".into(), json!(vol.migration_status));
+    }
+    if vol.read_only {
+        // Cinder shows the read-only flag as admin metadata in `metadata`.
+        if let Some(md) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+            md.insert("readonly".into(), json!("True"));
+            md.insert("attached_mode".into(), json!("ro"));
+        }
+    }
+    if v.at_least(13) {
+        m.insert("group_id".into(), Value::Null);
+    }
+    if v.at_least(21) && admin {
+        m.insert("provider_id".into(), Value::Null);
+    }
+    if v.at_least(48) {
+        m.insert("shared_targets".into(), json!(false));
+        m.insert("service_uuid".into(), Value::Null);
+    }
+    if v.at_least(61) && admin {
+        m.insert("cluster_name".into(), Value::Null);
+    }
+    if v.at_least(63) {
+        m.insert(
+            "volume_type_id".into(),
+            json!(vol.volume_type_id.to_string()),
+        );
+    }
+    if v.at_least(64) {
+        m.insert("encryption_key_id".into(), Value::Null);
+    }
+    if v.at_least(65) {
+        m.insert("consumes_quota".into(), json!(true));
+    }
+    if let Some(p) = &view.progress {
+        m.insert(
+            "scoria:progress".into(),
+            json!({
+                "operation": p.operation,
+                "state": p.state.as_str(),
+                "stage": p.stage_label(),
+                "step": p.step,
+                "percent": p.percent,
+                "last_error": p.last_error,
+            }),
+        );
+    }
+    o
+}
+
+fn link_list(links: &(String, String), id: &VolumeId) -> Value {
+    json!([
+        {"rel": "self", "href": format!("{}/volumes/{id}", links.0)},
+        {"rel": "bookmark", "href": format!("{}/volumes/{id}", links.1)},
+    ])
+}
+
+fn summary_view(view: &VolumeView, links: &(String, String)) -> Value {
+    json!({
+        "id": view.volume.id.to_string(),
+        "name": view.volume.name,
+        "links": link_list(links, &view.volume.id),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Create
+
+pub async fn create(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    Extension(v): Extension<Version>,
+    path: PathParams,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let vol = body::object(&body, "volume")?;
+    let size = body::int(vol, "size")?;
+    for (key, what) in [
+        ("snapshot_id", "a snapshot"),
+        ("source_volid", "another volume"),
+        ("imageRef", "an image"),
+        ("backup_id", "a backup"),
+    ] {
+        if body::opt_str(vol, key)?.is_some() {
+            return Err(ApiError::bad_request(format!(
+                "Creating a volume from {what} is not supported by this Scoria yet."
+            )));
+        }
+    }
+    if vol.get("consistencygroup_id").is_some_and(|v| !v.is_null())
+        || vol.get("group_id").is_some_and(|v| !v.is_null())
+    {
+        return Err(ApiError::bad_request(
+            "Volume groups are not supported by this Scoria yet.",
+        ));
+    }
+    let size = size.ok_or_else(|| {
+        ApiError::bad_request("Invalid input for field/attribute size. Value: None. None is not of type 'integer', 'string'.")
+    })?;
+    let name = match body::opt_str(vol, "name")? {
+        Some(n) => Some(n),
+        None => body::opt_str(vol, "display_name")?,
+    };
+    let description = match body::opt_str(vol, "description")? {
+        Some(d) => Some(d),
+        None => body::opt_str(vol, "display_description")?,
+    };
+    let req = CreateRequest {
+        name,
+        description,
+        size,
+        availability_zone: body::opt_str(vol, "availability_zone")?,
+        volume_type: body::opt_str(vol, "volume_type")?,
+        metadata: body::opt_metadata(vol, "metadata")?.unwrap_or_default(),
+        bootable: false,
+        multiattach: body::boolean(vol, "multiattach")?.unwrap_or(false),
+    };
+    let view = volumes::create(&state.app, &ctx, req).await?;
+    let links = base(&state, &ctx, &path);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"volume": detail(&view, ctx.is_admin(), v, &links)})),
+    )
+        .into_response())
+}
+
+// ---------------------------------------------------------------------------
+// Read
+
+pub async fn show(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    Extension(v): Extension<Version>,
+    path: PathParams,
+) -> ApiResult<Json<Value>> {
+    let id = path_id(&path)?;
+    let view = volumes::get(&state.app, &ctx, id).await?;
+    let links = base(&state, &ctx, &path);
+    Ok(Json(
+        json!({"volume": detail(&view, ctx.is_admin(), v, &links)}),
+    ))
+}
+
+fn sort_spec(q: &Params) -> ApiResult<Vec<(SortKey, SortDir)>> {
+    let parse_dir = |d: &str| match d.to_ascii_lowercase().as_str() {
+        "asc" => Ok(SortDir::Asc),
+        "desc" => Ok(SortDir::Desc),
+        other => Err(ApiError::bad_request(format!(
+            "Invalid sort direction '{other}': expected asc or desc."
+        ))),
+    };
+    let parse_key = |k: &str| {
+        SortKey::parse(k).ok_or_else(|| {
+            ApiError::bad_request(format!("Invalid input received: Invalid sort key {k}."))
+        })
+    };
+    let mut out = Vec::new();
+    if let Some(sort) = q.get("sort") {
+        if q.get("sort_key").is_some() || q.get("sort_dir").is_some() {
+            return Err(ApiError::bad_request(
+                "The 'sort_key' and 'sort_dir' parameters are deprecated and cannot be used with the 'sort' parameter.",
+            ));
+        }
+        for item in sort.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, d) = item.split_once(':').unwrap_or((item, "desc"));
+            out.push((parse_key(k)?, parse_dir(d)?));
+        }
+    } else if let Some(k) = q.get("sort_key") {
+        let keys: Vec<&str> = k.split(',').collect();
+        let dirs: Vec<&str> = q
+            .get("sort_dir")
+            .map(|d| d.split(',').collect())
+            .unwrap_or_default();
+        for (i, k) in keys.iter().enumerate() {
+            out.push((
+                parse_key(k.trim())?,
+                parse_dir(dirs.get(i).copied().unwrap_or("desc").trim())?,
+            ));
+        }
+    } else if let Some(d) = q.get("sort_dir") {
+        out.push((SortKey::CreatedAt, parse_dir(d)?));
+    }
+    Ok(out)
+}
+
+/// Cinder accepts `metadata` as a JSON (or Python-literal) object string.
+fn metadata_filter(raw: &str) -> ApiResult<Vec<(String, String)>> {
+    let normalized = raw.replace('\'', "\"");
+    let v: Value = serde_json::from_str(&normalized).map_err(|_| {
+        ApiError::bad_request(format!(
+            "Invalid metadata filter {raw:?}: expected an object."
+        ))
+    })?;
+    let m = body::metadata(&v, "metadata")?;
+    Ok(m.into_iter().collect())
+}
+
+fn list_request(ctx: &scoria_core::Context, q: &Params, v: Version) -> ApiResult<ListRequest> {
+    let limit = q
+        .uint("limit")?
+        .map(|l| l.min(MAX_LIMIT))
+        .unwrap_or(MAX_LIMIT);
+    let marker = match q.get("marker") {
+        None | Some("") => None,
+        Some(m) => Some(m.parse::<VolumeId>().map_err(|_| {
+            ApiError::bad_request(format!("Invalid input received: marker [{m}] not found"))
+        })?),
+    };
+    let bootable =
+        match q.get("bootable") {
+            None | Some("") => None,
+            Some(b) => Some(body::parse_bool(b).ok_or_else(|| {
+                ApiError::bad_request(format!("Invalid value '{b}' for bootable."))
+            })?),
+        };
+    let all_projects = q.flag("all_tenants")? || q.flag("all_projects")?;
+    Ok(ListRequest {
+        all_projects: all_projects && ctx.is_admin(),
+        project_id: q
+            .get("project_id")
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned),
+        name: q
+            .get("name")
+            .or_else(|| q.get("display_name"))
+            .map(str::to_owned),
+        status: q.get("status").map(str::to_owned),
+        availability_zone: q.get("availability_zone").map(str::to_owned),
+        bootable,
+        metadata: match q.get("metadata") {
+            Some(m) if !m.is_empty() => metadata_filter(m)?,
+            _ => Vec::new(),
+        },
+        sort: sort_spec(q)?,
+        limit: Some(limit),
+        marker,
+        with_count: v.at_least(45) && q.flag("with_count")?,
+    })
+}
+
+async fn list_any(
+    state: State,
+    ctx: scoria_core::Context,
+    v: Version,
+    path: BTreeMap<String, String>,
+    q: Params,
+    full: bool,
+) -> ApiResult<Json<Value>> {
+    let req = list_request(&ctx, &q, v)?;
+    let limit = req.limit.unwrap_or(MAX_LIMIT);
+    let with_count = req.with_count;
+    let res = volumes::list(&state.app, &ctx, req).await?;
+    let links = base(&state, &ctx, &path);
+    let items: Vec<Value> = res
+        .volumes
+        .iter()
+        .map(|view| {
+            if full {
+                detail(view, ctx.is_admin(), v, &links)
+            } else {
+                summary_view(view, &links)
+            }
+        })
+        .collect();
+    let mut out = Map::new();
+    if res.volumes.len() as i64 == limit
+        && let Some(last) = res.volumes.last()
+    {
+        let mut pairs: Vec<(String, String)> =
+            q.0.iter()
+                .filter(|(k, _)| k != "marker" && k != "limit")
+                .cloned()
+                .collect();
+        pairs.push(("limit".into(), limit.to_string()));
+        pairs.push(("marker".into(), last.volume.id.to_string()));
+        let qs = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        let href = format!(
+            "{}/volumes{}?{qs}",
+            links.0,
+            if full { "/detail" } else { "" }
+        );
+        out.insert(
+            "volumes_links".into(),
+            json!([{"rel": "next", "href": href}]),
+        );
+    }
+    out.insert("volumes".into(), Value::Array(items));
+    if with_count {
+        out.insert("count".into(), json!(res.count.unwrap_or(0)));
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+pub async fn list(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    Extension(v): Extension<Version>,
+    path: PathParams,
+    q: Params,
+) -> ApiResult<Json<Value>> {
+    list_any(state, ctx, v, path.0, q, false).await
+}
+
+pub async fn list_detail(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    Extension(v): Extension<Version>,
+    path: PathParams,
+    q: Params,
+) -> ApiResult<Json<Value>> {
+    list_any(state, ctx, v, path.0, q, true).await
+}
+
+pub async fn summary(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    Extension(v): Extension<Version>,
+    q: Params,
+) -> ApiResult<Json<Value>> {
+    if !v.at_least(12) {
+        return Err(ApiError::not_found(
+            "The volume summary needs microversion 3.12 or later.",
+        ));
+    }
+    let all = (q.flag("all_tenants")? || q.flag("all_projects")?) && ctx.is_admin();
+    let (count, size, metadata) = volumes::summary(&state.app, &ctx, all).await?;
+    let mut s = json!({"total_size": size, "total_count": count});
+    if v.at_least(36) {
+        s["metadata"] = json!(metadata);
+    }
+    Ok(Json(json!({"volume-summary": s})))
+}
+
+// ---------------------------------------------------------------------------
+// Change
+
+pub async fn update(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    Extension(v): Extension<Version>,
+    path: PathParams,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let id = path_id(&path)?;
+    let vol = body::object(&body, "volume")?;
+    body::only(
+        vol,
+        "volume",
+        &[
+            "name",
+            "description",
+            "display_name",
+            "display_description",
+            "metadata",
+        ],
+    )?;
+    let name = match body::nullable_str(vol, "name")? {
+        Some(n) => Some(n),
+        None => body::nullable_str(vol, "display_name")?,
+    };
+    let description = match body::nullable_str(vol, "description")? {
+        Some(d) => Some(d),
+        None => body::nullable_str(vol, "display_description")?,
+    };
+    let metadata = body::opt_metadata(vol, "metadata")?;
+    let view = volumes::update(&state.app, &ctx, id, name, description, metadata).await?;
+    let links = base(&state, &ctx, &path);
+    Ok(Json(
+        json!({"volume": detail(&view, ctx.is_admin(), v, &links)}),
+    ))
+}
+
+pub async fn delete(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    path: PathParams,
+    q: Params,
+) -> ApiResult<StatusCode> {
+    let id = path_id(&path)?;
+    // `cascade` also deletes snapshots; there are none to delete yet.
+    let _cascade = q.flag("cascade")?;
+    let force = q.flag("force")?;
+    volumes::delete(&state.app, &ctx, id, force).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+pub async fn action(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    path: PathParams,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let id = path_id(&path)?;
+    let (name, args) = match body.iter().next() {
+        Some((k, v)) if body.len() == 1 => (k.as_str(), v),
+        _ => {
+            return Err(ApiError::bad_request(
+                "An action body holds exactly one action.",
+            ));
+        }
+    };
+    let empty = Map::new();
+    let args = match args {
+        Value::Object(m) => m,
+        Value::Null => &empty,
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid input for {name}: must be an object."
+            )));
+        }
+    };
+    let app = &state.app;
+    match name {
+        "os-extend" => {
+            let size = body::int(args, "new_size")?.ok_or_else(|| {
+                ApiError::bad_request("Invalid input for os-extend: new_size is required.")
+            })?;
+            volumes::extend(app, &ctx, id, size).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        "os-set_bootable" => {
+            let b = body::boolean(args, "bootable")?.ok_or_else(|| {
+                ApiError::bad_request("Invalid input for os-set_bootable: bootable is required.")
+            })?;
+            volumes::set_bootable(app, &ctx, id, b).await?;
+            Ok(StatusCode::OK.into_response())
+        }
+        "os-update_readonly_flag" => {
+            let r = body::boolean(args, "readonly")?.ok_or_else(|| {
+                ApiError::bad_request(
+                    "Invalid input for os-update_readonly_flag: readonly is required.",
+                )
+            })?;
+            volumes::set_readonly(app, &ctx, id, r).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        "os-reset_status" => {
+            let status = body::opt_str(args, "status")?
+                .map(|s| {
+                    s.to_ascii_lowercase().parse::<VolumeStatus>().map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "Invalid input received: Invalid status {s}."
+                        ))
+                    })
+                })
+                .transpose()?;
+            let attach = body::opt_str(args, "attach_status")?
+                .map(|s| {
+                    s.parse::<AttachStatus>().map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "Invalid input received: Invalid attach status {s}."
+                        ))
+                    })
+                })
+                .transpose()?;
+            let migration = body::nullable_str(args, "migration_status")?;
+            if status.is_none() && attach.is_none() && migration.is_none() {
+                return Err(ApiError::bad_request(
+                    "Must specify 'status', 'attach_status' or 'migration_status' for update.",
+                ));
+            }
+            volumes::reset_status(app, &ctx, id, status, attach, migration).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        "os-force_delete" => {
+            volumes::delete(app, &ctx, id, true).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        "os-reserve" => {
+            volumes::reserve(app, &ctx, id).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        "os-unreserve" => {
+            volumes::unreserve(app, &ctx, id).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        other => Err(ApiError::bad_request(format!(
+            "There is no such action: {other}"
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Metadata
+
+fn key(p: &BTreeMap<String, String>) -> String {
+    p.get("key").cloned().unwrap_or_default()
+}
+
+pub async fn metadata_show(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    path: PathParams,
+) -> ApiResult<Json<Value>> {
+    let md = volumes::metadata_get(&state.app, &ctx, path_id(&path)?).await?;
+    Ok(Json(json!({"metadata": md})))
+}
+
+async fn metadata_write(
+    state: State,
+    ctx: scoria_core::Context,
+    path: BTreeMap<String, String>,
+    body: Map<String, Value>,
+    replace: bool,
+) -> ApiResult<Json<Value>> {
+    let id = path_id(&path)?;
+    let items = body::metadata(
+        body.get("metadata").ok_or_else(|| {
+            ApiError::bad_request("Malformed request body: metadata is required.")
+        })?,
+        "metadata",
+    )?;
+    let md = volumes::metadata_set(&state.app, &ctx, id, items, replace).await?;
+    Ok(Json(json!({"metadata": md})))
+}
+
+pub async fn metadata_merge(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    path: PathParams,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    metadata_write(state, ctx, path.0, body, false).await
+}
+
+pub async fn metadata_replace(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    path: PathParams,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    metadata_write(state, ctx, path.0, body, true).await
+}
+
+pub async fn metadata_key_show(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    path: PathParams,
+) -> ApiResult<Json<Value>> {
+    let id = path_id(&path)?;
+    let k = key(&path);
+    let md = volumes::metadata_get(&state.app, &ctx, id).await?;
+    match md.get(&k) {
+        Some(v) => Ok(Json(json!({"meta": {k: v}}))),
+        None => Err(ApiError::not_found(format!(
+            "Volume {id} has no metadata with key {k}."
+        ))),
+    }
+}
+
+pub async fn metadata_key_set(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    path: PathParams,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let id = path_id(&path)?;
+    let k = key(&path);
+    let meta = body::metadata(
+        body.get("meta")
+            .ok_or_else(|| ApiError::bad_request("Malformed request body: meta is required."))?,
+        "meta",
+    )?;
+    if meta.len() != 1 {
+        return Err(ApiError::bad_request(
+            "Request body contains too many items.",
+        ));
+    }
+    if !meta.contains_key(&k) {
+        return Err(ApiError::bad_request("Request body and URI mismatch."));
+    }
+    volumes::metadata_set(&state.app, &ctx, id, meta.clone(), false).await?;
+    Ok(Json(json!({"meta": meta})))
+}
+
+pub async fn metadata_key_delete(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    path: PathParams,
+) -> ApiResult<StatusCode> {
+    volumes::metadata_delete(&state.app, &ctx, path_id(&path)?, &key(&path)).await?;
+    Ok(StatusCode::OK)
+}
