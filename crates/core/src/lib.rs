@@ -243,6 +243,12 @@ impl App {
         })
     }
 
+    /// What the identity bootstrap of this start did (until identity lands:
+    /// nothing is known).
+    pub fn bootstrap_info(&self) -> identity::Bootstrap {
+        identity::Bootstrap::default()
+    }
+
     pub fn store(&self) -> &Store {
         &self.env.store
     }

@@ -245,7 +245,12 @@ mod tests {
             Err("No valid backend was found"),
         );
         // Unknown zone.
-        check(req(1, Some("mars")), &[a.clone()], 1.0, Err("not mars"));
+        check(
+            req(1, Some("mars")),
+            std::slice::from_ref(&a),
+            1.0,
+            Err("not mars"),
+        );
         // Nothing configured.
         check(req(1, None), &[], 1.0, Err("no backend is configured"));
         // Ties are broken by name.
@@ -296,12 +301,17 @@ mod tests {
         );
         check(
             req("volume_backend_name", "nope"),
-            &[a.clone()],
+            std::slice::from_ref(&a),
             1.0,
             Err("the type wants"),
         );
         // Keys that are not capabilities do not filter.
-        check(req("qos:read_iops", "100"), &[a.clone()], 1.0, Ok("a"));
+        check(
+            req("qos:read_iops", "100"),
+            std::slice::from_ref(&a),
+            1.0,
+            Ok("a"),
+        );
         check(
             req("multiattach", "<is> False"),
             &[a],

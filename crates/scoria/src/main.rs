@@ -1,1 +1,201 @@
-fn main() {}
+//! The `scoria` binary.
+//!
+//! `scoria serve` runs everything in one process: the HTTP API (Block Storage,
+//! Identity), the flow engine and the backends, on an embedded SQLite database
+//! in the data directory. On first start it creates the admin account and
+//! writes `clouds.yaml` and `admin-openrc` next to the database.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use scoria_core::App;
+use scoria_failpoints::Failpoints;
+
+mod config;
+
+#[derive(Parser)]
+#[command(
+    name = "scoria",
+    version,
+    about = "Block storage for KVM clouds, with the OpenStack Block Storage v3 API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run Scoria: API, flows and backends in this process.
+    Serve {
+        /// A TOML configuration file (see scoria.example.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (database, default backend, client files).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Listen address, e.g. 127.0.0.1:8776 (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            config,
+            data_dir,
+            listen,
+        } => {
+            let file = match &config {
+                Some(p) => config::File::load(p)?,
+                None => config::File::default(),
+            };
+            let resolved = config::resolve(file, data_dir, listen)?;
+            init_logging(&resolved.log_filter);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(serve(resolved))
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+async fn serve(mut r: config::Resolved) -> Result<()> {
+    let fp = Failpoints::new();
+    if let Ok(spec) = std::env::var("SCORIA_FAILPOINTS") {
+        if !Failpoints::compiled_in() {
+            anyhow::bail!("SCORIA_FAILPOINTS is set but this binary was built without failpoints");
+        }
+        fp.arm_spec(&spec)
+            .map_err(anyhow::Error::msg)
+            .context("SCORIA_FAILPOINTS")?;
+        tracing::warn!(%spec, "failpoints armed");
+    }
+    let listener = tokio::net::TcpListener::bind(r.listen)
+        .await
+        .with_context(|| format!("binding {}", r.listen))?;
+    let addr = listener.local_addr().context("listener address")?;
+    if r.listen.port() == 0 {
+        // Port 0 picked a free port: links and the catalog must name the real one.
+        r.core.public_url = r
+            .core
+            .public_url
+            .replace(&r.listen.to_string(), &addr.to_string());
+    }
+    let data_dir = r.core.data_dir.clone();
+    let app = App::open(r.core, fp)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.chain()))
+        .context("starting Scoria")?;
+    let public_url = app.config.public_url.clone();
+    let info = app.bootstrap_info();
+    write_client_files(&data_dir, &app, info.password.as_deref())?;
+
+    println!("Scoria is serving on {public_url}");
+    println!("  Block Storage v3: {public_url}/v3    Identity v3: {public_url}/identity/v3");
+    println!("  Data directory:   {}", data_dir.display());
+    if let (Some(p), true) = (&info.password, info.generated) {
+        println!("  Admin password (generated, also in clouds.yaml): {p}");
+    }
+    println!("Log in with the stock client:");
+    println!(
+        "  export OS_CLIENT_CONFIG_FILE={}/clouds.yaml OS_CLOUD=scoria",
+        data_dir.display()
+    );
+    println!("  openstack volume create --size 1 v1 && openstack volume list");
+    // Tests read this line to find a port picked with --listen 127.0.0.1:0.
+    println!("listening on {addr}");
+
+    let shutdown = async {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
+        }
+        tracing::info!("shutting down: finishing requests, pausing flows at a step boundary");
+    };
+    scoria_api::serve(app.clone(), listener, shutdown)
+        .await
+        .context("serving HTTP")?;
+    app.shutdown(Duration::from_secs(30)).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Write `clouds.yaml` and `admin-openrc` for the admin account. Only when the
+/// password is known to this run (first start, or set by configuration); the
+/// files of an earlier start are left alone otherwise.
+fn write_client_files(data_dir: &Path, app: &App, password: Option<&str>) -> Result<()> {
+    let Some(password) = password else {
+        return Ok(());
+    };
+    let c = &app.config;
+    let auth_url = format!("{}/identity/v3", c.public_url);
+    let clouds = format!(
+        "# Written by scoria serve. Use with: export OS_CLIENT_CONFIG_FILE={dir}/clouds.yaml OS_CLOUD=scoria\n\
+         clouds:\n  scoria:\n    auth:\n      auth_url: {auth_url}\n      username: {user}\n      password: \"{password}\"\n      \
+         project_name: {project}\n      user_domain_name: Default\n      project_domain_name: Default\n    \
+         region_name: {region}\n    interface: public\n    identity_api_version: 3\n    volume_api_version: 3\n",
+        dir = data_dir.display(),
+        user = c.admin_user,
+        project = c.admin_project,
+        region = c.region,
+    );
+    let openrc = format!(
+        "# Written by scoria serve. Use with: . {dir}/admin-openrc\n\
+         export OS_AUTH_URL={auth_url}\nexport OS_USERNAME={user}\nexport OS_PASSWORD='{password}'\n\
+         export OS_PROJECT_NAME={project}\nexport OS_USER_DOMAIN_NAME=Default\nexport OS_PROJECT_DOMAIN_NAME=Default\n\
+         export OS_REGION_NAME={region}\nexport OS_IDENTITY_API_VERSION=3\nexport OS_VOLUME_API_VERSION=3\n",
+        dir = data_dir.display(),
+        user = c.admin_user,
+        project = c.admin_project,
+        region = c.region,
+    );
+    for (name, text) in [("clouds.yaml", clouds), ("admin-openrc", openrc)] {
+        let path = data_dir.join(name);
+        write_private(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Write a file only its owner can read (it holds a password).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

@@ -188,12 +188,12 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
         ))
         .into());
     }
-    Ok(serde_json::to_value(Placement {
+    serde_json::to_value(Placement {
         backend,
         location,
         format,
     })
-    .map_err(|e| StepError::msg(e.to_string()))?)
+    .map_err(|e| StepError::msg(e.to_string()))
 }
 
 async fn create_on_backend(cx: &Cx<VolumeCreate>) -> Result<Value, StepError> {

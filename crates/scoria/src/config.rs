@@ -1,0 +1,256 @@
+//! The configuration file (`--config scoria.toml`), every key documented in
+//! `scoria.example.toml` at the repository root. Unknown keys are an error, so a
+//! typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use scoria_core::{BackendConfig, Config, DriverConfig};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// Where the database, the default backend and the generated client files live.
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub identity: Identity,
+    #[serde(default)]
+    pub database: Database,
+    #[serde(default, rename = "backend")]
+    pub backends: Vec<Backend>,
+    #[serde(default)]
+    pub log: Log,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    pub admin_user: Option<String>,
+    pub admin_project: Option<String>,
+    pub admin_password: Option<String>,
+    pub token_ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    /// `full` (default) or `normal`.
+    pub durability: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub name: String,
+    /// `file` (default) or `memory` (tests only).
+    pub driver: Option<String>,
+    pub path: Option<PathBuf>,
+    pub format: Option<String>,
+    pub availability_zone: Option<String>,
+    pub max_over_subscription_ratio: Option<f64>,
+    pub reserved_percentage: Option<u8>,
+    pub fsync: Option<bool>,
+    pub capacity_gib: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// A `tracing` filter such as `info` or `scoria=debug,info`.
+    pub filter: Option<String>,
+}
+
+impl File {
+    pub fn load(path: &Path) -> Result<File> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// The listen address when neither the file nor the command line gives one.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8776";
+
+/// Everything `serve` needs, resolved.
+pub struct Resolved {
+    pub core: Config,
+    pub listen: SocketAddr,
+    pub log_filter: String,
+}
+
+/// Combine the file, the command line and the environment.
+pub fn resolve(
+    file: File,
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+) -> Result<Resolved> {
+    let data_dir = data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("scoria-data"));
+    let data_dir = if data_dir.is_absolute() {
+        data_dir
+    } else {
+        std::env::current_dir()
+            .context("current directory")?
+            .join(data_dir)
+    };
+    let listen = match listen.or(file.server.listen) {
+        Some(l) => l,
+        None => DEFAULT_LISTEN.parse().context("default listen address")?,
+    };
+    let mut core = Config::with_data_dir(data_dir.clone());
+    core.public_url = file
+        .server
+        .public_url
+        .unwrap_or_else(|| format!("http://{listen}"));
+    if let Some(r) = file.server.region {
+        core.region = r;
+    }
+    if let Some(u) = file.identity.admin_user {
+        core.admin_user = u;
+    }
+    if let Some(p) = file.identity.admin_project {
+        core.admin_project = p;
+    }
+    core.admin_password = std::env::var("SCORIA_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .or(file.identity.admin_password);
+    if let Some(ttl) = file.identity.token_ttl_seconds {
+        if ttl == 0 {
+            bail!("identity.token_ttl_seconds must be positive");
+        }
+        core.token_ttl = Duration::from_secs(ttl);
+    }
+    if let Some(d) = file.database.durability {
+        core.store.durability = d
+            .parse()
+            .map_err(anyhow::Error::msg)
+            .context("database.durability")?;
+    }
+    if !file.backends.is_empty() {
+        core.backends = file
+            .backends
+            .into_iter()
+            .map(|b| backend(b, &data_dir))
+            .collect::<Result<_>>()?;
+        let mut names: Vec<&str> = core.backends.iter().map(|b| b.name.as_str()).collect();
+        names.sort();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            bail!("two backends have the same name");
+        }
+    }
+    Ok(Resolved {
+        core,
+        listen,
+        log_filter: file.log.filter.unwrap_or_else(|| "info".into()),
+    })
+}
+
+fn backend(b: Backend, data_dir: &Path) -> Result<BackendConfig> {
+    if b.name.is_empty()
+        || !b
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("backend name {:?} must be letters, digits, - or _", b.name);
+    }
+    let driver = match b.driver.as_deref().unwrap_or("file") {
+        "file" => {
+            let path = b
+                .path
+                .clone()
+                .unwrap_or_else(|| data_dir.join("volumes").join(&b.name));
+            let path = if path.is_absolute() {
+                path
+            } else {
+                data_dir.join(path)
+            };
+            DriverConfig::File {
+                path,
+                fsync: b.fsync.unwrap_or(true),
+            }
+        }
+        "memory" => DriverConfig::Memory {
+            capacity_gib: b.capacity_gib.unwrap_or(1024),
+        },
+        other => bail!(
+            "backend {}: unknown driver {other:?} (file, memory)",
+            b.name
+        ),
+    };
+    let ratio = b.max_over_subscription_ratio.unwrap_or(20.0);
+    if !(ratio >= 1.0 && ratio.is_finite()) {
+        bail!(
+            "backend {}: max_over_subscription_ratio must be at least 1.0",
+            b.name
+        );
+    }
+    let reserved = b.reserved_percentage.unwrap_or(0);
+    if reserved > 100 {
+        bail!("backend {}: reserved_percentage must be 0..=100", b.name);
+    }
+    Ok(BackendConfig {
+        name: b.name,
+        driver,
+        format: b
+            .format
+            .as_deref()
+            .unwrap_or("qcow2")
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+        availability_zone: b.availability_zone.unwrap_or_else(|| "nova".into()),
+        max_over_subscription_ratio: ratio,
+        reserved_percentage: reserved,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses_and_resolves() {
+        let text = include_str!("../../../scoria.example.toml");
+        let f: File = toml::from_str(text).expect("example parses");
+        let r = resolve(f, None, None).expect("example resolves");
+        assert_eq!(r.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(r.core.backends.len(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        for bad in [
+            "nonsense = 1",
+            "[server]\nlisten = \"not an address\"",
+            "[server]\nport = 1",
+            "[[backend]]\nname = \"a\"\ndriver = \"ceph\"",
+            "[[backend]]\nname = \"a\"\nformat = \"vmdk\"",
+            "[[backend]]\nname = \"a\"\n[[backend]]\nname = \"a\"",
+            "[[backend]]\nname = \"a b\"",
+            "[database]\ndurability = \"sometimes\"",
+            "[[backend]]\nname = \"a\"\nmax_over_subscription_ratio = 0.5",
+        ] {
+            let parsed: Result<File, _> = toml::from_str(bad);
+            let failed = match parsed {
+                Err(_) => true,
+                Ok(f) => resolve(f, None, None).is_err(),
+            };
+            assert!(failed, "{bad:?} was accepted");
+        }
+    }
+}
