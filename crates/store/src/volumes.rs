@@ -127,7 +127,8 @@ pub async fn volume_create(conn: &mut Conn, v: &NewVolume) -> Result<()> {
     if inserted.rows_affected() == 0 {
         return Err(StoreError::Duplicate(format!("volume {}", v.id)));
     }
-    volume_metadata_replace(conn, v.id, &v.metadata).await
+    // A new entry has no metadata yet: adding is enough.
+    volume_metadata_merge(conn, v.id, &v.metadata).await
 }
 
 /// One volume with its metadata, or `None`.
@@ -338,6 +339,18 @@ pub async fn volume_purge(conn: &mut Conn, id: VolumeId) -> Result<bool> {
     Ok(r.rows_affected() == 1)
 }
 
+/// Sum of the sizes (GiB) of the volumes placed on each backend (one query).
+pub async fn volume_provisioned_by_backend(conn: &mut Conn) -> Result<BTreeMap<String, i64>> {
+    let rows = sqlx::query(
+        "SELECT backend, COALESCE(SUM(size), 0) AS gb FROM volumes WHERE backend IS NOT NULL GROUP BY backend",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("backend")?, r.try_get("gb")?)))
+        .collect()
+}
+
 /// Sum of the sizes (GiB) of the volumes placed on a backend.
 pub async fn volume_provisioned_gib(conn: &mut Conn, backend: &str) -> Result<i64> {
     let gb: i64 =
@@ -377,23 +390,28 @@ pub async fn volume_metadata_replace(
     volume_metadata_merge(conn, id, items).await
 }
 
-/// Add or overwrite the given keys, keeping the others.
+/// Add or overwrite the given keys, keeping the others (one statement).
 pub async fn volume_metadata_merge(
     conn: &mut Conn,
     id: VolumeId,
     items: &BTreeMap<String, String>,
 ) -> Result<()> {
-    for (k, v) in items {
-        sqlx::query(
-            "INSERT INTO volume_metadata (volume_id, key, value) VALUES ($1, $2, $3)
-             ON CONFLICT (volume_id, key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(id.to_string())
-        .bind(k)
-        .bind(v)
-        .execute(&mut *conn)
-        .await?;
+    if items.is_empty() {
+        return Ok(());
     }
+    let values: Vec<String> = (0..items.len())
+        .map(|i| format!("($1, ${}, ${})", 2 + i * 2, 3 + i * 2))
+        .collect();
+    let sql = format!(
+        "INSERT INTO volume_metadata (volume_id, key, value) VALUES {}
+         ON CONFLICT (volume_id, key) DO UPDATE SET value = excluded.value",
+        values.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(id.to_string());
+    for (k, v) in items {
+        q = q.bind(k).bind(v);
+    }
+    q.execute(conn).await?;
     Ok(())
 }
 
