@@ -6,7 +6,6 @@
 //! row in that test fails the build of the test suite.
 
 use axum::Router;
-use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::{delete, get, post, put};
 
