@@ -23,7 +23,8 @@ pub struct Volume {
     pub attach_status: AttachStatus,
     pub migration_status: Option<String>,
     pub bootable: bool,
-    pub read_only: bool,
+    /// `None` until the flag is first set.
+    pub read_only: Option<bool>,
     pub multiattach: bool,
     pub availability_zone: String,
     pub volume_type_id: VolumeTypeId,
@@ -99,10 +100,10 @@ fn from_row(r: &SqliteRow) -> Result<Volume> {
 pub async fn volume_create(conn: &mut Conn, v: &NewVolume) -> Result<()> {
     let inserted = sqlx::query(
         "INSERT INTO volumes (id, project_id, user_id, name, description, size, status,
-                attach_status, bootable, read_only, multiattach, availability_zone,
+                attach_status, bootable, multiattach, availability_zone,
                 volume_type_id, snapshot_id, source_volid, reservation_id, last_flow_id,
                 created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'detached', $8, FALSE, $9, $10, $11, $12, $13,
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'detached', $8, $9, $10, $11, $12, $13,
                  $14, $15, $16)
          ON CONFLICT (id) DO NOTHING",
     )

@@ -41,14 +41,25 @@ pub struct Reply {
 impl TestApp {
     pub async fn new() -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
-        let app = App::open(config(dir.path()), Failpoints::new()).await.expect("open app");
+        let app = App::open(config(dir.path()), Failpoints::new())
+            .await
+            .expect("open app");
         let router = scoria_api::router(app.clone());
         TestApp { dir, app, router }
     }
 
     /// Send a request; `body` is sent as is (bytes) when given.
-    pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Reply {
-        let mut req = Request::builder().method(Method::from_bytes(method.as_bytes()).expect("method")).uri(path);
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).expect("method"))
+            .uri(path);
         if let Some(t) = token {
             req = req.header("x-auth-token", t);
         }
@@ -56,20 +67,46 @@ impl TestApp {
             req = req.header(*k, *v);
         }
         let req = match body {
-            Some(b) => req.header("content-type", "application/json").body(Body::from(b)),
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b)),
             None => req.body(Body::empty()),
         }
         .expect("request");
         let resp = self.router.clone().oneshot(req).await.expect("infallible");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20).await.expect("body");
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
-        Reply { status, headers, body }
+        let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
+            .await
+            .expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
-        self.raw(method, path, token, &[], body.map(|b| serde_json::to_vec(&b).expect("json"))).await
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        self.raw(
+            method,
+            path,
+            token,
+            &[],
+            body.map(|b| serde_json::to_vec(&b).expect("json")),
+        )
+        .await
     }
 
     /// A token for `user` scoped to `project` (names in the Default domain).
@@ -78,10 +115,20 @@ impl TestApp {
             "identity": {"methods": ["password"], "password": {"user": {
                 "name": user, "domain": {"name": "Default"}, "password": password}}},
             "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}});
-        let r = self.call("POST", "/identity/v3/auth/tokens", None, Some(body)).await;
+        let r = self
+            .call("POST", "/identity/v3/auth/tokens", None, Some(body))
+            .await;
         assert_eq!(r.status, 201, "login {user}: {:?}", r.body);
-        let token = r.headers.get("x-subject-token").and_then(|v| v.to_str().ok()).expect("token").to_owned();
-        let project_id = r.body["token"]["project"]["id"].as_str().expect("project id").to_owned();
+        let token = r
+            .headers
+            .get("x-subject-token")
+            .and_then(|v| v.to_str().ok())
+            .expect("token")
+            .to_owned();
+        let project_id = r.body["token"]["project"]["id"]
+            .as_str()
+            .expect("project id")
+            .to_owned();
         (token, project_id)
     }
 
@@ -92,14 +139,26 @@ impl TestApp {
     /// Create a project; returns its id.
     pub async fn project(&self, admin: &str, name: &str) -> String {
         let r = self
-            .call("POST", "/identity/v3/projects", Some(admin), Some(json!({"project": {"name": name, "domain_id": "default"}})))
+            .call(
+                "POST",
+                "/identity/v3/projects",
+                Some(admin),
+                Some(json!({"project": {"name": name, "domain_id": "default"}})),
+            )
             .await;
         assert_eq!(r.status, 201, "{:?}", r.body);
         r.body["project"]["id"].as_str().expect("id").to_owned()
     }
 
     /// Create a user with `role` on `project_id`; returns the user id.
-    pub async fn user(&self, admin: &str, name: &str, password: &str, project_id: &str, role: &str) -> String {
+    pub async fn user(
+        &self,
+        admin: &str,
+        name: &str,
+        password: &str,
+        project_id: &str,
+        role: &str,
+    ) -> String {
         let r = self
             .call(
                 "POST",
@@ -110,10 +169,25 @@ impl TestApp {
             .await;
         assert_eq!(r.status, 201, "{:?}", r.body);
         let uid = r.body["user"]["id"].as_str().expect("id").to_owned();
-        let roles = self.call("GET", &format!("/identity/v3/roles?name={role}"), Some(admin), None).await;
-        let rid = roles.body["roles"][0]["id"].as_str().expect("role").to_owned();
+        let roles = self
+            .call(
+                "GET",
+                &format!("/identity/v3/roles?name={role}"),
+                Some(admin),
+                None,
+            )
+            .await;
+        let rid = roles.body["roles"][0]["id"]
+            .as_str()
+            .expect("role")
+            .to_owned();
         let r = self
-            .call("PUT", &format!("/identity/v3/projects/{project_id}/users/{uid}/roles/{rid}"), Some(admin), None)
+            .call(
+                "PUT",
+                &format!("/identity/v3/projects/{project_id}/users/{uid}/roles/{rid}"),
+                Some(admin),
+                None,
+            )
             .await;
         assert_eq!(r.status, 204, "{:?}", r.body);
         uid
@@ -122,7 +196,12 @@ impl TestApp {
     /// Create an available 1 GiB volume in the token's project.
     pub async fn volume(&self, token: &str, project: &str) -> String {
         let r = self
-            .call("POST", &format!("/v3/{project}/volumes"), Some(token), Some(json!({"volume": {"size": 1, "name": "fixture"}})))
+            .call(
+                "POST",
+                &format!("/v3/{project}/volumes"),
+                Some(token),
+                Some(json!({"volume": {"size": 1, "name": "fixture"}})),
+            )
             .await;
         assert_eq!(r.status, 202, "{:?}", r.body);
         let id = r.body["volume"]["id"].as_str().expect("id").to_owned();
@@ -132,7 +211,14 @@ impl TestApp {
 
     pub async fn wait_status(&self, token: &str, project: &str, id: &str, want: &str) {
         for _ in 0..2000 {
-            let r = self.call("GET", &format!("/v3/{project}/volumes/{id}"), Some(token), None).await;
+            let r = self
+                .call(
+                    "GET",
+                    &format!("/v3/{project}/volumes/{id}"),
+                    Some(token),
+                    None,
+                )
+                .await;
             if r.body["volume"]["status"] == want {
                 return;
             }
