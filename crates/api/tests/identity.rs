@@ -266,6 +266,23 @@ async fn a_scoped_token_and_its_catalog() {
     ids.dedup();
     assert_eq!(ids.len(), 9);
 
+    // The registered catalog (`openstack endpoint list`): templated URLs.
+    let t = r.header("x-subject-token");
+    let volumev3 = r.body["token"]["catalog"][0]["id"].as_str().unwrap();
+    let services = api.get("/identity/v3/services?type=volumev3", t).await;
+    assert_eq!(services.body["services"][0]["id"], json!(volumev3));
+    assert_eq!(services.body["services"].as_array().unwrap().len(), 1);
+    let eps = api
+        .get(
+            &format!("/identity/v3/endpoints?interface=public&service_id={volumev3}"),
+            t,
+        )
+        .await;
+    assert_eq!(eps.status, StatusCode::OK);
+    let list = eps.body["endpoints"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["url"], json!(format!("{PUBLIC}/v3/%(project_id)s")));
+
     // ?nocatalog, and an unscoped token: no catalog.
     let nocat = api
         .call(
@@ -755,6 +772,15 @@ async fn management_round_trips_and_policy() {
             200,
         ),
         step("admin", Method::GET, &p("/role_inferences"), None, 200),
+        step("admin", Method::GET, &p("/services"), None, 200),
+        step(
+            "admin",
+            Method::GET,
+            &p("/endpoints?interface=public"),
+            None,
+            200,
+        ),
+        step("alice", Method::GET, &p("/endpoints"), None, 403),
         // alice, a member of p1.
         step(
             "alice",

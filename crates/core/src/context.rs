@@ -129,6 +129,8 @@ ops! {
     IdentityGrantList => Admin, "identity:list_grants";
     IdentityGrantRevoke => Admin, "identity:revoke_grant";
     IdentityAssignmentList => Admin, "identity:list_role_assignments";
+    IdentityServiceList => Admin, "identity:list_services";
+    IdentityEndpointList => Admin, "identity:list_endpoints";
 }
 
 impl Context {

@@ -66,6 +66,8 @@ table! {
     get "/v3/roles/{role_id}" => resources::role_show;
     get "/v3/role_inferences" => resources::role_inferences;
     get "/v3/role_assignments" => resources::assignment_list;
+    get "/v3/services" => resources::service_list;
+    get "/v3/endpoints" => resources::endpoint_list;
 }
 
 /// Identity's router, with its paths under `/identity` (merge it at the root).

@@ -358,6 +358,57 @@ pub async fn role_inferences(
     })))
 }
 
+// ---------------------------------------------------------------- catalog
+
+/// `GET /v3/services` (`?type=`).
+pub async fn service_list(
+    AxState(state): AxState<State>,
+    IdAuth(ctx): IdAuth,
+    q: IdQuery,
+    uri: OriginalUri,
+) -> IdResult<Json<Value>> {
+    let b = base(&state);
+    let services =
+        identity::catalog_template(&state.app, &ctx, scoria_core::Op::IdentityServiceList)?;
+    let want = q.get("type");
+    Ok(Json(views::list(
+        "services",
+        services
+            .iter()
+            .filter(|s| want.as_deref().is_none_or(|t| t == s.service_type))
+            .map(|s| views::service(&b, s))
+            .collect(),
+        self_link(&state, &uri),
+    )))
+}
+
+/// `GET /v3/endpoints` (`?interface=`, `?service_id=`, `?region_id=`).
+pub async fn endpoint_list(
+    AxState(state): AxState<State>,
+    IdAuth(ctx): IdAuth,
+    q: IdQuery,
+    uri: OriginalUri,
+) -> IdResult<Json<Value>> {
+    let b = base(&state);
+    let services =
+        identity::catalog_template(&state.app, &ctx, scoria_core::Op::IdentityEndpointList)?;
+    let matches = |e: &Value, key: &str| {
+        q.get(key)
+            .is_none_or(|want| e[key].as_str() == Some(want.as_str()))
+    };
+    Ok(Json(views::list(
+        "endpoints",
+        services
+            .iter()
+            .flat_map(|s| views::endpoints(&b, s))
+            .filter(|e| {
+                matches(e, "interface") && matches(e, "service_id") && matches(e, "region_id")
+            })
+            .collect(),
+        self_link(&state, &uri),
+    )))
+}
+
 // ---------------------------------------------------------------- grants
 
 type GrantPath = IdPath<(String, String, String)>;

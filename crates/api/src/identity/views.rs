@@ -163,6 +163,37 @@ pub fn catalog(services: &[CatalogService]) -> Value {
     )
 }
 
+/// A service of `GET /services`.
+pub fn service(b: &Base, s: &CatalogService) -> Value {
+    json!({
+        "id": s.id,
+        "type": s.service_type,
+        "name": s.name,
+        "description": "",
+        "enabled": true,
+        "links": {"self": b.link(&format!("/services/{}", s.id))},
+    })
+}
+
+/// The endpoints of a service, as `GET /endpoints` lists them.
+pub fn endpoints(b: &Base, s: &CatalogService) -> Vec<Value> {
+    s.endpoints
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "interface": e.interface,
+                "region": e.region,
+                "region_id": e.region,
+                "service_id": s.id,
+                "url": e.url,
+                "enabled": true,
+                "links": {"self": b.link(&format!("/endpoints/{}", e.id))},
+            })
+        })
+        .collect()
+}
+
 /// `{"token": {...}}`; `catalog` only for a scoped token.
 pub fn token(info: &TokenInfo, catalog: Option<&[CatalogService]>) -> Value {
     let mut t = json!({

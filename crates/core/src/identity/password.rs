@@ -164,6 +164,24 @@ mod tests {
         assert!(h.verify("x".into(), Some("garbage".into())).await.is_err());
     }
 
+    /// What one hash and one check cost at the production parameters
+    /// (`cargo nextest run --release -p scoria-core password_cost
+    /// --run-ignored only --no-capture`).
+    #[tokio::test]
+    #[ignore = "a measurement, not a check"]
+    async fn password_cost() {
+        let h = Arc::new(Hasher::default());
+        let t = std::time::Instant::now();
+        let phc = h.hash("s3cret".into()).await.unwrap();
+        let hashed = t.elapsed();
+        let t = std::time::Instant::now();
+        assert!(h.verify("s3cret".into(), Some(phc)).await.unwrap());
+        eprintln!(
+            "argon2id default: hash {hashed:?}, verify {:?}",
+            t.elapsed()
+        );
+    }
+
     #[test]
     fn production_cost_is_the_crate_default() {
         let h = Hasher::default();

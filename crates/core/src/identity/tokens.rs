@@ -584,6 +584,17 @@ fn stable_id(parts: &[&str]) -> String {
 /// The service catalog as seen from a project: every endpoint in every
 /// interface points at this server, with the project substituted.
 pub fn catalog(app: &App, project: &ProjectId) -> Vec<CatalogService> {
+    build_catalog(app, project.as_str())
+}
+
+/// `GET /services` and `GET /endpoints`: the catalog as registered, Block
+/// Storage URLs templated with `%(project_id)s` as Keystone stores them.
+pub fn catalog_template(app: &App, ctx: &Context, op: Op) -> Result<Vec<CatalogService>> {
+    authorize(ctx, op, false)?;
+    Ok(build_catalog(app, "%(project_id)s"))
+}
+
+fn build_catalog(app: &App, project: &str) -> Vec<CatalogService> {
     let base = app.config.public_url.trim_end_matches('/');
     SERVICES
         .iter()
