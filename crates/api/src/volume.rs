@@ -47,8 +47,18 @@ fn base(
     )
 }
 
-/// The full view of a volume (`detail`).
-pub fn detail(view: &VolumeView, admin: bool, v: Version, links: &(String, String)) -> Value {
+/// The full view of a volume (`detail`). With `progress`, the view also
+/// carries `scoria:progress`, the state of the last operation on the volume
+/// (stage `i/N`, step, percent, last error). It is asked for with
+/// `?with_progress=true`, because strict clients (tempest) validate volume
+/// views against Cinder's exact schemas and refuse unknown keys.
+pub fn detail(
+    view: &VolumeView,
+    admin: bool,
+    v: Version,
+    links: &(String, String),
+    progress: bool,
+) -> Value {
     let vol = &view.volume;
     let mut o = json!({
         "id": vol.id.to_string(),
@@ -86,11 +96,12 @@ pub fn detail(view: &VolumeView, admin: bool, v: Version, links: &(String, Strin
         m.insert("os-vol-mig-status-attr:name_id".into(), Value::Null);
         m.insert("migration_status".into(), json!(vol.migration_status));
     }
-    if vol.read_only {
-        // Cinder shows the read-only flag as admin metadata in `metadata`.
+    if let Some(ro) = vol.read_only {
+        // Cinder shows the read-only flag, once set, as admin metadata inside
+        // `metadata` ("True"/"False"), with the attach mode it implies.
         if let Some(md) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            md.insert("readonly".into(), json!("True"));
-            md.insert("attached_mode".into(), json!("ro"));
+            md.insert("readonly".into(), json!(if ro { "True" } else { "False" }));
+            md.insert("attached_mode".into(), json!(if ro { "ro" } else { "rw" }));
         }
     }
     if v.at_least(13) {
@@ -118,7 +129,7 @@ pub fn detail(view: &VolumeView, admin: bool, v: Version, links: &(String, Strin
     if v.at_least(65) {
         m.insert("consumes_quota".into(), json!(true));
     }
-    if let Some(p) = &view.progress {
+    if let (true, Some(p)) = (progress, &view.progress) {
         m.insert(
             "scoria:progress".into(),
             json!({
@@ -161,17 +172,29 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let vol = body::object(&body, "volume")?;
     let size = body::int(vol, "size")?;
-    for (key, what) in [
-        ("snapshot_id", "a snapshot"),
-        ("source_volid", "another volume"),
-        ("imageRef", "an image"),
-        ("backup_id", "a backup"),
-    ] {
-        if body::opt_str(vol, key)?.is_some() {
-            return Err(ApiError::bad_request(format!(
-                "Creating a volume from {what} is not supported by this Scoria yet."
-            )));
-        }
+    // Sources Scoria cannot copy from yet. A source that does not exist is a
+    // 404, as Cinder answers; one that exists is refused as not supported.
+    if let Some(s) = body::opt_str(vol, "snapshot_id")? {
+        return Err(ApiError::not_found(format!(
+            "Snapshot {s} could not be found."
+        )));
+    }
+    if let Some(s) = body::opt_str(vol, "backup_id")? {
+        return Err(ApiError::not_found(format!(
+            "Backup {s} could not be found."
+        )));
+    }
+    if let Some(s) = body::opt_str(vol, "source_volid")? {
+        let id = volumes::parse_id(&s)?;
+        volumes::get(&state.app, &ctx, id).await?;
+        return Err(ApiError::bad_request(
+            "Creating a volume from another volume is not supported by this Scoria yet.",
+        ));
+    }
+    if body::opt_str(vol, "imageRef")?.is_some() {
+        return Err(ApiError::bad_request(
+            "Creating a volume from an image needs the image service, which this Scoria does not offer yet.",
+        ));
     }
     if vol.get("consistencygroup_id").is_some_and(|v| !v.is_null())
         || vol.get("group_id").is_some_and(|v| !v.is_null())
@@ -205,7 +228,7 @@ pub async fn create(
     let links = base(&state, &ctx, &path);
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"volume": detail(&view, ctx.is_admin(), v, &links)})),
+        Json(json!({"volume": detail(&view, ctx.is_admin(), v, &links, false)})),
     )
         .into_response())
 }
@@ -218,12 +241,14 @@ pub async fn show(
     Auth(ctx): Auth,
     Extension(v): Extension<Version>,
     path: PathParams,
+    q: Params,
 ) -> ApiResult<Json<Value>> {
     let id = path_id(&path)?;
+    let progress = q.flag("with_progress")?;
     let view = volumes::get(&state.app, &ctx, id).await?;
     let links = base(&state, &ctx, &path);
     Ok(Json(
-        json!({"volume": detail(&view, ctx.is_admin(), v, &links)}),
+        json!({"volume": detail(&view, ctx.is_admin(), v, &links, progress)}),
     ))
 }
 
@@ -333,6 +358,7 @@ async fn list_any(
     full: bool,
 ) -> ApiResult<Json<Value>> {
     let req = list_request(&ctx, &q, v)?;
+    let progress = q.flag("with_progress")?;
     let limit = req.limit.unwrap_or(MAX_LIMIT);
     let with_count = req.with_count;
     let res = volumes::list(&state.app, &ctx, req).await?;
@@ -342,7 +368,7 @@ async fn list_any(
         .iter()
         .map(|view| {
             if full {
-                detail(view, ctx.is_admin(), v, &links)
+                detail(view, ctx.is_admin(), v, &links, progress)
             } else {
                 summary_view(view, &links)
             }
@@ -452,7 +478,7 @@ pub async fn update(
     let view = volumes::update(&state.app, &ctx, id, name, description, metadata).await?;
     let links = base(&state, &ctx, &path);
     Ok(Json(
-        json!({"volume": detail(&view, ctx.is_admin(), v, &links)}),
+        json!({"volume": detail(&view, ctx.is_admin(), v, &links, false)}),
     ))
 }
 

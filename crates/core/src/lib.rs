@@ -18,7 +18,8 @@ use std::time::Duration;
 use scoria_failpoints::Failpoints;
 use scoria_flows::{Engine, EngineOptions};
 use scoria_storage::{DynDriver, Format};
-use scoria_store::{Store, StoreOptions};
+use scoria_store::Store;
+pub use scoria_store::{Durability, StoreOptions};
 
 pub mod context;
 pub mod error;

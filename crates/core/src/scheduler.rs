@@ -161,11 +161,12 @@ pub fn place(
 /// that concurrent placements see each other).
 pub async fn gather(env: &Env, conn: &mut Conn) -> Result<Vec<Candidate>> {
     let mut out = Vec::with_capacity(env.backends.len());
+    let provisioned_all = scoria_store::volumes::volume_provisioned_by_backend(conn).await?;
     for (name, b) in &env.backends {
         let cap = b.driver.capacity().await.map_err(|e| {
             Error::internal(format!("backend {name} cannot report its capacity"), e)
         })?;
-        let provisioned = scoria_store::volumes::volume_provisioned_gib(conn, name).await?;
+        let provisioned = provisioned_all.get(name).copied().unwrap_or(0);
         let mut capabilities = BTreeMap::new();
         capabilities.insert("volume_backend_name".to_string(), name.clone());
         capabilities.insert("storage_protocol".to_string(), "nbd".to_string());

@@ -423,9 +423,11 @@ pub async fn extend(app: &App, ctx: &Context, id: VolumeId, new_size: i64) -> Re
         .map_err(from_outcome)
 }
 
-/// Wait for the flow now working on a volume (tests and tools).
+/// Wait until no flow works on a volume any more (tests and tools).
 pub async fn wait_settled(app: &App, id: VolumeId) -> Result<()> {
+    let mut ended = app.engine.ended();
     loop {
+        ended.borrow_and_update();
         let busy = {
             let mut conn = app.store().read().await?;
             flow_store::flow_list_unsettled_for(&mut conn, &id.to_string())
@@ -436,7 +438,8 @@ pub async fn wait_settled(app: &App, id: VolumeId) -> Result<()> {
         if !busy {
             return Ok(());
         }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        // Woken when a flow ends; the timeout covers flows of another process.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), ended.changed()).await;
     }
 }
 

@@ -188,6 +188,8 @@ struct Inner<E> {
     kinds: RwLock<HashMap<&'static str, Arc<dyn Resumer<E>>>>,
     stopping: AtomicBool,
     tasks: Mutex<JoinSet<()>>,
+    /// Counts flows that ended in this process (for waiters).
+    ended: watch::Sender<u64>,
 }
 
 /// The flow engine of one process. Cheap to clone.
@@ -201,6 +203,62 @@ impl<E> Clone for Engine<E> {
             inner: self.inner.clone(),
         }
     }
+}
+
+/// One try at a transaction of steps.
+enum Attempt {
+    Done(Batch),
+    /// Step `i` failed; the transaction was dropped.
+    StepFailed(usize, StepError),
+}
+
+/// What one transaction of steps came to.
+enum Batch {
+    /// Committed: the steps in `done` are recorded done; `external`, if any, is
+    /// recorded started and its action is next. Neither: the flow is done.
+    Committed {
+        done: Vec<usize>,
+        external: Option<usize>,
+    },
+    /// A database step failed. `persisted`: the completed prefix and the
+    /// unwinding state were committed; otherwise nothing was stored.
+    Failed {
+        step: &'static str,
+        err: StepError,
+        persisted: bool,
+    },
+    /// The process "died" (simulated crash) or the database failed: stop here.
+    Lost,
+}
+
+/// Write the step records of a transaction in one statement.
+async fn write_steps<F: Flow>(
+    tx: &mut scoria_store::Tx,
+    flow: FlowId,
+    defs: &[Step<F>],
+    writes: &[(usize, StepState, Option<Value>)],
+) -> Result<(), StoreError> {
+    let rows: Vec<db::StepWrite<'_>> = writes
+        .iter()
+        .map(|(i, st, out)| db::StepWrite {
+            idx: *i as i64,
+            name: defs[*i].name,
+            state: *st,
+            output: out.as_ref(),
+            error: None,
+        })
+        .collect();
+    db::flow_steps_set_many(tx, flow, &rows).await
+}
+
+fn leading_done(records: &[StepRecord]) -> usize {
+    let mut sorted: Vec<&StepRecord> = records.iter().collect();
+    sorted.sort_by_key(|r| r.idx);
+    sorted
+        .iter()
+        .enumerate()
+        .take_while(|(i, r)| r.idx == *i as i64 && r.state == StepState::Done)
+        .count()
 }
 
 enum Start {
@@ -229,6 +287,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 kinds: RwLock::new(HashMap::new()),
                 stopping: AtomicBool::new(false),
                 tasks: Mutex::new(JoinSet::new()),
+                ended: watch::channel(0).0,
             }),
         }
     }
@@ -272,10 +331,20 @@ impl<E: Send + Sync + 'static> Engine<E> {
     }
 
     fn spawn(&self, fut: BoxFuture) {
+        let ended = self.inner.clone();
         let mut tasks = self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
         // Reap finished tasks so the set does not grow without bound.
         while tasks.try_join_next().is_some() {}
-        tasks.spawn(fut);
+        tasks.spawn(async move {
+            fut.await;
+            ended.ended.send_modify(|n| *n += 1);
+        });
+    }
+
+    /// Changes each time a flow run by this engine ends (done, failed, stuck or
+    /// paused), so a caller can wait for one without polling the store.
+    pub fn ended(&self) -> watch::Receiver<u64> {
+        self.inner.ended.subscribe()
     }
 
     /// Start a new flow. It runs in the background; follow it with the handle.
@@ -391,200 +460,332 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 Start::New { meta, params } => (false, None, Some(params), Some(meta)),
                 Start::Resume { state, records } => {
                     if state == FlowState::Unwinding {
-                        let failed = cx
-                            .failure
-                            .as_ref()
-                            .map(|f| f.step.clone())
-                            .unwrap_or_default();
-                        let err = StepError::msg(
-                            cx.failure
-                                .as_ref()
-                                .map(|f| f.message.clone())
-                                .unwrap_or_default(),
-                        );
+                        let failed = cx.failure.as_ref().map(|f| f.step.clone()).unwrap_or_default();
+                        let err = StepError::msg(cx.failure.as_ref().map(|f| f.message.clone()).unwrap_or_default());
                         return self.unwind(cx, defs, &records, &failed, err).await;
                     }
                     (true, Some(records), None, None)
                 }
             };
-            let done_before = resume_records
-                .as_ref()
-                .map(|r| r.iter().take_while(|s| s.state == StepState::Done).count())
-                .unwrap_or(0);
-            status.send_modify(|s| s.steps_done = done_before);
             let mut records: Vec<StepRecord> = resume_records.unwrap_or_default();
-
-            for (i, step) in defs.iter().enumerate().skip(done_before) {
+            let mut next = leading_done(&records);
+            status.send_modify(|s| s.steps_done = next);
+            // An external step whose action succeeded and whose `done` record
+            // goes into the next transaction.
+            let mut pending: Option<(usize, Value)> = None;
+            loop {
                 if self.stopping() {
+                    // A pending external step is re-run at the next start.
                     return Outcome::Interrupted;
                 }
-                cx.step_index = i as i64;
-                cx.last_percent.store(-1, Ordering::Relaxed);
-                let new_flow = if created {
-                    None
-                } else {
-                    Some(NewFlow {
-                        id: cx.flow_id,
-                        kind,
-                        resource_type: meta.as_ref().and_then(|m| m.resource_type),
-                        resource_id: meta.as_ref().and_then(|m| m.resource_id.as_deref()),
-                        project_id: meta.as_ref().and_then(|m| m.project_id.as_deref()),
-                        params: params.as_ref().unwrap_or(&Value::Null),
-                        steps_total: defs.len() as i64,
-                        first_step: defs[0].name,
-                    })
-                };
-                let step_span = tracing::info_span!("step", step = step.name, index = i);
-                let result = self
-                    .run_step(cx, defs.len(), i, step, new_flow.as_ref(), &mut created)
-                    .instrument(step_span)
-                    .await;
-                match result {
-                    Ok(out) => {
-                        cx.outputs.insert(step.name.to_owned(), out.clone());
-                        set_record(&mut records, i, step.name, StepState::Done, Some(out));
-                        status.send_modify(|s| s.steps_done = i + 1);
-                        if self
-                            .after_commit(&format!("flow.{kind}.{}.done", step.name))
-                            .is_err()
-                        {
-                            return Outcome::Interrupted;
+                let new_flow = (!created).then(|| NewFlow {
+                    id: cx.flow_id,
+                    kind,
+                    resource_type: meta.as_ref().and_then(|m| m.resource_type),
+                    resource_id: meta.as_ref().and_then(|m| m.resource_id.as_deref()),
+                    project_id: meta.as_ref().and_then(|m| m.project_id.as_deref()),
+                    params: params.as_ref().unwrap_or(&Value::Null),
+                    steps_total: defs.len() as i64,
+                    first_step: defs[0].name,
+                });
+                let batch = self.run_batch(cx, defs, &mut next, new_flow.as_ref(), pending.take(), &mut records).await;
+                match batch {
+                    Batch::Committed { done, external } => {
+                        created = true;
+                        status.send_modify(|s| s.steps_done = leading_done(&records));
+                        for d in done {
+                            if self.after_commit(&format!("flow.{kind}.{}.done", defs[d].name)).is_err() {
+                                return Outcome::Interrupted;
+                            }
+                        }
+                        let Some(x) = external else {
+                            if self.after_commit(&format!("flow.{kind}.finished")).is_err() {
+                                return Outcome::Interrupted;
+                            }
+                            return Outcome::Done;
+                        };
+                        let step = &defs[x];
+                        match self.run_external(cx, x, step).instrument(tracing::info_span!("step", step = step.name, index = x)).await {
+                            Ok(out) => pending = Some((x, out)),
+                            Err(err) => {
+                                if self.inner.fp.is_dead() {
+                                    return Outcome::Interrupted;
+                                }
+                                tracing::warn!(step = step.name, error = %err.chain(), "flow step failed");
+                                return self.unwind_from(cx, defs, &records, step.name, err).await;
+                            }
                         }
                     }
-                    Err(err) => {
+                    Batch::Failed { step, err, persisted } => {
                         if self.inner.fp.is_dead() {
                             return Outcome::Interrupted;
                         }
-                        tracing::warn!(step = step.name, error = %err.chain(), "flow step failed");
-                        if !created {
+                        tracing::warn!(step, error = %err.chain(), "flow step failed");
+                        if !persisted {
                             // Nothing was stored: the flow never existed.
                             return Outcome::Failed(err);
                         }
-                        if step.is_external() {
-                            set_record(&mut records, i, step.name, StepState::Started, None);
+                        status.send_modify(|s| s.steps_done = leading_done(&records));
+                        if self.after_commit(&format!("flow.{kind}.unwinding")).is_err() {
+                            return Outcome::Interrupted;
                         }
-                        return self.unwind_from(cx, defs, &records, step.name, err).await;
+                        cx.failure = Some(Failure { step: step.to_owned(), message: err.to_string() });
+                        return self.unwind(cx, defs, &records, step, err).await;
                     }
+                    Batch::Lost => return Outcome::Interrupted,
                 }
             }
-            if self.after_commit(&format!("flow.{kind}.finished")).is_err() {
-                return Outcome::Interrupted;
-            }
-            Outcome::Done
         }
         .instrument(span)
         .await
     }
 
-    /// Run step `i` and record its outcome. Returns its output.
-    async fn run_step<F: Flow<Env = E>>(
+    /// Run steps from `*next` in one transaction: every database step up to
+    /// the next external one (whose `started` record closes the transaction) or
+    /// the end of the flow, with all their records written together. A
+    /// `pending` external step's `done` record opens it.
+    ///
+    /// Steps run without savepoints (the common case is success). When a
+    /// database step fails, the whole transaction is rolled back and the steps
+    /// before it are run again in a fresh one, which then records them done and
+    /// the flow unwinding: the same effect as keeping the completed prefix.
+    async fn run_batch<F: Flow<Env = E>>(
         &self,
         cx: &mut Cx<F>,
-        total: usize,
-        i: usize,
-        step: &Step<F>,
+        defs: &[Step<F>],
+        next: &mut usize,
         new_flow: Option<&NewFlow<'_>>,
-        created: &mut bool,
-    ) -> Result<Value, StepError> {
-        let kind = F::KIND;
-        let fp = &self.inner.fp;
-        let store = &self.inner.store;
-        let is_last = i + 1 == total;
-        let next = (!is_last).then(|| i + 1);
-        match &step.run {
-            Run::Db(f) => {
-                fp.hit(&format!("flow.{kind}.{}.run", step.name))?;
-                if self.inner.options.rerun_steps {
-                    let mut tx = store.begin().await?;
-                    if let Some(nf) = new_flow {
-                        db::flow_create(&mut tx, nf).await?;
+        pending: Option<(usize, Value)>,
+        records: &mut Vec<StepRecord>,
+    ) -> Batch {
+        let first = *next;
+        // Set after a failed attempt: stop before this step and unwind.
+        let mut stop_before: Option<(usize, StepError)> = None;
+        loop {
+            *next = first;
+            let attempt = self
+                .try_batch(
+                    cx,
+                    defs,
+                    next,
+                    new_flow,
+                    pending.as_ref(),
+                    records,
+                    stop_before.as_ref(),
+                )
+                .await;
+            match attempt {
+                Ok(Attempt::Done(b)) => return b,
+                Ok(Attempt::StepFailed(i, err)) => {
+                    if self.inner.fp.is_dead() {
+                        return Batch::Lost;
                     }
-                    f(cx, &mut tx).await?;
-                    tx.rollback().await.map_err(StoreError::from)?;
+                    if i == first && new_flow.is_some() && pending.is_none() {
+                        // Nothing was stored: the flow never existed.
+                        return Batch::Failed {
+                            step: defs[i].name,
+                            err,
+                            persisted: false,
+                        };
+                    }
+                    stop_before = Some((i, err));
                 }
-                let mut tx = store.begin().await?;
-                if let Some(nf) = new_flow {
-                    db::flow_create(&mut tx, nf).await?;
+                Err(e) => {
+                    // The database itself failed: nothing of this transaction is
+                    // stored. The flow stays as persisted; the next start resumes it.
+                    tracing::error!(error = %e, "flow transaction failed; the flow resumes at the next start");
+                    return Batch::Lost;
                 }
-                let out = f(cx, &mut tx).await?;
-                fp.hit(&format!("flow.{kind}.{}.ran", step.name))?;
-                db::flow_step_set(
-                    &mut tx,
-                    cx.flow_id,
-                    i as i64,
-                    step.name,
-                    StepState::Done,
-                    Some(&out),
-                    None,
-                )
-                .await?;
-                self.record_next(&mut tx, cx.flow_id, next, step.name)
-                    .await?;
-                tx.commit().await.map_err(StoreError::from)?;
-                *created = true;
-                Ok(out)
-            }
-            Run::External(f) => {
-                let mut tx = store.begin().await?;
-                if let Some(nf) = new_flow {
-                    db::flow_create(&mut tx, nf).await?;
-                }
-                db::flow_step_set(
-                    &mut tx,
-                    cx.flow_id,
-                    i as i64,
-                    step.name,
-                    StepState::Started,
-                    None,
-                    None,
-                )
-                .await?;
-                db::flow_at_step(&mut tx, cx.flow_id, i as i64, Some(step.name)).await?;
-                tx.commit().await.map_err(StoreError::from)?;
-                *created = true;
-                if fp
-                    .hit(&format!("flow.{kind}.{}.started", step.name))
-                    .is_err_and(|f| f.is_crash())
-                {
-                    return Err(StepError::from(Fault::Crashed(step.name.to_owned())));
-                }
-                fp.hit(&format!("flow.{kind}.{}.run", step.name))?;
-                let mut out = f(cx).await?;
-                if self.inner.options.rerun_steps {
-                    out = f(cx).await?;
-                }
-                fp.hit(&format!("flow.{kind}.{}.ran", step.name))?;
-                let mut tx = store.begin().await?;
-                db::flow_step_set(
-                    &mut tx,
-                    cx.flow_id,
-                    i as i64,
-                    step.name,
-                    StepState::Done,
-                    Some(&out),
-                    None,
-                )
-                .await?;
-                self.record_next(&mut tx, cx.flow_id, next, step.name)
-                    .await?;
-                tx.commit().await.map_err(StoreError::from)?;
-                Ok(out)
             }
         }
     }
 
-    /// After step `name` is done: point the flow at the next step, or mark it done.
-    async fn record_next(
+    #[allow(clippy::too_many_arguments)]
+    async fn try_batch<F: Flow<Env = E>>(
         &self,
-        tx: &mut scoria_store::Conn,
-        id: FlowId,
-        next: Option<usize>,
-        _name: &str,
-    ) -> Result<(), StoreError> {
-        match next {
-            Some(n) => db::flow_at_step(tx, id, n as i64, None).await,
-            None => db::flow_set_state(tx, id, FlowState::Done, None, None).await,
+        cx: &mut Cx<F>,
+        defs: &[Step<F>],
+        next: &mut usize,
+        new_flow: Option<&NewFlow<'_>>,
+        pending: Option<&(usize, Value)>,
+        records: &mut Vec<StepRecord>,
+        stop_before: Option<&(usize, StepError)>,
+    ) -> Result<Attempt, StoreError> {
+        let mut tx = self.inner.store.begin().await?;
+        if let Some(nf) = new_flow {
+            db::flow_create(&mut tx, nf).await?;
         }
+        // (index, state, output) of the records this transaction writes.
+        let mut writes: Vec<(usize, StepState, Option<Value>)> = Vec::new();
+        if let Some((x, out)) = pending {
+            writes.push((*x, StepState::Done, Some(out.clone())));
+        }
+        let flow = cx.flow_id;
+        loop {
+            let i = *next;
+            if let Some((k, err)) = stop_before
+                && *k == i
+            {
+                write_steps(&mut tx, flow, defs, &writes).await?;
+                let msg = err.to_string();
+                db::flow_advance(
+                    &mut tx,
+                    cx.flow_id,
+                    i as i64,
+                    Some(defs[i].name),
+                    FlowState::Unwinding,
+                    Some(defs[i].name),
+                    Some(&msg),
+                )
+                .await?;
+                tx.commit().await?;
+                self.apply(cx, defs, records, &writes);
+                return Ok(Attempt::Done(Batch::Failed {
+                    step: defs[i].name,
+                    err: err.clone(),
+                    persisted: true,
+                }));
+            }
+            let Some(step) = defs.get(i) else {
+                write_steps(&mut tx, flow, defs, &writes).await?;
+                db::flow_advance(
+                    &mut tx,
+                    cx.flow_id,
+                    defs.len() as i64,
+                    None,
+                    FlowState::Done,
+                    None,
+                    None,
+                )
+                .await?;
+                tx.commit().await?;
+                let done = self.apply(cx, defs, records, &writes);
+                return Ok(Attempt::Done(Batch::Committed {
+                    done,
+                    external: None,
+                }));
+            };
+            cx.step_index = i as i64;
+            cx.last_percent.store(-1, Ordering::Relaxed);
+            match &step.run {
+                Run::External(_) => {
+                    writes.push((i, StepState::Started, None));
+                    write_steps(&mut tx, flow, defs, &writes).await?;
+                    db::flow_advance(
+                        &mut tx,
+                        cx.flow_id,
+                        i as i64,
+                        Some(step.name),
+                        FlowState::Running,
+                        None,
+                        None,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    let done = self.apply(cx, defs, records, &writes);
+                    *next = i + 1;
+                    return Ok(Attempt::Done(Batch::Committed {
+                        done,
+                        external: Some(i),
+                    }));
+                }
+                Run::Db(f) => {
+                    let span = tracing::info_span!("step", step = step.name, index = i);
+                    match self
+                        .run_db_step(cx, &mut tx, step.name, *f)
+                        .instrument(span)
+                        .await
+                    {
+                        Ok(out) => {
+                            // Later steps of this transaction read it.
+                            cx.outputs.insert(step.name.to_owned(), out.clone());
+                            writes.push((i, StepState::Done, Some(out)));
+                            *next = i + 1;
+                        }
+                        Err(err) => {
+                            drop(tx);
+                            return Ok(Attempt::StepFailed(i, err));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a commit: the records written become the in-memory view. Returns
+    /// the indices recorded done.
+    fn apply<F: Flow<Env = E>>(
+        &self,
+        cx: &mut Cx<F>,
+        defs: &[Step<F>],
+        records: &mut Vec<StepRecord>,
+        writes: &[(usize, StepState, Option<Value>)],
+    ) -> Vec<usize> {
+        let mut done = Vec::new();
+        for (i, st, out) in writes {
+            if let Some(o) = out {
+                cx.outputs.insert(defs[*i].name.to_owned(), o.clone());
+            }
+            set_record(records, *i, defs[*i].name, *st, out.clone());
+            if *st == StepState::Done {
+                done.push(*i);
+            }
+        }
+        done
+    }
+
+    /// One database step inside the batch's transaction.
+    async fn run_db_step<F: Flow<Env = E>>(
+        &self,
+        cx: &mut Cx<F>,
+        tx: &mut scoria_store::Tx,
+        name: &'static str,
+        f: crate::step::DbFn<F>,
+    ) -> Result<Value, StepError> {
+        let kind = F::KIND;
+        let fp = &self.inner.fp;
+        fp.hit(&format!("flow.{kind}.{name}.run"))?;
+        if self.inner.options.rerun_steps {
+            // Run once and undo it (a savepoint), then for real: the step must
+            // not depend on anything outside the transaction.
+            let mut sp = scoria_store::savepoint(tx).await?;
+            f(cx, &mut sp).await?;
+            sp.rollback().await.map_err(StoreError::from)?;
+        }
+        let out = f(cx, tx).await?;
+        fp.hit(&format!("flow.{kind}.{name}.ran"))?;
+        Ok(out)
+    }
+
+    /// An external step's action (its `started` record is committed).
+    async fn run_external<F: Flow<Env = E>>(
+        &self,
+        cx: &mut Cx<F>,
+        i: usize,
+        step: &Step<F>,
+    ) -> Result<Value, StepError> {
+        let kind = F::KIND;
+        let fp = &self.inner.fp;
+        cx.step_index = i as i64;
+        if fp
+            .hit(&format!("flow.{kind}.{}.started", step.name))
+            .is_err_and(|f| f.is_crash())
+        {
+            return Err(StepError::from(Fault::Crashed(step.name.to_owned())));
+        }
+        let Run::External(f) = &step.run else {
+            return Err(StepError::msg(format!(
+                "step {} is not external",
+                step.name
+            )));
+        };
+        fp.hit(&format!("flow.{kind}.{}.run", step.name))?;
+        let mut out = f(cx).await?;
+        if self.inner.options.rerun_steps {
+            out = f(cx).await?;
+        }
+        fp.hit(&format!("flow.{kind}.{}.ran", step.name))?;
+        Ok(out)
     }
 
     /// Mark the flow unwinding (step `failed` failed with `err`), then unwind.

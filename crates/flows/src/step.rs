@@ -76,10 +76,6 @@ impl<F: Flow> Step<F> {
         self.undo = Some(Undo::External(f));
         self
     }
-
-    pub(crate) fn is_external(&self) -> bool {
-        matches!(self.run, Run::External(_))
-    }
 }
 
 /// What the flows table records about the resource a flow works on.

@@ -116,7 +116,8 @@ CREATE TABLE volumes (
     attach_status     TEXT NOT NULL,
     migration_status  TEXT,
     bootable          BOOLEAN NOT NULL,
-    read_only         BOOLEAN NOT NULL,
+    -- NULL until the read-only flag is first set (Cinder then shows it).
+    read_only         BOOLEAN,
     multiattach       BOOLEAN NOT NULL,
     availability_zone TEXT NOT NULL,
     volume_type_id    TEXT NOT NULL REFERENCES volume_types (id),

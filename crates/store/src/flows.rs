@@ -266,6 +266,105 @@ pub async fn flow_step_set(
     Ok(())
 }
 
+/// One step record to write (see [`flow_steps_set_many`]).
+#[derive(Clone, Debug)]
+pub struct StepWrite<'a> {
+    pub idx: i64,
+    pub name: &'a str,
+    pub state: StepState,
+    pub output: Option<&'a Value>,
+    pub error: Option<&'a str>,
+}
+
+/// Write several step records in one statement (same rules as
+/// [`flow_step_set`]).
+pub async fn flow_steps_set_many(
+    conn: &mut Conn,
+    flow: FlowId,
+    steps: &[StepWrite<'_>],
+) -> Result<()> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let t = now();
+    let mut sql = String::from(
+        "INSERT INTO flow_steps (flow_id, idx, name, state, attempts, output, error, started_at, finished_at) VALUES ",
+    );
+    for i in 0..steps.len() {
+        let b = 3 + i * 7;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "($1, ${}, ${}, ${}, ${}, ${}, ${}, $2, ${})",
+            b,
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6
+        ));
+    }
+    sql.push_str(
+        " ON CONFLICT (flow_id, idx) DO UPDATE SET
+            state = excluded.state,
+            attempts = flow_steps.attempts + excluded.attempts,
+            output = COALESCE(excluded.output, flow_steps.output),
+            error = excluded.error,
+            finished_at = excluded.finished_at",
+    );
+    let mut q = sqlx::query(&sql).bind(flow.to_string()).bind(&t);
+    for st in steps {
+        let finished = matches!(
+            st.state,
+            StepState::Done | StepState::Undone | StepState::UndoFailed
+        );
+        q = q
+            .bind(st.idx)
+            .bind(st.name)
+            .bind(st.state.as_str())
+            .bind(i64::from(st.state == StepState::Started))
+            .bind(st.output.map(Value::to_string))
+            .bind(st.error);
+        q = q.bind(finished.then(|| t.clone()));
+    }
+    q.execute(conn).await?;
+    Ok(())
+}
+
+/// Point the flow at step `idx` and set its state in one statement (the end of
+/// a transaction of steps). Terminal states record when the flow finished.
+pub async fn flow_advance(
+    conn: &mut Conn,
+    id: FlowId,
+    idx: i64,
+    step_name: Option<&str>,
+    state: FlowState,
+    failed_step: Option<&str>,
+    error: Option<&str>,
+) -> Result<()> {
+    let t = now();
+    let finished = (!state.is_active()).then_some(t.as_str());
+    sqlx::query(
+        "UPDATE flows SET step_index = $2, step_name = $3, percent = NULL, state = $4,
+                failed_step = COALESCE($5, failed_step), last_error = COALESCE($6, last_error),
+                finished_at = $7, updated_at = $8
+         WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .bind(idx)
+    .bind(step_name)
+    .bind(state.as_str())
+    .bind(failed_step)
+    .bind(error)
+    .bind(finished)
+    .bind(&t)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// All step records of a flow, in order.
 pub async fn flow_steps(conn: &mut Conn, flow: FlowId) -> Result<Vec<StepRecord>> {
     let rows = sqlx::query(

@@ -44,6 +44,9 @@ mod migrations;
 pub type Conn = sqlx::SqliteConnection;
 /// A write transaction (begun with `BEGIN IMMEDIATE`).
 pub type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+/// A savepoint inside a write transaction: committing releases it, dropping
+/// or rolling back undoes what was done since it was taken.
+pub type Savepoint<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 /// A pooled read connection.
 pub type ReadConn = sqlx::pool::PoolConnection<sqlx::Sqlite>;
 
@@ -184,6 +187,11 @@ impl Store {
             .await?;
         Ok(row.try_get("v")?)
     }
+}
+
+/// Take a savepoint inside a write transaction.
+pub async fn savepoint(tx: &mut Tx) -> Result<Savepoint<'_>> {
+    Ok(sqlx::Connection::begin(&mut **tx).await?)
 }
 
 /// The current time as the store writes it: UTC, microseconds, no zone suffix

@@ -81,10 +81,32 @@ pub async fn quota_limit_overrides(
     Ok(out)
 }
 
-/// The limits that apply to a project: defaults overlaid with its overrides.
+/// The limits that apply to a project: defaults overlaid with its overrides
+/// (one query).
 pub async fn quota_limits(conn: &mut Conn, project: &str) -> Result<BTreeMap<QuotaResource, i64>> {
-    let mut limits = quota_class_get(conn, DEFAULT_CLASS).await?;
-    limits.extend(quota_limit_overrides(conn, project).await?);
+    let rows = sqlx::query(
+        "SELECT c.resource AS resource, COALESCE(l.hard_limit, c.hard_limit) AS hard_limit
+         FROM quota_classes c
+         LEFT JOIN quota_limits l ON l.project_id = $2 AND l.resource = c.resource
+         WHERE c.class_name = $1
+         UNION ALL
+         SELECT l.resource, l.hard_limit FROM quota_limits l
+         WHERE l.project_id = $2
+           AND NOT EXISTS (SELECT 1 FROM quota_classes c WHERE c.class_name = $1 AND c.resource = l.resource)",
+    )
+    .bind(DEFAULT_CLASS)
+    .bind(project)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut limits: BTreeMap<QuotaResource, i64> = QuotaResource::ALL
+        .iter()
+        .map(|r| (*r, r.default_limit()))
+        .collect();
+    for r in rows {
+        if let Ok(res) = r.try_get::<&str, _>("resource")?.parse::<QuotaResource>() {
+            limits.insert(res, r.try_get("hard_limit")?);
+        }
+    }
     Ok(limits)
 }
 
@@ -117,37 +139,39 @@ pub async fn quota_limit_delete(conn: &mut Conn, project: &str) -> Result<()> {
     Ok(())
 }
 
-/// A project's usage, derived from what exists and what is reserved.
+/// A project's usage, derived from what exists and what is reserved (one
+/// query).
 pub async fn quota_usage(conn: &mut Conn, project: &str) -> Result<BTreeMap<QuotaResource, Usage>> {
     let mut usage: BTreeMap<QuotaResource, Usage> = QuotaResource::ALL
         .iter()
         .filter(|r| r.has_usage())
         .map(|r| (*r, Usage::default()))
         .collect();
-    let row = sqlx::query(
-        "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS gb FROM volumes
-         WHERE project_id = $1 AND reservation_id IS NULL",
-    )
-    .bind(project)
-    .fetch_one(&mut *conn)
-    .await?;
-    let (n, gb): (i64, i64) = (row.try_get("n")?, row.try_get("gb")?);
-    if let Some(u) = usage.get_mut(&QuotaResource::Volumes) {
-        u.in_use = n;
-    }
-    if let Some(u) = usage.get_mut(&QuotaResource::Gigabytes) {
-        u.in_use = gb;
-    }
     let rows = sqlx::query(
-        "SELECT resource, SUM(delta) AS reserved FROM reservations
+        "SELECT 'in_use' AS kind, '' AS resource, COUNT(*) AS n, COALESCE(SUM(size), 0) AS gb
+         FROM volumes WHERE project_id = $1 AND reservation_id IS NULL
+         UNION ALL
+         SELECT 'reserved', resource, SUM(delta), 0 FROM reservations
          WHERE project_id = $1 GROUP BY resource",
     )
     .bind(project)
     .fetch_all(&mut *conn)
     .await?;
     for r in rows {
-        let res: QuotaResource = parse("reservation resource", r.try_get::<&str, _>("resource")?)?;
-        usage.entry(res).or_default().reserved = r.try_get("reserved")?;
+        let kind: &str = r.try_get("kind")?;
+        if kind == "in_use" {
+            let (n, gb): (i64, i64) = (r.try_get("n")?, r.try_get("gb")?);
+            if let Some(u) = usage.get_mut(&QuotaResource::Volumes) {
+                u.in_use = n;
+            }
+            if let Some(u) = usage.get_mut(&QuotaResource::Gigabytes) {
+                u.in_use = gb;
+            }
+        } else {
+            let res: QuotaResource =
+                parse("reservation resource", r.try_get::<&str, _>("resource")?)?;
+            usage.entry(res).or_default().reserved = r.try_get("n")?;
+        }
     }
     Ok(usage)
 }
@@ -166,25 +190,38 @@ pub async fn quota_reserve(
     let limits = quota_limits(conn, project).await?;
     let usage = quota_usage(conn, project).await?;
     quota::check(&limits, &usage, deltas, single_size).map_err(|e: QuotaExceeded| e)?;
-    let t = now();
-    let mut ids = Vec::new();
-    for &(res, delta) in deltas.iter().filter(|(r, d)| *d > 0 && r.has_usage()) {
-        let id = ReservationId::new();
-        sqlx::query(
-            "INSERT INTO reservations (id, flow_id, project_id, resource, delta, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id.to_string())
+    let rows: Vec<(ReservationId, QuotaResource, i64)> = deltas
+        .iter()
+        .filter(|(r, d)| *d > 0 && r.has_usage())
+        .map(|&(r, d)| (ReservationId::new(), r, d))
+        .collect();
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One multi-row insert: $1 flow, $2 project, $3 time, then (id, resource, delta) per row.
+    let values: Vec<String> = (0..rows.len())
+        .map(|i| {
+            format!(
+                "(${}, $1, $2, ${}, ${}, $3)",
+                4 + i * 3,
+                5 + i * 3,
+                6 + i * 3
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO reservations (id, flow_id, project_id, resource, delta, created_at) VALUES {}",
+        values.join(", ")
+    );
+    let mut q = sqlx::query(&sql)
         .bind(flow.to_string())
         .bind(project)
-        .bind(res.as_str())
-        .bind(delta)
-        .bind(&t)
-        .execute(&mut *conn)
-        .await?;
-        ids.push(id);
+        .bind(now());
+    for (id, res, delta) in &rows {
+        q = q.bind(id.to_string()).bind(res.as_str()).bind(*delta);
     }
-    Ok(ids)
+    q.execute(&mut *conn).await?;
+    Ok(rows.into_iter().map(|(id, _, _)| id).collect())
 }
 
 /// Delete the reservations a flow holds (commit or roll back: which one it is

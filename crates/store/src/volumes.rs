@@ -23,7 +23,8 @@ pub struct Volume {
     pub attach_status: AttachStatus,
     pub migration_status: Option<String>,
     pub bootable: bool,
-    pub read_only: bool,
+    /// `None` until the flag is first set.
+    pub read_only: Option<bool>,
     pub multiattach: bool,
     pub availability_zone: String,
     pub volume_type_id: VolumeTypeId,
@@ -99,10 +100,10 @@ fn from_row(r: &SqliteRow) -> Result<Volume> {
 pub async fn volume_create(conn: &mut Conn, v: &NewVolume) -> Result<()> {
     let inserted = sqlx::query(
         "INSERT INTO volumes (id, project_id, user_id, name, description, size, status,
-                attach_status, bootable, read_only, multiattach, availability_zone,
+                attach_status, bootable, multiattach, availability_zone,
                 volume_type_id, snapshot_id, source_volid, reservation_id, last_flow_id,
                 created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'detached', $8, FALSE, $9, $10, $11, $12, $13,
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'detached', $8, $9, $10, $11, $12, $13,
                  $14, $15, $16)
          ON CONFLICT (id) DO NOTHING",
     )
@@ -127,7 +128,8 @@ pub async fn volume_create(conn: &mut Conn, v: &NewVolume) -> Result<()> {
     if inserted.rows_affected() == 0 {
         return Err(StoreError::Duplicate(format!("volume {}", v.id)));
     }
-    volume_metadata_replace(conn, v.id, &v.metadata).await
+    // A new entry has no metadata yet: adding is enough.
+    volume_metadata_merge(conn, v.id, &v.metadata).await
 }
 
 /// One volume with its metadata, or `None`.
@@ -338,6 +340,18 @@ pub async fn volume_purge(conn: &mut Conn, id: VolumeId) -> Result<bool> {
     Ok(r.rows_affected() == 1)
 }
 
+/// Sum of the sizes (GiB) of the volumes placed on each backend (one query).
+pub async fn volume_provisioned_by_backend(conn: &mut Conn) -> Result<BTreeMap<String, i64>> {
+    let rows = sqlx::query(
+        "SELECT backend, COALESCE(SUM(size), 0) AS gb FROM volumes WHERE backend IS NOT NULL GROUP BY backend",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("backend")?, r.try_get("gb")?)))
+        .collect()
+}
+
 /// Sum of the sizes (GiB) of the volumes placed on a backend.
 pub async fn volume_provisioned_gib(conn: &mut Conn, backend: &str) -> Result<i64> {
     let gb: i64 =
@@ -377,23 +391,28 @@ pub async fn volume_metadata_replace(
     volume_metadata_merge(conn, id, items).await
 }
 
-/// Add or overwrite the given keys, keeping the others.
+/// Add or overwrite the given keys, keeping the others (one statement).
 pub async fn volume_metadata_merge(
     conn: &mut Conn,
     id: VolumeId,
     items: &BTreeMap<String, String>,
 ) -> Result<()> {
-    for (k, v) in items {
-        sqlx::query(
-            "INSERT INTO volume_metadata (volume_id, key, value) VALUES ($1, $2, $3)
-             ON CONFLICT (volume_id, key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(id.to_string())
-        .bind(k)
-        .bind(v)
-        .execute(&mut *conn)
-        .await?;
+    if items.is_empty() {
+        return Ok(());
     }
+    let values: Vec<String> = (0..items.len())
+        .map(|i| format!("($1, ${}, ${})", 2 + i * 2, 3 + i * 2))
+        .collect();
+    let sql = format!(
+        "INSERT INTO volume_metadata (volume_id, key, value) VALUES {}
+         ON CONFLICT (volume_id, key) DO UPDATE SET value = excluded.value",
+        values.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(id.to_string());
+    for (k, v) in items {
+        q = q.bind(k).bind(v);
+    }
+    q.execute(conn).await?;
     Ok(())
 }
 

@@ -160,11 +160,10 @@ async fn commit_quota(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
 
 async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepError> {
     let p = &cx.params;
-    let vtype = volume_types::volume_type_get(c, p.volume_type_id).await?;
     let request = scheduler::Request {
         size_gib: p.size,
         availability_zone: p.availability_zone.clone(),
-        extra_specs: vtype.map(|t| t.extra_specs).unwrap_or_default(),
+        extra_specs: volume_types::volume_type_extra_specs_get(c, p.volume_type_id).await?,
     };
     let candidates = scheduler::gather(&cx.env, c).await?;
     let backend = scheduler::place(&request, &candidates, 1.0)

@@ -1,0 +1,720 @@
+//! Malformed and hostile requests: each gets a 4xx with Cinder's fault body,
+//! none gets a 5xx, and none changes anything.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::TestApp;
+
+struct Case {
+    what: &'static str,
+    method: &'static str,
+    /// `{p}` project, `{v}` the fixture volume, `{u}` a random UUID.
+    path: &'static str,
+    headers: Vec<(&'static str, &'static str)>,
+    body: Option<Vec<u8>>,
+    status: u16,
+}
+
+fn j(v: Value) -> Option<Vec<u8>> {
+    Some(serde_json::to_vec(&v).expect("json"))
+}
+
+fn vol(fields: Value) -> Option<Vec<u8>> {
+    j(json!({ "volume": fields }))
+}
+
+fn cases() -> Vec<Case> {
+    let long = "x".repeat(256);
+    let c = |what, method, path, body: Option<Vec<u8>>, status| Case {
+        what,
+        method,
+        path,
+        headers: vec![],
+        body,
+        status,
+    };
+    let mut v = vec![
+        // Create: body shape.
+        c(
+            "not JSON",
+            "POST",
+            "/v3/{p}/volumes",
+            Some(b"size=1".to_vec()),
+            400,
+        ),
+        c(
+            "truncated JSON",
+            "POST",
+            "/v3/{p}/volumes",
+            Some(b"{\"volume\": {\"size\": 1".to_vec()),
+            400,
+        ),
+        c(
+            "empty body",
+            "POST",
+            "/v3/{p}/volumes",
+            Some(Vec::new()),
+            400,
+        ),
+        c(
+            "JSON array",
+            "POST",
+            "/v3/{p}/volumes",
+            j(json!([1, 2])),
+            400,
+        ),
+        c(
+            "no volume key",
+            "POST",
+            "/v3/{p}/volumes",
+            j(json!({"size": 1})),
+            400,
+        ),
+        c(
+            "volume not an object",
+            "POST",
+            "/v3/{p}/volumes",
+            j(json!({"volume": "big"})),
+            400,
+        ),
+        c(
+            "no size",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"name": "x"})),
+            400,
+        ),
+        // Create: sizes.
+        c(
+            "size zero",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 0})),
+            400,
+        ),
+        c(
+            "size negative",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": -5})),
+            400,
+        ),
+        c(
+            "size fractional",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1.5})),
+            400,
+        ),
+        c(
+            "size text",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": "one"})),
+            400,
+        ),
+        c(
+            "size boolean",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": true})),
+            400,
+        ),
+        c(
+            "size absurd",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1_000_000_000_000_i64})),
+            400,
+        ),
+        c(
+            "size beyond i64",
+            "POST",
+            "/v3/{p}/volumes",
+            Some(b"{\"volume\": {\"size\": 99999999999999999999999}}".to_vec()),
+            400,
+        ),
+        // Create: text and metadata limits, wrong types.
+        c(
+            "name too long",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "name": long.clone()})),
+            400,
+        ),
+        c(
+            "description too long",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "description": long.clone()})),
+            400,
+        ),
+        c(
+            "name not a string",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "name": 7})),
+            400,
+        ),
+        c(
+            "metadata not an object",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "metadata": ["a"]})),
+            400,
+        ),
+        c(
+            "metadata value not a string",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "metadata": {"a": 1}})),
+            400,
+        ),
+        c(
+            "metadata key too long",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "metadata": {long.clone(): "v"}})),
+            400,
+        ),
+        c(
+            "metadata value too long",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "metadata": {"k": long.clone()}})),
+            400,
+        ),
+        c(
+            "metadata key empty",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "metadata": {"": "v"}})),
+            400,
+        ),
+        c(
+            "unknown volume type",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "volume_type": "gold"})),
+            404,
+        ),
+        c(
+            "unknown volume type id",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "volume_type": "{u}"})),
+            404,
+        ),
+        c(
+            "unknown zone",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "availability_zone": "mars"})),
+            400,
+        ),
+        c(
+            "multiattach not boolean",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "multiattach": "perhaps"})),
+            400,
+        ),
+        c(
+            "from an unknown snapshot",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "snapshot_id": "{u}"})),
+            404,
+        ),
+        c(
+            "from an unknown volume",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "source_volid": "{u}"})),
+            404,
+        ),
+        c(
+            "from a volume (not built)",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "source_volid": "{v}"})),
+            400,
+        ),
+        c(
+            "from an image (not built)",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "imageRef": "{u}"})),
+            400,
+        ),
+        // Ids.
+        c(
+            "volume id not a UUID",
+            "GET",
+            "/v3/{p}/volumes/not-a-uuid",
+            None,
+            404,
+        ),
+        c(
+            "volume id None",
+            "POST",
+            "/v3/{p}/volumes/None/action",
+            j(json!({"os-extend": {"new_size": 2}})),
+            404,
+        ),
+        c("unknown volume", "GET", "/v3/{p}/volumes/{u}", None, 404),
+        c(
+            "unknown volume delete",
+            "DELETE",
+            "/v3/{p}/volumes/{u}",
+            None,
+            404,
+        ),
+        c(
+            "unknown volume metadata",
+            "GET",
+            "/v3/{p}/volumes/{u}/metadata",
+            None,
+            404,
+        ),
+        c(
+            "unknown metadata key",
+            "GET",
+            "/v3/{p}/volumes/{v}/metadata/nope",
+            None,
+            404,
+        ),
+        c(
+            "delete unknown metadata key",
+            "DELETE",
+            "/v3/{p}/volumes/{v}/metadata/nope",
+            None,
+            404,
+        ),
+        // Lists.
+        c(
+            "negative limit",
+            "GET",
+            "/v3/{p}/volumes?limit=-1",
+            None,
+            400,
+        ),
+        c(
+            "limit not a number",
+            "GET",
+            "/v3/{p}/volumes/detail?limit=ten",
+            None,
+            400,
+        ),
+        c(
+            "marker not a UUID",
+            "GET",
+            "/v3/{p}/volumes?marker=zzz",
+            None,
+            400,
+        ),
+        c(
+            "marker unknown",
+            "GET",
+            "/v3/{p}/volumes?marker={u}",
+            None,
+            400,
+        ),
+        c(
+            "bad sort key",
+            "GET",
+            "/v3/{p}/volumes?sort_key=password",
+            None,
+            400,
+        ),
+        c(
+            "bad sort direction",
+            "GET",
+            "/v3/{p}/volumes?sort_dir=sideways",
+            None,
+            400,
+        ),
+        c(
+            "bad sort spec",
+            "GET",
+            "/v3/{p}/volumes?sort=name:up",
+            None,
+            400,
+        ),
+        c(
+            "bad bootable filter",
+            "GET",
+            "/v3/{p}/volumes?bootable=perhaps",
+            None,
+            400,
+        ),
+        c(
+            "bad metadata filter",
+            "GET",
+            "/v3/{p}/volumes?metadata=notjson",
+            None,
+            400,
+        ),
+        // Update.
+        c(
+            "update unknown field",
+            "PUT",
+            "/v3/{p}/volumes/{v}",
+            vol(json!({"size": 5})),
+            400,
+        ),
+        c(
+            "update name too long",
+            "PUT",
+            "/v3/{p}/volumes/{v}",
+            vol(json!({"name": long.clone()})),
+            400,
+        ),
+        c(
+            "update not JSON",
+            "PUT",
+            "/v3/{p}/volumes/{v}",
+            Some(b"<volume/>".to_vec()),
+            400,
+        ),
+        // Actions.
+        c(
+            "empty action",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({})),
+            400,
+        ),
+        c(
+            "two actions",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-extend": {"new_size": 2}, "os-set_bootable": {"bootable": true}})),
+            400,
+        ),
+        c(
+            "unknown action",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-explode": {}})),
+            400,
+        ),
+        c(
+            "extend without size",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-extend": {}})),
+            400,
+        ),
+        c(
+            "extend size text",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-extend": {"new_size": "big"}})),
+            400,
+        ),
+        c(
+            "extend not larger",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-extend": {"new_size": 1}})),
+            400,
+        ),
+        c(
+            "extend absurd",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-extend": {"new_size": 1_000_000_000_i64}})),
+            400,
+        ),
+        c(
+            "bootable not boolean",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-set_bootable": {"bootable": "maybe"}})),
+            400,
+        ),
+        c(
+            "readonly missing",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-update_readonly_flag": {}})),
+            400,
+        ),
+        c(
+            "action args not an object",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-extend": 3})),
+            400,
+        ),
+        // Metadata.
+        c(
+            "metadata body missing key",
+            "POST",
+            "/v3/{p}/volumes/{v}/metadata",
+            j(json!({"meta": {"a": "b"}})),
+            400,
+        ),
+        c(
+            "metadata item key mismatch",
+            "PUT",
+            "/v3/{p}/volumes/{v}/metadata/a",
+            j(json!({"meta": {"b": "c"}})),
+            400,
+        ),
+        c(
+            "metadata item too many",
+            "PUT",
+            "/v3/{p}/volumes/{v}/metadata/a",
+            j(json!({"meta": {"a": "1", "b": "2"}})),
+            400,
+        ),
+        c(
+            "metadata replace not strings",
+            "PUT",
+            "/v3/{p}/volumes/{v}/metadata",
+            j(json!({"metadata": {"a": [1]}})),
+            400,
+        ),
+        // Routing and versions.
+        c("unknown route", "GET", "/v3/{p}/volcanoes", None, 404),
+        c(
+            "wrong method",
+            "PATCH",
+            "/v3/{p}/volumes/{v}",
+            vol(json!({"name": "x"})),
+            404,
+        ),
+        c("collection delete", "DELETE", "/v3/{p}/volumes", None, 404),
+        c(
+            "collection update",
+            "PUT",
+            "/v3/{p}/volumes",
+            vol(json!({})),
+            404,
+        ),
+        c("empty id", "GET", "/v3/{p}/volumes/", None, 404),
+    ];
+    let big = {
+        let mut b = b"{\"volume\": {\"size\": 1, \"description\": \"".to_vec();
+        b.extend(std::iter::repeat_n(b'x', 200 * 1024));
+        b.extend(b"\"}}");
+        b
+    };
+    v.push(c(
+        "oversized body",
+        "POST",
+        "/v3/{p}/volumes",
+        Some(big),
+        413,
+    ));
+    v.push(Case {
+        what: "microversion too high",
+        method: "GET",
+        path: "/v3/{p}/volumes",
+        headers: vec![("OpenStack-API-Version", "volume 3.999")],
+        body: None,
+        status: 406,
+    });
+    v.push(Case {
+        what: "microversion garbage",
+        method: "GET",
+        path: "/v3/{p}/volumes",
+        headers: vec![("OpenStack-API-Version", "volume three")],
+        body: None,
+        status: 400,
+    });
+    v
+}
+
+fn admin_cases() -> Vec<Case> {
+    let c = |what, method, path, body: Option<Vec<u8>>, status| Case {
+        what,
+        method,
+        path,
+        headers: vec![],
+        body,
+        status,
+    };
+    vec![
+        c(
+            "quota not a number",
+            "PUT",
+            "/v3/{p}/os-quota-sets/{p}",
+            j(json!({"quota_set": {"volumes": "many"}})),
+            400,
+        ),
+        c(
+            "quota unknown resource",
+            "PUT",
+            "/v3/{p}/os-quota-sets/{p}",
+            j(json!({"quota_set": {"volcanoes": 1}})),
+            400,
+        ),
+        c(
+            "quota below -1",
+            "PUT",
+            "/v3/{p}/os-quota-sets/{p}",
+            j(json!({"quota_set": {"volumes": -2}})),
+            400,
+        ),
+        c(
+            "quota below usage",
+            "PUT",
+            "/v3/{p}/os-quota-sets/{p}",
+            j(json!({"quota_set": {"volumes": 0}})),
+            400,
+        ),
+        c(
+            "quota body not an object",
+            "PUT",
+            "/v3/{p}/os-quota-sets/{p}",
+            j(json!({"quota_set": 5})),
+            400,
+        ),
+        c(
+            "quota class bad value",
+            "PUT",
+            "/v3/{p}/os-quota-class-sets/default",
+            j(json!({"quota_class_set": {"volumes": 1.5}})),
+            400,
+        ),
+        c(
+            "reset to unknown status",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-reset_status": {"status": "melted"}})),
+            400,
+        ),
+        c(
+            "reset nothing",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-reset_status": {}})),
+            400,
+        ),
+        c(
+            "reset unknown attach status",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-reset_status": {"attach_status": "glued"}})),
+            400,
+        ),
+    ]
+}
+
+/// Everything a bad request could have changed.
+async fn snapshot(t: &TestApp, token: &str, project: &str) -> Value {
+    let vols = t
+        .call(
+            "GET",
+            &format!("/v3/{project}/volumes/detail"),
+            Some(token),
+            None,
+        )
+        .await;
+    let quota = t
+        .call(
+            "GET",
+            &format!("/v3/{project}/os-quota-sets/{project}?usage=true"),
+            Some(token),
+            None,
+        )
+        .await;
+    let classes = t
+        .call(
+            "GET",
+            &format!("/v3/{project}/os-quota-class-sets/default"),
+            Some(token),
+            None,
+        )
+        .await;
+    let mut vols = vols.body["volumes"].clone();
+    for v in vols.as_array_mut().into_iter().flatten() {
+        // The progress of the fixture's own creation is part of the state; the
+        // update time is not changed by refused requests either.
+        v.as_object_mut().map(|o| o.remove("links"));
+    }
+    json!({"volumes": vols, "quota": quota.body, "classes": classes.body})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_cleanly_and_changes_nothing() {
+    let t = TestApp::new().await;
+    let (admin, project) = t.admin().await;
+    let v = t.volume(&admin, &project).await;
+    let before = snapshot(&t, &admin, &project).await;
+    let random = uuid_like();
+    let mut failures = Vec::new();
+    for (case, token) in cases()
+        .into_iter()
+        .map(|c| (c, admin.as_str()))
+        .chain(admin_cases().into_iter().map(|c| (c, admin.as_str())))
+        .chain(std::iter::once((
+            Case {
+                what: "forged token",
+                method: "GET",
+                path: "/v3/{p}/volumes",
+                headers: vec![],
+                body: None,
+                status: 401,
+            },
+            "gAAAAABforgedtoken",
+        )))
+    {
+        let path = case
+            .path
+            .replace("{p}", &project)
+            .replace("{v}", &v)
+            .replace("{u}", &random);
+        let body = case.body.map(|b| {
+            String::from_utf8_lossy(&b)
+                .replace("{u}", &random)
+                .into_bytes()
+        });
+        let r = t
+            .raw(case.method, &path, Some(token), &case.headers, body)
+            .await;
+        if r.status >= 500 {
+            failures.push(format!(
+                "{}: server error {} {}",
+                case.what, r.status, r.body
+            ));
+        } else if r.status != case.status {
+            failures.push(format!(
+                "{}: got {}, expected {} ({})",
+                case.what, r.status, case.status, r.body
+            ));
+        } else if r.status != 401 {
+            let ok = r.body.as_object().is_some_and(|o| {
+                o.len() == 1
+                    && o.values().all(|f| {
+                        f["code"] == r.status
+                            && f["message"].as_str().is_some_and(|m| !m.is_empty())
+                    })
+            });
+            if !ok {
+                failures.push(format!(
+                    "{}: not a Cinder fault body: {}",
+                    case.what, r.body
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    t.app.engine.wait_idle().await;
+    let after = snapshot(&t, &admin, &project).await;
+    assert_eq!(before, after, "a refused request changed something");
+}
+
+fn uuid_like() -> String {
+    // A well-formed id that names nothing.
+    "3f1c2b9e-8d4a-4e6f-9b7c-1a2b3c4d5e6f".into()
+}

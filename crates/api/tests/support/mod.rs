@@ -1,0 +1,229 @@
+//! A Scoria application in a temporary directory, driven in-process through
+//! its HTTP router (no sockets), with accounts made through the Identity API.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request};
+use scoria_core::{App, Config, DriverConfig};
+use scoria_failpoints::Failpoints;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const ADMIN_PASSWORD: &str = "api-tests-admin-password";
+
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    pub app: App,
+    pub router: Router,
+}
+
+pub fn config(dir: &std::path::Path) -> Config {
+    let mut c = Config::with_data_dir(dir.to_path_buf());
+    c.admin_password = Some(ADMIN_PASSWORD.into());
+    c.store.durability = scoria_core::Durability::Normal;
+    if let DriverConfig::File { fsync, .. } = &mut c.backends[0].driver {
+        *fsync = false;
+    }
+    c
+}
+
+/// The reply to one request.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn new() -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = App::open(config(dir.path()), Failpoints::new())
+            .await
+            .expect("open app");
+        let router = scoria_api::router(app.clone());
+        TestApp { dir, app, router }
+    }
+
+    /// Send a request; `body` is sent as is (bytes) when given.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).expect("method"))
+            .uri(path);
+        if let Some(t) = token {
+            req = req.header("x-auth-token", t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b)),
+            None => req.body(Body::empty()),
+        }
+        .expect("request");
+        let resp = self.router.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
+            .await
+            .expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        self.raw(
+            method,
+            path,
+            token,
+            &[],
+            body.map(|b| serde_json::to_vec(&b).expect("json")),
+        )
+        .await
+    }
+
+    /// A token for `user` scoped to `project` (names in the Default domain).
+    pub async fn login(&self, user: &str, password: &str, project: &str) -> (String, String) {
+        let body = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": user, "domain": {"name": "Default"}, "password": password}}},
+            "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}});
+        let r = self
+            .call("POST", "/identity/v3/auth/tokens", None, Some(body))
+            .await;
+        assert_eq!(r.status, 201, "login {user}: {:?}", r.body);
+        let token = r
+            .headers
+            .get("x-subject-token")
+            .and_then(|v| v.to_str().ok())
+            .expect("token")
+            .to_owned();
+        let project_id = r.body["token"]["project"]["id"]
+            .as_str()
+            .expect("project id")
+            .to_owned();
+        (token, project_id)
+    }
+
+    pub async fn admin(&self) -> (String, String) {
+        self.login("admin", ADMIN_PASSWORD, "admin").await
+    }
+
+    /// Create a project; returns its id.
+    pub async fn project(&self, admin: &str, name: &str) -> String {
+        let r = self
+            .call(
+                "POST",
+                "/identity/v3/projects",
+                Some(admin),
+                Some(json!({"project": {"name": name, "domain_id": "default"}})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        r.body["project"]["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Create a user with `role` on `project_id`; returns the user id.
+    pub async fn user(
+        &self,
+        admin: &str,
+        name: &str,
+        password: &str,
+        project_id: &str,
+        role: &str,
+    ) -> String {
+        let r = self
+            .call(
+                "POST",
+                "/identity/v3/users",
+                Some(admin),
+                Some(json!({"user": {"name": name, "password": password, "domain_id": "default", "default_project_id": project_id}})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        let uid = r.body["user"]["id"].as_str().expect("id").to_owned();
+        let roles = self
+            .call(
+                "GET",
+                &format!("/identity/v3/roles?name={role}"),
+                Some(admin),
+                None,
+            )
+            .await;
+        let rid = roles.body["roles"][0]["id"]
+            .as_str()
+            .expect("role")
+            .to_owned();
+        let r = self
+            .call(
+                "PUT",
+                &format!("/identity/v3/projects/{project_id}/users/{uid}/roles/{rid}"),
+                Some(admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 204, "{:?}", r.body);
+        uid
+    }
+
+    /// Create an available 1 GiB volume in the token's project.
+    pub async fn volume(&self, token: &str, project: &str) -> String {
+        let r = self
+            .call(
+                "POST",
+                &format!("/v3/{project}/volumes"),
+                Some(token),
+                Some(json!({"volume": {"size": 1, "name": "fixture"}})),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        let id = r.body["volume"]["id"].as_str().expect("id").to_owned();
+        self.wait_status(token, project, &id, "available").await;
+        id
+    }
+
+    pub async fn wait_status(&self, token: &str, project: &str, id: &str, want: &str) {
+        for _ in 0..2000 {
+            let r = self
+                .call(
+                    "GET",
+                    &format!("/v3/{project}/volumes/{id}"),
+                    Some(token),
+                    None,
+                )
+                .await;
+            if r.body["volume"]["status"] == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("volume {id} never became {want}");
+    }
+}

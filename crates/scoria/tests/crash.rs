@@ -1,0 +1,443 @@
+//! The crash test: a real `scoria serve` is killed again and again while clients
+//! create, extend and delete volumes; after a last restart everything settles
+//! and the promises hold.
+//!
+//! Each round starts the binary (sometimes with a failpoint armed to exit the
+//! process on the spot at its n-th hit), lets a few client threads issue random
+//! operations over HTTP, then kills it with SIGKILL at a random moment unless a
+//! failpoint already ended it. At the end a clean restart settles every flow and
+//! the test checks, through the API, through `qemu-img` on the backend directory
+//! and through Scoria's own invariant check:
+//! - every volume is `available`, `error` or gone (nothing transitional);
+//! - quota usage equals the volumes that exist (count and gigabytes), nothing
+//!   reserved;
+//! - every volume has exactly one image, of its virtual size, and no image or
+//!   temporary file lacks a volume.
+#![cfg(feature = "failpoints")]
+// The test drives the binary under test and qemu-img as processes.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rand::Rng;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "crash-test-password";
+
+/// Failpoints that end the process on the spot (armed one per round, at a
+/// random hit): every durable boundary of the engine and the file driver.
+const EXIT_POINTS: &[&str] = &[
+    "flow.volume_create.reserve_quota.done",
+    "flow.volume_create.create_entry.done",
+    "flow.volume_create.commit_quota.done",
+    "flow.volume_create.schedule.done",
+    "flow.volume_create.create_on_backend.started",
+    "flow.volume_create.create_on_backend.ran",
+    "flow.volume_create.create_on_backend.done",
+    "flow.volume_create.finished",
+    "flow.volume_delete.begin_delete.done",
+    "flow.volume_delete.delete_on_backend.started",
+    "flow.volume_delete.delete_on_backend.ran",
+    "flow.volume_delete.finished",
+    "flow.volume_extend.begin_extend.done",
+    "flow.volume_extend.reserve_quota.done",
+    "flow.volume_extend.extend_on_backend.started",
+    "flow.volume_extend.extend_on_backend.ran",
+    "flow.volume_extend.finished",
+    "storage.create.temp",
+    "storage.create.after",
+    "storage.delete.after",
+    "storage.extend.before",
+    "storage.extend.after",
+];
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(data: &Path, failpoints: Option<&str>) -> Result<Server> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scoria"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .env("SCORIA_ADMIN_PASSWORD", PASSWORD)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(fp) = failpoints {
+            cmd.env("SCORIA_FAILPOINTS", fp);
+        }
+        let mut child = cmd.spawn().context("spawning scoria")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ")
+                    && !sent
+                {
+                    let _ = tx.send(addr.trim().to_owned());
+                    sent = true;
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("scoria did not start (it may have hit a failpoint while resuming)");
+            }
+        };
+        Ok(Server {
+            child,
+            url: format!("http://{addr}"),
+        })
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn stop(mut self) -> Result<()> {
+        // SIGTERM (sent with the `kill` command, to keep the test free of FFI):
+        // a graceful stop pauses flows at a step boundary.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        bail!("scoria did not stop on SIGTERM within 60 s")
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(20))
+        .build()
+}
+
+/// A project-scoped admin token and the project id.
+fn login(url: &str) -> Result<(String, String)> {
+    let body = json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"name": "Default"}, "password": PASSWORD}}},
+        "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}});
+    let resp = agent()
+        .post(&format!("{url}/identity/v3/auth/tokens"))
+        .send_json(body)?;
+    let token = resp
+        .header("x-subject-token")
+        .context("no X-Subject-Token")?
+        .to_owned();
+    let v: Value = resp.into_json()?;
+    let project = v["token"]["project"]["id"]
+        .as_str()
+        .context("no project in token")?
+        .to_owned();
+    Ok((token, project))
+}
+
+struct Api {
+    agent: ureq::Agent,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> std::result::Result<(u16, Value), String> {
+        let req = self
+            .agent
+            .request(method, &format!("{}{path}", self.base))
+            .set("X-Auth-Token", &self.token)
+            .set("OpenStack-API-Version", "volume 3.0");
+        let res = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        match res {
+            Ok(r) => {
+                let status = r.status();
+                let text = r.into_string().map_err(|e| e.to_string())?;
+                Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+            }
+            Err(ureq::Error::Status(code, r)) => {
+                let text = r.into_string().unwrap_or_default();
+                Ok((code, serde_json::from_str(&text).unwrap_or(Value::Null)))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn volumes(&self) -> Result<Vec<Value>> {
+        match self.call("GET", "/volumes/detail", None) {
+            Ok((200, v)) => Ok(v["volumes"].as_array().cloned().unwrap_or_default()),
+            other => bail!("listing volumes: {other:?}"),
+        }
+    }
+}
+
+/// Random operations until `stop`; counts the requests answered.
+fn client(api: Api, stop: Arc<AtomicBool>, ops: Arc<AtomicUsize>) {
+    let mut rng = rand::thread_rng();
+    while !stop.load(Ordering::Relaxed) {
+        let vols = match api.volumes() {
+            Ok(v) => v,
+            Err(_) => return,
+        };
+        let available: Vec<&Value> = vols.iter().filter(|v| v["status"] == "available").collect();
+        let pick = rng.gen_range(0..10);
+        let result = if pick < 5 || available.is_empty() {
+            let size = rng.gen_range(1..=3);
+            api.call(
+                "POST",
+                "/volumes",
+                Some(json!({"volume": {"size": size, "name": "crash"}})),
+            )
+        } else {
+            let v = available[rng.gen_range(0..available.len())];
+            let id = v["id"].as_str().unwrap_or_default();
+            if pick < 7 {
+                let size = v["size"].as_i64().unwrap_or(1) + 1;
+                api.call(
+                    "POST",
+                    &format!("/volumes/{id}/action"),
+                    Some(json!({"os-extend": {"new_size": size}})),
+                )
+            } else {
+                api.call("DELETE", &format!("/volumes/{id}"), None)
+            }
+        };
+        match result {
+            Ok((code, body)) => {
+                assert!(code < 500 || code == 503, "server error {code}: {body}");
+                ops.fetch_add(1, Ordering::Relaxed);
+            }
+            // The server died under us: that is the point.
+            Err(_) => return,
+        }
+    }
+}
+
+fn qemu_virtual_size(path: &Path) -> Result<u64> {
+    let out = Command::new("qemu-img")
+        .args(["info", "--output=json", "-f", "qcow2"])
+        .arg(path)
+        .output()
+        .context("running qemu-img")?;
+    if !out.status.success() {
+        bail!(
+            "qemu-img info {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    v["virtual-size"].as_u64().context("no virtual-size")
+}
+
+#[test]
+fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data: PathBuf = dir.path().join("data");
+    let rounds = 14;
+    let mut rng = rand::thread_rng();
+    let (mut kills, mut exits) = (0, 0);
+    let ops = Arc::new(AtomicUsize::new(0));
+    let exit_seen: Arc<Mutex<BTreeMap<String, usize>>> = Default::default();
+
+    // First start: raise the quota so the run is limited by time, not quota.
+    {
+        let s = Server::start(&data, None)?;
+        let (token, project) = login(&s.url)?;
+        let api = Api {
+            agent: agent(),
+            base: format!("{}/v3/{project}", s.url),
+            token,
+        };
+        let (code, body) = api
+            .call(
+                "PUT",
+                &format!("/os-quota-sets/{project}"),
+                Some(json!({"quota_set": {"volumes": 10000, "gigabytes": 100000}})),
+            )
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(code, 200, "{body}");
+        s.kill();
+    }
+
+    for round in 0..rounds {
+        // Every other round arms one exit failpoint at a random hit.
+        let armed = (round % 2 == 1).then(|| {
+            let name = EXIT_POINTS[rng.gen_range(0..EXIT_POINTS.len())];
+            (name.to_owned(), rng.gen_range(1..6))
+        });
+        let spec = armed.as_ref().map(|(n, at)| format!("{n}=exit@{at}"));
+        let server = match Server::start(&data, spec.as_deref()) {
+            Ok(s) => s,
+            Err(e) if armed.is_some() => {
+                // Resuming left-over flows reached the failpoint before the
+                // listener announced itself: that is a crash point too.
+                exits += 1;
+                eprintln!("round {round}: exited while starting ({e})");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let (token, project) = match login(&server.url) {
+            Ok(t) => t,
+            Err(e) => {
+                server.kill();
+                if armed.is_some() {
+                    exits += 1;
+                    continue;
+                }
+                return Err(e);
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for _ in 0..4 {
+            let api = Api {
+                agent: agent(),
+                base: format!("{}/v3/{project}", server.url),
+                token: token.clone(),
+            };
+            let (stop, ops) = (stop.clone(), ops.clone());
+            threads.push(std::thread::spawn(move || client(api, stop, ops)));
+        }
+        std::thread::sleep(Duration::from_millis(rng.gen_range(100..700)));
+        let mut server = server;
+        let exited = server.child.try_wait()?.is_some();
+        if exited {
+            exits += 1;
+            if let Some((name, _)) = &armed {
+                *exit_seen.lock().unwrap().entry(name.clone()).or_default() += 1;
+            }
+        } else {
+            kills += 1;
+        }
+        server.kill();
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            t.join()
+                .map_err(|_| anyhow::anyhow!("client thread panicked"))?;
+        }
+    }
+
+    // Last start: no failpoints; let every resumed flow settle.
+    let server = Server::start(&data, None)?;
+    let (token, project) = login(&server.url)?;
+    let api = Api {
+        agent: agent(),
+        base: format!("{}/v3/{project}", server.url),
+        token,
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let vols = loop {
+        let vols = api.volumes()?;
+        let busy = vols
+            .iter()
+            .filter(|v| !matches!(v["status"].as_str(), Some("available" | "error")))
+            .count();
+        if busy == 0 {
+            break vols;
+        }
+        if Instant::now() > deadline {
+            bail!("{busy} volumes still transitional: {vols:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+
+    // Quota usage equals what exists.
+    let (code, q) = api
+        .call("GET", &format!("/os-quota-sets/{project}?usage=true"), None)
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(code, 200);
+    let count = vols.len() as i64;
+    let gigabytes: i64 = vols.iter().map(|v| v["size"].as_i64().unwrap_or(0)).sum();
+    assert_eq!(q["quota_set"]["volumes"]["in_use"], count, "{q}");
+    assert_eq!(q["quota_set"]["gigabytes"]["in_use"], gigabytes, "{q}");
+    assert_eq!(q["quota_set"]["volumes"]["reserved"], 0, "{q}");
+    assert_eq!(q["quota_set"]["gigabytes"]["reserved"], 0, "{q}");
+    server.stop()?;
+
+    // Every volume has exactly one image of its size; nothing else is there.
+    let backend = data.join("volumes");
+    let mut files: Vec<String> = std::fs::read_dir(&backend)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()?;
+    files.sort();
+    let mut expected: Vec<String> = Vec::new();
+    let mut errors = 0;
+    for v in &vols {
+        let id = v["id"].as_str().context("id")?;
+        let name = format!("volume-{id}.qcow2");
+        if v["status"] == "error" {
+            // A failed create may have removed its image; if it is there it is
+            // the volume's, and deleting the volume removes it.
+            errors += 1;
+            if files.contains(&name) {
+                expected.push(name);
+            }
+            continue;
+        }
+        let size =
+            qemu_virtual_size(&backend.join(&name)).with_context(|| format!("volume {id}"))?;
+        assert_eq!(size, v["size"].as_u64().unwrap_or(0) << 30, "image of {id}");
+        expected.push(name);
+    }
+    expected.sort();
+    assert_eq!(files, expected, "images on the backend vs volumes");
+
+    // Scoria's own invariant check agrees (flows, reservations, images).
+    let rt = tokio::runtime::Runtime::new()?;
+    let bad = rt.block_on(async {
+        let mut config = scoria_core::Config::with_data_dir(data.clone());
+        config.admin_password = Some(PASSWORD.into());
+        let app = scoria_core::App::open(config, scoria_failpoints::Failpoints::new())
+            .await
+            .map_err(|e| anyhow::anyhow!(e.chain()))?;
+        let bad = scoria_core::invariants::check(&app.env)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.chain()))?;
+        app.shutdown(Duration::from_secs(5)).await;
+        Ok::<_, anyhow::Error>(bad)
+    })?;
+    assert!(bad.is_empty(), "{bad:?}");
+
+    println!(
+        "crash test: {} crash points exercised ({kills} kill -9, {exits} failpoint exits) over {} requests; \
+         {} volumes checked ({errors} in error); exit failpoints reached: {:?}",
+        kills + exits,
+        ops.load(Ordering::Relaxed),
+        vols.len(),
+        exit_seen.lock().unwrap()
+    );
+    assert!(
+        ops.load(Ordering::Relaxed) >= 200,
+        "too few operations to mean anything"
+    );
+    assert!(!vols.is_empty());
+    Ok(())
+}

@@ -1,0 +1,86 @@
+"""The core path through the stock `openstack` CLI (python-openstackclient)."""
+
+import pytest
+
+from conftest import CliError, cloud_env, osc, wait_for
+
+
+def status_of(env, name):
+    return osc(env, "volume", "show", name)["status"]
+
+
+def test_volume_lifecycle_with_the_cli(server):
+    env = cloud_env(server)
+    v = osc(env, "volume", "create", "--size", "1", "cli-v1")
+    assert v["size"] == 1 and v["name"] == "cli-v1"
+    wait_for(lambda: status_of(env, "cli-v1") == "available", "cli-v1 available")
+
+    listed = osc(env, "volume", "list")
+    assert any(row["Name"] == "cli-v1" and row["Status"] == "available" for row in listed)
+    shown = osc(env, "volume", "show", "cli-v1")
+    assert shown["id"] == v["id"] and shown["size"] == 1
+
+    osc(env, "volume", "set", "--name", "cli-v1b", "--property", "tier=gold",
+        "--property", "owner=ops", "cli-v1", parse=False)
+    shown = osc(env, "volume", "show", "cli-v1b")
+    assert shown["properties"] == {"tier": "gold", "owner": "ops"} or \
+        shown["properties"] in ("owner='ops', tier='gold'", "tier='gold', owner='ops'")
+    osc(env, "volume", "unset", "--property", "owner", "cli-v1b", parse=False)
+    props = osc(env, "volume", "show", "cli-v1b")["properties"]
+    assert "owner" not in str(props) and "gold" in str(props)
+
+    osc(env, "volume", "set", "--size", "2", "cli-v1b", parse=False)
+    wait_for(lambda: osc(env, "volume", "show", "cli-v1b")["size"] == 2
+             and status_of(env, "cli-v1b") == "available", "extended to 2 GiB")
+
+    osc(env, "volume", "delete", "cli-v1b", parse=False)
+    wait_for(lambda: all(row["Name"] != "cli-v1b" for row in osc(env, "volume", "list")), "deleted")
+    with pytest.raises(CliError):
+        osc(env, "volume", "show", "cli-v1b")
+
+
+def test_projects_are_isolated_and_quota_is_enforced(server):
+    admin = cloud_env(server)
+    a_vol = osc(admin, "volume", "create", "--size", "1", "admins-volume")
+    osc(admin, "project", "create", "--domain", "default", "project-b")
+    osc(admin, "user", "create", "--domain", "default", "--project", "project-b",
+        "--password", "b-password", "user-b")
+    osc(admin, "role", "add", "--project", "project-b", "--user", "user-b", "member", parse=False)
+    assignments = osc(admin, "role", "assignment", "list", "--project", "project-b", "--names")
+    assert any(a["User"].startswith("user-b") and a["Role"] == "member" for a in assignments)
+
+    b = cloud_env(server, "b", {"b": {
+        "auth_url": server.url + "/identity/v3", "username": "user-b", "password": "b-password",
+        "project_name": "project-b", "user_domain_name": "Default", "project_domain_name": "Default"}})
+
+    # B sees nothing of A's: not in lists, not by id, cannot delete it.
+    assert all(row["ID"] != a_vol["id"] for row in osc(b, "volume", "list"))
+    with pytest.raises(CliError):
+        osc(b, "volume", "show", a_vol["id"])
+    with pytest.raises(CliError):
+        osc(b, "volume", "delete", a_vol["id"], parse=False)
+    assert osc(admin, "volume", "show", a_vol["id"])["id"] == a_vol["id"]
+
+    # Quota: two volumes, the third is refused with the over-quota message.
+    osc(admin, "quota", "set", "--volumes", "2", "project-b", parse=False)
+    osc(b, "volume", "create", "--size", "1", "b1")
+    osc(b, "volume", "create", "--size", "1", "b2")
+    with pytest.raises(CliError) as err:
+        osc(b, "volume", "create", "--size", "1", "b3")
+    assert "VolumeLimitExceeded" in err.value.stderr and "(HTTP 413)" in err.value.stderr
+    names = sorted(row["Name"] for row in osc(b, "volume", "list"))
+    assert names == ["b1", "b2"]
+
+
+def test_a_revoked_token_is_unusable(server):
+    env = cloud_env(server)
+    token = osc(env, "token", "issue")
+    project = token["project_id"]
+    tenv = {k: v for k, v in env.items() if k not in ("OS_CLOUD", "OS_CLIENT_CONFIG_FILE")}
+    tenv.update(OS_AUTH_TYPE="token", OS_TOKEN=token["id"], OS_AUTH_URL=server.url + "/identity/v3",
+                OS_PROJECT_ID=project, OS_VOLUME_API_VERSION="3", OS_IDENTITY_API_VERSION="3")
+    osc(tenv, "volume", "list")
+    osc(env, "token", "revoke", token["id"], parse=False)
+    with pytest.raises(CliError) as err:
+        osc(tenv, "volume", "list")
+    assert "401" in err.value.stderr or "authentic" in err.value.stderr.lower()
