@@ -3,7 +3,8 @@
 //! [`BLOCK_STORAGE`] lists the Block Storage routes (relative to
 //! `/v3/{project_id}`, and from microversion 3.67 on also to `/v3`); the
 //! route-by-route policy test walks this list, so a route added here without a
-//! row in that test fails the build of the test suite.
+//! row in that test fails the build of the test suite. [`IDENTITY`] does the
+//! same for the Identity routes (relative to `/identity`).
 
 use axum::Router;
 use axum::middleware;
@@ -11,6 +12,8 @@ use axum::routing::{delete, get, post, put};
 
 use crate::fault::ApiError;
 use crate::{State, identity, microversion, misc, quota, request_id, volume};
+
+pub use crate::identity::IDENTITY;
 
 macro_rules! table {
     ($($method:ident $path:literal => $handler:path;)+) => {
@@ -75,7 +78,7 @@ pub fn build(state: State) -> Router {
         .layer(middleware::from_fn(microversion::layer));
     Router::new()
         .merge(v3)
-        .nest("/identity", identity::routes())
+        .merge(identity::routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(bad_method)
         .layer(middleware::from_fn(request_id::layer))

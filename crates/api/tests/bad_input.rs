@@ -672,6 +672,7 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
         let body = case.body.map(|b| {
             String::from_utf8_lossy(&b)
                 .replace("{u}", &random)
+                .replace("{v}", &v)
                 .into_bytes()
         });
         let r = t

@@ -41,6 +41,13 @@ pub enum Rule {
     ProjectMember,
     /// The `admin` role.
     Admin,
+    /// The `admin` role, or the caller is the target's owner (their own user,
+    /// project or token; the operation decides, see
+    /// [`Context::authorize_owned`]). Scope does not matter.
+    AdminOrOwner,
+    /// Only the target's owner, whatever their roles (changing one's own
+    /// password).
+    Owner,
 }
 
 macro_rules! ops {
@@ -95,8 +102,35 @@ ops! {
     ExtensionList => Authenticated, "extensions:list";
     AvailabilityZoneList => ProjectReader, "volume_extension:availability_zone_list";
     FlowListStuck => Admin, "scoria:flows:list";
-    IdentityAdmin => Admin, "identity:admin";
-    IdentityProjectGet => Authenticated, "identity:get_project";
+    IdentityTokenValidate => AdminOrOwner, "identity:validate_token";
+    IdentityTokenCheck => AdminOrOwner, "identity:check_token";
+    IdentityTokenRevoke => AdminOrOwner, "identity:revoke_token";
+    IdentityAuthProjects => Authenticated, "identity:get_auth_projects";
+    IdentityAuthCatalog => Authenticated, "identity:get_auth_catalog";
+    IdentityDomainList => Admin, "identity:list_domains";
+    IdentityDomainGet => AdminOrOwner, "identity:get_domain";
+    IdentityProjectList => Admin, "identity:list_projects";
+    IdentityProjectGet => AdminOrOwner, "identity:get_project";
+    IdentityProjectCreate => Admin, "identity:create_project";
+    IdentityProjectUpdate => Admin, "identity:update_project";
+    IdentityProjectDelete => Admin, "identity:delete_project";
+    IdentityUserList => Admin, "identity:list_users";
+    IdentityUserGet => AdminOrOwner, "identity:get_user";
+    IdentityUserCreate => Admin, "identity:create_user";
+    IdentityUserUpdate => Admin, "identity:update_user";
+    IdentityUserDelete => Admin, "identity:delete_user";
+    IdentityUserProjects => AdminOrOwner, "identity:list_user_projects";
+    IdentityUserChangePassword => Owner, "identity:change_password";
+    IdentityRoleList => Admin, "identity:list_roles";
+    IdentityRoleGet => Admin, "identity:get_role";
+    IdentityRoleInferenceList => Admin, "identity:list_role_inference_rules";
+    IdentityGrantCreate => Admin, "identity:create_grant";
+    IdentityGrantCheck => Admin, "identity:check_grant";
+    IdentityGrantList => Admin, "identity:list_grants";
+    IdentityGrantRevoke => Admin, "identity:revoke_grant";
+    IdentityAssignmentList => Admin, "identity:list_role_assignments";
+    IdentityServiceList => Admin, "identity:list_services";
+    IdentityEndpointList => Admin, "identity:list_endpoints";
 }
 
 impl Context {
@@ -120,7 +154,8 @@ impl Context {
             Rule::ProjectMember => {
                 self.project_id.is_some() && (self.has_role("member") || self.is_admin())
             }
-            Rule::Admin => self.is_admin(),
+            Rule::Admin | Rule::AdminOrOwner => self.is_admin(),
+            Rule::Owner => false,
         };
         if ok {
             Ok(())
@@ -129,6 +164,16 @@ impl Context {
                 "Policy doesn't allow {} to be performed.",
                 op.name()
             )))
+        }
+    }
+
+    /// Check the policy table for an operation on a target the caller may own
+    /// (`is_owner`: it is their own user, project, token…). Owner rules pass
+    /// for the owner; every other rule is checked as by [`Context::authorize`].
+    pub fn authorize_owned(&self, op: Op, is_owner: bool) -> Result<()> {
+        match op.rule() {
+            Rule::AdminOrOwner | Rule::Owner if is_owner => Ok(()),
+            _ => self.authorize(op),
         }
     }
 
@@ -166,6 +211,8 @@ mod tests {
                 [false, false, true, true, false, false],
             ),
             (Rule::Admin, [false, false, false, true, true, false]),
+            (Rule::AdminOrOwner, [false, false, false, true, true, false]),
+            (Rule::Owner, [false, false, false, false, false, false]),
         ];
         let callers = [
             ctx(&[], true),
@@ -186,6 +233,25 @@ mod tests {
                     c.project_id.is_some()
                 );
             }
+        }
+    }
+
+    #[test]
+    fn owners_pass_owner_rules_only() {
+        let member = ctx(&["member", "reader"], true);
+        let admin = ctx(&["admin", "member", "reader"], true);
+        // (op, owner?, [member, admin])
+        let table: &[(Op, bool, [bool; 2])] = &[
+            (Op::IdentityUserGet, true, [true, true]),
+            (Op::IdentityUserGet, false, [false, true]),
+            (Op::IdentityUserChangePassword, true, [true, true]),
+            (Op::IdentityUserChangePassword, false, [false, false]),
+            (Op::IdentityProjectCreate, true, [false, true]),
+            (Op::VolumeCreate, true, [true, true]),
+        ];
+        for (op, owner, [m, a]) in table {
+            assert_eq!(member.authorize_owned(*op, *owner).is_ok(), *m, "{op:?}");
+            assert_eq!(admin.authorize_owned(*op, *owner).is_ok(), *a, "{op:?}");
         }
     }
 

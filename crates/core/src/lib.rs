@@ -79,6 +79,19 @@ pub struct Config {
     pub admin_project: String,
     /// `None`: generate one on first start.
     pub admin_password: Option<String>,
+    /// How expensive password hashes are: leave at `Default` outside tests.
+    pub password_cost: PasswordCost,
+}
+
+/// The cost of hashing passwords (Argon2id).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PasswordCost {
+    /// The `argon2` crate's defaults (19 MiB, 2 passes): deployments.
+    #[default]
+    Default,
+    /// Argon2's minimum (8 KiB, 1 pass): only for test suites that log in
+    /// many times; never use it for real passwords.
+    TestOnlyMinimal,
 }
 
 impl Config {
@@ -104,6 +117,7 @@ impl Config {
             admin_user: "admin".into(),
             admin_project: "admin".into(),
             admin_password: None,
+            password_cost: PasswordCost::Default,
         }
     }
 }
@@ -150,6 +164,9 @@ pub struct App {
     pub config: Arc<Config>,
     pub env: Arc<Env>,
     pub engine: Engine<Env>,
+    /// Identity's in-memory state: token cache, password hasher, bootstrap
+    /// outcome ([`App::bootstrap_info`]).
+    pub identity: Arc<identity::IdentityState>,
 }
 
 impl std::fmt::Debug for App {
@@ -161,8 +178,9 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
-    /// Open the store (migrating it), bring up the backends, register the flows
-    /// and resume every flow a previous run left unfinished.
+    /// Open the store (migrating it), bring up the backends, register the flows,
+    /// bootstrap the admin account (see [`App::bootstrap_info`]) and resume
+    /// every flow a previous run left unfinished.
     pub async fn open(config: Config, fp: Arc<Failpoints>) -> Result<App> {
         Self::open_with(config, fp, EngineOptions::default()).await
     }
@@ -238,16 +256,11 @@ impl App {
         let engine = Engine::new(store, env.clone(), fp, options);
         flows::register(&engine);
         Ok(App {
+            identity: Arc::new(identity::IdentityState::new(&config)),
             config: Arc::new(config),
             env,
             engine,
         })
-    }
-
-    /// What the identity bootstrap of this start did (until identity lands:
-    /// nothing is known).
-    pub fn bootstrap_info(&self) -> identity::Bootstrap {
-        identity::Bootstrap::default()
     }
 
     pub fn store(&self) -> &Store {

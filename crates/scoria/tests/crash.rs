@@ -260,7 +260,7 @@ fn qemu_virtual_size(path: &Path) -> Result<u64> {
 fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let data: PathBuf = dir.path().join("data");
-    let rounds = 14;
+    let rounds = 30;
     let mut rng = rand::thread_rng();
     let (mut kills, mut exits) = (0, 0);
     let ops = Arc::new(AtomicUsize::new(0));
