@@ -2,12 +2,13 @@
 
 import openstack
 
-from conftest import cloud_env
+from conftest import cloud_env, wait_for
 
 
-def test_volume_lifecycle_with_openstacksdk(server):
+def test_volume_lifecycle_with_openstacksdk(server, monkeypatch):
     env = cloud_env(server)
-    conn = openstack.connect(cloud="scoria", config_files=[env["OS_CLIENT_CONFIG_FILE"]])
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", env["OS_CLIENT_CONFIG_FILE"])
+    conn = openstack.connect(cloud="scoria")
     v = conn.block_storage.create_volume(size=1, name="sdk-v1", metadata={"k": "v"})
     v = conn.block_storage.wait_for_status(v, status="available", failures=["error"], interval=0.2, wait=60)
     assert v.size == 1 and v.metadata == {"k": "v"}
@@ -17,9 +18,9 @@ def test_volume_lifecycle_with_openstacksdk(server):
     assert any(x.id == v.id for x in conn.block_storage.volumes(details=True))
 
     conn.block_storage.extend_volume(v, 3)
-    v = conn.block_storage.wait_for_status(v, status="available", failures=["error", "error_extending"],
-                                           interval=0.2, wait=60)
-    assert conn.block_storage.get_volume(v.id).size == 3
+    # The resource object still says `available`; fetch until the new size shows.
+    wait_for(lambda: (lambda x: x.size == 3 and x.status == "available")(conn.block_storage.get_volume(v.id)),
+             "extended to 3 GiB")
 
     limits = conn.block_storage.get_limits()
     assert limits.absolute.total_volumes_used >= 1

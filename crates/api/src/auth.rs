@@ -18,19 +18,19 @@ use crate::request_id::RequestId;
 #[derive(Clone, Debug)]
 pub struct Auth(pub Context);
 
-/// The 401 every unauthenticated request gets.
+/// The 401 every unauthenticated request gets; it names where to get a token
+/// (the public Identity URL), as Keystone's middleware does.
 #[derive(Debug)]
-pub struct Unauthorized;
+pub struct Unauthorized<'a>(pub &'a str);
 
-impl IntoResponse for Unauthorized {
+impl IntoResponse for Unauthorized<'_> {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": 401, "title": "Unauthorized",
             "message": "The request you have made requires authentication."}});
         let mut r = (StatusCode::UNAUTHORIZED, Json(body)).into_response();
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Keystone uri=\"/identity\""),
-        );
+        if let Ok(v) = HeaderValue::from_str(&format!("Keystone uri=\"{}/identity\"", self.0)) {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
         r
     }
 }
@@ -45,7 +45,7 @@ impl FromRequestParts<State> for Auth {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| Unauthorized.into_response())?;
+            .ok_or_else(|| Unauthorized(&state.public_url).into_response())?;
         let request_id = parts
             .extensions
             .get::<RequestId>()
@@ -56,7 +56,9 @@ impl FromRequestParts<State> for Auth {
                 tracing::debug!(user = %ctx.user_id, project = ?ctx.project_id, "authenticated");
                 Ok(Auth(ctx))
             }
-            Err(scoria_core::Error::Unauthorized(_)) => Err(Unauthorized.into_response()),
+            Err(scoria_core::Error::Unauthorized(_)) => {
+                Err(Unauthorized(&state.public_url).into_response())
+            }
             // The token could not be checked (the database failed): not the
             // client's fault, so not a 401.
             Err(e) => Err(crate::fault::ApiError::from(e).into_response()),

@@ -16,6 +16,8 @@ use scoria_core::App;
 
 pub mod auth;
 pub mod body;
+#[cfg(feature = "failpoints")]
+pub mod debug;
 pub mod fault;
 pub mod identity;
 pub mod microversion;

@@ -76,8 +76,10 @@ pub fn build(state: State) -> Router {
         .route("/v3/", get(misc::v3))
         .route("/", get(misc::root))
         .layer(middleware::from_fn(microversion::layer));
-    Router::new()
-        .merge(v3)
+    let router = Router::new().merge(v3);
+    #[cfg(feature = "failpoints")]
+    let router = router.route("/debug/failpoints", put(crate::debug::failpoints));
+    router
         .merge(identity::routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(bad_method)
