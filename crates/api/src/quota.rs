@@ -114,10 +114,11 @@ pub async fn delete(
     AxState(state): AxState<State>,
     Auth(ctx): Auth,
     path: P,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::http::StatusCode> {
     let project = target(&path)?;
     quotas::delete(&state.app, &ctx, &project).await?;
-    Ok(Json(json!({})))
+    // 200 with no body, as Cinder answers (clients refuse a body here).
+    Ok(axum::http::StatusCode::OK)
 }
 
 pub async fn class_show(

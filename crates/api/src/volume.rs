@@ -47,7 +47,9 @@ fn base(
     )
 }
 
-/// The full view of a volume (`detail`). With `progress`, the view also
+/// The full view of a volume (`detail`). `admin` adds the admin-only
+/// attributes (host, project, migration status): Cinder shows them in show and
+/// list views, not in the answers to create and update. With `progress`, the view also
 /// carries `scoria:progress`, the state of the last operation on the volume
 /// (stage `i/N`, step, percent, last error). It is asked for with
 /// `?with_progress=true`, because strict clients (tempest) validate volume
@@ -228,7 +230,7 @@ pub async fn create(
     let links = base(&state, &ctx, &path);
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"volume": detail(&view, ctx.is_admin(), v, &links, false)})),
+        Json(json!({"volume": detail(&view, false, v, &links, false)})),
     )
         .into_response())
 }
@@ -478,7 +480,7 @@ pub async fn update(
     let view = volumes::update(&state.app, &ctx, id, name, description, metadata).await?;
     let links = base(&state, &ctx, &path);
     Ok(Json(
-        json!({"volume": detail(&view, ctx.is_admin(), v, &links, false)}),
+        json!({"volume": detail(&view, false, v, &links, false)}),
     ))
 }
 
