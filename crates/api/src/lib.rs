@@ -22,6 +22,7 @@ pub mod fault;
 pub mod identity;
 pub mod microversion;
 pub mod misc;
+pub mod operations;
 pub mod query;
 pub mod quota;
 pub mod request_id;

@@ -11,7 +11,7 @@ use axum::middleware;
 use axum::routing::{delete, get, post, put};
 
 use crate::fault::ApiError;
-use crate::{State, identity, microversion, misc, quota, request_id, volume};
+use crate::{State, identity, microversion, misc, operations, quota, request_id, volume};
 
 pub use crate::identity::IDENTITY;
 
@@ -53,6 +53,8 @@ table! {
     get "/os-availability-zone" => misc::availability_zones;
     get "/types" => misc::types;
     get "/types/{id}" => misc::type_show;
+    get "/scoria-operations" => operations::list;
+    get "/scoria-operations/{id}" => operations::show;
 }
 
 async fn not_found() -> ApiError {

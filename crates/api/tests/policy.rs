@@ -189,6 +189,24 @@ fn rows() -> Vec<Row> {
             Some(json!({"os-force_delete": {}})),
             [401, 401, 403, 403, 403, 202],
         ),
+        r(
+            "GET",
+            "/v3/{p}/scoria-operations",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/scoria-operations?state=stuck",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/scoria-operations/{u}",
+            None,
+            [401, 401, 403, 403, 403, 404],
+        ),
         // Public documents.
         r("GET", "/", None, [300, 300, 300, 300, 300, 300]),
         r("GET", "/v3/", None, [200, 200, 200, 200, 200, 200]),
@@ -206,6 +224,8 @@ fn template(path: &str) -> String {
             "os-quota-class-sets/{target}",
         )
         .replace("/types/default", "/types/{id}")
+        .replace("?state=stuck", "")
+        .replace("scoria-operations/{u}", "scoria-operations/{id}")
 }
 
 #[test]
@@ -276,7 +296,11 @@ async fn every_route_with_every_caller() {
     let mut failures = Vec::new();
     for row in rows() {
         for (i, (token, project)) in callers.iter().enumerate() {
-            let mut path = row.path.replace("{p}", project).replace("{a}", &a);
+            let mut path = row
+                .path
+                .replace("{p}", project)
+                .replace("{a}", &a)
+                .replace("{u}", "3f1c2b9e-8d4a-4e6f-9b7c-1a2b3c4d5e6f");
             if path.contains("{v}") {
                 // Quota rows may have lowered A's limits; the fixtures need room.
                 let r = t

@@ -119,3 +119,137 @@ async fn a_failed_create_shows_its_stage_and_reason() {
         serde_json::Value::Null
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_operation_is_visible_to_admins_and_a_forced_delete_settles_it() {
+    let t = TestApp::new().await;
+    let (admin, p) = t.admin().await;
+    // The backend step fails, and so does every try of the undo that would mark
+    // the entry `error`: the flow cannot finish unwinding.
+    let spec =
+        "flow.volume_create.create_on_backend.run=error;flow.volume_create.create_entry.undo=error";
+    let r = t
+        .call(
+            "PUT",
+            "/debug/failpoints",
+            Some(&admin),
+            Some(json!({ "spec": spec })),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{p}/volumes"),
+            Some(&admin),
+            Some(json!({"volume": {"size": 1}})),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    let id = r.body["volume"]["id"].as_str().unwrap().to_owned();
+    let stuck = loop {
+        let r = t
+            .call(
+                "GET",
+                &format!("/v3/{p}/scoria-operations?state=stuck"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        let ops = r.body["operations"].as_array().cloned().unwrap_or_default();
+        if let Some(op) = ops.into_iter().find(|o| o["resource_id"] == id.as_str()) {
+            break op;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(stuck["operation"], "volume_create");
+    assert_eq!(stuck["failed_step"], "create_on_backend");
+    assert!(
+        stuck["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("undo of step create_entry failed"),
+        "{stuck}"
+    );
+    let r = t
+        .call(
+            "GET",
+            &format!(
+                "/v3/{p}/scoria-operations/{}",
+                stuck["id"].as_str().unwrap()
+            ),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let steps = r.body["operation"]["steps"].as_array().unwrap().clone();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s["name"] == "create_entry" && s["state"] == "undo_failed"),
+        "{steps:?}"
+    );
+    // The volume is left as the flow left it (transitional), and a normal
+    // delete is refused while the stuck flow holds it.
+    let r = t
+        .call(
+            "DELETE",
+            &format!("/v3/{p}/volumes/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    // An admin's forced delete supersedes the stuck flow and removes everything.
+    t.call(
+        "PUT",
+        "/debug/failpoints",
+        Some(&admin),
+        Some(json!({"clear": true})),
+    )
+    .await;
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{p}/volumes/{id}/action"),
+            Some(&admin),
+            Some(json!({"os-force_delete": {}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    for _ in 0..500 {
+        let r = t
+            .call("GET", &format!("/v3/{p}/volumes/{id}"), Some(&admin), None)
+            .await;
+        if r.status == 404 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    t.app.engine.wait_idle().await;
+    let r = t
+        .call(
+            "GET",
+            &format!("/v3/{p}/scoria-operations"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["operations"], json!([]), "nothing left unsettled");
+    let bad = scoria_core::invariants::check(&t.app.env).await.unwrap();
+    assert!(bad.is_empty(), "{bad:?}");
+    let q = t
+        .call(
+            "GET",
+            &format!("/v3/{p}/os-quota-sets/{p}?usage=true"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        q.body["quota_set"]["volumes"],
+        json!({"limit": 10, "in_use": 0, "reserved": 0, "allocated": 0})
+    );
+}

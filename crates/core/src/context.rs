@@ -101,7 +101,7 @@ ops! {
     TypeManage => Admin, "volume_extension:types_manage";
     ExtensionList => Authenticated, "extensions:list";
     AvailabilityZoneList => ProjectReader, "volume_extension:availability_zone_list";
-    FlowListStuck => Admin, "scoria:flows:list";
+    FlowListStuck => Admin, "scoria:operations:list";
     IdentityTokenValidate => AdminOrOwner, "identity:validate_token";
     IdentityTokenCheck => AdminOrOwner, "identity:check_token";
     IdentityTokenRevoke => AdminOrOwner, "identity:revoke_token";

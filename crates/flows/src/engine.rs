@@ -361,13 +361,19 @@ impl<E: Send + Sync + 'static> Engine<E> {
         let names = Arc::new(defs.iter().map(|s| s.name).collect::<Vec<_>>());
         let (tx, rx) = watch::channel(Status::default());
         let engine = self.clone();
-        self.spawn(Box::pin(async move {
-            let mut cx = engine.cx::<F>(id, params);
-            let outcome = engine
-                .drive(&mut cx, &defs, Start::New { meta, params: json }, &tx)
-                .await;
-            finish(&tx, outcome);
-        }));
+        // The flow's log lines carry the span of whoever started it (the HTTP
+        // request and its request id), although it runs on in the background.
+        let parent = tracing::Span::current();
+        self.spawn(Box::pin(
+            async move {
+                let mut cx = engine.cx::<F>(id, params);
+                let outcome = engine
+                    .drive(&mut cx, &defs, Start::New { meta, params: json }, &tx)
+                    .await;
+                finish(&tx, outcome);
+            }
+            .instrument(parent),
+        ));
         Ok(FlowHandle { id, names, rx })
     }
 
