@@ -28,6 +28,7 @@ pub mod identity;
 pub mod invariants;
 pub mod quotas;
 pub mod scheduler;
+pub mod transfers;
 pub mod volume_types;
 pub mod volumes;
 
