@@ -27,6 +27,7 @@ pub mod query;
 pub mod quota;
 pub mod request_id;
 pub mod routes;
+pub mod transfer;
 pub mod volume;
 
 /// What every handler can reach.

@@ -65,6 +65,7 @@ pub async fn extensions(Auth(ctx): Auth) -> ApiResult<Json<Value>> {
         ext("VolumeTenantAttribute", "os-vol-tenant-attr", "Expose the internal project_id as an attribute of a volume."),
         ext("VolumeMigStatusAttribute", "os-vol-mig-status-attr", "Expose migration_status as an attribute of a volume."),
         ext("VolumeActions", "os-volume-actions", "Enable volume actions."),
+        ext("VolumeTransfer", "os-volume-transfer", "Volume transfer management support."),
         ext("Types", "types", "Volume types support."),
     ]})))
 }

@@ -11,7 +11,7 @@ use axum::middleware;
 use axum::routing::{delete, get, post, put};
 
 use crate::fault::ApiError;
-use crate::{State, identity, microversion, misc, operations, quota, request_id, volume};
+use crate::{State, identity, microversion, misc, operations, quota, request_id, transfer, volume};
 
 pub use crate::identity::IDENTITY;
 
@@ -55,6 +55,18 @@ table! {
     get "/types/{id}" => misc::type_show;
     get "/scoria-operations" => operations::list;
     get "/scoria-operations/{id}" => operations::show;
+    post "/os-volume-transfer" => transfer::create;
+    get "/os-volume-transfer" => transfer::list;
+    get "/os-volume-transfer/detail" => transfer::list_detail;
+    get "/os-volume-transfer/{id}" => transfer::show;
+    delete "/os-volume-transfer/{id}" => transfer::delete;
+    post "/os-volume-transfer/{id}/accept" => transfer::accept;
+    post "/volume-transfers" => transfer::create;
+    get "/volume-transfers" => transfer::list;
+    get "/volume-transfers/detail" => transfer::list_detail;
+    get "/volume-transfers/{id}" => transfer::show;
+    delete "/volume-transfers/{id}" => transfer::delete;
+    post "/volume-transfers/{id}/accept" => transfer::accept;
 }
 
 async fn not_found() -> ApiError {

@@ -31,7 +31,7 @@ fn path_id(p: &BTreeMap<String, String>) -> ApiResult<VolumeId> {
 }
 
 /// Base of the links for the caller's project.
-fn base(
+pub(crate) fn base(
     state: &State,
     ctx: &scoria_core::Context,
     p: &BTreeMap<String, String>,
@@ -57,6 +57,7 @@ fn base(
 pub fn detail(
     view: &VolumeView,
     admin: bool,
+    read: bool,
     v: Version,
     links: &(String, String),
     progress: bool,
@@ -85,8 +86,16 @@ pub fn detail(
         "attachments": [],
     });
     let m = o.as_object_mut().expect("object");
-    if admin {
+    // The `os-vol-*` attributes are Cinder's extension attributes: they
+    // extend the show and detail views only (`read`), never the answers of
+    // create and update (tempest's schemas refuse them there). Whoever may see
+    // a volume may read its project (`volume_extension:volume_tenant_attribute`
+    // is admin-or-owner): after a transfer the new owner reads it to confirm
+    // the move. Host and migration attributes are for admins.
+    if read {
         m.insert("os-vol-tenant-attr:tenant_id".into(), json!(vol.project_id));
+    }
+    if read && admin {
         m.insert(
             "os-vol-host-attr:host".into(),
             json!(vol.backend.as_ref().map(|b| format!("scoria@{b}#{b}"))),
@@ -96,6 +105,8 @@ pub fn detail(
             json!(vol.migration_status),
         );
         m.insert("os-vol-mig-status-attr:name_id".into(), Value::Null);
+    }
+    if admin {
         m.insert("migration_status".into(), json!(vol.migration_status));
     }
     if let Some(ro) = vol.read_only {
@@ -230,7 +241,7 @@ pub async fn create(
     let links = base(&state, &ctx, &path);
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"volume": detail(&view, false, v, &links, false)})),
+        Json(json!({"volume": detail(&view, ctx.is_admin(), false, v, &links, false)})),
     )
         .into_response())
 }
@@ -250,7 +261,7 @@ pub async fn show(
     let view = volumes::get(&state.app, &ctx, id).await?;
     let links = base(&state, &ctx, &path);
     Ok(Json(
-        json!({"volume": detail(&view, ctx.is_admin(), v, &links, progress)}),
+        json!({"volume": detail(&view, ctx.is_admin(), true, v, &links, progress)}),
     ))
 }
 
@@ -370,7 +381,7 @@ async fn list_any(
         .iter()
         .map(|view| {
             if full {
-                detail(view, ctx.is_admin(), v, &links, progress)
+                detail(view, ctx.is_admin(), true, v, &links, progress)
             } else {
                 summary_view(view, &links)
             }
@@ -480,7 +491,7 @@ pub async fn update(
     let view = volumes::update(&state.app, &ctx, id, name, description, metadata).await?;
     let links = base(&state, &ctx, &path);
     Ok(Json(
-        json!({"volume": detail(&view, false, v, &links, false)}),
+        json!({"volume": detail(&view, ctx.is_admin(), false, v, &links, false)}),
     ))
 }
 

@@ -9,7 +9,8 @@ use support::TestApp;
 struct Case {
     what: &'static str,
     method: &'static str,
-    /// `{p}` project, `{v}` the fixture volume, `{u}` a random UUID.
+    /// `{p}` project, `{v}` the fixture volume, `{u}` a random UUID, `{w}` a
+    /// volume offered for transfer as `{t}`.
     path: &'static str,
     headers: Vec<(&'static str, &'static str)>,
     body: Option<Vec<u8>>,
@@ -529,6 +530,270 @@ fn cases() -> Vec<Case> {
     v
 }
 
+/// Transfers: malformed offers and accepts, and what a volume awaiting a
+/// transfer refuses.
+fn transfer_cases() -> Vec<Case> {
+    let c = |what, method, path, body: Option<Vec<u8>>, status| Case {
+        what,
+        method,
+        path,
+        headers: vec![],
+        body,
+        status,
+    };
+    let offer = |fields: Value| j(json!({ "transfer": fields }));
+    let accept = |fields: Value| j(json!({ "accept": fields }));
+    let mut v = vec![
+        c(
+            "offer: not JSON",
+            "POST",
+            "/v3/{p}/os-volume-transfer",
+            Some(b"volume_id={v}".to_vec()),
+            400,
+        ),
+        c(
+            "offer: no transfer key",
+            "POST",
+            "/v3/{p}/os-volume-transfer",
+            j(json!({"volume_id": "{v}"})),
+            400,
+        ),
+        c(
+            "offer: transfer not an object",
+            "POST",
+            "/v3/{p}/os-volume-transfer",
+            j(json!({"transfer": "{v}"})),
+            400,
+        ),
+        c(
+            "offer: another top-level key",
+            "POST",
+            "/v3/{p}/os-volume-transfer",
+            j(json!({"transfer": {"volume_id": "{v}"}, "extra": 1})),
+            400,
+        ),
+        c(
+            "offer: no volume_id",
+            "POST",
+            "/v3/{p}/os-volume-transfer",
+            offer(json!({"name": "t"})),
+            400,
+        ),
+        c(
+            "offer: volume_id a number",
+            "POST",
+            "/v3/{p}/os-volume-transfer",
+            offer(json!({"volume_id": 7})),
+            400,
+        ),
+        c(
+            "offer: volume_id not a uuid",
+            "POST",
+            "/v3/{p}/os-volume-transfer",
+            offer(json!({"volume_id": "not-a-volume"})),
+            400,
+        ),
+        c(
+            "offer: unknown volume",
+            "POST",
+            "/v3/{p}/os-volume-transfer",
+            offer(json!({"volume_id": "{u}"})),
+            404,
+        ),
+        c(
+            "offer: name too long",
+            "POST",
+            "/v3/{p}/os-volume-transfer",
+            offer(json!({"volume_id": "{v}", "name": "x".repeat(256)})),
+            400,
+        ),
+        c(
+            "offer: name blank",
+            "POST",
+            "/v3/{p}/os-volume-transfer",
+            offer(json!({"volume_id": "{v}", "name": "   "})),
+            400,
+        ),
+        c(
+            "offer: name a number",
+            "POST",
+            "/v3/{p}/os-volume-transfer",
+            offer(json!({"volume_id": "{v}", "name": 5})),
+            400,
+        ),
+        c(
+            "offer: unknown property",
+            "POST",
+            "/v3/{p}/os-volume-transfer",
+            offer(json!({"volume_id": "{v}", "auth_key": "mine"})),
+            400,
+        ),
+        c(
+            "offer: no_snapshots before 3.55",
+            "POST",
+            "/v3/{p}/os-volume-transfer",
+            offer(json!({"volume_id": "{v}", "no_snapshots": true})),
+            400,
+        ),
+        c(
+            "offer: volume already offered",
+            "POST",
+            "/v3/{p}/os-volume-transfer",
+            offer(json!({"volume_id": "{w}"})),
+            400,
+        ),
+        c(
+            "accept: wrong key",
+            "POST",
+            "/v3/{p}/os-volume-transfer/{t}/accept",
+            accept(json!({"auth_key": "0123456789abcdef"})),
+            400,
+        ),
+        c(
+            "accept: numeric wrong key",
+            "POST",
+            "/v3/{p}/os-volume-transfer/{t}/accept",
+            accept(json!({"auth_key": 1234})),
+            400,
+        ),
+        c(
+            "accept: no accept key",
+            "POST",
+            "/v3/{p}/os-volume-transfer/{t}/accept",
+            j(json!({"auth_key": "x"})),
+            400,
+        ),
+        c(
+            "accept: accept not an object",
+            "POST",
+            "/v3/{p}/os-volume-transfer/{t}/accept",
+            j(json!({"accept": "x"})),
+            400,
+        ),
+        c(
+            "accept: no auth_key",
+            "POST",
+            "/v3/{p}/os-volume-transfer/{t}/accept",
+            accept(json!({})),
+            400,
+        ),
+        c(
+            "accept: auth_key a boolean",
+            "POST",
+            "/v3/{p}/os-volume-transfer/{t}/accept",
+            accept(json!({"auth_key": true})),
+            400,
+        ),
+        c(
+            "accept: unknown property",
+            "POST",
+            "/v3/{p}/os-volume-transfer/{t}/accept",
+            accept(json!({"auth_key": "x", "project_id": "{p}"})),
+            400,
+        ),
+        c(
+            "accept: empty body",
+            "POST",
+            "/v3/{p}/os-volume-transfer/{t}/accept",
+            Some(Vec::new()),
+            400,
+        ),
+        c(
+            "accept: unknown transfer",
+            "POST",
+            "/v3/{p}/os-volume-transfer/{u}/accept",
+            accept(json!({"auth_key": "x"})),
+            404,
+        ),
+        c(
+            "accept: malformed transfer id",
+            "POST",
+            "/v3/{p}/volume-transfers/nope/accept",
+            accept(json!({"auth_key": "x"})),
+            404,
+        ),
+        c(
+            "show unknown transfer",
+            "GET",
+            "/v3/{p}/os-volume-transfer/{u}",
+            None,
+            404,
+        ),
+        c(
+            "show malformed transfer id",
+            "GET",
+            "/v3/{p}/volume-transfers/None",
+            None,
+            404,
+        ),
+        c(
+            "delete unknown transfer",
+            "DELETE",
+            "/v3/{p}/os-volume-transfer/{u}",
+            None,
+            404,
+        ),
+        c(
+            "list with a bad limit",
+            "GET",
+            "/v3/{p}/os-volume-transfer?limit=-1",
+            None,
+            400,
+        ),
+        c(
+            "list with a malformed marker",
+            "GET",
+            "/v3/{p}/os-volume-transfer/detail?marker=zzz",
+            None,
+            400,
+        ),
+        c(
+            "list with an unknown marker",
+            "GET",
+            "/v3/{p}/os-volume-transfer?marker={u}",
+            None,
+            400,
+        ),
+        c(
+            "delete a volume awaiting transfer",
+            "DELETE",
+            "/v3/{p}/volumes/{w}",
+            None,
+            400,
+        ),
+        c(
+            "extend a volume awaiting transfer",
+            "POST",
+            "/v3/{p}/volumes/{w}/action",
+            j(json!({"os-extend": {"new_size": 2}})),
+            400,
+        ),
+        c(
+            "reserve a volume awaiting transfer",
+            "POST",
+            "/v3/{p}/volumes/{w}/action",
+            j(json!({"os-reserve": {}})),
+            400,
+        ),
+        c(
+            "reset a volume to awaiting-transfer without an offer",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-reset_status": {"status": "awaiting-transfer"}})),
+            400,
+        ),
+    ];
+    v.push(Case {
+        what: "offer: no_snapshots not a boolean",
+        method: "POST",
+        path: "/v3/{p}/volume-transfers",
+        headers: vec![("OpenStack-API-Version", "volume 3.55")],
+        body: offer(json!({"volume_id": "{v}", "no_snapshots": "maybe"})),
+        status: 400,
+    });
+    v
+}
+
 fn admin_cases() -> Vec<Case> {
     let c = |what, method, path, body: Option<Vec<u8>>, status| Case {
         what,
@@ -631,13 +896,21 @@ async fn snapshot(t: &TestApp, token: &str, project: &str) -> Value {
             None,
         )
         .await;
+    let transfers = t
+        .call(
+            "GET",
+            &format!("/v3/{project}/os-volume-transfer/detail"),
+            Some(token),
+            None,
+        )
+        .await;
     let mut vols = vols.body["volumes"].clone();
     for v in vols.as_array_mut().into_iter().flatten() {
         // The progress of the fixture's own creation is part of the state; the
         // update time is not changed by refused requests either.
         v.as_object_mut().map(|o| o.remove("links"));
     }
-    json!({"volumes": vols, "quota": quota.body, "classes": classes.body})
+    json!({"volumes": vols, "quota": quota.body, "classes": classes.body, "transfers": transfers.body})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -645,6 +918,18 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
     let t = TestApp::new().await;
     let (admin, project) = t.admin().await;
     let v = t.volume(&admin, &project).await;
+    // A second volume, offered for transfer.
+    let w = t.volume(&admin, &project).await;
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{project}/os-volume-transfer"),
+            Some(&admin),
+            Some(json!({"transfer": {"volume_id": w, "name": "fixture"}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let transfer = r.body["transfer"]["id"].as_str().expect("id").to_owned();
     let before = snapshot(&t, &admin, &project).await;
     let random = uuid_like();
     let mut failures = Vec::new();
@@ -652,6 +937,7 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
         .into_iter()
         .map(|c| (c, admin.as_str()))
         .chain(admin_cases().into_iter().map(|c| (c, admin.as_str())))
+        .chain(transfer_cases().into_iter().map(|c| (c, admin.as_str())))
         .chain(std::iter::once((
             Case {
                 what: "forged token",
@@ -668,11 +954,15 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
             .path
             .replace("{p}", &project)
             .replace("{v}", &v)
+            .replace("{w}", &w)
+            .replace("{t}", &transfer)
             .replace("{u}", &random);
         let body = case.body.map(|b| {
             String::from_utf8_lossy(&b)
                 .replace("{u}", &random)
                 .replace("{v}", &v)
+                .replace("{w}", &w)
+                .replace("{p}", &project)
                 .into_bytes()
         });
         let r = t

@@ -16,7 +16,8 @@ type Expect = [u16; 6];
 struct Row {
     method: &'static str,
     /// `{p}`: the caller's project (the target project for quota routes);
-    /// `{v}`: a fresh available volume of project A.
+    /// `{v}`: a fresh available volume of project A; `{t}`: a fresh transfer
+    /// of such a volume, offered by A's member (`{k}` in the body: its key).
     path: &'static str,
     body: Option<Value>,
     expect: Expect,
@@ -176,6 +177,80 @@ fn rows() -> Vec<Row> {
             None,
             [401, 401, 200, 200, 200, 200],
         ),
+        // Volume transfers, under both names. Accepting needs the id and the
+        // key, not membership of the offering project: that is the point.
+        r(
+            "POST",
+            "/v3/{p}/os-volume-transfer",
+            Some(json!({"transfer": {"volume_id": "{v}"}})),
+            [401, 401, 404, 403, 202, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/os-volume-transfer",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/os-volume-transfer/detail",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/os-volume-transfer/{t}",
+            None,
+            [401, 401, 404, 200, 200, 200],
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/os-volume-transfer/{t}",
+            None,
+            [401, 401, 404, 403, 202, 202],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/os-volume-transfer/{t}/accept",
+            Some(json!({"accept": {"auth_key": "{k}"}})),
+            [401, 401, 202, 403, 202, 202],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/volume-transfers",
+            Some(json!({"transfer": {"volume_id": "{v}"}})),
+            [401, 401, 404, 403, 202, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/volume-transfers",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/volume-transfers/detail",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/volume-transfers/{t}",
+            None,
+            [401, 401, 404, 200, 200, 200],
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/volume-transfers/{t}",
+            None,
+            [401, 401, 404, 403, 202, 202],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/volume-transfers/{t}/accept",
+            Some(json!({"accept": {"auth_key": "{k}"}})),
+            [401, 401, 202, 403, 202, 202],
+        ),
         // Admin-only actions: refused by policy before the volume is looked up.
         r(
             "POST",
@@ -217,6 +292,7 @@ fn rows() -> Vec<Row> {
 fn template(path: &str) -> String {
     path.trim_start_matches("/v3/{p}")
         .replace("{v}", "{id}")
+        .replace("{t}", "{id}")
         .replace("{a}", "{target}")
         .replace("/metadata/fixture", "/metadata/{key}")
         .replace(
@@ -301,7 +377,11 @@ async fn every_route_with_every_caller() {
                 .replace("{p}", project)
                 .replace("{a}", &a)
                 .replace("{u}", "3f1c2b9e-8d4a-4e6f-9b7c-1a2b3c4d5e6f");
-            if path.contains("{v}") {
+            let mut body = row.body.as_ref().map(|b| b.to_string());
+            let needs_volume = path.contains("{v}")
+                || path.contains("{t}")
+                || body.as_ref().is_some_and(|b| b.contains("{v}"));
+            if needs_volume {
                 // Quota rows may have lowered A's limits; the fixtures need room.
                 let r = t
                     .call(
@@ -323,6 +403,22 @@ async fn every_route_with_every_caller() {
                     .await;
                 assert_eq!(r.status, 200, "{:?}", r.body);
                 path = path.replace("{v}", &v);
+                body = body.map(|b| b.replace("{v}", &v));
+                if path.contains("{t}") {
+                    let r = t
+                        .call(
+                            "POST",
+                            &format!("/v3/{a}/os-volume-transfer"),
+                            Some(&a_member),
+                            Some(json!({"transfer": {"volume_id": v}})),
+                        )
+                        .await;
+                    assert_eq!(r.status, 202, "{:?}", r.body);
+                    let id = r.body["transfer"]["id"].as_str().expect("id");
+                    let key = r.body["transfer"]["auth_key"].as_str().expect("key");
+                    path = path.replace("{t}", id);
+                    body = body.map(|b| b.replace("{k}", key));
+                }
             }
             // The summary exists from microversion 3.12 on.
             let headers: &[(&str, &str)] = if path.ends_with("/summary") {
@@ -330,10 +426,7 @@ async fn every_route_with_every_caller() {
             } else {
                 &[]
             };
-            let body = row
-                .body
-                .as_ref()
-                .map(|b| serde_json::to_vec(b).expect("json"));
+            let body = body.map(String::into_bytes);
             let r = t.raw(row.method, &path, *token, headers, body).await;
             if r.status != row.expect[i] {
                 failures.push(format!(

@@ -89,6 +89,11 @@ ops! {
     VolumeResetStatus => Admin, "volume_extension:volume_admin_actions:reset_status";
     VolumeForceDelete => Admin, "volume_extension:volume_admin_actions:force_delete";
     VolumeAdminFields => Admin, "volume_extension:volume_host_attribute";
+    TransferCreate => ProjectMember, "volume:create_transfer";
+    TransferGet => ProjectReader, "volume:get_transfer";
+    TransferList => ProjectReader, "volume:get_all_transfers";
+    TransferDelete => ProjectMember, "volume:delete_transfer";
+    TransferAccept => ProjectMember, "volume:accept_transfer";
     QuotaShowOwn => ProjectReader, "volume_extension:quotas:show";
     QuotaShowAny => Admin, "volume_extension:quotas:show_any";
     QuotaUpdate => Admin, "volume_extension:quotas:update";

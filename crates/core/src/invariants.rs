@@ -4,18 +4,20 @@
 //! - no flow is running, unwinding or stuck, and no reservation is left;
 //! - no volume is in a transitional status, and every volume's quota is
 //!   committed (usage, derived from the volumes, is exactly what exists);
-//! - every `available` volume has exactly one image, at its recorded location,
-//!   of its format and of exactly its size;
+//! - every `available` (or `awaiting-transfer`) volume has exactly one image,
+//!   at its recorded location, of its format and of exactly its size;
+//! - a volume is `awaiting-transfer` exactly when one transfer of it exists,
+//!   offered by the volume's own project;
 //! - no image on any backend lacks a volume (no orphan).
 //!
 //! Volumes left in an error status by a failed operation may lack their image
 //! (that is what the error says) and may have one of another size.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use scoria_model::flow::FlowState;
 use scoria_model::volume::{GIB, VolumeStatus};
-use scoria_store::{flows, quotas, volumes};
+use scoria_store::{flows, quotas, transfers, volumes};
 
 use crate::Env;
 use crate::error::Result;
@@ -35,7 +37,36 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
         ));
     }
     let vols = volumes::volume_list_all(&mut conn).await?;
+    let offers = transfers::transfer_list(&mut conn, &transfers::TransferQuery::default()).await?;
     drop(conn);
+
+    let by_id: BTreeMap<_, _> = vols.iter().map(|v| (v.id, v)).collect();
+    let offered: BTreeSet<_> = offers.iter().map(|t| t.volume_id).collect();
+    for t in &offers {
+        match by_id.get(&t.volume_id) {
+            None => bad.push(format!(
+                "transfer {} offers missing volume {}",
+                t.id, t.volume_id
+            )),
+            Some(v) if v.status != VolumeStatus::AwaitingTransfer => bad.push(format!(
+                "transfer {} offers volume {}, which is {}",
+                t.id, v.id, v.status
+            )),
+            Some(v) if v.project_id != t.source_project_id => bad.push(format!(
+                "transfer {} was offered by project {} but volume {} belongs to {}",
+                t.id, t.source_project_id, v.id, v.project_id
+            )),
+            Some(_) => {}
+        }
+    }
+    for v in &vols {
+        if v.status == VolumeStatus::AwaitingTransfer && !offered.contains(&v.id) {
+            bad.push(format!(
+                "volume {} awaits a transfer that does not exist",
+                v.id
+            ));
+        }
+    }
 
     let mut owned: BTreeSet<(String, String)> = BTreeSet::new();
     for v in &vols {
@@ -50,11 +81,14 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
         if let (Some(b), Some(l)) = (&v.backend, &v.location) {
             owned.insert((b.clone(), l.clone()));
         }
-        if v.status != VolumeStatus::Available {
+        if !matches!(
+            v.status,
+            VolumeStatus::Available | VolumeStatus::AwaitingTransfer
+        ) {
             continue;
         }
         let (Some(backend), Some(location)) = (&v.backend, &v.location) else {
-            bad.push(format!("available volume {} has no placement", v.id));
+            bad.push(format!("{} volume {} has no placement", v.status, v.id));
             continue;
         };
         let Some(b) = env.backends.get(backend) else {
@@ -78,7 +112,10 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
                     ));
                 }
             }
-            Ok(None) => bad.push(format!("available volume {} has no image {location}", v.id)),
+            Ok(None) => bad.push(format!(
+                "{} volume {} has no image {location}",
+                v.status, v.id
+            )),
             Err(e) => bad.push(format!(
                 "volume {}: cannot read image {location}: {e}",
                 v.id

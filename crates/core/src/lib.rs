@@ -29,6 +29,7 @@ pub mod invariants;
 pub mod operations;
 pub mod quotas;
 pub mod scheduler;
+pub mod transfers;
 pub mod volume_types;
 pub mod volumes;
 

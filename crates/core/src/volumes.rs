@@ -17,7 +17,7 @@ use scoria_model::volume::{
 use scoria_model::{VolumeId, VolumeTypeId};
 use scoria_store::volumes::{self as store, VolumeQuery};
 pub use scoria_store::volumes::{SortDir, SortKey, Volume};
-use scoria_store::{Conn, flows as flow_store, volume_types};
+use scoria_store::{Conn, flows as flow_store, transfers as transfer_store, volume_types};
 
 use crate::App;
 use crate::context::{Context, Op};
@@ -481,7 +481,7 @@ pub async fn reset_status(
 ) -> Result<()> {
     ctx.authorize(Op::VolumeResetStatus)?;
     let mut tx = app.store().begin().await?;
-    visible(&mut tx, ctx, id).await?;
+    let v = visible(&mut tx, ctx, id).await?;
     let busy = flow_store::flow_list_unsettled_for(&mut tx, &id.to_string())
         .await?
         .into_iter()
@@ -491,6 +491,20 @@ pub async fn reset_status(
             "Invalid volume: Volume {id} has an operation in progress ({}); its status is set when it ends.",
             f.kind
         )));
+    }
+    // A volume awaits a transfer exactly while a transfer of it exists: an
+    // offer is made only through the transfer API, and resetting a waiting
+    // volume to another status withdraws its offer.
+    match status {
+        Some(VolumeStatus::AwaitingTransfer) if v.status != VolumeStatus::AwaitingTransfer => {
+            return Err(Error::Invalid(format!(
+                "Invalid input received: volume {id} can only await a transfer by being offered for one (os-volume-transfer)."
+            )));
+        }
+        Some(s) if s != VolumeStatus::AwaitingTransfer => {
+            transfer_store::transfer_delete_for_volume(&mut tx, id).await?;
+        }
+        _ => {}
     }
     store::volume_reset_state(
         &mut tx,

@@ -59,6 +59,10 @@ uuid_id!(
     /// A quota reservation held by an in-flight flow.
     ReservationId
 );
+uuid_id!(
+    /// An offer to transfer a volume to another project.
+    TransferId
+);
 
 macro_rules! hex_id {
     ($(#[$doc:meta])* $name:ident) => {

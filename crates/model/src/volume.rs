@@ -20,6 +20,12 @@
 //! A volume is *transitional* while a flow owns it (`creating`, `deleting`,
 //! `extending`, …): no other operation starts on it until the flow ends, and after
 //! a restart the flow is resumed or undone, so no volume stays transitional.
+//!
+//! `awaiting-transfer` is not transitional: no flow owns it. An `available`
+//! volume enters it when its project offers it for transfer and leaves it when
+//! the offer is accepted (`available` in the new project) or withdrawn
+//! (`available`), or by an admin's forced delete (`deleting`, the offer void).
+//! It is neither deletable nor extendable.
 
 macro_rules! string_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
@@ -174,6 +180,16 @@ mod tests {
         assert_eq!(VolumeStatus::InUse.as_str(), "in-use");
         assert_eq!(VolumeStatus::ErrorBackingUp.as_str(), "error_backing-up");
         assert!("bogus".parse::<VolumeStatus>().is_err());
+    }
+
+    #[test]
+    fn awaiting_transfer_is_a_resting_status_that_only_force_leaves() {
+        let s = VolumeStatus::AwaitingTransfer;
+        assert_eq!(s.as_str(), "awaiting-transfer");
+        assert!(!s.is_transitional(), "no flow owns an offered volume");
+        assert!(!s.is_error());
+        assert!(!VolumeStatus::DELETABLE.contains(&s));
+        assert!(!VolumeStatus::EXTENDABLE.contains(&s));
     }
 
     #[test]

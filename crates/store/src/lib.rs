@@ -4,6 +4,8 @@
 //! - **flows** and **flow_steps**: each multi-step operation's parameters and the
 //!   outcome of each step, so a restart resumes it or finishes undoing it;
 //! - **volumes**, their **metadata**, **volume types**: the resources users see;
+//! - **transfers**: pending offers of a volume to another project (a salted
+//!   hash of each auth key, never the key);
 //! - **quota_classes**, **quota_limits**: limits (class defaults and per-project
 //!   overrides); **reservations**: quota held by flows that have not finished.
 //!   Usage is *derived* from resources and reservations inside the transaction
@@ -35,6 +37,7 @@ use sqlx::{Row, SqlitePool};
 pub mod flows;
 pub mod identity;
 pub mod quotas;
+pub mod transfers;
 pub mod volume_types;
 pub mod volumes;
 

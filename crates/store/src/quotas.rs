@@ -176,6 +176,23 @@ pub async fn quota_usage(conn: &mut Conn, project: &str) -> Result<BTreeMap<Quot
     Ok(usage)
 }
 
+/// Check `deltas` against the project's limits and usage (derived now, in the
+/// caller's transaction) without recording anything: for a change that takes
+/// effect in that same transaction (a volume changing projects), so that there
+/// is nothing to reserve. `single_size` is checked against
+/// `per_volume_gigabytes`.
+pub async fn quota_check(
+    conn: &mut Conn,
+    project: &str,
+    deltas: &[(QuotaResource, i64)],
+    single_size: Option<i64>,
+) -> Result<()> {
+    let limits = quota_limits(conn, project).await?;
+    let usage = quota_usage(conn, project).await?;
+    quota::check(&limits, &usage, deltas, single_size).map_err(|e: QuotaExceeded| e)?;
+    Ok(())
+}
+
 /// Check `deltas` against the project's limits and usage and, if they fit,
 /// record them as reservations held by `flow`, all in the caller's transaction.
 /// Positive deltas only are reserved. `single_size` is checked against
@@ -187,9 +204,7 @@ pub async fn quota_reserve(
     deltas: &[(QuotaResource, i64)],
     single_size: Option<i64>,
 ) -> Result<Vec<ReservationId>> {
-    let limits = quota_limits(conn, project).await?;
-    let usage = quota_usage(conn, project).await?;
-    quota::check(&limits, &usage, deltas, single_size).map_err(|e: QuotaExceeded| e)?;
+    quota_check(conn, project, deltas, single_size).await?;
     let rows: Vec<(ReservationId, QuotaResource, i64)> = deltas
         .iter()
         .filter(|(r, d)| *d > 0 && r.has_usage())

@@ -247,6 +247,28 @@ pub async fn volume_finish_extend(conn: &mut Conn, id: VolumeId, new_size: i64) 
     Ok(r.rows_affected() == 1)
 }
 
+/// Hand a volume awaiting transfer to its new owner: project, user, and
+/// `available` again, only while it is `awaiting-transfer`. Its quota usage
+/// moves with it, being derived from `project_id`. Returns whether it applied.
+pub async fn volume_accept_transfer(
+    conn: &mut Conn,
+    id: VolumeId,
+    project_id: &str,
+    user_id: &str,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE volumes SET project_id = $2, user_id = $3, status = 'available', updated_at = $4
+         WHERE id = $1 AND status = 'awaiting-transfer' AND reservation_id IS NULL",
+    )
+    .bind(id.to_string())
+    .bind(project_id)
+    .bind(user_id)
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Change name and/or description (`Some(None)` clears a field).
 pub async fn volume_update_text(
     conn: &mut Conn,

@@ -11,7 +11,7 @@ use scoria_model::{VolumeId, VolumeTypeId};
 use scoria_store::volumes;
 
 use super::{volume_create, volume_delete, volume_extend};
-use crate::{App, Config, DriverConfig, Env, invariants};
+use crate::{App, Config, DriverConfig, Env, invariants, transfers};
 
 /// What exists before the flow under test starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,10 +19,16 @@ pub enum Prepare {
     Nothing,
     /// One available 1 GiB volume.
     AvailableVolume,
+    /// One 1 GiB volume offered for transfer (`awaiting-transfer`).
+    OfferedVolume,
 }
 
 pub struct World {
+    /// The flow under test.
     kind: &'static str,
+    /// What the world starts and expects: the flow's kind, or a named variant
+    /// of it (`force_delete_offered`).
+    scenario: &'static str,
     dir: tempfile::TempDir,
     volume: VolumeId,
 }
@@ -58,13 +64,14 @@ pub fn create_params(volume: VolumeId, size: i64) -> volume_create::Params {
 }
 
 impl World {
-    pub async fn new(kind: &'static str, prepare: Prepare) -> World {
+    pub async fn new(kind: &'static str, scenario: &'static str, prepare: Prepare) -> World {
         let w = World {
             kind,
+            scenario,
             dir: tempfile::tempdir().expect("tempdir"),
             volume: VolumeId::new(),
         };
-        if prepare == Prepare::AvailableVolume {
+        if matches!(prepare, Prepare::AvailableVolume | Prepare::OfferedVolume) {
             let e = w.open(Failpoints::new(), EngineOptions::default()).await;
             let h = e
                 .start::<volume_create::VolumeCreate>(create_params(w.volume, 1))
@@ -74,6 +81,17 @@ impl World {
                 "preparing a volume failed"
             );
             e.wait_idle().await;
+            if prepare == Prepare::OfferedVolume {
+                let mut tx = e.store().begin().await.expect("begin");
+                let v = volumes::volume_get(&mut tx, w.volume)
+                    .await
+                    .expect("read")
+                    .expect("the volume");
+                transfers::offer(&mut tx, &v, "fedcba9876543210fedcba9876543210", None, false)
+                    .await
+                    .expect("offer the volume");
+                tx.commit().await.expect("commit");
+            }
         }
         w
     }
@@ -93,7 +111,14 @@ impl TestWorld<Env> for World {
 
     fn start<'a>(&'a self, engine: &'a Engine<Env>) -> BoxFut<'a, Result<FlowHandle, String>> {
         Box::pin(async move {
-            let r = match self.kind {
+            let r = match self.scenario {
+                "force_delete_offered" => {
+                    engine.start::<volume_delete::VolumeDelete>(volume_delete::Params {
+                        volume_id: self.volume,
+                        project_id: None,
+                        force: true,
+                    })
+                }
                 "volume_create" => {
                     engine.start::<volume_create::VolumeCreate>(create_params(self.volume, 1))
                 }
@@ -135,11 +160,19 @@ impl TestWorld<Env> for World {
                 .map_err(|e| e.to_string())?;
             let state = v.as_ref().map(|v| (v.status, v.size));
             use VolumeStatus::*;
-            let ok = match (self.kind, expect) {
+            let ok = match (self.scenario, expect) {
                 (_, Expect::Either) => true,
                 ("volume_create", Expect::Done) => state == Some((Available, 1)),
                 ("volume_create", Expect::Failed) => matches!(state, None | Some((Error, 1))),
-                ("volume_delete", Expect::Done) => state.is_none(),
+                ("volume_delete" | "force_delete_offered", Expect::Done) => state.is_none(),
+                // Failing before the first step leaves the offer standing
+                // (the invariants check that its transfer still exists); an
+                // undo of the first step leaves the volume `available`, the
+                // offer void.
+                ("force_delete_offered", Expect::Failed) => matches!(
+                    state,
+                    Some((AwaitingTransfer | Available | ErrorDeleting, 1))
+                ),
                 ("volume_delete", Expect::Failed) => {
                     matches!(state, Some((Available | ErrorDeleting, 1)))
                 }
@@ -153,8 +186,8 @@ impl TestWorld<Env> for World {
                 Ok(())
             } else {
                 Err(format!(
-                    "{} expected {expect:?}, volume is {state:?}",
-                    self.kind
+                    "{} ({}) expected {expect:?}, volume is {state:?}",
+                    self.kind, self.scenario
                 ))
             }
         })
@@ -163,6 +196,11 @@ impl TestWorld<Env> for World {
 
 /// Run the generic tests for `kind`.
 pub async fn generic(kind: &'static str, prepare: Prepare) -> Report {
+    generic_as(kind, kind, prepare).await
+}
+
+/// Run the generic tests for `kind` in the world's variant `scenario`.
+pub async fn generic_as(kind: &'static str, scenario: &'static str, prepare: Prepare) -> Report {
     fn names<F: Flow>() -> Vec<&'static str> {
         F::steps().iter().map(|s| s.name).collect()
     }
@@ -172,5 +210,5 @@ pub async fn generic(kind: &'static str, prepare: Prepare) -> Report {
         "volume_extend" => names::<volume_extend::VolumeExtend>(),
         other => panic!("unknown flow {other}"),
     };
-    testkit::run_all(kind, &steps, || World::new(kind, prepare)).await
+    testkit::run_all(kind, &steps, || World::new(kind, scenario, prepare)).await
 }

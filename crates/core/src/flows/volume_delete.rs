@@ -13,13 +13,16 @@
 //! transitional status, owned by another running flow, or (without `force`) in
 //! a status Cinder does not delete from. `force` (admins) deletes from any
 //! status except attached, and supersedes flows left `stuck` on the volume,
-//! releasing what they held.
+//! releasing what they held. A volume `awaiting-transfer` is deleted only by
+//! force; its first step voids the offer (deletes the transfer) in the same
+//! transaction, so an undo before the backend was touched makes it `available`
+//! again, not `awaiting-transfer` without a transfer.
 
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
 use scoria_model::VolumeId;
 use scoria_model::flow::FlowState;
 use scoria_model::volume::{AttachStatus, VolumeStatus};
-use scoria_store::{Conn, flows as flow_store, quotas, volumes};
+use scoria_store::{Conn, flows as flow_store, quotas, transfers, volumes};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -38,6 +41,8 @@ pub struct Params {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Begun {
+    /// The status an undo puts back (the prior one, but `available` for a
+    /// volume whose transfer offer this delete voided).
     prior_status: VolumeStatus,
     backend: Option<String>,
     location: Option<String>,
@@ -145,8 +150,14 @@ async fn begin_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, Step
         ))
         .into());
     }
+    let prior_status = if v.status == VolumeStatus::AwaitingTransfer {
+        transfers::transfer_delete_for_volume(c, v.id).await?;
+        VolumeStatus::Available
+    } else {
+        v.status
+    };
     let begun = Begun {
-        prior_status: v.status,
+        prior_status,
         backend: v.backend,
         location: v.location,
     };
@@ -201,6 +212,18 @@ mod tests {
     async fn passes_the_generic_flow_tests_on_the_file_backend() {
         let report = testing::generic("volume_delete", Prepare::AvailableVolume).await;
         println!("volume_delete: {report:?}");
+        assert!(report.crash_points >= 5, "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn a_forced_delete_voids_a_transfer_offer_under_the_generic_tests() {
+        let report = testing::generic_as(
+            "volume_delete",
+            "force_delete_offered",
+            Prepare::OfferedVolume,
+        )
+        .await;
+        println!("volume_delete (offered volume, forced): {report:?}");
         assert!(report.crash_points >= 5, "{report:?}");
     }
 }
