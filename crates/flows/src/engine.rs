@@ -567,6 +567,9 @@ impl<E: Send + Sync + 'static> Engine<E> {
         let first = *next;
         // Set after a failed attempt: stop before this step and unwind.
         let mut stop_before: Option<(usize, StepError)> = None;
+        // Transactions the database itself refused (busy, I/O): retried a few
+        // times with a growing pause before the flow is left for the next start.
+        let mut db_failures = 0u32;
         loop {
             *next = first;
             let attempt = self
@@ -596,8 +599,13 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     }
                     stop_before = Some((i, err));
                 }
+                Err(e) if db_failures < 5 && !self.inner.fp.is_dead() => {
+                    db_failures += 1;
+                    tracing::warn!(error = %e, attempt = db_failures, "flow transaction failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 << db_failures)).await;
+                }
                 Err(e) => {
-                    // The database itself failed: nothing of this transaction is
+                    // The database keeps failing: nothing of this transaction is
                     // stored. The flow stays as persisted; the next start resumes it.
                     tracing::error!(error = %e, "flow transaction failed; the flow resumes at the next start");
                     return Batch::Lost;
