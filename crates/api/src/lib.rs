@@ -20,12 +20,14 @@ pub mod body;
 pub mod debug;
 pub mod fault;
 pub mod identity;
+pub mod messages;
 pub mod microversion;
 pub mod misc;
 pub mod query;
 pub mod quota;
 pub mod request_id;
 pub mod routes;
+pub mod services;
 pub mod volume;
 
 /// What every handler can reach.

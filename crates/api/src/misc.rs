@@ -66,6 +66,11 @@ pub async fn extensions(Auth(ctx): Auth) -> ApiResult<Json<Value>> {
         ext("VolumeMigStatusAttribute", "os-vol-mig-status-attr", "Expose migration_status as an attribute of a volume."),
         ext("VolumeActions", "os-volume-actions", "Enable volume actions."),
         ext("Types", "types", "Volume types support."),
+        ext("Services", "os-services", "Services support."),
+        ext("ExtendedServices", "os-extended-services", "Extended services support."),
+        ext("Hosts", "os-hosts", "Admin-only host administration."),
+        ext("Scheduler_stats", "scheduler-stats", "Scheduler stats support."),
+        ext("Capabilities", "capabilities", "Capabilities support."),
     ]})))
 }
 

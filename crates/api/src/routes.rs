@@ -11,7 +11,7 @@ use axum::middleware;
 use axum::routing::{delete, get, post, put};
 
 use crate::fault::ApiError;
-use crate::{State, identity, microversion, misc, quota, request_id, volume};
+use crate::{State, identity, messages, microversion, misc, quota, request_id, services, volume};
 
 pub use crate::identity::IDENTITY;
 
@@ -53,6 +53,15 @@ table! {
     get "/os-availability-zone" => misc::availability_zones;
     get "/types" => misc::types;
     get "/types/{id}" => misc::type_show;
+    get "/os-services" => services::list;
+    put "/os-services/{action}" => services::update;
+    get "/os-hosts" => services::hosts;
+    get "/os-hosts/{host}" => services::host_show;
+    get "/scheduler-stats/get_pools" => services::pools;
+    get "/capabilities/{host}" => services::capabilities;
+    get "/messages" => messages::list;
+    get "/messages/{id}" => messages::show;
+    delete "/messages/{id}" => messages::delete;
 }
 
 async fn not_found() -> ApiError {

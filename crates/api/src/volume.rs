@@ -31,7 +31,7 @@ fn path_id(p: &BTreeMap<String, String>) -> ApiResult<VolumeId> {
 }
 
 /// Base of the links for the caller's project.
-fn base(
+pub(crate) fn base(
     state: &State,
     ctx: &scoria_core::Context,
     p: &BTreeMap<String, String>,
@@ -89,7 +89,7 @@ pub fn detail(
         m.insert("os-vol-tenant-attr:tenant_id".into(), json!(vol.project_id));
         m.insert(
             "os-vol-host-attr:host".into(),
-            json!(vol.backend.as_ref().map(|b| format!("scoria@{b}#{b}"))),
+            json!(vol.backend.as_deref().map(scoria_core::services::pool_name)),
         );
         m.insert(
             "os-vol-mig-status-attr:migstat".into(),

@@ -26,8 +26,10 @@ pub mod error;
 pub mod flows;
 pub mod identity;
 pub mod invariants;
+pub mod messages;
 pub mod quotas;
 pub mod scheduler;
+pub mod services;
 pub mod volume_types;
 pub mod volumes;
 
