@@ -84,3 +84,51 @@ def test_a_revoked_token_is_unusable(server):
     with pytest.raises(CliError) as err:
         osc(tenv, "volume", "list")
     assert "401" in err.value.stderr or "authentic" in err.value.stderr.lower()
+
+
+def test_operator_views_and_user_messages_with_the_cli(server):
+    env = cloud_env(server)
+    services = osc(env, "volume", "service", "list")
+    assert {(s["Binary"], s["Host"]) for s in services} == {
+        ("cinder-scheduler", "scoria"), ("cinder-volume", "scoria@file")}
+    assert all(s["State"] == "up" and s["Status"] == "enabled" for s in services)
+
+    # A disabled volume service gets no volume: the create fails and a user
+    # message says why.
+    osc(env, "volume", "service", "set", "--disable", "--disable-reason", "maintenance",
+        "scoria@file", "cinder-volume", parse=False)
+    try:
+        rows = osc(env, "volume", "service", "list", "--long")
+        volume_service = next(r for r in rows if r["Binary"] == "cinder-volume")
+        assert volume_service["Status"] == "disabled"
+        assert volume_service["Disabled Reason"] == "maintenance"
+        v = osc(env, "volume", "create", "--size", "1", "cli-unplaced")
+        wait_for(lambda: status_of(env, "cli-unplaced") == "error", "cli-unplaced in error")
+    finally:
+        osc(env, "volume", "service", "set", "--enable", "scoria@file", "cinder-volume",
+            parse=False)
+    messages = ["--os-volume-api-version", "3.3", "volume", "message"]
+    told = [m for m in osc(env, *messages, "list") if m["Resource UUID"] == v["id"]]
+    assert len(told) == 1, told
+    assert told[0]["Event ID"] == "VOLUME_VOLUME_001_003"
+    assert told[0]["Message Level"] == "ERROR"
+    osc(env, *messages, "delete", told[0]["ID"], parse=False)
+    assert all(m["ID"] != told[0]["ID"] for m in osc(env, *messages, "list"))
+
+    pools = osc(env, "volume", "backend", "pool", "list", "--long")
+    assert [p["Name"] for p in pools] == ["scoria@file#file"]
+    assert pools[0]["Capabilities"]["vendor_name"] == "Scoria"
+    caps = osc(env, "volume", "backend", "capability", "show", "scoria@file")
+    assert "thin_provisioning" in {c["Key"] for c in caps}
+
+    # `volume host set --disable` freezes the backend: it leaves the pools.
+    osc(env, "volume", "host", "set", "--disable", "scoria@file", parse=False)
+    try:
+        assert osc(env, "volume", "backend", "pool", "list") in ([], "", None)
+    finally:
+        osc(env, "volume", "host", "set", "--enable", "scoria@file", parse=False)
+    assert len(osc(env, "volume", "backend", "pool", "list")) == 1
+
+    osc(env, "volume", "delete", "cli-unplaced", parse=False)
+    wait_for(lambda: all(row["Name"] != "cli-unplaced" for row in osc(env, "volume", "list")),
+             "cli-unplaced deleted")

@@ -20,6 +20,7 @@ pub mod body;
 pub mod debug;
 pub mod fault;
 pub mod identity;
+pub mod messages;
 pub mod microversion;
 pub mod misc;
 pub mod operations;
@@ -27,6 +28,7 @@ pub mod query;
 pub mod quota;
 pub mod request_id;
 pub mod routes;
+pub mod services;
 pub mod transfer;
 pub mod volume;
 

@@ -67,6 +67,11 @@ pub async fn extensions(Auth(ctx): Auth) -> ApiResult<Json<Value>> {
         ext("VolumeActions", "os-volume-actions", "Enable volume actions."),
         ext("VolumeTransfer", "os-volume-transfer", "Volume transfer management support."),
         ext("Types", "types", "Volume types support."),
+        ext("Services", "os-services", "Services support."),
+        ext("ExtendedServices", "os-extended-services", "Extended services support."),
+        ext("Hosts", "os-hosts", "Admin-only host administration."),
+        ext("Scheduler_stats", "scheduler-stats", "Scheduler stats support."),
+        ext("Capabilities", "capabilities", "Capabilities support."),
     ]})))
 }
 

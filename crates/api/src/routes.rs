@@ -11,7 +11,10 @@ use axum::middleware;
 use axum::routing::{delete, get, post, put};
 
 use crate::fault::ApiError;
-use crate::{State, identity, microversion, misc, operations, quota, request_id, transfer, volume};
+use crate::{
+    State, identity, messages, microversion, misc, operations, quota, request_id, services,
+    transfer, volume,
+};
 
 pub use crate::identity::IDENTITY;
 
@@ -67,6 +70,15 @@ table! {
     get "/volume-transfers/{id}" => transfer::show;
     delete "/volume-transfers/{id}" => transfer::delete;
     post "/volume-transfers/{id}/accept" => transfer::accept;
+    get "/os-services" => services::list;
+    put "/os-services/{action}" => services::update;
+    get "/os-hosts" => services::hosts;
+    get "/os-hosts/{host}" => services::host_show;
+    get "/scheduler-stats/get_pools" => services::pools;
+    get "/capabilities/{host}" => services::capabilities;
+    get "/messages" => messages::list;
+    get "/messages/{id}" => messages::show;
+    delete "/messages/{id}" => messages::delete;
 }
 
 async fn not_found() -> ApiError {

@@ -98,7 +98,7 @@ pub fn detail(
     if read && admin {
         m.insert(
             "os-vol-host-attr:host".into(),
-            json!(vol.backend.as_ref().map(|b| format!("scoria@{b}#{b}"))),
+            json!(vol.backend.as_deref().map(scoria_core::services::pool_name)),
         );
         m.insert(
             "os-vol-mig-status-attr:migstat".into(),

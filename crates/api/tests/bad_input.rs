@@ -868,6 +868,274 @@ fn admin_cases() -> Vec<Case> {
             400,
         ),
     ]
+    .into_iter()
+    .chain(service_cases())
+    .collect()
+}
+
+/// `os-services`, `os-hosts`, pools, capabilities and messages.
+fn service_cases() -> Vec<Case> {
+    let c = |what, method, path, body: Option<Vec<u8>>, status| Case {
+        what,
+        method,
+        path,
+        headers: vec![],
+        body,
+        status,
+    };
+    let at = |what, method, path, version, status| Case {
+        what,
+        method,
+        path,
+        headers: vec![("OpenStack-API-Version", version)],
+        body: None,
+        status,
+    };
+    let svc = |action: &str| -> &'static str {
+        match action {
+            "enable" => "/v3/{p}/os-services/enable",
+            "disable" => "/v3/{p}/os-services/disable",
+            "reason" => "/v3/{p}/os-services/disable-log-reason",
+            "freeze" => "/v3/{p}/os-services/freeze",
+            "thaw" => "/v3/{p}/os-services/thaw",
+            _ => "/v3/{p}/os-services/explode",
+        }
+    };
+    let volume_service = |extra: Value| {
+        let mut b = json!({"host": "scoria@file", "binary": "cinder-volume"});
+        for (k, v) in extra.as_object().expect("object") {
+            b[k] = v.clone();
+        }
+        j(b)
+    };
+    vec![
+        c(
+            "service on an unknown host",
+            "PUT",
+            svc("enable"),
+            j(json!({"host": "invalid_host", "binary": "cinder-volume"})),
+            404,
+        ),
+        c(
+            "unknown service on a host",
+            "PUT",
+            svc("disable"),
+            j(json!({"host": "scoria", "binary": "invalid_binary"})),
+            404,
+        ),
+        c(
+            "service without host",
+            "PUT",
+            svc("disable"),
+            j(json!({"binary": "cinder-volume"})),
+            400,
+        ),
+        c(
+            "service without binary",
+            "PUT",
+            svc("disable"),
+            j(json!({"host": "scoria@file"})),
+            400,
+        ),
+        c(
+            "service host not a string",
+            "PUT",
+            svc("disable"),
+            j(json!({"host": 5, "binary": "cinder-volume"})),
+            400,
+        ),
+        c(
+            "service extra key",
+            "PUT",
+            svc("disable"),
+            volume_service(json!({"colour": "red"})),
+            400,
+        ),
+        c(
+            "service in a cluster",
+            "PUT",
+            svc("disable"),
+            volume_service(json!({"cluster": "c1"})),
+            400,
+        ),
+        c(
+            "service body not JSON",
+            "PUT",
+            svc("enable"),
+            Some(b"host=scoria".to_vec()),
+            400,
+        ),
+        c(
+            "disabled reason null",
+            "PUT",
+            svc("reason"),
+            volume_service(json!({"disabled_reason": null})),
+            400,
+        ),
+        c(
+            "disabled reason missing",
+            "PUT",
+            svc("reason"),
+            volume_service(json!({})),
+            400,
+        ),
+        c(
+            "disabled reason blank",
+            "PUT",
+            svc("reason"),
+            volume_service(json!({"disabled_reason": "   "})),
+            400,
+        ),
+        c(
+            "disabled reason too long",
+            "PUT",
+            svc("reason"),
+            volume_service(json!({"disabled_reason": "x".repeat(256)})),
+            400,
+        ),
+        c(
+            "disabled reason not a string",
+            "PUT",
+            svc("reason"),
+            volume_service(json!({"disabled_reason": 5})),
+            400,
+        ),
+        c(
+            "freeze an unknown host",
+            "PUT",
+            svc("freeze"),
+            j(json!({"host": "invalid_host"})),
+            400,
+        ),
+        c(
+            "thaw an unknown host",
+            "PUT",
+            svc("thaw"),
+            j(json!({"host": "invalid_host"})),
+            400,
+        ),
+        c(
+            "thaw a backend that is not frozen",
+            "PUT",
+            svc("thaw"),
+            j(json!({"host": "scoria@file"})),
+            400,
+        ),
+        c(
+            "freeze a host with no volume service",
+            "PUT",
+            svc("freeze"),
+            j(json!({"host": "scoria@nope"})),
+            400,
+        ),
+        c("thaw without host", "PUT", svc("thaw"), j(json!({})), 400),
+        c(
+            "unknown service action",
+            "PUT",
+            svc("explode"),
+            j(json!({"host": "scoria"})),
+            400,
+        ),
+        c("unknown host", "GET", "/v3/{p}/os-hosts/nowhere", None, 404),
+        c(
+            "host of no backend",
+            "GET",
+            "/v3/{p}/os-hosts/scoria@nope",
+            None,
+            404,
+        ),
+        c(
+            "capabilities of an unknown host",
+            "GET",
+            "/v3/{p}/capabilities/nowhere",
+            None,
+            404,
+        ),
+        c(
+            "capabilities of an unknown pool",
+            "GET",
+            "/v3/{p}/capabilities/scoria@file%23other",
+            None,
+            404,
+        ),
+        c(
+            "pools detail not a boolean",
+            "GET",
+            "/v3/{p}/scheduler-stats/get_pools?detail=maybe",
+            None,
+            400,
+        ),
+        at(
+            "messages before 3.3",
+            "GET",
+            "/v3/{p}/messages",
+            "volume 3.2",
+            404,
+        ),
+        at(
+            "message id not a uuid",
+            "GET",
+            "/v3/{p}/messages/xyz",
+            "volume 3.3",
+            404,
+        ),
+        at(
+            "unknown message",
+            "GET",
+            "/v3/{p}/messages/{u}",
+            "volume 3.3",
+            404,
+        ),
+        at(
+            "delete an unknown message",
+            "DELETE",
+            "/v3/{p}/messages/{u}",
+            "volume 3.3",
+            404,
+        ),
+        at(
+            "messages bad sort key",
+            "GET",
+            "/v3/{p}/messages?sort=colour:asc",
+            "volume 3.5",
+            400,
+        ),
+        at(
+            "messages bad sort direction",
+            "GET",
+            "/v3/{p}/messages?sort=created_at:up",
+            "volume 3.5",
+            400,
+        ),
+        at(
+            "messages marker not an id",
+            "GET",
+            "/v3/{p}/messages?marker=nope",
+            "volume 3.5",
+            400,
+        ),
+        at(
+            "messages unknown marker",
+            "GET",
+            "/v3/{p}/messages?marker={u}",
+            "volume 3.5",
+            400,
+        ),
+        at(
+            "messages unknown filter",
+            "GET",
+            "/v3/{p}/messages?colour=red",
+            "volume 3.33",
+            400,
+        ),
+        at(
+            "messages negative limit",
+            "GET",
+            "/v3/{p}/messages?limit=-1",
+            "volume 3.5",
+            400,
+        ),
+    ]
 }
 
 /// Everything a bad request could have changed.
@@ -904,13 +1172,36 @@ async fn snapshot(t: &TestApp, token: &str, project: &str) -> Value {
             None,
         )
         .await;
+    let services = t
+        .call(
+            "GET",
+            &format!("/v3/{project}/os-services"),
+            Some(token),
+            None,
+        )
+        .await;
+    let mut services = services.body["services"].clone();
+    for svc in services.as_array_mut().into_iter().flatten() {
+        // The time of the services' last report is now, at every read.
+        svc.as_object_mut().map(|o| o.remove("updated_at"));
+    }
+    let messages = t
+        .raw(
+            "GET",
+            &format!("/v3/{project}/messages"),
+            Some(token),
+            &[("OpenStack-API-Version", "volume 3.3")],
+            None,
+        )
+        .await;
     let mut vols = vols.body["volumes"].clone();
     for v in vols.as_array_mut().into_iter().flatten() {
         // The progress of the fixture's own creation is part of the state; the
         // update time is not changed by refused requests either.
         v.as_object_mut().map(|o| o.remove("links"));
     }
-    json!({"volumes": vols, "quota": quota.body, "classes": classes.body, "transfers": transfers.body})
+    json!({"volumes": vols, "quota": quota.body, "classes": classes.body, "transfers": transfers.body,
+           "services": services, "messages": messages.body})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -264,6 +264,62 @@ fn rows() -> Vec<Row> {
             Some(json!({"os-force_delete": {}})),
             [401, 401, 403, 403, 403, 202],
         ),
+        // Operator APIs: admin only.
+        r(
+            "GET",
+            "/v3/{p}/os-services",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/os-services/enable",
+            Some(json!({"host": "scoria", "binary": "cinder-scheduler"})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/os-hosts",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/os-hosts/scoria@file",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/scheduler-stats/get_pools",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/capabilities/scoria@file",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        // User messages (3.3): `{m}` is a fresh message of project A.
+        r(
+            "GET",
+            "/v3/{p}/messages",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/messages/{m}",
+            None,
+            [401, 401, 404, 200, 200, 200],
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/messages/{m}",
+            None,
+            [401, 401, 404, 403, 204, 204],
+        ),
         r(
             "GET",
             "/v3/{p}/scoria-operations",
@@ -300,8 +356,53 @@ fn template(path: &str) -> String {
             "os-quota-class-sets/{target}",
         )
         .replace("/types/default", "/types/{id}")
+        .replace("/os-services/enable", "/os-services/{action}")
+        .replace("/os-hosts/scoria@file", "/os-hosts/{host}")
+        .replace("/capabilities/scoria@file", "/capabilities/{host}")
+        .replace("/messages/{m}", "/messages/{id}")
         .replace("?state=stuck", "")
         .replace("scoria-operations/{u}", "scoria-operations/{id}")
+}
+
+/// A fresh user message in project `a`: a volume created while the only
+/// volume service is disabled fails to schedule.
+async fn message(t: &TestApp, admin: &str, member: &str, a: &str) -> String {
+    let service = |action: &'static str| async move {
+        t.call(
+            "PUT",
+            &format!("/v3/{a}/os-services/{action}"),
+            Some(admin),
+            Some(json!({"host": "scoria@file", "binary": "cinder-volume"})),
+        )
+        .await
+    };
+    assert_eq!(service("disable").await.status, 200);
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{a}/volumes"),
+            Some(member),
+            Some(json!({"volume": {"size": 1}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let v = r.body["volume"]["id"].as_str().expect("id").to_owned();
+    t.wait_status(member, a, &v, "error").await;
+    assert_eq!(service("enable").await.status, 200);
+    let r = t
+        .raw(
+            "GET",
+            &format!("/v3/{a}/messages?resource_uuid={v}"),
+            Some(member),
+            &[("OpenStack-API-Version", "volume 3.5")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["messages"][0]["id"]
+        .as_str()
+        .expect("a message")
+        .to_owned()
 }
 
 #[test]
@@ -381,7 +482,7 @@ async fn every_route_with_every_caller() {
             let needs_volume = path.contains("{v}")
                 || path.contains("{t}")
                 || body.as_ref().is_some_and(|b| b.contains("{v}"));
-            if needs_volume {
+            if needs_volume || path.contains("{m}") {
                 // Quota rows may have lowered A's limits; the fixtures need room.
                 let r = t
                     .call(
@@ -392,6 +493,12 @@ async fn every_route_with_every_caller() {
                     )
                     .await;
                 assert_eq!(r.status, 200, "{:?}", r.body);
+            }
+            if path.contains("{m}") {
+                let m = message(&t, &admin, &a_member, &a).await;
+                path = path.replace("{m}", &m);
+            }
+            if needs_volume {
                 let v = t.volume(&a_member, &a).await;
                 let r = t
                     .call(
@@ -423,6 +530,8 @@ async fn every_route_with_every_caller() {
             // The summary exists from microversion 3.12 on.
             let headers: &[(&str, &str)] = if path.ends_with("/summary") {
                 &[("OpenStack-API-Version", "volume 3.12")]
+            } else if path.contains("/messages") {
+                &[("OpenStack-API-Version", "volume 3.3")]
             } else {
                 &[]
             };

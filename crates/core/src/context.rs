@@ -107,6 +107,16 @@ ops! {
     ExtensionList => Authenticated, "extensions:list";
     AvailabilityZoneList => ProjectReader, "volume_extension:availability_zone_list";
     FlowListStuck => Admin, "scoria:operations:list";
+    ServiceList => Admin, "volume_extension:services:index";
+    ServiceUpdate => Admin, "volume_extension:services:update";
+    ServiceFreeze => Admin, "volume:freeze_host";
+    ServiceThaw => Admin, "volume:thaw_host";
+    HostList => Admin, "volume_extension:hosts";
+    PoolList => Admin, "scheduler_extension:scheduler_stats:get_pools";
+    CapabilitiesGet => Admin, "volume_extension:capabilities";
+    MessageList => ProjectReader, "message:get_all";
+    MessageGet => ProjectReader, "message:get";
+    MessageDelete => ProjectMember, "message:delete";
     IdentityTokenValidate => AdminOrOwner, "identity:validate_token";
     IdentityTokenCheck => AdminOrOwner, "identity:check_token";
     IdentityTokenRevoke => AdminOrOwner, "identity:revoke_token";

@@ -1,20 +1,23 @@
 //! Placement: which backend gets a new volume.
 //!
 //! Cinder's filter scheduler, as a pipeline over plain data: the candidates are
-//! *filtered* (availability zone, capabilities against the volume type's extra
-//! specs, capacity with thin-provisioning over-subscription and reserved
-//! space), then *weighed* (free virtual capacity times a multiplier: positive
-//! spreads volumes, negative stacks them) and the heaviest wins, ties broken by
-//! name so the choice is deterministic. [`place`] is pure and unit-tested;
-//! [`gather`] reads the figures it needs (statvfs of each backend, and what the
-//! store says is already provisioned there).
+//! *filtered* (volume service enabled and not frozen, availability zone,
+//! capabilities against the volume type's extra specs, capacity with
+//! thin-provisioning over-subscription and reserved space), then *weighed*
+//! (free virtual capacity times a multiplier: positive spreads volumes,
+//! negative stacks them) and the heaviest wins, ties broken by name so the
+//! choice is deterministic. [`place`] is pure and unit-tested; [`gather`]
+//! reads the figures it needs (statvfs of each backend, what the store says is
+//! already provisioned there and which volume services an administrator
+//! disabled or froze). The pool list of `scheduler-stats` shows the same
+//! figures.
 
 use std::collections::BTreeMap;
 
 use scoria_store::Conn;
 
 use crate::error::{Error, Result};
-use crate::{Env, GIB_F};
+use crate::{Env, GIB_F, services};
 
 /// What the scheduler knows of one backend.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +32,9 @@ pub struct Candidate {
     pub reserved_percentage: u8,
     /// Reported capabilities (`volume_backend_name`, …), matched against extra specs.
     pub capabilities: BTreeMap<String, String>,
+    /// False when an administrator disabled or froze the backend's volume
+    /// service.
+    pub enabled: bool,
 }
 
 /// What is being placed.
@@ -58,6 +64,12 @@ pub fn virtual_free_gib(c: &Candidate) -> f64 {
 }
 
 fn filter(req: &Request, c: &Candidate) -> Result<(), String> {
+    if !c.enabled {
+        return Err(format!(
+            "{}: its volume service is disabled or frozen",
+            c.name
+        ));
+    }
     if let Some(az) = &req.availability_zone
         && *az != c.availability_zone
     {
@@ -97,7 +109,11 @@ fn filter(req: &Request, c: &Candidate) -> Result<(), String> {
 fn is_capability(key: &str) -> bool {
     matches!(
         key,
-        "volume_backend_name" | "storage_protocol" | "thin_provisioning_support" | "multiattach"
+        "volume_backend_name"
+            | "storage_protocol"
+            | "vendor_name"
+            | "thin_provisioning_support"
+            | "multiattach"
     )
 }
 
@@ -157,11 +173,13 @@ pub fn place(
 }
 
 /// Read the figures of every backend: capacity from its driver, provisioned
-/// space from the store (through `conn`, inside the caller's transaction so
-/// that concurrent placements see each other).
+/// space and whether its volume service is enabled from the store (through
+/// `conn`, inside the caller's transaction so that concurrent placements see
+/// each other).
 pub async fn gather(env: &Env, conn: &mut Conn) -> Result<Vec<Candidate>> {
     let mut out = Vec::with_capacity(env.backends.len());
     let provisioned_all = scoria_store::volumes::volume_provisioned_by_backend(conn).await?;
+    let unschedulable = services::unschedulable_volume_hosts(conn).await?;
     for (name, b) in &env.backends {
         let cap = b.driver.capacity().await.map_err(|e| {
             Error::internal(format!("backend {name} cannot report its capacity"), e)
@@ -169,7 +187,11 @@ pub async fn gather(env: &Env, conn: &mut Conn) -> Result<Vec<Candidate>> {
         let provisioned = provisioned_all.get(name).copied().unwrap_or(0);
         let mut capabilities = BTreeMap::new();
         capabilities.insert("volume_backend_name".to_string(), name.clone());
-        capabilities.insert("storage_protocol".to_string(), "nbd".to_string());
+        capabilities.insert(
+            "storage_protocol".to_string(),
+            services::STORAGE_PROTOCOL.to_string(),
+        );
+        capabilities.insert("vendor_name".to_string(), services::VENDOR_NAME.to_string());
         capabilities.insert("thin_provisioning_support".to_string(), "True".to_string());
         capabilities.insert("multiattach".to_string(), "True".to_string());
         out.push(Candidate {
@@ -181,6 +203,7 @@ pub async fn gather(env: &Env, conn: &mut Conn) -> Result<Vec<Candidate>> {
             max_over_subscription_ratio: b.config.max_over_subscription_ratio,
             reserved_percentage: b.config.reserved_percentage,
             capabilities,
+            enabled: !unschedulable.contains(&services::backend_host(name)),
         });
     }
     Ok(out)
@@ -200,6 +223,7 @@ mod tests {
             max_over_subscription_ratio: 1.0,
             reserved_percentage: 0,
             capabilities: [("volume_backend_name".to_string(), name.to_string())].into(),
+            enabled: true,
         }
     }
 
@@ -254,6 +278,11 @@ mod tests {
         );
         // Nothing configured.
         check(req(1, None), &[], 1.0, Err("no backend is configured"));
+        // A disabled backend gets nothing, whatever its space.
+        let mut off = c.clone();
+        off.enabled = false;
+        check(req(1, None), &[a.clone(), off.clone()], 1.0, Ok("a"));
+        check(req(1, None), &[off], 1.0, Err("volume service is disabled"));
         // Ties are broken by name.
         check(
             req(1, None),

@@ -176,6 +176,11 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
     let default_zone = zones.first().cloned().unwrap_or_else(|| "nova".into());
     let (type_id, _) = {
         let mut conn = app.store().read().await?;
+        if !crate::services::scheduler_enabled(&mut conn).await? {
+            return Err(Error::Unavailable(
+                "The scheduler service is disabled: no volume can be created until an administrator enables it.".into(),
+            ));
+        }
         resolve_type(&mut conn, ctx, req.volume_type.as_deref()).await?
     };
     let id = VolumeId::new();
@@ -192,6 +197,7 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
         multiattach: req.multiattach,
         volume_type_id: type_id,
         metadata: req.metadata,
+        request_id: Some(ctx.request_id.clone()),
     };
     let handle = app.engine.start::<volume_create::VolumeCreate>(params)?;
     handle
@@ -394,6 +400,7 @@ pub async fn delete(app: &App, ctx: &Context, id: VolumeId, force: bool) -> Resu
             Some(ctx.project()?.0.clone())
         },
         force,
+        request_id: Some(ctx.request_id.clone()),
     };
     let handle = app.engine.start::<volume_delete::VolumeDelete>(params)?;
     handle.wait_step("begin_delete").await.map_err(from_outcome)
@@ -415,6 +422,7 @@ pub async fn extend(app: &App, ctx: &Context, id: VolumeId, new_size: i64) -> Re
             Some(ctx.project()?.0.clone())
         },
         new_size,
+        request_id: Some(ctx.request_id.clone()),
     };
     let handle = app.engine.start::<volume_extend::VolumeExtend>(params)?;
     handle

@@ -10,7 +10,10 @@
 //!   overrides); **reservations**: quota held by flows that have not finished.
 //!   Usage is *derived* from resources and reservations inside the transaction
 //!   that changes them, never kept as a counter;
-//! - identity: projects, users, roles, assignments, tokens (hashed).
+//! - identity: projects, users, roles, assignments, tokens (hashed);
+//! - **services**: what an administrator changed about a volume service
+//!   (disabled, and why); **messages**: what a project should learn about an
+//!   asynchronous operation that failed, until the message expires.
 //!
 //! SQLite is the embedded default (one file in the data directory, WAL mode, a
 //! busy timeout, `synchronous=FULL` unless configured otherwise). Writes go
@@ -36,7 +39,9 @@ use sqlx::{Row, SqlitePool};
 
 pub mod flows;
 pub mod identity;
+pub mod messages;
 pub mod quotas;
+pub mod services;
 pub mod transfers;
 pub mod volume_types;
 pub mod volumes;

@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0002_identity.sql"),
     ),
     (
+        4,
+        "messages",
+        include_str!("../migrations/0004_messages.sql"),
+    ),
+    (
         5,
         "transfers",
         include_str!("../migrations/0005_transfers.sql"),

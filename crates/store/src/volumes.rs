@@ -384,6 +384,24 @@ pub async fn volume_provisioned_gib(conn: &mut Conn, backend: &str) -> Result<i6
     Ok(gb)
 }
 
+/// Per project: how many volumes are placed on a backend and their total size
+/// in GiB (`GET /os-hosts/{host}`), by project id.
+pub async fn volume_usage_on_backend(
+    conn: &mut Conn,
+    backend: &str,
+) -> Result<Vec<(String, i64, i64)>> {
+    let rows = sqlx::query(
+        "SELECT project_id, COUNT(*) AS n, COALESCE(SUM(size), 0) AS gb FROM volumes
+         WHERE backend = $1 GROUP BY project_id ORDER BY project_id",
+    )
+    .bind(backend)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("project_id")?, r.try_get("n")?, r.try_get("gb")?)))
+        .collect()
+}
+
 // ---------------------------------------------------------------------------
 // Metadata
 

@@ -8,7 +8,7 @@ use scoria_flows::testkit::{self, BoxFut, Expect, Report, TestWorld};
 use scoria_flows::{Engine, EngineOptions, Flow, FlowHandle, Outcome};
 use scoria_model::volume::VolumeStatus;
 use scoria_model::{VolumeId, VolumeTypeId};
-use scoria_store::volumes;
+use scoria_store::{messages, volumes};
 
 use super::{volume_create, volume_delete, volume_extend};
 use crate::{App, Config, DriverConfig, Env, invariants, transfers};
@@ -60,6 +60,7 @@ pub fn create_params(volume: VolumeId, size: i64) -> volume_create::Params {
             .parse::<VolumeTypeId>()
             .expect("type id"),
         metadata: [("k".to_string(), "v".to_string())].into(),
+        request_id: Some("req-test".into()),
     }
 }
 
@@ -117,6 +118,7 @@ impl TestWorld<Env> for World {
                         volume_id: self.volume,
                         project_id: None,
                         force: true,
+                        request_id: Some("req-test".into()),
                     })
                 }
                 "volume_create" => {
@@ -127,6 +129,7 @@ impl TestWorld<Env> for World {
                         volume_id: self.volume,
                         project_id: Some(PROJECT.into()),
                         force: false,
+                        request_id: Some("req-test".into()),
                     })
                 }
                 "volume_extend" => {
@@ -134,6 +137,7 @@ impl TestWorld<Env> for World {
                         volume_id: self.volume,
                         project_id: Some(PROJECT.into()),
                         new_size: 2,
+                        request_id: Some("req-test".into()),
                     })
                 }
                 other => panic!("no test world for {other}"),
@@ -182,6 +186,32 @@ impl TestWorld<Env> for World {
                 }
                 _ => false,
             };
+            // A failure that leaves the volume in an error status is told to
+            // its project exactly once; nothing else leaves a message.
+            let told = messages::message_list(
+                &mut c,
+                &messages::MessageQuery {
+                    filters: vec![(
+                        messages::MessageField::ResourceUuid,
+                        self.volume.to_string(),
+                    )],
+                    now: scoria_store::now(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .len();
+            let want = usize::from(matches!(
+                state,
+                Some((Error | ErrorDeleting | ErrorExtending, _))
+            ));
+            if told != want {
+                return Err(format!(
+                    "{}: volume is {state:?} and {told} messages tell of it, expected {want}",
+                    self.kind
+                ));
+            }
             if ok {
                 Ok(())
             } else {

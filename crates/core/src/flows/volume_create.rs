@@ -9,9 +9,10 @@
 //!
 //! The API answers (202, status `creating`) once `commit_quota` is done: from
 //! then on the volume is the user's, and a later failure leaves it in `error`
-//! with the reason in its progress, holding its quota until it is deleted (as
-//! Cinder does). A failure before that point leaves nothing behind and is the
-//! API's error (413 for quota).
+//! with the reason in its progress and a user message for its project (see
+//! `crate::messages`), holding its quota until it is deleted (as Cinder does).
+//! A failure before that point leaves nothing behind and is the API's error
+//! (413 for quota).
 
 use std::collections::BTreeMap;
 
@@ -25,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::scheduler;
 use crate::{Env, flows::storage_error};
+use crate::{messages, scheduler, services};
 
 pub struct VolumeCreate;
 
@@ -48,6 +49,9 @@ pub struct Params {
     pub multiattach: bool,
     pub volume_type_id: VolumeTypeId,
     pub metadata: BTreeMap<String, String>,
+    /// The request that asked for the volume (named by a failure message).
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 /// Where the schedule step put the volume.
@@ -139,11 +143,36 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
 }
 
 /// Undo of `create_entry`: before the quota was committed nobody was told of the
-/// volume, so it goes; after, it stays as `error` (the user knows its id).
+/// volume, so it goes; after, it stays as `error` (the user knows its id) and
+/// the project gets a message saying why, in the same transaction.
 async fn remove_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<(), StepError> {
     let id = cx.params.volume_id;
     if cx.output_opt::<Value>("commit_quota").is_some() {
-        volumes::volume_set_status(c, id, &[], VolumeStatus::Error).await?;
+        if volumes::volume_set_status(c, id, &[], VolumeStatus::Error).await? {
+            let (action, detail) = match cx.failure() {
+                Some(f) if f.step == "schedule" && f.message.starts_with(NO_VALID_BACKEND) => (
+                    messages::SCHEDULE_ALLOCATE_VOLUME,
+                    messages::NO_BACKEND_AVAILABLE,
+                ),
+                Some(f) if f.step == "schedule" => {
+                    (messages::SCHEDULE_ALLOCATE_VOLUME, messages::UNKNOWN_ERROR)
+                }
+                Some(f) if f.step == "create_on_backend" => (
+                    messages::CREATE_VOLUME_FROM_BACKEND,
+                    messages::DRIVER_FAILED_CREATE,
+                ),
+                _ => (messages::UNKNOWN_ACTION, messages::UNKNOWN_ERROR),
+            };
+            messages::record_volume_failure(
+                c,
+                &cx.params.project_id,
+                id,
+                &messages::request_id_or(&cx.params.request_id, cx.flow_id),
+                action,
+                detail,
+            )
+            .await?;
+        }
     } else {
         volumes::volume_purge(c, id).await?;
     }
@@ -158,8 +187,17 @@ async fn commit_quota(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
     Ok(json!(true))
 }
 
+/// How a placement failure's message starts ([`scheduler::NoValidBackend`]).
+const NO_VALID_BACKEND: &str = "No valid backend was found.";
+
 async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepError> {
     let p = &cx.params;
+    if !services::scheduler_enabled(c).await? {
+        let e = scheduler::NoValidBackend {
+            reasons: vec!["the scheduler service is disabled".into()],
+        };
+        return Err(StepError::new(Error::Unavailable(e.to_string())));
+    }
     let request = scheduler::Request {
         size_gib: p.size,
         availability_zone: p.availability_zone.clone(),

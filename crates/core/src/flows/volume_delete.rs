@@ -9,14 +9,16 @@
 //!   once the backend was touched
 //! ```
 //!
-//! Refused (before anything changes) while the volume is attached, in a
-//! transitional status, owned by another running flow, or (without `force`) in
-//! a status Cinder does not delete from. `force` (admins) deletes from any
-//! status except attached, and supersedes flows left `stuck` on the volume,
-//! releasing what they held. A volume `awaiting-transfer` is deleted only by
-//! force; its first step voids the offer (deletes the transfer) in the same
-//! transaction, so an undo before the backend was touched makes it `available`
-//! again, not `awaiting-transfer` without a transfer.
+//! Refused (before anything changes) while the volume is attached, on a frozen
+//! backend, in a transitional status, owned by another running flow, or
+//! (without `force`) in a status Cinder does not delete from. `force` (admins)
+//! deletes from any status except attached, and supersedes flows left `stuck`
+//! on the volume, releasing what they held. A volume `awaiting-transfer` is
+//! deleted only by force; its first step voids the offer (deletes the transfer)
+//! in the same transaction, so an undo before the backend was touched makes it
+//! `available` again, not `awaiting-transfer` without a transfer. A failure on
+//! the backend leaves the volume `error_deleting` and tells its project (a user
+//! message).
 
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
 use scoria_model::VolumeId;
@@ -27,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::{Env, flows::storage_error};
+use crate::{Env, flows::storage_error, messages, services};
 
 pub struct VolumeDelete;
 
@@ -37,6 +39,9 @@ pub struct Params {
     /// The caller's project; `None` for an admin acting on any project.
     pub project_id: Option<String>,
     pub force: bool,
+    /// The request that asked for the delete (named by a failure message).
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,6 +99,7 @@ async fn begin_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, Step
         ))
         .into());
     }
+    services::assert_not_frozen(c, v.backend.as_deref()).await?;
     let others: Vec<_> = flow_store::flow_list_unsettled_for(c, &v.id.to_string())
         .await?
         .into_iter()
@@ -176,7 +182,27 @@ async fn abort_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<(), StepErr
     } else {
         begun.prior_status
     };
-    volumes::volume_set_status(c, cx.params.volume_id, &[VolumeStatus::Deleting], to).await?;
+    let id = cx.params.volume_id;
+    let moved = volumes::volume_set_status(c, id, &[VolumeStatus::Deleting], to).await?;
+    if moved
+        && touched
+        && let Some(v) = volumes::volume_get(c, id).await?
+    {
+        // The owner learns why the volume is `error_deleting`.
+        messages::record_volume_failure(
+            c,
+            &v.project_id,
+            id,
+            &messages::request_id_or(&cx.params.request_id, cx.flow_id),
+            messages::DELETE_VOLUME,
+            if cx.failure().is_some_and(|f| f.step == "delete_on_backend") {
+                messages::DRIVER_FAILED_DELETE
+            } else {
+                messages::UNKNOWN_ERROR
+            },
+        )
+        .await?;
+    }
     Ok(())
 }
 

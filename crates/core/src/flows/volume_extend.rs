@@ -9,8 +9,10 @@
 //!   once the backend was touched
 //! ```
 //!
-//! The API answers 202 once the quota is reserved; a bad status or size (400)
-//! and an exceeded quota (413) are answered synchronously and change nothing.
+//! The API answers 202 once the quota is reserved; a bad status or size, a
+//! frozen backend (400) and an exceeded quota (413) are answered synchronously
+//! and change nothing. A failure on the backend leaves the volume
+//! `error_extending` and tells its project (a user message).
 
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
 use scoria_model::VolumeId;
@@ -21,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::{Env, flows::storage_error};
+use crate::{Env, flows::storage_error, messages, services};
 
 pub struct VolumeExtend;
 
@@ -32,6 +34,9 @@ pub struct Params {
     pub project_id: Option<String>,
     /// GiB.
     pub new_size: i64,
+    /// The request that asked for the extend (named by a failure message).
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,6 +99,7 @@ async fn begin_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, Step
         ))
         .into());
     }
+    services::assert_not_frozen(c, v.backend.as_deref()).await?;
     let moved = volumes::volume_set_status_by_flow(
         c,
         v.id,
@@ -129,7 +135,25 @@ async fn abort_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<(), StepErr
     } else {
         VolumeStatus::Available
     };
-    volumes::volume_set_status(c, cx.params.volume_id, &[VolumeStatus::Extending], to).await?;
+    let id = cx.params.volume_id;
+    let moved = volumes::volume_set_status(c, id, &[VolumeStatus::Extending], to).await?;
+    if moved && touched {
+        // The owner learns why the volume is `error_extending`.
+        let begun: Begun = cx.output("begin_extend")?;
+        messages::record_volume_failure(
+            c,
+            &begun.project_id,
+            id,
+            &messages::request_id_or(&cx.params.request_id, cx.flow_id),
+            messages::EXTEND_VOLUME,
+            if cx.failure().is_some_and(|f| f.step == "extend_on_backend") {
+                messages::DRIVER_FAILED_EXTEND
+            } else {
+                messages::UNKNOWN_ERROR
+            },
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,215 @@
+//! `/messages` (microversion 3.3 and later): user messages, with Cinder's
+//! shapes. Filters, sorting and paging come with 3.5; from 3.33 on, an unknown
+//! filter is refused, as Cinder refuses it.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Extension, Path, State as AxState};
+use axum::http::StatusCode;
+use scoria_core::messages::{self, ListRequest, Message, MessageField, SortDir};
+use serde_json::{Map, Value, json};
+
+use crate::State;
+use crate::auth::Auth;
+use crate::fault::{ApiError, ApiResult};
+use crate::microversion::Version;
+use crate::query::Params;
+use crate::volume::{MAX_LIMIT, base};
+
+type PathParams = Path<BTreeMap<String, String>>;
+
+/// Messages exist from 3.3 on; before, the routes do not (404, as Cinder).
+fn gate(v: Version) -> ApiResult<()> {
+    if v.at_least(3) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(
+            "User messages need microversion 3.3 or later.",
+        ))
+    }
+}
+
+fn view(m: &Message, links: &(String, String)) -> Value {
+    let id = m.id;
+    let mut o = json!({
+        "id": id.to_string(),
+        "event_id": m.event_id,
+        "user_message": m.user_message,
+        "message_level": m.message_level,
+        "created_at": m.created_at,
+        "guaranteed_until": m.expires_at,
+        "request_id": m.request_id,
+        "links": [
+            {"rel": "self", "href": format!("{}/messages/{id}", links.0)},
+            {"rel": "bookmark", "href": format!("{}/messages/{id}", links.1)},
+        ],
+    });
+    if let Some(t) = &m.resource_type {
+        o["resource_type"] = json!(t);
+    }
+    if let Some(u) = &m.resource_uuid {
+        o["resource_uuid"] = json!(u);
+    }
+    o
+}
+
+/// Query keys that are not filters.
+const PAGING: &[&str] = &["limit", "marker", "offset", "sort", "sort_key", "sort_dir"];
+/// Filters Cinder allows on messages.
+const FILTERS: &[&str] = &[
+    "resource_uuid",
+    "resource_type",
+    "event_id",
+    "request_id",
+    "message_level",
+];
+
+fn parse_dir(d: &str) -> ApiResult<SortDir> {
+    match d.trim().to_ascii_lowercase().as_str() {
+        "asc" => Ok(SortDir::Asc),
+        "desc" => Ok(SortDir::Desc),
+        other => Err(ApiError::bad_request(format!(
+            "Invalid sort direction '{other}': expected asc or desc."
+        ))),
+    }
+}
+
+fn parse_key(k: &str) -> ApiResult<MessageField> {
+    MessageField::parse(k.trim()).ok_or_else(|| {
+        ApiError::bad_request(format!("Invalid input received: Invalid sort key {k}."))
+    })
+}
+
+fn sort_spec(q: &Params) -> ApiResult<Vec<(MessageField, SortDir)>> {
+    let mut out = Vec::new();
+    if let Some(sort) = q.get("sort") {
+        if q.get("sort_key").is_some() || q.get("sort_dir").is_some() {
+            return Err(ApiError::bad_request(
+                "The 'sort_key' and 'sort_dir' parameters are deprecated and cannot be used with the 'sort' parameter.",
+            ));
+        }
+        for item in sort.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, d) = item.split_once(':').unwrap_or((item, "desc"));
+            out.push((parse_key(k)?, parse_dir(d)?));
+        }
+    } else if let Some(keys) = q.get("sort_key") {
+        let dirs: Vec<&str> = q
+            .get("sort_dir")
+            .map(|d| d.split(',').collect())
+            .unwrap_or_default();
+        for (i, k) in keys.split(',').enumerate() {
+            out.push((
+                parse_key(k)?,
+                parse_dir(dirs.get(i).copied().unwrap_or("desc"))?,
+            ));
+        }
+    } else if let Some(d) = q.get("sort_dir") {
+        out.push((MessageField::CreatedAt, parse_dir(d)?));
+    }
+    Ok(out)
+}
+
+fn list_request(q: &Params, v: Version) -> ApiResult<ListRequest> {
+    if !v.at_least(5) {
+        // Before 3.5 the list takes no parameters.
+        return Ok(ListRequest::default());
+    }
+    if v.at_least(33)
+        && let Some((k, _)) =
+            q.0.iter()
+                .find(|(k, _)| !PAGING.contains(&k.as_str()) && !FILTERS.contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Invalid input received: Invalid filters {k} are found in query options."
+        )));
+    }
+    let mut filters = Vec::new();
+    for f in FILTERS {
+        if let Some(value) = q.get(f) {
+            let field = MessageField::parse(f).expect("every filter is a field");
+            filters.push((field, value.to_owned()));
+        }
+    }
+    let marker = match q.get("marker") {
+        None | Some("") => None,
+        Some(m) => Some(m.parse().map_err(|_| {
+            ApiError::bad_request(format!("Invalid input received: marker [{m}] not found"))
+        })?),
+    };
+    Ok(ListRequest {
+        filters,
+        sort: sort_spec(q)?,
+        limit: Some(q.uint("limit")?.map_or(MAX_LIMIT, |l| l.min(MAX_LIMIT))),
+        offset: q.uint("offset")?,
+        marker,
+    })
+}
+
+/// `GET /messages`.
+pub async fn list(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    Extension(v): Extension<Version>,
+    path: PathParams,
+    q: Params,
+) -> ApiResult<Json<Value>> {
+    gate(v)?;
+    let req = list_request(&q, v)?;
+    let limit = req.limit;
+    let list = messages::list(&state.app, &ctx, req).await?;
+    let links = base(&state, &ctx, &path);
+    let mut out = Map::new();
+    out.insert(
+        "messages".into(),
+        Value::Array(list.iter().map(|m| view(m, &links)).collect()),
+    );
+    if let (true, Some(limit), Some(last)) = (v.at_least(5), limit, list.last())
+        && list.len() as i64 == limit
+    {
+        let mut pairs: Vec<(String, String)> =
+            q.0.iter()
+                .filter(|(k, _)| k != "marker" && k != "limit" && k != "offset")
+                .cloned()
+                .collect();
+        pairs.push(("limit".into(), limit.to_string()));
+        pairs.push(("marker".into(), last.id.to_string()));
+        let qs = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        out.insert(
+            "messages_links".into(),
+            json!([{"rel": "next", "href": format!("{}/messages?{qs}", links.0)}]),
+        );
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+fn path_id(p: &BTreeMap<String, String>) -> ApiResult<scoria_model::MessageId> {
+    Ok(messages::parse_id(
+        p.get("id").map(String::as_str).unwrap_or(""),
+    )?)
+}
+
+/// `GET /messages/{id}`.
+pub async fn show(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    Extension(v): Extension<Version>,
+    path: PathParams,
+) -> ApiResult<Json<Value>> {
+    gate(v)?;
+    let m = messages::get(&state.app, &ctx, path_id(&path)?).await?;
+    let links = base(&state, &ctx, &path);
+    Ok(Json(json!({"message": view(&m, &links)})))
+}
+
+/// `DELETE /messages/{id}`: 204, no body.
+pub async fn delete(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    Extension(v): Extension<Version>,
+    path: PathParams,
+) -> ApiResult<StatusCode> {
+    gate(v)?;
+    messages::delete(&state.app, &ctx, path_id(&path)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
