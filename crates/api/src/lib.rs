@@ -22,10 +22,12 @@ pub mod fault;
 pub mod identity;
 pub mod microversion;
 pub mod misc;
+pub mod qos;
 pub mod query;
 pub mod quota;
 pub mod request_id;
 pub mod routes;
+pub mod types;
 pub mod volume;
 
 /// What every handler can reach.

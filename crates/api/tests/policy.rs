@@ -176,6 +176,185 @@ fn rows() -> Vec<Row> {
             None,
             [401, 401, 200, 200, 200, 200],
         ),
+        // Volume types, extra specs, access, encryption, retype, QoS specs.
+        // `{t}`: a fresh public type (specs volume_backend_name=file,
+        // multiattach=<is> True); `{pt}`: a fresh private type; `{et}`: a
+        // fresh type with an encryption spec; `{q}`: fresh QoS specs.
+        r(
+            "POST",
+            "/v3/{p}/types",
+            Some(json!({"volume_type": {"name": "policy-type"}})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/types/{t}",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/types/{pt}",
+            None,
+            [401, 401, 404, 404, 404, 200],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/types/{t}",
+            Some(json!({"volume_type": {"description": "d"}})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/types/{t}",
+            None,
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/types/{pt}/action",
+            Some(json!({"addProjectAccess": {"project": "{a}"}})),
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/types/{pt}/os-volume-type-access",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/types/{t}/extra_specs",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/types/{t}/extra_specs",
+            Some(json!({"extra_specs": {"k": "v"}})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/types/{t}/extra_specs/multiattach",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        // Keys that describe the deployment are admins' only.
+        r(
+            "GET",
+            "/v3/{p}/types/{t}/extra_specs/volume_backend_name",
+            None,
+            [401, 401, 404, 404, 404, 200],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/types/{t}/extra_specs/multiattach",
+            Some(json!({"multiattach": "<is> False"})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/types/{t}/extra_specs/multiattach",
+            None,
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/types/{et}/encryption",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/types/{t}/encryption",
+            Some(json!({"encryption": {"provider": "luks", "control_location": "front-end"}})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/types/{et}/encryption/cipher",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/types/{et}/encryption/provider",
+            Some(json!({"encryption": {"key_size": 128}})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/types/{et}/encryption/provider",
+            None,
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            Some(json!({"os-retype": {"new_type": "{t}"}})),
+            [401, 401, 404, 403, 202, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/qos-specs",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/qos-specs",
+            Some(json!({"qos_specs": {"name": "policy-qos"}})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/qos-specs/{q}",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/qos-specs/{q}",
+            Some(json!({"qos_specs": {"k": "v"}})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/qos-specs/{q}",
+            None,
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/qos-specs/{q}/delete_keys",
+            Some(json!({"keys": ["read_iops_sec"]})),
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/qos-specs/{q}/associate?vol_type_id={t}",
+            None,
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/qos-specs/{q}/disassociate?vol_type_id={t}",
+            None,
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/qos-specs/{q}/disassociate_all",
+            None,
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/qos-specs/{q}/associations",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
         // Admin-only actions: refused by policy before the volume is looked up.
         r(
             "POST",
@@ -197,8 +376,17 @@ fn rows() -> Vec<Row> {
 
 /// Route templates as the router table names them.
 fn template(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path);
     path.trim_start_matches("/v3/{p}")
         .replace("{v}", "{id}")
+        .replace("{t}", "{id}")
+        .replace("{pt}", "{id}")
+        .replace("{et}", "{id}")
+        .replace("{q}", "{id}")
+        .replace("/extra_specs/multiattach", "/extra_specs/{key}")
+        .replace("/extra_specs/volume_backend_name", "/extra_specs/{key}")
+        .replace("/encryption/cipher", "/encryption/{key}")
+        .replace("/encryption/provider", "/encryption/{key}")
         .replace("{a}", "{target}")
         .replace("/metadata/fixture", "/metadata/{key}")
         .replace(
@@ -300,16 +488,30 @@ async fn every_route_with_every_caller() {
                 assert_eq!(r.status, 200, "{:?}", r.body);
                 path = path.replace("{v}", &v);
             }
+            let mut body_text = row.body.as_ref().map(|b| b.to_string());
+            // Fresh type and QoS fixtures, made by the admin, for rows that
+            // name them.
+            for (placeholder, fixture) in [
+                ("{t}", Fixture::PublicType),
+                ("{pt}", Fixture::PrivateType),
+                ("{et}", Fixture::EncryptedType),
+                ("{q}", Fixture::Qos),
+            ] {
+                let in_body = body_text.as_ref().is_some_and(|b| b.contains(placeholder));
+                if path.contains(placeholder) || in_body {
+                    let id = make(&t, &admin, &a, fixture).await;
+                    path = path.replace(placeholder, &id);
+                    body_text = body_text.map(|b| b.replace(placeholder, &id));
+                }
+            }
+            let body_text = body_text.map(|b| b.replace("{a}", &a));
             // The summary exists from microversion 3.12 on.
             let headers: &[(&str, &str)] = if path.ends_with("/summary") {
                 &[("OpenStack-API-Version", "volume 3.12")]
             } else {
                 &[]
             };
-            let body = row
-                .body
-                .as_ref()
-                .map(|b| serde_json::to_vec(b).expect("json"));
+            let body = body_text.map(String::into_bytes);
             let r = t.raw(row.method, &path, *token, headers, body).await;
             if r.status != row.expect[i] {
                 failures.push(format!(
@@ -339,4 +541,63 @@ async fn every_route_with_every_caller() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[derive(Clone, Copy)]
+enum Fixture {
+    PublicType,
+    PrivateType,
+    EncryptedType,
+    Qos,
+}
+
+/// Make a fresh fixture (as the admin); returns its id.
+async fn make(t: &TestApp, admin: &str, project: &str, f: Fixture) -> String {
+    let n = uuid::Uuid::new_v4().simple().to_string();
+    let (path, body) = match f {
+        Fixture::PublicType => (
+            "types",
+            json!({"volume_type": {"name": format!("t-{n}"),
+                "extra_specs": {"volume_backend_name": "file", "multiattach": "<is> True"}}}),
+        ),
+        Fixture::PrivateType => (
+            "types",
+            json!({"volume_type": {"name": format!("t-{n}"), "os-volume-type-access:is_public": false}}),
+        ),
+        Fixture::EncryptedType => ("types", json!({"volume_type": {"name": format!("t-{n}")}})),
+        Fixture::Qos => (
+            "qos-specs",
+            json!({"qos_specs": {"name": format!("q-{n}"), "read_iops_sec": "100"}}),
+        ),
+    };
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{project}/{path}"),
+            Some(admin),
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let key = if path == "types" {
+        "volume_type"
+    } else {
+        "qos_specs"
+    };
+    let id = r.body[key]["id"].as_str().expect("id").to_owned();
+    if let Fixture::EncryptedType = f {
+        let r = t
+            .call(
+                "POST",
+                &format!("/v3/{project}/types/{id}/encryption"),
+                Some(admin),
+                Some(
+                    json!({"encryption": {"provider": "luks", "cipher": "aes-xts-plain64",
+                    "key_size": 256, "control_location": "front-end"}}),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    id
 }

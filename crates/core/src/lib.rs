@@ -26,6 +26,7 @@ pub mod error;
 pub mod flows;
 pub mod identity;
 pub mod invariants;
+pub mod qos_specs;
 pub mod quotas;
 pub mod scheduler;
 pub mod volume_types;

@@ -16,6 +16,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "identity",
         include_str!("../migrations/0002_identity.sql"),
     ),
+    (
+        3,
+        "types_qos",
+        include_str!("../migrations/0003_types_qos.sql"),
+    ),
 ];
 
 /// Apply every migration not yet applied.
