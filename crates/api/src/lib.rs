@@ -24,12 +24,14 @@ pub mod messages;
 pub mod microversion;
 pub mod misc;
 pub mod operations;
+pub mod qos;
 pub mod query;
 pub mod quota;
 pub mod request_id;
 pub mod routes;
 pub mod services;
 pub mod transfer;
+pub mod types;
 pub mod volume;
 
 /// What every handler can reach.

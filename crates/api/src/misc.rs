@@ -1,11 +1,9 @@
-//! Version documents, extensions, availability zones and volume types.
+//! Version documents, extensions and availability zones.
 
 use axum::Json;
-use axum::extract::{Path, State as AxState};
+use axum::extract::State as AxState;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use scoria_core::volume_types;
-use scoria_core::volume_types::VolumeType;
 use serde_json::{Value, json};
 
 use crate::State;
@@ -72,6 +70,11 @@ pub async fn extensions(Auth(ctx): Auth) -> ApiResult<Json<Value>> {
         ext("Hosts", "os-hosts", "Admin-only host administration."),
         ext("Scheduler_stats", "scheduler-stats", "Scheduler stats support."),
         ext("Capabilities", "capabilities", "Capabilities support."),
+        ext("TypesManage", "os-types-manage", "Types manage support."),
+        ext("TypesExtraSpecs", "os-types-extra-specs", "Type extra specs support."),
+        ext("VolumeTypeAccess", "os-volume-type-access", "Volume type access support."),
+        ext("VolumeTypeEncryption", "encryption", "Encryption support for volume types."),
+        ext("Qos_specs_manage", "qos-specs", "QoS specs support."),
     ]})))
 }
 
@@ -89,39 +92,4 @@ pub async fn availability_zones(
         .map(|z| json!({"zoneName": z, "zoneState": {"available": true}}))
         .collect();
     Ok(Json(json!({"availabilityZoneInfo": zones})))
-}
-
-fn type_view(t: &VolumeType, admin: bool) -> Value {
-    let mut v = json!({
-        "id": t.id.to_string(),
-        "name": t.name,
-        "description": t.description,
-        "is_public": t.is_public,
-        "os-volume-type-access:is_public": t.is_public,
-        "qos_specs_id": null,
-    });
-    if admin {
-        v["extra_specs"] = json!(t.extra_specs);
-    }
-    v
-}
-
-/// `GET /types`.
-pub async fn types(AxState(state): AxState<State>, Auth(ctx): Auth) -> ApiResult<Json<Value>> {
-    let list = volume_types::list(&state.app, &ctx).await?;
-    let admin = ctx.is_admin();
-    Ok(Json(
-        json!({"volume_types": list.iter().map(|t| type_view(t, admin)).collect::<Vec<_>>()}),
-    ))
-}
-
-/// `GET /types/{id}` (and `GET /types/default`).
-pub async fn type_show(
-    AxState(state): AxState<State>,
-    Auth(ctx): Auth,
-    Path(p): Path<std::collections::BTreeMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let id = p.get("id").map(String::as_str).unwrap_or("default");
-    let t = volume_types::get(&state.app, &ctx, id).await?;
-    Ok(Json(json!({"volume_type": type_view(&t, ctx.is_admin())})))
 }

@@ -12,8 +12,8 @@ use axum::routing::{delete, get, post, put};
 
 use crate::fault::ApiError;
 use crate::{
-    State, identity, messages, microversion, misc, operations, quota, request_id, services,
-    transfer, volume,
+    State, identity, messages, microversion, misc, operations, qos, quota, request_id, services,
+    transfer, types, volume,
 };
 
 pub use crate::identity::IDENTITY;
@@ -54,8 +54,33 @@ table! {
     get "/limits" => quota::limits;
     get "/extensions" => misc::extensions;
     get "/os-availability-zone" => misc::availability_zones;
-    get "/types" => misc::types;
-    get "/types/{id}" => misc::type_show;
+    get "/types" => types::list;
+    post "/types" => types::create;
+    get "/types/{id}" => types::show;
+    put "/types/{id}" => types::update;
+    delete "/types/{id}" => types::delete;
+    post "/types/{id}/action" => types::action;
+    get "/types/{id}/os-volume-type-access" => types::access_list;
+    get "/types/{id}/extra_specs" => types::extra_specs_list;
+    post "/types/{id}/extra_specs" => types::extra_specs_create;
+    get "/types/{id}/extra_specs/{key}" => types::extra_spec_show;
+    put "/types/{id}/extra_specs/{key}" => types::extra_spec_update;
+    delete "/types/{id}/extra_specs/{key}" => types::extra_spec_delete;
+    get "/types/{id}/encryption" => types::encryption_show;
+    post "/types/{id}/encryption" => types::encryption_create;
+    get "/types/{id}/encryption/{key}" => types::encryption_item;
+    put "/types/{id}/encryption/{key}" => types::encryption_update;
+    delete "/types/{id}/encryption/{key}" => types::encryption_delete;
+    get "/qos-specs" => qos::list;
+    post "/qos-specs" => qos::create;
+    get "/qos-specs/{id}" => qos::show;
+    put "/qos-specs/{id}" => qos::update;
+    delete "/qos-specs/{id}" => qos::delete;
+    put "/qos-specs/{id}/delete_keys" => qos::delete_keys;
+    get "/qos-specs/{id}/associate" => qos::associate;
+    get "/qos-specs/{id}/disassociate" => qos::disassociate;
+    get "/qos-specs/{id}/disassociate_all" => qos::disassociate_all;
+    get "/qos-specs/{id}/associations" => qos::associations;
     get "/scoria-operations" => operations::list;
     get "/scoria-operations/{id}" => operations::show;
     post "/os-volume-transfer" => transfer::create;

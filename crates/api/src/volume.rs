@@ -591,6 +591,23 @@ pub async fn action(
             volumes::delete(app, &ctx, id, true).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
+        "os-retype" => {
+            body::only(args, "os-retype", &["new_type", "migration_policy"])?;
+            let new_type = body::opt_str(args, "new_type")?.ok_or_else(|| {
+                ApiError::bad_request("Invalid input for os-retype: new_type is required.")
+            })?;
+            let policy = match body::opt_str(args, "migration_policy")?.as_deref() {
+                None | Some("never") => volumes::MigrationPolicy::Never,
+                Some("on-demand") => volumes::MigrationPolicy::OnDemand,
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "Invalid input for field/attribute migration_policy. Value: {other}. It is not one of ['on-demand', 'never']."
+                    )));
+                }
+            };
+            volumes::retype(app, &ctx, id, &new_type, policy).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
         "os-reserve" => {
             volumes::reserve(app, &ctx, id).await?;
             Ok(StatusCode::ACCEPTED.into_response())

@@ -645,56 +645,56 @@ fn transfer_cases() -> Vec<Case> {
         c(
             "accept: wrong key",
             "POST",
-            "/v3/{p}/os-volume-transfer/{t}/accept",
+            "/v3/{p}/os-volume-transfer/{x}/accept",
             accept(json!({"auth_key": "0123456789abcdef"})),
             400,
         ),
         c(
             "accept: numeric wrong key",
             "POST",
-            "/v3/{p}/os-volume-transfer/{t}/accept",
+            "/v3/{p}/os-volume-transfer/{x}/accept",
             accept(json!({"auth_key": 1234})),
             400,
         ),
         c(
             "accept: no accept key",
             "POST",
-            "/v3/{p}/os-volume-transfer/{t}/accept",
+            "/v3/{p}/os-volume-transfer/{x}/accept",
             j(json!({"auth_key": "x"})),
             400,
         ),
         c(
             "accept: accept not an object",
             "POST",
-            "/v3/{p}/os-volume-transfer/{t}/accept",
+            "/v3/{p}/os-volume-transfer/{x}/accept",
             j(json!({"accept": "x"})),
             400,
         ),
         c(
             "accept: no auth_key",
             "POST",
-            "/v3/{p}/os-volume-transfer/{t}/accept",
+            "/v3/{p}/os-volume-transfer/{x}/accept",
             accept(json!({})),
             400,
         ),
         c(
             "accept: auth_key a boolean",
             "POST",
-            "/v3/{p}/os-volume-transfer/{t}/accept",
+            "/v3/{p}/os-volume-transfer/{x}/accept",
             accept(json!({"auth_key": true})),
             400,
         ),
         c(
             "accept: unknown property",
             "POST",
-            "/v3/{p}/os-volume-transfer/{t}/accept",
+            "/v3/{p}/os-volume-transfer/{x}/accept",
             accept(json!({"auth_key": "x", "project_id": "{p}"})),
             400,
         ),
         c(
             "accept: empty body",
             "POST",
-            "/v3/{p}/os-volume-transfer/{t}/accept",
+            "/v3/{p}/os-volume-transfer/{x}/accept",
             Some(Vec::new()),
             400,
         ),
@@ -1138,8 +1138,669 @@ fn service_cases() -> Vec<Case> {
     ]
 }
 
+/// Malformed requests to the volume type, extra spec, access, encryption,
+/// retype and QoS routes. `{t}`: a private fixture type with extra specs and
+/// an encryption spec; `{q}`: fixture QoS specs associated with it.
+fn type_cases() -> Vec<Case> {
+    let long = "x".repeat(256);
+    let c = |what, method, path, body: Option<Vec<u8>>, status| Case {
+        what,
+        method,
+        path,
+        headers: vec![],
+        body,
+        status,
+    };
+    let vt = |fields: Value| j(json!({ "volume_type": fields }));
+    vec![
+        c(
+            "type create not JSON",
+            "POST",
+            "/v3/{p}/types",
+            Some(b"name=x".to_vec()),
+            400,
+        ),
+        c(
+            "type create no volume_type",
+            "POST",
+            "/v3/{p}/types",
+            j(json!({"name": "x"})),
+            400,
+        ),
+        c(
+            "type create extra top key",
+            "POST",
+            "/v3/{p}/types",
+            j(json!({"volume_type": {"name": "x"}, "x": 1})),
+            400,
+        ),
+        c(
+            "type create no name",
+            "POST",
+            "/v3/{p}/types",
+            vt(json!({"description": "d"})),
+            400,
+        ),
+        c(
+            "type create empty name",
+            "POST",
+            "/v3/{p}/types",
+            vt(json!({"name": ""})),
+            400,
+        ),
+        c(
+            "type create blank name",
+            "POST",
+            "/v3/{p}/types",
+            vt(json!({"name": "  "})),
+            400,
+        ),
+        c(
+            "type create name too long",
+            "POST",
+            "/v3/{p}/types",
+            vt(json!({"name": long.clone()})),
+            400,
+        ),
+        c(
+            "type create name not a string",
+            "POST",
+            "/v3/{p}/types",
+            vt(json!({"name": 5})),
+            400,
+        ),
+        c(
+            "type create description too long",
+            "POST",
+            "/v3/{p}/types",
+            vt(json!({"name": "x", "description": long.clone()})),
+            400,
+        ),
+        c(
+            "type create unknown field",
+            "POST",
+            "/v3/{p}/types",
+            vt(json!({"name": "x", "qos": "y"})),
+            400,
+        ),
+        c(
+            "type create specs not an object",
+            "POST",
+            "/v3/{p}/types",
+            vt(json!({"name": "x", "extra_specs": "k=v"})),
+            400,
+        ),
+        c(
+            "type create spec value number",
+            "POST",
+            "/v3/{p}/types",
+            vt(json!({"name": "x", "extra_specs": {"k": 1}})),
+            400,
+        ),
+        c(
+            "type create spec value too long",
+            "POST",
+            "/v3/{p}/types",
+            vt(json!({"name": "x", "extra_specs": {"k": long.clone()}})),
+            400,
+        ),
+        c(
+            "type create spec key too long",
+            "POST",
+            "/v3/{p}/types",
+            vt(json!({"name": "x", "extra_specs": {long.clone(): "v"}})),
+            400,
+        ),
+        c(
+            "type create spec key bad chars",
+            "POST",
+            "/v3/{p}/types",
+            vt(json!({"name": "x", "extra_specs": {"a=b": "v"}})),
+            400,
+        ),
+        c(
+            "type create is_public not boolean",
+            "POST",
+            "/v3/{p}/types",
+            vt(json!({"name": "x", "os-volume-type-access:is_public": "perhaps"})),
+            400,
+        ),
+        c(
+            "type create duplicate name",
+            "POST",
+            "/v3/{p}/types",
+            vt(json!({"name": "fixture-type"})),
+            409,
+        ),
+        c(
+            "type update nothing",
+            "PUT",
+            "/v3/{p}/types/{t}",
+            vt(json!({})),
+            400,
+        ),
+        c(
+            "type update blank name",
+            "PUT",
+            "/v3/{p}/types/{t}",
+            vt(json!({"name": " "})),
+            400,
+        ),
+        c(
+            "type update unknown field",
+            "PUT",
+            "/v3/{p}/types/{t}",
+            vt(json!({"extra_specs": {}})),
+            400,
+        ),
+        c(
+            "type update is_public not boolean",
+            "PUT",
+            "/v3/{p}/types/{t}",
+            vt(json!({"is_public": [true]})),
+            400,
+        ),
+        c(
+            "type update taken name",
+            "PUT",
+            "/v3/{p}/types/{t}",
+            vt(json!({"name": "__DEFAULT__"})),
+            409,
+        ),
+        c(
+            "type update unknown",
+            "PUT",
+            "/v3/{p}/types/{u}",
+            vt(json!({"name": "y"})),
+            404,
+        ),
+        c(
+            "type delete unknown",
+            "DELETE",
+            "/v3/{p}/types/{u}",
+            None,
+            404,
+        ),
+        c(
+            "type delete not a uuid",
+            "DELETE",
+            "/v3/{p}/types/gold",
+            None,
+            404,
+        ),
+        c(
+            "type delete default",
+            "DELETE",
+            "/v3/{p}/types/7a3d2a5e-1b4c-4f0e-9d8a-0c5e6f7a8b90",
+            None,
+            400,
+        ),
+        c(
+            "type list bad is_public",
+            "GET",
+            "/v3/{p}/types?is_public=perhaps",
+            None,
+            400,
+        ),
+        c(
+            "specs create null",
+            "POST",
+            "/v3/{p}/types/{t}/extra_specs",
+            j(json!({"extra_specs": null})),
+            400,
+        ),
+        c(
+            "specs create list",
+            "POST",
+            "/v3/{p}/types/{t}/extra_specs",
+            j(json!({"extra_specs": ["invalid"]})),
+            400,
+        ),
+        c(
+            "specs create no key",
+            "POST",
+            "/v3/{p}/types/{t}/extra_specs",
+            j(json!({"specs": {"k": "v"}})),
+            400,
+        ),
+        c(
+            "specs create key with space",
+            "POST",
+            "/v3/{p}/types/{t}/extra_specs",
+            j(json!({"extra_specs": {"a b": "v"}})),
+            400,
+        ),
+        c(
+            "specs create value bool",
+            "POST",
+            "/v3/{p}/types/{t}/extra_specs",
+            j(json!({"extra_specs": {"k": true}})),
+            400,
+        ),
+        c(
+            "specs create unknown type",
+            "POST",
+            "/v3/{p}/types/{u}/extra_specs",
+            j(json!({"extra_specs": {"k": "v"}})),
+            404,
+        ),
+        c(
+            "spec update null body",
+            "PUT",
+            "/v3/{p}/types/{t}/extra_specs/spec1",
+            Some(b"null".to_vec()),
+            400,
+        ),
+        c(
+            "spec update empty",
+            "PUT",
+            "/v3/{p}/types/{t}/extra_specs/spec1",
+            j(json!({})),
+            400,
+        ),
+        c(
+            "spec update two keys",
+            "PUT",
+            "/v3/{p}/types/{t}/extra_specs/spec1",
+            j(json!({"spec1": "a", "spec2": "b"})),
+            400,
+        ),
+        c(
+            "spec update key mismatch",
+            "PUT",
+            "/v3/{p}/types/{t}/extra_specs/spec1",
+            j(json!({"spec2": "a"})),
+            400,
+        ),
+        c(
+            "spec update value number",
+            "PUT",
+            "/v3/{p}/types/{t}/extra_specs/spec1",
+            j(json!({"spec1": 2})),
+            400,
+        ),
+        c(
+            "spec delete absent",
+            "DELETE",
+            "/v3/{p}/types/{t}/extra_specs/absent",
+            None,
+            404,
+        ),
+        c(
+            "access action unknown",
+            "POST",
+            "/v3/{p}/types/{t}/action",
+            j(json!({"grant": {"project": "x"}})),
+            400,
+        ),
+        c(
+            "access action two actions",
+            "POST",
+            "/v3/{p}/types/{t}/action",
+            j(
+                json!({"addProjectAccess": {"project": "x"}, "removeProjectAccess": {"project": "x"}}),
+            ),
+            400,
+        ),
+        c(
+            "access add no project",
+            "POST",
+            "/v3/{p}/types/{t}/action",
+            j(json!({"addProjectAccess": {}})),
+            400,
+        ),
+        c(
+            "access add project too long",
+            "POST",
+            "/v3/{p}/types/{t}/action",
+            j(json!({"addProjectAccess": {"project": long.clone()}})),
+            400,
+        ),
+        c(
+            "access add twice",
+            "POST",
+            "/v3/{p}/types/{t}/action",
+            j(json!({"addProjectAccess": {"project": "{p}"}})),
+            409,
+        ),
+        c(
+            "access remove absent",
+            "POST",
+            "/v3/{p}/types/{t}/action",
+            j(json!({"removeProjectAccess": {"project": "nobody"}})),
+            404,
+        ),
+        c(
+            "access list public type",
+            "GET",
+            "/v3/{p}/types/7a3d2a5e-1b4c-4f0e-9d8a-0c5e6f7a8b90/os-volume-type-access",
+            None,
+            404,
+        ),
+        c(
+            "encryption create twice",
+            "POST",
+            "/v3/{p}/types/{t}/encryption",
+            j(json!({"encryption": {"provider": "luks", "control_location": "front-end"}})),
+            400,
+        ),
+        c(
+            "encryption create no provider",
+            "POST",
+            "/v3/{p}/types/{t}/encryption",
+            j(json!({"encryption": {"control_location": "front-end"}})),
+            400,
+        ),
+        c(
+            "encryption bad control location",
+            "PUT",
+            "/v3/{p}/types/{t}/encryption/provider",
+            j(json!({"encryption": {"control_location": "middle"}})),
+            400,
+        ),
+        c(
+            "encryption key size negative",
+            "PUT",
+            "/v3/{p}/types/{t}/encryption/provider",
+            j(json!({"encryption": {"key_size": -256}})),
+            400,
+        ),
+        c(
+            "encryption key size text",
+            "PUT",
+            "/v3/{p}/types/{t}/encryption/provider",
+            j(json!({"encryption": {"key_size": "big"}})),
+            400,
+        ),
+        c(
+            "encryption unknown field",
+            "PUT",
+            "/v3/{p}/types/{t}/encryption/provider",
+            j(json!({"encryption": {"salt": "x"}})),
+            400,
+        ),
+        c(
+            "encryption provider not a string",
+            "PUT",
+            "/v3/{p}/types/{t}/encryption/provider",
+            j(json!({"encryption": {"provider": 1}})),
+            400,
+        ),
+        c(
+            "encryption cipher too long",
+            "PUT",
+            "/v3/{p}/types/{t}/encryption/provider",
+            j(json!({"encryption": {"cipher": long.clone()}})),
+            400,
+        ),
+        c(
+            "encryption item absent",
+            "GET",
+            "/v3/{p}/types/{t}/encryption/salt",
+            None,
+            404,
+        ),
+        c(
+            "encrypted volume",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "volume_type": "fixture-type"})),
+            400,
+        ),
+        c(
+            "retype no new_type",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-retype": {}})),
+            400,
+        ),
+        c(
+            "retype unknown type",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-retype": {"new_type": "{u}"}})),
+            404,
+        ),
+        c(
+            "retype same type",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-retype": {"new_type": "__DEFAULT__"}})),
+            400,
+        ),
+        c(
+            "retype to encrypted",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-retype": {"new_type": "fixture-type"}})),
+            400,
+        ),
+        c(
+            "retype bad policy",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-retype": {"new_type": "fixture-type", "migration_policy": "always"}})),
+            400,
+        ),
+        c(
+            "retype unknown field",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            j(json!({"os-retype": {"new_type": "fixture-type", "force": true}})),
+            400,
+        ),
+        c(
+            "qos create no name",
+            "POST",
+            "/v3/{p}/qos-specs",
+            j(json!({"qos_specs": {"consumer": "both"}})),
+            400,
+        ),
+        c(
+            "qos create blank name",
+            "POST",
+            "/v3/{p}/qos-specs",
+            j(json!({"qos_specs": {"name": " "}})),
+            400,
+        ),
+        c(
+            "qos create name too long",
+            "POST",
+            "/v3/{p}/qos-specs",
+            j(json!({"qos_specs": {"name": long.clone()}})),
+            400,
+        ),
+        c(
+            "qos create bad consumer",
+            "POST",
+            "/v3/{p}/qos-specs",
+            j(json!({"qos_specs": {"name": "n", "consumer": "nobody"}})),
+            400,
+        ),
+        c(
+            "qos create value number",
+            "POST",
+            "/v3/{p}/qos-specs",
+            j(json!({"qos_specs": {"name": "n", "iops": 1}})),
+            400,
+        ),
+        c(
+            "qos create not an object",
+            "POST",
+            "/v3/{p}/qos-specs",
+            j(json!({"qos_specs": ["n"]})),
+            400,
+        ),
+        c(
+            "qos create duplicate",
+            "POST",
+            "/v3/{p}/qos-specs",
+            j(json!({"qos_specs": {"name": "fixture-qos"}})),
+            409,
+        ),
+        c(
+            "qos update value null",
+            "PUT",
+            "/v3/{p}/qos-specs/{q}",
+            j(json!({"qos_specs": {"k": null}})),
+            400,
+        ),
+        c(
+            "qos update bad consumer",
+            "PUT",
+            "/v3/{p}/qos-specs/{q}",
+            j(json!({"qos_specs": {"consumer": "x"}})),
+            400,
+        ),
+        c(
+            "qos update unknown",
+            "PUT",
+            "/v3/{p}/qos-specs/{u}",
+            j(json!({"qos_specs": {"k": "v"}})),
+            404,
+        ),
+        c(
+            "qos unset absent key",
+            "PUT",
+            "/v3/{p}/qos-specs/{q}/delete_keys",
+            j(json!({"keys": ["read_iops_sec", "absent"]})),
+            404,
+        ),
+        c(
+            "qos unset not a list",
+            "PUT",
+            "/v3/{p}/qos-specs/{q}/delete_keys",
+            j(json!({"keys": "read_iops_sec"})),
+            400,
+        ),
+        c(
+            "qos unset empty key",
+            "PUT",
+            "/v3/{p}/qos-specs/{q}/delete_keys",
+            j(json!({"keys": [""]})),
+            400,
+        ),
+        c(
+            "qos delete in use",
+            "DELETE",
+            "/v3/{p}/qos-specs/{q}",
+            None,
+            400,
+        ),
+        c(
+            "qos delete bad force",
+            "DELETE",
+            "/v3/{p}/qos-specs/{q}?force=perhaps",
+            None,
+            400,
+        ),
+        c(
+            "qos show unknown",
+            "GET",
+            "/v3/{p}/qos-specs/{u}",
+            None,
+            404,
+        ),
+        c(
+            "qos associate no type",
+            "GET",
+            "/v3/{p}/qos-specs/{q}/associate",
+            None,
+            400,
+        ),
+        c(
+            "qos associate unknown type",
+            "GET",
+            "/v3/{p}/qos-specs/{q}/associate?vol_type_id={u}",
+            None,
+            404,
+        ),
+        c(
+            "qos disassociate unknown qos",
+            "GET",
+            "/v3/{p}/qos-specs/{u}/disassociate?vol_type_id={t}",
+            None,
+            404,
+        ),
+        c(
+            "qos associations unknown",
+            "GET",
+            "/v3/{p}/qos-specs/{u}/associations",
+            None,
+            404,
+        ),
+    ]
+}
+
+/// The type and QoS fixtures: a private type with extra specs, shared with
+/// the project, with an encryption spec, associated with QoS specs.
+async fn type_fixtures(t: &TestApp, token: &str, project: &str) -> (String, String) {
+    let ok = |r: &support::Reply, want: u16| assert_eq!(r.status, want, "{:?}", r.body);
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{project}/types"),
+            Some(token),
+            Some(json!({"volume_type": {"name": "fixture-type", "os-volume-type-access:is_public": false,
+                "extra_specs": {"spec1": "v1", "multiattach": "<is> True"}}})),
+        )
+        .await;
+    ok(&r, 200);
+    let ty = r.body["volume_type"]["id"].as_str().expect("id").to_owned();
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{project}/types/{ty}/action"),
+            Some(token),
+            Some(json!({"addProjectAccess": {"project": project}})),
+        )
+        .await;
+    ok(&r, 202);
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{project}/types/{ty}/encryption"),
+            Some(token),
+            Some(json!({"encryption": {"provider": "luks", "key_size": 256, "control_location": "front-end"}})),
+        )
+        .await;
+    ok(&r, 200);
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{project}/qos-specs"),
+            Some(token),
+            Some(json!({"qos_specs": {"name": "fixture-qos", "read_iops_sec": "100"}})),
+        )
+        .await;
+    ok(&r, 200);
+    let q = r.body["qos_specs"]["id"].as_str().expect("id").to_owned();
+    let r = t
+        .call(
+            "GET",
+            &format!("/v3/{project}/qos-specs/{q}/associate?vol_type_id={ty}"),
+            Some(token),
+            None,
+        )
+        .await;
+    ok(&r, 202);
+    (ty, q)
+}
+
 /// Everything a bad request could have changed.
-async fn snapshot(t: &TestApp, token: &str, project: &str) -> Value {
+async fn snapshot(t: &TestApp, token: &str, project: &str, ty: &str) -> Value {
+    let mut types = Vec::new();
+    for path in [
+        "types?is_public=None".to_string(),
+        format!("types/{ty}/encryption"),
+        format!("types/{ty}/os-volume-type-access"),
+        "qos-specs".to_string(),
+    ] {
+        let r = t
+            .call("GET", &format!("/v3/{project}/{path}"), Some(token), None)
+            .await;
+        types.push(r.body);
+    }
     let vols = t
         .call(
             "GET",
@@ -1201,7 +1862,7 @@ async fn snapshot(t: &TestApp, token: &str, project: &str) -> Value {
         v.as_object_mut().map(|o| o.remove("links"));
     }
     json!({"volumes": vols, "quota": quota.body, "classes": classes.body, "transfers": transfers.body,
-           "services": services, "messages": messages.body})
+           "services": services, "messages": messages.body, "types": types})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1221,7 +1882,8 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
         .await;
     assert_eq!(r.status, 202, "{:?}", r.body);
     let transfer = r.body["transfer"]["id"].as_str().expect("id").to_owned();
-    let before = snapshot(&t, &admin, &project).await;
+    let (ty, q) = type_fixtures(&t, &admin, &project).await;
+    let before = snapshot(&t, &admin, &project, &ty).await;
     let random = uuid_like();
     let mut failures = Vec::new();
     for (case, token) in cases()
@@ -1229,6 +1891,7 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
         .map(|c| (c, admin.as_str()))
         .chain(admin_cases().into_iter().map(|c| (c, admin.as_str())))
         .chain(transfer_cases().into_iter().map(|c| (c, admin.as_str())))
+        .chain(type_cases().into_iter().map(|c| (c, admin.as_str())))
         .chain(std::iter::once((
             Case {
                 what: "forged token",
@@ -1246,8 +1909,10 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
             .replace("{p}", &project)
             .replace("{v}", &v)
             .replace("{w}", &w)
-            .replace("{t}", &transfer)
-            .replace("{u}", &random);
+            .replace("{x}", &transfer)
+            .replace("{u}", &random)
+            .replace("{t}", &ty)
+            .replace("{q}", &q);
         let body = case.body.map(|b| {
             String::from_utf8_lossy(&b)
                 .replace("{u}", &random)
@@ -1292,7 +1957,7 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
         failures.join("\n")
     );
     t.app.engine.wait_idle().await;
-    let after = snapshot(&t, &admin, &project).await;
+    let after = snapshot(&t, &admin, &project, &ty).await;
     assert_eq!(before, after, "a refused request changed something");
 }
 

@@ -16,7 +16,7 @@ type Expect = [u16; 6];
 struct Row {
     method: &'static str,
     /// `{p}`: the caller's project (the target project for quota routes);
-    /// `{v}`: a fresh available volume of project A; `{t}`: a fresh transfer
+    /// `{v}`: a fresh available volume of project A; `{x}`: a fresh transfer
     /// of such a volume, offered by A's member (`{k}` in the body: its key).
     path: &'static str,
     body: Option<Value>,
@@ -177,6 +177,185 @@ fn rows() -> Vec<Row> {
             None,
             [401, 401, 200, 200, 200, 200],
         ),
+        // Volume types, extra specs, access, encryption, retype, QoS specs.
+        // `{t}`: a fresh public type (specs volume_backend_name=file,
+        // multiattach=<is> True); `{pt}`: a fresh private type; `{et}`: a
+        // fresh type with an encryption spec; `{q}`: fresh QoS specs.
+        r(
+            "POST",
+            "/v3/{p}/types",
+            Some(json!({"volume_type": {"name": "policy-type"}})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/types/{t}",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/types/{pt}",
+            None,
+            [401, 401, 404, 404, 404, 200],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/types/{t}",
+            Some(json!({"volume_type": {"description": "d"}})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/types/{t}",
+            None,
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/types/{pt}/action",
+            Some(json!({"addProjectAccess": {"project": "{a}"}})),
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/types/{pt}/os-volume-type-access",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/types/{t}/extra_specs",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/types/{t}/extra_specs",
+            Some(json!({"extra_specs": {"k": "v"}})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/types/{t}/extra_specs/multiattach",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        // Keys that describe the deployment are admins' only.
+        r(
+            "GET",
+            "/v3/{p}/types/{t}/extra_specs/volume_backend_name",
+            None,
+            [401, 401, 404, 404, 404, 200],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/types/{t}/extra_specs/multiattach",
+            Some(json!({"multiattach": "<is> False"})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/types/{t}/extra_specs/multiattach",
+            None,
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/types/{et}/encryption",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/types/{t}/encryption",
+            Some(json!({"encryption": {"provider": "luks", "control_location": "front-end"}})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/types/{et}/encryption/cipher",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/types/{et}/encryption/provider",
+            Some(json!({"encryption": {"key_size": 128}})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/types/{et}/encryption/provider",
+            None,
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            Some(json!({"os-retype": {"new_type": "{t}"}})),
+            [401, 401, 404, 403, 202, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/qos-specs",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/qos-specs",
+            Some(json!({"qos_specs": {"name": "policy-qos"}})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/qos-specs/{q}",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/qos-specs/{q}",
+            Some(json!({"qos_specs": {"k": "v"}})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/qos-specs/{q}",
+            None,
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/qos-specs/{q}/delete_keys",
+            Some(json!({"keys": ["read_iops_sec"]})),
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/qos-specs/{q}/associate?vol_type_id={t}",
+            None,
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/qos-specs/{q}/disassociate?vol_type_id={t}",
+            None,
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/qos-specs/{q}/disassociate_all",
+            None,
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/qos-specs/{q}/associations",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
         // Volume transfers, under both names. Accepting needs the id and the
         // key, not membership of the offering project: that is the point.
         r(
@@ -199,19 +378,19 @@ fn rows() -> Vec<Row> {
         ),
         r(
             "GET",
-            "/v3/{p}/os-volume-transfer/{t}",
+            "/v3/{p}/os-volume-transfer/{x}",
             None,
             [401, 401, 404, 200, 200, 200],
         ),
         r(
             "DELETE",
-            "/v3/{p}/os-volume-transfer/{t}",
+            "/v3/{p}/os-volume-transfer/{x}",
             None,
             [401, 401, 404, 403, 202, 202],
         ),
         r(
             "POST",
-            "/v3/{p}/os-volume-transfer/{t}/accept",
+            "/v3/{p}/os-volume-transfer/{x}/accept",
             Some(json!({"accept": {"auth_key": "{k}"}})),
             [401, 401, 202, 403, 202, 202],
         ),
@@ -235,19 +414,19 @@ fn rows() -> Vec<Row> {
         ),
         r(
             "GET",
-            "/v3/{p}/volume-transfers/{t}",
+            "/v3/{p}/volume-transfers/{x}",
             None,
             [401, 401, 404, 200, 200, 200],
         ),
         r(
             "DELETE",
-            "/v3/{p}/volume-transfers/{t}",
+            "/v3/{p}/volume-transfers/{x}",
             None,
             [401, 401, 404, 403, 202, 202],
         ),
         r(
             "POST",
-            "/v3/{p}/volume-transfers/{t}/accept",
+            "/v3/{p}/volume-transfers/{x}/accept",
             Some(json!({"accept": {"auth_key": "{k}"}})),
             [401, 401, 202, 403, 202, 202],
         ),
@@ -346,9 +525,18 @@ fn rows() -> Vec<Row> {
 
 /// Route templates as the router table names them.
 fn template(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path);
     path.trim_start_matches("/v3/{p}")
         .replace("{v}", "{id}")
+        .replace("{x}", "{id}")
         .replace("{t}", "{id}")
+        .replace("{pt}", "{id}")
+        .replace("{et}", "{id}")
+        .replace("{q}", "{id}")
+        .replace("/extra_specs/multiattach", "/extra_specs/{key}")
+        .replace("/extra_specs/volume_backend_name", "/extra_specs/{key}")
+        .replace("/encryption/cipher", "/encryption/{key}")
+        .replace("/encryption/provider", "/encryption/{key}")
         .replace("{a}", "{target}")
         .replace("/metadata/fixture", "/metadata/{key}")
         .replace(
@@ -479,8 +667,24 @@ async fn every_route_with_every_caller() {
                 .replace("{a}", &a)
                 .replace("{u}", "3f1c2b9e-8d4a-4e6f-9b7c-1a2b3c4d5e6f");
             let mut body = row.body.as_ref().map(|b| b.to_string());
+            // Fresh type and QoS fixtures, made by the admin, for rows that
+            // name them.
+            for (placeholder, fixture) in [
+                ("{t}", Fixture::PublicType),
+                ("{pt}", Fixture::PrivateType),
+                ("{et}", Fixture::EncryptedType),
+                ("{q}", Fixture::Qos),
+            ] {
+                let in_body = body.as_ref().is_some_and(|b| b.contains(placeholder));
+                if path.contains(placeholder) || in_body {
+                    let id = make(&t, &admin, &a, fixture).await;
+                    path = path.replace(placeholder, &id);
+                    body = body.map(|b| b.replace(placeholder, &id));
+                }
+            }
+            body = body.map(|b| b.replace("{a}", &a));
             let needs_volume = path.contains("{v}")
-                || path.contains("{t}")
+                || path.contains("{x}")
                 || body.as_ref().is_some_and(|b| b.contains("{v}"));
             if needs_volume || path.contains("{m}") {
                 // Quota rows may have lowered A's limits; the fixtures need room.
@@ -511,7 +715,7 @@ async fn every_route_with_every_caller() {
                 assert_eq!(r.status, 200, "{:?}", r.body);
                 path = path.replace("{v}", &v);
                 body = body.map(|b| b.replace("{v}", &v));
-                if path.contains("{t}") {
+                if path.contains("{x}") {
                     let r = t
                         .call(
                             "POST",
@@ -523,7 +727,7 @@ async fn every_route_with_every_caller() {
                     assert_eq!(r.status, 202, "{:?}", r.body);
                     let id = r.body["transfer"]["id"].as_str().expect("id");
                     let key = r.body["transfer"]["auth_key"].as_str().expect("key");
-                    path = path.replace("{t}", id);
+                    path = path.replace("{x}", id);
                     body = body.map(|b| b.replace("{k}", key));
                 }
             }
@@ -565,4 +769,63 @@ async fn every_route_with_every_caller() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[derive(Clone, Copy)]
+enum Fixture {
+    PublicType,
+    PrivateType,
+    EncryptedType,
+    Qos,
+}
+
+/// Make a fresh fixture (as the admin); returns its id.
+async fn make(t: &TestApp, admin: &str, project: &str, f: Fixture) -> String {
+    let n = uuid::Uuid::new_v4().simple().to_string();
+    let (path, body) = match f {
+        Fixture::PublicType => (
+            "types",
+            json!({"volume_type": {"name": format!("t-{n}"),
+                "extra_specs": {"volume_backend_name": "file", "multiattach": "<is> True"}}}),
+        ),
+        Fixture::PrivateType => (
+            "types",
+            json!({"volume_type": {"name": format!("t-{n}"), "os-volume-type-access:is_public": false}}),
+        ),
+        Fixture::EncryptedType => ("types", json!({"volume_type": {"name": format!("t-{n}")}})),
+        Fixture::Qos => (
+            "qos-specs",
+            json!({"qos_specs": {"name": format!("q-{n}"), "read_iops_sec": "100"}}),
+        ),
+    };
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{project}/{path}"),
+            Some(admin),
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let key = if path == "types" {
+        "volume_type"
+    } else {
+        "qos_specs"
+    };
+    let id = r.body[key]["id"].as_str().expect("id").to_owned();
+    if let Fixture::EncryptedType = f {
+        let r = t
+            .call(
+                "POST",
+                &format!("/v3/{project}/types/{id}/encryption"),
+                Some(admin),
+                Some(
+                    json!({"encryption": {"provider": "luks", "cipher": "aes-xts-plain64",
+                    "key_size": 256, "control_location": "front-end"}}),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    id
 }

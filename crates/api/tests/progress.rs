@@ -60,6 +60,9 @@ async fn a_failed_create_shows_its_stage_and_reason() {
     );
     let id = r.body["volume"]["id"].as_str().unwrap().to_owned();
     t.wait_status(&admin, &p, &id, "error").await;
+    // The entry turns `error` while the flow is still unwinding (its first
+    // steps' undos run after); wait for the flow to end.
+    t.app.engine.wait_idle().await;
     let r = t
         .call(
             "GET",

@@ -28,6 +28,7 @@ pub mod identity;
 pub mod invariants;
 pub mod messages;
 pub mod operations;
+pub mod qos_specs;
 pub mod quotas;
 pub mod scheduler;
 pub mod services;

@@ -78,21 +78,8 @@ fn filter(req: &Request, c: &Candidate) -> Result<(), String> {
             c.name, c.availability_zone
         ));
     }
-    for (key, want) in &req.extra_specs {
-        // Only plain keys and the `capabilities:` scope are capabilities; scoped
-        // keys of other consumers (`qos:`, `os-brick:`…) are not the scheduler's.
-        let key = key.strip_prefix("capabilities:").unwrap_or(key);
-        if key.contains(':') || !is_capability(key) {
-            continue;
-        }
-        let have = c.capabilities.get(key).map(String::as_str).unwrap_or("");
-        if !spec_matches(want, have) {
-            return Err(format!(
-                "{}: {key} is {have:?}, the type wants {want:?}",
-                c.name
-            ));
-        }
-    }
+    capabilities_match(&req.extra_specs, &c.capabilities)
+        .map_err(|why| format!("{}: {why}", c.name))?;
     let free = virtual_free_gib(c);
     if (req.size_gib as f64) > free {
         return Err(format!(
@@ -101,6 +88,28 @@ fn filter(req: &Request, c: &Candidate) -> Result<(), String> {
             free.max(0.0),
             req.size_gib
         ));
+    }
+    Ok(())
+}
+
+/// Do a type's extra specs accept a backend with these capabilities? The
+/// capability filter alone (no zone, no capacity): a retype in place asks
+/// exactly this of the volume's backend.
+pub fn capabilities_match(
+    extra_specs: &BTreeMap<String, String>,
+    capabilities: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    for (key, want) in extra_specs {
+        // Only plain keys and the `capabilities:` scope are capabilities; scoped
+        // keys of other consumers (`qos:`, `os-brick:`…) are not the scheduler's.
+        let key = key.strip_prefix("capabilities:").unwrap_or(key);
+        if key.contains(':') || !is_capability(key) {
+            continue;
+        }
+        let have = capabilities.get(key).map(String::as_str).unwrap_or("");
+        if !spec_matches(want, have) {
+            return Err(format!("{key} is {have:?}, the type wants {want:?}"));
+        }
     }
     Ok(())
 }
@@ -115,6 +124,21 @@ fn is_capability(key: &str) -> bool {
             | "thin_provisioning_support"
             | "multiattach"
     )
+}
+
+/// What a backend reports as its capabilities (Cinder's names). Volumes are
+/// exported over NBD, whatever the backend keeps them in.
+pub fn backend_capabilities(name: &str) -> BTreeMap<String, String> {
+    [
+        ("volume_backend_name", name),
+        ("storage_protocol", "nbd"),
+        ("vendor_name", "Scoria"),
+        ("thin_provisioning_support", "True"),
+        ("multiattach", "True"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 /// Cinder's extra-spec operators: `<is> True`, `<in> x`, `<or> a <or> b`, plain
@@ -185,15 +209,7 @@ pub async fn gather(env: &Env, conn: &mut Conn) -> Result<Vec<Candidate>> {
             Error::internal(format!("backend {name} cannot report its capacity"), e)
         })?;
         let provisioned = provisioned_all.get(name).copied().unwrap_or(0);
-        let mut capabilities = BTreeMap::new();
-        capabilities.insert("volume_backend_name".to_string(), name.clone());
-        capabilities.insert(
-            "storage_protocol".to_string(),
-            services::STORAGE_PROTOCOL.to_string(),
-        );
-        capabilities.insert("vendor_name".to_string(), services::VENDOR_NAME.to_string());
-        capabilities.insert("thin_provisioning_support".to_string(), "True".to_string());
-        capabilities.insert("multiattach".to_string(), "True".to_string());
+        let capabilities = backend_capabilities(name);
         out.push(Candidate {
             name: name.clone(),
             availability_zone: b.config.availability_zone.clone(),
@@ -306,6 +322,35 @@ mod tests {
         t.provisioned_gib = 0.0;
         // 10 GiB reserved: 90 GiB free times 20, and the ratio bound 2000 - 10.
         assert_eq!(virtual_free_gib(&t), 1800.0);
+    }
+
+    #[test]
+    fn what_backends_report_is_matched_by_capability_specs() {
+        let caps = backend_capabilities("file");
+        let check = |specs: &[(&str, &str)], ok: bool| {
+            let specs = specs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(capabilities_match(&specs, &caps).is_ok(), ok, "{specs:?}");
+        };
+        check(&[], true);
+        check(
+            &[("storage_protocol", "nbd"), ("vendor_name", "Scoria")],
+            true,
+        );
+        check(&[("storage_protocol", "iSCSI")], false);
+        check(&[("vendor_name", "Open Source")], false);
+        check(
+            &[
+                ("volume_backend_name", "file"),
+                ("multiattach", "<is> True"),
+            ],
+            true,
+        );
+        check(&[("capabilities:volume_backend_name", "ceph")], false);
+        // Keys that are not capabilities (or belong to other consumers) pass.
+        check(&[("spec1", "val1"), ("qos:read_iops_sec", "100")], true);
     }
 
     #[test]

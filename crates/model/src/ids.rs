@@ -56,6 +56,14 @@ uuid_id!(
     MessageId
 );
 uuid_id!(
+    /// A set of QoS specs.
+    QosSpecsId
+);
+uuid_id!(
+    /// The encryption spec of a volume type.
+    EncryptionId
+);
+uuid_id!(
     /// A persisted flow (one run of a multi-step operation).
     FlowId
 );

@@ -3,7 +3,8 @@
 //! What is stored and why:
 //! - **flows** and **flow_steps**: each multi-step operation's parameters and the
 //!   outcome of each step, so a restart resumes it or finishes undoing it;
-//! - **volumes**, their **metadata**, **volume types**: the resources users see;
+//! - **volumes**, their **metadata**, **volume types** (extra specs, project
+//!   access, encryption specs), **QoS specs**: the resources users see;
 //! - **transfers**: pending offers of a volume to another project (a salted
 //!   hash of each auth key, never the key);
 //! - **quota_classes**, **quota_limits**: limits (class defaults and per-project
@@ -40,6 +41,7 @@ use sqlx::{Row, SqlitePool};
 pub mod flows;
 pub mod identity;
 pub mod messages;
+pub mod qos_specs;
 pub mod quotas;
 pub mod services;
 pub mod transfers;

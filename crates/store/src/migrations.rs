@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0002_identity.sql"),
     ),
     (
+        3,
+        "types_qos",
+        include_str!("../migrations/0003_types_qos.sql"),
+    ),
+    (
         4,
         "messages",
         include_str!("../migrations/0004_messages.sql"),

@@ -294,6 +294,30 @@ pub async fn volume_update_text(
     Ok(r.rows_affected() == 1)
 }
 
+/// Retype in place: the volume takes type `to` (and the multiattach flag it
+/// implies), only if it still has type `from` and is `available` or `in-use`.
+/// Returns whether it applied.
+pub async fn volume_retype(
+    conn: &mut Conn,
+    id: VolumeId,
+    from: VolumeTypeId,
+    to: VolumeTypeId,
+    multiattach: bool,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE volumes SET volume_type_id = $3, multiattach = $4, updated_at = $5
+         WHERE id = $1 AND volume_type_id = $2 AND status IN ('available', 'in-use')",
+    )
+    .bind(id.to_string())
+    .bind(from.to_string())
+    .bind(to.to_string())
+    .bind(multiattach)
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Set the bootable flag.
 pub async fn volume_set_bootable(conn: &mut Conn, id: VolumeId, bootable: bool) -> Result<bool> {
     let r = sqlx::query("UPDATE volumes SET bootable = $2, updated_at = $3 WHERE id = $1")

@@ -114,6 +114,16 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
         .as_str()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| StepError::msg("reserve_quota recorded no reservation"))?;
+    // The type was checked by the caller; check again in this transaction, so
+    // that a type deleted or given an encryption spec meanwhile is refused
+    // instead of being used (both are refused while a volume has the type).
+    if volume_types::volume_type_get(c, p.volume_type_id)
+        .await?
+        .is_none()
+    {
+        return Err(crate::volume_types::type_not_found(p.volume_type_id).into());
+    }
+    crate::volumes::refuse_encrypted(c, p.volume_type_id).await?;
     volumes::volume_create(
         c,
         &volumes::NewVolume {
