@@ -19,6 +19,7 @@ pub mod body;
 #[cfg(feature = "failpoints")]
 pub mod debug;
 pub mod fault;
+pub mod groups;
 pub mod identity;
 pub mod messages;
 pub mod microversion;

@@ -37,6 +37,30 @@ impl std::fmt::Display for Version {
     }
 }
 
+/// An extractor for routes that exist only from microversion `3.M` on: below
+/// it the route does not exist (404, Cinder's `VersionNotFoundForAPIMethod`),
+/// whatever the body. Put it after `Auth` (a request without a token is a 401
+/// first, as in Cinder) and before the body.
+pub struct AtLeast<const M: u32>(pub Version);
+
+impl<S: Send + Sync, const M: u32> axum::extract::FromRequestParts<S> for AtLeast<M> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        let v = parts.extensions.get::<Version>().copied().unwrap_or(MIN);
+        if v.at_least(M) {
+            Ok(AtLeast(v))
+        } else {
+            Err(ApiError::not_found(format!(
+                "API version {v} is not supported on this method."
+            )))
+        }
+    }
+}
+
 /// The version a request asks for.
 pub fn requested(headers: &HeaderMap) -> Result<Version, ApiError> {
     let raw = headers

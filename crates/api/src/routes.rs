@@ -12,8 +12,8 @@ use axum::routing::{delete, get, post, put};
 
 use crate::fault::ApiError;
 use crate::{
-    State, identity, messages, microversion, misc, operations, qos, quota, request_id, services,
-    transfer, types, volume,
+    State, groups, identity, messages, microversion, misc, operations, qos, quota, request_id,
+    services, transfer, types, volume,
 };
 
 pub use crate::identity::IDENTITY;
@@ -104,6 +104,23 @@ table! {
     get "/messages" => messages::list;
     get "/messages/{id}" => messages::show;
     delete "/messages/{id}" => messages::delete;
+    get "/group_types" => groups::type_list;
+    post "/group_types" => groups::type_create;
+    get "/group_types/{id}" => groups::type_show;
+    put "/group_types/{id}" => groups::type_update;
+    delete "/group_types/{id}" => groups::type_delete;
+    get "/group_types/{id}/group_specs" => groups::specs_list;
+    post "/group_types/{id}/group_specs" => groups::specs_create;
+    get "/group_types/{id}/group_specs/{key}" => groups::spec_show;
+    put "/group_types/{id}/group_specs/{key}" => groups::spec_update;
+    delete "/group_types/{id}/group_specs/{key}" => groups::spec_delete;
+    get "/groups" => groups::list;
+    post "/groups" => groups::create;
+    get "/groups/detail" => groups::list_detail;
+    post "/groups/action" => groups::create_from_source;
+    get "/groups/{id}" => groups::show;
+    put "/groups/{id}" => groups::update;
+    post "/groups/{id}/action" => groups::action;
 }
 
 async fn not_found() -> ApiError {

@@ -118,7 +118,10 @@ pub fn detail(
         }
     }
     if v.at_least(13) {
-        m.insert("group_id".into(), Value::Null);
+        m.insert(
+            "group_id".into(),
+            json!(vol.group_id.map(|g| g.to_string())),
+        );
     }
     if v.at_least(21) && admin {
         m.insert("provider_id".into(), Value::Null);
@@ -209,13 +212,21 @@ pub async fn create(
             "Creating a volume from an image needs the image service, which this Scoria does not offer yet.",
         ));
     }
-    if vol.get("consistencygroup_id").is_some_and(|v| !v.is_null())
-        || vol.get("group_id").is_some_and(|v| !v.is_null())
-    {
+    if vol.get("consistencygroup_id").is_some_and(|v| !v.is_null()) {
         return Err(ApiError::bad_request(
-            "Volume groups are not supported by this Scoria yet.",
+            "Consistency groups are not supported by this Scoria: use generic volume groups (group_id, microversion 3.13).",
         ));
     }
+    // A volume is made in a group from 3.13 on; before, Cinder ignores the
+    // field, and so does Scoria.
+    let group_id = match body::opt_str(vol, "group_id")? {
+        Some(g) if v.at_least(13) => Some(g.parse::<scoria_model::GroupId>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "Invalid input for field/attribute group_id. Value: {g}. '{g}' is not a 'uuid'"
+            ))
+        })?),
+        _ => None,
+    };
     let size = size.ok_or_else(|| {
         ApiError::bad_request("Invalid input for field/attribute size. Value: None. None is not of type 'integer', 'string'.")
     })?;
@@ -236,6 +247,7 @@ pub async fn create(
         metadata: body::opt_metadata(vol, "metadata")?.unwrap_or_default(),
         bootable: false,
         multiattach: body::boolean(vol, "multiattach")?.unwrap_or(false),
+        group_id,
     };
     let view = volumes::create(&state.app, &ctx, req).await?;
     let links = base(&state, &ctx, &path);
@@ -354,6 +366,17 @@ fn list_request(ctx: &scoria_core::Context, q: &Params, v: Version) -> ApiResult
         metadata: match q.get("metadata") {
             Some(m) if !m.is_empty() => metadata_filter(m)?,
             _ => Vec::new(),
+        },
+        // The `group_id` filter exists from 3.10 on.
+        group_id: match q.get("group_id") {
+            Some(g) if v.at_least(10) && !g.is_empty() => {
+                Some(g.parse::<scoria_model::GroupId>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "Invalid input received: group_id {g} is not a UUID."
+                    ))
+                })?)
+            }
+            _ => None,
         },
         sort: sort_spec(q)?,
         limit: Some(limit),

@@ -8,7 +8,11 @@
 //!   at its recorded location, of its format and of exactly its size;
 //! - a volume is `awaiting-transfer` exactly when one transfer of it exists,
 //!   offered by the volume's own project;
-//! - no image on any backend lacks a volume (no orphan).
+//! - no image on any backend lacks a volume (no orphan);
+//! - no group is in a transitional status; every group accepts at least one
+//!   volume type, and an `available` one has a backend;
+//! - every volume's group exists, in the volume's project, accepts the
+//!   volume's type and sits on the volume's backend.
 //!
 //! Volumes left in an error status by a failed operation may lack their image
 //! (that is what the error says) and may have one of another size.
@@ -17,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use scoria_model::flow::FlowState;
 use scoria_model::volume::{GIB, VolumeStatus};
-use scoria_store::{flows, quotas, transfers, volumes};
+use scoria_store::{flows, groups, quotas, transfers, volumes};
 
 use crate::Env;
 use crate::error::Result;
@@ -38,7 +42,9 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
     }
     let vols = volumes::volume_list_all(&mut conn).await?;
     let offers = transfers::transfer_list(&mut conn, &transfers::TransferQuery::default()).await?;
+    let all_groups = groups::group_list_all(&mut conn).await?;
     drop(conn);
+    check_groups(&all_groups, &vols, &mut bad);
 
     let by_id: BTreeMap<_, _> = vols.iter().map(|v| (v.id, v)).collect();
     let offered: BTreeSet<_> = offers.iter().map(|t| t.volume_id).collect();
@@ -137,4 +143,46 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
         }
     }
     Ok(bad)
+}
+
+/// The group promises (see the module doc).
+fn check_groups(all: &[groups::Group], vols: &[volumes::Volume], bad: &mut Vec<String>) {
+    use scoria_model::group::GroupStatus;
+    let by_id: BTreeMap<_, _> = all.iter().map(|g| (g.id, g)).collect();
+    for g in all {
+        if g.status.is_transitional() {
+            bad.push(format!("group {} is {}", g.id, g.status));
+        }
+        if g.volume_type_ids.is_empty() {
+            bad.push(format!("group {} accepts no volume type", g.id));
+        }
+        if g.status == GroupStatus::Available && g.backend.is_none() {
+            bad.push(format!("available group {} has no backend", g.id));
+        }
+    }
+    for v in vols {
+        let Some(gid) = v.group_id else { continue };
+        let Some(g) = by_id.get(&gid) else {
+            bad.push(format!("volume {} is in missing group {gid}", v.id));
+            continue;
+        };
+        if g.project_id != v.project_id {
+            bad.push(format!(
+                "volume {} of project {} is in group {gid} of project {}",
+                v.id, v.project_id, g.project_id
+            ));
+        }
+        if !g.volume_type_ids.contains(&v.volume_type_id) {
+            bad.push(format!(
+                "volume {} is of type {}, which its group {gid} does not accept",
+                v.id, v.volume_type_id
+            ));
+        }
+        if v.backend.is_some() && v.backend != g.backend {
+            bad.push(format!(
+                "volume {} is on backend {:?}, its group {gid} on {:?}",
+                v.id, v.backend, g.backend
+            ));
+        }
+    }
 }

@@ -24,6 +24,7 @@ pub use scoria_store::{Durability, StoreOptions};
 pub mod context;
 pub mod error;
 pub mod flows;
+pub mod groups;
 pub mod identity;
 pub mod invariants;
 pub mod messages;

@@ -196,6 +196,36 @@ pub fn place(
     }
 }
 
+/// Pick the backend of a new group: one on which each request (one per
+/// volume type of the group, of size 0, with the group type's specs added to
+/// the type's) would be placed, then the heaviest as for a volume. Cinder's
+/// group scheduler does the same: every volume of a group lands on the
+/// group's backend, so that backend must suit every type.
+pub fn place_group(
+    reqs: &[Request],
+    candidates: &[Candidate],
+    multiplier: f64,
+) -> Result<String, NoValidBackend> {
+    let mut reasons = Vec::new();
+    let mut fit = Vec::new();
+    'candidates: for c in candidates {
+        for r in reqs {
+            if let Err(why) = filter(r, c) {
+                reasons.push(why);
+                continue 'candidates;
+            }
+        }
+        fit.push(c.clone());
+    }
+    if fit.is_empty() {
+        if candidates.is_empty() {
+            reasons.push("no backend is configured".into());
+        }
+        return Err(NoValidBackend { reasons });
+    }
+    place(&reqs.first().cloned().unwrap_or_default(), &fit, multiplier)
+}
+
 /// Read the figures of every backend: capacity from its driver, provisioned
 /// space and whether its volume service is enabled from the store (through
 /// `conn`, inside the caller's transaction so that concurrent placements see
@@ -309,6 +339,42 @@ mod tests {
             1.0,
             Ok("y"),
         );
+    }
+
+    #[test]
+    fn a_group_goes_where_every_type_fits() {
+        let a = cand("a", "nova", 100.0, 90.0, 0.0);
+        let b = cand("b", "nova", 100.0, 10.0, 0.0);
+        let c = cand("c", "other", 100.0, 100.0, 0.0);
+        let req = |backend: Option<&str>, az: Option<&str>| Request {
+            size_gib: 0,
+            availability_zone: az.map(Into::into),
+            extra_specs: backend
+                .map(|b| [("volume_backend_name".to_string(), b.to_string())].into())
+                .unwrap_or_default(),
+        };
+        let all = [a.clone(), b.clone(), c.clone()];
+        let check = |reqs: &[Request], expect: Result<&str, &str>| match (
+            place_group(reqs, &all, 1.0),
+            expect,
+        ) {
+            (Ok(n), Ok(e)) => assert_eq!(n, e),
+            (Err(r), Err(fragment)) => assert!(r.to_string().contains(fragment), "{r}"),
+            (got, expect) => panic!("got {got:?}, expected {expect:?}"),
+        };
+        // Most free space among those that suit every type.
+        check(&[req(None, Some("nova"))], Ok("a"));
+        check(
+            &[req(None, Some("nova")), req(Some("b"), Some("nova"))],
+            Ok("b"),
+        );
+        check(&[req(None, None)], Ok("c"));
+        // Two types no one backend suits.
+        check(
+            &[req(Some("a"), None), req(Some("b"), None)],
+            Err("No valid backend was found"),
+        );
+        assert!(place_group(&[req(None, None)], &[], 1.0).is_err());
     }
 
     #[test]

@@ -146,6 +146,13 @@ pub(crate) async fn offer(
             volume.id, volume.status
         )));
     }
+    if let Some(g) = volume.group_id {
+        // It would leave its group's project: remove it from the group first.
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: volume {} belongs to group {g}; remove it from the group before transferring it.",
+            volume.id
+        )));
+    }
     if !flow_store::flow_list_unsettled_for(conn, &volume.id.to_string())
         .await?
         .is_empty()

@@ -14,7 +14,7 @@ use scoria_model::volume::{
     AttachStatus, MAX_DESCRIPTION_LEN, MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN, MAX_NAME_LEN,
     MAX_VOLUME_GIB, VolumeStatus,
 };
-use scoria_model::{VolumeId, VolumeTypeId};
+use scoria_model::{GroupId, VolumeId, VolumeTypeId};
 use scoria_store::volumes::{self as store, VolumeQuery};
 pub use scoria_store::volumes::{SortDir, SortKey, Volume};
 use scoria_store::{Conn, flows as flow_store, transfers as transfer_store, volume_types};
@@ -45,6 +45,9 @@ pub struct CreateRequest {
     pub metadata: BTreeMap<String, String>,
     pub bootable: bool,
     pub multiattach: bool,
+    /// Make the volume in this group (3.13): the group must be the caller's,
+    /// `available`, and accept the volume's type.
+    pub group_id: Option<GroupId>,
 }
 
 /// List filters and paging, as parsed from the API.
@@ -58,6 +61,8 @@ pub struct ListRequest {
     pub availability_zone: Option<String>,
     pub bootable: Option<bool>,
     pub metadata: Vec<(String, String)>,
+    /// Only the volumes of this group (3.10 on).
+    pub group_id: Option<GroupId>,
     pub sort: Vec<(SortKey, SortDir)>,
     pub limit: Option<i64>,
     pub marker: Option<VolumeId>,
@@ -189,7 +194,7 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
         )));
     }
     let default_zone = zones.first().cloned().unwrap_or_else(|| "nova".into());
-    let type_id = {
+    let (type_id, availability_zone) = {
         let mut conn = app.store().read().await?;
         if !crate::services::scheduler_enabled(&mut conn).await? {
             return Err(Error::Unavailable(
@@ -198,7 +203,21 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
         }
         let t = resolve_type(&mut conn, ctx, req.volume_type.as_deref()).await?;
         refuse_encrypted(&mut conn, t.id).await?;
-        t.id
+        // A group's volume goes to the group's zone (and backend).
+        let zone = match req.group_id {
+            Some(g) => Some(
+                crate::groups::check_volume_create(
+                    &mut conn,
+                    ctx,
+                    g,
+                    t.id,
+                    req.availability_zone.as_deref(),
+                )
+                .await?,
+            ),
+            None => req.availability_zone,
+        };
+        (t.id, zone)
     };
     let id = VolumeId::new();
     let params = volume_create::Params {
@@ -208,13 +227,14 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
         name: req.name,
         description: req.description,
         size: req.size,
-        availability_zone: req.availability_zone,
+        availability_zone,
         default_zone,
         bootable: req.bootable,
         multiattach: req.multiattach,
         volume_type_id: type_id,
         metadata: req.metadata,
         request_id: Some(ctx.request_id.clone()),
+        group_id: req.group_id,
     };
     let handle = app.engine.start::<volume_create::VolumeCreate>(params)?;
     handle
@@ -278,6 +298,7 @@ pub async fn list(app: &App, ctx: &Context, req: ListRequest) -> Result<ListResu
         availability_zone: req.availability_zone,
         bootable: req.bootable,
         metadata: req.metadata,
+        group_id: req.group_id,
         sort: req.sort,
         limit: req.limit,
         marker: req.marker,
@@ -418,6 +439,7 @@ pub async fn delete(app: &App, ctx: &Context, id: VolumeId, force: bool) -> Resu
         },
         force,
         request_id: Some(ctx.request_id.clone()),
+        group_id: None,
     };
     let handle = app.engine.start::<volume_delete::VolumeDelete>(params)?;
     handle.wait_step("begin_delete").await.map_err(from_outcome)
@@ -486,6 +508,15 @@ pub async fn retype(
         )));
     }
     refuse_encrypted(&mut tx, new.id).await?;
+    if let Some(g) = v.group_id {
+        // A group's volumes are of the group's types.
+        let group = scoria_store::groups::group_get(&mut tx, g).await?;
+        if group.is_none_or(|g| !g.volume_type_ids.contains(&new.id)) {
+            return Err(Error::Invalid(format!(
+                "Invalid input received: volume {id} belongs to group {g}, which does not accept volume type {new_type}."
+            )));
+        }
+    }
     let old = volume_types::volume_type_get(&mut tx, v.volume_type_id).await?;
     let old_multiattach = old
         .as_ref()

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use scoria_failpoints::{Failpoints, Fault};
@@ -197,6 +197,15 @@ pub struct Engine<E> {
     inner: Arc<Inner<E>>,
 }
 
+/// An engine as a running flow's context holds it (see [`Cx::start_flow`]).
+pub(crate) struct WeakEngine<E>(Weak<Inner<E>>);
+
+impl<E> WeakEngine<E> {
+    fn upgrade(&self) -> Option<Engine<E>> {
+        self.0.upgrade().map(|inner| Engine { inner })
+    }
+}
+
 impl<E> Clone for Engine<E> {
     fn clone(&self) -> Self {
         Engine {
@@ -327,6 +336,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
             fp: self.inner.fp.clone(),
             step_index: 0,
             last_percent: Arc::new(AtomicI64::new(-1)),
+            engine: WeakEngine(Arc::downgrade(&self.inner)),
         }
     }
 
@@ -514,7 +524,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
                         match self.run_external(cx, x, step).instrument(tracing::info_span!("step", step = step.name, index = x)).await {
                             Ok(out) => pending = Some((x, out)),
                             Err(err) => {
-                                if self.inner.fp.is_dead() {
+                                if self.inner.fp.is_dead() || err.is_interrupted() {
+                                    // Recorded `started`: the next start runs it again.
                                     return Outcome::Interrupted;
                                 }
                                 tracing::warn!(step = step.name, error = %err.chain(), "flow step failed");
@@ -1052,6 +1063,66 @@ fn set_record(
                 error: None,
             });
             records.sort_by_key(|r| r.idx);
+        }
+    }
+}
+
+/// Flows that drive other flows. A step of a parent flow starts child flows
+/// (each one persisted and resumed on its own) and waits for them; after a
+/// crash the engine resumes the children and the parent's step runs again,
+/// finds them by their resource and waits for them again. The parent step
+/// must therefore judge the outcome from the store (what exists now), not
+/// from the handles of one run.
+impl<F: Flow> Cx<F> {
+    /// Start a flow from this step. It runs on its own, like any flow.
+    pub fn start_flow<G: Flow<Env = F::Env>>(
+        &self,
+        params: G::Params,
+    ) -> Result<FlowHandle, StepError> {
+        let engine = self.engine.upgrade().ok_or_else(StepError::interrupted)?;
+        engine.start::<G>(params).map_err(|e| match e {
+            EngineError::ShuttingDown => StepError::interrupted(),
+            other => StepError::new(other),
+        })
+    }
+
+    /// Wait for a flow this step started. `Ok` when it completed; its error
+    /// when it failed; [`StepError::interrupted`] when the engine stopped
+    /// first (the child resumes at the next start, and so does this step).
+    pub async fn wait_flow(&self, handle: &FlowHandle) -> Result<(), StepError> {
+        match handle.wait().await {
+            Outcome::Done => Ok(()),
+            Outcome::Failed(e) => Err(e),
+            Outcome::Stuck(m) => Err(StepError::msg(m)),
+            Outcome::Interrupted => Err(StepError::interrupted()),
+        }
+    }
+
+    /// Wait until no flow working on `resource_id` is running or unwinding
+    /// (one resumed after a restart, or started by an earlier run of this
+    /// step). [`StepError::interrupted`] when the engine stops first.
+    pub async fn wait_settled(&self, resource_id: &str) -> Result<(), StepError> {
+        loop {
+            let engine = self.engine.upgrade().ok_or_else(StepError::interrupted)?;
+            if engine.stopping() || engine.inner.fp.is_dead() {
+                return Err(StepError::interrupted());
+            }
+            let mut ended = engine.ended();
+            ended.borrow_and_update();
+            let busy = {
+                let mut conn = engine.inner.store.read().await?;
+                db::flow_list_unsettled_for(&mut conn, resource_id)
+                    .await?
+                    .iter()
+                    .any(|f| f.state.is_active())
+            };
+            if !busy {
+                return Ok(());
+            }
+            drop(engine);
+            // Woken when a flow of this engine ends; the timeout covers flows
+            // of another process.
+            let _ = tokio::time::timeout(Duration::from_millis(200), ended.changed()).await;
         }
     }
 }

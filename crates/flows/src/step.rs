@@ -120,6 +120,10 @@ pub struct Cx<F: Flow> {
     pub(crate) fp: Arc<Failpoints>,
     pub(crate) step_index: i64,
     pub(crate) last_percent: Arc<AtomicI64>,
+    /// The engine running the flow, for steps that start and wait for other
+    /// flows ([`Cx::start_flow`]). Weak, so that a flow never keeps its
+    /// engine alive.
+    pub(crate) engine: crate::engine::WeakEngine<F::Env>,
 }
 
 impl<F: Flow> Cx<F> {
@@ -187,6 +191,19 @@ impl StepError {
         StepError { inner: Arc::new(e) }
     }
 
+    /// The step could not finish because the engine is stopping (shutdown,
+    /// or a simulated crash): the engine leaves the flow for the next start,
+    /// which runs the step again, instead of unwinding it. For steps that wait
+    /// for other flows ([`Cx::wait_flow`], [`Cx::wait_settled`]).
+    pub fn interrupted() -> Self {
+        StepError::new(Interrupted)
+    }
+
+    /// Is this [`StepError::interrupted`]?
+    pub fn is_interrupted(&self) -> bool {
+        self.downcast_ref::<Interrupted>().is_some()
+    }
+
     /// An error with only a message.
     pub fn msg(m: impl Into<String>) -> Self {
         #[derive(Debug)]
@@ -217,6 +234,18 @@ impl StepError {
         s
     }
 }
+
+/// See [`StepError::interrupted`].
+#[derive(Debug)]
+struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the engine stopped before the step could finish")
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 impl std::fmt::Debug for StepError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -17,6 +17,9 @@ use serde_json::{Value, json};
 
 struct Env {
     files: Arc<Mutex<BTreeSet<String>>>,
+    /// When set, `make` waits for a permit (tests that stop the engine while
+    /// a step runs).
+    gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 struct Toy;
@@ -75,6 +78,12 @@ async fn release_value(cx: &Cx<Toy>, c: &mut Conn) -> Result<Value, StepError> {
 }
 
 async fn make(cx: &Cx<Toy>) -> Result<Value, StepError> {
+    if let Some(gate) = &cx.env.gate {
+        gate.acquire()
+            .await
+            .map_err(|e| StepError::msg(e.to_string()))?
+            .forget();
+    }
     let path: Value = cx.output("reserve")?;
     let path = path["path"].as_str().unwrap_or_default().to_owned();
     cx.env.files.lock().unwrap().insert(path.clone());
@@ -95,6 +104,9 @@ struct World {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
     files: Arc<Mutex<BTreeSet<String>>>,
+    gate: Option<Arc<tokio::sync::Semaphore>>,
+    /// The flow the generic tests start: `toy`, or `fan` (a parent of toys).
+    kind: &'static str,
 }
 
 async fn world() -> World {
@@ -104,6 +116,15 @@ async fn world() -> World {
         _dir: dir,
         path,
         files: Default::default(),
+        gate: None,
+        kind: "toy",
+    }
+}
+
+async fn fan_world() -> World {
+    World {
+        kind: "fan",
+        ..world().await
     }
 }
 
@@ -116,11 +137,13 @@ impl World {
             store,
             Arc::new(Env {
                 files: self.files.clone(),
+                gate: self.gate.clone(),
             }),
             fp,
             options,
         );
         engine.register::<Toy>();
+        engine.register::<Fan>();
         engine
     }
 }
@@ -132,6 +155,13 @@ impl TestWorld<Env> for World {
 
     fn start<'a>(&'a self, engine: &'a Engine<Env>) -> BoxFut<'a, Result<FlowHandle, String>> {
         Box::pin(async move {
+            if self.kind == "fan" {
+                return engine
+                    .start::<Fan>(FanParams {
+                        names: FAN.iter().map(|n| n.to_string()).collect(),
+                    })
+                    .map_err(|e| e.to_string());
+            }
             engine
                 .start::<Toy>(Params {
                     project: "p".into(),
@@ -154,11 +184,31 @@ impl TestWorld<Env> for World {
             if !reservations.is_empty() {
                 return Err(format!("stray reservations: {reservations:?}"));
             }
-            let done = scoria_store::flows::flow_list_by_state(&mut c, FlowState::Done)
+            let done_flows = scoria_store::flows::flow_list_by_state(&mut c, FlowState::Done)
                 .await
-                .map_err(|e| e.to_string())?
-                .len();
+                .map_err(|e| e.to_string())?;
             let files = self.files.lock().unwrap().clone();
+            if self.kind == "fan" {
+                // Each child's file exists exactly when that child is done;
+                // a parent that is done made every child.
+                for name in FAN {
+                    let child_done = done_flows
+                        .iter()
+                        .any(|f| f.kind == "toy" && f.resource_id.as_deref() == Some(*name));
+                    if child_done != files.contains(&format!("file-{name}")) {
+                        return Err(format!("child {name}: done {child_done}, files {files:?}"));
+                    }
+                }
+                let parent_done = done_flows.iter().any(|f| f.kind == "fan");
+                if (expect == Expect::Done || parent_done) && files.len() != FAN.len() {
+                    return Err(format!("the parent is done but the files are {files:?}"));
+                }
+                if expect == Expect::Done && !parent_done {
+                    return Err("the parent is not recorded done".into());
+                }
+                return Ok(());
+            }
+            let done = done_flows.len();
             let expect_file = match expect {
                 Expect::Done => true,
                 Expect::Failed => false,
@@ -298,4 +348,124 @@ async fn shutdown_pauses_at_a_step_boundary_and_a_new_engine_resumes() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// The children a fan flow makes.
+const FAN: &[&str] = &["c1", "c2", "c3"];
+
+/// A flow that drives other flows: one toy flow per name, started and waited
+/// for by its one external step.
+struct Fan;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FanParams {
+    names: Vec<String>,
+}
+
+impl Flow for Fan {
+    const KIND: &'static str = "fan";
+    type Params = FanParams;
+    type Env = Env;
+
+    fn steps() -> Vec<Step<Self>> {
+        vec![Step::external("spawn", |cx| Box::pin(spawn(cx)))]
+    }
+
+    fn meta(_: &FanParams) -> FlowMeta {
+        FlowMeta {
+            resource_type: Some("fan"),
+            resource_id: Some("fan".into()),
+            project_id: Some("p".into()),
+        }
+    }
+}
+
+/// Idempotent: a child already running (resumed after a crash) is waited
+/// for, one that made its file is not started again, and the outcome is
+/// judged from what exists.
+async fn spawn(cx: &Cx<Fan>) -> Result<Value, StepError> {
+    let mut started = Vec::new();
+    for name in &cx.params.names {
+        cx.wait_settled(name).await?;
+        if !cx
+            .env
+            .files
+            .lock()
+            .unwrap()
+            .contains(&format!("file-{name}"))
+        {
+            started.push(cx.start_flow::<Toy>(Params {
+                project: "p".into(),
+                name: name.clone(),
+            })?);
+        }
+    }
+    for h in &started {
+        cx.wait_flow(h).await?;
+    }
+    let files = cx.env.files.lock().unwrap().clone();
+    let missing: Vec<&String> = cx
+        .params
+        .names
+        .iter()
+        .filter(|n| !files.contains(&format!("file-{n}")))
+        .collect();
+    if !missing.is_empty() {
+        return Err(StepError::msg(format!(
+            "children {missing:?} were not made"
+        )));
+    }
+    Ok(Value::Null)
+}
+
+#[tokio::test]
+async fn a_flow_that_drives_child_flows_passes_the_generic_tests() {
+    let report = testkit::run_all("fan", &["spawn"], fan_world).await;
+    // Crashes land in the parent and in each child.
+    assert!(report.crash_points >= 10, "{report:?}");
+    println!(
+        "fan flow: {} scenarios, {} crash points",
+        report.scenarios, report.crash_points
+    );
+}
+
+#[tokio::test]
+async fn a_parent_waiting_for_its_children_pauses_at_shutdown_and_resumes() {
+    let mut w = fan_world().await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    w.gate = Some(gate.clone());
+    let e = w.open(Failpoints::new(), EngineOptions::default()).await;
+    let parent = e
+        .start::<Fan>(FanParams {
+            names: vec!["c1".into()],
+        })
+        .unwrap();
+    // Wait until the child holds at its gate.
+    loop {
+        let mut c = e.store().read().await.unwrap();
+        let active = scoria_store::flows::flow_list_active(&mut c).await.unwrap();
+        if active
+            .iter()
+            .any(|f| f.kind == "toy" && f.step_name.as_deref() == Some("make"))
+        {
+            break;
+        }
+        drop(c);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Stop (the engine stops starting steps at once), then open the gate.
+    let stop = e.shutdown(std::time::Duration::from_secs(5));
+    let open = async {
+        gate.add_permits(1);
+    };
+    tokio::join!(stop, open);
+    // The parent did not fail: it paused, as its child did.
+    assert!(matches!(parent.wait().await, Outcome::Interrupted));
+    w.gate = None;
+    let e2 = w.open(Failpoints::new(), EngineOptions::default()).await;
+    for h in e2.resume_all().await.unwrap() {
+        assert!(matches!(h.wait().await, Outcome::Done));
+    }
+    e2.wait_idle().await;
+    assert!(w.files.lock().unwrap().contains("file-c1"));
 }

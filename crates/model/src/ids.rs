@@ -75,6 +75,14 @@ uuid_id!(
     /// An offer to transfer a volume to another project.
     TransferId
 );
+uuid_id!(
+    /// A generic volume group (Cinder's `group`).
+    GroupId
+);
+uuid_id!(
+    /// A group type.
+    GroupTypeId
+);
 
 macro_rules! hex_id {
     ($(#[$doc:meta])* $name:ident) => {

@@ -5,6 +5,9 @@
 //!   outcome of each step, so a restart resumes it or finishes undoing it;
 //! - **volumes**, their **metadata**, **volume types** (extra specs, project
 //!   access, encryption specs), **QoS specs**: the resources users see;
+//! - **group types** (with their group specs) and generic **volume groups**:
+//!   the volume types a group accepts, the backend it sits on; volumes point at
+//!   their group;
 //! - **transfers**: pending offers of a volume to another project (a salted
 //!   hash of each auth key, never the key);
 //! - **quota_classes**, **quota_limits**: limits (class defaults and per-project
@@ -39,6 +42,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 pub mod flows;
+pub mod groups;
 pub mod identity;
 pub mod messages;
 pub mod qos_specs;

@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "transfers",
         include_str!("../migrations/0005_transfers.sql"),
     ),
+    (7, "groups", include_str!("../migrations/0007_groups.sql")),
 ];
 
 /// Apply every migration not yet applied.

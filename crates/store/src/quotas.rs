@@ -3,7 +3,8 @@
 //! Usage of a project is computed, in the transaction that wants to change it,
 //! from two sources:
 //! - `in_use`: the resources that exist (volumes whose quota is committed: their
-//!   `reservation_id` is NULL; later snapshots, backups, groups);
+//!   `reservation_id` is NULL; groups, each from the transaction that makes it;
+//!   later snapshots and backups);
 //! - `reserved`: the `reservations` rows of flows that have not finished.
 //!
 //! A create flow *reserves* (inserts a reservation after checking the limits),
@@ -151,6 +152,8 @@ pub async fn quota_usage(conn: &mut Conn, project: &str) -> Result<BTreeMap<Quot
         "SELECT 'in_use' AS kind, '' AS resource, COUNT(*) AS n, COALESCE(SUM(size), 0) AS gb
          FROM volumes WHERE project_id = $1 AND reservation_id IS NULL
          UNION ALL
+         SELECT 'groups', '', COUNT(*), 0 FROM volume_groups WHERE project_id = $1
+         UNION ALL
          SELECT 'reserved', resource, SUM(delta), 0 FROM reservations
          WHERE project_id = $1 GROUP BY resource",
     )
@@ -166,6 +169,13 @@ pub async fn quota_usage(conn: &mut Conn, project: &str) -> Result<BTreeMap<Quot
             }
             if let Some(u) = usage.get_mut(&QuotaResource::Gigabytes) {
                 u.in_use = gb;
+            }
+        } else if kind == "groups" {
+            // Every group counts from the transaction that inserts it (a
+            // group is made in one transaction, or by a flow's first step
+            // after its quota check) until the one that deletes it.
+            if let Some(u) = usage.get_mut(&QuotaResource::Groups) {
+                u.in_use = r.try_get("n")?;
             }
         } else {
             let res: QuotaResource =

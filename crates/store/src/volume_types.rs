@@ -166,12 +166,13 @@ pub async fn volume_type_update(
 }
 
 /// Delete a type with its extra specs, access list and encryption spec, if
-/// no volume uses it. Returns `Ok(None)` when it does not exist and
-/// `Ok(Some(false))` when volumes still use it.
+/// no volume uses it and no group lists it. Returns `Ok(None)` when it does
+/// not exist and `Ok(Some(false))` when volumes or groups still use it.
 pub async fn volume_type_delete(conn: &mut Conn, id: VolumeTypeId) -> Result<Option<bool>> {
     let r = sqlx::query(
         "DELETE FROM volume_types WHERE id = $1
-         AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.volume_type_id = $1)",
+         AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.volume_type_id = $1)
+         AND NOT EXISTS (SELECT 1 FROM volume_group_volume_types g WHERE g.volume_type_id = $1)",
     )
     .bind(id.to_string())
     .execute(&mut *conn)

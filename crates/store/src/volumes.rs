@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use scoria_model::volume::{AttachStatus, VolumeStatus};
-use scoria_model::{ReservationId, VolumeId, VolumeTypeId};
+use scoria_model::{GroupId, ReservationId, VolumeId, VolumeTypeId};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -39,6 +39,8 @@ pub struct Volume {
     pub updated_at: Option<String>,
     pub launched_at: Option<String>,
     pub metadata: BTreeMap<String, String>,
+    /// The group the volume belongs to (see `groups.rs`).
+    pub group_id: Option<GroupId>,
 }
 
 /// What a create flow writes when it makes the entry.
@@ -92,6 +94,10 @@ fn from_row(r: &SqliteRow) -> Result<Volume> {
         updated_at: r.try_get("updated_at")?,
         launched_at: r.try_get("launched_at")?,
         metadata: BTreeMap::new(),
+        group_id: r
+            .try_get::<Option<&str>, _>("group_id")?
+            .map(|s| parse("group id", s))
+            .transpose()?,
     })
 }
 
@@ -583,6 +589,8 @@ pub struct VolumeQuery {
     pub bootable: Option<bool>,
     /// Every pair must be present in the volume's metadata.
     pub metadata: Vec<(String, String)>,
+    /// Only the volumes of this group.
+    pub group_id: Option<GroupId>,
     /// Sort keys in priority order; empty means `created_at desc`. `id` is
     /// always appended as the tie-breaker.
     pub sort: Vec<(SortKey, SortDir)>,
@@ -703,6 +711,9 @@ fn push_filters(sql: &mut String, bind: &mut impl FnMut(&mut String, SortValue),
     }
     if let Some(az) = &q.availability_zone {
         eq(sql, "availability_zone", SortValue::Text(az.clone()));
+    }
+    if let Some(g) = &q.group_id {
+        eq(sql, "group_id", SortValue::Text(g.to_string()));
     }
     if let Some(b) = q.bootable {
         eq(

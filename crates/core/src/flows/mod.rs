@@ -10,6 +10,7 @@ use scoria_storage::StorageError;
 use crate::Env;
 use crate::error::Error;
 
+pub mod group_delete;
 pub mod volume_create;
 pub mod volume_delete;
 pub mod volume_extend;
@@ -19,6 +20,7 @@ pub fn register(engine: &Engine<Env>) {
     engine.register::<volume_create::VolumeCreate>();
     engine.register::<volume_delete::VolumeDelete>();
     engine.register::<volume_extend::VolumeExtend>();
+    engine.register::<group_delete::GroupDelete>();
 }
 
 /// A storage failure as a step error: the user reads `what failed`, the log

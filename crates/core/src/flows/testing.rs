@@ -7,10 +7,10 @@ use scoria_failpoints::Failpoints;
 use scoria_flows::testkit::{self, BoxFut, Expect, Report, TestWorld};
 use scoria_flows::{Engine, EngineOptions, Flow, FlowHandle, Outcome};
 use scoria_model::volume::VolumeStatus;
-use scoria_model::{VolumeId, VolumeTypeId};
+use scoria_model::{GroupId, VolumeId, VolumeTypeId};
 use scoria_store::{messages, volumes};
 
-use super::{volume_create, volume_delete, volume_extend};
+use super::{group_delete, volume_create, volume_delete, volume_extend};
 use crate::{App, Config, DriverConfig, Env, invariants, transfers};
 
 /// What exists before the flow under test starts.
@@ -21,6 +21,10 @@ pub enum Prepare {
     AvailableVolume,
     /// One 1 GiB volume offered for transfer (`awaiting-transfer`).
     OfferedVolume,
+    /// An available group with two available 1 GiB volumes in it.
+    GroupWithVolumes,
+    /// An available group without volumes.
+    EmptyGroup,
 }
 
 pub struct World {
@@ -31,6 +35,9 @@ pub struct World {
     scenario: &'static str,
     dir: tempfile::TempDir,
     volume: VolumeId,
+    /// The group of the group scenarios, and its volumes.
+    group: GroupId,
+    members: Vec<VolumeId>,
 }
 
 pub const PROJECT: &str = "0123456789abcdef0123456789abcdef";
@@ -61,6 +68,7 @@ pub fn create_params(volume: VolumeId, size: i64) -> volume_create::Params {
             .expect("type id"),
         metadata: [("k".to_string(), "v".to_string())].into(),
         request_id: Some("req-test".into()),
+        group_id: None,
     }
 }
 
@@ -71,7 +79,19 @@ impl World {
             scenario,
             dir: tempfile::tempdir().expect("tempdir"),
             volume: VolumeId::new(),
+            group: GroupId::new(),
+            members: Vec::new(),
         };
+        let mut w = w;
+        if matches!(prepare, Prepare::GroupWithVolumes | Prepare::EmptyGroup) {
+            let n = if prepare == Prepare::GroupWithVolumes {
+                2
+            } else {
+                0
+            };
+            w.members = (0..n).map(|_| VolumeId::new()).collect();
+            w.prepare_group().await;
+        }
         if matches!(prepare, Prepare::AvailableVolume | Prepare::OfferedVolume) {
             let e = w.open(Failpoints::new(), EngineOptions::default()).await;
             let h = e
@@ -119,10 +139,19 @@ impl TestWorld<Env> for World {
                         project_id: None,
                         force: true,
                         request_id: Some("req-test".into()),
+                        group_id: None,
                     })
                 }
                 "volume_create" => {
                     engine.start::<volume_create::VolumeCreate>(create_params(self.volume, 1))
+                }
+                "group_delete" | "group_delete_empty" => {
+                    engine.start::<group_delete::GroupDelete>(group_delete::Params {
+                        group_id: self.group,
+                        project_id: PROJECT.into(),
+                        delete_volumes: true,
+                        request_id: Some("req-test".into()),
+                    })
                 }
                 "volume_delete" => {
                     engine.start::<volume_delete::VolumeDelete>(volume_delete::Params {
@@ -130,6 +159,7 @@ impl TestWorld<Env> for World {
                         project_id: Some(PROJECT.into()),
                         force: false,
                         request_id: Some("req-test".into()),
+                        group_id: None,
                     })
                 }
                 "volume_extend" => {
@@ -157,6 +187,9 @@ impl TestWorld<Env> for World {
                 .map_err(|e| e.chain())?;
             if !bad.is_empty() {
                 return Err(bad.join("; "));
+            }
+            if self.scenario.starts_with("group_") {
+                return self.check_group(engine, expect).await;
             }
             let mut c = engine.store().read().await.map_err(|e| e.to_string())?;
             let v = volumes::volume_get(&mut c, self.volume)
@@ -238,7 +271,120 @@ pub async fn generic_as(kind: &'static str, scenario: &'static str, prepare: Pre
         "volume_create" => names::<volume_create::VolumeCreate>(),
         "volume_delete" => names::<volume_delete::VolumeDelete>(),
         "volume_extend" => names::<volume_extend::VolumeExtend>(),
+        "group_delete" => names::<group_delete::GroupDelete>(),
         other => panic!("unknown flow {other}"),
     };
     testkit::run_all(kind, &steps, || World::new(kind, scenario, prepare)).await
+}
+
+impl World {
+    /// A group type, an available group on the file backend accepting the
+    /// default type, and `self.members` made in it by the create flow.
+    async fn prepare_group(&self) {
+        use scoria_model::group::GroupStatus;
+        use scoria_store::groups;
+        let e = self.open(Failpoints::new(), EngineOptions::default()).await;
+        let mut tx = e.store().begin().await.expect("begin");
+        let ty = scoria_model::GroupTypeId::new();
+        groups::group_type_create(&mut tx, ty, "gt", None, true, &Default::default())
+            .await
+            .expect("group type");
+        groups::group_create(
+            &mut tx,
+            &groups::NewGroup {
+                id: self.group,
+                project_id: PROJECT.into(),
+                user_id: "fedcba9876543210fedcba9876543210".into(),
+                name: Some("g".into()),
+                description: None,
+                status: GroupStatus::Available,
+                availability_zone: "nova".into(),
+                group_type_id: ty,
+                backend: Some("file".into()),
+                source_group_id: None,
+                last_flow_id: None,
+                volume_type_ids: vec![
+                    scoria_store::volume_types::DEFAULT_TYPE_ID
+                        .parse()
+                        .expect("type id"),
+                ],
+            },
+        )
+        .await
+        .expect("group");
+        tx.commit().await.expect("commit");
+        for id in &self.members {
+            let h = e
+                .start::<volume_create::VolumeCreate>(volume_create::Params {
+                    group_id: Some(self.group),
+                    ..create_params(*id, 1)
+                })
+                .expect("start");
+            assert!(
+                matches!(h.wait().await, Outcome::Done),
+                "preparing a group volume failed"
+            );
+        }
+        e.wait_idle().await;
+    }
+
+    /// After a group delete: done, the group and its volumes are gone;
+    /// failed, the group is back (`available`, every volume as it was) or
+    /// `error` (something was touched); a crash ends in one of those. A
+    /// volume left in `error_deleting` was told to its project once.
+    async fn check_group(&self, engine: &Engine<Env>, expect: Expect) -> Result<(), String> {
+        use scoria_model::group::GroupStatus;
+        let mut c = engine.store().read().await.map_err(|e| e.to_string())?;
+        let g = scoria_store::groups::group_get(&mut c, self.group)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|g| g.status);
+        let mut left = Vec::new();
+        for id in &self.members {
+            let v = volumes::volume_get(&mut c, *id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let told = messages::message_list(
+                &mut c,
+                &messages::MessageQuery {
+                    filters: vec![(messages::MessageField::ResourceUuid, id.to_string())],
+                    now: scoria_store::now(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .len();
+            let status = v.map(|v| v.status);
+            let want = match status {
+                Some(s) if s.is_error() => told == 1,
+                Some(_) => told == 0,
+                None => told <= 1,
+            };
+            if !want {
+                return Err(format!(
+                    "volume {id} is {status:?} and {told} messages tell of it"
+                ));
+            }
+            if let Some(s) = status {
+                left.push(s);
+            }
+        }
+        let untouched =
+            left.len() == self.members.len() && left.iter().all(|s| *s == VolumeStatus::Available);
+        let ok = match (g, expect) {
+            (None, Expect::Done | Expect::Either) => left.is_empty(),
+            (Some(GroupStatus::Available), Expect::Failed | Expect::Either) => untouched,
+            (Some(GroupStatus::Error), Expect::Failed | Expect::Either) => true,
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} expected {expect:?}: group is {g:?}, volumes {left:?}",
+                self.scenario
+            ))
+        }
+    }
 }

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
 use scoria_model::quota::QuotaResource;
 use scoria_model::volume::{GIB, VolumeStatus};
-use scoria_model::{VolumeId, VolumeTypeId};
+use scoria_model::{GroupId, VolumeId, VolumeTypeId};
 use scoria_storage::{Format, ImageSpec};
 use scoria_store::{Conn, quotas, volume_types, volumes};
 use serde::{Deserialize, Serialize};
@@ -52,6 +52,11 @@ pub struct Params {
     /// The request that asked for the volume (named by a failure message).
     #[serde(default)]
     pub request_id: Option<String>,
+    /// The group the volume is made in: `create_entry` records the membership
+    /// (the group must still accept it) and `schedule` places the volume on
+    /// the group's backend.
+    #[serde(default)]
+    pub group_id: Option<GroupId>,
 }
 
 /// Where the schedule step put the volume.
@@ -149,6 +154,9 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
         },
     )
     .await?;
+    if let Some(g) = p.group_id {
+        crate::groups::join_on_create(c, g, p.volume_id, &p.project_id, p.volume_type_id).await?;
+    }
     Ok(Value::Null)
 }
 
@@ -213,7 +221,11 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
         availability_zone: p.availability_zone.clone(),
         extra_specs: volume_types::volume_type_extra_specs_get(c, p.volume_type_id).await?,
     };
-    let candidates = scheduler::gather(&cx.env, c).await?;
+    let mut candidates = scheduler::gather(&cx.env, c).await?;
+    // A group's volumes all live on the group's backend.
+    if let Some(group_backend) = crate::groups::backend_of(c, p.group_id).await? {
+        candidates.retain(|cand| cand.name == group_backend);
+    }
     let backend = scheduler::place(&request, &candidates, 1.0)
         .map_err(|e| StepError::new(Error::Unavailable(e.to_string())))?;
     let b = cx.env.backend(&backend)?;

@@ -21,9 +21,9 @@
 //! message).
 
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
-use scoria_model::VolumeId;
 use scoria_model::flow::FlowState;
 use scoria_model::volume::{AttachStatus, VolumeStatus};
+use scoria_model::{GroupId, VolumeId};
 use scoria_store::{Conn, flows as flow_store, quotas, transfers, volumes};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -42,6 +42,10 @@ pub struct Params {
     /// The request that asked for the delete (named by a failure message).
     #[serde(default)]
     pub request_id: Option<String>,
+    /// Set when the delete is part of deleting this group (the
+    /// `group_delete` flow): only then may a member of a group be deleted.
+    #[serde(default)]
+    pub group_id: Option<GroupId>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -99,6 +103,18 @@ async fn begin_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, Step
         ))
         .into());
     }
+    if v.group_id != p.group_id {
+        // A volume leaves its group only by being removed from it or with
+        // the whole group (Cinder's rule, forced or not).
+        return Err(Error::InvalidState(match v.group_id {
+            Some(g) => format!(
+                "{NOT_DELETABLE} (volume {} belongs to group {g}: delete the group with its volumes, or remove the volume from the group first).",
+                v.id
+            ),
+            None => format!("Invalid volume: volume {} is no longer in the group being deleted.", v.id),
+        })
+        .into());
+    }
     services::assert_not_frozen(c, v.backend.as_deref()).await?;
     let others: Vec<_> = flow_store::flow_list_unsettled_for(c, &v.id.to_string())
         .await?
@@ -113,7 +129,11 @@ async fn begin_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, Step
         .into());
     }
     if !p.force {
-        if !VolumeStatus::DELETABLE.contains(&v.status) {
+        let deletable = match p.group_id {
+            Some(_) => crate::flows::group_delete::deletable_member(v.status),
+            None => VolumeStatus::DELETABLE.contains(&v.status),
+        };
+        if !deletable {
             return Err(Error::InvalidState(format!(
                 "{NOT_DELETABLE} (volume {} is {}).",
                 v.id, v.status

@@ -1,0 +1,726 @@
+//! `/group_types…` (microversion 3.11 on) and `/groups…` (3.13 on): generic
+//! volume groups, their types and group specs. Handlers and views.
+//!
+//! Below a route's microversion the route does not exist (404, as Cinder's
+//! `VersionNotFoundForAPIMethod`). Views follow Cinder's exactly, because
+//! strict clients (tempest) refuse unknown keys: a group type shows its
+//! `group_specs` to admins only; a group's detail gains `group_snapshot_id`
+//! and `source_group_id` at 3.14, `volumes` at 3.25 when `list_volume` is
+//! asked for, `replication_status` at 3.38 and (admins) `project_id` at 3.58.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State as AxState};
+use axum::http::StatusCode;
+use scoria_core::Context;
+use scoria_core::groups::{
+    self, CreateRequest, Group, GroupType, GroupTypeChange, ListRequest, NewGroupType,
+    PublicFilter, SortDir, SortKey, UpdateRequest,
+};
+use scoria_model::GroupId;
+use scoria_model::group::GroupStatus;
+use serde_json::{Map, Value, json};
+
+use crate::State;
+use crate::auth::Auth;
+use crate::body::{self, JsonBody};
+use crate::fault::{ApiError, ApiResult};
+use crate::microversion::{AtLeast, Version};
+use crate::query::Params;
+use crate::volume::MAX_LIMIT;
+
+type P = Path<BTreeMap<String, String>>;
+
+fn seg<'a>(p: &'a BTreeMap<String, String>, name: &str) -> &'a str {
+    p.get(name).map(String::as_str).unwrap_or("")
+}
+
+/// Group types: 3.11 on.
+type TypesApi = AtLeast<11>;
+/// Groups: 3.13 on.
+type GroupsApi = AtLeast<13>;
+/// `create-from-src`: 3.14 on.
+const FROM_SOURCE: u32 = 14;
+/// `reset_status`: 3.20 on.
+const RESET_STATUS: u32 = 20;
+
+fn not_supported(v: Version) -> ApiError {
+    ApiError::not_found(format!("API version {v} is not supported on this method."))
+}
+
+/// A `{"key": "string"}` object; `null` and other non-strings are refused.
+fn string_map(v: &Value, what: &str) -> ApiResult<BTreeMap<String, String>> {
+    let Value::Object(m) = v else {
+        return Err(ApiError::bad_request(format!(
+            "Invalid input for field/attribute {what}. Value: {v}. {v} is not of type 'object'"
+        )));
+    };
+    m.iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k.clone(), s.clone())),
+            other => Err(ApiError::bad_request(format!(
+                "Invalid input for field/attribute {what}. Value of {k}: {other} is not of type 'string'."
+            ))),
+        })
+        .collect()
+}
+
+/// Cinder's sort parameters (`sort=k1:dir,k2` or `sort_key`/`sort_dir`).
+fn sort_spec(
+    q: &Params,
+    parse_key: fn(&str) -> Option<SortKey>,
+) -> ApiResult<Vec<(SortKey, SortDir)>> {
+    let parse_dir = |d: &str| match d.trim().to_ascii_lowercase().as_str() {
+        "asc" => Ok(SortDir::Asc),
+        "desc" => Ok(SortDir::Desc),
+        other => Err(ApiError::bad_request(format!(
+            "Invalid sort direction '{other}': expected asc or desc."
+        ))),
+    };
+    let key = |k: &str| {
+        parse_key(k.trim()).ok_or_else(|| {
+            ApiError::bad_request(format!("Invalid input received: Invalid sort key {k}."))
+        })
+    };
+    let mut out = Vec::new();
+    if let Some(sort) = q.get("sort") {
+        if q.get("sort_key").is_some() || q.get("sort_dir").is_some() {
+            return Err(ApiError::bad_request(
+                "The 'sort_key' and 'sort_dir' parameters are deprecated and cannot be used with the 'sort' parameter.",
+            ));
+        }
+        for item in sort.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, d) = item.split_once(':').unwrap_or((item, "desc"));
+            out.push((key(k)?, parse_dir(d)?));
+        }
+    } else if let Some(keys) = q.get("sort_key") {
+        let dirs: Vec<&str> = q
+            .get("sort_dir")
+            .map(|d| d.split(',').collect())
+            .unwrap_or_default();
+        for (i, k) in keys.split(',').enumerate() {
+            out.push((key(k)?, parse_dir(dirs.get(i).copied().unwrap_or("desc"))?));
+        }
+    } else if let Some(d) = q.get("sort_dir") {
+        out.push((SortKey::CreatedAt, parse_dir(d)?));
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Group types
+
+fn type_view(t: &GroupType, ctx: &Context) -> Value {
+    let mut v = json!({
+        "id": t.id.to_string(),
+        "name": t.name,
+        "description": t.description,
+        "is_public": t.is_public,
+    });
+    if groups::reads_specs(ctx) {
+        v["group_specs"] = json!(t.group_specs);
+    }
+    v
+}
+
+/// `GET /group_types[?is_public=true|false|None][&sort=…]`.
+pub async fn type_list(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    _v: TypesApi,
+    q: Params,
+) -> ApiResult<Json<Value>> {
+    // Read the raw value: `None` is meaningful here (every type).
+    let raw =
+        q.0.iter()
+            .rev()
+            .find(|(k, _)| k == "is_public")
+            .map(|(_, v)| v.as_str());
+    let filter = match raw {
+        None => PublicFilter::Default,
+        Some(v) if v.eq_ignore_ascii_case("none") => PublicFilter::All,
+        Some(v) => match body::parse_bool(v) {
+            Some(b) => PublicFilter::Only(b),
+            // Only admins may filter, so only their filter is checked.
+            None if ctx.is_admin() => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid is_public filter [{v}]"
+                )));
+            }
+            None => PublicFilter::Default,
+        },
+    };
+    let sort = sort_spec(&q, SortKey::parse_for_types)?;
+    let list = groups::type_list(&state.app, &ctx, filter, &sort).await?;
+    Ok(Json(json!({"group_types": list
+        .iter()
+        .map(|t| type_view(t, &ctx))
+        .collect::<Vec<_>>()})))
+}
+
+/// `GET /group_types/{id}` (and `GET /group_types/default`).
+pub async fn type_show(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    _v: TypesApi,
+    p: P,
+) -> ApiResult<Json<Value>> {
+    let t = groups::type_get(&state.app, &ctx, seg(&p, "id")).await?;
+    Ok(Json(json!({"group_type": type_view(&t, &ctx)})))
+}
+
+/// `POST /group_types` (202).
+pub async fn type_create(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    _v: TypesApi,
+    JsonBody(b): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    body::only(&b, "request body", &["group_type"])?;
+    let gt = body::object(&b, "group_type")?;
+    body::only(
+        gt,
+        "group_type",
+        &["name", "description", "is_public", "group_specs"],
+    )?;
+    let name = body::opt_str(gt, "name")?.ok_or_else(|| {
+        ApiError::bad_request(
+            "Invalid input for field/attribute group_type: 'name' is a required property",
+        )
+    })?;
+    let group_specs = match gt.get("group_specs") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(v) => string_map(v, "group_specs")?,
+    };
+    let req = NewGroupType {
+        name,
+        description: body::opt_str(gt, "description")?,
+        is_public: body::boolean(gt, "is_public")?.unwrap_or(true),
+        group_specs,
+    };
+    let t = groups::type_create(&state.app, &ctx, req).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"group_type": type_view(&t, &ctx)})),
+    ))
+}
+
+/// `PUT /group_types/{id}`: name, description, is_public.
+pub async fn type_update(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    _v: TypesApi,
+    p: P,
+    JsonBody(b): JsonBody,
+) -> ApiResult<Json<Value>> {
+    body::only(&b, "request body", &["group_type"])?;
+    let gt = body::object(&b, "group_type")?;
+    body::only(gt, "group_type", &["name", "description", "is_public"])?;
+    let change = GroupTypeChange {
+        name: body::opt_str(gt, "name")?,
+        description: body::opt_str(gt, "description")?,
+        is_public: body::boolean(gt, "is_public")?,
+    };
+    let t = groups::type_update(&state.app, &ctx, seg(&p, "id"), change).await?;
+    Ok(Json(json!({"group_type": type_view(&t, &ctx)})))
+}
+
+/// `DELETE /group_types/{id}` (202).
+pub async fn type_delete(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    _v: TypesApi,
+    p: P,
+) -> ApiResult<StatusCode> {
+    groups::type_delete(&state.app, &ctx, seg(&p, "id")).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// `GET /group_types/{id}/group_specs`.
+pub async fn specs_list(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    _v: TypesApi,
+    p: P,
+) -> ApiResult<Json<Value>> {
+    let specs = groups::specs_get(&state.app, &ctx, seg(&p, "id")).await?;
+    Ok(Json(json!({"group_specs": specs})))
+}
+
+/// `POST /group_types/{id}/group_specs`: add or overwrite (202, echoes them).
+pub async fn specs_create(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    _v: TypesApi,
+    p: P,
+    JsonBody(b): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    body::only(&b, "request body", &["group_specs"])?;
+    let v = b.get("group_specs").ok_or_else(|| {
+        ApiError::bad_request("Invalid input: 'group_specs' is a required property")
+    })?;
+    let specs = string_map(v, "group_specs")?;
+    let specs = groups::specs_set(&state.app, &ctx, seg(&p, "id"), specs).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"group_specs": specs}))))
+}
+
+/// `GET /group_types/{id}/group_specs/{key}`: `{"key": "value"}`.
+pub async fn spec_show(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    _v: TypesApi,
+    p: P,
+) -> ApiResult<Json<Value>> {
+    let key = seg(&p, "key");
+    let value = groups::spec_get(&state.app, &ctx, seg(&p, "id"), key).await?;
+    Ok(Json(json!({ key: value })))
+}
+
+/// `PUT /group_types/{id}/group_specs/{key}`: the body is `{"key": "value"}`,
+/// that one key exactly.
+pub async fn spec_update(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    _v: TypesApi,
+    p: P,
+    JsonBody(b): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let key = seg(&p, "key");
+    let specs = string_map(&Value::Object(b.clone()), "group_specs")?;
+    if specs.is_empty() {
+        return Err(ApiError::bad_request("Request body empty"));
+    }
+    if !specs.contains_key(key) {
+        return Err(ApiError::bad_request("Request body and URI mismatch"));
+    }
+    if specs.len() > 1 {
+        return Err(ApiError::bad_request(
+            "Request body contains too many items",
+        ));
+    }
+    let specs = groups::specs_set(&state.app, &ctx, seg(&p, "id"), specs).await?;
+    Ok(Json(json!(specs)))
+}
+
+/// `DELETE /group_types/{id}/group_specs/{key}` (202).
+pub async fn spec_delete(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    _v: TypesApi,
+    p: P,
+) -> ApiResult<StatusCode> {
+    groups::spec_delete(&state.app, &ctx, seg(&p, "id"), seg(&p, "key")).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+// ---------------------------------------------------------------------------
+// Groups
+
+fn summary(g: &Group) -> Value {
+    json!({"id": g.id.to_string(), "name": g.name})
+}
+
+fn detail(g: &Group, ctx: &Context, v: Version, volumes: Option<&[String]>) -> Value {
+    let mut o = json!({
+        "id": g.id.to_string(),
+        "status": g.status.as_str(),
+        "availability_zone": g.availability_zone,
+        "created_at": g.created_at,
+        "name": g.name,
+        "description": g.description,
+        "group_type": g.group_type_id.to_string(),
+        "volume_types": g.volume_type_ids.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+    });
+    if v.at_least(14) {
+        o["group_snapshot_id"] = json!(g.group_snapshot_id);
+        o["source_group_id"] = json!(g.source_group_id.map(|s| s.to_string()));
+    }
+    if let (true, Some(vols)) = (v.at_least(25), volumes) {
+        o["volumes"] = json!(vols);
+    }
+    if v.at_least(38) {
+        // Scoria does not replicate groups.
+        o["replication_status"] = json!("disabled");
+    }
+    if v.at_least(58) && groups::reads_project(ctx) {
+        o["project_id"] = json!(g.project_id);
+    }
+    o
+}
+
+fn path_group(p: &BTreeMap<String, String>) -> ApiResult<GroupId> {
+    Ok(groups::parse_id(seg(p, "id"))?)
+}
+
+/// The member ids of `g` when the request asks for them (`list_volume`, 3.25).
+async fn members(
+    state: &State,
+    ctx: &Context,
+    v: Version,
+    q: &Params,
+    g: &Group,
+) -> ApiResult<Option<Vec<String>>> {
+    if !v.at_least(25) || !q.flag("list_volume")? {
+        return Ok(None);
+    }
+    let ids = groups::volume_ids(&state.app, ctx, g.id).await?;
+    Ok(Some(ids.iter().map(|i| i.to_string()).collect()))
+}
+
+/// `POST /groups` (202, the group's id and name).
+pub async fn create(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    _v: GroupsApi,
+    JsonBody(b): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    body::only(&b, "request body", &["group"])?;
+    let g = body::object(&b, "group")?;
+    body::only(
+        g,
+        "group",
+        &[
+            "name",
+            "description",
+            "group_type",
+            "volume_types",
+            "availability_zone",
+        ],
+    )?;
+    let group_type = body::opt_str(g, "group_type")?.ok_or_else(|| {
+        ApiError::bad_request(
+            "Invalid input for field/attribute group: 'group_type' is a required property",
+        )
+    })?;
+    let volume_types = match g.get("volume_types") {
+        Some(Value::Array(items)) if !items.is_empty() => {
+            let mut out: Vec<String> = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Value::String(s) if !s.is_empty() && s.chars().count() <= 255 => {
+                        if out.contains(s) {
+                            return Err(ApiError::bad_request(format!(
+                                "Invalid input for field/attribute volume_types: {s} is given more than once (the items must be unique)."
+                            )));
+                        }
+                        out.push(s.clone());
+                    }
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "Invalid input for field/attribute volume_types. Value: {other}. Each item must be a volume type id or name of 1 to 255 characters."
+                        )));
+                    }
+                }
+            }
+            out
+        }
+        Some(Value::Array(_)) => {
+            return Err(ApiError::bad_request(
+                "Invalid input for field/attribute volume_types. Value: []. [] is too short",
+            ));
+        }
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad_request(
+                "Invalid input for field/attribute group: 'volume_types' is a required property",
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid input for field/attribute volume_types. Value: {other}. {other} is not of type 'array'"
+            )));
+        }
+    };
+    let req = CreateRequest {
+        name: body::opt_str(g, "name")?,
+        description: body::opt_str(g, "description")?,
+        group_type,
+        volume_types,
+        availability_zone: body::opt_str(g, "availability_zone")?,
+    };
+    let g = groups::create(&state.app, &ctx, req).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"group": summary(&g)}))))
+}
+
+/// `GET /groups/{id}`.
+pub async fn show(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    AtLeast(v): GroupsApi,
+    p: P,
+    q: Params,
+) -> ApiResult<Json<Value>> {
+    let g = groups::get(&state.app, &ctx, path_group(&p)?).await?;
+    let vols = members(&state, &ctx, v, &q, &g).await?;
+    Ok(Json(json!({"group": detail(&g, &ctx, v, vols.as_deref())})))
+}
+
+/// Query keys of a group list that are not filters.
+const LIST_PARAMS: &[&str] = &[
+    "limit",
+    "marker",
+    "offset",
+    "sort",
+    "sort_key",
+    "sort_dir",
+    "all_tenants",
+    "all_projects",
+    "project_id",
+    "list_volume",
+];
+/// Filters a group list takes.
+const LIST_FILTERS: &[&str] = &["name", "status"];
+
+async fn list_any(
+    state: State,
+    ctx: Context,
+    v: Version,
+    path: BTreeMap<String, String>,
+    q: Params,
+    full: bool,
+) -> ApiResult<Json<Value>> {
+    // From 3.33 on, Cinder refuses filters it does not know.
+    if v.at_least(33)
+        && let Some((k, _)) = q.0.iter().find(|(k, _)| {
+            !LIST_PARAMS.contains(&k.as_str()) && !LIST_FILTERS.contains(&k.as_str())
+        })
+    {
+        return Err(ApiError::bad_request(format!(
+            "Invalid input received: Invalid filters {k} are provided."
+        )));
+    }
+    let limit = q.uint("limit")?.map(|l| l.min(MAX_LIMIT));
+    let marker = match q.get("marker") {
+        None | Some("") => None,
+        Some(m) => Some(m.parse::<GroupId>().map_err(|_| {
+            ApiError::bad_request(format!("Invalid input received: marker [{m}] not found"))
+        })?),
+    };
+    let req = ListRequest {
+        all_projects: q.flag("all_tenants")? || q.flag("all_projects")?,
+        project_id: q
+            .get("project_id")
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned),
+        name: q.get("name").map(str::to_owned),
+        status: q.get("status").map(str::to_owned),
+        sort: sort_spec(&q, SortKey::parse_for_groups)?,
+        marker,
+        offset: q.uint("offset")?,
+        limit: Some(limit.unwrap_or(MAX_LIMIT)),
+    };
+    let list = groups::list(&state.app, &ctx, req).await?;
+    let mut items = Vec::with_capacity(list.len());
+    for g in &list {
+        items.push(if full {
+            let vols = members(&state, &ctx, v, &q, g).await?;
+            detail(g, &ctx, v, vols.as_deref())
+        } else {
+            summary(g)
+        });
+    }
+    let mut out = Map::new();
+    out.insert("groups".into(), Value::Array(items));
+    if let (Some(limit), Some(last)) = (limit, list.last())
+        && list.len() as i64 == limit
+    {
+        let links = crate::volume::base(&state, &ctx, &path);
+        let mut pairs: Vec<(String, String)> =
+            q.0.iter()
+                .filter(|(k, _)| k != "marker" && k != "limit")
+                .cloned()
+                .collect();
+        pairs.push(("limit".into(), limit.to_string()));
+        pairs.push(("marker".into(), last.id.to_string()));
+        let qs = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        let href = format!(
+            "{}/groups{}?{qs}",
+            links.0,
+            if full { "/detail" } else { "" }
+        );
+        out.insert("group_links".into(), json!([{"rel": "next", "href": href}]));
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+/// `GET /groups`: ids and names.
+pub async fn list(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    AtLeast(v): GroupsApi,
+    p: P,
+    q: Params,
+) -> ApiResult<Json<Value>> {
+    list_any(state, ctx, v, p.0, q, false).await
+}
+
+/// `GET /groups/detail`.
+pub async fn list_detail(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    AtLeast(v): GroupsApi,
+    p: P,
+    q: Params,
+) -> ApiResult<Json<Value>> {
+    list_any(state, ctx, v, p.0, q, true).await
+}
+
+/// A comma-separated list of volume ids (`"id1,id2,"`), at most 255
+/// characters as in Cinder's schema.
+fn id_list(m: &Map<String, Value>, key: &str) -> ApiResult<Vec<String>> {
+    let Some(s) = body::opt_str(m, key)? else {
+        return Ok(Vec::new());
+    };
+    if s.chars().count() > 255 {
+        return Err(ApiError::bad_request(format!(
+            "Invalid input for field/attribute {key}: it is longer than 255 characters."
+        )));
+    }
+    Ok(s.split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// `PUT /groups/{id}` (202, no body): name, description, `add_volumes`,
+/// `remove_volumes`.
+pub async fn update(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    _v: GroupsApi,
+    p: P,
+    JsonBody(b): JsonBody,
+) -> ApiResult<StatusCode> {
+    body::only(&b, "request body", &["group"])?;
+    let g = body::object(&b, "group")?;
+    body::only(
+        g,
+        "group",
+        &["name", "description", "add_volumes", "remove_volumes"],
+    )?;
+    let req = UpdateRequest {
+        name: body::opt_str(g, "name")?,
+        description: body::opt_str(g, "description")?,
+        add_volumes: id_list(g, "add_volumes")?,
+        remove_volumes: id_list(g, "remove_volumes")?,
+    };
+    groups::update(&state.app, &ctx, path_group(&p)?, req).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// `POST /groups/{id}/action`: `delete` `{"delete-volumes": bool}` and (3.20)
+/// `reset_status` `{"status": …}` (202, no body).
+pub async fn action(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    AtLeast(v): GroupsApi,
+    p: P,
+    JsonBody(b): JsonBody,
+) -> ApiResult<StatusCode> {
+    let (name, args) = match b.iter().next() {
+        Some((k, v)) if b.len() == 1 => (k.as_str(), v),
+        _ => {
+            return Err(ApiError::bad_request(
+                "An action body holds exactly one action.",
+            ));
+        }
+    };
+    let empty = Map::new();
+    let args = match args {
+        Value::Object(m) => m,
+        Value::Null => &empty,
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid input for {name}: must be an object."
+            )));
+        }
+    };
+    let id = path_group(&p)?;
+    match name {
+        "delete" => {
+            body::only(args, "delete", &["delete-volumes"])?;
+            let delete_volumes = body::boolean(args, "delete-volumes")?.unwrap_or(false);
+            groups::delete(&state.app, &ctx, id, delete_volumes).await?;
+        }
+        "reset_status" => {
+            if !v.at_least(RESET_STATUS) {
+                return Err(not_supported(v));
+            }
+            body::only(args, "reset_status", &["status"])?;
+            let raw = body::opt_str(args, "status")?
+                .ok_or_else(|| ApiError::bad_request("Must specify 'status'"))?;
+            let status = raw.to_ascii_lowercase().parse::<GroupStatus>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Invalid input for field/attribute status. Value: {raw}. It is not a group status."
+                ))
+            })?;
+            groups::reset_status(&state.app, &ctx, id, status).await?;
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "There is no such action: {other}"
+            )));
+        }
+    }
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// `POST /groups/action`: `create-from-src` (3.14).
+pub async fn create_from_source(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    AtLeast(v): GroupsApi,
+    JsonBody(b): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if !v.at_least(FROM_SOURCE) {
+        return Err(not_supported(v));
+    }
+    body::only(&b, "request body", &["create-from-src"])?;
+    let src = body::object(&b, "create-from-src")?;
+    body::only(
+        src,
+        "create-from-src",
+        &[
+            "name",
+            "description",
+            "source_group_id",
+            "group_snapshot_id",
+        ],
+    )?;
+    let name = body::opt_str(src, "name")?;
+    let description = body::opt_str(src, "description")?;
+    for (field, value) in [("name", &name), ("description", &description)] {
+        if value.as_ref().is_some_and(|s| s.chars().count() > 255) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid input for field/attribute {field}: it is longer than 255 characters."
+            )));
+        }
+    }
+    let uuid = |field: &str| -> ApiResult<Option<String>> {
+        match body::opt_str(src, field)? {
+            None => Ok(None),
+            Some(s) if s.parse::<uuid::Uuid>().is_ok() => Ok(Some(s)),
+            Some(s) => Err(ApiError::bad_request(format!(
+                "Invalid input for field/attribute {field}. Value: {s}. '{s}' is not a 'uuid'"
+            ))),
+        }
+    };
+    let source = uuid("source_group_id")?;
+    let snapshot = uuid("group_snapshot_id")?;
+    let source = match (source, snapshot.as_deref()) {
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "Either 'group_snapshot_id' or 'source_group_id' must be provided to create a group from a source.",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "Cannot provide both 'group_snapshot_id' and 'source_group_id' to create a group from a source.",
+            ));
+        }
+        (s, _) => s.map(|s| groups::parse_id(&s)).transpose()?,
+    };
+    let g = groups::create_from_source(&state.app, &ctx, source, snapshot.as_deref()).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"group": summary(&g)}))))
+}
