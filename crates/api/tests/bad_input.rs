@@ -1732,6 +1732,736 @@ fn type_cases() -> Vec<Case> {
     ]
 }
 
+/// Group types, group specs and groups (3.11–3.20). `{gt}`: the fixture
+/// group type (spec k=v), named `fixture-group-type`; `{g}`: the fixture
+/// group (empty, of `{gt}` and the default volume type).
+fn group_cases() -> Vec<Case> {
+    let long = "x".repeat(256);
+    let at = |version: &'static str| vec![("OpenStack-API-Version", version)];
+    let c = |what, method, path, body: Option<Vec<u8>>, status| Case {
+        what,
+        method,
+        path,
+        headers: at("volume 3.20"),
+        body,
+        status,
+    };
+    let gt = |fields: Value| j(json!({ "group_type": fields }));
+    let grp = |fields: Value| j(json!({ "group": fields }));
+    let ok_group = || json!({"group_type": "{gt}", "volume_types": ["__DEFAULT__"]});
+    let with = |extra: Value| {
+        let mut g = ok_group();
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            g[k] = v.clone();
+        }
+        grp(g)
+    };
+    vec![
+        // Group types.
+        Case {
+            headers: at("volume 3.10"),
+            ..c(
+                "group types below 3.11",
+                "GET",
+                "/v3/{p}/group_types",
+                None,
+                404,
+            )
+        },
+        Case {
+            headers: at("volume 3.0"),
+            ..c(
+                "group type create below 3.11",
+                "POST",
+                "/v3/{p}/group_types",
+                gt(json!({"name": "x"})),
+                404,
+            )
+        },
+        c(
+            "group type create not JSON",
+            "POST",
+            "/v3/{p}/group_types",
+            Some(b"name=x".to_vec()),
+            400,
+        ),
+        c(
+            "group type create no group_type",
+            "POST",
+            "/v3/{p}/group_types",
+            j(json!({"name": "x"})),
+            400,
+        ),
+        c(
+            "group type create extra top key",
+            "POST",
+            "/v3/{p}/group_types",
+            j(json!({"group_type": {"name": "x"}, "x": 1})),
+            400,
+        ),
+        c(
+            "group type create no name",
+            "POST",
+            "/v3/{p}/group_types",
+            gt(json!({"description": "d"})),
+            400,
+        ),
+        c(
+            "group type create blank name",
+            "POST",
+            "/v3/{p}/group_types",
+            gt(json!({"name": "  "})),
+            400,
+        ),
+        c(
+            "group type create name too long",
+            "POST",
+            "/v3/{p}/group_types",
+            gt(json!({"name": long})),
+            400,
+        ),
+        c(
+            "group type create name not text",
+            "POST",
+            "/v3/{p}/group_types",
+            gt(json!({"name": 5})),
+            400,
+        ),
+        c(
+            "group type create description too long",
+            "POST",
+            "/v3/{p}/group_types",
+            gt(json!({"name": "x", "description": long})),
+            400,
+        ),
+        c(
+            "group type create is_public not boolean",
+            "POST",
+            "/v3/{p}/group_types",
+            gt(json!({"name": "x", "is_public": "maybe"})),
+            400,
+        ),
+        c(
+            "group type create specs not object",
+            "POST",
+            "/v3/{p}/group_types",
+            gt(json!({"name": "x", "group_specs": "k=v"})),
+            400,
+        ),
+        c(
+            "group type create spec value not text",
+            "POST",
+            "/v3/{p}/group_types",
+            gt(json!({"name": "x", "group_specs": {"k": 1}})),
+            400,
+        ),
+        c(
+            "group type create spec key with space",
+            "POST",
+            "/v3/{p}/group_types",
+            gt(json!({"name": "x", "group_specs": {"a b": "v"}})),
+            400,
+        ),
+        c(
+            "group type create duplicate name",
+            "POST",
+            "/v3/{p}/group_types",
+            gt(json!({"name": "fixture-group-type"})),
+            409,
+        ),
+        c(
+            "group type update nothing",
+            "PUT",
+            "/v3/{p}/group_types/{gt}",
+            gt(json!({})),
+            400,
+        ),
+        c(
+            "group type update not object",
+            "PUT",
+            "/v3/{p}/group_types/{gt}",
+            j(json!({"group_type": "x"})),
+            400,
+        ),
+        c(
+            "group type update unknown key",
+            "PUT",
+            "/v3/{p}/group_types/{gt}",
+            gt(json!({"color": "red"})),
+            400,
+        ),
+        c(
+            "group type update blank name",
+            "PUT",
+            "/v3/{p}/group_types/{gt}",
+            gt(json!({"name": " "})),
+            400,
+        ),
+        c(
+            "group type update name too long",
+            "PUT",
+            "/v3/{p}/group_types/{gt}",
+            gt(json!({"name": long})),
+            400,
+        ),
+        c(
+            "group type update unknown",
+            "PUT",
+            "/v3/{p}/group_types/{u}",
+            gt(json!({"name": "n"})),
+            404,
+        ),
+        c(
+            "group type show unknown",
+            "GET",
+            "/v3/{p}/group_types/{u}",
+            None,
+            404,
+        ),
+        c(
+            "group type show default",
+            "GET",
+            "/v3/{p}/group_types/default",
+            None,
+            404,
+        ),
+        c(
+            "group type delete unknown",
+            "DELETE",
+            "/v3/{p}/group_types/{u}",
+            None,
+            404,
+        ),
+        c(
+            "group type delete in use",
+            "DELETE",
+            "/v3/{p}/group_types/{gt}",
+            None,
+            400,
+        ),
+        c(
+            "group types list bad sort",
+            "GET",
+            "/v3/{p}/group_types?sort=color",
+            None,
+            400,
+        ),
+        c(
+            "group types list bad is_public",
+            "GET",
+            "/v3/{p}/group_types?is_public=maybe",
+            None,
+            400,
+        ),
+        // Group specs.
+        c(
+            "group specs not object",
+            "POST",
+            "/v3/{p}/group_types/{gt}/group_specs",
+            j(json!({"group_specs": ["k"]})),
+            400,
+        ),
+        c(
+            "group specs missing",
+            "POST",
+            "/v3/{p}/group_types/{gt}/group_specs",
+            j(json!({"specs": {}})),
+            400,
+        ),
+        c(
+            "group specs value null",
+            "POST",
+            "/v3/{p}/group_types/{gt}/group_specs",
+            j(json!({"group_specs": {"k": null}})),
+            400,
+        ),
+        c(
+            "group specs key too long",
+            "POST",
+            "/v3/{p}/group_types/{gt}/group_specs",
+            j(json!({"group_specs": {long.clone(): "v"}})),
+            400,
+        ),
+        c(
+            "group specs value too long",
+            "POST",
+            "/v3/{p}/group_types/{gt}/group_specs",
+            j(json!({"group_specs": {"k": long}})),
+            400,
+        ),
+        c(
+            "group specs unknown type",
+            "POST",
+            "/v3/{p}/group_types/{u}/group_specs",
+            j(json!({"group_specs": {"k": "v"}})),
+            404,
+        ),
+        c(
+            "group spec update mismatch",
+            "PUT",
+            "/v3/{p}/group_types/{gt}/group_specs/k",
+            j(json!({"other": "v"})),
+            400,
+        ),
+        c(
+            "group spec update too many",
+            "PUT",
+            "/v3/{p}/group_types/{gt}/group_specs/k",
+            j(json!({"k": "v", "other": "v"})),
+            400,
+        ),
+        c(
+            "group spec update empty",
+            "PUT",
+            "/v3/{p}/group_types/{gt}/group_specs/k",
+            j(json!({})),
+            400,
+        ),
+        c(
+            "group spec update value not text",
+            "PUT",
+            "/v3/{p}/group_types/{gt}/group_specs/k",
+            j(json!({"k": 1})),
+            400,
+        ),
+        c(
+            "group spec show missing",
+            "GET",
+            "/v3/{p}/group_types/{gt}/group_specs/nope",
+            None,
+            404,
+        ),
+        c(
+            "group spec delete missing",
+            "DELETE",
+            "/v3/{p}/group_types/{gt}/group_specs/nope",
+            None,
+            404,
+        ),
+        // Groups: create.
+        Case {
+            headers: at("volume 3.12"),
+            ..c(
+                "group create below 3.13",
+                "POST",
+                "/v3/{p}/groups",
+                grp(ok_group()),
+                404,
+            )
+        },
+        c(
+            "group create not JSON",
+            "POST",
+            "/v3/{p}/groups",
+            Some(b"group".to_vec()),
+            400,
+        ),
+        c(
+            "group create no group",
+            "POST",
+            "/v3/{p}/groups",
+            j(ok_group()),
+            400,
+        ),
+        c(
+            "group create extra key",
+            "POST",
+            "/v3/{p}/groups",
+            with(json!({"size": 1})),
+            400,
+        ),
+        c(
+            "group create no group_type",
+            "POST",
+            "/v3/{p}/groups",
+            grp(json!({"volume_types": ["__DEFAULT__"]})),
+            400,
+        ),
+        c(
+            "group create no volume_types",
+            "POST",
+            "/v3/{p}/groups",
+            grp(json!({"group_type": "{gt}"})),
+            400,
+        ),
+        c(
+            "group create volume_types empty",
+            "POST",
+            "/v3/{p}/groups",
+            with(json!({"volume_types": []})),
+            400,
+        ),
+        c(
+            "group create volume_types not list",
+            "POST",
+            "/v3/{p}/groups",
+            with(json!({"volume_types": "__DEFAULT__"})),
+            400,
+        ),
+        c(
+            "group create volume type not text",
+            "POST",
+            "/v3/{p}/groups",
+            with(json!({"volume_types": [1]})),
+            400,
+        ),
+        c(
+            "group create volume types repeated",
+            "POST",
+            "/v3/{p}/groups",
+            with(json!({"volume_types": ["__DEFAULT__", "__DEFAULT__"]})),
+            400,
+        ),
+        c(
+            "group create unknown group type",
+            "POST",
+            "/v3/{p}/groups",
+            with(json!({"group_type": "{u}"})),
+            404,
+        ),
+        c(
+            "group create unknown volume type",
+            "POST",
+            "/v3/{p}/groups",
+            with(json!({"volume_types": ["{u}"]})),
+            404,
+        ),
+        c(
+            "group create unknown zone",
+            "POST",
+            "/v3/{p}/groups",
+            with(json!({"availability_zone": "mars"})),
+            400,
+        ),
+        c(
+            "group create name too long",
+            "POST",
+            "/v3/{p}/groups",
+            with(json!({"name": long})),
+            400,
+        ),
+        c(
+            "group create description too long",
+            "POST",
+            "/v3/{p}/groups",
+            with(json!({"description": long})),
+            400,
+        ),
+        c(
+            "group create name not text",
+            "POST",
+            "/v3/{p}/groups",
+            with(json!({"name": ["g"]})),
+            400,
+        ),
+        // Groups: read.
+        c("group show unknown", "GET", "/v3/{p}/groups/{u}", None, 404),
+        c(
+            "group show not an id",
+            "GET",
+            "/v3/{p}/groups/nope",
+            None,
+            404,
+        ),
+        c(
+            "groups list negative limit",
+            "GET",
+            "/v3/{p}/groups?limit=-1",
+            None,
+            400,
+        ),
+        c(
+            "groups list bad sort key",
+            "GET",
+            "/v3/{p}/groups?sort=size",
+            None,
+            400,
+        ),
+        c(
+            "groups list bad sort direction",
+            "GET",
+            "/v3/{p}/groups?sort=name:up",
+            None,
+            400,
+        ),
+        c(
+            "groups list bad marker",
+            "GET",
+            "/v3/{p}/groups?marker=nope",
+            None,
+            400,
+        ),
+        c(
+            "groups list unknown marker",
+            "GET",
+            "/v3/{p}/groups?marker={u}",
+            None,
+            400,
+        ),
+        Case {
+            headers: at("volume 3.33"),
+            ..c(
+                "groups list unknown filter",
+                "GET",
+                "/v3/{p}/groups/detail?color=red",
+                None,
+                400,
+            )
+        },
+        Case {
+            headers: at("volume 3.25"),
+            ..c(
+                "groups list bad list_volume",
+                "GET",
+                "/v3/{p}/groups/detail?list_volume=maybe",
+                None,
+                400,
+            )
+        },
+        // Groups: update.
+        c(
+            "group update empty",
+            "PUT",
+            "/v3/{p}/groups/{g}",
+            grp(json!({})),
+            400,
+        ),
+        c(
+            "group update not object",
+            "PUT",
+            "/v3/{p}/groups/{g}",
+            j(json!({"group": 1})),
+            400,
+        ),
+        c(
+            "group update unknown key",
+            "PUT",
+            "/v3/{p}/groups/{g}",
+            grp(json!({"size": 2})),
+            400,
+        ),
+        c(
+            "group update add not text",
+            "PUT",
+            "/v3/{p}/groups/{g}",
+            grp(json!({"add_volumes": ["{v}"]})),
+            400,
+        ),
+        c(
+            "group update add too long",
+            "PUT",
+            "/v3/{p}/groups/{g}",
+            grp(json!({"add_volumes": long})),
+            400,
+        ),
+        c(
+            "group update add unknown volume",
+            "PUT",
+            "/v3/{p}/groups/{g}",
+            grp(json!({"add_volumes": "{u}"})),
+            400,
+        ),
+        c(
+            "group update add not an id",
+            "PUT",
+            "/v3/{p}/groups/{g}",
+            grp(json!({"add_volumes": "nope"})),
+            400,
+        ),
+        c(
+            "group update remove non-member",
+            "PUT",
+            "/v3/{p}/groups/{g}",
+            grp(json!({"remove_volumes": "{v}"})),
+            400,
+        ),
+        c(
+            "group update add and remove",
+            "PUT",
+            "/v3/{p}/groups/{g}",
+            grp(json!({"add_volumes": "{v}", "remove_volumes": "{v}"})),
+            400,
+        ),
+        c(
+            "group update name too long",
+            "PUT",
+            "/v3/{p}/groups/{g}",
+            grp(json!({"name": long})),
+            400,
+        ),
+        c(
+            "group update unknown group",
+            "PUT",
+            "/v3/{p}/groups/{u}",
+            grp(json!({"name": "n"})),
+            404,
+        ),
+        // Groups: actions.
+        c(
+            "group action not JSON",
+            "POST",
+            "/v3/{p}/groups/{g}/action",
+            Some(b"delete".to_vec()),
+            400,
+        ),
+        c(
+            "group action two actions",
+            "POST",
+            "/v3/{p}/groups/{g}/action",
+            j(json!({"delete": {}, "reset_status": {"status": "error"}})),
+            400,
+        ),
+        c(
+            "group action unknown",
+            "POST",
+            "/v3/{p}/groups/{g}/action",
+            j(json!({"explode": {}})),
+            400,
+        ),
+        c(
+            "group delete args not object",
+            "POST",
+            "/v3/{p}/groups/{g}/action",
+            j(json!({"delete": true})),
+            400,
+        ),
+        c(
+            "group delete bad flag",
+            "POST",
+            "/v3/{p}/groups/{g}/action",
+            j(json!({"delete": {"delete-volumes": "maybe"}})),
+            400,
+        ),
+        c(
+            "group delete extra key",
+            "POST",
+            "/v3/{p}/groups/{g}/action",
+            j(json!({"delete": {"delete-volumes": true, "force": true}})),
+            400,
+        ),
+        c(
+            "group delete unknown group",
+            "POST",
+            "/v3/{p}/groups/{u}/action",
+            j(json!({"delete": {}})),
+            404,
+        ),
+        c(
+            "group reset bogus status",
+            "POST",
+            "/v3/{p}/groups/{g}/action",
+            j(json!({"reset_status": {"status": "bogus"}})),
+            400,
+        ),
+        c(
+            "group reset no status",
+            "POST",
+            "/v3/{p}/groups/{g}/action",
+            j(json!({"reset_status": {}})),
+            400,
+        ),
+        Case {
+            headers: at("volume 3.19"),
+            ..c(
+                "group reset below 3.20",
+                "POST",
+                "/v3/{p}/groups/{g}/action",
+                j(json!({"reset_status": {"status": "error"}})),
+                404,
+            )
+        },
+        // Groups: create from a source.
+        Case {
+            headers: at("volume 3.13"),
+            ..c(
+                "group from source below 3.14",
+                "POST",
+                "/v3/{p}/groups/action",
+                j(json!({"create-from-src": {"source_group_id": "{g}"}})),
+                404,
+            )
+        },
+        c(
+            "group from source no source",
+            "POST",
+            "/v3/{p}/groups/action",
+            j(json!({"create-from-src": {"name": "x"}})),
+            400,
+        ),
+        c(
+            "group from source two sources",
+            "POST",
+            "/v3/{p}/groups/action",
+            j(json!({"create-from-src": {"source_group_id": "{g}", "group_snapshot_id": "{u}"}})),
+            400,
+        ),
+        c(
+            "group from source not an id",
+            "POST",
+            "/v3/{p}/groups/action",
+            j(json!({"create-from-src": {"source_group_id": "nope"}})),
+            400,
+        ),
+        c(
+            "group from source unknown",
+            "POST",
+            "/v3/{p}/groups/action",
+            j(json!({"create-from-src": {"source_group_id": "{u}"}})),
+            404,
+        ),
+        c(
+            "group from source extra key",
+            "POST",
+            "/v3/{p}/groups/action",
+            j(json!({"create-from-src": {"source_group_id": "{g}", "size": 1}})),
+            400,
+        ),
+        c(
+            "group from source name too long",
+            "POST",
+            "/v3/{p}/groups/action",
+            j(json!({"create-from-src": {"source_group_id": "{g}", "name": long}})),
+            400,
+        ),
+        // Volumes and groups.
+        c(
+            "volume in a group: group not an id",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "group_id": "nope"})),
+            400,
+        ),
+        c(
+            "volume in an unknown group",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "group_id": "{u}"})),
+            404,
+        ),
+        c(
+            "volume in a group of other types",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "volume_type": "{t}", "group_id": "{g}"})),
+            400,
+        ),
+        c(
+            "volume in a consistency group",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"size": 1, "consistencygroup_id": "{u}"})),
+            400,
+        ),
+        c(
+            "volumes by a group that is not an id",
+            "GET",
+            "/v3/{p}/volumes?group_id=nope",
+            None,
+            400,
+        ),
+    ]
+}
+
 /// The type and QoS fixtures: a private type with extra specs, shared with
 /// the project, with an encryption spec, associated with QoS specs.
 async fn type_fixtures(t: &TestApp, token: &str, project: &str) -> (String, String) {
@@ -1785,6 +2515,34 @@ async fn type_fixtures(t: &TestApp, token: &str, project: &str) -> (String, Stri
         .await;
     ok(&r, 202);
     (ty, q)
+}
+
+/// The group fixtures: a public group type with the spec k=v, and an empty
+/// group of it (default volume type).
+async fn group_fixtures(t: &TestApp, token: &str, project: &str) -> (String, String) {
+    let r = t
+        .raw(
+            "POST",
+            &format!("/v3/{project}/group_types"),
+            Some(token),
+            &[("OpenStack-API-Version", "volume 3.11")],
+            j(json!({"group_type": {"name": "fixture-group-type", "group_specs": {"k": "v"}}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let gt = r.body["group_type"]["id"].as_str().expect("id").to_owned();
+    let r = t
+        .raw(
+            "POST",
+            &format!("/v3/{project}/groups"),
+            Some(token),
+            &[("OpenStack-API-Version", "volume 3.13")],
+            j(json!({"group": {"group_type": gt, "volume_types": ["__DEFAULT__"], "name": "fixture"}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let g = r.body["group"]["id"].as_str().expect("id").to_owned();
+    (gt, g)
 }
 
 /// Everything a bad request could have changed.
@@ -1861,8 +2619,24 @@ async fn snapshot(t: &TestApp, token: &str, project: &str, ty: &str) -> Value {
         // update time is not changed by refused requests either.
         v.as_object_mut().map(|o| o.remove("links"));
     }
+    let mut groups = Vec::new();
+    for path in [
+        "group_types?is_public=None".to_string(),
+        "groups/detail?all_tenants=1&list_volume=true".to_string(),
+    ] {
+        let r = t
+            .raw(
+                "GET",
+                &format!("/v3/{project}/{path}"),
+                Some(token),
+                &[("OpenStack-API-Version", "volume 3.25")],
+                None,
+            )
+            .await;
+        groups.push(r.body);
+    }
     json!({"volumes": vols, "quota": quota.body, "classes": classes.body, "transfers": transfers.body,
-           "services": services, "messages": messages.body, "types": types})
+           "services": services, "messages": messages.body, "types": types, "groups": groups})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1883,6 +2657,7 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
     assert_eq!(r.status, 202, "{:?}", r.body);
     let transfer = r.body["transfer"]["id"].as_str().expect("id").to_owned();
     let (ty, q) = type_fixtures(&t, &admin, &project).await;
+    let (gt, g) = group_fixtures(&t, &admin, &project).await;
     let before = snapshot(&t, &admin, &project, &ty).await;
     let random = uuid_like();
     let mut failures = Vec::new();
@@ -1892,6 +2667,7 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
         .chain(admin_cases().into_iter().map(|c| (c, admin.as_str())))
         .chain(transfer_cases().into_iter().map(|c| (c, admin.as_str())))
         .chain(type_cases().into_iter().map(|c| (c, admin.as_str())))
+        .chain(group_cases().into_iter().map(|c| (c, admin.as_str())))
         .chain(std::iter::once((
             Case {
                 what: "forged token",
@@ -1911,6 +2687,8 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
             .replace("{w}", &w)
             .replace("{x}", &transfer)
             .replace("{u}", &random)
+            .replace("{gt}", &gt)
+            .replace("{g}", &g)
             .replace("{t}", &ty)
             .replace("{q}", &q);
         let body = case.body.map(|b| {
@@ -1919,6 +2697,9 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
                 .replace("{v}", &v)
                 .replace("{w}", &w)
                 .replace("{p}", &project)
+                .replace("{gt}", &gt)
+                .replace("{g}", &g)
+                .replace("{t}", &ty)
                 .into_bytes()
         });
         let r = t

@@ -517,6 +517,123 @@ fn rows() -> Vec<Row> {
             None,
             [401, 401, 403, 403, 403, 404],
         ),
+        // Group types (3.11) and groups (3.13; reset_status 3.20). `{gt}`: a
+        // fresh public group type with the spec k=v; `{g}`: a fresh group of
+        // project A (default volume type).
+        r(
+            "GET",
+            "/v3/{p}/group_types",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/group_types",
+            Some(json!({"group_type": {"name": "policy-group-type"}})),
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/group_types/{gt}",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/group_types/default",
+            None,
+            [401, 401, 404, 404, 404, 404],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/group_types/{gt}",
+            Some(json!({"group_type": {"description": "d"}})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/group_types/{gt}",
+            None,
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/group_types/{gt}/group_specs",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/group_types/{gt}/group_specs",
+            Some(json!({"group_specs": {"k2": "v"}})),
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/group_types/{gt}/group_specs/k",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/group_types/{gt}/group_specs/k",
+            Some(json!({"k": "w"})),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/group_types/{gt}/group_specs/k",
+            None,
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/groups",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/groups",
+            Some(json!({"group": {"group_type": "{gt}", "volume_types": ["__DEFAULT__"]}})),
+            [401, 401, 202, 403, 202, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/groups/detail",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/groups/action",
+            Some(json!({"create-from-src": {"source_group_id": "{g}"}})),
+            [401, 401, 404, 403, 400, 400],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/groups/{g}",
+            None,
+            [401, 401, 404, 200, 200, 200],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/groups/{g}",
+            Some(json!({"group": {"name": "n"}})),
+            [401, 401, 404, 403, 202, 202],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/groups/{g}/action",
+            Some(json!({"delete": {"delete-volumes": true}})),
+            [401, 401, 404, 403, 202, 202],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/groups/{g}/action",
+            Some(json!({"reset_status": {"status": "error"}})),
+            [401, 401, 403, 403, 403, 202],
+        ),
         // Public documents.
         r("GET", "/", None, [300, 300, 300, 300, 300, 300]),
         r("GET", "/v3/", None, [200, 200, 200, 200, 200, 200]),
@@ -550,6 +667,10 @@ fn template(path: &str) -> String {
         .replace("/messages/{m}", "/messages/{id}")
         .replace("?state=stuck", "")
         .replace("scoria-operations/{u}", "scoria-operations/{id}")
+        .replace("{gt}", "{id}")
+        .replace("{g}", "{id}")
+        .replace("/group_specs/k", "/group_specs/{key}")
+        .replace("/group_types/default", "/group_types/{id}")
 }
 
 /// A fresh user message in project `a`: a volume created while the only
@@ -674,6 +795,7 @@ async fn every_route_with_every_caller() {
                 ("{pt}", Fixture::PrivateType),
                 ("{et}", Fixture::EncryptedType),
                 ("{q}", Fixture::Qos),
+                ("{gt}", Fixture::GroupType),
             ] {
                 let in_body = body.as_ref().is_some_and(|b| b.contains(placeholder));
                 if path.contains(placeholder) || in_body {
@@ -697,6 +819,13 @@ async fn every_route_with_every_caller() {
                     )
                     .await;
                 assert_eq!(r.status, 200, "{:?}", r.body);
+            }
+            let needs_group =
+                path.contains("{g}") || body.as_ref().is_some_and(|b| b.contains("{g}"));
+            if needs_group {
+                let g = group(&t, &admin, &a_member, &a).await;
+                path = path.replace("{g}", &g);
+                body = body.map(|b| b.replace("{g}", &g));
             }
             if path.contains("{m}") {
                 let m = message(&t, &admin, &a_member, &a).await;
@@ -736,6 +865,8 @@ async fn every_route_with_every_caller() {
                 &[("OpenStack-API-Version", "volume 3.12")]
             } else if path.contains("/messages") {
                 &[("OpenStack-API-Version", "volume 3.3")]
+            } else if path.contains("/group_types") || path.contains("/groups") {
+                &[("OpenStack-API-Version", "volume 3.20")]
             } else {
                 &[]
             };
@@ -777,6 +908,34 @@ enum Fixture {
     PrivateType,
     EncryptedType,
     Qos,
+    GroupType,
+}
+
+/// A fresh group of project `a`, made by its member, of a fresh group type;
+/// project A's `groups` quota is lifted first (rows make many).
+async fn group(t: &TestApp, admin: &str, member: &str, a: &str) -> String {
+    let r = t
+        .call(
+            "PUT",
+            &format!("/v3/{a}/os-quota-sets/{a}"),
+            Some(admin),
+            Some(json!({"quota_set": {"groups": -1}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let gt = make(t, admin, a, Fixture::GroupType).await;
+    let body = json!({"group": {"group_type": gt, "volume_types": ["__DEFAULT__"]}});
+    let r = t
+        .raw(
+            "POST",
+            &format!("/v3/{a}/groups"),
+            Some(member),
+            &[("OpenStack-API-Version", "volume 3.13")],
+            Some(body.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    r.body["group"]["id"].as_str().expect("id").to_owned()
 }
 
 /// Make a fresh fixture (as the admin); returns its id.
@@ -797,6 +956,23 @@ async fn make(t: &TestApp, admin: &str, project: &str, f: Fixture) -> String {
             "qos-specs",
             json!({"qos_specs": {"name": format!("q-{n}"), "read_iops_sec": "100"}}),
         ),
+        Fixture::GroupType => {
+            let r = t
+                .raw(
+                    "POST",
+                    &format!("/v3/{project}/group_types"),
+                    Some(admin),
+                    &[("OpenStack-API-Version", "volume 3.11")],
+                    Some(
+                        json!({"group_type": {"name": format!("gt-{n}"), "group_specs": {"k": "v"}}})
+                            .to_string()
+                            .into_bytes(),
+                    ),
+                )
+                .await;
+            assert_eq!(r.status, 202, "{:?}", r.body);
+            return r.body["group_type"]["id"].as_str().expect("id").to_owned();
+        }
     };
     let r = t
         .call(
