@@ -165,9 +165,9 @@ pub async fn volume_type_update(
     Ok(r.rows_affected() == 1)
 }
 
-/// Delete a type with its extra specs, access list and encryption spec, if
-/// no volume uses it. Returns `Ok(None)` when it does not exist and
-/// `Ok(Some(false))` when volumes still use it.
+/// Delete a type with its extra specs, access list, encryption spec and
+/// per-type quota limits, if no volume uses it. Returns `Ok(None)` when it
+/// does not exist and `Ok(Some(false))` when volumes still use it.
 pub async fn volume_type_delete(conn: &mut Conn, id: VolumeTypeId) -> Result<Option<bool>> {
     let r = sqlx::query(
         "DELETE FROM volume_types WHERE id = $1
@@ -177,6 +177,7 @@ pub async fn volume_type_delete(conn: &mut Conn, id: VolumeTypeId) -> Result<Opt
     .execute(&mut *conn)
     .await?;
     if r.rows_affected() == 1 {
+        crate::quotas::quota_forget_type(conn, id).await?;
         return Ok(Some(true));
     }
     let exists: Option<String> = sqlx::query_scalar("SELECT id FROM volume_types WHERE id = $1")
