@@ -135,7 +135,8 @@ mod tests {
             assert_eq!(v[name]["message"], msg.as_str());
         }
         let q = QuotaExceeded {
-            resource: QuotaResource::Volumes,
+            key: QuotaResource::Volumes.into(),
+            type_name: None,
             limit: 1,
             in_use: 1,
             reserved: 0,

@@ -1,11 +1,15 @@
 //! `os-quota-sets`, `os-quota-class-sets` and `limits`.
+//!
+//! Keys are Cinder's: the project-wide resources, and `volumes_<type name>`,
+//! `gigabytes_<type name>`, `snapshots_<type name>` for the volume types
+//! (see `scoria_core::quotas` for which types a caller sees).
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State as AxState};
 use scoria_core::quotas;
-use scoria_model::quota::QuotaResource;
+use scoria_model::quota::{NamedKey, QuotaResource};
 use serde_json::{Map, Value, json};
 
 use crate::State;
@@ -24,11 +28,11 @@ fn target(p: &BTreeMap<String, String>) -> ApiResult<String> {
     Ok(id)
 }
 
-fn limits_json(id: &str, limits: &BTreeMap<QuotaResource, i64>) -> Value {
+fn limits_json(id: &str, limits: &BTreeMap<NamedKey, i64>) -> Value {
     let mut m = Map::new();
     m.insert("id".into(), json!(id));
-    for (r, l) in limits {
-        m.insert(r.as_str().into(), json!(l));
+    for (k, l) in limits {
+        m.insert(k.to_string(), json!(l));
     }
     Value::Object(m)
 }
@@ -44,13 +48,13 @@ pub async fn show(
     let usage = q.flag("usage")?;
     let mut m = Map::new();
     m.insert("id".into(), json!(project));
-    for (r, line) in &set.lines {
+    for (k, line) in &set.lines {
         let v = if usage {
             json!({"limit": line.limit, "in_use": line.usage.in_use, "reserved": line.usage.reserved, "allocated": 0})
         } else {
             json!(line.limit)
         };
-        m.insert(r.as_str().into(), v);
+        m.insert(k.to_string(), v);
     }
     Ok(Json(json!({"quota_set": m})))
 }
@@ -65,8 +69,10 @@ pub async fn defaults(
     Ok(Json(json!({"quota_set": limits_json(&project, &d)})))
 }
 
-/// Parse `{"quota_set": {"volumes": 5, ...}}` (or `quota_class_set`).
-fn changes(body: &Map<String, Value>, key: &str) -> ApiResult<Vec<(QuotaResource, i64)>> {
+/// Parse `{"quota_set": {"volumes": 5, "volumes_gold": 2, ...}}` (or
+/// `quota_class_set`). Whether a per-type key names a type is the
+/// application's question.
+fn changes(body: &Map<String, Value>, key: &str) -> ApiResult<Vec<(NamedKey, i64)>> {
     let set = body::object(body, key)?;
     let mut out = Vec::new();
     for (k, _) in set.iter() {
@@ -75,7 +81,7 @@ fn changes(body: &Map<String, Value>, key: &str) -> ApiResult<Vec<(QuotaResource
             continue;
         }
         let res = k
-            .parse::<QuotaResource>()
+            .parse::<NamedKey>()
             .map_err(|_| ApiError::bad_request(format!("Bad key(s) in quota set: {k}")))?;
         let v = body::int(set, k)?.ok_or_else(|| {
             ApiError::bad_request(format!(
@@ -101,8 +107,11 @@ pub async fn update(
     let project = target(&path)?;
     let ch = changes(&body, "quota_set")?;
     let set = quotas::update(&state.app, &ctx, &project, &ch).await?;
-    let limits: BTreeMap<QuotaResource, i64> =
-        set.lines.iter().map(|(r, l)| (*r, l.limit)).collect();
+    let limits: BTreeMap<NamedKey, i64> = set
+        .lines
+        .iter()
+        .map(|(k, l)| (k.clone(), l.limit))
+        .collect();
     let mut v = limits_json(&project, &limits);
     if let Some(m) = v.as_object_mut() {
         m.remove("id");
@@ -149,7 +158,7 @@ pub async fn class_update(
 
 pub async fn limits(AxState(state): AxState<State>, Auth(ctx): Auth) -> ApiResult<Json<Value>> {
     let set = quotas::limits(&state.app, &ctx).await?;
-    let get = |r: QuotaResource| set.lines.get(&r).copied();
+    let get = |r: QuotaResource| set.lines.get(&NamedKey::Global(r)).copied();
     let limit = |r| get(r).map(|l| l.limit).unwrap_or(-1);
     let used = |r| {
         get(r)

@@ -53,7 +53,10 @@ async fn main() -> anyhow::Result<()> {
         &app,
         &ctx,
         project.as_str(),
-        &[(QuotaResource::Volumes, -1), (QuotaResource::Gigabytes, -1)],
+        &[
+            (QuotaResource::Volumes.into(), -1),
+            (QuotaResource::Gigabytes.into(), -1),
+        ],
     )
     .await
     .map_err(|e| anyhow::anyhow!(e.chain()))?;

@@ -42,7 +42,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use scoria_model::group::{ADDABLE_VOLUME, GroupStatus, REMOVABLE_VOLUME};
-use scoria_model::quota::QuotaResource;
+use scoria_model::quota::{QuotaKey, QuotaResource};
 use scoria_model::volume::{MAX_DESCRIPTION_LEN, MAX_NAME_LEN};
 use scoria_model::{GroupId, GroupTypeId, VolumeId, VolumeTypeId};
 use scoria_store::groups::{self as store, GroupQuery, NewGroup};
@@ -451,7 +451,13 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Grou
     let zone = app.env.backend(&backend)?.config.availability_zone.clone();
     let id = GroupId::new();
     let mut tx = app.store().begin().await?;
-    quotas::quota_check(&mut tx, &project.0, &[(QuotaResource::Groups, 1)], None).await?;
+    quotas::quota_check(
+        &mut tx,
+        &project.0,
+        &[(QuotaKey::Global(QuotaResource::Groups), 1)],
+        None,
+    )
+    .await?;
     store::group_create(
         &mut tx,
         &NewGroup {

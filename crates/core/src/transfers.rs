@@ -25,7 +25,8 @@
 //! (`BEGIN IMMEDIATE`: writers queue, nothing can change between the check and
 //! the write) does all of it: find the transfer, check the key, check the
 //! recipient's quota with the same arithmetic as every reservation
-//! (`quota_check` → `scoria_model::quota::check`), move the volume
+//! (`quota_check` → `scoria_model::quota::check`; overall and for the
+//! volume's type), move the volume
 //! (`… WHERE status = 'awaiting-transfer'`) and delete the transfer. The
 //! donor's usage drops and the recipient's rises in the same commit; there is
 //! no reservation to commit or to leak, and no intermediate state for a crash
@@ -41,7 +42,7 @@
 //! add nothing: the key is random, not chosen by a person.
 
 use rand::RngCore;
-use scoria_model::quota::QuotaResource;
+use scoria_model::quota;
 use scoria_model::volume::{MAX_NAME_LEN, VolumeStatus};
 use scoria_model::{TransferId, VolumeId};
 pub use scoria_store::transfers::Transfer;
@@ -290,10 +291,7 @@ pub async fn accept(app: &App, ctx: &Context, id: TransferId, auth_key: &str) ->
         quotas::quota_check(
             &mut tx,
             &project,
-            &[
-                (QuotaResource::Volumes, 1),
-                (QuotaResource::Gigabytes, v.size),
-            ],
+            &quota::volume_deltas(v.volume_type_id, v.size),
             Some(v.size),
         )
         .await?;

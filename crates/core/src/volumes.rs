@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use scoria_flows::Outcome;
 use scoria_model::flow::{FlowState, Progress};
+use scoria_model::quota::{QuotaKey, TypedResource};
 use scoria_model::volume::{
     AttachStatus, MAX_DESCRIPTION_LEN, MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN, MAX_NAME_LEN,
     MAX_VOLUME_GIB, VolumeStatus,
@@ -483,8 +484,13 @@ pub enum MigrationPolicy {
 /// `in-use`. When the volume's backend still satisfies the new type's extra
 /// specs, the retype is a change of the record alone, made in one
 /// conditional update; moving data to another backend is not built yet, so a
-/// retype that would need it is refused (400) whatever the policy. Quota is
-/// not tracked per type, so nothing else changes.
+/// retype that would need it is refused (400) whatever the policy.
+///
+/// The volume's project must have room for it under the new type's limits
+/// (`volumes_<new>`, `gigabytes_<new>`; 413 otherwise), checked in the
+/// transaction that changes the type. Usage per type is derived from the
+/// volumes' types, so the volume leaves the old type's usage and enters the
+/// new one's in that same commit; there is nothing to reserve or release.
 pub async fn retype(
     app: &App,
     ctx: &Context,
@@ -563,6 +569,16 @@ pub async fn retype(
             _ => Error::Invalid(format!("No valid backend was found. {backend}: {why}")),
         });
     }
+    scoria_store::quotas::quota_check(
+        &mut tx,
+        &v.project_id,
+        &[
+            (QuotaKey::PerType(TypedResource::Volumes, new.id), 1),
+            (QuotaKey::PerType(TypedResource::Gigabytes, new.id), v.size),
+        ],
+        None,
+    )
+    .await?;
     if !store::volume_retype(&mut tx, id, v.volume_type_id, new.id, multiattach).await? {
         return Err(Error::InvalidState(format!(
             "Invalid volume: Volume {id} changed while it was being retyped; try again."

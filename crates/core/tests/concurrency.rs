@@ -1,4 +1,5 @@
-//! Quota under concurrency: 50 creates at once against a limit of 10 volumes.
+//! Quota under concurrency: 50 creates at once against a limit of 10 volumes;
+//! 20 creates of one type against a limit of 5 volumes of that type.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 use scoria_core::volumes::{self, CreateRequest};
 use scoria_core::{App, Config, Context, DriverConfig, Error};
 use scoria_failpoints::Failpoints;
-use scoria_model::quota::QuotaResource;
+use scoria_model::quota::{NamedKey, QuotaResource, TypedResource};
 use scoria_model::{ProjectId, UserId};
 
 fn member(project: &ProjectId) -> Context {
@@ -43,7 +44,7 @@ async fn fifty_concurrent_creates_against_a_limit_of_ten() {
         &app,
         &admin(),
         project.as_str(),
-        &[(QuotaResource::Volumes, 10)],
+        &[(QuotaResource::Volumes.into(), 10)],
     )
     .await
     .unwrap();
@@ -67,7 +68,7 @@ async fn fifty_concurrent_creates_against_a_limit_of_ten() {
                 ok.insert(v.volume.id);
             }
             Err(Error::OverQuota(q)) => {
-                assert_eq!((q.resource, q.limit), (QuotaResource::Volumes, 10));
+                assert_eq!((q.key, q.limit), (QuotaResource::Volumes.into(), 10));
                 assert!(q.message().contains("volumes"), "{}", q.message());
                 over += 1;
             }
@@ -79,9 +80,9 @@ async fn fifty_concurrent_creates_against_a_limit_of_ten() {
     let set = scoria_core::quotas::show(&app, &ctx, project.as_str())
         .await
         .unwrap();
-    let line = set.lines[&QuotaResource::Volumes];
+    let line = set.lines[&QuotaResource::Volumes.into()];
     assert_eq!((line.usage.in_use, line.usage.reserved), (10, 0));
-    assert_eq!(set.lines[&QuotaResource::Gigabytes].usage.in_use, 10);
+    assert_eq!(set.lines[&QuotaResource::Gigabytes.into()].usage.in_use, 10);
     let listed = volumes::list(&app, &ctx, Default::default()).await.unwrap();
     assert_eq!(
         listed
@@ -97,6 +98,92 @@ async fn fifty_concurrent_creates_against_a_limit_of_ten() {
             .iter()
             .all(|v| v.volume.status.as_str() == "available")
     );
+    let bad = scoria_core::invariants::check(&app.env).await.unwrap();
+    assert!(bad.is_empty(), "{bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_creates_of_one_type_against_a_limit_of_five() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let project = ProjectId::new();
+    let gold = scoria_core::volume_types::create(
+        &app,
+        &admin(),
+        scoria_core::volume_types::NewType {
+            name: "gold".into(),
+            is_public: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let volumes_gold = NamedKey::PerType(TypedResource::Volumes, "gold".into());
+    scoria_core::quotas::update(
+        &app,
+        &admin(),
+        project.as_str(),
+        &[
+            (volumes_gold.clone(), 5),
+            (QuotaResource::Volumes.into(), 30),
+        ],
+    )
+    .await
+    .unwrap();
+    let ctx = Arc::new(member(&project));
+    let mut tasks = Vec::new();
+    // Twenty of type gold, and five of the default type in the same rush: the
+    // default type has no limit of its own.
+    for i in 0..25 {
+        let (app, ctx) = (app.clone(), ctx.clone());
+        tasks.push(tokio::spawn(async move {
+            let req = CreateRequest {
+                name: Some(format!("v{i}")),
+                size: 1,
+                volume_type: (i < 20).then(|| "gold".to_owned()),
+                ..Default::default()
+            };
+            (i < 20, volumes::create(&app, &ctx, req).await)
+        }));
+    }
+    let (mut gold_ok, mut other_ok, mut over) = (0, 0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            (true, Ok(_)) => gold_ok += 1,
+            (false, Ok(_)) => other_ok += 1,
+            (true, Err(Error::OverQuota(q))) => {
+                assert_eq!(
+                    (q.key_name(), q.limit),
+                    ("volumes_gold".to_owned(), 5),
+                    "{}",
+                    q.message()
+                );
+                assert!(q.message().contains("'volumes_gold'"), "{}", q.message());
+                over += 1;
+            }
+            (gold, other) => panic!("unexpected outcome (gold: {gold}) {other:?}"),
+        }
+    }
+    assert_eq!((gold_ok, over, other_ok), (5, 15, 5));
+    app.engine.wait_idle().await;
+    let set = scoria_core::quotas::show(&app, &ctx, project.as_str())
+        .await
+        .unwrap();
+    let line = set.lines[&volumes_gold];
+    assert_eq!(
+        (line.limit, line.usage.in_use, line.usage.reserved),
+        (5, 5, 0)
+    );
+    let default_type = NamedKey::PerType(TypedResource::Volumes, "__DEFAULT__".into());
+    assert_eq!(set.lines[&default_type].usage.in_use, 5);
+    assert_eq!(set.lines[&QuotaResource::Volumes.into()].usage.in_use, 10);
+    let listed = volumes::list(&app, &ctx, Default::default()).await.unwrap();
+    let of_gold = listed
+        .volumes
+        .iter()
+        .filter(|v| v.volume.volume_type_id == gold.id)
+        .count();
+    assert_eq!((listed.volumes.len(), of_gold), (10, 5));
     let bad = scoria_core::invariants::check(&app.env).await.unwrap();
     assert!(bad.is_empty(), "{bad:?}");
 }

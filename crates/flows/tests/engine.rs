@@ -59,7 +59,7 @@ async fn reserve(cx: &Cx<Toy>, c: &mut Conn) -> Result<Value, StepError> {
         c,
         cx.flow_id,
         &cx.params.project,
-        &[(QuotaResource::Volumes, 1)],
+        &[(QuotaResource::Volumes.into(), 1)],
         None,
     )
     .await?;
@@ -241,7 +241,7 @@ async fn a_failing_first_database_step_leaves_no_trace() {
     let w = world().await;
     let e = w.open(Failpoints::new(), EngineOptions::default()).await;
     let mut tx = e.store().begin().await.unwrap();
-    quotas::quota_limit_set(&mut tx, "p", &[(QuotaResource::Volumes, 0)])
+    quotas::quota_limit_set(&mut tx, "p", &[(QuotaResource::Volumes.into(), 0)])
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -12,35 +12,70 @@
 //! reservation and clears the entry's pointer, in one transaction): at every
 //! instant each unit of quota is counted exactly once. A failed flow *rolls back*
 //! by deleting its reservations. Nothing can drift because nothing is counted.
+//!
+//! # Per-type keys
+//!
+//! Limits per volume type (`volumes_<type>`, `gigabytes_<type>`,
+//! `snapshots_<type>`) live in the same `quota_classes` and `quota_limits`
+//! tables, and reservations for them in `reservations`: the `resource` column
+//! holds [`QuotaKey::stored`], which names the type by its **id**
+//! (`volumes_7a3d2a5e-…`), not by its name as Cinder does. A type's id never
+//! changes, so renaming a type is one update of `volume_types` and nothing
+//! else: its limits, and the reservations of flows in flight that name it,
+//! follow without being rewritten, and a rename racing a reservation cannot
+//! strand a row under an old name. Names appear only at the API edge
+//! (`scoria_core::quotas` translates in the transaction that reads or writes
+//! the limits). Deleting a type deletes its limit rows in the same
+//! transaction ([`quota_forget_type`]), so a later type of the same name
+//! starts unlimited, as a new type should.
+//!
+//! Usage per type is derived like the rest: committed volumes grouped by their
+//! `volume_type_id`, plus reservations whose key names the type. A retype
+//! changes `volume_type_id` in one conditional update (only of a volume whose
+//! quota is committed), so the volume's usage moves with its type in the same
+//! commit and is never counted under both.
 
 use std::collections::BTreeMap;
 
-use scoria_model::quota::{self, QuotaExceeded, QuotaResource, Usage};
-use scoria_model::{FlowId, ReservationId};
+use scoria_model::quota::{self, QuotaKey, QuotaResource, Usage};
+use scoria_model::{FlowId, ReservationId, VolumeTypeId};
 use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
 
 use crate::{Conn, Result, now, parse};
 
 /// The class whose limits are the defaults.
 pub const DEFAULT_CLASS: &str = "default";
 
-/// Limits of a quota class (the `default` class holds the defaults). Resources
-/// absent from the table get Cinder's built-in default.
-pub async fn quota_class_get(conn: &mut Conn, class: &str) -> Result<BTreeMap<QuotaResource, i64>> {
+/// Every project-wide resource at its built-in default.
+fn builtin_defaults() -> BTreeMap<QuotaKey, i64> {
+    QuotaResource::ALL
+        .iter()
+        .map(|r| (QuotaKey::Global(*r), r.default_limit()))
+        .collect()
+}
+
+/// `(resource, hard_limit)` rows laid over `limits`. Rows for keys this
+/// version does not know are ignored, not fatal.
+fn overlay(limits: &mut BTreeMap<QuotaKey, i64>, rows: &[SqliteRow]) -> Result<()> {
+    for r in rows {
+        if let Some(key) = QuotaKey::parse_stored(r.try_get::<&str, _>("resource")?) {
+            limits.insert(key, r.try_get("hard_limit")?);
+        }
+    }
+    Ok(())
+}
+
+/// Limits of a quota class (the `default` class holds the defaults): every
+/// project-wide resource (Cinder's built-in default when the table has no
+/// row), and the per-type keys the class sets.
+pub async fn quota_class_get(conn: &mut Conn, class: &str) -> Result<BTreeMap<QuotaKey, i64>> {
     let rows = sqlx::query("SELECT resource, hard_limit FROM quota_classes WHERE class_name = $1")
         .bind(class)
         .fetch_all(&mut *conn)
         .await?;
-    let mut limits: BTreeMap<QuotaResource, i64> = QuotaResource::ALL
-        .iter()
-        .map(|r| (*r, r.default_limit()))
-        .collect();
-    for r in rows {
-        // Rows for resources this version does not know are ignored, not fatal.
-        if let Ok(res) = r.try_get::<&str, _>("resource")?.parse::<QuotaResource>() {
-            limits.insert(res, r.try_get("hard_limit")?);
-        }
-    }
+    let mut limits = builtin_defaults();
+    overlay(&mut limits, &rows)?;
     Ok(limits)
 }
 
@@ -48,15 +83,15 @@ pub async fn quota_class_get(conn: &mut Conn, class: &str) -> Result<BTreeMap<Qu
 pub async fn quota_class_set(
     conn: &mut Conn,
     class: &str,
-    limits: &[(QuotaResource, i64)],
+    limits: &[(QuotaKey, i64)],
 ) -> Result<()> {
-    for (res, limit) in limits {
+    for (key, limit) in limits {
         sqlx::query(
             "INSERT INTO quota_classes (class_name, resource, hard_limit) VALUES ($1, $2, $3)
              ON CONFLICT (class_name, resource) DO UPDATE SET hard_limit = excluded.hard_limit",
         )
         .bind(class)
-        .bind(res.as_str())
+        .bind(key.stored())
         .bind(limit)
         .execute(&mut *conn)
         .await?;
@@ -64,27 +99,23 @@ pub async fn quota_class_set(
     Ok(())
 }
 
-/// A project's own overrides (only the resources it overrides).
+/// A project's own overrides (only the keys it overrides).
 pub async fn quota_limit_overrides(
     conn: &mut Conn,
     project: &str,
-) -> Result<BTreeMap<QuotaResource, i64>> {
+) -> Result<BTreeMap<QuotaKey, i64>> {
     let rows = sqlx::query("SELECT resource, hard_limit FROM quota_limits WHERE project_id = $1")
         .bind(project)
         .fetch_all(&mut *conn)
         .await?;
     let mut out = BTreeMap::new();
-    for r in rows {
-        if let Ok(res) = r.try_get::<&str, _>("resource")?.parse::<QuotaResource>() {
-            out.insert(res, r.try_get("hard_limit")?);
-        }
-    }
+    overlay(&mut out, &rows)?;
     Ok(out)
 }
 
 /// The limits that apply to a project: defaults overlaid with its overrides
-/// (one query).
-pub async fn quota_limits(conn: &mut Conn, project: &str) -> Result<BTreeMap<QuotaResource, i64>> {
+/// (one query). Per-type keys that neither sets are absent (unlimited).
+pub async fn quota_limits(conn: &mut Conn, project: &str) -> Result<BTreeMap<QuotaKey, i64>> {
     let rows = sqlx::query(
         "SELECT c.resource AS resource, COALESCE(l.hard_limit, c.hard_limit) AS hard_limit
          FROM quota_classes c
@@ -99,15 +130,8 @@ pub async fn quota_limits(conn: &mut Conn, project: &str) -> Result<BTreeMap<Quo
     .bind(project)
     .fetch_all(&mut *conn)
     .await?;
-    let mut limits: BTreeMap<QuotaResource, i64> = QuotaResource::ALL
-        .iter()
-        .map(|r| (*r, r.default_limit()))
-        .collect();
-    for r in rows {
-        if let Ok(res) = r.try_get::<&str, _>("resource")?.parse::<QuotaResource>() {
-            limits.insert(res, r.try_get("hard_limit")?);
-        }
-    }
+    let mut limits = builtin_defaults();
+    overlay(&mut limits, &rows)?;
     Ok(limits)
 }
 
@@ -115,15 +139,15 @@ pub async fn quota_limits(conn: &mut Conn, project: &str) -> Result<BTreeMap<Quo
 pub async fn quota_limit_set(
     conn: &mut Conn,
     project: &str,
-    limits: &[(QuotaResource, i64)],
+    limits: &[(QuotaKey, i64)],
 ) -> Result<()> {
-    for (res, limit) in limits {
+    for (key, limit) in limits {
         sqlx::query(
             "INSERT INTO quota_limits (project_id, resource, hard_limit) VALUES ($1, $2, $3)
              ON CONFLICT (project_id, resource) DO UPDATE SET hard_limit = excluded.hard_limit",
         )
         .bind(project)
-        .bind(res.as_str())
+        .bind(key.stored())
         .bind(limit)
         .execute(&mut *conn)
         .await?;
@@ -140,21 +164,43 @@ pub async fn quota_limit_delete(conn: &mut Conn, project: &str) -> Result<()> {
     Ok(())
 }
 
+/// Drop every limit of a type's keys, in every class and every project: the
+/// type is being deleted, in the caller's transaction. Reservations naming it
+/// stay: they belong to flows in flight, which release them.
+pub async fn quota_forget_type(conn: &mut Conn, volume_type: VolumeTypeId) -> Result<()> {
+    let [a, b, c] = QuotaKey::of_type(volume_type).map(QuotaKey::stored);
+    for table in ["quota_classes", "quota_limits"] {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE resource IN ($1, $2, $3)"
+        ))
+        .bind(&a)
+        .bind(&b)
+        .bind(&c)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 /// A project's usage, derived from what exists and what is reserved (one
-/// query).
-pub async fn quota_usage(conn: &mut Conn, project: &str) -> Result<BTreeMap<QuotaResource, Usage>> {
-    let mut usage: BTreeMap<QuotaResource, Usage> = QuotaResource::ALL
+/// query): every project-wide resource that has usage, and the per-type keys
+/// of the types the project uses or reserves.
+pub async fn quota_usage(conn: &mut Conn, project: &str) -> Result<BTreeMap<QuotaKey, Usage>> {
+    use scoria_model::quota::TypedResource;
+    let mut usage: BTreeMap<QuotaKey, Usage> = QuotaResource::ALL
         .iter()
         .filter(|r| r.has_usage())
-        .map(|r| (*r, Usage::default()))
+        .map(|r| (QuotaKey::Global(*r), Usage::default()))
         .collect();
     let rows = sqlx::query(
-        "SELECT 'in_use' AS kind, '' AS resource, COUNT(*) AS n, COALESCE(SUM(size), 0) AS gb
+        "SELECT 'in_use' AS kind, volume_type_id AS resource, COUNT(*) AS n,
+                CAST(COALESCE(SUM(size), 0) AS BIGINT) AS gb
          FROM volumes WHERE project_id = $1 AND reservation_id IS NULL
+         GROUP BY volume_type_id
          UNION ALL
-         SELECT 'groups', '', COUNT(*), 0 FROM volume_groups WHERE project_id = $1
+         SELECT 'groups', '', CAST(COUNT(*) AS BIGINT), 0 FROM volume_groups WHERE project_id = $1
          UNION ALL
-         SELECT 'reserved', resource, SUM(delta), 0 FROM reservations
+         SELECT 'reserved', resource, CAST(SUM(delta) AS BIGINT), 0 FROM reservations
          WHERE project_id = $1 GROUP BY resource",
     )
     .bind(project)
@@ -162,25 +208,30 @@ pub async fn quota_usage(conn: &mut Conn, project: &str) -> Result<BTreeMap<Quot
     .await?;
     for r in rows {
         let kind: &str = r.try_get("kind")?;
+        let resource: &str = r.try_get("resource")?;
         if kind == "in_use" {
             let (n, gb): (i64, i64) = (r.try_get("n")?, r.try_get("gb")?);
-            if let Some(u) = usage.get_mut(&QuotaResource::Volumes) {
-                u.in_use = n;
-            }
-            if let Some(u) = usage.get_mut(&QuotaResource::Gigabytes) {
-                u.in_use = gb;
+            let t: VolumeTypeId = parse("volume type id", resource)?;
+            for (key, amount) in [
+                (QuotaKey::Global(QuotaResource::Volumes), n),
+                (QuotaKey::Global(QuotaResource::Gigabytes), gb),
+                (QuotaKey::PerType(TypedResource::Volumes, t), n),
+                (QuotaKey::PerType(TypedResource::Gigabytes, t), gb),
+            ] {
+                usage.entry(key).or_default().in_use += amount;
             }
         } else if kind == "groups" {
             // Every group counts from the transaction that inserts it (a
             // group is made in one transaction, or by a flow's first step
             // after its quota check) until the one that deletes it.
-            if let Some(u) = usage.get_mut(&QuotaResource::Groups) {
+            if let Some(u) = usage.get_mut(&QuotaKey::Global(QuotaResource::Groups)) {
                 u.in_use = r.try_get("n")?;
             }
         } else {
-            let res: QuotaResource =
-                parse("reservation resource", r.try_get::<&str, _>("resource")?)?;
-            usage.entry(res).or_default().reserved = r.try_get("n")?;
+            let key = QuotaKey::parse_stored(resource).ok_or_else(|| {
+                crate::StoreError::Corrupt(format!("reservation resource {resource:?}"))
+            })?;
+            usage.entry(key).or_default().reserved = r.try_get("n")?;
         }
     }
     Ok(usage)
@@ -194,12 +245,21 @@ pub async fn quota_usage(conn: &mut Conn, project: &str) -> Result<BTreeMap<Quot
 pub async fn quota_check(
     conn: &mut Conn,
     project: &str,
-    deltas: &[(QuotaResource, i64)],
+    deltas: &[(QuotaKey, i64)],
     single_size: Option<i64>,
 ) -> Result<()> {
     let limits = quota_limits(conn, project).await?;
     let usage = quota_usage(conn, project).await?;
-    quota::check(&limits, &usage, deltas, single_size).map_err(|e: QuotaExceeded| e)?;
+    if let Err(mut e) = quota::check(&limits, &usage, deltas, single_size) {
+        // The message names a per-type key by its type's name, as the API does.
+        if let QuotaKey::PerType(_, t) = e.key {
+            e.type_name = sqlx::query_scalar("SELECT name FROM volume_types WHERE id = $1")
+                .bind(t.to_string())
+                .fetch_optional(&mut *conn)
+                .await?;
+        }
+        return Err(e.into());
+    }
     Ok(())
 }
 
@@ -211,11 +271,11 @@ pub async fn quota_reserve(
     conn: &mut Conn,
     flow: FlowId,
     project: &str,
-    deltas: &[(QuotaResource, i64)],
+    deltas: &[(QuotaKey, i64)],
     single_size: Option<i64>,
 ) -> Result<Vec<ReservationId>> {
     quota_check(conn, project, deltas, single_size).await?;
-    let rows: Vec<(ReservationId, QuotaResource, i64)> = deltas
+    let rows: Vec<(ReservationId, QuotaKey, i64)> = deltas
         .iter()
         .filter(|(r, d)| *d > 0 && r.has_usage())
         .map(|&(r, d)| (ReservationId::new(), r, d))
@@ -243,7 +303,7 @@ pub async fn quota_reserve(
         .bind(project)
         .bind(now());
     for (id, res, delta) in &rows {
-        q = q.bind(id.to_string()).bind(res.as_str()).bind(*delta);
+        q = q.bind(id.to_string()).bind(res.stored()).bind(*delta);
     }
     q.execute(&mut *conn).await?;
     Ok(rows.into_iter().map(|(id, _, _)| id).collect())
@@ -280,73 +340,209 @@ pub async fn reservation_list(conn: &mut Conn) -> Result<Vec<(String, String, St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{StoreError, testing};
-    use QuotaResource::*;
+    use crate::{StoreError, testing, volume_types, volumes};
+    use scoria_model::VolumeId;
+    use scoria_model::quota::TypedResource;
+    use scoria_model::volume::VolumeStatus;
+
+    const V: QuotaKey = QuotaKey::Global(QuotaResource::Volumes);
+    const G: QuotaKey = QuotaKey::Global(QuotaResource::Gigabytes);
+    const S: QuotaKey = QuotaKey::Global(QuotaResource::Snapshots);
+
+    fn tv(t: VolumeTypeId) -> QuotaKey {
+        QuotaKey::PerType(TypedResource::Volumes, t)
+    }
+    fn tg(t: VolumeTypeId) -> QuotaKey {
+        QuotaKey::PerType(TypedResource::Gigabytes, t)
+    }
+
+    async fn new_type(c: &mut Conn, name: &str) -> VolumeTypeId {
+        let id = VolumeTypeId::new();
+        volume_types::volume_type_create(c, id, name, None, true, &BTreeMap::new())
+            .await
+            .unwrap();
+        id
+    }
+
+    /// A volume whose quota is committed.
+    async fn committed_volume(c: &mut Conn, project: &str, t: VolumeTypeId, size: i64) {
+        let id = VolumeId::new();
+        volumes::volume_create(
+            c,
+            &volumes::NewVolume {
+                id,
+                project_id: project.into(),
+                user_id: "u".into(),
+                name: None,
+                description: None,
+                size,
+                status: VolumeStatus::Available,
+                bootable: false,
+                multiattach: false,
+                availability_zone: "nova".into(),
+                volume_type_id: t,
+                snapshot_id: None,
+                source_volid: None,
+                reservation_id: None,
+                last_flow_id: None,
+                metadata: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    }
 
     #[tokio::test]
     async fn limits_overlay_defaults_and_overrides() {
         let (s, _d) = testing::store().await;
         let mut tx = s.begin().await.unwrap();
-        assert_eq!(quota_limits(&mut tx, "p").await.unwrap()[&Volumes], 10);
-        quota_class_set(&mut tx, DEFAULT_CLASS, &[(Volumes, 20)])
-            .await
-            .unwrap();
-        assert_eq!(quota_limits(&mut tx, "p").await.unwrap()[&Volumes], 20);
-        quota_limit_set(&mut tx, "p", &[(Volumes, 2), (Gigabytes, 5)])
+        let gold = new_type(&mut tx, "gold").await;
+        assert_eq!(quota_limits(&mut tx, "p").await.unwrap()[&V], 10);
+        assert_eq!(
+            quota_limits(&mut tx, "p").await.unwrap().get(&tv(gold)),
+            None
+        );
+        quota_class_set(&mut tx, DEFAULT_CLASS, &[(V, 20), (tv(gold), 3)])
             .await
             .unwrap();
         let l = quota_limits(&mut tx, "p").await.unwrap();
-        assert_eq!((l[&Volumes], l[&Gigabytes], l[&Snapshots]), (2, 5, 10));
-        assert_eq!(quota_limits(&mut tx, "q").await.unwrap()[&Volumes], 20);
+        assert_eq!((l[&V], l[&tv(gold)]), (20, 3));
+        quota_limit_set(
+            &mut tx,
+            "p",
+            &[(V, 2), (G, 5), (tv(gold), 1), (tg(gold), 7)],
+        )
+        .await
+        .unwrap();
+        let l = quota_limits(&mut tx, "p").await.unwrap();
+        assert_eq!(
+            (l[&V], l[&G], l[&S], l[&tv(gold)], l[&tg(gold)]),
+            (2, 5, 10, 1, 7)
+        );
+        let l = quota_limits(&mut tx, "q").await.unwrap();
+        assert_eq!((l[&V], l[&tv(gold)], l.get(&tg(gold))), (20, 3, None));
+        assert_eq!(quota_limit_overrides(&mut tx, "p").await.unwrap().len(), 4);
         quota_limit_delete(&mut tx, "p").await.unwrap();
-        assert_eq!(quota_limits(&mut tx, "p").await.unwrap()[&Volumes], 20);
+        let l = quota_limits(&mut tx, "p").await.unwrap();
+        assert_eq!((l[&V], l[&tv(gold)]), (20, 3));
+        let class = quota_class_get(&mut tx, DEFAULT_CLASS).await.unwrap();
+        assert_eq!((class[&V], class[&tv(gold)]), (20, 3));
+    }
+
+    #[tokio::test]
+    async fn a_deleted_type_takes_its_limits_along_and_a_rename_keeps_them() {
+        let (s, _d) = testing::store().await;
+        let mut tx = s.begin().await.unwrap();
+        let (gold, silver) = (
+            new_type(&mut tx, "gold").await,
+            new_type(&mut tx, "silver").await,
+        );
+        quota_class_set(&mut tx, DEFAULT_CLASS, &[(tv(gold), 3), (tv(silver), 4)])
+            .await
+            .unwrap();
+        quota_limit_set(&mut tx, "p", &[(tg(gold), 1), (tg(silver), 2)])
+            .await
+            .unwrap();
+        volume_types::volume_type_update(&mut tx, gold, Some("platinum"), None, None)
+            .await
+            .unwrap();
+        let l = quota_limits(&mut tx, "p").await.unwrap();
+        assert_eq!((l[&tv(gold)], l[&tg(gold)]), (3, 1));
+        assert_eq!(
+            volume_types::volume_type_delete(&mut tx, gold)
+                .await
+                .unwrap(),
+            Some(true)
+        );
+        let l = quota_limits(&mut tx, "p").await.unwrap();
+        assert_eq!((l.get(&tv(gold)), l.get(&tg(gold))), (None, None));
+        assert_eq!((l[&tv(silver)], l[&tg(silver)]), (4, 2));
+        // A new type of the old name starts unlimited.
+        let again = new_type(&mut tx, "platinum").await;
+        assert_eq!(
+            quota_limits(&mut tx, "p").await.unwrap().get(&tv(again)),
+            None
+        );
     }
 
     #[tokio::test]
     async fn reserve_checks_and_counts_reservations() {
         let (s, _d) = testing::store().await;
         let mut tx = s.begin().await.unwrap();
-        quota_limit_set(&mut tx, "p", &[(Volumes, 2)])
-            .await
-            .unwrap();
+        quota_limit_set(&mut tx, "p", &[(V, 2)]).await.unwrap();
         let (f1, f2, f3) = (FlowId::new(), FlowId::new(), FlowId::new());
-        quota_reserve(&mut tx, f1, "p", &[(Volumes, 1), (Gigabytes, 1)], Some(1))
+        quota_reserve(&mut tx, f1, "p", &[(V, 1), (G, 1)], Some(1))
             .await
             .unwrap();
-        quota_reserve(&mut tx, f2, "p", &[(Volumes, 1), (Gigabytes, 1)], Some(1))
+        quota_reserve(&mut tx, f2, "p", &[(V, 1), (G, 1)], Some(1))
             .await
             .unwrap();
-        let err = quota_reserve(&mut tx, f3, "p", &[(Volumes, 1)], None)
+        let err = quota_reserve(&mut tx, f3, "p", &[(V, 1)], None)
             .await
             .unwrap_err();
         match err {
             StoreError::OverQuota(e) => {
-                assert_eq!((e.resource, e.limit, e.reserved), (Volumes, 2, 2))
+                assert_eq!((e.key, e.limit, e.reserved), (V, 2, 2))
             }
             other => panic!("{other:?}"),
         }
         let u = quota_usage(&mut tx, "p").await.unwrap();
-        assert_eq!(
-            u[&Volumes],
-            Usage {
-                in_use: 0,
-                reserved: 2
-            }
-        );
-        assert_eq!(
-            u[&Gigabytes],
-            Usage {
-                in_use: 0,
-                reserved: 2
-            }
-        );
+        let reserved = |n| Usage {
+            in_use: 0,
+            reserved: n,
+        };
+        assert_eq!((u[&V], u[&G]), (reserved(2), reserved(2)));
         assert_eq!(reservation_release_flow(&mut tx, f1).await.unwrap(), 2);
         assert_eq!(reservation_release_flow(&mut tx, f1).await.unwrap(), 0);
-        assert_eq!(
-            quota_usage(&mut tx, "p").await.unwrap()[&Volumes].reserved,
-            1
+        assert_eq!(quota_usage(&mut tx, "p").await.unwrap()[&V].reserved, 1);
+        quota_reserve(&mut tx, f3, "p", &[(V, 1)], None)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn usage_per_type_is_derived_from_volumes_and_reservations() {
+        let (s, _d) = testing::store().await;
+        let mut tx = s.begin().await.unwrap();
+        let (gold, silver) = (
+            new_type(&mut tx, "gold").await,
+            new_type(&mut tx, "silver").await,
         );
-        quota_reserve(&mut tx, f3, "p", &[(Volumes, 1)], None)
+        committed_volume(&mut tx, "p", gold, 2).await;
+        committed_volume(&mut tx, "p", gold, 3).await;
+        committed_volume(&mut tx, "p", silver, 4).await;
+        committed_volume(&mut tx, "q", gold, 8).await;
+        let flow = FlowId::new();
+        quota_reserve(&mut tx, flow, "p", &quota::volume_deltas(gold, 1), Some(1))
+            .await
+            .unwrap();
+        let u = quota_usage(&mut tx, "p").await.unwrap();
+        let usage = |in_use, reserved| Usage { in_use, reserved };
+        assert_eq!(u[&V], usage(3, 1));
+        assert_eq!(u[&G], usage(9, 1));
+        assert_eq!(u[&tv(gold)], usage(2, 1));
+        assert_eq!(u[&tg(gold)], usage(5, 1));
+        assert_eq!(u[&tv(silver)], usage(1, 0));
+        assert_eq!(u[&tg(silver)], usage(4, 0));
+        // The per-type limit refuses, naming the key by the type's name.
+        quota_limit_set(&mut tx, "p", &[(tv(gold), 3)])
+            .await
+            .unwrap();
+        let err = quota_check(&mut tx, "p", &quota::volume_deltas(gold, 1), Some(1))
+            .await
+            .unwrap_err();
+        match err {
+            StoreError::OverQuota(e) => {
+                assert_eq!((e.key, e.limit, e.in_use, e.reserved), (tv(gold), 3, 2, 1));
+                assert!(e.message().contains("'volumes_gold'"), "{}", e.message());
+            }
+            other => panic!("{other:?}"),
+        }
+        quota_check(&mut tx, "p", &quota::volume_deltas(silver, 1), Some(1))
+            .await
+            .unwrap();
+        reservation_release_flow(&mut tx, flow).await.unwrap();
+        quota_check(&mut tx, "p", &quota::volume_deltas(gold, 1), Some(1))
             .await
             .unwrap();
     }

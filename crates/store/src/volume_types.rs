@@ -165,9 +165,10 @@ pub async fn volume_type_update(
     Ok(r.rows_affected() == 1)
 }
 
-/// Delete a type with its extra specs, access list and encryption spec, if
-/// no volume uses it and no group lists it. Returns `Ok(None)` when it does
-/// not exist and `Ok(Some(false))` when volumes or groups still use it.
+/// Delete a type with its extra specs, access list, encryption spec and
+/// per-type quota limits, if no volume uses it and no group lists it. Returns
+/// `Ok(None)` when it does not exist and `Ok(Some(false))` when volumes or
+/// groups still use it.
 pub async fn volume_type_delete(conn: &mut Conn, id: VolumeTypeId) -> Result<Option<bool>> {
     let r = sqlx::query(
         "DELETE FROM volume_types WHERE id = $1
@@ -178,6 +179,7 @@ pub async fn volume_type_delete(conn: &mut Conn, id: VolumeTypeId) -> Result<Opt
     .execute(&mut *conn)
     .await?;
     if r.rows_affected() == 1 {
+        crate::quotas::quota_forget_type(conn, id).await?;
         return Ok(Some(true));
     }
     let exists: Option<String> = sqlx::query_scalar("SELECT id FROM volume_types WHERE id = $1")

@@ -301,7 +301,9 @@ pub async fn volume_update_text(
 }
 
 /// Retype in place: the volume takes type `to` (and the multiattach flag it
-/// implies), only if it still has type `from` and is `available` or `in-use`.
+/// implies), only if it still has type `from`, is `available` or `in-use`
+/// and its quota is committed (a reservation still holding it would be
+/// counted under the old type). Its per-type usage moves in the same update.
 /// Returns whether it applied.
 pub async fn volume_retype(
     conn: &mut Conn,
@@ -312,7 +314,8 @@ pub async fn volume_retype(
 ) -> Result<bool> {
     let r = sqlx::query(
         "UPDATE volumes SET volume_type_id = $3, multiattach = $4, updated_at = $5
-         WHERE id = $1 AND volume_type_id = $2 AND status IN ('available', 'in-use')",
+         WHERE id = $1 AND volume_type_id = $2 AND status IN ('available', 'in-use')
+           AND reservation_id IS NULL",
     )
     .bind(id.to_string())
     .bind(from.to_string())

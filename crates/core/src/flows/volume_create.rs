@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
-use scoria_model::quota::QuotaResource;
+use scoria_model::quota;
 use scoria_model::volume::{GIB, VolumeStatus};
 use scoria_model::{GroupId, VolumeId, VolumeTypeId};
 use scoria_storage::{Format, ImageSpec};
@@ -97,10 +97,8 @@ impl Flow for VolumeCreate {
 
 async fn reserve_quota(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepError> {
     let p = &cx.params;
-    let deltas = [
-        (QuotaResource::Volumes, 1),
-        (QuotaResource::Gigabytes, p.size),
-    ];
+    // One volume and its gigabytes, overall and for its type, in one check.
+    let deltas = quota::volume_deltas(p.volume_type_id, p.size);
     let ids = quotas::quota_reserve(c, cx.flow_id, &p.project_id, &deltas, Some(p.size))
         .await
         .map_err(Error::from)?;

@@ -15,9 +15,9 @@
 //! `error_extending` and tells its project (a user message).
 
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
-use scoria_model::VolumeId;
-use scoria_model::quota::QuotaResource;
+use scoria_model::quota::{QuotaKey, QuotaResource, TypedResource};
 use scoria_model::volume::{GIB, VolumeStatus};
+use scoria_model::{VolumeId, VolumeTypeId};
 use scoria_store::{Conn, quotas, volumes};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -45,6 +45,11 @@ struct Begun {
     old_size: i64,
     backend: Option<String>,
     location: Option<String>,
+    /// The volume's type, whose `gigabytes_<type>` grows too. A retype waits
+    /// for the extend (only `available` and `in-use` volumes are retyped).
+    /// Absent in flows persisted before per-type quotas.
+    #[serde(default)]
+    volume_type_id: Option<VolumeTypeId>,
 }
 
 impl Flow for VolumeExtend {
@@ -120,6 +125,7 @@ async fn begin_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, Step
         old_size: v.size,
         backend: v.backend,
         location: v.location,
+        volume_type_id: Some(v.volume_type_id),
     };
     serde_json::to_value(begun).map_err(|e| StepError::msg(e.to_string()))
 }
@@ -160,11 +166,15 @@ async fn abort_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<(), StepErr
 async fn reserve_quota(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, StepError> {
     let begun: Begun = cx.output("begin_extend")?;
     let delta = cx.params.new_size - begun.old_size;
+    let mut deltas = vec![(QuotaKey::Global(QuotaResource::Gigabytes), delta)];
+    if let Some(t) = begun.volume_type_id {
+        deltas.push((QuotaKey::PerType(TypedResource::Gigabytes, t), delta));
+    }
     quotas::quota_reserve(
         c,
         cx.flow_id,
         &begun.project_id,
-        &[(QuotaResource::Gigabytes, delta)],
+        &deltas,
         Some(cx.params.new_size),
     )
     .await
