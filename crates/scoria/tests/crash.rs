@@ -1,6 +1,7 @@
 //! The crash test: a real `scoria serve` is killed again and again while clients
-//! create, extend and delete volumes; after a last restart everything settles
-//! and the promises hold.
+//! create, extend and delete volumes and groups (volumes made in groups, groups
+//! deleted with their volumes); after a last restart everything settles and the
+//! promises hold.
 //!
 //! Each round starts the binary (sometimes with a failpoint armed to exit the
 //! process on the spot at its n-th hit), lets a few client threads issue random
@@ -8,9 +9,10 @@
 //! failpoint already ended it. At the end a clean restart settles every flow and
 //! the test checks, through the API, through `qemu-img` on the backend directory
 //! and through Scoria's own invariant check:
-//! - every volume is `available`, `error` or gone (nothing transitional);
-//! - quota usage equals the volumes that exist (count and gigabytes), nothing
-//!   reserved;
+//! - every volume is `available`, `error` or gone (nothing transitional), and so
+//!   is every group;
+//! - quota usage equals the volumes and groups that exist (count and
+//!   gigabytes), nothing reserved;
 //! - every volume has exactly one image, of its virtual size, and no image or
 //!   temporary file lacks a volume.
 #![cfg(feature = "failpoints")]
@@ -51,6 +53,10 @@ const EXIT_POINTS: &[&str] = &[
     "flow.volume_extend.extend_on_backend.started",
     "flow.volume_extend.extend_on_backend.ran",
     "flow.volume_extend.finished",
+    "flow.group_delete.begin_delete.done",
+    "flow.group_delete.delete_volumes.started",
+    "flow.group_delete.delete_volumes.ran",
+    "flow.group_delete.finished",
     "storage.create.temp",
     "storage.create.after",
     "storage.delete.after",
@@ -170,7 +176,8 @@ impl Api {
             .agent
             .request(method, &format!("{}{path}", self.base))
             .set("X-Auth-Token", &self.token)
-            .set("OpenStack-API-Version", "volume 3.0");
+            // Groups need 3.13 (and reset_status 3.20); volumes are the same.
+            .set("OpenStack-API-Version", "volume 3.20");
         let res = match body {
             Some(b) => req.send_json(b),
             None => req.call(),
@@ -195,25 +202,55 @@ impl Api {
             other => bail!("listing volumes: {other:?}"),
         }
     }
+
+    fn groups(&self) -> Result<Vec<Value>> {
+        match self.call("GET", "/groups/detail", None) {
+            Ok((200, v)) => Ok(v["groups"].as_array().cloned().unwrap_or_default()),
+            other => bail!("listing groups: {other:?}"),
+        }
+    }
 }
 
-/// Random operations until `stop`; counts the requests answered.
-fn client(api: Api, stop: Arc<AtomicBool>, ops: Arc<AtomicUsize>) {
+/// Random operations until `stop`; counts the requests answered. Volumes are
+/// made alone or in a group of `group_type`; groups are made, and deleted with
+/// their volumes.
+fn client(api: Api, group_type: String, stop: Arc<AtomicBool>, ops: Arc<AtomicUsize>) {
     let mut rng = rand::thread_rng();
     while !stop.load(Ordering::Relaxed) {
-        let vols = match api.volumes() {
-            Ok(v) => v,
-            Err(_) => return,
+        let (vols, groups) = match (api.volumes(), api.groups()) {
+            (Ok(v), Ok(g)) => (v, g),
+            _ => return,
         };
         let available: Vec<&Value> = vols.iter().filter(|v| v["status"] == "available").collect();
-        let pick = rng.gen_range(0..10);
-        let result = if pick < 5 || available.is_empty() {
-            let size = rng.gen_range(1..=3);
+        let open: Vec<&Value> = groups
+            .iter()
+            .filter(|g| g["status"] == "available")
+            .collect();
+        let pick = rng.gen_range(0..12);
+        let result = if pick == 10 || (pick == 11 && open.is_empty()) {
             api.call(
                 "POST",
-                "/volumes",
-                Some(json!({"volume": {"size": size, "name": "crash"}})),
+                "/groups",
+                Some(
+                    json!({"group": {"group_type": group_type, "volume_types": ["__DEFAULT__"],
+                    "name": "crash"}}),
+                ),
             )
+        } else if pick == 11 {
+            let g = open[rng.gen_range(0..open.len())];
+            let id = g["id"].as_str().unwrap_or_default();
+            api.call(
+                "POST",
+                &format!("/groups/{id}/action"),
+                Some(json!({"delete": {"delete-volumes": true}})),
+            )
+        } else if pick < 5 || available.is_empty() {
+            let size = rng.gen_range(1..=3);
+            let mut volume = json!({"size": size, "name": "crash"});
+            if pick < 2 && !open.is_empty() {
+                volume["group_id"] = open[rng.gen_range(0..open.len())]["id"].clone();
+            }
+            api.call("POST", "/volumes", Some(json!({ "volume": volume })))
         } else {
             let v = available[rng.gen_range(0..available.len())];
             let id = v["id"].as_str().unwrap_or_default();
@@ -266,7 +303,9 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     let ops = Arc::new(AtomicUsize::new(0));
     let exit_seen: Arc<Mutex<BTreeMap<String, usize>>> = Default::default();
 
-    // First start: raise the quota so the run is limited by time, not quota.
+    // First start: raise the quota so the run is limited by time, not quota,
+    // and make the group type the clients' groups are of.
+    let group_type;
     {
         let s = Server::start(&data, None)?;
         let (token, project) = login(&s.url)?;
@@ -279,10 +318,24 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
             .call(
                 "PUT",
                 &format!("/os-quota-sets/{project}"),
-                Some(json!({"quota_set": {"volumes": 10000, "gigabytes": 100000}})),
+                Some(
+                    json!({"quota_set": {"volumes": 10000, "gigabytes": 100000, "groups": 10000}}),
+                ),
             )
             .map_err(anyhow::Error::msg)?;
         assert_eq!(code, 200, "{body}");
+        let (code, body) = api
+            .call(
+                "POST",
+                "/group_types",
+                Some(json!({"group_type": {"name": "crash"}})),
+            )
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(code, 202, "{body}");
+        group_type = body["group_type"]["id"]
+            .as_str()
+            .context("group type id")?
+            .to_owned();
         s.kill();
     }
 
@@ -328,8 +381,8 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
                 base: format!("{}/v3/{project}", server.url),
                 token: token.clone(),
             };
-            let (stop, ops) = (stop.clone(), ops.clone());
-            threads.push(std::thread::spawn(move || client(api, stop, ops)));
+            let (stop, ops, gt) = (stop.clone(), ops.clone(), group_type.clone());
+            threads.push(std::thread::spawn(move || client(api, gt, stop, ops)));
         }
         std::thread::sleep(Duration::from_millis(rng.gen_range(100..700)));
         let mut server = server;
@@ -359,17 +412,18 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
         token,
     };
     let deadline = Instant::now() + Duration::from_secs(120);
-    let vols = loop {
-        let vols = api.volumes()?;
+    let (vols, groups) = loop {
+        let (vols, groups) = (api.volumes()?, api.groups()?);
         let busy = vols
             .iter()
+            .chain(&groups)
             .filter(|v| !matches!(v["status"].as_str(), Some("available" | "error")))
             .count();
         if busy == 0 {
-            break vols;
+            break (vols, groups);
         }
         if Instant::now() > deadline {
-            bail!("{busy} volumes still transitional: {vols:?}");
+            bail!("{busy} volumes or groups still transitional: {vols:?} {groups:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -385,6 +439,8 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     assert_eq!(q["quota_set"]["gigabytes"]["in_use"], gigabytes, "{q}");
     assert_eq!(q["quota_set"]["volumes"]["reserved"], 0, "{q}");
     assert_eq!(q["quota_set"]["gigabytes"]["reserved"], 0, "{q}");
+    assert_eq!(q["quota_set"]["groups"]["in_use"], groups.len(), "{q}");
+    let members = vols.iter().filter(|v| !v["group_id"].is_null()).count();
     server.stop()?;
 
     // Every volume has exactly one image of its size; nothing else is there.
@@ -433,10 +489,11 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
 
     println!(
         "crash test: {} crash points exercised ({kills} kill -9, {exits} failpoint exits) over {} requests; \
-         {} volumes checked ({errors} in error); exit failpoints reached: {:?}",
+         {} volumes checked ({errors} in error, {members} in {} groups); exit failpoints reached: {:?}",
         kills + exits,
         ops.load(Ordering::Relaxed),
         vols.len(),
+        groups.len(),
         exit_seen.lock().unwrap()
     );
     assert!(
