@@ -662,6 +662,13 @@ async fn create_from_source_is_refused_until_clones_exist() {
             Some(json!({"create-from-src": {"source_group_id": "nope"}})), 400),
         call(Reader, "POST", "/v3/{p}/groups/action",
             Some(json!({"create-from-src": {"source_group_id": "{g}"}})), 403),
+        // A project that owns a group cannot be deleted (it would orphan it).
+        call(Other, "POST", "/v3/{p}/groups",
+            Some(json!({"group": {"group_type": "{gt}", "volume_types": ["{default}"]}})), 202)
+            .save("gb", "/group/id"),
+        call(Admin, "DELETE", "/identity/v3/projects/{b}", None, 409).says("group"),
+        call(Other, "POST", "/v3/{p}/groups/{gb}/action", Some(json!({"delete": {}})), 202),
+        Step::Group("gb", "gone"),
     ])
     .await;
 }

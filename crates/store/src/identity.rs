@@ -342,12 +342,13 @@ pub async fn project_delete(conn: &mut Conn, id: &ProjectId) -> Result<bool> {
 }
 
 /// How many things Block Storage still keeps for a project: volumes (in any
-/// status) and reservations of unfinished flows. A project is only deleted
-/// when this is zero. (Add snapshots, backups and groups here when they get
+/// status), groups and reservations of unfinished flows. A project is only
+/// deleted when this is zero. (Add snapshots and backups here when they get
 /// tables of their own that are not reached through a volume.)
 pub async fn project_resource_count(conn: &mut Conn, id: &ProjectId) -> Result<i64> {
     let n: i64 = sqlx::query_scalar(
         "SELECT (SELECT COUNT(*) FROM volumes WHERE project_id = $1)
+              + (SELECT COUNT(*) FROM volume_groups WHERE project_id = $1)
               + (SELECT COUNT(*) FROM reservations WHERE project_id = $1)",
     )
     .bind(id.as_str())

@@ -5,7 +5,7 @@
 //! change their own password. Every change that can alter what a token stands
 //! for drops the token cache after it commits.
 //!
-//! Deleting a project that still owns volumes (or has a volume operation in
+//! Deleting a project that still owns volumes or groups (or has a volume operation in
 //! flight) is refused with a conflict: Keystone would delete it and leave
 //! Cinder's volumes orphaned, but Scoria knows both sides, and a volume
 //! nobody can reach is worse than an error that says what to delete first.
@@ -204,7 +204,7 @@ fn is_bootstrap_user(app: &App, u: &User) -> bool {
 }
 
 /// Delete a project with its role assignments, tokens and quota overrides;
-/// refused while it owns volumes.
+/// refused while it owns volumes or groups.
 pub async fn project_delete(app: &App, ctx: &Context, id: &str) -> Result<()> {
     authorize(ctx, Op::IdentityProjectDelete, false)?;
     let pid = ProjectId::from(id);
@@ -220,8 +220,8 @@ pub async fn project_delete(app: &App, ctx: &Context, id: &str) -> Result<()> {
     let owned = store::project_resource_count(&mut tx, &pid).await?;
     if owned > 0 {
         return Err(Error::Conflict(format!(
-            "Project {id} still owns {owned} volume(s) or volume operation(s) in progress; \
-             delete its volumes first."
+            "Project {id} still owns {owned} volume(s), group(s) or volume operation(s) in progress; \
+             delete its volumes and groups first."
         )));
     }
     store::project_delete(&mut tx, &pid).await?;
