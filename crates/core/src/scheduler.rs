@@ -78,7 +78,26 @@ fn filter(req: &Request, c: &Candidate) -> Result<(), String> {
             c.name, c.availability_zone
         ));
     }
-    for (key, want) in &req.extra_specs {
+    capabilities_match(&req.extra_specs, c)?;
+    let free = virtual_free_gib(c);
+    if (req.size_gib as f64) > free {
+        return Err(format!(
+            "{}: {:.0} GiB can still be provisioned, {} GiB requested",
+            c.name,
+            free.max(0.0),
+            req.size_gib
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a backend has the capabilities a volume type's extra specs ask for
+/// (the capabilities filter alone); the reason when not.
+pub fn capabilities_match(
+    extra_specs: &BTreeMap<String, String>,
+    c: &Candidate,
+) -> Result<(), String> {
+    for (key, want) in extra_specs {
         // Only plain keys and the `capabilities:` scope are capabilities; scoped
         // keys of other consumers (`qos:`, `os-brick:`…) are not the scheduler's.
         let key = key.strip_prefix("capabilities:").unwrap_or(key);
@@ -92,15 +111,6 @@ fn filter(req: &Request, c: &Candidate) -> Result<(), String> {
                 c.name
             ));
         }
-    }
-    let free = virtual_free_gib(c);
-    if (req.size_gib as f64) > free {
-        return Err(format!(
-            "{}: {:.0} GiB can still be provisioned, {} GiB requested",
-            c.name,
-            free.max(0.0),
-            req.size_gib
-        ));
     }
     Ok(())
 }

@@ -54,7 +54,7 @@ async fn fifty_concurrent_creates_against_a_limit_of_ten() {
         tasks.push(tokio::spawn(async move {
             let req = CreateRequest {
                 name: Some(format!("v{i}")),
-                size: 1,
+                size: Some(1),
                 ..Default::default()
             };
             volumes::create(&app, &ctx, req).await
@@ -112,7 +112,7 @@ async fn lifecycle_through_the_application_layer() {
         &app,
         &ctx,
         CreateRequest {
-            size: 1,
+            size: Some(1),
             name: Some("a".into()),
             ..Default::default()
         },
