@@ -1,6 +1,6 @@
 //! The crash test: a real `scoria serve` is killed again and again while clients
-//! create, extend and delete volumes; after a last restart everything settles
-//! and the promises hold.
+//! create, clone, extend and delete volumes; after a last restart everything
+//! settles and the promises hold.
 //!
 //! Each round starts the binary (sometimes with a failpoint armed to exit the
 //! process on the spot at its n-th hit), lets a few client threads issue random
@@ -53,6 +53,9 @@ const EXIT_POINTS: &[&str] = &[
     "flow.volume_extend.finished",
     "storage.create.temp",
     "storage.create.after",
+    "storage.copy.before",
+    "storage.copy.temp",
+    "storage.copy.after",
     "storage.delete.after",
     "storage.extend.before",
     "storage.extend.after",
@@ -197,8 +200,9 @@ impl Api {
     }
 }
 
-/// Random operations until `stop`; counts the requests answered.
-fn client(api: Api, stop: Arc<AtomicBool>, ops: Arc<AtomicUsize>) {
+/// Random operations until `stop`; counts the requests answered and the clones
+/// accepted.
+fn client(api: Api, stop: Arc<AtomicBool>, ops: Arc<AtomicUsize>, clones: Arc<AtomicUsize>) {
     let mut rng = rand::thread_rng();
     while !stop.load(Ordering::Relaxed) {
         let vols = match api.volumes() {
@@ -207,7 +211,8 @@ fn client(api: Api, stop: Arc<AtomicBool>, ops: Arc<AtomicUsize>) {
         };
         let available: Vec<&Value> = vols.iter().filter(|v| v["status"] == "available").collect();
         let pick = rng.gen_range(0..10);
-        let result = if pick < 5 || available.is_empty() {
+        let cloning = (4..6).contains(&pick) && !available.is_empty();
+        let result = if pick < 4 || available.is_empty() {
             let size = rng.gen_range(1..=3);
             api.call(
                 "POST",
@@ -217,7 +222,16 @@ fn client(api: Api, stop: Arc<AtomicBool>, ops: Arc<AtomicUsize>) {
         } else {
             let v = available[rng.gen_range(0..available.len())];
             let id = v["id"].as_str().unwrap_or_default();
-            if pick < 7 {
+            if pick < 6 {
+                // A clone, sometimes bigger than its source; the source may
+                // have changed since the list (then 400 or 404).
+                let size = v["size"].as_i64().unwrap_or(1) + rng.gen_range(0..=1);
+                api.call(
+                    "POST",
+                    "/volumes",
+                    Some(json!({"volume": {"source_volid": id, "size": size, "name": "crash-clone"}})),
+                )
+            } else if pick < 8 {
                 let size = v["size"].as_i64().unwrap_or(1) + 1;
                 api.call(
                     "POST",
@@ -232,6 +246,9 @@ fn client(api: Api, stop: Arc<AtomicBool>, ops: Arc<AtomicUsize>) {
             Ok((code, body)) => {
                 assert!(code < 500 || code == 503, "server error {code}: {body}");
                 ops.fetch_add(1, Ordering::Relaxed);
+                if cloning && code == 202 {
+                    clones.fetch_add(1, Ordering::Relaxed);
+                }
             }
             // The server died under us: that is the point.
             Err(_) => return,
@@ -264,6 +281,7 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     let mut rng = rand::thread_rng();
     let (mut kills, mut exits) = (0, 0);
     let ops = Arc::new(AtomicUsize::new(0));
+    let clones = Arc::new(AtomicUsize::new(0));
     let exit_seen: Arc<Mutex<BTreeMap<String, usize>>> = Default::default();
 
     // First start: raise the quota so the run is limited by time, not quota.
@@ -328,8 +346,8 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
                 base: format!("{}/v3/{project}", server.url),
                 token: token.clone(),
             };
-            let (stop, ops) = (stop.clone(), ops.clone());
-            threads.push(std::thread::spawn(move || client(api, stop, ops)));
+            let (stop, ops, clones) = (stop.clone(), ops.clone(), clones.clone());
+            threads.push(std::thread::spawn(move || client(api, stop, ops, clones)));
         }
         std::thread::sleep(Duration::from_millis(rng.gen_range(100..700)));
         let mut server = server;
@@ -432,10 +450,11 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     assert!(bad.is_empty(), "{bad:?}");
 
     println!(
-        "crash test: {} crash points exercised ({kills} kill -9, {exits} failpoint exits) over {} requests; \
-         {} volumes checked ({errors} in error); exit failpoints reached: {:?}",
+        "crash test: {} crash points exercised ({kills} kill -9, {exits} failpoint exits) over {} requests \
+         ({} clones accepted); {} volumes checked ({errors} in error); exit failpoints reached: {:?}",
         kills + exits,
         ops.load(Ordering::Relaxed),
+        clones.load(Ordering::Relaxed),
         vols.len(),
         exit_seen.lock().unwrap()
     );
@@ -444,5 +463,9 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
         "too few operations to mean anything"
     );
     assert!(!vols.is_empty());
+    assert!(
+        clones.load(Ordering::Relaxed) > 0,
+        "no clone was made: the copy path went untested"
+    );
     Ok(())
 }
