@@ -39,6 +39,23 @@ def test_volume_lifecycle_with_the_cli(server):
         osc(env, "volume", "show", "cli-v1b")
 
 
+def test_a_clone_with_the_cli(server):
+    env = cloud_env(server)
+    osc(env, "volume", "create", "--size", "1", "--bootable", "cli-source")
+    wait_for(lambda: status_of(env, "cli-source") == "available", "cli-source available")
+    source = osc(env, "volume", "show", "cli-source")
+    clone = osc(env, "volume", "create", "--source", "cli-source", "--size", "2", "cli-clone")
+    assert clone["source_volid"] == source["id"] and clone["size"] == 2
+    wait_for(lambda: status_of(env, "cli-clone") == "available", "cli-clone available")
+    shown = osc(env, "volume", "show", "cli-clone")
+    assert shown["source_volid"] == source["id"]
+    assert str(shown["bootable"]).lower() == "true"
+    for name in ("cli-source", "cli-clone"):
+        osc(env, "volume", "delete", name, parse=False)
+    wait_for(lambda: all(row["Name"] not in ("cli-source", "cli-clone")
+                         for row in osc(env, "volume", "list")), "deleted")
+
+
 def test_projects_are_isolated_and_quota_is_enforced(server):
     admin = cloud_env(server)
     a_vol = osc(admin, "volume", "create", "--size", "1", "admins-volume")

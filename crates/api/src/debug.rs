@@ -1,7 +1,9 @@
 //! `PUT /debug/failpoints` (admin only, and only in binaries built with the
 //! `failpoints` feature): arm failpoints in a running server, e.g.
-//! `{"spec": "flow.volume_create.create_on_backend.started=exit@3"}`, or
-//! disarm everything with `{"clear": true}`. Release builds have no such route.
+//! `{"spec": "flow.volume_create.create_on_backend.started=exit@3"}` or
+//! `{"spec": "storage.copy.temp=sleep(2000)"}` (hold a copy for two seconds),
+//! or disarm everything with `{"clear": true}`. Release builds have no such
+//! route.
 
 use axum::extract::State as AxState;
 use axum::http::StatusCode;

@@ -189,7 +189,7 @@ pub async fn create(
     let vol = body::object(&body, "volume")?;
     let size = body::int(vol, "size")?;
     // Sources Scoria cannot copy from yet. A source that does not exist is a
-    // 404, as Cinder answers; one that exists is refused as not supported.
+    // 404, as Cinder answers; one that exists would be refused as not supported.
     if let Some(s) = body::opt_str(vol, "snapshot_id")? {
         return Err(ApiError::not_found(format!(
             "Snapshot {s} could not be found."
@@ -200,13 +200,17 @@ pub async fn create(
             "Backup {s} could not be found."
         )));
     }
-    if let Some(s) = body::opt_str(vol, "source_volid")? {
-        let id = volumes::parse_id(&s)?;
-        volumes::get(&state.app, &ctx, id).await?;
-        return Err(ApiError::bad_request(
-            "Creating a volume from another volume is not supported by this Scoria yet.",
-        ));
-    }
+    // A clone: Cinder's schema wants a UUID here (400), and an unknown or
+    // invisible one is a 404.
+    let source_volid = body::opt_str(vol, "source_volid")?
+        .map(|s| {
+            s.parse::<VolumeId>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Invalid input for field/attribute source_volid. Value: {s}. '{s}' is not a 'uuid'"
+                ))
+            })
+        })
+        .transpose()?;
     if body::opt_str(vol, "imageRef")?.is_some() {
         return Err(ApiError::bad_request(
             "Creating a volume from an image needs the image service, which this Scoria does not offer yet.",
@@ -227,9 +231,11 @@ pub async fn create(
         })?),
         _ => None,
     };
-    let size = size.ok_or_else(|| {
-        ApiError::bad_request("Invalid input for field/attribute size. Value: None. None is not of type 'integer', 'string'.")
-    })?;
+    if size.is_none() && source_volid.is_none() {
+        return Err(ApiError::bad_request(
+            "Invalid input for field/attribute size. Value: None. None is not of type 'integer', 'string'.",
+        ));
+    }
     let name = match body::opt_str(vol, "name")? {
         Some(n) => Some(n),
         None => body::opt_str(vol, "display_name")?,
@@ -242,6 +248,7 @@ pub async fn create(
         name,
         description,
         size,
+        source_volid,
         availability_zone: body::opt_str(vol, "availability_zone")?,
         volume_type: body::opt_str(vol, "volume_type")?,
         metadata: body::opt_metadata(vol, "metadata")?.unwrap_or_default(),

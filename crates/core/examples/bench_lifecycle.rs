@@ -73,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
             for i in 0..per_worker {
                 let t = Instant::now();
                 let req = CreateRequest {
-                    size: 1,
+                    size: Some(1),
                     name: Some(format!("b{w}-{i}")),
                     ..Default::default()
                 };

@@ -133,7 +133,8 @@ fn may_see(ctx: &Context, t: &Transfer) -> bool {
 
 /// Offer `volume` (already loaded in the caller's write transaction): move it
 /// `available` → `awaiting-transfer` and record the transfer, both in `conn`'s
-/// transaction.
+/// transaction. A volume being copied for a clone is not offered until the
+/// clone is made.
 pub(crate) async fn offer(
     conn: &mut Conn,
     volume: &Volume,
@@ -176,6 +177,7 @@ pub(crate) async fn offer(
             volume.id
         )));
     }
+    volumes::assert_not_being_cloned(conn, volume.id, "transferred").await?;
     let auth_key = random_hex();
     let salt = random_hex();
     let transfer = Transfer {

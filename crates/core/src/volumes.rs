@@ -39,7 +39,10 @@ pub struct VolumeView {
 pub struct CreateRequest {
     pub name: Option<String>,
     pub description: Option<String>,
-    pub size: i64,
+    /// GiB. May be left out only for a clone, which then gets its source's size.
+    pub size: Option<i64>,
+    /// Make the volume a copy of this one (Cinder's `source_volid`).
+    pub source_volid: Option<VolumeId>,
     pub availability_zone: Option<String>,
     /// Name or id of a volume type; the default type when absent.
     pub volume_type: Option<String>,
@@ -174,11 +177,21 @@ pub(crate) async fn refuse_encrypted(conn: &mut Conn, type_id: VolumeTypeId) -> 
     Ok(())
 }
 
-/// Create a volume. Returns once its quota is committed (status `creating`).
+/// Create a volume, blank or (with `source_volid`) a copy of another one.
+/// Returns once its quota is committed (status `creating`).
+///
+/// A clone follows Cinder: the source must be visible to the caller (404) and
+/// `available` or `in-use` (400); the size defaults to the source's and may not
+/// be smaller (400); the zone is the source's (another one asked for is 400);
+/// the type defaults to the source's, and another type must fit the source's
+/// backend, because that is where the copy is made (400 otherwise); `bootable`
+/// is the source's. Quota is counted as for any create.
 pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<VolumeView> {
     ctx.authorize(Op::VolumeCreate)?;
     let project = ctx.project()?.clone();
-    validate_size(req.size)?;
+    if let Some(size) = req.size {
+        validate_size(size)?;
+    }
     if let Some(n) = &req.name {
         validate_text("name", n, MAX_NAME_LEN)?;
     }
@@ -195,31 +208,88 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
         )));
     }
     let default_zone = zones.first().cloned().unwrap_or_else(|| "nova".into());
-    let (type_id, availability_zone) = {
-        let mut conn = app.store().read().await?;
-        if !crate::services::scheduler_enabled(&mut conn).await? {
-            return Err(Error::Unavailable(
-                "The scheduler service is disabled: no volume can be created until an administrator enables it.".into(),
+    let mut conn = app.store().read().await?;
+    if !crate::services::scheduler_enabled(&mut conn).await? {
+        return Err(Error::Unavailable(
+            "The scheduler service is disabled: no volume can be created until an administrator enables it.".into(),
+        ));
+    }
+    let source = match req.source_volid {
+        Some(id) => Some(clone_source(&mut conn, ctx, id).await?),
+        None => None,
+    };
+    let size = match (req.size, &source) {
+        (Some(size), Some(src)) if size < src.size => {
+            return Err(Error::Invalid(format!(
+                "Invalid input received: Volume size {size}GB must not be smaller than the source volume size {}GB.",
+                src.size
+            )));
+        }
+        (Some(size), _) => size,
+        (None, Some(src)) => src.size,
+        (None, None) => {
+            return Err(Error::Invalid(
+                "Invalid input for field/attribute size. Value: None. None is not of type 'integer', 'string'.".into(),
             ));
         }
-        let t = resolve_type(&mut conn, ctx, req.volume_type.as_deref()).await?;
-        refuse_encrypted(&mut conn, t.id).await?;
-        // A group's volume goes to the group's zone (and backend).
-        let zone = match req.group_id {
-            Some(g) => Some(
-                crate::groups::check_volume_create(
-                    &mut conn,
-                    ctx,
-                    g,
-                    t.id,
-                    req.availability_zone.as_deref(),
-                )
-                .await?,
-            ),
-            None => req.availability_zone,
-        };
-        (t.id, zone)
     };
+    let (availability_zone, type_id, bootable) = match &source {
+        None => {
+            let t = resolve_type(&mut conn, ctx, req.volume_type.as_deref()).await?;
+            refuse_encrypted(&mut conn, t.id).await?;
+            (req.availability_zone, t.id, req.bootable)
+        }
+        Some(src) => {
+            if let Some(az) = &req.availability_zone
+                && *az != src.availability_zone
+            {
+                return Err(Error::Invalid(format!(
+                    "Invalid input received: Volume must be in the same availability zone as the source volume ({}), not {az}.",
+                    src.availability_zone
+                )));
+            }
+            let type_id = match req.volume_type.as_deref() {
+                None => src.volume_type_id,
+                Some(wanted) => {
+                    let t = resolve_type(&mut conn, ctx, Some(wanted)).await?;
+                    refuse_encrypted(&mut conn, t.id).await?;
+                    if t.id != src.volume_type_id {
+                        type_fits_source(app, &mut conn, t.id, &t.name, src).await?;
+                    }
+                    t.id
+                }
+            };
+            (Some(src.availability_zone.clone()), type_id, src.bootable)
+        }
+    };
+    // A group's volume goes to the group's zone and backend; a clone is made
+    // on its source's backend, so the two must be the same.
+    let availability_zone = match req.group_id {
+        Some(g) => {
+            let zone = crate::groups::check_volume_create(
+                &mut conn,
+                ctx,
+                g,
+                type_id,
+                availability_zone.as_deref(),
+            )
+            .await?;
+            if let Some(src) = &source {
+                let backend = crate::groups::backend_of(&mut conn, Some(g)).await?;
+                if src.backend != backend {
+                    return Err(Error::Invalid(format!(
+                        "Invalid input received: source volume {} is on backend {}, and the volumes of group {g} on backend {}.",
+                        src.id,
+                        src.backend.as_deref().unwrap_or("(none)"),
+                        backend.as_deref().unwrap_or("(none)")
+                    )));
+                }
+            }
+            Some(zone)
+        }
+        None => availability_zone,
+    };
+    drop(conn);
     let id = VolumeId::new();
     let params = volume_create::Params {
         volume_id: id,
@@ -227,15 +297,16 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
         user_id: ctx.user_id.0.clone(),
         name: req.name,
         description: req.description,
-        size: req.size,
+        size,
         availability_zone,
         default_zone,
-        bootable: req.bootable,
+        bootable,
         multiattach: req.multiattach,
         volume_type_id: type_id,
         metadata: req.metadata,
         request_id: Some(ctx.request_id.clone()),
         group_id: req.group_id,
+        source_volid: req.source_volid,
     };
     let handle = app.engine.start::<volume_create::VolumeCreate>(params)?;
     handle
@@ -243,6 +314,40 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
         .await
         .map_err(from_outcome)?;
     get_unchecked(app, id).await
+}
+
+/// The source of a clone, as the caller may see it, if it can be read now.
+/// (The create flow checks the status again when it records the clone.)
+async fn clone_source(conn: &mut Conn, ctx: &Context, id: VolumeId) -> Result<Volume> {
+    let src = visible(conn, ctx, id).await?;
+    if !VolumeStatus::READABLE.contains(&src.status) {
+        return Err(volume_create::source_not_readable(&src));
+    }
+    Ok(src)
+}
+
+/// A clone is made on its source's backend: a type other than the source's
+/// must be one that backend satisfies (the scheduler's capabilities filter).
+async fn type_fits_source(
+    app: &App,
+    conn: &mut Conn,
+    type_id: VolumeTypeId,
+    type_name: &str,
+    src: &Volume,
+) -> Result<()> {
+    let specs = volume_types::volume_type_extra_specs_get(conn, type_id).await?;
+    let candidates = crate::scheduler::gather(&app.env, conn).await?;
+    let backend = src.backend.as_deref().unwrap_or_default();
+    let reason = match candidates.iter().find(|c| c.name == backend) {
+        None => format!("{backend}: not configured"),
+        Some(c) => match crate::scheduler::capabilities_match(&specs, &c.capabilities) {
+            Ok(()) => return Ok(()),
+            Err(reason) => format!("{}: {reason}", c.name),
+        },
+    };
+    Err(Error::Invalid(format!(
+        "Invalid input received: Volume type {type_name} does not fit the source volume's backend, where the copy is made ({reason}). Leave the type out to use the source's."
+    )))
 }
 
 async fn get_unchecked(app: &App, id: VolumeId) -> Result<VolumeView> {
@@ -273,6 +378,26 @@ pub(crate) async fn visible(conn: &mut Conn, ctx: &Context, id: VolumeId) -> Res
         }
         _ => Err(Error::volume_not_found(id)),
     }
+}
+
+/// Refuse to make `id` unreadable (`what`: "deleted", "extended", …) while
+/// volumes are being created from it. Asked inside the transaction that
+/// changes `id`, after its status change (see
+/// `scoria_store::volumes::volume_hold_for_read` for why that order).
+pub(crate) async fn assert_not_being_cloned(
+    conn: &mut Conn,
+    id: VolumeId,
+    what: &str,
+) -> Result<()> {
+    let clones = store::volume_clones_in_progress(conn, id).await?;
+    if clones.is_empty() {
+        return Ok(());
+    }
+    let clones: Vec<String> = clones.iter().map(ToString::to_string).collect();
+    Err(Error::InvalidState(format!(
+        "Invalid volume: Volume {id} is in use: it is being copied to create volume {}; it cannot be {what} until then.",
+        clones.join(", ")
+    )))
 }
 
 /// One volume.
@@ -679,6 +804,12 @@ pub async fn reset_status(
         migration_status.as_ref().map(|m| m.as_deref()),
     )
     .await?;
+    // A volume being copied stays readable until its copies are made.
+    if let Some(s) = status
+        && !VolumeStatus::READABLE.contains(&s)
+    {
+        assert_not_being_cloned(&mut tx, id, &format!("reset to {s}")).await?;
+    }
     tx.commit().await.map_err(scoria_store::StoreError::from)?;
     Ok(())
 }

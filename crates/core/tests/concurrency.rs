@@ -55,7 +55,7 @@ async fn fifty_concurrent_creates_against_a_limit_of_ten() {
         tasks.push(tokio::spawn(async move {
             let req = CreateRequest {
                 name: Some(format!("v{i}")),
-                size: 1,
+                size: Some(1),
                 ..Default::default()
             };
             volumes::create(&app, &ctx, req).await
@@ -139,7 +139,7 @@ async fn twenty_concurrent_creates_of_one_type_against_a_limit_of_five() {
         tasks.push(tokio::spawn(async move {
             let req = CreateRequest {
                 name: Some(format!("v{i}")),
-                size: 1,
+                size: Some(1),
                 volume_type: (i < 20).then(|| "gold".to_owned()),
                 ..Default::default()
             };
@@ -199,7 +199,7 @@ async fn lifecycle_through_the_application_layer() {
         &app,
         &ctx,
         CreateRequest {
-            size: 1,
+            size: Some(1),
             name: Some("a".into()),
             ..Default::default()
         },

@@ -68,7 +68,7 @@ async fn an_unsatisfiable_type_leaves_the_volume_in_error_with_one_message() {
             &app,
             &ctx,
             CreateRequest {
-                size: 1,
+                size: Some(1),
                 volume_type: Some(type_id.to_string()),
                 ..Default::default()
             },

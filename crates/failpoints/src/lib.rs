@@ -11,7 +11,13 @@
 //!   exit   the process exits on the spot (std::process::exit(86)), no cleanup
 //!   crash  in-process simulation of `exit`: this instance is marked dead and
 //!          every later hit on it fails, so no further durable write happens
+//!   sleep(ms)  the call waits that many milliseconds, then goes on: holds an
+//!          operation at a boundary so a test can act while it is in progress
 //! ```
+//!
+//! `sleep` blocks the calling thread (a hit is synchronous), so it stalls one
+//! worker of an async runtime for its duration: it is a test tool, armed only
+//! in builds with failpoints.
 //!
 //! Without the `enabled` feature the registry is never consulted: [`Failpoints::hit`]
 //! checks nothing and the release binary carries no failpoint behaviour at all.
@@ -32,7 +38,12 @@ pub enum Action {
     Exit,
     /// Mark this instance dead: this and every later hit fail with [`Fault::Crashed`].
     Crash,
+    /// Wait this many milliseconds (blocking the thread), then succeed.
+    Sleep(u64),
 }
+
+/// The longest `sleep` a failpoint accepts: a minute.
+pub const MAX_SLEEP_MS: u64 = 60_000;
 
 /// The exit status used by [`Action::Exit`], so a supervisor can tell a failpoint
 /// exit from a real failure.
@@ -62,9 +73,18 @@ impl std::str::FromStr for Action {
             "error" => Ok(Action::Error),
             "exit" => Ok(Action::Exit),
             "crash" => Ok(Action::Crash),
-            other => Err(format!(
-                "unknown failpoint action {other:?} (error, exit, crash)"
-            )),
+            other => {
+                let ms = other
+                    .strip_prefix("sleep(")
+                    .and_then(|r| r.strip_suffix(')'))
+                    .and_then(|ms| ms.trim().parse::<u64>().ok())
+                    .filter(|ms| *ms <= MAX_SLEEP_MS);
+                ms.map(Action::Sleep).ok_or_else(|| {
+                    format!(
+                        "unknown failpoint action {other:?} (error, exit, crash, sleep(ms) with ms up to {MAX_SLEEP_MS})"
+                    )
+                })
+            }
         }
     }
 }
@@ -194,6 +214,10 @@ impl Failpoints {
                     self.dead.store(true, Ordering::SeqCst);
                     Err(Fault::Crashed(name.to_owned()))
                 }
+                Some(Action::Sleep(ms)) => {
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                    Ok(())
+                }
                 Some(Action::Exit) => {
                     eprintln!("failpoint {name}: exiting the process");
                     std::process::exit(EXIT_CODE)
@@ -252,6 +276,26 @@ mod tests {
         assert!(fp.hit("b").unwrap_err().is_crash());
         assert!(fp.arm_spec("nonsense").is_err());
         assert!(fp.arm_spec("a=explode").is_err());
+        for bad in [
+            "sleep",
+            "sleep()",
+            "sleep(-1)",
+            "sleep(1",
+            "sleep(99999999)",
+        ] {
+            assert!(fp.arm_spec(&format!("a={bad}")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sleep_goes_on_after_the_pause() {
+        let fp = Failpoints::new();
+        fp.arm_spec("s=sleep(1)@2").unwrap();
+        assert_eq!("sleep( 5 )".parse::<Action>(), Ok(Action::Sleep(5)));
+        assert!(fp.hit("s").is_ok());
+        assert!(fp.hit("s").is_ok());
+        assert_eq!(fp.armed_hits(), [("s".to_string(), 2)]);
+        assert!(!fp.is_dead());
     }
 }
 

@@ -120,6 +120,10 @@ impl VolumeStatus {
     /// Statuses from which an extend may start.
     pub const EXTENDABLE: &'static [VolumeStatus] = &[VolumeStatus::Available];
 
+    /// Statuses a volume can be cloned from (Cinder's): its data is complete
+    /// and stays so while it is read.
+    pub const READABLE: &'static [VolumeStatus] = &[VolumeStatus::Available, VolumeStatus::InUse];
+
     /// Statuses an admin may set with `os-reset_status`.
     pub const RESETTABLE: &'static [VolumeStatus] = VolumeStatus::ALL;
 

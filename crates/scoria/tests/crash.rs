@@ -1,7 +1,7 @@
 //! The crash test: a real `scoria serve` is killed again and again while clients
-//! create, extend and delete volumes and groups (volumes made in groups, groups
-//! deleted with their volumes); after a last restart everything settles and the
-//! promises hold.
+//! create, clone, extend and delete volumes and groups (volumes made in groups,
+//! groups deleted with their volumes); after a last restart everything settles
+//! and the promises hold.
 //!
 //! Each round starts the binary (sometimes with a failpoint armed to exit the
 //! process on the spot at its n-th hit), lets a few client threads issue random
@@ -59,6 +59,9 @@ const EXIT_POINTS: &[&str] = &[
     "flow.group_delete.finished",
     "storage.create.temp",
     "storage.create.after",
+    "storage.copy.before",
+    "storage.copy.temp",
+    "storage.copy.after",
     "storage.delete.after",
     "storage.extend.before",
     "storage.extend.after",
@@ -211,10 +214,16 @@ impl Api {
     }
 }
 
-/// Random operations until `stop`; counts the requests answered. Volumes are
-/// made alone or in a group of `group_type`; groups are made, and deleted with
-/// their volumes.
-fn client(api: Api, group_type: String, stop: Arc<AtomicBool>, ops: Arc<AtomicUsize>) {
+/// Random operations until `stop`; counts the requests answered and the clones
+/// accepted. Volumes are made alone or in a group of `group_type`, cloned,
+/// extended and deleted; groups are made, and deleted with their volumes.
+fn client(
+    api: Api,
+    group_type: String,
+    stop: Arc<AtomicBool>,
+    ops: Arc<AtomicUsize>,
+    clones: Arc<AtomicUsize>,
+) {
     let mut rng = rand::thread_rng();
     while !stop.load(Ordering::Relaxed) {
         let (vols, groups) = match (api.volumes(), api.groups()) {
@@ -227,6 +236,7 @@ fn client(api: Api, group_type: String, stop: Arc<AtomicBool>, ops: Arc<AtomicUs
             .filter(|g| g["status"] == "available")
             .collect();
         let pick = rng.gen_range(0..12);
+        let cloning = (4..6).contains(&pick) && !available.is_empty();
         let result = if pick == 10 || (pick == 11 && open.is_empty()) {
             api.call(
                 "POST",
@@ -244,7 +254,7 @@ fn client(api: Api, group_type: String, stop: Arc<AtomicBool>, ops: Arc<AtomicUs
                 &format!("/groups/{id}/action"),
                 Some(json!({"delete": {"delete-volumes": true}})),
             )
-        } else if pick < 5 || available.is_empty() {
+        } else if pick < 4 || available.is_empty() {
             let size = rng.gen_range(1..=3);
             let mut volume = json!({"size": size, "name": "crash"});
             if pick < 2 && !open.is_empty() {
@@ -254,7 +264,16 @@ fn client(api: Api, group_type: String, stop: Arc<AtomicBool>, ops: Arc<AtomicUs
         } else {
             let v = available[rng.gen_range(0..available.len())];
             let id = v["id"].as_str().unwrap_or_default();
-            if pick < 7 {
+            if pick < 6 {
+                // A clone, sometimes bigger than its source; the source may
+                // have changed since the list (then 400 or 404).
+                let size = v["size"].as_i64().unwrap_or(1) + rng.gen_range(0..=1);
+                api.call(
+                    "POST",
+                    "/volumes",
+                    Some(json!({"volume": {"source_volid": id, "size": size, "name": "crash-clone"}})),
+                )
+            } else if pick < 8 {
                 let size = v["size"].as_i64().unwrap_or(1) + 1;
                 api.call(
                     "POST",
@@ -269,6 +288,9 @@ fn client(api: Api, group_type: String, stop: Arc<AtomicBool>, ops: Arc<AtomicUs
             Ok((code, body)) => {
                 assert!(code < 500 || code == 503, "server error {code}: {body}");
                 ops.fetch_add(1, Ordering::Relaxed);
+                if cloning && code == 202 {
+                    clones.fetch_add(1, Ordering::Relaxed);
+                }
             }
             // The server died under us: that is the point.
             Err(_) => return,
@@ -301,6 +323,7 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     let mut rng = rand::thread_rng();
     let (mut kills, mut exits) = (0, 0);
     let ops = Arc::new(AtomicUsize::new(0));
+    let clones = Arc::new(AtomicUsize::new(0));
     let exit_seen: Arc<Mutex<BTreeMap<String, usize>>> = Default::default();
 
     // First start: raise the quota so the run is limited by time, not quota,
@@ -381,8 +404,15 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
                 base: format!("{}/v3/{project}", server.url),
                 token: token.clone(),
             };
-            let (stop, ops, gt) = (stop.clone(), ops.clone(), group_type.clone());
-            threads.push(std::thread::spawn(move || client(api, gt, stop, ops)));
+            let (stop, ops, clones, gt) = (
+                stop.clone(),
+                ops.clone(),
+                clones.clone(),
+                group_type.clone(),
+            );
+            threads.push(std::thread::spawn(move || {
+                client(api, gt, stop, ops, clones)
+            }));
         }
         std::thread::sleep(Duration::from_millis(rng.gen_range(100..700)));
         let mut server = server;
@@ -488,10 +518,12 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     assert!(bad.is_empty(), "{bad:?}");
 
     println!(
-        "crash test: {} crash points exercised ({kills} kill -9, {exits} failpoint exits) over {} requests; \
-         {} volumes checked ({errors} in error, {members} in {} groups); exit failpoints reached: {:?}",
+        "crash test: {} crash points exercised ({kills} kill -9, {exits} failpoint exits) over {} requests \
+         ({} clones accepted); {} volumes checked ({errors} in error, {members} in {} groups); \
+         exit failpoints reached: {:?}",
         kills + exits,
         ops.load(Ordering::Relaxed),
+        clones.load(Ordering::Relaxed),
         vols.len(),
         groups.len(),
         exit_seen.lock().unwrap()
@@ -501,5 +533,9 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
         "too few operations to mean anything"
     );
     assert!(!vols.is_empty());
+    assert!(
+        clones.load(Ordering::Relaxed) > 0,
+        "no clone was made: the copy path went untested"
+    );
     Ok(())
 }

@@ -71,7 +71,7 @@ macro_rules! both {
     };
 }
 
-both!(lifecycle, idempotency, invalid_input);
+both!(lifecycle, idempotency, invalid_input, copies);
 #[cfg(feature = "failpoints")]
 both!(
     error_after_create_leaves_a_durable_image,
@@ -169,6 +169,14 @@ async fn invalid_input(kind: Kind) {
         assert!(invalid(d.delete(bad).await), "delete {bad:?}");
         assert!(invalid(d.extend(bad, GIB).await), "extend {bad:?}");
         assert!(invalid(d.info(bad).await.map(drop)), "info {bad:?}");
+        assert!(
+            invalid(d.copy_from(bad, &self::spec("c.raw", MIB), &|_| {}).await),
+            "copy from {bad:?}"
+        );
+        assert!(
+            invalid(d.copy_from(&long, &spec, &|_| {}).await),
+            "copy to {bad:?}"
+        );
     }
     // The format must agree with the extension.
     let wrong = ImageSpec {
@@ -195,6 +203,61 @@ async fn invalid_input(kind: Kind) {
     assert_eq!(d.list().await.expect("list"), [long.as_str(), "v.raw"]);
 }
 
+/// Copies of an image: to the same or a larger size, into either format; a
+/// re-run is success, a different shape is a mismatch; errors copy nothing.
+async fn copies(kind: Kind) {
+    let (_dir, _fp, d) = driver(kind).await;
+    d.create(&spec("src.qcow2", GIB)).await.expect("create");
+    d.create(&spec("src.raw", MIB)).await.expect("create");
+    let seen = std::sync::Mutex::new(Vec::new());
+    let progress = |p: u8| seen.lock().expect("lock").push(p);
+    for (source, copy, size) in [
+        ("src.qcow2", "same.qcow2", GIB),
+        ("src.qcow2", "big.raw", 2 * GIB),
+        ("src.raw", "big.qcow2", 3 * MIB),
+    ] {
+        seen.lock().expect("lock").clear();
+        d.copy_from(source, &spec(copy, size), &progress)
+            .await
+            .unwrap_or_else(|e| panic!("{source} → {copy}: {e:?}"));
+        assert_eq!(size_of(&*d, copy).await, Some(size), "{copy}");
+        let seen = std::mem::take(&mut *seen.lock().expect("lock"));
+        assert_eq!(seen.last(), Some(&100), "{copy}: progress {seen:?}");
+        assert!(seen.is_sorted(), "{copy}: progress {seen:?}");
+        // A re-run finds the copy and succeeds; another size is a mismatch.
+        d.copy_from(source, &spec(copy, size), &|_| {})
+            .await
+            .expect("copy again");
+        let err = d.copy_from(source, &spec(copy, size + MIB), &|_| {}).await;
+        assert!(
+            matches!(err, Err(StorageError::Mismatch { .. })),
+            "{copy}: {err:?}"
+        );
+    }
+    // The sources are unchanged.
+    assert_eq!(size_of(&*d, "src.qcow2").await, Some(GIB));
+    assert_eq!(size_of(&*d, "src.raw").await, Some(MIB));
+
+    // Errors leave nothing behind.
+    let err = d
+        .copy_from("gone.qcow2", &spec("c1.qcow2", GIB), &|_| {})
+        .await;
+    assert!(matches!(err, Err(StorageError::NotFound(_))), "{err:?}");
+    let err = d
+        .copy_from("src.qcow2", &spec("c2.raw", MIB), &|_| {})
+        .await;
+    assert!(
+        matches!(err, Err(StorageError::InvalidSize { .. })),
+        "{err:?}"
+    );
+    let err = d.copy_from("src.raw", &spec("src.raw", MIB), &|_| {}).await;
+    assert!(matches!(err, Err(StorageError::InvalidName(_))), "{err:?}");
+    assert_eq!(
+        d.list().await.expect("list"),
+        ["big.qcow2", "big.raw", "same.qcow2", "src.qcow2", "src.raw"]
+    );
+}
+
 #[cfg(feature = "failpoints")]
 use scoria_failpoints::Action;
 
@@ -211,6 +274,15 @@ async fn error_after_create_leaves_a_durable_image(kind: Kind) {
         d.create(&spec(name, GIB)).await.expect("re-run");
         assert_eq!(size_of(&*d, name).await, Some(GIB));
     }
+    fp.arm("storage.copy.after", Action::Error, 1, Some(1));
+    let err = d.copy_from("v.qcow2", &spec("c.raw", GIB), &|_| {}).await;
+    assert!(matches!(err, Err(StorageError::Failpoint(_))), "{err:?}");
+    assert_eq!(size_of(&*d, "c.raw").await, Some(GIB));
+    d.copy_from("v.qcow2", &spec("c.raw", GIB), &|_| {})
+        .await
+        .expect("re-run");
+    d.delete("c.raw").await.expect("delete");
+
     fp.arm("storage.delete.after", Action::Error, 1, Some(1));
     assert!(d.delete("v.raw").await.is_err());
     assert_eq!(size_of(&*d, "v.raw").await, None);
@@ -237,28 +309,31 @@ async fn crash_before_create_leaves_nothing(kind: Kind) {
     assert!(d.list().await.expect("list").is_empty());
 }
 
-/// For every failpoint: crash there in a create, extend, delete sequence, then
-/// "restart" (clear the failpoints) and resume with the step that crashed, as the
-/// flow engine would. The sequence must finish and leave nothing behind, not even
-/// a temporary file.
+/// For every failpoint: crash there in a create, copy, extend, delete sequence,
+/// then "restart" (clear the failpoints) and resume with the step that crashed,
+/// as the flow engine would. The sequence must finish and leave nothing behind,
+/// not even a temporary file.
 #[cfg(feature = "failpoints")]
 async fn crash_anywhere_then_rerun(kind: Kind) {
+    const STEPS: usize = 5;
     for &point in crate::FAILPOINTS {
-        for name in ["v.qcow2", "v.raw"] {
+        for (name, copy) in [("v.qcow2", "c.raw"), ("v.raw", "c.qcow2")] {
             let (dir, fp, d) = driver(kind).await;
             let step = |i: usize| {
                 let d = Arc::clone(&d);
                 async move {
                     match i {
                         0 => d.create(&spec(name, GIB)).await,
-                        1 => d.extend(name, 2 * GIB).await,
-                        _ => d.delete(name).await,
+                        1 => d.copy_from(name, &spec(copy, 2 * GIB), &|_| {}).await,
+                        2 => d.extend(name, 2 * GIB).await,
+                        3 => d.delete(name).await,
+                        _ => d.delete(copy).await,
                     }
                 }
             };
             fp.arm(point, Action::Crash, 1, None);
             let mut crashed = None;
-            for i in 0..3 {
+            for i in 0..STEPS {
                 if let Err(e) = step(i).await {
                     assert!(e.is_crash(), "{point}: {e:?}");
                     crashed = Some(i);
@@ -271,7 +346,10 @@ async fn crash_anywhere_then_rerun(kind: Kind) {
             if let Some(size) = size_of(&*d, name).await {
                 assert!(size == GIB || size == 2 * GIB, "{point}: size {size}");
             }
-            for i in crashed..3 {
+            if let Some(size) = size_of(&*d, copy).await {
+                assert_eq!(size, 2 * GIB, "{point}: copy");
+            }
+            for i in crashed..STEPS {
                 step(i)
                     .await
                     .unwrap_or_else(|e| panic!("{point}: step {i} re-run: {e:?}"));

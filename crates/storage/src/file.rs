@@ -27,11 +27,18 @@
 //! remove the rest with [`FileDriver::temporaries`] and
 //! [`FileDriver::remove_temporary`].
 //!
+//! A copy ([`Driver::copy_from`]) takes the same path: a blank image of the new
+//! size is written under the temporary name, `qemu-img convert -n` copies the
+//! source's data into it (zeroes stay holes: the copy is as sparse as the source),
+//! and it is synced and renamed into place. An interrupted copy leaves at most a
+//! temporary, which the next try removes first.
+//!
 //! Architecture invariant: one process owns a backend directory. Calls on the same
-//! name are serialized inside the driver (a striped lock), not across processes.
+//! name are serialized inside the driver (a lock per name, so a copy that runs for
+//! minutes holds up only calls on its own name), not across processes.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::hash::{Hash, Hasher};
 use std::io::ErrorKind;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -64,16 +71,57 @@ impl Default for FileOptions {
     }
 }
 
-/// Number of locks names are spread over; calls on names that share a stripe wait
-/// for each other, which only costs a little concurrency.
-const LOCK_STRIPES: usize = 64;
+/// One lock per image name, present while someone holds or waits for it.
+#[derive(Default)]
+struct NameLocks {
+    map: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Holds the lock of one name; the last holder removes the name's entry.
+struct NameGuard<'a> {
+    locks: &'a NameLocks,
+    name: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl NameLocks {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        // Every critical section leaves the map whole: a poisoned lock is fine.
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn lock(&self, name: &str) -> NameGuard<'_> {
+        let mutex = Arc::clone(self.map().entry(name.to_owned()).or_default());
+        let guard = mutex.lock_owned().await;
+        NameGuard {
+            locks: self,
+            name: name.to_owned(),
+            guard: Some(guard),
+        }
+    }
+}
+
+impl Drop for NameGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.locks.map();
+        // Whoever waits for the name cloned the entry under the map's lock: a
+        // count of one means the map's own reference is the last.
+        if map
+            .get(&self.name)
+            .is_some_and(|m| Arc::strong_count(m) == 1)
+        {
+            map.remove(&self.name);
+        }
+    }
+}
 
 /// Images as files in a directory. See the module doc.
 pub struct FileDriver {
     dir: PathBuf,
     fp: Arc<Failpoints>,
     options: FileOptions,
-    locks: [tokio::sync::Mutex<()>; LOCK_STRIPES],
+    locks: NameLocks,
 }
 
 impl std::fmt::Debug for FileDriver {
@@ -115,7 +163,7 @@ impl FileDriver {
             dir,
             fp,
             options,
-            locks: std::array::from_fn(|_| Default::default()),
+            locks: NameLocks::default(),
         })
     }
 
@@ -195,12 +243,8 @@ impl FileDriver {
         .await
     }
 
-    async fn lock(&self, name: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        let mut hasher = std::hash::DefaultHasher::new();
-        name.hash(&mut hasher);
-        self.locks[(hasher.finish() % LOCK_STRIPES as u64) as usize]
-            .lock()
-            .await
+    async fn lock(&self, name: &str) -> NameGuard<'_> {
+        self.locks.lock(name).await
     }
 
     fn temp_path(&self, name: &str) -> PathBuf {
@@ -235,7 +279,7 @@ impl Driver for FileDriver {
                 let file = job.open_temp()?;
                 job.write_native(&file)?;
                 drop(file);
-                job.publish()
+                job.publish("storage.create.temp")
             })
             .await?
         } else {
@@ -260,7 +304,7 @@ impl Driver for FileDriver {
                     let _ = blocking(move || remove_if_present(&temp)).await;
                     return Err(e);
                 }
-                blocking(move || job.publish()).await?
+                blocking(move || job.publish("storage.create.temp")).await?
             } else {
                 found
             }
@@ -270,6 +314,98 @@ impl Driver for FileDriver {
         }
         self.fp.hit("storage.create.after")?;
         tracing::info!(name = %spec.name, size = spec.size, format = %spec.format, "image created");
+        Ok(())
+    }
+
+    async fn copy_from(
+        &self,
+        source: &str,
+        spec: &ImageSpec,
+        progress: &(dyn Fn(u8) + Send + Sync),
+    ) -> Result<()> {
+        spec.validate()?;
+        let source_format = format_of_name(source)?;
+        if source == spec.name {
+            return Err(StorageError::InvalidName(spec.name.clone()));
+        }
+        self.fp.hit("storage.copy.before")?;
+        let _guard = self.lock(&spec.name).await;
+        let job = CreateJob {
+            spec: spec.clone(),
+            dir: self.dir.clone(),
+            path: self.dir.join(&spec.name),
+            temp: self.temp_path(&spec.name),
+            fsync: self.options.fsync,
+            fp: Arc::clone(&self.fp),
+        };
+        let source_path = self.dir.join(source);
+        // A re-run finds the copy in place; otherwise the source must be there,
+        // self-contained and no larger than the copy, and the copy starts as a
+        // blank image of its final size under the temporary name.
+        let found = {
+            let (job, source, source_path) = (job.clone(), source.to_owned(), source_path.clone());
+            let native = spec.format == Format::Raw || self.options.native_qcow2;
+            blocking(move || {
+                if let Some(found) = job.existing()? {
+                    return Ok(Some(found));
+                }
+                let src = shape_of(&source, source_format, &source_path)?
+                    .ok_or_else(|| StorageError::NotFound(source.clone()))?;
+                if src.refers_to_other_files() {
+                    return Err(StorageError::BadImage {
+                        name: source,
+                        detail: "it refers to a backing or data file".into(),
+                    });
+                }
+                if src.virtual_size > job.spec.size {
+                    return Err(StorageError::InvalidSize {
+                        size: job.spec.size,
+                        detail: format!(
+                            "smaller than the source image {source} ({} bytes)",
+                            src.virtual_size
+                        ),
+                    });
+                }
+                let file = job.open_temp()?;
+                if native {
+                    job.write_native(&file)?;
+                }
+                Ok(None)
+            })
+            .await?
+        };
+        if let Some(found) = found {
+            return same_shape(spec, found);
+        }
+        let copied = async {
+            if !(spec.format == Format::Raw || self.options.native_qcow2) {
+                qemu::create(&job.temp, spec.format, spec.size).await?;
+            }
+            qemu::convert_into(
+                &source_path,
+                source_format,
+                &job.temp,
+                spec.format,
+                progress,
+            )
+            .await?;
+            if job.fsync {
+                sync_file(job.temp.clone()).await?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = copied {
+            let temp = job.temp.clone();
+            // The next try would remove the leftover anyway.
+            let _ = blocking(move || remove_if_present(&temp)).await;
+            return Err(e);
+        }
+        if let Some(found) = blocking(move || job.publish("storage.copy.temp")).await? {
+            return same_shape(spec, found);
+        }
+        self.fp.hit("storage.copy.after")?;
+        tracing::info!(name = %spec.name, source, size = spec.size, format = %spec.format, "image copied");
         Ok(())
     }
 
@@ -446,9 +582,10 @@ impl CreateJob {
 
     /// Move the complete temporary into place, never over an image that appeared
     /// meanwhile (then that image is returned, for comparison), and sync the
-    /// directory.
-    fn publish(&self) -> Result<Option<ImageInfo>> {
-        self.fp.hit("storage.create.temp")?;
+    /// directory. `failpoint` is hit first (`storage.create.temp`,
+    /// `storage.copy.temp`).
+    fn publish(&self, failpoint: &str) -> Result<Option<ImageInfo>> {
+        self.fp.hit(failpoint)?;
         let raced = match rename_noreplace(&self.temp, &self.path) {
             Ok(()) => None,
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
@@ -857,6 +994,123 @@ mod tests {
         assert_eq!(d.list().await.expect("list"), ["v.qcow2"]);
         assert!(d.temporaries().await.expect("temporaries").is_empty());
         check_with_qemu(&d, "v.qcow2", GIB).await;
+    }
+
+    /// A copy reads the same as its source (qemu-img compare), at its own size
+    /// and format; it stays sparse, private and clean, and the source is not
+    /// changed. Both the native and the qemu-img blank paths are covered.
+    #[tokio::test]
+    async fn copies_carry_the_data_and_stay_sparse() {
+        for native_qcow2 in [true, false] {
+            let (_tmp, d) = driver(FileOptions {
+                fsync: true,
+                native_qcow2,
+            })
+            .await;
+            for source in ["src.qcow2", "src.raw"] {
+                let source_format = format_of_name(source).expect("name");
+                d.create(&spec(source, GIB)).await.expect("create");
+                let path = d.dir().join(source);
+                // 4 MiB of 0xab at the start, 1 MiB of 0xcd in the middle, and
+                // a last sector: the rest reads as zeroes.
+                for (offset, len, pattern) in [
+                    (0, 4 * MIB, 0xab),
+                    (512 * MIB, MIB, 0xcd),
+                    (GIB - 512, 512, 0x5a),
+                ] {
+                    qemu::write_pattern(&path, source_format, offset, len, pattern)
+                        .await
+                        .expect("write pattern");
+                }
+                let before = std::fs::read(&path).expect("read source");
+                for (copy, size) in [("copy.qcow2", GIB), ("copy.raw", 2 * GIB + 512)] {
+                    d.copy_from(source, &spec(copy, size), &|_| {})
+                        .await
+                        .unwrap_or_else(|e| panic!("{source} → {copy}: {e:?}"));
+                    check_with_qemu(&d, copy, size).await;
+                    let copy_path = d.dir().join(copy);
+                    let copy_format = format_of_name(copy).expect("name");
+                    assert!(
+                        qemu::compare(&path, source_format, &copy_path, copy_format)
+                            .await
+                            .expect("compare"),
+                        "{source} → {copy} differ"
+                    );
+                    let info = d.info(copy).await.expect("info").expect("present");
+                    assert!(
+                        info.actual_size < 16 * MIB,
+                        "{source} → {copy} is not sparse: {info:?}"
+                    );
+                    let meta = std::fs::metadata(&copy_path).expect("metadata");
+                    assert_eq!(meta.mode() & 0o777, 0o600, "{copy}");
+                    d.delete(copy).await.expect("delete");
+                }
+                // A copy that differs is told apart.
+                d.create(&spec("blank.qcow2", GIB)).await.expect("create");
+                let blank = d.dir().join("blank.qcow2");
+                assert!(
+                    !qemu::compare(&path, source_format, &blank, Format::Qcow2)
+                        .await
+                        .expect("compare")
+                );
+                d.delete("blank.qcow2").await.expect("delete");
+                assert!(
+                    std::fs::read(&path).expect("read source") == before,
+                    "{source} changed"
+                );
+                d.delete(source).await.expect("delete");
+                assert!(d.temporaries().await.expect("temporaries").is_empty());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_leftover_of_an_interrupted_copy_is_replaced() {
+        let (_tmp, d) = driver(FileOptions::default()).await;
+        d.create(&spec("src.raw", MIB)).await.expect("create");
+        qemu::write_pattern(&d.dir().join("src.raw"), Format::Raw, 0, MIB, 7)
+            .await
+            .expect("write");
+        std::fs::write(d.dir().join(".c.qcow2.tmp"), b"QFI\xfb half").expect("leftover");
+        d.copy_from("src.raw", &spec("c.qcow2", 2 * MIB), &|_| {})
+            .await
+            .expect("copy");
+        assert!(d.temporaries().await.expect("temporaries").is_empty());
+        assert!(
+            qemu::compare(
+                &d.dir().join("src.raw"),
+                Format::Raw,
+                &d.dir().join("c.qcow2"),
+                Format::Qcow2
+            )
+            .await
+            .expect("compare")
+        );
+        // A copy that fails in qemu-img leaves no temporary either.
+        std::fs::write(d.dir().join("broken.qcow2"), b"QFI\xfb").expect("write");
+        let err = d
+            .copy_from("broken.qcow2", &spec("d.qcow2", MIB), &|_| {})
+            .await;
+        assert!(err.is_err(), "{err:?}");
+        assert!(d.temporaries().await.expect("temporaries").is_empty());
+        assert_eq!(
+            d.list().await.expect("list"),
+            ["broken.qcow2", "c.qcow2", "src.raw"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_call_on_one_name_holds_up_no_other_name() {
+        let (_tmp, d) = driver(FileOptions::default()).await;
+        let held = d.lock("a.qcow2").await;
+        // Every other name goes on (with a lock shared by several names, one of
+        // these would wait for ever).
+        for i in 0..200 {
+            drop(d.lock(&format!("v{i}.raw")).await);
+        }
+        drop(held);
+        // Entries go once nobody holds or waits.
+        assert!(d.locks.map().is_empty());
     }
 
     #[test]

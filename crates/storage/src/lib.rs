@@ -40,6 +40,10 @@
 //!   storage.create.temp     the new image is complete and synced under its
 //!                           temporary name, not yet renamed into place
 //!   storage.create.after    the image is durable under its final name
+//!   storage.copy.before     before anything is written (also on the idempotent path)
+//!   storage.copy.temp       the copy is complete and synced under its temporary
+//!                           name, not yet renamed into place
+//!   storage.copy.after      the copy is durable under its final name
 //!   storage.delete.before   before anything is removed
 //!   storage.delete.after    the image (and any temporary of it) is durably gone
 //!   storage.extend.before   before the image is grown
@@ -47,8 +51,9 @@
 //! ```
 //!
 //! The `.after` points are hit only by a call that changed something: a `create`
-//! that found the image already there returns before `storage.create.after`, an
-//! `extend` to a size the image already has returns before `storage.extend.after`.
+//! (or `copy_from`) that found the image already there returns before
+//! `storage.create.after` (`storage.copy.after`), an `extend` to a size the image
+//! already has returns before `storage.extend.after`.
 
 use std::sync::Arc;
 
@@ -64,6 +69,9 @@ pub const FAILPOINTS: &[&str] = &[
     "storage.create.before",
     "storage.create.temp",
     "storage.create.after",
+    "storage.copy.before",
+    "storage.copy.temp",
+    "storage.copy.after",
     "storage.delete.before",
     "storage.delete.after",
     "storage.extend.before",
@@ -288,6 +296,24 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     /// format and virtual size, succeed; if it differs, fail with `Mismatch`. The
     /// spec's format must agree with the name's extension (`InvalidName`).
     async fn create(&self, spec: &ImageSpec) -> Result<()>;
+
+    /// Make the image `spec.name` (of `spec`'s format and virtual size) with the
+    /// contents of the image `source` on the same backend; the source is only
+    /// read. A copy larger than its source reads as zeroes beyond the source's
+    /// end; a copy smaller than its source is `InvalidSize`, an absent source
+    /// `NotFound`, a source that refers to other files `BadImage`. If `spec.name`
+    /// already exists with `spec`'s shape, succeed without copying (a re-run);
+    /// if it differs, fail with `Mismatch`. `progress` is called with how far the
+    /// copy is, 0 to 100, as often as the driver learns it.
+    ///
+    /// The caller must keep the source from changing or going away until the
+    /// call returns: the driver does not lock it.
+    async fn copy_from(
+        &self,
+        source: &str,
+        spec: &ImageSpec,
+        progress: &(dyn Fn(u8) + Send + Sync),
+    ) -> Result<()>;
 
     /// Remove an image; an absent image is success.
     async fn delete(&self, name: &str) -> Result<()>;

@@ -3,7 +3,7 @@
 //! It exists for fast tests of logic above the storage layer (flows, quotas, the
 //! scheduler, recovery), which need a driver with the file driver's semantics but
 //! none of its I/O. It follows the same rules (names carry the format, sizes are
-//! multiples of 512, create/delete/extend are idempotent, a different shape is
+//! multiples of 512, create/copy/delete/extend are idempotent, a different shape is
 //! `Mismatch`) and hits the same failpoints, and the crate's conformance tests run
 //! one suite against both drivers to keep it so. It never stands in for a test that
 //! claims a volume works.
@@ -89,6 +89,49 @@ impl Driver for MemoryDriver {
             .entry(spec.name.clone())
             .or_insert((spec.format, spec.size));
         self.fp.hit("storage.create.after")?;
+        Ok(())
+    }
+
+    async fn copy_from(
+        &self,
+        source: &str,
+        spec: &ImageSpec,
+        progress: &(dyn Fn(u8) + Send + Sync),
+    ) -> Result<()> {
+        spec.validate()?;
+        format_of_name(source)?;
+        if source == spec.name {
+            return Err(StorageError::InvalidName(spec.name.clone()));
+        }
+        self.fp.hit("storage.copy.before")?;
+        {
+            let images = lock(&self.images);
+            if let Some(&(_, size)) = images.get(&spec.name) {
+                if size == spec.size {
+                    return Ok(());
+                }
+                return Err(StorageError::Mismatch {
+                    name: spec.name.clone(),
+                    detail: format!("virtual size {size} instead of {}", spec.size),
+                });
+            }
+            let &(_, source_size) = images
+                .get(source)
+                .ok_or_else(|| StorageError::NotFound(source.to_owned()))?;
+            if source_size > spec.size {
+                return Err(StorageError::InvalidSize {
+                    size: spec.size,
+                    detail: format!("smaller than the source image {source} ({source_size} bytes)"),
+                });
+            }
+        }
+        // Nothing to copy: the entry is all there is.
+        progress(100);
+        self.fp.hit("storage.copy.temp")?;
+        lock(&self.images)
+            .entry(spec.name.clone())
+            .or_insert((spec.format, spec.size));
+        self.fp.hit("storage.copy.after")?;
         Ok(())
     }
 

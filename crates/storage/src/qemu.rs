@@ -12,8 +12,10 @@
 //! - A failure carries qemu's stderr ([`StorageError::Qemu`]), and a full file
 //!   system becomes [`StorageError::NoSpace`].
 //!
-//! `qemu-img` is found on `PATH`. Its JSON output (`--output=json`) is parsed into
-//! [`ImageInfo`] and [`CheckReport`].
+//! `qemu-img` (and, for [`write_pattern`], `qemu-io`) is found on `PATH`. Its JSON
+//! output (`--output=json`) is parsed into [`ImageInfo`] and [`CheckReport`]; the
+//! progress `qemu-img convert -p` prints (`    (12.34/100%)\r`) is read as it
+//! comes ([`ProgressParser`]).
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
@@ -25,6 +27,8 @@ use crate::{Format, ImageInfo, Result, StorageError};
 
 /// The `qemu-img` program, looked up on `PATH`.
 pub const QEMU_IMG: &str = "qemu-img";
+/// The `qemu-io` program, looked up on `PATH` (tests and tools only).
+pub const QEMU_IO: &str = "qemu-io";
 
 /// `qemu-img check` exit status: the image has corruptions.
 const CHECK_CORRUPT: i32 = 2;
@@ -54,14 +58,102 @@ async fn run(program: &str, args: &[OsString]) -> Result<Output> {
         .map_err(|e| crate::io_error(format!("starting {program}"), e))
 }
 
-/// A `qemu-img` invocation: its arguments and, for messages, its command line.
+/// As [`run`], handing stdout to `on_stdout` chunk by chunk as the program
+/// writes it (the returned `Output` has an empty stdout). Stderr is collected
+/// at the same time, so neither pipe can fill up and stall the program.
+#[allow(clippy::disallowed_methods)]
+async fn run_streaming(
+    program: &str,
+    args: &[OsString],
+    on_stdout: &mut (dyn FnMut(&[u8]) + Send),
+) -> Result<Output> {
+    use tokio::io::AsyncReadExt;
+
+    tracing::debug!(program, args = ?args, "running");
+    let started = |e| crate::io_error(format!("starting {program}"), e);
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(started)?;
+    let no_pipe = || started(std::io::Error::other("no pipe to the child"));
+    let mut stdout = child.stdout.take().ok_or_else(no_pipe)?;
+    let mut stderr = child.stderr.take().ok_or_else(no_pipe)?;
+    let read_stdout = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stdout.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            on_stdout(&chunk[..n]);
+        }
+    };
+    let read_stderr = async {
+        let mut buf = Vec::new();
+        stderr.read_to_end(&mut buf).await.map(|_| buf)
+    };
+    let (out, err) = tokio::join!(read_stdout, read_stderr);
+    let reading = |e| crate::io_error(format!("reading the output of {program}"), e);
+    out.map_err(reading)?;
+    let stderr = err.map_err(reading)?;
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| crate::io_error(format!("waiting for {program}"), e))?;
+    Ok(Output {
+        status,
+        stdout: Vec::new(),
+        stderr,
+    })
+}
+
+/// Reads the progress `qemu-img … -p` prints: records such as
+/// `    (12.34/100%)`, ended by `\r` (or `\n`), possibly split across reads.
+#[derive(Debug, Default)]
+pub struct ProgressParser {
+    pending: Vec<u8>,
+}
+
+impl ProgressParser {
+    /// Feed the next chunk of output; returns the last whole percent it
+    /// completed, if any.
+    pub fn feed(&mut self, chunk: &[u8]) -> Option<u8> {
+        self.pending.extend_from_slice(chunk);
+        let mut last = None;
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\r' || b == b'\n') {
+            let record: Vec<u8> = self.pending.drain(..=end).collect();
+            if let Some(p) = parse_progress(&record[..end]) {
+                last = Some(p);
+            }
+        }
+        last
+    }
+}
+
+/// `    (12.34/100%)` → 12. Anything else → `None`.
+fn parse_progress(record: &[u8]) -> Option<u8> {
+    let text = std::str::from_utf8(record).ok()?.trim();
+    let inner = text.strip_prefix('(')?.strip_suffix("/100%)")?;
+    let value: f64 = inner.parse().ok()?;
+    (0.0..=100.0).contains(&value).then(|| value.floor() as u8)
+}
+
+/// A `qemu-img` (or `qemu-io`) invocation: its arguments and, for messages, its
+/// command line.
 struct QemuImg {
+    program: &'static str,
     args: Vec<OsString>,
 }
 
 impl QemuImg {
     fn new(subcommand: &str) -> Self {
         Self {
+            program: QEMU_IMG,
             args: vec![subcommand.into()],
         }
     }
@@ -84,7 +176,7 @@ impl QemuImg {
     }
 
     fn command_line(&self) -> String {
-        let mut line = QEMU_IMG.to_owned();
+        let mut line = self.program.to_owned();
         for arg in &self.args {
             line.push(' ');
             line.push_str(&arg.to_string_lossy());
@@ -93,7 +185,7 @@ impl QemuImg {
     }
 
     async fn output(&self) -> Result<Output> {
-        run(QEMU_IMG, &self.args).await
+        run(self.program, &self.args).await
     }
 
     /// Run and require success; return stdout.
@@ -209,6 +301,89 @@ pub async fn resize(path: &Path, format: Format, new_size: u64) -> Result<()> {
         .format(format)
         .image(path)?
         .arg(new_size.to_string());
+    cmd.run().await.map(drop)
+}
+
+/// Copy the data of the image at `source` into the existing image at `target`
+/// (both absolute), which must be at least as large and read as zeroes (a blank
+/// image just made). Only what reads as non-zero is written, so a sparse source
+/// gives a sparse copy, in either format (`-S 4k`: zero runs of 4 KiB and more
+/// stay holes in a raw target, unallocated clusters in a qcow2 one). `progress`
+/// gets the percent done as qemu-img reports it.
+///
+/// qemu-img takes qemu's image locks: a source that another qemu process holds
+/// for writing (a VM, an export) cannot be read this way, and the call fails
+/// with qemu's message rather than copying an image that changes under it.
+pub async fn convert_into(
+    source: &Path,
+    source_format: Format,
+    target: &Path,
+    target_format: Format,
+    progress: &(dyn Fn(u8) + Send + Sync),
+) -> Result<()> {
+    let cmd = QemuImg::new("convert")
+        .arg("-p")
+        // The target exists (-n) and is known to read as zeroes.
+        .arg("-n")
+        .arg("--target-is-zero")
+        .arg("-S")
+        .arg("4k")
+        .format(source_format)
+        .arg("-O")
+        .arg(target_format.as_str())
+        .image(source)?
+        .image(target)?;
+    let mut parser = ProgressParser::default();
+    let mut on_stdout = |chunk: &[u8]| {
+        if let Some(p) = parser.feed(chunk) {
+            progress(p);
+        }
+    };
+    let out = run_streaming(cmd.program, &cmd.args, &mut on_stdout).await?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(cmd.failed(&out))
+    }
+}
+
+/// Whether two images (absolute paths) read the same. The parts of the larger one
+/// beyond the end of the smaller must read as zeroes.
+pub async fn compare(a: &Path, a_format: Format, b: &Path, b_format: Format) -> Result<bool> {
+    let cmd = QemuImg::new("compare")
+        .arg("-q")
+        .format(a_format)
+        .arg("-F")
+        .arg(b_format.as_str())
+        .image(a)?
+        .image(b)?;
+    let out = cmd.output().await?;
+    match out.status.code() {
+        Some(0) => Ok(true),
+        Some(1) => Ok(false),
+        _ => Err(cmd.failed(&out)),
+    }
+}
+
+/// Write `len` bytes of `pattern` at `offset` into the image at `path` (absolute)
+/// with `qemu-io`: guest data, as a VM would write it. For tests and tools that
+/// need images with known contents; nothing in Scoria's own paths writes guest
+/// data.
+pub async fn write_pattern(
+    path: &Path,
+    format: Format,
+    offset: u64,
+    len: u64,
+    pattern: u8,
+) -> Result<()> {
+    let cmd = QemuImg {
+        program: QEMU_IO,
+        args: Vec::new(),
+    }
+    .format(format)
+    .arg("-c")
+    .arg(format!("write -q -P {pattern} {offset} {len}"))
+    .image(path)?;
     cmd.run().await.map(drop)
 }
 
@@ -350,6 +525,34 @@ mod tests {
                 actual_size: 4096,
                 ..base("r1", Format::Raw)
             },
+        );
+    }
+
+    #[test]
+    fn progress_is_read_across_chunks() {
+        let check = |chunks: &[&str], expected: &[Option<u8>]| {
+            let mut parser = ProgressParser::default();
+            let got: Vec<_> = chunks.iter().map(|c| parser.feed(c.as_bytes())).collect();
+            assert_eq!(got, expected, "{chunks:?}");
+        };
+        check(&["    (0.00/100%)\r    (3.08/100%)\r"], &[Some(3)]);
+        check(
+            &[
+                "    (12.3",
+                "1/100%)\r",
+                "    (99.99/100%)\r    (100.00/100%)\n",
+            ],
+            &[None, Some(12), Some(100)],
+        );
+        // Anything else on stdout is not progress.
+        check(
+            &[
+                "warning: something\n",
+                "(150.00/100%)\r",
+                "(x/100%)\r",
+                "(5/100%)",
+            ],
+            &[None, None, None, None],
         );
     }
 

@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "transfers",
         include_str!("../migrations/0005_transfers.sql"),
     ),
+    (6, "clones", include_str!("../migrations/0006_clones.sql")),
     (7, "groups", include_str!("../migrations/0007_groups.sql")),
 ];
 

@@ -225,6 +225,36 @@ pub async fn volume_place(
     Ok(r.rows_affected() == 1)
 }
 
+/// Hold a volume that a clone is about to read: succeeds (true) only while it
+/// is `available` or `in-use`. It changes nothing, but it writes the row, so on
+/// PostgreSQL it waits for (and then re-reads) a concurrent change of the
+/// source's status and holds the row until the caller commits. Every flow that
+/// would make the source unreadable changes its status first and then asks
+/// [`volume_clones_in_progress`]: in either order, one of the two sees the other.
+/// (SQLite's single writer serializes the transactions anyway.)
+pub async fn volume_hold_for_read(conn: &mut Conn, id: VolumeId) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE volumes SET updated_at = updated_at
+         WHERE id = $1 AND status IN ('available', 'in-use')",
+    )
+    .bind(id.to_string())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// The volumes being created from `id` (`creating`, with `id` as their
+/// source), by id: while there are any, `id` is being read.
+pub async fn volume_clones_in_progress(conn: &mut Conn, id: VolumeId) -> Result<Vec<VolumeId>> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM volumes WHERE source_volid = $1 AND status = 'creating' ORDER BY id",
+    )
+    .bind(id.to_string())
+    .fetch_all(conn)
+    .await?;
+    ids.iter().map(|s| parse("volume id", s)).collect()
+}
+
 /// A create flow's last step: `creating` → `available`, with the launch time.
 pub async fn volume_mark_available(conn: &mut Conn, id: VolumeId) -> Result<bool> {
     let t = now();
@@ -857,6 +887,56 @@ mod tests {
         assert!(volume_delete(&mut tx, v.id).await.unwrap());
         assert!(volume_get(&mut tx, v.id).await.unwrap().is_none());
         assert!(volume_metadata_get(&mut tx, v.id).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_source_is_read_while_a_clone_of_it_is_creating() {
+        let (s, _d) = testing::store().await;
+        let mut tx = s.begin().await.unwrap();
+        use VolumeStatus::*;
+        let source = new_volume("p", "source", 1);
+        volume_create(&mut tx, &source).await.unwrap();
+        // Only a readable volume can be held for a clone.
+        assert!(!volume_hold_for_read(&mut tx, source.id).await.unwrap());
+        assert!(volume_mark_available(&mut tx, source.id).await.unwrap());
+        assert!(volume_hold_for_read(&mut tx, source.id).await.unwrap());
+        assert!(
+            !volume_hold_for_read(&mut tx, VolumeId::new())
+                .await
+                .unwrap()
+        );
+        let clone = |name| NewVolume {
+            source_volid: Some(source.id.to_string()),
+            ..new_volume("p", name, 2)
+        };
+        let (a, b) = (clone("a"), clone("b"));
+        volume_create(&mut tx, &a).await.unwrap();
+        volume_create(&mut tx, &b).await.unwrap();
+        let mut both = vec![a.id, b.id];
+        both.sort_by_key(|id| id.to_string());
+        assert_eq!(
+            volume_clones_in_progress(&mut tx, source.id).await.unwrap(),
+            both
+        );
+        // A clone that is made (or failed) no longer reads its source.
+        assert!(volume_mark_available(&mut tx, a.id).await.unwrap());
+        assert!(
+            volume_set_status(&mut tx, b.id, &[Creating], Error)
+                .await
+                .unwrap()
+        );
+        assert!(
+            volume_clones_in_progress(&mut tx, source.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            volume_clones_in_progress(&mut tx, a.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]

@@ -40,10 +40,15 @@ pub struct Reply {
 
 impl TestApp {
     pub async fn new() -> TestApp {
+        Self::with_config(|_| {}).await
+    }
+
+    /// A test app whose configuration `change` adjusts first (more backends…).
+    pub async fn with_config(change: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
-        let app = App::open(config(dir.path()), Failpoints::new())
-            .await
-            .expect("open app");
+        let mut c = config(dir.path());
+        change(&mut c);
+        let app = App::open(c, Failpoints::new()).await.expect("open app");
         let router = scoria_api::router(app.clone());
         TestApp { dir, app, router }
     }

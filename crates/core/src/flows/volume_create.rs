@@ -1,4 +1,5 @@
-//! Create a blank volume.
+//! Create a volume: blank, or a copy of another volume (a clone, Cinder's
+//! `source_volid`).
 //!
 //! ```text
 //!  reserve_quota ─► create_entry ─► commit_quota ─► schedule ─► create_on_backend ─► mark_available
@@ -6,6 +7,21 @@
 //!   the reservation  mark it `error` once its       placement)   image (idempotent)
 //!                    quota was committed
 //! ```
+//!
+//! A clone differs in three steps. `create_entry` holds the source: in the same
+//! transaction it checks that the source is `available` or `in-use` and records
+//! it as the new volume's `source_volid`. From then until the new volume leaves
+//! `creating` (available or error, and the flow always gets there: it runs on
+//! or unwinds after any crash), the source is being read, and every flow that
+//! would change it (delete, even forced; extend; a transfer offer; an admin's
+//! reset to an unreadable status) finds that out in its own first transaction
+//! ([`scoria_store::volumes::volume_clones_in_progress`]) and is refused (400).
+//! Nothing is locked across steps, so nothing can deadlock; a clone whose flow
+//! is `stuck` keeps holding its source until an admin force-deletes the clone.
+//! `schedule` places the clone on its source's backend only (the filters still
+//! apply: a full or disabled backend fails it like any create), and
+//! `create_on_backend` copies the source's image (`Driver::copy_from`),
+//! reporting its percent as the flow's progress.
 //!
 //! The API answers (202, status `creating`) once `commit_quota` is done: from
 //! then on the volume is the user's, and a later failure leaves it in `error`
@@ -21,6 +37,7 @@ use scoria_model::quota;
 use scoria_model::volume::{GIB, VolumeStatus};
 use scoria_model::{GroupId, VolumeId, VolumeTypeId};
 use scoria_storage::{Format, ImageSpec};
+use scoria_store::volumes::Volume;
 use scoria_store::{Conn, quotas, volume_types, volumes};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -52,6 +69,12 @@ pub struct Params {
     /// The request that asked for the volume (named by a failure message).
     #[serde(default)]
     pub request_id: Option<String>,
+    /// The volume to copy; `None` for a blank volume. The caller checked what
+    /// it could (visibility, size, zone, type); `create_entry` checks the
+    /// source's status again, atomically, and the clone takes its `bootable`
+    /// flag from there.
+    #[serde(default)]
+    pub source_volid: Option<VolumeId>,
     /// The group the volume is made in: `create_entry` records the membership
     /// (the group must still accept it) and `schedule` places the volume on
     /// the group's backend.
@@ -65,6 +88,9 @@ pub struct Placement {
     pub backend: String,
     pub location: String,
     pub format: Format,
+    /// For a clone: the source's image on the same backend.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 impl Flow for VolumeCreate {
@@ -127,6 +153,10 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
         return Err(crate::volume_types::type_not_found(p.volume_type_id).into());
     }
     crate::volumes::refuse_encrypted(c, p.volume_type_id).await?;
+    let bootable = match p.source_volid {
+        Some(source) => hold_source(c, source).await?.bootable,
+        None => p.bootable,
+    };
     volumes::volume_create(
         c,
         &volumes::NewVolume {
@@ -137,7 +167,7 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
             description: p.description.clone(),
             size: p.size,
             status: VolumeStatus::Creating,
-            bootable: p.bootable,
+            bootable,
             multiattach: p.multiattach,
             availability_zone: p
                 .availability_zone
@@ -145,7 +175,7 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
                 .unwrap_or_else(|| p.default_zone.clone()),
             volume_type_id: p.volume_type_id,
             snapshot_id: None,
-            source_volid: None,
+            source_volid: p.source_volid.map(|s| s.to_string()),
             reservation_id: Some(reservation_id),
             last_flow_id: Some(cx.flow_id.to_string()),
             metadata: p.metadata.clone(),
@@ -156,6 +186,27 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
         crate::groups::join_on_create(c, g, p.volume_id, &p.project_id, p.volume_type_id).await?;
     }
     Ok(Value::Null)
+}
+
+/// Hold a clone's source for reading (see the module doc): it must exist and be
+/// readable now, in this transaction.
+async fn hold_source(c: &mut Conn, source: VolumeId) -> Result<Volume, StepError> {
+    let held = volumes::volume_hold_for_read(c, source).await?;
+    let v = volumes::volume_get(c, source)
+        .await?
+        .ok_or_else(|| Error::volume_not_found(source))?;
+    if !held {
+        return Err(source_not_readable(&v).into());
+    }
+    Ok(v)
+}
+
+/// Cinder's refusal of a source that is not `available` or `in-use`.
+pub(crate) fn source_not_readable(v: &Volume) -> Error {
+    Error::InvalidState(format!(
+        "Invalid volume: Unable to create a volume from an originating source volume when its status is not one of available, in-use values (volume {} is {}).",
+        v.id, v.status
+    ))
 }
 
 /// Undo of `create_entry`: before the quota was committed nobody was told of the
@@ -224,6 +275,31 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
     if let Some(group_backend) = crate::groups::backend_of(c, p.group_id).await? {
         candidates.retain(|cand| cand.name == group_backend);
     }
+    // A clone is made where its source is (held since `create_entry`).
+    let source = match p.source_volid {
+        Some(id) => {
+            let v = volumes::volume_get(c, id)
+                .await?
+                .ok_or_else(|| Error::volume_not_found(id))?;
+            let (Some(backend), Some(location)) = (v.backend, v.location) else {
+                return Err(Error::InvalidState(format!(
+                    "Invalid volume: source volume {id} has no data to copy."
+                ))
+                .into());
+            };
+            candidates.retain(|cand| cand.name == backend);
+            if candidates.is_empty() {
+                let e = scheduler::NoValidBackend {
+                    reasons: vec![format!(
+                        "{backend}: the source volume's backend is not configured"
+                    )],
+                };
+                return Err(StepError::new(Error::Unavailable(e.to_string())));
+            }
+            Some(location)
+        }
+        None => None,
+    };
     let backend = scheduler::place(&request, &candidates, 1.0)
         .map_err(|e| StepError::new(Error::Unavailable(e.to_string())))?;
     let b = cx.env.backend(&backend)?;
@@ -249,6 +325,7 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
         backend,
         location,
         format,
+        source,
     })
     .map_err(|e| StepError::msg(e.to_string()))
 }
@@ -260,12 +337,17 @@ async fn create_on_backend(cx: &Cx<VolumeCreate>) -> Result<Value, StepError> {
         size: cx.params.size as u64 * GIB,
         format: place.format,
     };
-    cx.env
-        .backend(&place.backend)?
-        .driver
-        .create(&spec)
-        .await
-        .map_err(|e| storage_error("create the volume", e))?;
+    let driver = &cx.env.backend(&place.backend)?.driver;
+    match &place.source {
+        None => driver
+            .create(&spec)
+            .await
+            .map_err(|e| storage_error("create the volume", e))?,
+        Some(source) => driver
+            .copy_from(source, &spec, &|percent| cx.report_percent(percent))
+            .await
+            .map_err(|e| storage_error("copy the source volume", e))?,
+    }
     Ok(Value::Null)
 }
 
@@ -300,6 +382,14 @@ mod tests {
     async fn passes_the_generic_flow_tests_on_the_file_backend() {
         let report = testing::generic("volume_create", Prepare::Nothing).await;
         println!("volume_create: {report:?}");
+        assert!(report.crash_points >= 10, "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn a_clone_passes_the_generic_flow_tests_on_the_file_backend() {
+        let report =
+            testing::generic_as("volume_create", "volume_clone", Prepare::VolumeWithData).await;
+        println!("volume_create (clone): {report:?}");
         assert!(report.crash_points >= 10, "{report:?}");
     }
 }

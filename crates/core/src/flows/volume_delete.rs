@@ -10,8 +10,9 @@
 //! ```
 //!
 //! Refused (before anything changes) while the volume is attached, on a frozen
-//! backend, in a transitional status, owned by another running flow, or
-//! (without `force`) in a status Cinder does not delete from. `force` (admins)
+//! backend, in a transitional status, owned by another running flow, read by a
+//! clone being created from it (even with `force`), or (without `force`) in a
+//! status Cinder does not delete from. `force` (admins)
 //! deletes from any status except attached, and supersedes flows left `stuck`
 //! on the volume, releasing what they held. A volume `awaiting-transfer` is
 //! deleted only by force; its first step voids the offer (deletes the transfer)
@@ -176,6 +177,8 @@ async fn begin_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, Step
         ))
         .into());
     }
+    // Even a forced delete waits for the copies being made of the volume.
+    crate::volumes::assert_not_being_cloned(c, v.id, "deleted").await?;
     let prior_status = if v.status == VolumeStatus::AwaitingTransfer {
         transfers::transfer_delete_for_volume(c, v.id).await?;
         VolumeStatus::Available

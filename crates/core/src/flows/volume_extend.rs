@@ -10,7 +10,8 @@
 //! ```
 //!
 //! The API answers 202 once the quota is reserved; a bad status or size, a
-//! frozen backend (400) and an exceeded quota (413) are answered synchronously
+//! frozen backend, a clone being copied from the volume (400) and an exceeded
+//! quota (413) are answered synchronously
 //! and change nothing. A failure on the backend leaves the volume
 //! `error_extending` and tells its project (a user message).
 
@@ -120,6 +121,7 @@ async fn begin_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, Step
         ))
         .into());
     }
+    crate::volumes::assert_not_being_cloned(c, v.id, "extended").await?;
     let begun = Begun {
         project_id: v.project_id,
         old_size: v.size,

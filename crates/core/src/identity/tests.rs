@@ -788,7 +788,7 @@ async fn a_project_with_volumes_is_not_deleted() {
         &w.app,
         &alice,
         crate::volumes::CreateRequest {
-            size: 1,
+            size: Some(1),
             ..Default::default()
         },
     )
