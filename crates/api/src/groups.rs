@@ -15,8 +15,8 @@ use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
 use scoria_core::Context;
 use scoria_core::groups::{
-    self, CreateRequest, Group, GroupType, GroupTypeChange, ListRequest, NewGroupType,
-    PublicFilter, SortDir, SortKey, UpdateRequest,
+    self, CreateRequest, FromSourceRequest, Group, GroupType, GroupTypeChange, ListRequest,
+    NewGroupType, PublicFilter, SortDir, SortKey, UpdateRequest,
 };
 use scoria_model::GroupId;
 use scoria_model::group::GroupStatus;
@@ -690,13 +690,6 @@ pub async fn create_from_source(
     )?;
     let name = body::opt_str(src, "name")?;
     let description = body::opt_str(src, "description")?;
-    for (field, value) in [("name", &name), ("description", &description)] {
-        if value.as_ref().is_some_and(|s| s.chars().count() > 255) {
-            return Err(ApiError::bad_request(format!(
-                "Invalid input for field/attribute {field}: it is longer than 255 characters."
-            )));
-        }
-    }
     let uuid = |field: &str| -> ApiResult<Option<String>> {
         match body::opt_str(src, field)? {
             None => Ok(None),
@@ -721,6 +714,12 @@ pub async fn create_from_source(
         }
         (s, _) => s.map(|s| groups::parse_id(&s)).transpose()?,
     };
-    let g = groups::create_from_source(&state.app, &ctx, source, snapshot.as_deref()).await?;
+    let req = FromSourceRequest {
+        name,
+        description,
+        source_group: source,
+        group_snapshot: snapshot,
+    };
+    let g = groups::create_from_source(&state.app, &ctx, req).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"group": summary(&g)}))))
 }

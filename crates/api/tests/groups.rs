@@ -635,22 +635,66 @@ async fn groups_volumes_and_their_rules() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_from_source_is_refused_until_clones_exist() {
+async fn a_group_made_from_another_holds_a_clone_of_each_volume() {
     let mut w = World::new().await;
     w.run(vec![
         call(Admin, "POST", "/v3/{p}/group_types", Some(json!({"group_type": {"name": "gt"}})), 202)
             .save("gt", "/group_type/id"),
         call(Member, "POST", "/v3/{p}/groups",
-            Some(json!({"group": {"group_type": "{gt}", "volume_types": ["{default}"]}})), 202)
+            Some(json!({"group": {"group_type": "{gt}", "volume_types": ["{default}"], "name": "src"}})), 202)
             .save("g", "/group/id"),
+        // An empty source makes nothing.
+        call(Member, "POST", "/v3/{p}/groups/action",
+            Some(json!({"create-from-src": {"source_group_id": "{g}"}})), 400)
+            .at("3.14").says("Source Group is empty"),
+        call(Member, "POST", "/v3/{p}/volumes",
+            Some(json!({"volume": {"size": 1, "group_id": "{g}", "name": "a"}})), 202)
+            .save("v1", "/volume/id"),
+        call(Member, "POST", "/v3/{p}/volumes",
+            Some(json!({"volume": {"size": 2, "group_id": "{g}", "name": "b"}})), 202)
+            .save("v2", "/volume/id"),
+        Step::Volume("v1", "available"),
+        Step::Volume("v2", "available"),
+        // Below 3.14 the action does not exist.
         call(Member, "POST", "/v3/{p}/groups/action",
             Some(json!({"create-from-src": {"source_group_id": "{g}"}})), 404).at("3.13"),
+        // 202: the new group's id and name; it turns available once copied.
         call(Member, "POST", "/v3/{p}/groups/action",
-            Some(json!({"create-from-src": {"source_group_id": "{g}", "name": "copy"}})), 400)
-            .at("3.14").says("not supported"),
+            Some(json!({"create-from-src": {"source_group_id": "{g}", "name": "copy",
+                "description": "a copy"}})), 202)
+            .at("3.14")
+            .save("copy", "/group/id")
+            .is(json!({"group": {"id": "{copy}", "name": "copy"}})),
+        Step::Group("copy", "available"),
+        call(Member, "GET", "/v3/{p}/groups/{copy}?list_volume=true", None, 200).at("3.25")
+            .save("c1", "/group/volumes/0")
+            .save("c2", "/group/volumes/1")
+            .has("/group/source_group_id", json!("{g}"))
+            .has("/group/group_type", json!("{gt}"))
+            .has("/group/volume_types", json!(["{default}"]))
+            .has("/group/description", json!("a copy"))
+            .has("/group/status", json!("available")),
+        // The clones are in the copy, each from one of the source volumes;
+        // the sources are untouched.
+        call(Member, "GET", "/v3/{p}/volumes/{c1}", None, 200).at("3.13")
+            .has("/volume/group_id", json!("{copy}"))
+            .has("/volume/status", json!("available"))
+            .save("c1_from", "/volume/source_volid"),
+        call(Member, "GET", "/v3/{p}/volumes/{c2}", None, 200).at("3.13")
+            .has("/volume/group_id", json!("{copy}"))
+            .save("c2_from", "/volume/source_volid"),
+        call(Member, "GET", "/v3/{p}/volumes/{v1}", None, 200).at("3.13")
+            .has("/volume/group_id", json!("{g}"))
+            .has("/volume/status", json!("available")),
+        call(Member, "GET", "/v3/{p}/groups/{g}?list_volume=true", None, 200).at("3.25")
+            .has("/group/status", json!("available")),
+        // Refusals: unknown or invisible sources, a group snapshot (none
+        // exist), a source that is not available.
         call(Member, "POST", "/v3/{p}/groups/action",
             Some(json!({"create-from-src": {"source_group_id": "{nothing}"}})), 404),
         call(Other, "POST", "/v3/{p}/groups/action",
+            Some(json!({"create-from-src": {"source_group_id": "{g}"}})), 404),
+        call(Admin, "POST", "/v3/{p}/groups/action",
             Some(json!({"create-from-src": {"source_group_id": "{g}"}})), 404),
         call(Member, "POST", "/v3/{p}/groups/action",
             Some(json!({"create-from-src": {"group_snapshot_id": "{nothing}"}})), 404),
@@ -662,6 +706,30 @@ async fn create_from_source_is_refused_until_clones_exist() {
             Some(json!({"create-from-src": {"source_group_id": "nope"}})), 400),
         call(Reader, "POST", "/v3/{p}/groups/action",
             Some(json!({"create-from-src": {"source_group_id": "{g}"}})), 403),
+        call(Admin, "POST", "/v3/{p}/groups/{g}/action", Some(json!({"reset_status": {"status": "error"}})), 202),
+        call(Member, "POST", "/v3/{p}/groups/action",
+            Some(json!({"create-from-src": {"source_group_id": "{g}"}})), 400)
+            .says("must be available"),
+        call(Admin, "POST", "/v3/{p}/groups/{g}/action", Some(json!({"reset_status": {"status": "available"}})), 202),
+        // Over quota: nothing is left behind (the group count stays 2).
+        call(Admin, "PUT", "/v3/{a}/os-quota-sets/{a}", Some(json!({"quota_set": {"gigabytes": 7}})), 200).at("3.0"),
+        call(Member, "POST", "/v3/{p}/groups/action",
+            Some(json!({"create-from-src": {"source_group_id": "{g}"}})), 413)
+            .says("gigabytes"),
+        call(Member, "GET", "/v3/{p}/groups", None, 200)
+            .has("/groups/2", Value::Null)
+            .has("/groups/1/id", json!("{g}")),
+        call(Admin, "PUT", "/v3/{a}/os-quota-sets/{a}", Some(json!({"quota_set": {"groups": 2, "gigabytes": 1000}})), 200).at("3.0"),
+        call(Member, "POST", "/v3/{p}/groups/action",
+            Some(json!({"create-from-src": {"source_group_id": "{g}"}})), 413)
+            .says("groups"),
+        // Both groups go with their volumes; the source cannot go while it
+        // is being copied, but nothing copies it now.
+        call(Member, "POST", "/v3/{p}/groups/{copy}/action", Some(json!({"delete": {"delete-volumes": true}})), 202),
+        call(Member, "POST", "/v3/{p}/groups/{g}/action", Some(json!({"delete": {"delete-volumes": true}})), 202),
+        Step::Group("copy", "gone"),
+        Step::Group("g", "gone"),
+        call(Member, "GET", "/v3/{p}/volumes", None, 200).is(json!({"volumes": []})),
         // A project that owns a group cannot be deleted (it would orphan it).
         call(Other, "POST", "/v3/{p}/groups",
             Some(json!({"group": {"group_type": "{gt}", "volume_types": ["{default}"]}})), 202)
@@ -671,6 +739,11 @@ async fn create_from_source_is_refused_until_clones_exist() {
         Step::Group("gb", "gone"),
     ])
     .await;
+    let mut from = [w.vars["c1_from"].clone(), w.vars["c2_from"].clone()];
+    from.sort();
+    let mut sources = [w.vars["v1"].clone(), w.vars["v2"].clone()];
+    sources.sort();
+    assert_eq!(from, sources);
 }
 
 /// The `groups` quota: usage is the number of groups, checked and changed in

@@ -30,8 +30,11 @@
 //!   (they resume on their own), so the group ends gone, back as it was, or
 //!   `error` — never `deleting` for good.
 //! - *create-from-src* (3.14) makes a group and a clone of each volume of the
-//!   source group; it needs volume clones, which this Scoria does not make
-//!   yet, and is refused (400).
+//!   source group: the `group_create_from_src` flow, which starts one volume
+//!   clone flow per source volume and waits for them (its module doc draws
+//!   it). The API answers once every clone exists with its quota committed;
+//!   the group turns `available` when every copy is made, `error` if one
+//!   failed. A group snapshot as the source is a 404 (no group snapshots).
 //!
 //! A volume of a group cannot be deleted on its own (delete the group with
 //! `delete-volumes`, or remove the volume from the group first), cannot be
@@ -52,7 +55,7 @@ use scoria_store::{Conn, flows as flow_store, quotas, volumes as volume_store};
 use crate::App;
 use crate::context::{Context, Op};
 use crate::error::{Error, Result, from_outcome};
-use crate::flows::group_delete;
+use crate::flows::{group_create_from_src, group_delete};
 pub use crate::volume_types::PublicFilter;
 
 /// Longest group type name, description, spec key and value.
@@ -99,6 +102,15 @@ pub struct ListRequest {
     pub marker: Option<GroupId>,
     pub offset: Option<i64>,
     pub limit: Option<i64>,
+}
+
+/// A group made from a source (`POST /groups/action`, `create-from-src`).
+#[derive(Clone, Debug, Default)]
+pub struct FromSourceRequest {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub source_group: Option<GroupId>,
+    pub group_snapshot: Option<String>,
 }
 
 /// A change to a group (`PUT /groups/{id}`); `None` keeps a text (an empty
@@ -705,28 +717,57 @@ pub async fn reset_status(
     Ok(())
 }
 
-/// Create a group from a source group or a group snapshot (3.14): refused,
-/// because it copies volumes and Scoria does not clone volumes yet. The
-/// source is looked up first, so an unknown one is a 404 as in Cinder.
-pub async fn create_from_source(
-    app: &App,
-    ctx: &Context,
-    source_group: Option<GroupId>,
-    group_snapshot: Option<&str>,
-) -> Result<Group> {
+/// Create a group from a source group (3.14): a new group of the same kind
+/// with a clone of each of the source's volumes (the `group_create_from_src`
+/// flow). Returns once the group and its clones exist (`creating`) and their
+/// quota is committed; the copies go on. A group snapshot as the source is a
+/// 404: Scoria has no group snapshots.
+pub async fn create_from_source(app: &App, ctx: &Context, req: FromSourceRequest) -> Result<Group> {
     ctx.authorize(Op::GroupCreate)?;
-    if let Some(s) = group_snapshot {
+    let project = ctx.project()?.clone();
+    validate_text(&req.name, &req.description)?;
+    if let Some(s) = &req.group_snapshot {
         return Err(Error::NotFound(format!(
             "GroupSnapshot {s} could not be found."
         )));
     }
-    if let Some(s) = source_group {
+    let Some(source) = req.source_group else {
+        return Err(Error::Invalid(
+            "Either 'group_snapshot_id' or 'source_group_id' must be provided to create a group from a source.".into(),
+        ));
+    };
+    {
         let mut conn = app.store().read().await?;
-        visible(&mut conn, ctx, s).await?;
+        let src = visible(&mut conn, ctx, source).await?;
+        if src.project_id != project.0 {
+            // An admin sees other projects' groups, but a group is made in
+            // the caller's project, and a clone of another project's volume
+            // is not made (as for single clones).
+            return Err(group_not_found(source));
+        }
+        crate::flows::group_create_from_src::check_source(&mut conn, &src).await?;
     }
-    Err(Error::Invalid(
-        "Creating a group from a source group is not supported by this Scoria yet: it needs volume clones.".into(),
-    ))
+    let id = GroupId::new();
+    let params = group_create_from_src::Params {
+        group_id: id,
+        source_group_id: source,
+        project_id: project.0.clone(),
+        user_id: ctx.user_id.0.clone(),
+        name: req.name,
+        description: req.description,
+        request_id: Some(ctx.request_id.clone()),
+    };
+    let handle = app
+        .engine
+        .start::<group_create_from_src::GroupCreateFromSrc>(params)?;
+    handle
+        .wait_step("start_clones")
+        .await
+        .map_err(from_outcome)?;
+    let mut conn = app.store().read().await?;
+    store::group_get(&mut conn, id)
+        .await?
+        .ok_or_else(|| group_not_found(id))
 }
 
 // ---------------------------------------------------------------------------

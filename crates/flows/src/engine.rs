@@ -904,7 +904,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
                         }
                         break;
                     }
-                    Err(e) if self.inner.fp.is_dead() => {
+                    Err(e) if self.inner.fp.is_dead() || e.is_interrupted() => {
+                        // The flow stays unwinding; the next start goes on.
                         drop(e);
                         return Outcome::Interrupted;
                     }

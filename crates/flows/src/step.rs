@@ -191,10 +191,11 @@ impl StepError {
         StepError { inner: Arc::new(e) }
     }
 
-    /// The step could not finish because the engine is stopping (shutdown,
-    /// or a simulated crash): the engine leaves the flow for the next start,
-    /// which runs the step again, instead of unwinding it. For steps that wait
-    /// for other flows ([`Cx::wait_flow`], [`Cx::wait_settled`]).
+    /// The step (or undo) could not finish because the engine is stopping
+    /// (shutdown, or a simulated crash): the engine leaves the flow for the
+    /// next start, which runs the step (or undo) again, instead of unwinding
+    /// it (or declaring it stuck). For steps that wait for other flows
+    /// ([`Cx::wait_flow`], [`Cx::wait_settled`]).
     pub fn interrupted() -> Self {
         StepError::new(Interrupted)
     }

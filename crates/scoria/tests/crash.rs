@@ -57,6 +57,11 @@ const EXIT_POINTS: &[&str] = &[
     "flow.group_delete.delete_volumes.started",
     "flow.group_delete.delete_volumes.ran",
     "flow.group_delete.finished",
+    "flow.group_create_from_src.create_group.done",
+    "flow.group_create_from_src.start_clones.started",
+    "flow.group_create_from_src.start_clones.ran",
+    "flow.group_create_from_src.wait_clones.started",
+    "flow.group_create_from_src.finished",
     "storage.create.temp",
     "storage.create.after",
     "storage.copy.before",
@@ -216,7 +221,8 @@ impl Api {
 
 /// Random operations until `stop`; counts the requests answered and the clones
 /// accepted. Volumes are made alone or in a group of `group_type`, cloned,
-/// extended and deleted; groups are made, and deleted with their volumes.
+/// extended and deleted; groups are made, copied (`create-from-src`), and
+/// deleted with their volumes.
 fn client(
     api: Api,
     group_type: String,
@@ -235,9 +241,19 @@ fn client(
             .iter()
             .filter(|g| g["status"] == "available")
             .collect();
-        let pick = rng.gen_range(0..12);
+        let pick = rng.gen_range(0..13);
         let cloning = (4..6).contains(&pick) && !available.is_empty();
-        let result = if pick == 10 || (pick == 11 && open.is_empty()) {
+        let result = if pick == 12 && !open.is_empty() {
+            // A copy of a group (refused, 400, when it is empty).
+            let g = open[rng.gen_range(0..open.len())];
+            api.call(
+                "POST",
+                "/groups/action",
+                Some(
+                    json!({"create-from-src": {"source_group_id": g["id"], "name": "crash-copy"}}),
+                ),
+            )
+        } else if pick >= 10 && (pick != 11 || open.is_empty()) {
             api.call(
                 "POST",
                 "/groups",

@@ -628,6 +628,18 @@ pub async fn group_purge(conn: &mut Conn, id: GroupId) -> Result<bool> {
     Ok(r.rows_affected() == 1)
 }
 
+/// A group being made from `id` (`creating`, with `id` as its source), if
+/// any: while there is one, `id`'s volumes are about to be read.
+pub async fn group_being_made_from(conn: &mut Conn, id: GroupId) -> Result<Option<GroupId>> {
+    let g: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM volume_groups WHERE source_group_id = $1 AND status = 'creating' LIMIT 1",
+    )
+    .bind(id.to_string())
+    .fetch_optional(conn)
+    .await?;
+    g.map(|s| parse("group id", &s)).transpose()
+}
+
 /// The ids of a group's volumes (oldest first).
 pub async fn group_volume_ids(conn: &mut Conn, id: GroupId) -> Result<Vec<VolumeId>> {
     let ids: Vec<String> =

@@ -23,10 +23,11 @@
 //! members were deleted or failed to be): never `deleting` for good.
 //!
 //! Refused before anything changes (Cinder's rules): while another flow works
-//! on the group; a group with volumes unless `delete_volumes`; without it, a
-//! group that is not `available` or `error` (with it, any status: an admin may
-//! have reset it); a member that is attached, busy, on a frozen backend, or in
-//! a status a group delete does not delete from.
+//! on the group, or a group is being made from it; a group with volumes unless
+//! `delete_volumes`; without it, a group that is not `available` or `error`
+//! (with it, any status: an admin may have reset it); a member that is
+//! attached, busy, being copied, on a frozen backend, or in a status a group
+//! delete does not delete from.
 
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
 use scoria_model::group::GroupStatus;
@@ -118,6 +119,11 @@ async fn begin_delete(cx: &Cx<GroupDelete>, c: &mut Conn) -> Result<Value, StepE
             g.status
         )));
     }
+    if let Some(copy) = groups::group_being_made_from(c, id).await? {
+        return Err(invalid_group(format!(
+            "Group {copy} is being made from group {id}; delete it when that is done."
+        )));
+    }
     let members = groups::group_volume_ids(c, id).await?;
     if !members.is_empty() && !p.delete_volumes {
         return Err(invalid_group(format!(
@@ -149,6 +155,11 @@ async fn begin_delete(cx: &Cx<GroupDelete>, c: &mut Conn) -> Result<Value, StepE
             return Err(invalid_group(format!(
                 "Volume {vid} in group {id} has an operation in progress ({}).",
                 f.kind
+            )));
+        }
+        if let Some(clone) = volumes::volume_clones_in_progress(c, *vid).await?.first() {
+            return Err(invalid_group(format!(
+                "Volume {vid} in group {id} is being copied to volume {clone}."
             )));
         }
         services::assert_not_frozen(c, v.backend.as_deref()).await?;

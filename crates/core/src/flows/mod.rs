@@ -10,6 +10,7 @@ use scoria_storage::StorageError;
 use crate::Env;
 use crate::error::Error;
 
+pub mod group_create_from_src;
 pub mod group_delete;
 pub mod volume_create;
 pub mod volume_delete;
@@ -21,6 +22,7 @@ pub fn register(engine: &Engine<Env>) {
     engine.register::<volume_delete::VolumeDelete>();
     engine.register::<volume_extend::VolumeExtend>();
     engine.register::<group_delete::GroupDelete>();
+    engine.register::<group_create_from_src::GroupCreateFromSrc>();
 }
 
 /// A storage failure as a step error: the user reads `what failed`, the log

@@ -20,7 +20,7 @@ use scoria_model::{GroupId, VolumeId, VolumeTypeId};
 use scoria_storage::{Format, qemu};
 use scoria_store::{messages, volumes};
 
-use super::{group_delete, volume_create, volume_delete, volume_extend};
+use super::{group_create_from_src, group_delete, volume_create, volume_delete, volume_extend};
 use crate::{App, Config, DriverConfig, Env, invariants, transfers};
 
 /// What exists before the flow under test starts.
@@ -51,6 +51,8 @@ pub struct World {
     /// The group of the group scenarios, and its volumes.
     group: GroupId,
     members: Vec<VolumeId>,
+    /// The group `group_create_from_src` makes from `group`.
+    copy: GroupId,
     /// The volume a clone is made from (prepared by `VolumeWithData`).
     source: VolumeId,
 }
@@ -107,6 +109,7 @@ impl World {
             volume: VolumeId::new(),
             group: GroupId::new(),
             members: Vec::new(),
+            copy: GroupId::new(),
             source: VolumeId::new(),
         };
         let mut w = w;
@@ -264,6 +267,18 @@ impl TestWorld<Env> for World {
                         request_id: Some("req-test".into()),
                     })
                 }
+                "group_create_from_src" => engine
+                    .start::<group_create_from_src::GroupCreateFromSrc>(
+                        group_create_from_src::Params {
+                            group_id: self.copy,
+                            source_group_id: self.group,
+                            project_id: PROJECT.into(),
+                            user_id: "fedcba9876543210fedcba9876543210".into(),
+                            name: Some("copy".into()),
+                            description: None,
+                            request_id: Some("req-test".into()),
+                        },
+                    ),
                 "volume_clone" => {
                     engine.start::<volume_create::VolumeCreate>(volume_create::Params {
                         source_volid: Some(self.source),
@@ -304,6 +319,9 @@ impl TestWorld<Env> for World {
                 .map_err(|e| e.chain())?;
             if !bad.is_empty() {
                 return Err(bad.join("; "));
+            }
+            if self.scenario == "group_create_from_src" {
+                return self.check_copy(engine, expect).await;
             }
             if self.scenario.starts_with("group_") {
                 return self.check_group(engine, expect).await;
@@ -407,6 +425,7 @@ pub async fn generic_as(kind: &'static str, scenario: &'static str, prepare: Pre
         "volume_delete" => names::<volume_delete::VolumeDelete>(),
         "volume_extend" => names::<volume_extend::VolumeExtend>(),
         "group_delete" => names::<group_delete::GroupDelete>(),
+        "group_create_from_src" => names::<group_create_from_src::GroupCreateFromSrc>(),
         other => panic!("unknown flow {other}"),
     };
     testkit::run_all(kind, &steps, || World::new(kind, scenario, prepare)).await
@@ -519,6 +538,99 @@ impl World {
             Err(format!(
                 "{} expected {expect:?}: group is {g:?}, volumes {left:?}",
                 self.scenario
+            ))
+        }
+    }
+}
+
+impl World {
+    /// After a group is made from `self.group`: done, the copy is
+    /// `available` with one `available` clone per source volume, of its
+    /// size; otherwise it is gone (the failure came before the answer) or
+    /// `error`. Whatever happened, the source group and its volumes are as
+    /// they were, a clone in `error` was told to its project once, and no
+    /// temporary file is left.
+    async fn check_copy(&self, engine: &Engine<Env>, expect: Expect) -> Result<(), String> {
+        use scoria_model::group::GroupStatus;
+        use scoria_store::groups;
+        let mut c = engine.store().read().await.map_err(|e| e.to_string())?;
+        let src = groups::group_get(&mut c, self.group)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the source group is gone")?;
+        if src.status != GroupStatus::Available
+            || groups::group_volume_ids(&mut c, self.group)
+                .await
+                .map_err(|e| e.to_string())?
+                .len()
+                != self.members.len()
+        {
+            return Err(format!("the source group changed: {src:?}"));
+        }
+        for id in &self.members {
+            let v = volumes::volume_get(&mut c, *id)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|v| (v.status, v.size));
+            if v != Some((VolumeStatus::Available, 1)) {
+                return Err(format!("source volume {id} is {v:?}"));
+            }
+        }
+        let copy = groups::group_get(&mut c, self.copy)
+            .await
+            .map_err(|e| e.to_string())?;
+        let clones = groups::group_volume_ids(&mut c, self.copy)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut states = Vec::new();
+        for id in &clones {
+            let v = volumes::volume_get(&mut c, *id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("a member vanished")?;
+            let told = messages::message_list(
+                &mut c,
+                &messages::MessageQuery {
+                    filters: vec![(messages::MessageField::ResourceUuid, id.to_string())],
+                    now: scoria_store::now(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .len();
+            if told != usize::from(v.status.is_error()) {
+                return Err(format!(
+                    "clone {id} is {} and {told} messages tell of it",
+                    v.status
+                ));
+            }
+            states.push((v.status, v.size, v.source_volid.clone()));
+        }
+        let complete = states.len() == self.members.len()
+            && states.iter().all(|(s, size, from)| {
+                *s == VolumeStatus::Available
+                    && *size == 1
+                    && from
+                        .as_ref()
+                        .is_some_and(|f| self.members.iter().any(|m| m.to_string() == *f))
+            });
+        let status = copy.as_ref().map(|g| g.status);
+        let ok = match (status, expect) {
+            (Some(GroupStatus::Available), Expect::Done | Expect::Either) => complete,
+            (None, Expect::Failed | Expect::Either) => clones.is_empty(),
+            (Some(GroupStatus::Error), Expect::Failed | Expect::Either) => true,
+            _ => false,
+        };
+        let left = self.temporaries();
+        if !left.is_empty() {
+            return Err(format!("temporaries left: {left:?}"));
+        }
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "group_create_from_src expected {expect:?}: copy is {status:?}, clones {states:?}"
             ))
         }
     }
