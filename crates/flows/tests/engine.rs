@@ -469,3 +469,112 @@ async fn a_parent_waiting_for_its_children_pauses_at_shutdown_and_resumes() {
     e2.wait_idle().await;
     assert!(w.files.lock().unwrap().contains("file-c1"));
 }
+
+/// A flow whose undo drives a child flow: its one step succeeds, the next
+/// always fails, and undoing the first starts a toy flow and waits for it.
+struct Revert;
+
+impl Flow for Revert {
+    const KIND: &'static str = "revert";
+    type Params = FanParams;
+    type Env = Env;
+
+    fn steps() -> Vec<Step<Self>> {
+        vec![
+            Step::external("noop", |_| Box::pin(async { Ok(Value::Null) }))
+                .undo_external(|cx| Box::pin(spawn_in_undo(cx))),
+            Step::db("boom", |_, _| {
+                Box::pin(async { Err(StepError::msg("boom")) })
+            }),
+        ]
+    }
+
+    fn meta(_: &FanParams) -> FlowMeta {
+        FlowMeta {
+            resource_type: Some("revert"),
+            resource_id: Some("revert".into()),
+            project_id: Some("p".into()),
+        }
+    }
+}
+
+async fn spawn_in_undo(cx: &Cx<Revert>) -> Result<(), StepError> {
+    for name in &cx.params.names {
+        cx.wait_settled(name).await?;
+        if !cx
+            .env
+            .files
+            .lock()
+            .unwrap()
+            .contains(&format!("file-{name}"))
+        {
+            let h = cx.start_flow::<Toy>(Params {
+                project: "p".into(),
+                name: name.clone(),
+            })?;
+            cx.wait_flow(&h).await?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_undo_waiting_for_a_child_pauses_at_shutdown_and_is_not_stuck() {
+    let mut w = fan_world().await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    w.gate = Some(gate.clone());
+    let e = w.open(Failpoints::new(), EngineOptions::default()).await;
+    e.register::<Revert>();
+    let h = e
+        .start::<Revert>(FanParams {
+            names: vec!["u1".into()],
+        })
+        .unwrap();
+    loop {
+        let mut c = e.store().read().await.unwrap();
+        let active = scoria_store::flows::flow_list_active(&mut c).await.unwrap();
+        if active
+            .iter()
+            .any(|f| f.kind == "toy" && f.step_name.as_deref() == Some("make"))
+        {
+            break;
+        }
+        drop(c);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let stop = e.shutdown(std::time::Duration::from_secs(5));
+    let open = async {
+        gate.add_permits(1);
+    };
+    tokio::join!(stop, open);
+    assert!(matches!(h.wait().await, Outcome::Interrupted));
+    {
+        let mut c = e.store().read().await.unwrap();
+        let unwinding = scoria_store::flows::flow_list_by_state(&mut c, FlowState::Unwinding)
+            .await
+            .unwrap();
+        assert!(
+            unwinding.iter().any(|f| f.kind == "revert"),
+            "{unwinding:?}"
+        );
+    }
+    w.gate = None;
+    let e2 = w.open(Failpoints::new(), EngineOptions::default()).await;
+    e2.register::<Revert>();
+    for h in e2.resume_all().await.unwrap() {
+        h.wait().await;
+    }
+    e2.wait_idle().await;
+    assert!(w.files.lock().unwrap().contains("file-u1"));
+    let mut c = e2.store().read().await.unwrap();
+    let failed = scoria_store::flows::flow_list_by_state(&mut c, FlowState::Failed)
+        .await
+        .unwrap();
+    assert!(failed.iter().any(|f| f.kind == "revert"), "{failed:?}");
+    assert!(
+        scoria_store::flows::flow_list_by_state(&mut c, FlowState::Stuck)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
