@@ -2,12 +2,13 @@
 //! which, with Cinder's spellings.
 //!
 //! ```text
-//!   POST /groups (one transaction)
-//!   (none) ─────────────────────────────► available   (error when no backend
-//!                                             │          suits every type)
+//!   POST /groups (one transaction; refused when no backend suits every type)
+//!   (none) ─────────────────────────────► available
+//!                                             │
 //!   create-from-src flow                      │
 //!   (none) ──► creating ──► available | error │
-//!                                             ▼
+//!          └─► (gone: failed before the API   │
+//!               answered)                     ▼
 //!                  delete flow: available|error ──► deleting ──► (gone)
 //!                                                      │
 //!                                                      └─► error (a volume could
