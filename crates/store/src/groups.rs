@@ -19,6 +19,7 @@ use scoria_model::{GroupId, GroupTypeId, VolumeId, VolumeTypeId};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use crate::shared::{KeyValues, NamedTypes};
 use crate::{Conn, Result, StoreError, now, parse};
 
 // ---------------------------------------------------------------------------
@@ -93,12 +94,16 @@ impl SortKey {
     }
 }
 
-/// Sort direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SortDir {
-    Asc,
-    Desc,
-}
+pub use crate::shared::SortDir;
+
+const TYPES: NamedTypes = NamedTypes {
+    table: "group_types",
+    what: "Group Type",
+};
+const SPECS: KeyValues = KeyValues {
+    table: "group_type_specs",
+    owner: "group_type_id",
+};
 
 /// `ORDER BY` for `sort` (default `created_at desc`), `id` last as the
 /// tie-breaker. Keys come from the whitelists above, never from the caller.
@@ -194,20 +199,9 @@ pub async fn group_type_create(
     is_public: bool,
     specs: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let r = sqlx::query(
-        "INSERT INTO group_types (id, name, description, is_public, created_at)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-    )
-    .bind(id.to_string())
-    .bind(name)
-    .bind(description)
-    .bind(is_public)
-    .bind(now())
-    .execute(&mut *conn)
-    .await?;
-    if r.rows_affected() == 0 {
-        return Err(StoreError::Duplicate(format!("Group Type {name}")));
-    }
+    TYPES
+        .create(conn, &id.to_string(), name, description, is_public)
+        .await?;
     group_type_specs_merge(conn, id, specs).await
 }
 
@@ -220,33 +214,9 @@ pub async fn group_type_update(
     description: Option<&str>,
     is_public: Option<bool>,
 ) -> Result<bool> {
-    if let Some(n) = name {
-        let taken: Option<String> =
-            sqlx::query_scalar("SELECT id FROM group_types WHERE name = $1 AND id <> $2")
-                .bind(n)
-                .bind(id.to_string())
-                .fetch_optional(&mut *conn)
-                .await?;
-        if taken.is_some() {
-            return Err(StoreError::Duplicate(format!("Group Type {n}")));
-        }
-    }
-    let r = sqlx::query(
-        "UPDATE group_types SET
-            name = COALESCE($2, name),
-            description = COALESCE($3, description),
-            is_public = COALESCE($4, is_public),
-            updated_at = $5
-         WHERE id = $1",
-    )
-    .bind(id.to_string())
-    .bind(name)
-    .bind(description)
-    .bind(is_public)
-    .bind(now())
-    .execute(&mut *conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    TYPES
+        .update(conn, &id.to_string(), name, description, is_public)
+        .await
 }
 
 /// Delete a group type (its specs go with it) if no group has it. Returns
@@ -274,13 +244,7 @@ pub async fn group_type_specs_get(
     conn: &mut Conn,
     id: GroupTypeId,
 ) -> Result<BTreeMap<String, String>> {
-    let rows = sqlx::query("SELECT key, value FROM group_type_specs WHERE group_type_id = $1")
-        .bind(id.to_string())
-        .fetch_all(conn)
-        .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
-        .collect()
+    SPECS.get(conn, &id.to_string()).await
 }
 
 /// Add or overwrite the given specs; the others stay.
@@ -289,28 +253,12 @@ pub async fn group_type_specs_merge(
     id: GroupTypeId,
     specs: &BTreeMap<String, String>,
 ) -> Result<()> {
-    for (k, v) in specs {
-        sqlx::query(
-            "INSERT INTO group_type_specs (group_type_id, key, value) VALUES ($1, $2, $3)
-             ON CONFLICT (group_type_id, key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(id.to_string())
-        .bind(k)
-        .bind(v)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
+    SPECS.merge(conn, &id.to_string(), specs).await
 }
 
 /// Remove one spec; returns whether it was there.
 pub async fn group_type_spec_delete(conn: &mut Conn, id: GroupTypeId, key: &str) -> Result<bool> {
-    let r = sqlx::query("DELETE FROM group_type_specs WHERE group_type_id = $1 AND key = $2")
-        .bind(id.to_string())
-        .bind(key)
-        .execute(conn)
-        .await?;
-    Ok(r.rows_affected() == 1)
+    SPECS.delete(conn, &id.to_string(), key).await
 }
 
 // ---------------------------------------------------------------------------

@@ -48,6 +48,7 @@ pub mod messages;
 pub mod qos_specs;
 pub mod quotas;
 pub mod services;
+mod shared;
 pub mod transfers;
 pub mod volume_types;
 pub mod volumes;

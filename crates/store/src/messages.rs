@@ -8,6 +8,7 @@ use scoria_model::MessageId;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use crate::shared::{Keyset, SqlValue};
 use crate::volumes::SortDir;
 use crate::{Conn, Result, StoreError, parse};
 
@@ -181,69 +182,27 @@ pub async fn message_list(conn: &mut Conn, q: &MessageQuery) -> Result<Vec<Messa
         let last = sort.last().map(|s| s.1).unwrap_or(SortDir::Desc);
         sort.push((MessageField::Id, last));
     }
-    let mut args: Vec<String> = Vec::new();
-    let mut sql = String::from("SELECT * FROM messages WHERE expires_at > ");
-    let mut bind = |sql: &mut String, v: String| {
-        args.push(v);
-        sql.push_str(&format!("${}", args.len()));
-    };
-    bind(&mut sql, q.now.clone());
+    let mut query = Keyset::new("SELECT * FROM messages WHERE expires_at > ");
+    query.bind(SqlValue::Text(q.now.clone()));
     if let Some(p) = &q.project_id {
-        sql.push_str(" AND project_id = ");
-        bind(&mut sql, p.clone());
+        query.filter("project_id", SqlValue::Text(p.clone()));
     }
     for (field, value) in &q.filters {
-        sql.push_str(&format!(" AND {} = ", field.expr()));
-        bind(&mut sql, value.clone());
+        query.filter(field.expr(), SqlValue::Text(value.clone()));
     }
     if let Some(marker) = q.marker {
         let m = match message_get(conn, marker, &q.now).await? {
             Some(m) if q.project_id.as_ref().is_none_or(|p| *p == m.project_id) => m,
             _ => return Err(StoreError::MarkerNotFound(marker.to_string())),
         };
-        // Keyset condition: rows strictly after the marker in the sort order.
-        sql.push_str(" AND (");
-        for i in 0..sort.len() {
-            if i > 0 {
-                sql.push_str(" OR ");
-            }
-            sql.push('(');
-            for (k, _) in &sort[..i] {
-                sql.push_str(&format!("{} = ", k.expr()));
-                bind(&mut sql, k.value(&m));
-                sql.push_str(" AND ");
-            }
-            let (k, dir) = sort[i];
-            sql.push_str(k.expr());
-            sql.push_str(if dir == SortDir::Asc { " > " } else { " < " });
-            bind(&mut sql, k.value(&m));
-            sql.push(')');
-        }
-        sql.push(')');
+        let after: Vec<_> = sort
+            .iter()
+            .map(|(k, d)| (k.expr(), *d, SqlValue::Text(k.value(&m))))
+            .collect();
+        query.after(&after);
     }
-    let order: Vec<String> = sort
-        .iter()
-        .map(|(k, d)| {
-            format!(
-                "{} {}",
-                k.expr(),
-                if *d == SortDir::Asc { "ASC" } else { "DESC" }
-            )
-        })
-        .collect();
-    sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
-    if q.limit.is_some() || q.offset.is_some() {
-        // Both databases need a LIMIT before an OFFSET; none means all.
-        sql.push_str(&format!(
-            " LIMIT {} OFFSET {}",
-            q.limit.unwrap_or(i64::MAX).max(0),
-            q.offset.unwrap_or(0).max(0)
-        ));
-    }
-    let mut query = sqlx::query(&sql);
-    for a in &args {
-        query = query.bind(a.as_str());
-    }
+    let order: Vec<_> = sort.iter().map(|(k, d)| (k.expr(), *d)).collect();
+    query.order_and_page(&order, q.limit, q.offset);
     let rows = query.fetch_all(conn).await?;
     rows.iter().map(from_row).collect()
 }

@@ -12,7 +12,17 @@ use scoria_model::{EncryptionId, QosSpecsId, VolumeTypeId};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use crate::{Conn, Result, StoreError, now, parse};
+use crate::shared::{KeyValues, NamedTypes};
+use crate::{Conn, Result, now, parse};
+
+const TYPES: NamedTypes = NamedTypes {
+    table: "volume_types",
+    what: "Volume Type",
+};
+const EXTRA_SPECS: KeyValues = KeyValues {
+    table: "volume_type_extra_specs",
+    owner: "volume_type_id",
+};
 
 /// Id of `__DEFAULT__`, the type every installation starts with (seeded by the
 /// first migration).
@@ -110,20 +120,9 @@ pub async fn volume_type_create(
     is_public: bool,
     extra_specs: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let r = sqlx::query(
-        "INSERT INTO volume_types (id, name, description, is_public, created_at)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-    )
-    .bind(id.to_string())
-    .bind(name)
-    .bind(description)
-    .bind(is_public)
-    .bind(now())
-    .execute(&mut *conn)
-    .await?;
-    if r.rows_affected() == 0 {
-        return Err(StoreError::Duplicate(format!("Volume Type {name}")));
-    }
+    TYPES
+        .create(conn, &id.to_string(), name, description, is_public)
+        .await?;
     volume_type_extra_specs_merge(conn, id, extra_specs).await
 }
 
@@ -136,33 +135,9 @@ pub async fn volume_type_update(
     description: Option<&str>,
     is_public: Option<bool>,
 ) -> Result<bool> {
-    if let Some(n) = name {
-        let taken: Option<String> =
-            sqlx::query_scalar("SELECT id FROM volume_types WHERE name = $1 AND id <> $2")
-                .bind(n)
-                .bind(id.to_string())
-                .fetch_optional(&mut *conn)
-                .await?;
-        if taken.is_some() {
-            return Err(StoreError::Duplicate(format!("Volume Type {n}")));
-        }
-    }
-    let r = sqlx::query(
-        "UPDATE volume_types SET
-            name = COALESCE($2, name),
-            description = COALESCE($3, description),
-            is_public = COALESCE($4, is_public),
-            updated_at = $5
-         WHERE id = $1",
-    )
-    .bind(id.to_string())
-    .bind(name)
-    .bind(description)
-    .bind(is_public)
-    .bind(now())
-    .execute(&mut *conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    TYPES
+        .update(conn, &id.to_string(), name, description, is_public)
+        .await
 }
 
 /// Delete a type with its extra specs, access list, encryption spec and
@@ -206,14 +181,7 @@ pub async fn volume_type_extra_specs_get(
     conn: &mut Conn,
     id: VolumeTypeId,
 ) -> Result<BTreeMap<String, String>> {
-    let rows =
-        sqlx::query("SELECT key, value FROM volume_type_extra_specs WHERE volume_type_id = $1")
-            .bind(id.to_string())
-            .fetch_all(conn)
-            .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
-        .collect()
+    EXTRA_SPECS.get(conn, &id.to_string()).await
 }
 
 /// Add or overwrite the given specs; the others stay.
@@ -222,18 +190,7 @@ pub async fn volume_type_extra_specs_merge(
     id: VolumeTypeId,
     specs: &BTreeMap<String, String>,
 ) -> Result<()> {
-    for (k, v) in specs {
-        sqlx::query(
-            "INSERT INTO volume_type_extra_specs (volume_type_id, key, value) VALUES ($1, $2, $3)
-             ON CONFLICT (volume_type_id, key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(id.to_string())
-        .bind(k)
-        .bind(v)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
+    EXTRA_SPECS.merge(conn, &id.to_string(), specs).await
 }
 
 /// Remove one spec; returns whether it was there.
@@ -242,13 +199,7 @@ pub async fn volume_type_extra_spec_delete(
     id: VolumeTypeId,
     key: &str,
 ) -> Result<bool> {
-    let r =
-        sqlx::query("DELETE FROM volume_type_extra_specs WHERE volume_type_id = $1 AND key = $2")
-            .bind(id.to_string())
-            .bind(key)
-            .execute(conn)
-            .await?;
-    Ok(r.rows_affected() == 1)
+    EXTRA_SPECS.delete(conn, &id.to_string(), key).await
 }
 
 // ---------------------------------------------------------------------------
@@ -423,6 +374,7 @@ pub async fn volume_type_encryption_delete(conn: &mut Conn, id: VolumeTypeId) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::StoreError;
     use crate::testing;
 
     #[tokio::test]

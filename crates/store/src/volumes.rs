@@ -7,6 +7,8 @@ use scoria_model::{GroupId, ReservationId, VolumeId, VolumeTypeId};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+pub use crate::shared::SortDir;
+use crate::shared::{KeyValues, Keyset, SqlValue};
 use crate::{Conn, Result, StoreError, now, parse};
 
 /// A volume as stored.
@@ -468,17 +470,16 @@ pub async fn volume_usage_on_backend(
 // ---------------------------------------------------------------------------
 // Metadata
 
+const METADATA: KeyValues = KeyValues {
+    table: "volume_metadata",
+    owner: "volume_id",
+};
+
 pub async fn volume_metadata_get(
     conn: &mut Conn,
     id: VolumeId,
 ) -> Result<BTreeMap<String, String>> {
-    let rows = sqlx::query("SELECT key, value FROM volume_metadata WHERE volume_id = $1")
-        .bind(id.to_string())
-        .fetch_all(conn)
-        .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
-        .collect()
+    METADATA.get(conn, &id.to_string()).await
 }
 
 /// Replace all metadata with `items`.
@@ -487,11 +488,7 @@ pub async fn volume_metadata_replace(
     id: VolumeId,
     items: &BTreeMap<String, String>,
 ) -> Result<()> {
-    sqlx::query("DELETE FROM volume_metadata WHERE volume_id = $1")
-        .bind(id.to_string())
-        .execute(&mut *conn)
-        .await?;
-    volume_metadata_merge(conn, id, items).await
+    METADATA.replace(conn, &id.to_string(), items).await
 }
 
 /// Add or overwrite the given keys, keeping the others (one statement).
@@ -500,33 +497,12 @@ pub async fn volume_metadata_merge(
     id: VolumeId,
     items: &BTreeMap<String, String>,
 ) -> Result<()> {
-    if items.is_empty() {
-        return Ok(());
-    }
-    let values: Vec<String> = (0..items.len())
-        .map(|i| format!("($1, ${}, ${})", 2 + i * 2, 3 + i * 2))
-        .collect();
-    let sql = format!(
-        "INSERT INTO volume_metadata (volume_id, key, value) VALUES {}
-         ON CONFLICT (volume_id, key) DO UPDATE SET value = excluded.value",
-        values.join(", ")
-    );
-    let mut q = sqlx::query(&sql).bind(id.to_string());
-    for (k, v) in items {
-        q = q.bind(k).bind(v);
-    }
-    q.execute(conn).await?;
-    Ok(())
+    METADATA.merge(conn, &id.to_string(), items).await
 }
 
 /// Delete one key; returns whether it existed.
 pub async fn volume_metadata_delete(conn: &mut Conn, id: VolumeId, key: &str) -> Result<bool> {
-    let r = sqlx::query("DELETE FROM volume_metadata WHERE volume_id = $1 AND key = $2")
-        .bind(id.to_string())
-        .bind(key)
-        .execute(conn)
-        .await?;
-    Ok(r.rows_affected() == 1)
+    METADATA.delete(conn, &id.to_string(), key).await
 }
 
 // ---------------------------------------------------------------------------
@@ -583,32 +559,20 @@ impl SortKey {
         }
     }
 
-    fn value(self, v: &Volume) -> SortValue {
+    fn value(self, v: &Volume) -> SqlValue {
         match self {
-            SortKey::Id => SortValue::Text(v.id.to_string()),
-            SortKey::Name => SortValue::Text(v.name.clone().unwrap_or_default()),
-            SortKey::Size => SortValue::Int(v.size),
-            SortKey::Status => SortValue::Text(v.status.as_str().to_owned()),
-            SortKey::CreatedAt => SortValue::Text(v.created_at.clone()),
-            SortKey::UpdatedAt => SortValue::Text(v.updated_at.clone().unwrap_or_default()),
-            SortKey::AvailabilityZone => SortValue::Text(v.availability_zone.clone()),
-            SortKey::Bootable => SortValue::Int(i64::from(v.bootable)),
-            SortKey::Description => SortValue::Text(v.description.clone().unwrap_or_default()),
-            SortKey::ProjectId => SortValue::Text(v.project_id.clone()),
+            SortKey::Id => SqlValue::Text(v.id.to_string()),
+            SortKey::Name => SqlValue::Text(v.name.clone().unwrap_or_default()),
+            SortKey::Size => SqlValue::Int(v.size),
+            SortKey::Status => SqlValue::Text(v.status.as_str().to_owned()),
+            SortKey::CreatedAt => SqlValue::Text(v.created_at.clone()),
+            SortKey::UpdatedAt => SqlValue::Text(v.updated_at.clone().unwrap_or_default()),
+            SortKey::AvailabilityZone => SqlValue::Text(v.availability_zone.clone()),
+            SortKey::Bootable => SqlValue::Int(i64::from(v.bootable)),
+            SortKey::Description => SqlValue::Text(v.description.clone().unwrap_or_default()),
+            SortKey::ProjectId => SqlValue::Text(v.project_id.clone()),
         }
     }
-}
-
-enum SortValue {
-    Text(String),
-    Int(i64),
-}
-
-/// Sort direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SortDir {
-    Asc,
-    Desc,
 }
 
 /// Filters, order and page of a volume list.
@@ -643,66 +607,20 @@ pub async fn volume_list(conn: &mut Conn, q: &VolumeQuery) -> Result<Vec<Volume>
         let last_dir = sort.last().map(|s| s.1).unwrap_or(SortDir::Desc);
         sort.push((SortKey::Id, last_dir));
     }
-
-    let mut sql = String::from("SELECT * FROM volumes WHERE 1 = 1");
-    let mut args: Vec<SortValue> = Vec::new();
-    let mut bind = |sql: &mut String, v: SortValue| {
-        args.push(v);
-        sql.push_str(&format!("${}", args.len()));
-    };
-    push_filters(&mut sql, &mut bind, q);
-
+    let mut query = filtered("SELECT * FROM volumes WHERE 1 = 1", q);
     if let Some(marker) = q.marker {
-        let m = volume_get(conn, marker).await?;
-        let m = match m {
+        let m = match volume_get(conn, marker).await? {
             Some(m) if q.project_id.as_ref().is_none_or(|p| *p == m.project_id) => m,
             _ => return Err(StoreError::MarkerNotFound(marker.to_string())),
         };
-        // Keyset condition: rows strictly after the marker in the sort order.
-        sql.push_str(" AND (");
-        for i in 0..sort.len() {
-            if i > 0 {
-                sql.push_str(" OR ");
-            }
-            sql.push('(');
-            for (k, _) in &sort[..i] {
-                sql.push_str(k.expr());
-                sql.push_str(" = ");
-                bind(&mut sql, k.value(&m));
-                sql.push_str(" AND ");
-            }
-            let (k, dir) = sort[i];
-            sql.push_str(k.expr());
-            sql.push_str(if dir == SortDir::Asc { " > " } else { " < " });
-            bind(&mut sql, k.value(&m));
-            sql.push(')');
-        }
-        sql.push(')');
+        let after: Vec<_> = sort
+            .iter()
+            .map(|(k, d)| (k.expr(), *d, k.value(&m)))
+            .collect();
+        query.after(&after);
     }
-
-    sql.push_str(" ORDER BY ");
-    let order: Vec<String> = sort
-        .iter()
-        .map(|(k, d)| {
-            format!(
-                "{} {}",
-                k.expr(),
-                if *d == SortDir::Asc { "ASC" } else { "DESC" }
-            )
-        })
-        .collect();
-    sql.push_str(&order.join(", "));
-    if let Some(limit) = q.limit {
-        sql.push_str(&format!(" LIMIT {}", limit.max(0)));
-    }
-
-    let mut query = sqlx::query(&sql);
-    for a in &args {
-        query = match a {
-            SortValue::Text(s) => query.bind(s.as_str()),
-            SortValue::Int(i) => query.bind(*i),
-        };
-    }
+    let order: Vec<_> = sort.iter().map(|(k, d)| (k.expr(), *d)).collect();
+    query.order_and_page(&order, q.limit, None);
     let rows = query.fetch_all(&mut *conn).await?;
     let mut vols = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
     attach_metadata(conn, &mut vols).await?;
@@ -711,57 +629,43 @@ pub async fn volume_list(conn: &mut Conn, q: &VolumeQuery) -> Result<Vec<Volume>
 
 /// How many volumes match the query's filters (ignoring sort, limit, marker).
 pub async fn volume_count(conn: &mut Conn, q: &VolumeQuery) -> Result<i64> {
-    let mut sql = String::from("SELECT COUNT(*) FROM volumes WHERE 1 = 1");
-    let mut args: Vec<SortValue> = Vec::new();
-    let mut bind = |sql: &mut String, v: SortValue| {
-        args.push(v);
-        sql.push_str(&format!("${}", args.len()));
-    };
-    push_filters(&mut sql, &mut bind, q);
-    let mut query = sqlx::query_scalar::<_, i64>(&sql);
-    for a in &args {
-        query = match a {
-            SortValue::Text(s) => query.bind(s.as_str()),
-            SortValue::Int(i) => query.bind(*i),
-        };
-    }
-    Ok(query.fetch_one(conn).await?)
+    filtered("SELECT COUNT(*) FROM volumes WHERE 1 = 1", q)
+        .fetch_count(conn)
+        .await
 }
 
-fn push_filters(sql: &mut String, bind: &mut impl FnMut(&mut String, SortValue), q: &VolumeQuery) {
-    let mut eq = |sql: &mut String, col: &str, v: SortValue| {
-        sql.push_str(&format!(" AND {col} = "));
-        bind(sql, v);
-    };
+/// The query's filters after `select`.
+fn filtered(select: &str, q: &VolumeQuery) -> Keyset {
+    let mut k = Keyset::new(select);
     if let Some(p) = &q.project_id {
-        eq(sql, "project_id", SortValue::Text(p.clone()));
+        k.filter("project_id", SqlValue::Text(p.clone()));
     }
     if let Some(n) = &q.name {
-        eq(sql, "name", SortValue::Text(n.clone()));
+        k.filter("name", SqlValue::Text(n.clone()));
     }
     if let Some(s) = &q.status {
-        eq(sql, "status", SortValue::Text(s.clone()));
+        k.filter("status", SqlValue::Text(s.clone()));
     }
     if let Some(az) = &q.availability_zone {
-        eq(sql, "availability_zone", SortValue::Text(az.clone()));
+        k.filter("availability_zone", SqlValue::Text(az.clone()));
     }
     if let Some(g) = &q.group_id {
-        eq(sql, "group_id", SortValue::Text(g.to_string()));
+        k.filter("group_id", SqlValue::Text(g.to_string()));
     }
     if let Some(b) = q.bootable {
-        eq(
-            sql,
+        k.filter(
             "CASE WHEN bootable THEN 1 ELSE 0 END",
-            SortValue::Int(i64::from(b)),
+            SqlValue::Int(i64::from(b)),
         );
     }
-    for (k, v) in &q.metadata {
-        sql.push_str(" AND EXISTS (SELECT 1 FROM volume_metadata m WHERE m.volume_id = volumes.id AND m.key = ");
-        bind(sql, SortValue::Text(k.clone()));
-        sql.push_str(" AND m.value = ");
-        bind(sql, SortValue::Text(v.clone()));
-        sql.push(')');
+    for (key, value) in &q.metadata {
+        k.push(" AND EXISTS (SELECT 1 FROM volume_metadata m WHERE m.volume_id = volumes.id AND m.key = ");
+        k.bind(SqlValue::Text(key.clone()));
+        k.push(" AND m.value = ");
+        k.bind(SqlValue::Text(value.clone()));
+        k.push(")");
     }
+    k
 }
 
 async fn attach_metadata(conn: &mut Conn, vols: &mut [Volume]) -> Result<()> {
