@@ -484,22 +484,7 @@ pub async fn group_update_text(
     name: Option<Option<&str>>,
     description: Option<Option<&str>>,
 ) -> Result<bool> {
-    let r = sqlx::query(
-        "UPDATE volume_groups SET
-            name = CASE WHEN $2 THEN $3 ELSE name END,
-            description = CASE WHEN $4 THEN $5 ELSE description END,
-            updated_at = $6
-         WHERE id = $1",
-    )
-    .bind(id.to_string())
-    .bind(name.is_some())
-    .bind(name.flatten())
-    .bind(description.is_some())
-    .bind(description.flatten())
-    .bind(now())
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    crate::shared::update_text(conn, "volume_groups", &id.to_string(), name, description).await
 }
 
 /// Conditionally move a group to `to`: only if its status is one of `from`

@@ -171,6 +171,34 @@ impl NamedTypes {
     }
 }
 
+/// Change the `name` and/or `description` of row `id` of `table`
+/// (`Some(None)` clears a field). Returns whether the row exists.
+pub(crate) async fn update_text(
+    conn: &mut Conn,
+    table: &'static str,
+    id: &str,
+    name: Option<Option<&str>>,
+    description: Option<Option<&str>>,
+) -> Result<bool> {
+    let sql = format!(
+        "UPDATE {table} SET
+            name = CASE WHEN $2 THEN $3 ELSE name END,
+            description = CASE WHEN $4 THEN $5 ELSE description END,
+            updated_at = $6
+         WHERE id = $1"
+    );
+    let r = sqlx::query(&sql)
+        .bind(id)
+        .bind(name.is_some())
+        .bind(name.flatten())
+        .bind(description.is_some())
+        .bind(description.flatten())
+        .bind(now())
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// A value bound into a list query.
 #[derive(Clone, Debug)]
 pub(crate) enum SqlValue {

@@ -314,22 +314,7 @@ pub async fn volume_update_text(
     name: Option<Option<&str>>,
     description: Option<Option<&str>>,
 ) -> Result<bool> {
-    let r = sqlx::query(
-        "UPDATE volumes SET
-            name = CASE WHEN $2 THEN $3 ELSE name END,
-            description = CASE WHEN $4 THEN $5 ELSE description END,
-            updated_at = $6
-         WHERE id = $1",
-    )
-    .bind(id.to_string())
-    .bind(name.is_some())
-    .bind(name.flatten())
-    .bind(description.is_some())
-    .bind(description.flatten())
-    .bind(now())
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    crate::shared::update_text(conn, "volumes", &id.to_string(), name, description).await
 }
 
 /// Retype in place: the volume takes type `to` (and the multiattach flag it
@@ -361,20 +346,25 @@ pub async fn volume_retype(
 
 /// Set the bootable flag.
 pub async fn volume_set_bootable(conn: &mut Conn, id: VolumeId, bootable: bool) -> Result<bool> {
-    let r = sqlx::query("UPDATE volumes SET bootable = $2, updated_at = $3 WHERE id = $1")
-        .bind(id.to_string())
-        .bind(bootable)
-        .bind(now())
-        .execute(conn)
-        .await?;
-    Ok(r.rows_affected() == 1)
+    set_flag(conn, id, "bootable", bootable).await
 }
 
 /// Set the read-only flag.
 pub async fn volume_set_read_only(conn: &mut Conn, id: VolumeId, read_only: bool) -> Result<bool> {
-    let r = sqlx::query("UPDATE volumes SET read_only = $2, updated_at = $3 WHERE id = $1")
+    set_flag(conn, id, "read_only", read_only).await
+}
+
+/// Set one boolean column (named by the callers above, never by a request).
+async fn set_flag(
+    conn: &mut Conn,
+    id: VolumeId,
+    column: &'static str,
+    value: bool,
+) -> Result<bool> {
+    let sql = format!("UPDATE volumes SET {column} = $2, updated_at = $3 WHERE id = $1");
+    let r = sqlx::query(&sql)
         .bind(id.to_string())
-        .bind(read_only)
+        .bind(value)
         .bind(now())
         .execute(conn)
         .await?;
