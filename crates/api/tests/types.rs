@@ -86,29 +86,22 @@ struct World {
 impl World {
     async fn new() -> World {
         let t = TestApp::new().await;
-        let (admin, admin_p) = t.admin().await;
-        let a = t.project(&admin, "project-a").await;
-        let b = t.project(&admin, "project-b").await;
-        t.user(&admin, "a-member", "pw-a-member", &a, "member")
-            .await;
-        t.user(&admin, "a-reader", "pw-a-reader", &a, "reader")
-            .await;
-        t.user(&admin, "b-member", "pw-b-member", &b, "member")
-            .await;
-        let mut tokens = BTreeMap::new();
-        tokens.insert("admin", (admin, admin_p.clone()));
-        tokens.insert(
-            "member",
-            t.login("a-member", "pw-a-member", "project-a").await,
-        );
-        tokens.insert(
-            "reader",
-            t.login("a-reader", "pw-a-reader", "project-a").await,
-        );
-        tokens.insert(
-            "other",
-            t.login("b-member", "pw-b-member", "project-b").await,
-        );
+        let support::Personas {
+            a,
+            b,
+            admin,
+            member,
+            reader,
+            other,
+        } = t.personas().await;
+        let admin_p = admin.1.clone();
+        let tokens: BTreeMap<&'static str, (String, String)> = [
+            ("admin", admin),
+            ("member", member),
+            ("reader", reader),
+            ("other", other),
+        ]
+        .into();
         let vars = [
             ("a".to_string(), a),
             ("b".to_string(), b),

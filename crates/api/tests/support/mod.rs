@@ -232,3 +232,37 @@ impl TestApp {
         panic!("volume {id} never became {want}");
     }
 }
+
+/// The callers most tests need: the admin, a member and a reader of project A,
+/// a member of project B. Tokens are `(token, project id)`.
+pub struct Personas {
+    pub a: String,
+    pub b: String,
+    pub admin: (String, String),
+    pub member: (String, String),
+    pub reader: (String, String),
+    pub other: (String, String),
+}
+
+impl TestApp {
+    /// Make projects A and B and their users, and log everyone in.
+    pub async fn personas(&self) -> Personas {
+        let admin = self.admin().await;
+        let a = self.project(&admin.0, "project-a").await;
+        let b = self.project(&admin.0, "project-b").await;
+        self.user(&admin.0, "a-member", "pw-a-member", &a, "member")
+            .await;
+        self.user(&admin.0, "a-reader", "pw-a-reader", &a, "reader")
+            .await;
+        self.user(&admin.0, "b-member", "pw-b-member", &b, "member")
+            .await;
+        Personas {
+            member: self.login("a-member", "pw-a-member", "project-a").await,
+            reader: self.login("a-reader", "pw-a-reader", "project-a").await,
+            other: self.login("b-member", "pw-b-member", "project-b").await,
+            admin,
+            a,
+            b,
+        }
+    }
+}
