@@ -1,8 +1,7 @@
-//! The qemu wrapper: the only place in Scoria that starts `qemu-*` processes.
+//! `qemu-img` (and, for tests and tools, `qemu-io`): create, inspect, resize,
+//! convert, compare and check images.
 //!
-//! Architecture invariant: nothing else spawns processes (`clippy.toml` forbids
-//! `Command::new` everywhere; `run` is the one sanctioned exception). Keeping
-//! every invocation here keeps three rules in one place:
+//! Three rules hold for every invocation here (see [`super`] for why):
 //!
 //! - The format is always given with `-f`. qemu never probes a format: a raw
 //!   image whose guest wrote a qcow2 header must stay raw, or the guest could make
@@ -40,14 +39,10 @@ const CHECK_UNSUPPORTED: i32 = 63;
 /// Run `program` with `args` and collect its output. The exit status is left to the
 /// caller.
 ///
-/// This is the sanctioned place to build commands (see the module doc): the
-/// workspace's `clippy.toml` forbids `Command::new` everywhere else.
-#[allow(clippy::disallowed_methods)]
 async fn run(program: &str, args: &[OsString]) -> Result<Output> {
     tracing::debug!(program, args = ?args, "running");
-    tokio::process::Command::new(program)
+    super::command(program)
         .args(args)
-        .env("LC_ALL", "C")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -61,7 +56,6 @@ async fn run(program: &str, args: &[OsString]) -> Result<Output> {
 /// As [`run`], handing stdout to `on_stdout` chunk by chunk as the program
 /// writes it (the returned `Output` has an empty stdout). Stderr is collected
 /// at the same time, so neither pipe can fill up and stall the program.
-#[allow(clippy::disallowed_methods)]
 async fn run_streaming(
     program: &str,
     args: &[OsString],
@@ -71,9 +65,8 @@ async fn run_streaming(
 
     tracing::debug!(program, args = ?args, "running");
     let started = |e| crate::io_error(format!("starting {program}"), e);
-    let mut child = tokio::process::Command::new(program)
+    let mut child = super::command(program)
         .args(args)
-        .env("LC_ALL", "C")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

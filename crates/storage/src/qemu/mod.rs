@@ -1,0 +1,29 @@
+//! The qemu wrapper: the only place in Scoria that starts `qemu-*` processes.
+//!
+//! Architecture invariant: nothing else spawns processes. `clippy.toml` forbids
+//! `Command::new` everywhere; [`command`] below is the one sanctioned exception,
+//! and only the modules of this directory call it. Keeping every invocation
+//! here keeps the rules about formats, paths and errors (see [`img`]) in one
+//! place, and lets a reader find every process Scoria can start.
+//!
+//! - [`img`]: `qemu-img` (create, info, resize, convert, compare, check) and,
+//!   for tests and tools, `qemu-io`.
+
+use std::ffi::OsStr;
+
+pub mod img;
+
+pub use img::*;
+
+/// A command for `program` with a fixed locale (qemu's messages are parsed in
+/// places), which is killed if the caller drops it: an operation given up on
+/// must not leave a qemu process behind.
+///
+/// This is the sanctioned place to build commands (see the module doc): the
+/// workspace's `clippy.toml` forbids `Command::new` everywhere else.
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn command(program: impl AsRef<OsStr>) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.env("LC_ALL", "C").kill_on_drop(true);
+    cmd
+}
