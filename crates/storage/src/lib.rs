@@ -55,6 +55,7 @@
 //! `storage.create.after` (`storage.copy.after`), an `extend` to a size the image
 //! already has returns before `storage.extend.after`.
 
+use std::path::Path;
 use std::sync::Arc;
 
 pub mod file;
@@ -76,6 +77,17 @@ pub const FAILPOINTS: &[&str] = &[
     "storage.delete.after",
     "storage.extend.before",
     "storage.extend.after",
+    "storage.immutable.before",
+    "storage.immutable.after",
+    "storage.overlay.before",
+    "storage.overlay.temp",
+    "storage.overlay.after",
+    "storage.import.before",
+    "storage.import.temp",
+    "storage.import.after",
+    "storage.export.before",
+    "storage.export.temp",
+    "storage.export.after",
 ];
 
 /// Image sizes are multiples of this many bytes.
@@ -196,20 +208,30 @@ impl ImageSpec {
     }
 }
 
-/// What an image on a backend is, as `qemu-img info` reports it.
+/// What an image on a backend is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageInfo {
     pub name: String,
     pub format: Format,
     /// Virtual size in bytes.
     pub virtual_size: u64,
-    /// Bytes allocated on the host file system.
+    /// Bytes allocated on the host file system for this image alone (not its
+    /// backing chain).
     pub actual_size: u64,
-    /// Backing file, if the image has one (blank volumes never do).
+    /// Backing file as the image records it, if it has one. A driver's `info`
+    /// only returns images whose reference is legal, so there it equals
+    /// [`ImageInfo::backing`]; [`qemu::info`] of a file outside a backend reports
+    /// whatever the file says.
     pub backing_file: Option<String>,
     /// External data file of a qcow2 image (`data-file`), if it has one. Empty when
-    /// the header says there is one without naming it.
+    /// the header says there is one without naming it. Never set by a driver's
+    /// `info`, which refuses such images.
     pub data_file: Option<String>,
+    /// The image this one is layered on: the name, within the same backend, of
+    /// its base (see [`backing_name`]). `None` for a self-contained image.
+    pub backing: Option<String>,
+    /// The image can no longer change (see [`Driver::make_immutable`]).
+    pub immutable: bool,
 }
 
 impl ImageInfo {
@@ -218,6 +240,164 @@ impl ImageInfo {
     /// make Scoria serve any file of the host.
     pub fn refers_to_other_files(&self) -> bool {
         self.backing_file.is_some() || self.data_file.is_some()
+    }
+}
+
+/// The name within the backend of the base that the image `image` records as
+/// its backing file `reference`, with `recorded_format` the backing format its
+/// header records; or `BadImage`.
+///
+/// A backend's own overlays name their base by its bare image name, which qemu
+/// resolves against the overlay's directory (see [`Driver::create_overlay`]).
+/// Every other reference is refused, because following it would let an image
+/// make the host read a file Scoria does not own: an absolute path, anything
+/// with a `/` (`../x.qcow2`), a protocol (`nbd:`, `json:{…}`), a hidden file or
+/// temporary, the image itself. The backing format must be recorded and must be
+/// the format the base's name carries: a format is never probed.
+pub fn backing_name(image: &str, reference: &str, recorded_format: Option<&str>) -> Result<String> {
+    let bad = |detail: String| StorageError::BadImage {
+        name: image.to_owned(),
+        detail,
+    };
+    let format = format_of_name(reference).map_err(|_| {
+        bad(format!(
+            "its backing file {reference:?} is not an image of the same backend"
+        ))
+    })?;
+    if reference == image {
+        return Err(bad("it is its own backing file".into()));
+    }
+    match recorded_format {
+        Some(recorded) if recorded == format.as_str() => Ok(reference.to_owned()),
+        Some(recorded) => Err(bad(format!(
+            "its backing file {reference} is recorded as {recorded:?}, its name says {format}"
+        ))),
+        None => Err(bad(format!(
+            "its backing file {reference} has no recorded format"
+        ))),
+    }
+}
+
+/// Walk the chain of the image `name`, top to bottom, describing each image with
+/// `describe` (which returns `None` for an absent one); see [`Driver::chain`].
+pub(crate) fn walk_chain(
+    name: &str,
+    mut describe: impl FnMut(&str) -> Result<Option<ImageInfo>>,
+) -> Result<Vec<ImageInfo>> {
+    let mut chain: Vec<ImageInfo> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut next = name.to_owned();
+    loop {
+        let Some(info) = describe(&next)? else {
+            return Err(match chain.last() {
+                None => StorageError::NotFound(name.to_owned()),
+                Some(above) => StorageError::BadImage {
+                    name: above.name.clone(),
+                    detail: format!("its backing image {next} is missing"),
+                },
+            });
+        };
+        seen.insert(next);
+        let backing = info.backing.clone();
+        chain.push(info);
+        match backing {
+            None => return Ok(chain),
+            Some(base) if seen.contains(&base) => {
+                return Err(StorageError::BadImage {
+                    name: name.to_owned(),
+                    detail: format!("its backing chain loops back to {base}"),
+                });
+            }
+            Some(base) => next = base,
+        }
+    }
+}
+
+/// Success when the existing image `found` is what `spec` asks for, layered on
+/// `backing` (or self-contained when `None`): the idempotency rule of every
+/// operation that makes an image. `Mismatch` otherwise.
+pub(crate) fn same_shape(spec: &ImageSpec, backing: Option<&str>, found: ImageInfo) -> Result<()> {
+    let mismatch = |detail: String| {
+        Err(StorageError::Mismatch {
+            name: spec.name.clone(),
+            detail,
+        })
+    };
+    if found.virtual_size != spec.size {
+        return mismatch(format!(
+            "virtual size {} instead of {}",
+            found.virtual_size, spec.size
+        ));
+    }
+    if found.backing.as_deref() != backing {
+        return mismatch(match (&found.backing, backing) {
+            (Some(found), Some(wanted)) => format!("layered on {found} instead of {wanted}"),
+            (Some(found), None) => format!("layered on {found}"),
+            _ => "not layered on anything".into(),
+        });
+    }
+    Ok(())
+}
+
+/// How a backend's images can be reached by the hosts that use them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportProtocol {
+    /// An NBD export (served by qemu-storage-daemon).
+    Nbd,
+    /// The image's own path, for a hypervisor on the same host.
+    Local,
+}
+
+impl ExportProtocol {
+    /// The spelling of Cinder's `storage_protocol`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportProtocol::Nbd => "nbd",
+            ExportProtocol::Local => "local",
+        }
+    }
+}
+
+/// What a backend can do, so that the application layer chooses a strategy
+/// (an overlay or a full copy, …) and reports Cinder's capabilities without
+/// knowing which driver it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Images take only the space their data needs (sparse raw, qcow2).
+    pub thin_provisioning: bool,
+    /// [`Driver::create_overlay`] works: images can be layered on immutable ones.
+    pub layering: bool,
+    /// An exported (attached) image can be snapshotted.
+    pub online_snapshot: bool,
+    /// An exported (attached) image can be extended.
+    pub online_extend: bool,
+    /// One image can be exported to several hosts at once.
+    pub multiattach: bool,
+    /// How images can be exported, preferred first. Empty: they cannot be.
+    pub export_protocols: Vec<ExportProtocol>,
+    /// The formats the backend holds.
+    pub formats: Vec<Format>,
+}
+
+/// What Cinder reports as a backend's `vendor_name`.
+pub const VENDOR_NAME: &str = "Scoria";
+
+impl Capabilities {
+    /// Cinder's capability strings for this backend, as volume types' extra specs
+    /// match them: `vendor_name`, `storage_protocol` (the preferred export
+    /// protocol, `none` when images cannot be exported),
+    /// `thin_provisioning_support` and `multiattach` (`True`/`False`). The
+    /// application adds `volume_backend_name`, which only it knows.
+    pub fn cinder(&self) -> Vec<(&'static str, String)> {
+        let flag = |b: bool| if b { "True" } else { "False" }.to_owned();
+        let protocol = self.export_protocols.first().map_or("none", |p| p.as_str());
+        vec![
+            ("vendor_name", VENDOR_NAME.to_owned()),
+            ("storage_protocol", protocol.to_owned()),
+            ("thin_provisioning_support", flag(self.thin_provisioning)),
+            ("multiattach", flag(self.multiattach)),
+        ]
     }
 }
 
@@ -244,6 +424,12 @@ pub enum StorageError {
     InvalidSize { size: u64, detail: String },
     #[error("image {name} is not a valid image of its format: {detail}")]
     BadImage { name: String, detail: String },
+    #[error("image {0} is immutable")]
+    Immutable(String),
+    #[error("image {0} is not immutable, so nothing can be layered on it")]
+    MutableBase(String),
+    #[error("the backend cannot do this: {0}")]
+    Unsupported(String),
     #[error("no space left on the backend")]
     NoSpace,
     #[error("{op} failed")]
@@ -286,11 +472,19 @@ pub(crate) fn io_error(op: impl Into<String>, source: std::io::Error) -> Storage
     }
 }
 
-/// A backend's image operations. All methods are idempotent (see the module doc).
+/// How far a long operation is, 0 to 100, called as often as the driver learns it.
+pub type Progress<'a> = &'a (dyn Fn(u8) + Send + Sync);
+
+/// A backend's image operations. All of them are idempotent (see the module doc).
 #[async_trait::async_trait]
 pub trait Driver: Send + Sync + std::fmt::Debug {
     /// `"file"` or `"memory"`.
     fn kind(&self) -> &'static str;
+
+    /// What the backend can do. Constant for the life of the driver.
+    fn capabilities(&self) -> Capabilities;
+
+    // Images.
 
     /// Create a blank image. If an image of that name already exists with the same
     /// format and virtual size, succeed; if it differs, fail with `Mismatch`. The
@@ -299,31 +493,34 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
 
     /// Make the image `spec.name` (of `spec`'s format and virtual size) with the
     /// contents of the image `source` on the same backend; the source is only
-    /// read. A copy larger than its source reads as zeroes beyond the source's
-    /// end; a copy smaller than its source is `InvalidSize`, an absent source
-    /// `NotFound`, a source that refers to other files `BadImage`. If `spec.name`
-    /// already exists with `spec`'s shape, succeed without copying (a re-run);
-    /// if it differs, fail with `Mismatch`. `progress` is called with how far the
-    /// copy is, 0 to 100, as often as the driver learns it.
+    /// read. A layered source is flattened: the copy holds what the whole chain
+    /// reads and has no backing image. A copy larger than its source reads as
+    /// zeroes beyond the source's end; a copy smaller than its source is
+    /// `InvalidSize`, an absent source `NotFound`, a source whose chain is not
+    /// made of this backend's images (see [`backing_name`]) or has a missing
+    /// link `BadImage`. If `spec.name` already exists with `spec`'s shape (and
+    /// no backing image), succeed without copying (a re-run); if it differs,
+    /// fail with `Mismatch`.
     ///
     /// The caller must keep the source from changing or going away until the
     /// call returns: the driver does not lock it.
-    async fn copy_from(
-        &self,
-        source: &str,
-        spec: &ImageSpec,
-        progress: &(dyn Fn(u8) + Send + Sync),
-    ) -> Result<()>;
+    async fn copy_from(&self, source: &str, spec: &ImageSpec, progress: Progress<'_>)
+    -> Result<()>;
 
-    /// Remove an image; an absent image is success.
+    /// Remove an image; an absent image is success. Immutable images can be
+    /// deleted. The driver does not count who is layered on an image: deleting
+    /// a base breaks its overlays' chains, so the caller deletes a base only
+    /// when its records say nothing uses it.
     async fn delete(&self, name: &str) -> Result<()>;
 
     /// Grow an image to `new_size` bytes; an image already that large is success.
-    /// Never shrinks. An absent image is `NotFound`.
+    /// Never shrinks. An absent image is `NotFound`, an immutable one `Immutable`.
     async fn extend(&self, name: &str, new_size: u64) -> Result<()>;
 
     /// Describe an image, or `None` when absent. Something under the name that is
-    /// not an image of the name's format is `BadImage`.
+    /// not an image of the name's format, or whose own references are not legal
+    /// (see [`backing_name`]; an external data file never is), is `BadImage`.
+    /// Only the image itself is looked at: see [`Driver::chain`] for its base.
     async fn info(&self, name: &str) -> Result<Option<ImageInfo>>;
 
     /// Names of the images present, with their extensions, sorted. Temporary files
@@ -332,6 +529,73 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
 
     /// Total and free bytes of the backend.
     async fn capacity(&self) -> Result<Capacity>;
+
+    // Layers.
+
+    /// Make the image unchangeable, for good: it can still be read, layered on
+    /// ([`Driver::create_overlay`]), copied, exported and deleted, but never
+    /// written or extended again. An image already immutable is success; an
+    /// absent one is `NotFound`, one that [`Driver::info`] refuses `BadImage`.
+    ///
+    /// The caller must make sure nothing has the image open for writing (an
+    /// export): the driver marks the image, it does not revoke open handles.
+    async fn make_immutable(&self, name: &str) -> Result<()>;
+
+    /// Create `spec.name`, an empty qcow2 copy-on-write overlay of `spec.size`
+    /// bytes on the image `base` of this backend: it reads as `base` (and as
+    /// zeroes beyond the base's end), and what is written to it stays in it.
+    /// The base's format is recorded in the overlay and its name is recorded
+    /// relative (the bare name), so the backend directory can move. Constant
+    /// time: nothing of the base is read or copied.
+    ///
+    /// The base must be immutable (`MutableBase`), present (`NotFound`) and its
+    /// whole chain legal (`BadImage`); `spec.size` must be at least the base's
+    /// virtual size (`InvalidSize`) and `spec.format` qcow2 (`Unsupported`). An
+    /// existing overlay of `spec.size` on `base` under that name is success (a
+    /// re-run); anything else there is `Mismatch`. A backend without
+    /// [`Capabilities::layering`] fails with `Unsupported`.
+    async fn create_overlay(&self, base: &str, spec: &ImageSpec) -> Result<()>;
+
+    /// The image `name` and the images under it, top to bottom: `[name, its
+    /// base, the base's base, …]`, ending with a self-contained image. An
+    /// absent `name` is `NotFound`; an image on the way that [`Driver::info`]
+    /// refuses, a missing base or a cycle is `BadImage`. The application
+    /// compares this with its records of who is layered on what.
+    async fn chain(&self, name: &str) -> Result<Vec<ImageInfo>>;
+
+    // Data streams.
+
+    /// Make the image `spec` with the data of the file `source` (an absolute
+    /// path outside the backend, e.g. an uploaded image), read as
+    /// `source_format` (never probed). The caller has inspected the file; the
+    /// driver checks again (`qemu-img info -f <format>`) that it refers to no
+    /// other file (`BadImage` otherwise), that it exists (`NotFound`) and that
+    /// it is no larger than `spec.size` (`InvalidSize`). The image is sparse and
+    /// appears complete or not at all; an existing image of `spec`'s shape is
+    /// success (a re-run), anything else there is `Mismatch`.
+    async fn import_from(
+        &self,
+        spec: &ImageSpec,
+        source: &Path,
+        source_format: Format,
+        progress: Progress<'_>,
+    ) -> Result<()>;
+
+    /// Write the data of the image `name` (its whole chain, flattened) into a
+    /// new file `dest` (an absolute path outside the backend, in an existing
+    /// directory) of `dest_format` and of the image's virtual size, sparse. The
+    /// file appears complete or not at all (a temporary beside it is renamed
+    /// into place, never over an existing file). An existing `dest` of that
+    /// format and size that refers to no other file is success (a re-run: the
+    /// caller chooses a new destination for each export), anything else there
+    /// is `Mismatch`. Chain errors are those of [`Driver::chain`].
+    async fn export_to(
+        &self,
+        name: &str,
+        dest: &Path,
+        dest_format: Format,
+        progress: Progress<'_>,
+    ) -> Result<()>;
 }
 
 pub type DynDriver = Arc<dyn Driver>;

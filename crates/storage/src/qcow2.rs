@@ -1,4 +1,5 @@
-//! Native qcow2: write a blank image and read a header without spawning qemu-img.
+//! Native qcow2: write a blank image or an empty overlay, and read a header,
+//! without spawning qemu-img.
 //!
 //! Creating a volume is the most frequent storage operation, and spawning
 //! `qemu-img create` costs milliseconds, most of it process start-up. A blank qcow2
@@ -18,6 +19,14 @@
 //!   cluster 3.. L1 table, l1_size = ceil(s / 512 MiB) zero entries; the file ends
 //!               right after it (at cluster 3 when s = 0, which has no L1 table)
 //! ```
+//!
+//! An empty overlay ([`overlay_layout`], what `qemu-img create -f qcow2 -F <fmt>
+//! -b <base> <path> <size>` writes) is the same image with two more things in
+//! cluster 0: a backing-format extension before the feature table (so the base's
+//! format is recorded, never probed) and the base's file name right after the
+//! end-of-extensions marker, which the header's backing-file fields point to.
+//! Nothing of the base is read, so an overlay takes the same constant time as a
+//! blank image.
 //!
 //! Everything but the header, the refcount table entry and the refcounts is zero,
 //! so the writer sets the file length and writes those three pieces; the rest is a
@@ -93,8 +102,41 @@ pub struct BlankLayout {
 /// Fails with [`StorageError::InvalidSize`] when `size` is not a multiple of 512 or
 /// exceeds [`MAX_VIRTUAL_SIZE`].
 pub fn blank_layout(size: u64) -> Result<BlankLayout> {
+    layout(size, None)
+}
+
+/// Plan an empty copy-on-write overlay of `size` bytes on the image
+/// `backing_file` of format `backing_format`, as `qemu-img create -f qcow2 -F
+/// <backing_format> -b <backing_file> <path> <size>` would: a blank image whose
+/// header also names its backing file and pins that file's format (the
+/// backing-format header extension), so that qemu never probes it.
+///
+/// The name is stored as given; qemu resolves a relative name against the
+/// overlay's own directory. Fails with [`StorageError::InvalidSize`] as
+/// [`blank_layout`] does, and with [`StorageError::InvalidName`] for a name that
+/// does not fit in the header (more than 1023 bytes).
+pub fn overlay_layout(
+    size: u64,
+    backing_file: &str,
+    backing_format: crate::Format,
+) -> Result<BlankLayout> {
+    layout(size, Some((backing_file, Some(backing_format.as_str()))))
+}
+
+/// The longest backing file name qemu accepts in a header.
+const MAX_BACKING_NAME: usize = 1023;
+
+/// A blank image, or an overlay on `backing` (its file name and, if any, the
+/// format recorded for it). Tests craft overlays without a recorded format with
+/// `Some((name, None))`, which qemu-img refuses to make.
+pub(crate) fn layout(size: u64, backing: Option<(&str, Option<&str>)>) -> Result<BlankLayout> {
     crate::validate_size(crate::Format::Qcow2, size)?;
     debug_assert_eq!(size % SECTOR_SIZE, 0);
+    if let Some((file, _)) = backing
+        && (file.is_empty() || file.len() > MAX_BACKING_NAME)
+    {
+        return Err(StorageError::InvalidName(file.to_owned()));
+    }
 
     let l1_entries = size.div_ceil(BYTES_PER_L1_ENTRY);
     let l1_clusters = (l1_entries * 8).div_ceil(CLUSTER_SIZE);
@@ -103,11 +145,12 @@ pub fn blank_layout(size: u64) -> Result<BlankLayout> {
     // qemu leaves the L1 offset at zero when the table is empty.
     let l1_offset = if l1_entries == 0 { 0 } else { 3 * CLUSTER_SIZE };
 
-    let mut header = Vec::with_capacity(512);
+    let mut header = Vec::with_capacity(1024);
     header.extend_from_slice(&MAGIC.to_be_bytes());
     header.extend_from_slice(&3u32.to_be_bytes()); // version
-    header.extend_from_slice(&0u64.to_be_bytes()); // backing_file_offset
-    header.extend_from_slice(&0u32.to_be_bytes()); // backing_file_size
+    // backing_file_offset and backing_file_size, patched below for an overlay.
+    header.extend_from_slice(&0u64.to_be_bytes());
+    header.extend_from_slice(&0u32.to_be_bytes());
     header.extend_from_slice(&CLUSTER_BITS.to_be_bytes());
     header.extend_from_slice(&size.to_be_bytes());
     header.extend_from_slice(&0u32.to_be_bytes()); // crypt_method
@@ -126,6 +169,15 @@ pub fn blank_layout(size: u64) -> Result<BlankLayout> {
     header.push(0); // compression_type: zlib
     header.resize(HEADER_LENGTH_V3 as usize, 0);
 
+    // qemu writes the extensions in this order: backing format, feature table,
+    // end marker; the backing file name follows the end marker.
+    if let Some((_, Some(format))) = backing {
+        header.extend_from_slice(&EXT_BACKING_FORMAT.to_be_bytes());
+        header.extend_from_slice(&(format.len() as u32).to_be_bytes());
+        header.extend_from_slice(format.as_bytes());
+        header.resize(header.len().next_multiple_of(8), 0);
+    }
+
     header.extend_from_slice(&EXT_FEATURE_TABLE.to_be_bytes());
     let table_len = FEATURE_NAMES.len() * FEATURE_ENTRY_LEN;
     header.extend_from_slice(&(table_len as u32).to_be_bytes());
@@ -140,6 +192,13 @@ pub fn blank_layout(size: u64) -> Result<BlankLayout> {
     // the cluster, but it is part of the header and written as such.
     header.extend_from_slice(&EXT_END.to_be_bytes());
     header.extend_from_slice(&0u32.to_be_bytes());
+
+    if let Some((file, _)) = backing {
+        let offset = header.len() as u64;
+        header[8..16].copy_from_slice(&offset.to_be_bytes());
+        header[16..20].copy_from_slice(&(file.len() as u32).to_be_bytes());
+        header.extend_from_slice(file.as_bytes());
+    }
 
     let refcount_table = refcount_block_offset.to_be_bytes().to_vec();
 
@@ -183,7 +242,21 @@ impl BlankLayout {
 /// Write a blank qcow2 image of `size` bytes into the empty `file` (blocking; does
 /// not sync).
 pub fn write_blank(file: &File, size: u64) -> Result<()> {
-    let layout = blank_layout(size)?;
+    write_layout(file, &blank_layout(size)?)
+}
+
+/// Write an empty overlay (see [`overlay_layout`]) into the empty `file`
+/// (blocking; does not sync). Constant time: nothing of the backing image is read.
+pub fn write_overlay(
+    file: &File,
+    size: u64,
+    backing_file: &str,
+    backing_format: crate::Format,
+) -> Result<()> {
+    write_layout(file, &overlay_layout(size, backing_file, backing_format)?)
+}
+
+fn write_layout(file: &File, layout: &BlankLayout) -> Result<()> {
     layout
         .write_to(file)
         .map_err(|e| crate::io_error("writing a qcow2 image", e))
@@ -411,6 +484,49 @@ mod tests {
         assert_eq!(header.virtual_size, size);
         assert_eq!((header.version, header.cluster_bits), (3, 16));
         assert_eq!((header.backing_file, header.data_file), (None, None));
+    }
+
+    /// Native overlays and `qemu-img create -F <fmt> -b <base>` overlays of
+    /// `size` bytes are byte-identical, and the header reads back the base's
+    /// name and format.
+    async fn check_overlay(size: u64, base_format: crate::Format) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base_name = format!("base-image.{base_format}");
+        let base = dir.path().join(&base_name);
+        qemu::create(&base, base_format, MIB).await.expect("base");
+        let native = dir.path().join("native.qcow2");
+        let by_qemu = dir.path().join("qemu.qcow2");
+        let file = File::create_new(&native).expect("create native");
+        write_overlay(&file, size, &base_name, base_format).expect("write native");
+        drop(file);
+        qemu::create_overlay(&by_qemu, size, &base_name, base_format)
+            .await
+            .expect("qemu-img create -b");
+        let (a, b) = (read(&native), read(&by_qemu));
+        assert_eq!(a.len(), b.len(), "size {size}: file lengths differ");
+        if let Some(at) = a.iter().zip(&b).position(|(x, y)| x != y) {
+            panic!("size {size} on {base_format}: first difference at byte {at:#x}");
+        }
+        let header = read_header(&native).expect("read header");
+        assert_eq!(header.backing_file.as_deref(), Some(base_name.as_str()));
+        assert_eq!(header.backing_format.as_deref(), Some(base_format.as_str()));
+        assert_eq!((header.virtual_size, header.data_file), (size, None));
+        let report = qemu::check(&native, crate::Format::Qcow2)
+            .await
+            .expect("qemu-img check");
+        assert!(report.is_clean(), "size {size}: {report:?}");
+    }
+
+    #[tokio::test]
+    async fn native_overlays_are_byte_identical_to_qemu_img() {
+        for size in [MIB, GIB + 512, 100 * GIB, 64 * TIB] {
+            for base_format in [crate::Format::Qcow2, crate::Format::Raw] {
+                check_overlay(size, base_format).await;
+            }
+        }
+        let too_long = "a".repeat(1024);
+        let err = overlay_layout(MIB, &too_long, crate::Format::Raw);
+        assert!(matches!(err, Err(StorageError::InvalidName(_))), "{err:?}");
     }
 
     fn read(path: &PathBuf) -> Vec<u8> {

@@ -8,6 +8,8 @@
 //!   the host open any file named as its "backing file".
 //! - Image paths are absolute. qemu parses `proto:rest` in a file name as a
 //!   protocol (`nbd:`, `ssh:`, `json:`…) unless a `/` comes first.
+//! - A backing file is only ever named by a bare image name
+//!   ([`create_overlay`]), resolved by qemu against the overlay's directory.
 //! - A failure carries qemu's stderr ([`StorageError::Qemu`]), and a full file
 //!   system becomes [`StorageError::NoSpace`].
 //!
@@ -225,6 +227,8 @@ struct InfoJson {
     format: String,
     #[serde(rename = "backing-filename")]
     backing_filename: Option<String>,
+    #[serde(rename = "backing-filename-format")]
+    backing_filename_format: Option<String>,
     #[serde(rename = "format-specific")]
     format_specific: Option<FormatSpecific>,
 }
@@ -243,7 +247,9 @@ struct FormatSpecificData {
 
 /// Describe the image at `path` (absolute) as qemu-img sees it: the authoritative
 /// answer, slower than [`crate::qcow2::read_header`]. `name` in the result is the
-/// file name.
+/// file name; `backing` is set only when the backing reference is one a backend
+/// allows ([`crate::backing_name`]), and `immutable` is left false (qemu-img
+/// does not know).
 pub async fn info(path: &Path, format: Format) -> Result<ImageInfo> {
     let cmd = QemuImg::new("info")
         .arg("--output=json")
@@ -261,16 +267,24 @@ fn parse_info(cmd: &QemuImg, path: &Path, format: Format, stdout: &[u8]) -> Resu
             stderr: format!("reported format {:?}", json.format),
         });
     }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // The name within a backend, when the reference is one a backend allows.
+    let backing = json.backing_filename.as_deref().and_then(|reference| {
+        crate::backing_name(&name, reference, json.backing_filename_format.as_deref()).ok()
+    });
     Ok(ImageInfo {
-        name: path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        name,
         format,
         virtual_size: json.virtual_size,
         actual_size: json.actual_size,
         backing_file: json.backing_filename,
         data_file: json.format_specific.and_then(|s| s.data.data_file),
+        backing,
+        // qemu-img does not say; the file driver fills it in.
+        immutable: false,
     })
 }
 
@@ -281,6 +295,36 @@ pub async fn create(path: &Path, format: Format, size: u64) -> Result<()> {
     let cmd = QemuImg::new("create")
         .arg("-q")
         .format(format)
+        .image(path)?
+        .arg(size.to_string());
+    cmd.run().await.map(drop)
+}
+
+/// Create an empty copy-on-write overlay of `size` bytes at `path` (absolute)
+/// on the image `backing_file` of format `backing_format`, with qemu-img's
+/// defaults: `qemu-img create -f qcow2 -F <format> -b <backing_file>`. The
+/// backing file is a bare image name (see [`crate::format_of_name`]), recorded
+/// as given and resolved by qemu against the overlay's directory, so that a
+/// backend directory can move; anything else (a path, a `proto:` name) is
+/// `InvalidName`. qemu-img opens the backing image (read-only) to check it, so
+/// it must exist. The file driver writes overlays natively
+/// ([`crate::qcow2::write_overlay`]); this is the reference and the fallback.
+pub async fn create_overlay(
+    path: &Path,
+    size: u64,
+    backing_file: &str,
+    backing_format: Format,
+) -> Result<()> {
+    if crate::format_of_name(backing_file)? != backing_format {
+        return Err(StorageError::InvalidName(backing_file.to_owned()));
+    }
+    let cmd = QemuImg::new("create")
+        .arg("-q")
+        .format(Format::Qcow2)
+        .arg("-F")
+        .arg(backing_format.as_str())
+        .arg("-b")
+        .arg(backing_file)
         .image(path)?
         .arg(size.to_string());
     cmd.run().await.map(drop)
@@ -378,6 +422,41 @@ pub async fn write_pattern(
     .arg(format!("write -q -P {pattern} {offset} {len}"))
     .image(path)?;
     cmd.run().await.map(drop)
+}
+
+/// Whether the `len` bytes at `offset` of the image at `path` (absolute) all read
+/// as `pattern`, with `qemu-io` (`read -P`), through the image's backing chain:
+/// guest data, as a VM would read it. For tests and tools, like
+/// [`write_pattern`]. The image is opened read-only, so an immutable image can
+/// be read.
+pub async fn read_pattern(
+    path: &Path,
+    format: Format,
+    offset: u64,
+    len: u64,
+    pattern: u8,
+) -> Result<bool> {
+    let cmd = QemuImg {
+        program: QEMU_IO,
+        args: Vec::new(),
+    }
+    .arg("-r")
+    .format(format)
+    .arg("-c")
+    .arg(format!("read -q -P {pattern} {offset} {len}"))
+    .image(path)?;
+    let out = cmd.output().await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // qemu-io exits with 1 both when verification fails and when the read does;
+    // only the first prints this.
+    if stdout.contains("Pattern verification failed") {
+        return Ok(false);
+    }
+    if out.status.success() {
+        Ok(true)
+    } else {
+        Err(cmd.failed(&out))
+    }
 }
 
 /// What `qemu-img check --output=json` found.
@@ -493,6 +572,8 @@ mod tests {
             actual_size: 200_704,
             backing_file: None,
             data_file: None,
+            backing: None,
+            immutable: false,
         };
         check_info(
             INFO_OVERLAY,
