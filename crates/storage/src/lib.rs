@@ -1,19 +1,34 @@
 //! The storage layer: where volume bytes live.
 //!
 //! A [`Driver`] manages the images of one backend (a storage pool). It knows files,
-//! formats and sizes; it knows nothing of projects, quotas, HTTP or the database.
-//! Every method is idempotent, because the flow engine runs an external step at
-//! least once: "already exists" (with the same shape) and "already gone" are
-//! success, and an interrupted call leaves either nothing or a complete image
+//! formats, sizes and layers; it knows nothing of projects, quotas, HTTP or the
+//! database. Every method is idempotent, because the flow engine runs an external
+//! step at least once: "already exists" (with the same shape) and "already gone"
+//! are success, and an interrupted call leaves either nothing or a complete image
 //! behind (work is done under a temporary name and renamed into place).
 //!
 //! Two drivers implement it:
 //! - [`file::FileDriver`]: images as files in a backend directory, qcow2 (default)
-//!   or raw (sparse). Blank images are written natively by [`qcow2`]
-//!   (byte-identical to what `qemu-img create` writes); everything else goes
-//!   through [`qemu`], the only module in Scoria that spawns `qemu-*` processes.
-//! - [`memory::MemoryDriver`]: images as entries in a map, for fast tests of logic
-//!   that never claim a volume works.
+//!   or raw (sparse). Blank images and empty overlays are written natively by
+//!   [`qcow2`] (byte-identical to what `qemu-img create` writes); everything else
+//!   goes through [`qemu`], the only module in Scoria that spawns `qemu-*`
+//!   processes.
+//! - [`memory::MemoryDriver`]: images as entries in a map with sparse sector
+//!   data, for fast tests of logic that never claim a volume works.
+//!
+//! # One trait, with capabilities
+//!
+//! The operations form three groups, in the order of [`Driver`]: *images*
+//! (create, copy, delete, extend, info, list, capacity), *layers*
+//! (`make_immutable`, `create_overlay`, `chain`) and *data streams*
+//! (`import_from`, `export_to`). They stay one trait rather than a core trait
+//! with sub-traits: the application holds one `Arc<dyn Driver>` per backend
+//! and needs no downcast or second handle to reach an operation, and a backend
+//! that lacks one (an RBD pool without layering, say) says so in
+//! [`Driver::capabilities`] and answers the call with
+//! [`StorageError::Unsupported`]. There are no default implementations: each
+//! driver answers every operation on purpose. Helpers that only tests need
+//! (writing guest data, planting a crafted image) are not in the trait.
 //!
 //! # Names carry the format
 //!
@@ -22,13 +37,52 @@
 //! format's extension, `volume-<uuid>.qcow2` or `volume-<uuid>.raw` (see
 //! [`format_of_name`]). The format is therefore never guessed from a file's
 //! content: a raw volume whose guest wrote a qcow2 magic at offset 0 stays raw, and
-//! `delete`, `extend`, `info` and `list` need nothing but the name.
+//! `delete`, `extend`, `info` and `list` need nothing but the name. Files outside
+//! the backend (import sources, export destinations) have no such name: their
+//! format is always given by the caller.
+//!
+//! # Layers
+//!
+//! ```text
+//!   create ──► mutable image ──make_immutable──► immutable image (for good)
+//!                  ▲                                  │ create_overlay
+//!                  └──────── overlay (mutable) ◄──────┘  (constant time)
+//! ```
+//!
+//! A snapshot is an immutable image; a volume made from it with the space
+//! strategy is an overlay on it, with the performance strategy a flattened
+//! copy (`copy_from`, which reads the whole chain). An overlay names its base
+//! by the base's bare name, resolved against the overlay's own location, and
+//! records the base's format. That is the only backing reference a driver
+//! follows ([`backing_name`]): an absolute path, `../`, a protocol (`nbd:`,
+//! `json:`), a hidden file, an unrecorded or contradicting format, or an
+//! external data file make an image `BadImage` for every operation that would
+//! open it. `chain` lists an image and everything under it, so the application
+//! can compare the backend with its records; the driver itself counts no
+//! references, and deleting a base that something is layered on is the
+//! caller's mistake to avoid.
 //!
 //! # Sizes
 //!
 //! Sizes are bytes and must be multiples of 512 ([`SECTOR_SIZE`]), as qemu's block
 //! layer requires; `qemu-img create` would silently round other sizes up, Scoria
-//! refuses them ([`StorageError::InvalidSize`]).
+//! refuses them ([`StorageError::InvalidSize`]). A copy, an import or an overlay
+//! is at least as large as what it is made from, and reads as zeroes beyond it.
+//!
+//! # Idempotency and crash safety
+//!
+//! ```text
+//!   create, copy_from,         an image of the same shape under the name is
+//!   create_overlay,            success; anything else there is Mismatch; the
+//!   import_from                image appears complete (temp + no-replace rename)
+//!   export_to                  the same, at the destination outside the backend
+//!   make_immutable             an immutable image is success
+//!   extend                     an image that large is success (never shrinks)
+//!   delete                     an absent image is success
+//! ```
+//!
+//! The shape compared is the virtual size and the base (none for all but
+//! overlays); immutability is not part of it.
 //!
 //! # Failpoints
 //!
@@ -36,24 +90,38 @@
 //! [`FAILPOINTS`]:
 //!
 //! ```text
-//!   storage.create.before   before anything is written (also on the idempotent path)
-//!   storage.create.temp     the new image is complete and synced under its
-//!                           temporary name, not yet renamed into place
-//!   storage.create.after    the image is durable under its final name
-//!   storage.copy.before     before anything is written (also on the idempotent path)
-//!   storage.copy.temp       the copy is complete and synced under its temporary
-//!                           name, not yet renamed into place
-//!   storage.copy.after      the copy is durable under its final name
-//!   storage.delete.before   before anything is removed
-//!   storage.delete.after    the image (and any temporary of it) is durably gone
-//!   storage.extend.before   before the image is grown
-//!   storage.extend.after    the image is durably grown
+//!   storage.create.before     before anything is written (also on the idempotent path)
+//!   storage.create.temp       the new image is complete and synced under its
+//!                             temporary name, not yet renamed into place
+//!   storage.create.after      the image is durable under its final name
+//!   storage.copy.before       before anything is written (also on the idempotent path)
+//!   storage.copy.temp         the copy is complete and synced under its temporary
+//!                             name, not yet renamed into place
+//!   storage.copy.after        the copy is durable under its final name
+//!   storage.delete.before     before anything is removed
+//!   storage.delete.after      the image (and any temporary of it) is durably gone
+//!   storage.extend.before     before the image is grown
+//!   storage.extend.after      the image is durably grown
+//!   storage.immutable.before  before the image is marked
+//!   storage.immutable.after   the image is durably immutable
+//!   storage.overlay.before    before anything is written (also on the idempotent path)
+//!   storage.overlay.temp      the overlay is complete and synced under its
+//!                             temporary name, not yet renamed into place
+//!   storage.overlay.after     the overlay is durable under its final name
+//!   storage.import.before     before anything is written (also on the idempotent path)
+//!   storage.import.temp       the imported image is complete and synced under its
+//!                             temporary name, not yet renamed into place
+//!   storage.import.after      the imported image is durable under its final name
+//!   storage.export.before     before anything is written (also on the idempotent path)
+//!   storage.export.temp       the exported file is complete and synced under its
+//!                             temporary name beside the destination
+//!   storage.export.after      the exported file is durable at the destination
 //! ```
 //!
-//! The `.after` points are hit only by a call that changed something: a `create`
-//! (or `copy_from`) that found the image already there returns before
-//! `storage.create.after` (`storage.copy.after`), an `extend` to a size the image
-//! already has returns before `storage.extend.after`.
+//! The `.after` points are hit only by a call that changed something: a call that
+//! found its result already there returns before its `.after` point, an `extend`
+//! to a size the image already has before `storage.extend.after`, a
+//! `make_immutable` of an immutable image before `storage.immutable.after`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -602,3 +670,65 @@ pub type DynDriver = Arc<dyn Driver>;
 
 #[cfg(test)]
 mod conformance;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which backing references an image may record, and what they name.
+    #[test]
+    fn backing_references() {
+        let check = |reference: &str, format: Option<&str>, expected: Option<&str>| {
+            let got = backing_name("top.qcow2", reference, format);
+            match expected {
+                Some(name) => assert_eq!(got.ok().as_deref(), Some(name), "{reference:?}"),
+                None => assert!(
+                    matches!(got, Err(StorageError::BadImage { .. })),
+                    "{reference:?} {format:?}: {got:?}"
+                ),
+            }
+        };
+        check("base.qcow2", Some("qcow2"), Some("base.qcow2"));
+        check("snap-1.raw", Some("raw"), Some("snap-1.raw"));
+        check("base.qcow2", Some("raw"), None);
+        check("base.qcow2", None, None);
+        check("top.qcow2", Some("qcow2"), None);
+        for foreign in [
+            "/abs/base.qcow2",
+            "../base.qcow2",
+            "./base.qcow2",
+            "sub/base.qcow2",
+            ".base.qcow2.tmp",
+            "nbd:localhost:10809",
+            "json:{\"driver\":\"raw\"}",
+            "base",
+            "",
+        ] {
+            check(foreign, Some("qcow2"), None);
+        }
+    }
+
+    #[test]
+    fn cinder_capability_strings() {
+        let caps = Capabilities {
+            thin_provisioning: true,
+            layering: true,
+            online_snapshot: false,
+            online_extend: false,
+            multiattach: false,
+            export_protocols: vec![ExportProtocol::Local, ExportProtocol::Nbd],
+            formats: vec![Format::Raw],
+        };
+        let pairs: Vec<(&str, String)> = caps.cinder();
+        let expected = [
+            ("vendor_name", "Scoria"),
+            ("storage_protocol", "local"),
+            ("thin_provisioning_support", "True"),
+            ("multiattach", "False"),
+        ];
+        assert_eq!(pairs.len(), expected.len());
+        for ((k, v), (ek, ev)) in pairs.iter().zip(expected) {
+            assert_eq!((*k, v.as_str()), (ek, ev));
+        }
+    }
+}

@@ -164,6 +164,8 @@ impl DataAccess for MemoryDriver {
 /// backend for imports and exports.
 struct Env {
     tmp: tempfile::TempDir,
+    // Only the failpoint tests arm them.
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
     fp: Arc<Failpoints>,
     d: Arc<dyn DataAccess>,
 }
@@ -399,6 +401,26 @@ async fn invalid_input(kind: Kind) {
         assert!(
             invalid(d.copy_from(&long, &spec, &|_| {}).await),
             "copy to {bad:?}"
+        );
+        assert!(invalid(d.make_immutable(bad).await), "immutable {bad:?}");
+        assert!(invalid(d.chain(bad).await.map(drop)), "chain {bad:?}");
+        let overlay = self::spec("o.qcow2", MIB);
+        assert!(
+            invalid(d.create_overlay(bad, &overlay).await),
+            "overlay on {bad:?}"
+        );
+        assert!(
+            invalid(d.create_overlay(&long, &spec).await),
+            "overlay named {bad:?}"
+        );
+        let outside = env.outside("x.raw");
+        assert!(
+            invalid(d.import_from(&spec, &outside, Format::Raw, &|_| {}).await),
+            "import to {bad:?}"
+        );
+        assert!(
+            invalid(d.export_to(bad, &outside, Format::Raw, &|_| {}).await),
+            "export from {bad:?}"
         );
     }
     // The format must agree with the extension.

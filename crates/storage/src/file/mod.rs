@@ -11,17 +11,17 @@
 //! - this file: the driver, its options, the lock per name, and the
 //!   operations that are a few lines each (delete, extend, info, list,
 //!   capacity);
-//! - [`create`]: the temp-file-and-rename job every new file goes through
+//! - `create.rs`: the temp-file-and-rename job every new file goes through
 //!   (blank images, overlays, copies, imports, exports), and why it is
 //!   crash-safe;
-//! - [`layers`]: reading what a file is (and refusing references that leave
+//! - `layers.rs`: reading what a file is (and refusing references that leave
 //!   the backend), immutability, overlays, backing chains;
-//! - [`streams`]: copies, imports and exports, all `qemu-img convert -n`.
+//! - `streams.rs`: copies, imports and exports, all `qemu-img convert -n`.
 //!
 //! # Crash safety
 //!
 //! Nothing that makes a file exposes a partial one under its final name (see
-//! [`create`]): the work is done under `.<name>.tmp`, synced, and renamed into
+//! `create.rs`): the work is done under `.<name>.tmp`, synced, and renamed into
 //! place without ever replacing a file. Delete, extend and make-immutable sync
 //! the directory or the file before they return. With [`FileOptions::fsync`]
 //! off (tests, benchmarks) the order is the same, only the syncs are skipped: a
@@ -37,7 +37,7 @@
 //! An overlay records its base by the base's bare file name and pins its
 //! format; qemu resolves the name against the overlay's directory, so the
 //! backend directory can be moved or mounted elsewhere. A base is immutable
-//! (mode 0400, see [`layers`]). Every operation that reads an image checks its
+//! (mode 0400, see `layers.rs`). Every operation that reads an image checks its
 //! chain first: each link is an image of this directory, named with its
 //! format.
 //!

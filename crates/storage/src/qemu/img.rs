@@ -551,6 +551,14 @@ mod tests {
             "extended-l2": false}},
         "dirty-flag": false
     }"#;
+    // An overlay made as the file driver makes them: its base by bare name.
+    const INFO_RELATIVE: &str = r#"{
+        "children": [], "backing-filename-format": "raw",
+        "virtual-size": 1048576, "filename": "/b/ov.qcow2", "cluster-size": 65536,
+        "format": "qcow2", "actual-size": 200704,
+        "full-backing-filename": "/b/base.raw", "backing-filename": "base.raw",
+        "dirty-flag": false
+    }"#;
     const INFO_RAW: &str = r#"{
         "children": [], "virtual-size": 512, "filename": "r1", "format": "raw",
         "actual-size": 4096, "dirty-flag": false
@@ -581,6 +589,15 @@ mod tests {
             ImageInfo {
                 backing_file: Some("/tmp/q/img_1M".into()),
                 ..base("ov", Format::Qcow2)
+            },
+        );
+        check_info(
+            INFO_RELATIVE,
+            Format::Qcow2,
+            ImageInfo {
+                backing_file: Some("base.raw".into()),
+                backing: Some("base.raw".into()),
+                ..base("ov.qcow2", Format::Qcow2)
             },
         );
         check_info(

@@ -1,13 +1,14 @@
 //! The qemu wrapper: the only place in Scoria that starts `qemu-*` processes.
 //!
 //! Architecture invariant: nothing else spawns processes. `clippy.toml` forbids
-//! `Command::new` everywhere; [`command`] below is the one sanctioned exception,
+//! `Command::new` everywhere; `command` below is the one sanctioned exception,
 //! and only the modules of this directory call it. Keeping every invocation
 //! here keeps the rules about formats, paths and errors (see [`img`]) in one
 //! place, and lets a reader find every process Scoria can start.
 //!
-//! - [`img`]: `qemu-img` (create, info, resize, convert, compare, check) and,
-//!   for tests and tools, `qemu-io`.
+//! - [`img`]: `qemu-img` (create, create an overlay, info, resize, convert,
+//!   compare, check) and,
+//!   for tests and tools, `qemu-io` (write and read guest data).
 
 use std::ffi::OsStr;
 
