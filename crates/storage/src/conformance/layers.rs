@@ -124,6 +124,11 @@ async fn overlays_read_through_and_write_only_on_top(kind: Kind) {
         reads(base, &[(0, MIB, 0x11), (MIB, 2 * MIB, 0)]).await;
         assert!(d.fingerprint(base).await == before, "{base} changed");
 
+        // A mutable overlay grows like any image; the base does not.
+        d.extend("ov.qcow2", 12 * MIB).await.expect("extend");
+        reads("ov.qcow2", &[(6 * MIB, MIB, 0x44), (7 * MIB, 5 * MIB, 0)]).await;
+        assert!(d.fingerprint(base).await == before, "{base} changed");
+
         // A second layer on the first, once the first is immutable.
         d.make_immutable("ov.qcow2").await.expect("immutable");
         let middle = d.fingerprint("ov.qcow2").await;
