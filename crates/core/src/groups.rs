@@ -47,7 +47,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use scoria_model::group::{ADDABLE_VOLUME, GroupStatus, REMOVABLE_VOLUME};
 use scoria_model::quota::{QuotaKey, QuotaResource};
 use scoria_model::volume::{MAX_DESCRIPTION_LEN, MAX_NAME_LEN};
-use scoria_model::{GroupId, GroupTypeId, VolumeId, VolumeTypeId};
+use scoria_model::{GroupId, GroupTypeId, VolumeId};
 use scoria_store::groups::{self as store, GroupQuery, NewGroup};
 pub use scoria_store::groups::{Group, GroupType, SortDir, SortKey};
 use scoria_store::{Conn, flows as flow_store, quotas, volumes as volume_store};
@@ -56,6 +56,7 @@ use crate::App;
 use crate::context::{Context, Op};
 use crate::error::{Error, Result, from_outcome};
 use crate::flows::{group_create_from_src, group_delete};
+use crate::rules::groups::{group_not_found, visible};
 pub use crate::volume_types::PublicFilter;
 
 /// Longest group type name, description, spec key and value.
@@ -127,10 +128,6 @@ pub struct UpdateRequest {
 // ---------------------------------------------------------------------------
 // Errors and lookups
 
-pub(crate) fn group_not_found(id: impl std::fmt::Display) -> Error {
-    Error::NotFound(format!("Group {id} could not be found."))
-}
-
 fn type_not_found(id: impl std::fmt::Display) -> Error {
     Error::NotFound(format!("Group type {id} could not be found."))
 }
@@ -195,32 +192,19 @@ async fn resolve_type(conn: &mut Conn, ctx: &Context, wanted: &str) -> Result<Gr
     }
 }
 
-/// Load a group the caller may see: their project's, or any for an admin.
-/// Another project's group is reported absent.
-pub(crate) async fn visible(conn: &mut Conn, ctx: &Context, id: GroupId) -> Result<Group> {
-    match store::group_get(conn, id).await? {
-        Some(g)
-            if ctx.is_admin() || ctx.project_id.as_ref().is_some_and(|p| p.0 == g.project_id) =>
-        {
-            Ok(g)
-        }
-        _ => Err(group_not_found(id)),
-    }
-}
-
 fn validate_type_name(name: &str) -> Result<()> {
     if name.trim().is_empty() {
         return Err(Error::Invalid(
             "Invalid input for field/attribute name: the group type name can not be empty.".into(),
         ));
     }
-    crate::volumes::validate_text("name", name, MAX_LEN)
+    crate::rules::validate::validate_text("name", name, MAX_LEN)
 }
 
 /// Check group specs as Cinder's schema does: keys of 1–255 characters among
 /// letters, digits and `-_:.`, values of at most 255 characters.
 fn validate_specs(specs: &BTreeMap<String, String>) -> Result<()> {
-    crate::volume_types::validate_specs("group_specs", specs, false)
+    crate::rules::validate::validate_specs("group_specs", specs, false)
 }
 
 // ---------------------------------------------------------------------------
@@ -266,7 +250,7 @@ pub async fn type_create(app: &App, ctx: &Context, req: NewGroupType) -> Result<
     ctx.authorize(Op::GroupTypeManage)?;
     validate_type_name(&req.name)?;
     if let Some(d) = &req.description {
-        crate::volumes::validate_text("description", d, MAX_LEN)?;
+        crate::rules::validate::validate_text("description", d, MAX_LEN)?;
     }
     validate_specs(&req.group_specs)?;
     let id = GroupTypeId::new();
@@ -304,7 +288,7 @@ pub async fn type_update(
         validate_type_name(n)?;
     }
     if let Some(d) = &change.description {
-        crate::volumes::validate_text("description", d, MAX_LEN)?;
+        crate::rules::validate::validate_text("description", d, MAX_LEN)?;
     }
     let mut tx = app.store().begin().await?;
     let t = find_type(&mut tx, id).await?;
@@ -397,10 +381,10 @@ pub async fn spec_delete(app: &App, ctx: &Context, id: &str, key: &str) -> Resul
 
 fn validate_text(name: &Option<String>, description: &Option<String>) -> Result<()> {
     if let Some(n) = name {
-        crate::volumes::validate_text("name", n, MAX_NAME_LEN)?;
+        crate::rules::validate::validate_text("name", n, MAX_NAME_LEN)?;
     }
     if let Some(d) = description {
-        crate::volumes::validate_text("description", d, MAX_DESCRIPTION_LEN)?;
+        crate::rules::validate::validate_text("description", d, MAX_DESCRIPTION_LEN)?;
     }
     Ok(())
 }
@@ -427,7 +411,7 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Grou
     }
     let (group_type, types, candidates) = {
         let mut conn = app.store().read().await?;
-        if !crate::services::scheduler_enabled(&mut conn).await? {
+        if !crate::rules::hosts::scheduler_enabled(&mut conn).await? {
             return Err(Error::Unavailable(
                 "The scheduler service is disabled: no group can be created until an administrator enables it.".into(),
             ));
@@ -436,12 +420,12 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Grou
         let mut types = Vec::new();
         let mut seen = BTreeSet::new();
         for wanted in &req.volume_types {
-            let t = crate::volumes::resolve_type(&mut conn, ctx, Some(wanted)).await?;
+            let t = crate::rules::types::resolve(&mut conn, ctx, Some(wanted)).await?;
             if seen.insert(t.id) {
                 types.push(t);
             }
         }
-        let candidates = crate::scheduler::gather(&app.env, &mut conn).await?;
+        let candidates = crate::capacity::gather(&app.env, &mut conn).await?;
         (group_type, types, candidates)
     };
     // Every volume of the group will be placed on the group's backend, so it
@@ -612,7 +596,7 @@ pub async fn update(app: &App, ctx: &Context, id: GroupId, req: UpdateRequest) -
             .parse()
             .map_err(|_| cannot("volume cannot be found".into()))?;
         // The caller's view: another project's volume cannot be found.
-        let v = match crate::volumes::visible(&mut tx, ctx, vid).await {
+        let v = match crate::rules::volumes::visible(&mut tx, ctx, vid).await {
             Ok(v) => v,
             Err(Error::NotFound(_)) => return Err(cannot("volume cannot be found".into())),
             Err(e) => return Err(e),
@@ -772,91 +756,3 @@ pub async fn create_from_source(app: &App, ctx: &Context, req: FromSourceRequest
 
 // ---------------------------------------------------------------------------
 // Volumes and their group
-
-/// What a volume create naming a group checks before it starts: the group is
-/// the caller's, `available`, accepts the volume's type, and its zone is the
-/// one asked for. Returns the group's zone (the volume's). The create flow
-/// checks status and type again when it records the membership.
-pub(crate) async fn check_volume_create(
-    conn: &mut Conn,
-    ctx: &Context,
-    id: GroupId,
-    type_id: VolumeTypeId,
-    zone: Option<&str>,
-) -> Result<String> {
-    let g = visible(conn, ctx, id).await?;
-    if ctx.project_id.as_ref().is_none_or(|p| p.0 != g.project_id) {
-        return Err(group_not_found(id));
-    }
-    if g.status != GroupStatus::Available {
-        return Err(Error::InvalidState(format!(
-            "Invalid group: Group {id} status must be available, but current status is: {}.",
-            g.status
-        )));
-    }
-    if !g.volume_type_ids.contains(&type_id) {
-        return Err(Error::Invalid(format!(
-            "Invalid input received: Invalid volume_type provided: {type_id}. The requested type is not among the volume types of group {id}."
-        )));
-    }
-    if let Some(z) = zone
-        && z != g.availability_zone
-    {
-        return Err(Error::Invalid(format!(
-            "Invalid input received: Volume must be in the availability zone of group {id} ({}), not {z}.",
-            g.availability_zone
-        )));
-    }
-    Ok(g.availability_zone)
-}
-
-/// Record a new volume as a member of `id`, in the create flow's transaction:
-/// the group must still exist in the volume's project, be `available` (or
-/// `creating`, for the volumes a group is made with) and accept its type.
-pub(crate) async fn join_on_create(
-    conn: &mut Conn,
-    id: GroupId,
-    volume: VolumeId,
-    project: &str,
-    type_id: VolumeTypeId,
-) -> Result<()> {
-    let g = store::group_get(conn, id)
-        .await?
-        .filter(|g| g.project_id == project)
-        .ok_or_else(|| group_not_found(id))?;
-    if !store::group_hold(conn, id, &[GroupStatus::Available, GroupStatus::Creating]).await? {
-        return Err(Error::InvalidState(format!(
-            "Invalid group: Group {id} status must be available, but current status is: {}.",
-            g.status
-        )));
-    }
-    if !g.volume_type_ids.contains(&type_id) {
-        return Err(Error::Invalid(format!(
-            "Invalid input received: Invalid volume_type provided: {type_id}. The requested type is not among the volume types of group {id}."
-        )));
-    }
-    if !store::group_add_volume(
-        conn,
-        id,
-        volume,
-        &[scoria_model::volume::VolumeStatus::Creating],
-    )
-    .await?
-    {
-        return Err(Error::InvalidState(format!(
-            "Volume {volume} could not join group {id}."
-        )));
-    }
-    Ok(())
-}
-
-/// The backend a group's volumes go to (`None`: the volume is in no group).
-pub(crate) async fn backend_of(conn: &mut Conn, id: Option<GroupId>) -> Result<Option<String>> {
-    let Some(id) = id else { return Ok(None) };
-    let g = store::group_get(conn, id)
-        .await?
-        .ok_or_else(|| group_not_found(id))?;
-    g.backend
-        .map(Some)
-        .ok_or_else(|| Error::InvalidState(format!("Invalid group: Group {id} has no backend.")))
-}

@@ -21,6 +21,7 @@ use scoria_storage::{DynDriver, Format};
 use scoria_store::Store;
 pub use scoria_store::{Durability, StoreOptions};
 
+pub mod capacity;
 pub mod context;
 pub mod error;
 pub mod flows;
@@ -31,6 +32,7 @@ pub mod messages;
 pub mod operations;
 pub mod qos_specs;
 pub mod quotas;
+pub mod rules;
 pub mod scheduler;
 pub mod services;
 pub mod transfers;

@@ -11,10 +11,7 @@ use std::collections::BTreeMap;
 use scoria_flows::Outcome;
 use scoria_model::flow::{FlowState, Progress};
 use scoria_model::quota::{QuotaKey, TypedResource};
-use scoria_model::volume::{
-    AttachStatus, MAX_DESCRIPTION_LEN, MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN, MAX_NAME_LEN,
-    MAX_VOLUME_GIB, VolumeStatus,
-};
+use scoria_model::volume::{AttachStatus, MAX_DESCRIPTION_LEN, MAX_NAME_LEN, VolumeStatus};
 use scoria_model::{GroupId, VolumeId, VolumeTypeId};
 use scoria_store::volumes::{self as store, VolumeQuery};
 pub use scoria_store::volumes::{SortDir, SortKey, Volume};
@@ -24,6 +21,11 @@ use crate::App;
 use crate::context::{Context, Op};
 use crate::error::{Error, Result, from_outcome};
 use crate::flows::{volume_create, volume_delete, volume_extend};
+use crate::rules::types::resolve as resolve_type;
+use crate::rules::validate::volume_size as validate_size;
+pub use crate::rules::validate::{validate_metadata, validate_text};
+pub use crate::rules::volumes::parse_id;
+use crate::rules::volumes::{assert_not_being_cloned, refuse_encrypted, visible};
 
 /// A volume as the API shows it: the record, its type's name, and the progress
 /// of the last operation on it.
@@ -80,103 +82,6 @@ pub struct ListResult {
     pub count: Option<i64>,
 }
 
-/// Check user-supplied text against Cinder's limits.
-pub fn validate_text(field: &str, value: &str, max: usize) -> Result<()> {
-    if value.chars().count() > max {
-        return Err(Error::Invalid(format!(
-            "Invalid input for field/attribute {field}. Value: {}... is longer than {max} characters.",
-            value.chars().take(16).collect::<String>()
-        )));
-    }
-    Ok(())
-}
-
-/// Check metadata keys and values against Cinder's limits.
-pub fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<()> {
-    for (k, v) in metadata {
-        if k.is_empty() {
-            return Err(Error::Invalid(
-                "Invalid input received: Metadata property key blank.".into(),
-            ));
-        }
-        if k.chars().count() > MAX_METADATA_KEY_LEN {
-            return Err(Error::Invalid(format!(
-                "Invalid input received: Metadata property key {}... is longer than {MAX_METADATA_KEY_LEN} characters.",
-                k.chars().take(16).collect::<String>()
-            )));
-        }
-        if v.chars().count() > MAX_METADATA_VALUE_LEN {
-            return Err(Error::Invalid(format!(
-                "Invalid input received: Metadata property value for key {k} is longer than {MAX_METADATA_VALUE_LEN} characters."
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn validate_size(size: i64) -> Result<()> {
-    if size <= 0 {
-        return Err(Error::Invalid(format!(
-            "Invalid input received: Volume size '{size}' must be an integer and greater than 0."
-        )));
-    }
-    if size > MAX_VOLUME_GIB {
-        return Err(Error::Invalid(format!(
-            "Invalid input received: Volume size {size}G is larger than the largest volume Scoria makes ({MAX_VOLUME_GIB}G)."
-        )));
-    }
-    Ok(())
-}
-
-/// Find a volume type by id or name, as the caller may use it (a type that is
-/// not public nor shared with the caller's project is absent). An id-like
-/// name is looked up as an id first, then as a name, as Cinder does. The
-/// default type (`wanted` is `None`) is always usable.
-pub(crate) async fn resolve_type(
-    conn: &mut Conn,
-    ctx: &Context,
-    wanted: Option<&str>,
-) -> Result<volume_types::VolumeType> {
-    let Some(w) = wanted else {
-        return volume_types::volume_type_get(
-            conn,
-            volume_types::DEFAULT_TYPE_ID
-                .parse()
-                .map_err(|e| Error::internal("default type id", e))?,
-        )
-        .await?
-        .ok_or_else(|| Error::NotFound("The default volume type could not be found.".into()));
-    };
-    let mut t = match w.parse::<VolumeTypeId>() {
-        Ok(id) => volume_types::volume_type_get(conn, id).await?,
-        Err(_) => None,
-    };
-    if t.is_none() {
-        t = volume_types::volume_type_get_by_name(conn, w).await?;
-    }
-    match t {
-        Some(t) if crate::volume_types::may_use(conn, ctx, &t).await? => Ok(t),
-        _ if w.parse::<VolumeTypeId>().is_ok() => Err(crate::volume_types::type_not_found(w)),
-        _ => Err(Error::NotFound(format!(
-            "Volume type with name {w} could not be found."
-        ))),
-    }
-}
-
-/// Scoria does not encrypt volumes yet: refuse a type that asks for it, so
-/// that nobody believes their data is encrypted when it is not.
-pub(crate) async fn refuse_encrypted(conn: &mut Conn, type_id: VolumeTypeId) -> Result<()> {
-    if volume_types::volume_type_encryption_get(conn, type_id)
-        .await?
-        .is_some()
-    {
-        return Err(Error::Invalid(format!(
-            "Volume type {type_id} asks for encryption, and encrypted volumes are not supported yet by Scoria."
-        )));
-    }
-    Ok(())
-}
-
 /// Create a volume, blank or (with `source_volid`) a copy of another one.
 /// Returns once its quota is committed (status `creating`).
 ///
@@ -209,7 +114,7 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
     }
     let default_zone = zones.first().cloned().unwrap_or_else(|| "nova".into());
     let mut conn = app.store().read().await?;
-    if !crate::services::scheduler_enabled(&mut conn).await? {
+    if !crate::rules::hosts::scheduler_enabled(&mut conn).await? {
         return Err(Error::Unavailable(
             "The scheduler service is disabled: no volume can be created until an administrator enables it.".into(),
         ));
@@ -266,7 +171,7 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
     // on its source's backend, so the two must be the same.
     let availability_zone = match req.group_id {
         Some(g) => {
-            let zone = crate::groups::check_volume_create(
+            let zone = crate::rules::groups::check_volume_create(
                 &mut conn,
                 ctx,
                 g,
@@ -275,7 +180,7 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
             )
             .await?;
             if let Some(src) = &source {
-                let backend = crate::groups::backend_of(&mut conn, Some(g)).await?;
+                let backend = crate::rules::groups::backend_of(&mut conn, Some(g)).await?;
                 if src.backend != backend {
                     return Err(Error::Invalid(format!(
                         "Invalid input received: source volume {} is on backend {}, and the volumes of group {g} on backend {}.",
@@ -321,7 +226,7 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
 async fn clone_source(conn: &mut Conn, ctx: &Context, id: VolumeId) -> Result<Volume> {
     let src = visible(conn, ctx, id).await?;
     if !VolumeStatus::READABLE.contains(&src.status) {
-        return Err(volume_create::source_not_readable(&src));
+        return Err(crate::rules::volumes::source_not_readable(&src));
     }
     Ok(src)
 }
@@ -336,7 +241,7 @@ async fn type_fits_source(
     src: &Volume,
 ) -> Result<()> {
     let specs = volume_types::volume_type_extra_specs_get(conn, type_id).await?;
-    let candidates = crate::scheduler::gather(&app.env, conn).await?;
+    let candidates = crate::capacity::gather(&app.env, conn).await?;
     let backend = src.backend.as_deref().unwrap_or_default();
     let reason = match candidates.iter().find(|c| c.name == backend) {
         None => format!("{backend}: not configured"),
@@ -357,47 +262,6 @@ async fn get_unchecked(app: &App, id: VolumeId) -> Result<VolumeView> {
         .ok_or_else(|| Error::volume_not_found(id))?;
     let mut views = views(&mut conn, vec![v]).await?;
     views.pop().ok_or_else(|| Error::volume_not_found(id))
-}
-
-/// Parse a volume id from a URL segment: anything that is not a UUID names no
-/// volume (404, as Cinder answers for `volumes/None`).
-pub fn parse_id(s: &str) -> Result<VolumeId> {
-    s.parse::<VolumeId>()
-        .map_err(|_| Error::volume_not_found(s))
-}
-
-/// Load a volume the caller may see: their project's, or any for an admin.
-/// Another project's volume is reported absent.
-pub(crate) async fn visible(conn: &mut Conn, ctx: &Context, id: VolumeId) -> Result<Volume> {
-    let v = store::volume_get(conn, id).await?;
-    match v {
-        Some(v)
-            if ctx.is_admin() || ctx.project_id.as_ref().is_some_and(|p| p.0 == v.project_id) =>
-        {
-            Ok(v)
-        }
-        _ => Err(Error::volume_not_found(id)),
-    }
-}
-
-/// Refuse to make `id` unreadable (`what`: "deleted", "extended", …) while
-/// volumes are being created from it. Asked inside the transaction that
-/// changes `id`, after its status change (see
-/// `scoria_store::volumes::volume_hold_for_read` for why that order).
-pub(crate) async fn assert_not_being_cloned(
-    conn: &mut Conn,
-    id: VolumeId,
-    what: &str,
-) -> Result<()> {
-    let clones = store::volume_clones_in_progress(conn, id).await?;
-    if clones.is_empty() {
-        return Ok(());
-    }
-    let clones: Vec<String> = clones.iter().map(ToString::to_string).collect();
-    Err(Error::InvalidState(format!(
-        "Invalid volume: Volume {id} is in use: it is being copied to create volume {}; it cannot be {what} until then.",
-        clones.join(", ")
-    )))
 }
 
 /// One volume.
@@ -651,8 +515,8 @@ pub async fn retype(
     let old = volume_types::volume_type_get(&mut tx, v.volume_type_id).await?;
     let old_multiattach = old
         .as_ref()
-        .is_some_and(|t| crate::volume_types::is_true_spec(t.extra_specs.get("multiattach")));
-    let new_multiattach = crate::volume_types::is_true_spec(new.extra_specs.get("multiattach"));
+        .is_some_and(|t| crate::rules::types::is_true_spec(t.extra_specs.get("multiattach")));
+    let new_multiattach = crate::rules::types::is_true_spec(new.extra_specs.get("multiattach"));
     // A flag the user asked for at create stays unless the old type implied it.
     let multiattach = new_multiattach || (v.multiattach && !old_multiattach);
     if v.status == VolumeStatus::InUse {

@@ -125,7 +125,7 @@ async fn create_group(cx: &Cx<GroupCreateFromSrc>, c: &mut Conn) -> Result<Value
     let src = groups::group_get(c, p.source_group_id)
         .await?
         .filter(|g| g.project_id == p.project_id)
-        .ok_or_else(|| crate::groups::group_not_found(p.source_group_id))?;
+        .ok_or_else(|| crate::rules::groups::group_not_found(p.source_group_id))?;
     check_source(c, &src).await?;
     let mut clones = Vec::new();
     for vid in groups::group_volume_ids(c, src.id).await? {

@@ -37,9 +37,9 @@ use scoria_store::{Conn, flows as flow_store, groups, volumes};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::Env;
 use crate::error::Error;
 use crate::flows::volume_delete;
-use crate::{Env, services};
 
 pub struct GroupDelete;
 
@@ -84,14 +84,6 @@ impl Flow for GroupDelete {
     }
 }
 
-/// Can a group delete delete a volume in this status? Cinder deletes members
-/// whatever their status (but attached); Scoria keeps the volume delete
-/// flow's rules and adds `error_deleting`, so that a member whose delete
-/// failed can be deleted with its group.
-pub(crate) fn deletable_member(s: VolumeStatus) -> bool {
-    VolumeStatus::DELETABLE.contains(&s) || s == VolumeStatus::ErrorDeleting
-}
-
 fn invalid_group(msg: String) -> StepError {
     Error::InvalidState(format!("Invalid group: {msg}")).into()
 }
@@ -102,7 +94,7 @@ async fn begin_delete(cx: &Cx<GroupDelete>, c: &mut Conn) -> Result<Value, StepE
     let g = groups::group_get(c, id)
         .await?
         .filter(|g| g.project_id == p.project_id)
-        .ok_or_else(|| crate::groups::group_not_found(id))?;
+        .ok_or_else(|| crate::rules::groups::group_not_found(id))?;
     if let Some(f) = flow_store::flow_list_unsettled_for(c, &id.to_string())
         .await?
         .into_iter()
@@ -141,7 +133,7 @@ async fn begin_delete(cx: &Cx<GroupDelete>, c: &mut Conn) -> Result<Value, StepE
                 "Volume {vid} in group {id} is attached. Need to detach first."
             )));
         }
-        if !deletable_member(v.status) {
+        if !crate::rules::groups::deletable_member(v.status) {
             return Err(invalid_group(format!(
                 "Volume {vid} in group {id} is {}; a group delete deletes volumes that are available, error, error_restoring, error_extending or error_deleting.",
                 v.status
@@ -162,7 +154,7 @@ async fn begin_delete(cx: &Cx<GroupDelete>, c: &mut Conn) -> Result<Value, StepE
                 "Volume {vid} in group {id} is being copied to volume {clone}."
             )));
         }
-        services::assert_not_frozen(c, v.backend.as_deref()).await?;
+        crate::rules::hosts::assert_not_frozen(c, v.backend.as_deref()).await?;
     }
     let flow = cx.flow_id.to_string();
     if !groups::group_set_status(c, id, &[g.status], GroupStatus::Deleting, Some(&flow)).await? {

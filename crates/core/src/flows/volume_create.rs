@@ -44,7 +44,7 @@ use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::{Env, flows::storage_error};
-use crate::{messages, scheduler, services};
+use crate::{messages, scheduler};
 
 pub struct VolumeCreate;
 
@@ -150,9 +150,9 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
         .await?
         .is_none()
     {
-        return Err(crate::volume_types::type_not_found(p.volume_type_id).into());
+        return Err(crate::rules::types::type_not_found(p.volume_type_id).into());
     }
-    crate::volumes::refuse_encrypted(c, p.volume_type_id).await?;
+    crate::rules::volumes::refuse_encrypted(c, p.volume_type_id).await?;
     let bootable = match p.source_volid {
         Some(source) => hold_source(c, source).await?.bootable,
         None => p.bootable,
@@ -183,7 +183,8 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
     )
     .await?;
     if let Some(g) = p.group_id {
-        crate::groups::join_on_create(c, g, p.volume_id, &p.project_id, p.volume_type_id).await?;
+        crate::rules::groups::join_on_create(c, g, p.volume_id, &p.project_id, p.volume_type_id)
+            .await?;
     }
     Ok(Value::Null)
 }
@@ -196,17 +197,9 @@ async fn hold_source(c: &mut Conn, source: VolumeId) -> Result<Volume, StepError
         .await?
         .ok_or_else(|| Error::volume_not_found(source))?;
     if !held {
-        return Err(source_not_readable(&v).into());
+        return Err(crate::rules::volumes::source_not_readable(&v).into());
     }
     Ok(v)
-}
-
-/// Cinder's refusal of a source that is not `available` or `in-use`.
-pub(crate) fn source_not_readable(v: &Volume) -> Error {
-    Error::InvalidState(format!(
-        "Invalid volume: Unable to create a volume from an originating source volume when its status is not one of available, in-use values (volume {} is {}).",
-        v.id, v.status
-    ))
 }
 
 /// Undo of `create_entry`: before the quota was committed nobody was told of the
@@ -259,7 +252,7 @@ const NO_VALID_BACKEND: &str = "No valid backend was found.";
 
 async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepError> {
     let p = &cx.params;
-    if !services::scheduler_enabled(c).await? {
+    if !crate::rules::hosts::scheduler_enabled(c).await? {
         let e = scheduler::NoValidBackend {
             reasons: vec!["the scheduler service is disabled".into()],
         };
@@ -270,9 +263,9 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
         availability_zone: p.availability_zone.clone(),
         extra_specs: volume_types::volume_type_extra_specs_get(c, p.volume_type_id).await?,
     };
-    let mut candidates = scheduler::gather(&cx.env, c).await?;
+    let mut candidates = crate::capacity::gather(&cx.env, c).await?;
     // A group's volumes all live on the group's backend.
-    if let Some(group_backend) = crate::groups::backend_of(c, p.group_id).await? {
+    if let Some(group_backend) = crate::rules::groups::backend_of(c, p.group_id).await? {
         candidates.retain(|cand| cand.name == group_backend);
     }
     // A clone is made where its source is (held since `create_entry`).

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::{Env, flows::storage_error, messages, services};
+use crate::{Env, flows::storage_error, messages};
 
 pub struct VolumeDelete;
 
@@ -116,7 +116,7 @@ async fn begin_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, Step
         })
         .into());
     }
-    services::assert_not_frozen(c, v.backend.as_deref()).await?;
+    crate::rules::hosts::assert_not_frozen(c, v.backend.as_deref()).await?;
     let others: Vec<_> = flow_store::flow_list_unsettled_for(c, &v.id.to_string())
         .await?
         .into_iter()
@@ -131,7 +131,7 @@ async fn begin_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, Step
     }
     if !p.force {
         let deletable = match p.group_id {
-            Some(_) => crate::flows::group_delete::deletable_member(v.status),
+            Some(_) => crate::rules::groups::deletable_member(v.status),
             None => VolumeStatus::DELETABLE.contains(&v.status),
         };
         if !deletable {
@@ -178,7 +178,7 @@ async fn begin_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, Step
         .into());
     }
     // Even a forced delete waits for the copies being made of the volume.
-    crate::volumes::assert_not_being_cloned(c, v.id, "deleted").await?;
+    crate::rules::volumes::assert_not_being_cloned(c, v.id, "deleted").await?;
     let prior_status = if v.status == VolumeStatus::AwaitingTransfer {
         transfers::transfer_delete_for_volume(c, v.id).await?;
         VolumeStatus::Available

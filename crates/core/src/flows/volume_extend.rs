@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::{Env, flows::storage_error, messages, services};
+use crate::{Env, flows::storage_error, messages};
 
 pub struct VolumeExtend;
 
@@ -105,7 +105,7 @@ async fn begin_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, Step
         ))
         .into());
     }
-    services::assert_not_frozen(c, v.backend.as_deref()).await?;
+    crate::rules::hosts::assert_not_frozen(c, v.backend.as_deref()).await?;
     let moved = volumes::volume_set_status_by_flow(
         c,
         v.id,
@@ -121,7 +121,7 @@ async fn begin_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, Step
         ))
         .into());
     }
-    crate::volumes::assert_not_being_cloned(c, v.id, "extended").await?;
+    crate::rules::volumes::assert_not_being_cloned(c, v.id, "extended").await?;
     let begun = Begun {
         project_id: v.project_id,
         old_size: v.size,
