@@ -9,23 +9,32 @@
 use std::collections::BTreeMap;
 
 use scoria_flows::Outcome;
-use scoria_model::flow::{FlowState, Progress};
-use scoria_model::quota::{QuotaKey, TypedResource};
-use scoria_model::volume::{AttachStatus, MAX_DESCRIPTION_LEN, MAX_NAME_LEN, VolumeStatus};
+use scoria_model::flow::Progress;
+use scoria_model::volume::{MAX_DESCRIPTION_LEN, MAX_NAME_LEN, VolumeStatus};
 use scoria_model::{GroupId, VolumeId, VolumeTypeId};
 use scoria_store::volumes::{self as store, VolumeQuery};
 pub use scoria_store::volumes::{SortDir, SortKey, Volume};
-use scoria_store::{Conn, flows as flow_store, transfers as transfer_store, volume_types};
+use scoria_store::{Conn, flows as flow_store, volume_types};
 
 use crate::App;
 use crate::context::{Context, Op};
 use crate::error::{Error, Result, from_outcome};
 use crate::flows::{volume_create, volume_delete, volume_extend};
+
+mod actions;
+mod metadata;
+mod retype;
+mod view;
+
 use crate::rules::types::resolve as resolve_type;
 use crate::rules::validate::volume_size as validate_size;
 pub use crate::rules::validate::{validate_metadata, validate_text};
 pub use crate::rules::volumes::parse_id;
-use crate::rules::volumes::{assert_not_being_cloned, refuse_encrypted, visible};
+use crate::rules::volumes::{refuse_encrypted, visible};
+pub use actions::{reserve, reset_status, set_bootable, set_readonly, unreserve};
+pub use metadata::{metadata_delete, metadata_get, metadata_set};
+pub use retype::{MigrationPolicy, retype};
+use view::views;
 
 /// A volume as the API shows it: the record, its type's name, and the progress
 /// of the last operation on it.
@@ -322,49 +331,6 @@ pub async fn summary(
     Ok(store::volume_summary(&mut conn, project.as_deref()).await?)
 }
 
-async fn views(conn: &mut Conn, vols: Vec<Volume>) -> Result<Vec<VolumeView>> {
-    let flow_ids: Vec<String> = vols.iter().filter_map(|v| v.last_flow_id.clone()).collect();
-    let flows = flow_store::flow_get_many(conn, &flow_ids).await?;
-    let mut type_names: BTreeMap<VolumeTypeId, String> = BTreeMap::new();
-    let mut out = Vec::with_capacity(vols.len());
-    for v in vols {
-        let type_name = match type_names.get(&v.volume_type_id) {
-            Some(n) => n.clone(),
-            None => {
-                let n = volume_types::volume_type_get(conn, v.volume_type_id)
-                    .await?
-                    .map(|t| t.name)
-                    .unwrap_or_else(|| v.volume_type_id.to_string());
-                type_names.insert(v.volume_type_id, n.clone());
-                n
-            }
-        };
-        let progress = v
-            .last_flow_id
-            .as_ref()
-            .and_then(|id| flows.get(id))
-            .map(|f| Progress {
-                operation: f.kind.clone(),
-                state: f.state,
-                stage: if f.state == FlowState::Done {
-                    f.steps_total as u32
-                } else {
-                    (f.step_index + 1).min(f.steps_total) as u32
-                },
-                total: f.steps_total as u32,
-                step: f.step_name.clone(),
-                percent: f.percent.map(|p| p.clamp(0, 100) as u8),
-                last_error: f.last_error.clone(),
-            });
-        out.push(VolumeView {
-            volume: v,
-            volume_type_name: type_name,
-            progress,
-        });
-    }
-    Ok(out)
-}
-
 /// Change name and/or description (`Some(None)` clears) and, when given,
 /// replace the metadata.
 pub async fn update(
@@ -460,123 +426,6 @@ pub async fn extend(app: &App, ctx: &Context, id: VolumeId, new_size: i64) -> Re
         .map_err(from_outcome)
 }
 
-/// What a retype may do when the volume's backend does not suit the new type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MigrationPolicy {
-    /// Refuse.
-    Never,
-    /// Move the data to a backend that suits (not built yet: refused too).
-    OnDemand,
-}
-
-/// Change a volume's type (`os-retype`). The volume must be `available` or
-/// `in-use`. When the volume's backend still satisfies the new type's extra
-/// specs, the retype is a change of the record alone, made in one
-/// conditional update; moving data to another backend is not built yet, so a
-/// retype that would need it is refused (400) whatever the policy.
-///
-/// The volume's project must have room for it under the new type's limits
-/// (`volumes_<new>`, `gigabytes_<new>`; 413 otherwise), checked in the
-/// transaction that changes the type. Usage per type is derived from the
-/// volumes' types, so the volume leaves the old type's usage and enters the
-/// new one's in that same commit; there is nothing to reserve or release.
-pub async fn retype(
-    app: &App,
-    ctx: &Context,
-    id: VolumeId,
-    new_type: &str,
-    policy: MigrationPolicy,
-) -> Result<()> {
-    ctx.authorize(Op::VolumeRetype)?;
-    let mut tx = app.store().begin().await?;
-    let v = visible(&mut tx, ctx, id).await?;
-    if !matches!(v.status, VolumeStatus::Available | VolumeStatus::InUse) {
-        return Err(Error::InvalidState(format!(
-            "Invalid volume: Volume status must be available or in-use, but current status is: {}.",
-            v.status
-        )));
-    }
-    let new = resolve_type(&mut tx, ctx, Some(new_type)).await?;
-    if new.id == v.volume_type_id {
-        return Err(Error::Invalid(format!(
-            "Invalid input received: New volume_type same as original: {new_type}."
-        )));
-    }
-    refuse_encrypted(&mut tx, new.id).await?;
-    if let Some(g) = v.group_id {
-        // A group's volumes are of the group's types.
-        let group = scoria_store::groups::group_get(&mut tx, g).await?;
-        if group.is_none_or(|g| !g.volume_type_ids.contains(&new.id)) {
-            return Err(Error::Invalid(format!(
-                "Invalid input received: volume {id} belongs to group {g}, which does not accept volume type {new_type}."
-            )));
-        }
-    }
-    let old = volume_types::volume_type_get(&mut tx, v.volume_type_id).await?;
-    let old_multiattach = old
-        .as_ref()
-        .is_some_and(|t| crate::rules::types::is_true_spec(t.extra_specs.get("multiattach")));
-    let new_multiattach = crate::rules::types::is_true_spec(new.extra_specs.get("multiattach"));
-    // A flag the user asked for at create stays unless the old type implied it.
-    let multiattach = new_multiattach || (v.multiattach && !old_multiattach);
-    if v.status == VolumeStatus::InUse {
-        if multiattach != v.multiattach {
-            return Err(Error::Invalid(
-                "Invalid input received: Retype requires volume to be \"available\" when changing multiattach."
-                    .into(),
-            ));
-        }
-        let old_qos = old.as_ref().and_then(|t| t.qos_specs_id);
-        if old_qos != new.qos_specs_id {
-            return Err(Error::InvalidState(
-                "Invalid volume: Retype cannot change the QoS specs of an in-use volume.".into(),
-            ));
-        }
-    }
-    let Some(backend) = v.backend.as_deref() else {
-        return Err(Error::InvalidState(format!(
-            "Invalid volume: Volume {id} has no backend."
-        )));
-    };
-    if let Err(why) = crate::scheduler::capabilities_match(
-        &new.extra_specs,
-        &crate::scheduler::backend_capabilities(backend),
-    ) {
-        let elsewhere = app.env.backends.keys().find(|b| {
-            b.as_str() != backend
-                && crate::scheduler::capabilities_match(
-                    &new.extra_specs,
-                    &crate::scheduler::backend_capabilities(b),
-                )
-                .is_ok()
-        });
-        return Err(match (policy, elsewhere) {
-            (MigrationPolicy::OnDemand, Some(b)) => Error::Invalid(format!(
-                "Retyping volume {id} to {} needs its data moved to backend {b}, which this Scoria cannot do yet.",
-                new.name
-            )),
-            _ => Error::Invalid(format!("No valid backend was found. {backend}: {why}")),
-        });
-    }
-    scoria_store::quotas::quota_check(
-        &mut tx,
-        &v.project_id,
-        &[
-            (QuotaKey::PerType(TypedResource::Volumes, new.id), 1),
-            (QuotaKey::PerType(TypedResource::Gigabytes, new.id), v.size),
-        ],
-        None,
-    )
-    .await?;
-    if !store::volume_retype(&mut tx, id, v.volume_type_id, new.id, multiattach).await? {
-        return Err(Error::InvalidState(format!(
-            "Invalid volume: Volume {id} changed while it was being retyped; try again."
-        )));
-    }
-    tx.commit().await.map_err(scoria_store::StoreError::from)?;
-    Ok(())
-}
-
 /// Wait until no flow works on a volume any more (tests and tools).
 pub async fn wait_settled(app: &App, id: VolumeId) -> Result<()> {
     let mut ended = app.engine.ended();
@@ -595,180 +444,6 @@ pub async fn wait_settled(app: &App, id: VolumeId) -> Result<()> {
         // Woken when a flow ends; the timeout covers flows of another process.
         let _ = tokio::time::timeout(std::time::Duration::from_millis(200), ended.changed()).await;
     }
-}
-
-/// Set or clear the bootable flag.
-pub async fn set_bootable(app: &App, ctx: &Context, id: VolumeId, bootable: bool) -> Result<()> {
-    ctx.authorize(Op::VolumeSetBootable)?;
-    let mut tx = app.store().begin().await?;
-    visible(&mut tx, ctx, id).await?;
-    store::volume_set_bootable(&mut tx, id, bootable).await?;
-    tx.commit().await.map_err(scoria_store::StoreError::from)?;
-    Ok(())
-}
-
-/// Set or clear the read-only flag (only while `available`, as Cinder).
-pub async fn set_readonly(app: &App, ctx: &Context, id: VolumeId, readonly: bool) -> Result<()> {
-    ctx.authorize(Op::VolumeUpdateReadonly)?;
-    let mut tx = app.store().begin().await?;
-    let v = visible(&mut tx, ctx, id).await?;
-    if v.status != VolumeStatus::Available {
-        return Err(Error::InvalidState(format!(
-            "Invalid volume: Volume status must be available to update readonly flag, but current status is: {}.",
-            v.status
-        )));
-    }
-    store::volume_set_read_only(&mut tx, id, readonly).await?;
-    tx.commit().await.map_err(scoria_store::StoreError::from)?;
-    Ok(())
-}
-
-/// Admin: set status fields by hand. Refused while a flow works on the volume:
-/// the flow owns its status until it ends (and it always ends).
-pub async fn reset_status(
-    app: &App,
-    ctx: &Context,
-    id: VolumeId,
-    status: Option<VolumeStatus>,
-    attach_status: Option<AttachStatus>,
-    migration_status: Option<Option<String>>,
-) -> Result<()> {
-    ctx.authorize(Op::VolumeResetStatus)?;
-    let mut tx = app.store().begin().await?;
-    let v = visible(&mut tx, ctx, id).await?;
-    let busy = flow_store::flow_list_unsettled_for(&mut tx, &id.to_string())
-        .await?
-        .into_iter()
-        .find(|f| f.state.is_active());
-    if let Some(f) = busy {
-        return Err(Error::InvalidState(format!(
-            "Invalid volume: Volume {id} has an operation in progress ({}); its status is set when it ends.",
-            f.kind
-        )));
-    }
-    // A volume awaits a transfer exactly while a transfer of it exists: an
-    // offer is made only through the transfer API, and resetting a waiting
-    // volume to another status withdraws its offer.
-    match status {
-        Some(VolumeStatus::AwaitingTransfer) if v.status != VolumeStatus::AwaitingTransfer => {
-            return Err(Error::Invalid(format!(
-                "Invalid input received: volume {id} can only await a transfer by being offered for one (os-volume-transfer)."
-            )));
-        }
-        Some(s) if s != VolumeStatus::AwaitingTransfer => {
-            transfer_store::transfer_delete_for_volume(&mut tx, id).await?;
-        }
-        _ => {}
-    }
-    store::volume_reset_state(
-        &mut tx,
-        id,
-        status,
-        attach_status,
-        migration_status.as_ref().map(|m| m.as_deref()),
-    )
-    .await?;
-    // A volume being copied stays readable until its copies are made.
-    if let Some(s) = status
-        && !VolumeStatus::READABLE.contains(&s)
-    {
-        assert_not_being_cloned(&mut tx, id, &format!("reset to {s}")).await?;
-    }
-    tx.commit().await.map_err(scoria_store::StoreError::from)?;
-    Ok(())
-}
-
-/// Reserve a volume for an attachment (`available` → `attaching`), as Nova does
-/// before it attaches.
-pub async fn reserve(app: &App, ctx: &Context, id: VolumeId) -> Result<()> {
-    ctx.authorize(Op::VolumeAttach)?;
-    let mut tx = app.store().begin().await?;
-    let v = visible(&mut tx, ctx, id).await?;
-    let from: &[VolumeStatus] = if v.multiattach {
-        &[VolumeStatus::Available, VolumeStatus::InUse]
-    } else {
-        &[VolumeStatus::Available]
-    };
-    if !store::volume_set_status(&mut tx, id, from, VolumeStatus::Attaching).await? {
-        return Err(Error::InvalidState(format!(
-            "Invalid volume: Volume status must be available to reserve, but the status is {}.",
-            v.status
-        )));
-    }
-    tx.commit().await.map_err(scoria_store::StoreError::from)?;
-    Ok(())
-}
-
-/// Undo [`reserve`] (`attaching` → `available`).
-pub async fn unreserve(app: &App, ctx: &Context, id: VolumeId) -> Result<()> {
-    ctx.authorize(Op::VolumeAttach)?;
-    let mut tx = app.store().begin().await?;
-    let v = visible(&mut tx, ctx, id).await?;
-    if !store::volume_set_status(
-        &mut tx,
-        id,
-        &[VolumeStatus::Attaching],
-        VolumeStatus::Available,
-    )
-    .await?
-    {
-        return Err(Error::InvalidState(format!(
-            "Invalid volume: Volume status must be attaching to unreserve, but the status is {}.",
-            v.status
-        )));
-    }
-    tx.commit().await.map_err(scoria_store::StoreError::from)?;
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// Metadata
-
-/// All metadata of a volume.
-pub async fn metadata_get(
-    app: &App,
-    ctx: &Context,
-    id: VolumeId,
-) -> Result<BTreeMap<String, String>> {
-    ctx.authorize(Op::VolumeMetadataGet)?;
-    let mut conn = app.store().read().await?;
-    Ok(visible(&mut conn, ctx, id).await?.metadata)
-}
-
-/// Replace (`replace`) or merge the metadata; returns the result.
-pub async fn metadata_set(
-    app: &App,
-    ctx: &Context,
-    id: VolumeId,
-    items: BTreeMap<String, String>,
-    replace: bool,
-) -> Result<BTreeMap<String, String>> {
-    ctx.authorize(Op::VolumeMetadataUpdate)?;
-    validate_metadata(&items)?;
-    let mut tx = app.store().begin().await?;
-    visible(&mut tx, ctx, id).await?;
-    if replace {
-        store::volume_metadata_replace(&mut tx, id, &items).await?;
-    } else {
-        store::volume_metadata_merge(&mut tx, id, &items).await?;
-    }
-    let out = store::volume_metadata_get(&mut tx, id).await?;
-    tx.commit().await.map_err(scoria_store::StoreError::from)?;
-    Ok(out)
-}
-
-/// Delete one metadata key (404 when absent).
-pub async fn metadata_delete(app: &App, ctx: &Context, id: VolumeId, key: &str) -> Result<()> {
-    ctx.authorize(Op::VolumeMetadataDelete)?;
-    let mut tx = app.store().begin().await?;
-    visible(&mut tx, ctx, id).await?;
-    if !store::volume_metadata_delete(&mut tx, id, key).await? {
-        return Err(Error::NotFound(format!(
-            "Volume {id} has no metadata with key {key}."
-        )));
-    }
-    tx.commit().await.map_err(scoria_store::StoreError::from)?;
-    Ok(())
 }
 
 /// Was the flow that answered a create successful in the end? (For tests.)
