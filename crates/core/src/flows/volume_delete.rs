@@ -258,6 +258,7 @@ async fn delete_on_backend(cx: &Cx<VolumeDelete>) -> Result<Value, StepError> {
             .delete(&location)
             .await
             .map_err(|e| storage_error("delete the volume", e))?;
+        crate::flows::refresh_capacity(&cx.env, &backend).await;
     }
     Ok(Value::Null)
 }

@@ -211,6 +211,7 @@ async fn extend_on_backend(cx: &Cx<VolumeExtend>) -> Result<Value, StepError> {
         .extend(&location, cx.params.new_size as u64 * GIB)
         .await
         .map_err(|e| storage_error("extend the volume", e))?;
+    crate::flows::refresh_capacity(&cx.env, &backend).await;
     Ok(Value::Null)
 }
 
