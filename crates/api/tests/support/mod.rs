@@ -12,6 +12,8 @@ use scoria_failpoints::Failpoints;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+pub mod steps;
+
 pub const ADMIN_PASSWORD: &str = "api-tests-admin-password";
 
 pub struct TestApp {
