@@ -1,6 +1,7 @@
 //! Keystone's error body, `{"error": {"code", "title", "message"}}`, and the
 //! extractors of the Identity routes, which fail with it (the Block Storage
-//! ones fail with Cinder's fault bodies).
+//! ones fail with Cinder's fault bodies). Which status an application error
+//! gets is decided for both APIs in [`crate::fault::status_of`].
 
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
@@ -14,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::State;
 use crate::body::JsonBody;
-use crate::fault::ApiError;
+use crate::fault::{self, ApiError};
 use crate::query::Params;
 use crate::request_id::RequestId;
 
@@ -64,21 +65,8 @@ impl IdError {
 
 impl From<Error> for IdError {
     fn from(e: Error) -> Self {
-        let status = match &e {
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Invalid(_) | Error::InvalidState(_) => StatusCode::BAD_REQUEST,
-            Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::OverQuota(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Internal { .. } => {
-                tracing::error!(error = %e.chain(), "internal error");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
         IdError {
-            status,
+            status: fault::status_of(&e),
             message: e.to_string(),
         }
     }
