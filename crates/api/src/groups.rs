@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use scoria_core::Context;
 use scoria_core::groups::{
     self, CreateRequest, FromSourceRequest, Group, GroupType, GroupTypeChange, ListRequest,
-    NewGroupType, PublicFilter, SortDir, SortKey, UpdateRequest,
+    NewGroupType, PublicFilter, SortKey, UpdateRequest,
 };
 use scoria_model::GroupId;
 use scoria_model::group::GroupStatus;
@@ -27,8 +27,7 @@ use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
 use crate::microversion::{AtLeast, Version};
-use crate::query::Params;
-use crate::volume::MAX_LIMIT;
+use crate::query::{self, Paging, Params, SortKeys};
 
 type P = Path<BTreeMap<String, String>>;
 
@@ -66,47 +65,17 @@ fn string_map(v: &Value, what: &str) -> ApiResult<BTreeMap<String, String>> {
         .collect()
 }
 
-/// Cinder's sort parameters (`sort=k1:dir,k2` or `sort_key`/`sort_dir`).
-fn sort_spec(
-    q: &Params,
-    parse_key: fn(&str) -> Option<SortKey>,
-) -> ApiResult<Vec<(SortKey, SortDir)>> {
-    let parse_dir = |d: &str| match d.trim().to_ascii_lowercase().as_str() {
-        "asc" => Ok(SortDir::Asc),
-        "desc" => Ok(SortDir::Desc),
-        other => Err(ApiError::bad_request(format!(
-            "Invalid sort direction '{other}': expected asc or desc."
-        ))),
-    };
-    let key = |k: &str| {
-        parse_key(k.trim()).ok_or_else(|| {
-            ApiError::bad_request(format!("Invalid input received: Invalid sort key {k}."))
-        })
-    };
-    let mut out = Vec::new();
-    if let Some(sort) = q.get("sort") {
-        if q.get("sort_key").is_some() || q.get("sort_dir").is_some() {
-            return Err(ApiError::bad_request(
-                "The 'sort_key' and 'sort_dir' parameters are deprecated and cannot be used with the 'sort' parameter.",
-            ));
-        }
-        for item in sort.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (k, d) = item.split_once(':').unwrap_or((item, "desc"));
-            out.push((key(k)?, parse_dir(d)?));
-        }
-    } else if let Some(keys) = q.get("sort_key") {
-        let dirs: Vec<&str> = q
-            .get("sort_dir")
-            .map(|d| d.split(',').collect())
-            .unwrap_or_default();
-        for (i, k) in keys.split(',').enumerate() {
-            out.push((key(k)?, parse_dir(dirs.get(i).copied().unwrap_or("desc"))?));
-        }
-    } else if let Some(d) = q.get("sort_dir") {
-        out.push((SortKey::CreatedAt, parse_dir(d)?));
-    }
-    Ok(out)
-}
+/// The keys a group type list sorts by.
+const TYPE_SORT_KEYS: SortKeys<SortKey> = SortKeys {
+    parse: SortKey::parse_for_types,
+    default: SortKey::CreatedAt,
+};
+
+/// The keys a group list sorts by.
+const GROUP_SORT_KEYS: SortKeys<SortKey> = SortKeys {
+    parse: SortKey::parse_for_groups,
+    default: SortKey::CreatedAt,
+};
 
 // ---------------------------------------------------------------------------
 // Group types
@@ -151,7 +120,7 @@ pub async fn type_list(
             None => PublicFilter::Default,
         },
     };
-    let sort = sort_spec(&q, SortKey::parse_for_types)?;
+    let sort = query::sort(&q, &TYPE_SORT_KEYS)?;
     let list = groups::type_list(&state.app, &ctx, filter, &sort).await?;
     Ok(Json(json!({"group_types": list
         .iter()
@@ -489,13 +458,7 @@ async fn list_any(
             "Invalid input received: Invalid filters {k} are provided."
         )));
     }
-    let limit = q.uint("limit")?.map(|l| l.min(MAX_LIMIT));
-    let marker = match q.get("marker") {
-        None | Some("") => None,
-        Some(m) => Some(m.parse::<GroupId>().map_err(|_| {
-            ApiError::bad_request(format!("Invalid input received: marker [{m}] not found"))
-        })?),
-    };
+    let page = Paging::<GroupId>::parse(&q)?;
     let req = ListRequest {
         all_projects: q.flag("all_tenants")? || q.flag("all_projects")?,
         project_id: q
@@ -504,10 +467,10 @@ async fn list_any(
             .map(str::to_owned),
         name: q.get("name").map(str::to_owned),
         status: q.get("status").map(str::to_owned),
-        sort: sort_spec(&q, SortKey::parse_for_groups)?,
-        marker,
+        sort: query::sort(&q, &GROUP_SORT_KEYS)?,
+        marker: page.marker,
         offset: q.uint("offset")?,
-        limit: Some(limit.unwrap_or(MAX_LIMIT)),
+        limit: Some(page.size()),
     };
     let list = groups::list(&state.app, &ctx, req).await?;
     let mut items = Vec::with_capacity(list.len());
@@ -521,24 +484,16 @@ async fn list_any(
     }
     let mut out = Map::new();
     out.insert("groups".into(), Value::Array(items));
-    if let (Some(limit), Some(last)) = (limit, list.last())
+    // Only a page cut by the limit the client asked for links on.
+    if let (Some(limit), Some(last)) = (page.limit, list.last())
         && list.len() as i64 == limit
     {
         let links = crate::volume::base(&state, &ctx, &path);
-        let mut pairs: Vec<(String, String)> =
-            q.0.iter()
-                .filter(|(k, _)| k != "marker" && k != "limit")
-                .cloned()
-                .collect();
-        pairs.push(("limit".into(), limit.to_string()));
-        pairs.push(("marker".into(), last.id.to_string()));
-        let qs = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-        let href = format!(
-            "{}/groups{}?{qs}",
-            links.0,
-            if full { "/detail" } else { "" }
+        let url = format!("{}/groups{}", links.0, if full { "/detail" } else { "" });
+        out.insert(
+            "group_links".into(),
+            query::next_link(&q, &url, &[], limit, last.id),
         );
-        out.insert("group_links".into(), json!([{"rel": "next", "href": href}]));
     }
     Ok(Json(Value::Object(out)))
 }

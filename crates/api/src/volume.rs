@@ -6,8 +6,8 @@ use axum::Json;
 use axum::extract::{Extension, Path, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use scoria_core::volumes::SortKey;
 use scoria_core::volumes::{self, CreateRequest, ListRequest, VolumeView};
-use scoria_core::volumes::{SortDir, SortKey};
 use scoria_model::VolumeId;
 use scoria_model::volume::{AttachStatus, VolumeStatus};
 use serde_json::{Map, Value, json};
@@ -17,13 +17,16 @@ use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
 use crate::microversion::Version;
-use crate::query::Params;
+use crate::query::{self, MAX_LIMIT, Paging, Params, SortKeys};
 
 /// Path parameters (the project segment is optional from 3.67 on).
 pub type PathParams = Path<BTreeMap<String, String>>;
 
-/// Cinder's maximum page size (`osapi_max_limit`).
-pub const MAX_LIMIT: i64 = 1000;
+/// The keys a volume list sorts by.
+const SORT_KEYS: SortKeys<SortKey> = SortKeys {
+    parse: SortKey::parse,
+    default: SortKey::CreatedAt,
+};
 
 fn path_id(p: &BTreeMap<String, String>) -> ApiResult<VolumeId> {
     let raw = p.get("id").map(String::as_str).unwrap_or("");
@@ -284,48 +287,6 @@ pub async fn show(
     ))
 }
 
-fn sort_spec(q: &Params) -> ApiResult<Vec<(SortKey, SortDir)>> {
-    let parse_dir = |d: &str| match d.to_ascii_lowercase().as_str() {
-        "asc" => Ok(SortDir::Asc),
-        "desc" => Ok(SortDir::Desc),
-        other => Err(ApiError::bad_request(format!(
-            "Invalid sort direction '{other}': expected asc or desc."
-        ))),
-    };
-    let parse_key = |k: &str| {
-        SortKey::parse(k).ok_or_else(|| {
-            ApiError::bad_request(format!("Invalid input received: Invalid sort key {k}."))
-        })
-    };
-    let mut out = Vec::new();
-    if let Some(sort) = q.get("sort") {
-        if q.get("sort_key").is_some() || q.get("sort_dir").is_some() {
-            return Err(ApiError::bad_request(
-                "The 'sort_key' and 'sort_dir' parameters are deprecated and cannot be used with the 'sort' parameter.",
-            ));
-        }
-        for item in sort.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (k, d) = item.split_once(':').unwrap_or((item, "desc"));
-            out.push((parse_key(k)?, parse_dir(d)?));
-        }
-    } else if let Some(k) = q.get("sort_key") {
-        let keys: Vec<&str> = k.split(',').collect();
-        let dirs: Vec<&str> = q
-            .get("sort_dir")
-            .map(|d| d.split(',').collect())
-            .unwrap_or_default();
-        for (i, k) in keys.iter().enumerate() {
-            out.push((
-                parse_key(k.trim())?,
-                parse_dir(dirs.get(i).copied().unwrap_or("desc").trim())?,
-            ));
-        }
-    } else if let Some(d) = q.get("sort_dir") {
-        out.push((SortKey::CreatedAt, parse_dir(d)?));
-    }
-    Ok(out)
-}
-
 /// Cinder accepts `metadata` as a JSON (or Python-literal) object string.
 fn metadata_filter(raw: &str) -> ApiResult<Vec<(String, String)>> {
     let normalized = raw.replace('\'', "\"");
@@ -339,16 +300,7 @@ fn metadata_filter(raw: &str) -> ApiResult<Vec<(String, String)>> {
 }
 
 fn list_request(ctx: &scoria_core::Context, q: &Params, v: Version) -> ApiResult<ListRequest> {
-    let limit = q
-        .uint("limit")?
-        .map(|l| l.min(MAX_LIMIT))
-        .unwrap_or(MAX_LIMIT);
-    let marker = match q.get("marker") {
-        None | Some("") => None,
-        Some(m) => Some(m.parse::<VolumeId>().map_err(|_| {
-            ApiError::bad_request(format!("Invalid input received: marker [{m}] not found"))
-        })?),
-    };
+    let page = Paging::<VolumeId>::parse(q)?;
     let bootable =
         match q.get("bootable") {
             None | Some("") => None,
@@ -385,9 +337,9 @@ fn list_request(ctx: &scoria_core::Context, q: &Params, v: Version) -> ApiResult
             }
             _ => None,
         },
-        sort: sort_spec(q)?,
-        limit: Some(limit),
-        marker,
+        sort: query::sort(q, &SORT_KEYS)?,
+        limit: Some(page.size()),
+        marker: page.marker,
         with_count: v.at_least(45) && q.flag("with_count")?,
     })
 }
@@ -402,7 +354,7 @@ async fn list_any(
 ) -> ApiResult<Json<Value>> {
     let req = list_request(&ctx, &q, v)?;
     let progress = q.flag("with_progress")?;
-    let limit = req.limit.unwrap_or(MAX_LIMIT);
+    let size = req.limit.unwrap_or(MAX_LIMIT);
     let with_count = req.with_count;
     let res = volumes::list(&state.app, &ctx, req).await?;
     let links = base(&state, &ctx, &path);
@@ -418,25 +370,13 @@ async fn list_any(
         })
         .collect();
     let mut out = Map::new();
-    if res.volumes.len() as i64 == limit
+    if res.volumes.len() as i64 == size
         && let Some(last) = res.volumes.last()
     {
-        let mut pairs: Vec<(String, String)> =
-            q.0.iter()
-                .filter(|(k, _)| k != "marker" && k != "limit")
-                .cloned()
-                .collect();
-        pairs.push(("limit".into(), limit.to_string()));
-        pairs.push(("marker".into(), last.volume.id.to_string()));
-        let qs = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-        let href = format!(
-            "{}/volumes{}?{qs}",
-            links.0,
-            if full { "/detail" } else { "" }
-        );
+        let url = format!("{}/volumes{}", links.0, if full { "/detail" } else { "" });
         out.insert(
             "volumes_links".into(),
-            json!([{"rel": "next", "href": href}]),
+            query::next_link(&q, &url, &[], size, last.volume.id),
         );
     }
     out.insert("volumes".into(), Value::Array(items));
