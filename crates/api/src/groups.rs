@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use scoria_core::Context;
 use scoria_core::groups::{
     self, CreateRequest, FromSourceRequest, Group, GroupType, GroupTypeChange, ListRequest,
@@ -23,10 +24,11 @@ use scoria_model::group::GroupStatus;
 use serde_json::{Map, Value, json};
 
 use crate::State;
+use crate::action::{self, Action, Call};
 use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
-use crate::microversion::{AtLeast, Version};
+use crate::microversion::{AtLeast, Version, not_supported};
 use crate::query::{self, Paging, Params, SortKeys};
 
 type P = Path<BTreeMap<String, String>>;
@@ -43,10 +45,6 @@ type GroupsApi = AtLeast<13>;
 const FROM_SOURCE: u32 = 14;
 /// `reset_status`: 3.20 on.
 const RESET_STATUS: u32 = 20;
-
-fn not_supported(v: Version) -> ApiError {
-    ApiError::not_found(format!("API version {v} is not supported on this method."))
-}
 
 /// A `{"key": "string"}` object; `null` and other non-strings are refused.
 fn string_map(v: &Value, what: &str) -> ApiResult<BTreeMap<String, String>> {
@@ -564,61 +562,64 @@ pub async fn update(
     Ok(StatusCode::ACCEPTED)
 }
 
-/// `POST /groups/{id}/action`: `delete` `{"delete-volumes": bool}` and (3.20)
-/// `reset_status` `{"status": …}` (202, no body).
+/// The actions of `POST /groups/{id}/action` (202, no body).
+pub const ACTIONS: &[Action<GroupId>] = &[
+    Action {
+        name: "delete",
+        since: None,
+        authorize: None,
+        run: |c| Box::pin(delete(c)),
+    },
+    Action {
+        name: "reset_status",
+        since: Some(RESET_STATUS),
+        authorize: None,
+        run: |c| Box::pin(reset_status(c)),
+    },
+];
+
+/// `POST /groups/{id}/action`: the one action of the body, on the group.
 pub async fn action(
     AxState(state): AxState<State>,
     Auth(ctx): Auth,
-    AtLeast(v): GroupsApi,
+    AtLeast(version): GroupsApi,
     p: P,
     JsonBody(b): JsonBody,
-) -> ApiResult<StatusCode> {
-    let (name, args) = match b.iter().next() {
-        Some((k, v)) if b.len() == 1 => (k.as_str(), v),
-        _ => {
-            return Err(ApiError::bad_request(
-                "An action body holds exactly one action.",
-            ));
-        }
+) -> ApiResult<Response> {
+    let (name, args) = action::one(&b)?;
+    let call = Call {
+        app: &state.app,
+        ctx: &ctx,
+        id: path_group(&p)?,
+        version,
+        args,
     };
-    let empty = Map::new();
-    let args = match args {
-        Value::Object(m) => m,
-        Value::Null => &empty,
-        _ => {
-            return Err(ApiError::bad_request(format!(
-                "Invalid input for {name}: must be an object."
-            )));
-        }
-    };
-    let id = path_group(&p)?;
-    match name {
-        "delete" => {
-            body::only(args, "delete", &["delete-volumes"])?;
-            let delete_volumes = body::boolean(args, "delete-volumes")?.unwrap_or(false);
-            groups::delete(&state.app, &ctx, id, delete_volumes).await?;
-        }
-        "reset_status" => {
-            if !v.at_least(RESET_STATUS) {
-                return Err(not_supported(v));
-            }
-            body::only(args, "reset_status", &["status"])?;
-            let raw = body::opt_str(args, "status")?
-                .ok_or_else(|| ApiError::bad_request("Must specify 'status'"))?;
-            let status = raw.to_ascii_lowercase().parse::<GroupStatus>().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "Invalid input for field/attribute status. Value: {raw}. It is not a group status."
-                ))
-            })?;
-            groups::reset_status(&state.app, &ctx, id, status).await?;
-        }
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "There is no such action: {other}"
-            )));
-        }
-    }
-    Ok(StatusCode::ACCEPTED)
+    action::run(ACTIONS, name, call).await
+}
+
+/// `delete` `{"delete-volumes": bool}`.
+async fn delete(c: Call<'_, GroupId>) -> ApiResult<Response> {
+    body::only(c.args, "delete", &["delete-volumes"])?;
+    let delete_volumes = body::boolean(c.args, "delete-volumes")?.unwrap_or(false);
+    groups::delete(c.app, c.ctx, c.id, delete_volumes).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `reset_status` `{"status": …}` (3.20).
+async fn reset_status(c: Call<'_, GroupId>) -> ApiResult<Response> {
+    body::only(c.args, "reset_status", &["status"])?;
+    let raw = body::opt_str(c.args, "status")?
+        .ok_or_else(|| ApiError::bad_request("Must specify 'status'"))?;
+    let status = raw
+        .to_ascii_lowercase()
+        .parse::<GroupStatus>()
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "Invalid input for field/attribute status. Value: {raw}. It is not a group status."
+            ))
+        })?;
+    groups::reset_status(c.app, c.ctx, c.id, status).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 /// `POST /groups/action`: `create-from-src` (3.14).

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use axum::Router;
 use scoria_core::App;
 
+pub mod action;
 pub mod auth;
 pub mod body;
 #[cfg(feature = "failpoints")]
