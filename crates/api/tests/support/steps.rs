@@ -316,10 +316,7 @@ impl World {
             }
         } else if let Some(fragment) = says {
             failures.push(format!("{what}: a success has no message {fragment:?}"));
-        } else if matches!(status, 202 | 204)
-            && !expects_body
-            && !creates
-            && r.body != Value::Null
+        } else if matches!(status, 202 | 204) && !expects_body && !creates && r.body != Value::Null
         {
             failures.push(format!("{what}: a body where none belongs: {}", r.body));
         }
