@@ -1,4 +1,6 @@
-//! `/v3/{project_id}/volumes…`: handlers and views.
+//! `/v3/{project_id}/volumes…`: create, read, change, delete and metadata
+//! handlers. Views are in [`view`], the `…/action` route and its table of
+//! actions in [`actions`].
 
 use std::collections::BTreeMap;
 
@@ -7,9 +9,8 @@ use axum::extract::{Extension, Path, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scoria_core::volumes::SortKey;
-use scoria_core::volumes::{self, CreateRequest, ListRequest, VolumeView};
+use scoria_core::volumes::{self, CreateRequest, ListRequest};
 use scoria_model::VolumeId;
-use scoria_model::volume::{AttachStatus, VolumeStatus};
 use serde_json::{Map, Value, json};
 
 use crate::State;
@@ -18,6 +19,11 @@ use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
 use crate::microversion::Version;
 use crate::query::{self, MAX_LIMIT, Paging, Params, SortKeys};
+
+pub mod actions;
+pub mod view;
+
+pub use view::detail;
 
 /// Path parameters (the project segment is optional from 3.67 on).
 pub type PathParams = Path<BTreeMap<String, String>>;
@@ -48,135 +54,6 @@ pub(crate) fn base(
         format!("{}/v3/{project}", state.public_url),
         format!("{}/{project}", state.public_url),
     )
-}
-
-/// The full view of a volume (`detail`). `admin` adds the admin-only
-/// attributes (host, project, migration status): Cinder shows them in show and
-/// list views, not in the answers to create and update. With `progress`, the view also
-/// carries `scoria:progress`, the state of the last operation on the volume
-/// (stage `i/N`, step, percent, last error). It is asked for with
-/// `?with_progress=true`, because strict clients (tempest) validate volume
-/// views against Cinder's exact schemas and refuse unknown keys.
-pub fn detail(
-    view: &VolumeView,
-    admin: bool,
-    read: bool,
-    v: Version,
-    links: &(String, String),
-    progress: bool,
-) -> Value {
-    let vol = &view.volume;
-    let mut o = json!({
-        "id": vol.id.to_string(),
-        "status": vol.status.as_str(),
-        "size": vol.size,
-        "availability_zone": vol.availability_zone,
-        "created_at": vol.created_at,
-        "updated_at": vol.updated_at,
-        "name": vol.name,
-        "description": vol.description,
-        "volume_type": view.volume_type_name,
-        "snapshot_id": vol.snapshot_id,
-        "source_volid": vol.source_volid,
-        "metadata": vol.metadata,
-        "links": link_list(links, &vol.id),
-        "user_id": vol.user_id,
-        "bootable": if vol.bootable { "true" } else { "false" },
-        "encrypted": false,
-        "replication_status": null,
-        "consistencygroup_id": null,
-        "multiattach": vol.multiattach,
-        "attachments": [],
-    });
-    let m = o.as_object_mut().expect("object");
-    // The `os-vol-*` attributes are Cinder's extension attributes: they
-    // extend the show and detail views only (`read`), never the answers of
-    // create and update (tempest's schemas refuse them there). Whoever may see
-    // a volume may read its project (`volume_extension:volume_tenant_attribute`
-    // is admin-or-owner): after a transfer the new owner reads it to confirm
-    // the move. Host and migration attributes are for admins.
-    if read {
-        m.insert("os-vol-tenant-attr:tenant_id".into(), json!(vol.project_id));
-    }
-    if read && admin {
-        m.insert(
-            "os-vol-host-attr:host".into(),
-            json!(vol.backend.as_deref().map(scoria_core::services::pool_name)),
-        );
-        m.insert(
-            "os-vol-mig-status-attr:migstat".into(),
-            json!(vol.migration_status),
-        );
-        m.insert("os-vol-mig-status-attr:name_id".into(), Value::Null);
-    }
-    if admin {
-        m.insert("migration_status".into(), json!(vol.migration_status));
-    }
-    if let Some(ro) = vol.read_only {
-        // Cinder shows the read-only flag, once set, as admin metadata inside
-        // `metadata` ("True"/"False"), with the attach mode it implies.
-        if let Some(md) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            md.insert("readonly".into(), json!(if ro { "True" } else { "False" }));
-            md.insert("attached_mode".into(), json!(if ro { "ro" } else { "rw" }));
-        }
-    }
-    if v.at_least(13) {
-        m.insert(
-            "group_id".into(),
-            json!(vol.group_id.map(|g| g.to_string())),
-        );
-    }
-    if v.at_least(21) && admin {
-        m.insert("provider_id".into(), Value::Null);
-    }
-    if v.at_least(48) {
-        m.insert("shared_targets".into(), json!(false));
-        m.insert("service_uuid".into(), Value::Null);
-    }
-    if v.at_least(61) && admin {
-        m.insert("cluster_name".into(), Value::Null);
-    }
-    if v.at_least(63) {
-        m.insert(
-            "volume_type_id".into(),
-            json!(vol.volume_type_id.to_string()),
-        );
-    }
-    if v.at_least(64) {
-        m.insert("encryption_key_id".into(), Value::Null);
-    }
-    if v.at_least(65) {
-        m.insert("consumes_quota".into(), json!(true));
-    }
-    if let (true, Some(p)) = (progress, &view.progress) {
-        m.insert(
-            "scoria:progress".into(),
-            json!({
-                "operation": p.operation,
-                "state": p.state.as_str(),
-                "stage": p.stage_label(),
-                "step": p.step,
-                "percent": p.percent,
-                "last_error": p.last_error,
-            }),
-        );
-    }
-    o
-}
-
-fn link_list(links: &(String, String), id: &VolumeId) -> Value {
-    json!([
-        {"rel": "self", "href": format!("{}/volumes/{id}", links.0)},
-        {"rel": "bookmark", "href": format!("{}/volumes/{id}", links.1)},
-    ])
-}
-
-fn summary_view(view: &VolumeView, links: &(String, String)) -> Value {
-    json!({
-        "id": view.volume.id.to_string(),
-        "name": view.volume.name,
-        "links": link_list(links, &view.volume.id),
-    })
 }
 
 // ---------------------------------------------------------------------------
@@ -365,7 +242,7 @@ async fn list_any(
             if full {
                 detail(view, ctx.is_admin(), true, v, &links, progress)
             } else {
-                summary_view(view, &links)
+                view::summary(view, &links)
             }
         })
         .collect();
@@ -477,119 +354,6 @@ pub async fn delete(
     let force = q.flag("force")?;
     volumes::delete(&state.app, &ctx, id, force).await?;
     Ok(StatusCode::ACCEPTED)
-}
-
-pub async fn action(
-    AxState(state): AxState<State>,
-    Auth(ctx): Auth,
-    path: PathParams,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Response> {
-    let id = path_id(&path)?;
-    let (name, args) = match body.iter().next() {
-        Some((k, v)) if body.len() == 1 => (k.as_str(), v),
-        _ => {
-            return Err(ApiError::bad_request(
-                "An action body holds exactly one action.",
-            ));
-        }
-    };
-    let empty = Map::new();
-    let args = match args {
-        Value::Object(m) => m,
-        Value::Null => &empty,
-        _ => {
-            return Err(ApiError::bad_request(format!(
-                "Invalid input for {name}: must be an object."
-            )));
-        }
-    };
-    let app = &state.app;
-    match name {
-        "os-extend" => {
-            let size = body::int(args, "new_size")?.ok_or_else(|| {
-                ApiError::bad_request("Invalid input for os-extend: new_size is required.")
-            })?;
-            volumes::extend(app, &ctx, id, size).await?;
-            Ok(StatusCode::ACCEPTED.into_response())
-        }
-        "os-set_bootable" => {
-            let b = body::boolean(args, "bootable")?.ok_or_else(|| {
-                ApiError::bad_request("Invalid input for os-set_bootable: bootable is required.")
-            })?;
-            volumes::set_bootable(app, &ctx, id, b).await?;
-            Ok(StatusCode::OK.into_response())
-        }
-        "os-update_readonly_flag" => {
-            let r = body::boolean(args, "readonly")?.ok_or_else(|| {
-                ApiError::bad_request(
-                    "Invalid input for os-update_readonly_flag: readonly is required.",
-                )
-            })?;
-            volumes::set_readonly(app, &ctx, id, r).await?;
-            Ok(StatusCode::ACCEPTED.into_response())
-        }
-        "os-reset_status" => {
-            let status = body::opt_str(args, "status")?
-                .map(|s| {
-                    s.to_ascii_lowercase().parse::<VolumeStatus>().map_err(|_| {
-                        ApiError::bad_request(format!(
-                            "Invalid input received: Invalid status {s}."
-                        ))
-                    })
-                })
-                .transpose()?;
-            let attach = body::opt_str(args, "attach_status")?
-                .map(|s| {
-                    s.parse::<AttachStatus>().map_err(|_| {
-                        ApiError::bad_request(format!(
-                            "Invalid input received: Invalid attach status {s}."
-                        ))
-                    })
-                })
-                .transpose()?;
-            let migration = body::nullable_str(args, "migration_status")?;
-            if status.is_none() && attach.is_none() && migration.is_none() {
-                return Err(ApiError::bad_request(
-                    "Must specify 'status', 'attach_status' or 'migration_status' for update.",
-                ));
-            }
-            volumes::reset_status(app, &ctx, id, status, attach, migration).await?;
-            Ok(StatusCode::ACCEPTED.into_response())
-        }
-        "os-force_delete" => {
-            volumes::delete(app, &ctx, id, true).await?;
-            Ok(StatusCode::ACCEPTED.into_response())
-        }
-        "os-retype" => {
-            body::only(args, "os-retype", &["new_type", "migration_policy"])?;
-            let new_type = body::opt_str(args, "new_type")?.ok_or_else(|| {
-                ApiError::bad_request("Invalid input for os-retype: new_type is required.")
-            })?;
-            let policy = match body::opt_str(args, "migration_policy")?.as_deref() {
-                None | Some("never") => volumes::MigrationPolicy::Never,
-                Some("on-demand") => volumes::MigrationPolicy::OnDemand,
-                Some(other) => {
-                    return Err(ApiError::bad_request(format!(
-                        "Invalid input for field/attribute migration_policy. Value: {other}. It is not one of ['on-demand', 'never']."
-                    )));
-                }
-            };
-            volumes::retype(app, &ctx, id, &new_type, policy).await?;
-            Ok(StatusCode::ACCEPTED.into_response())
-        }
-        "os-reserve" => {
-            volumes::reserve(app, &ctx, id).await?;
-            Ok(StatusCode::ACCEPTED.into_response())
-        }
-        "os-unreserve" => {
-            volumes::unreserve(app, &ctx, id).await?;
-            Ok(StatusCode::ACCEPTED.into_response())
-        }
-        other => Err(ApiError::bad_request(format!(
-            "There is no such action: {other}"
-        ))),
-    }
 }
 
 // ---------------------------------------------------------------------------
