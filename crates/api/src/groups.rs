@@ -46,23 +46,6 @@ const FROM_SOURCE: u32 = 14;
 /// `reset_status`: 3.20 on.
 const RESET_STATUS: u32 = 20;
 
-/// A `{"key": "string"}` object; `null` and other non-strings are refused.
-fn string_map(v: &Value, what: &str) -> ApiResult<BTreeMap<String, String>> {
-    let Value::Object(m) = v else {
-        return Err(ApiError::bad_request(format!(
-            "Invalid input for field/attribute {what}. Value: {v}. {v} is not of type 'object'"
-        )));
-    };
-    m.iter()
-        .map(|(k, v)| match v {
-            Value::String(s) => Ok((k.clone(), s.clone())),
-            other => Err(ApiError::bad_request(format!(
-                "Invalid input for field/attribute {what}. Value of {k}: {other} is not of type 'string'."
-            ))),
-        })
-        .collect()
-}
-
 /// The keys a group type list sorts by.
 const TYPE_SORT_KEYS: SortKeys<SortKey> = SortKeys {
     parse: SortKey::parse_for_types,
@@ -158,7 +141,7 @@ pub async fn type_create(
     })?;
     let group_specs = match gt.get("group_specs") {
         None | Some(Value::Null) => BTreeMap::new(),
-        Some(v) => string_map(v, "group_specs")?,
+        Some(v) => body::string_map(v, "group_specs")?,
     };
     let req = NewGroupType {
         name,
@@ -227,7 +210,7 @@ pub async fn specs_create(
     let v = b.get("group_specs").ok_or_else(|| {
         ApiError::bad_request("Invalid input: 'group_specs' is a required property")
     })?;
-    let specs = string_map(v, "group_specs")?;
+    let specs = body::string_map(v, "group_specs")?;
     let specs = groups::specs_set(&state.app, &ctx, seg(&p, "id"), specs).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"group_specs": specs}))))
 }
@@ -254,7 +237,7 @@ pub async fn spec_update(
     JsonBody(b): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let key = seg(&p, "key");
-    let specs = string_map(&Value::Object(b.clone()), "group_specs")?;
+    let specs = body::string_map(&Value::Object(b.clone()), "group_specs")?;
     if specs.is_empty() {
         return Err(ApiError::bad_request("Request body empty"));
     }

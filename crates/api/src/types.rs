@@ -54,23 +54,6 @@ fn type_view(t: &VolumeType, ctx: &Context, shape: Shape) -> Value {
     v
 }
 
-/// A `{"key": "string"}` object; `null` and other non-strings are refused.
-fn string_map(v: &Value, what: &str) -> ApiResult<BTreeMap<String, String>> {
-    let Value::Object(m) = v else {
-        return Err(ApiError::bad_request(format!(
-            "Invalid input for field/attribute {what}. Value: {v}. {v} is not of type 'object'"
-        )));
-    };
-    m.iter()
-        .map(|(k, v)| match v {
-            Value::String(s) => Ok((k.clone(), s.clone())),
-            other => Err(ApiError::bad_request(format!(
-                "Invalid input for field/attribute {what}. Value of {k}: {other} is not of type 'string'."
-            ))),
-        })
-        .collect()
-}
-
 // ---------------------------------------------------------------------------
 // Types
 
@@ -141,7 +124,7 @@ pub async fn create(
     })?;
     let extra_specs = match vt.get("extra_specs") {
         None | Some(Value::Null) => BTreeMap::new(),
-        Some(v) => string_map(v, "extra_specs")?,
+        Some(v) => body::string_map(v, "extra_specs")?,
     };
     let req = NewType {
         name,
@@ -210,7 +193,7 @@ pub async fn extra_specs_create(
     let v = b.get("extra_specs").ok_or_else(|| {
         ApiError::bad_request("Invalid input: 'extra_specs' is a required property")
     })?;
-    let specs = string_map(v, "extra_specs")?;
+    let specs = body::string_map(v, "extra_specs")?;
     let specs = volume_types::extra_specs_set(&state.app, &ctx, seg(&p, "id"), specs, None).await?;
     Ok(Json(json!({"extra_specs": specs})))
 }
@@ -235,7 +218,7 @@ pub async fn extra_spec_update(
     JsonBody(b): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let key = seg(&p, "key");
-    let specs = string_map(&Value::Object(b.clone()), "extra_specs")?;
+    let specs = body::string_map(&Value::Object(b.clone()), "extra_specs")?;
     if specs.is_empty() {
         return Err(ApiError::bad_request("{} does not have enough properties"));
     }
