@@ -14,10 +14,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use crate::State;
+use crate::auth::{caller, header_str};
 use crate::body::JsonBody;
 use crate::fault::{self, ApiError};
 use crate::query::Params;
-use crate::request_id::RequestId;
 
 /// An error response of the Identity API.
 #[derive(Debug)]
@@ -117,28 +117,12 @@ impl FromRequestParts<State> for IdAuth {
     type Rejection = IdError;
 
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, IdError> {
-        let token = header_str(parts, "x-auth-token").ok_or_else(IdError::unauthorized)?;
-        let request_id = parts
-            .extensions
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
-        match scoria_core::identity::validate_token(&state.app, token, &request_id).await {
+        match caller(parts, state).await {
             Ok(ctx) => Ok(IdAuth(ctx)),
             Err(Error::Unauthorized(_)) => Err(IdError::unauthorized()),
             Err(e) => Err(e.into()),
         }
     }
-}
-
-/// A non-empty header value.
-pub fn header_str<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
 }
 
 /// `X-Subject-Token`: the token a request is about.
