@@ -164,7 +164,7 @@ pub fn metadata(v: &Value, key: &str) -> Result<BTreeMap<String, String>, ApiErr
             "Invalid input for field/attribute {key}: must be an object."
         )));
     };
-    strings(m, key)
+    string_values(m, key)
 }
 
 /// A `{"key": "value"}` object of strings (extra specs, group specs), with
@@ -176,11 +176,15 @@ pub fn string_map(v: &Value, what: &str) -> Result<BTreeMap<String, String>, Api
             "Invalid input for field/attribute {what}. Value: {v}. {v} is not of type 'object'"
         )));
     };
-    strings(m, what)
+    string_values(m, what)
 }
 
-/// Every value of `m`, which must be a string.
-fn strings(m: &Map<String, Value>, what: &str) -> Result<BTreeMap<String, String>, ApiError> {
+/// Every value of the object `m`, which must be a string; `what` names
+/// the object in the message.
+pub fn string_values(
+    m: &Map<String, Value>,
+    what: &str,
+) -> Result<BTreeMap<String, String>, ApiError> {
     m.iter()
         .map(|(k, v)| match v {
             Value::String(s) => Ok((k.clone(), s.clone())),

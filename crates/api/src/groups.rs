@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State as AxState};
+use axum::extract::State as AxState;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scoria_core::Context;
@@ -29,13 +29,8 @@ use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
 use crate::microversion::{AtLeast, Version, not_supported};
+use crate::path::{PathParams as P, links_base, seg};
 use crate::query::{self, Paging, Params, SortKeys};
-
-type P = Path<BTreeMap<String, String>>;
-
-fn seg<'a>(p: &'a BTreeMap<String, String>, name: &str) -> &'a str {
-    p.get(name).map(String::as_str).unwrap_or("")
-}
 
 /// Group types: 3.11 on.
 type TypesApi = AtLeast<11>;
@@ -469,7 +464,7 @@ async fn list_any(
     if let (Some(limit), Some(last)) = (page.limit, list.last())
         && list.len() as i64 == limit
     {
-        let links = crate::volume::base(&state, &ctx, &path);
+        let links = links_base(&state, &ctx, &path);
         let url = format!("{}/groups{}", links.0, if full { "/detail" } else { "" });
         out.insert(
             "group_links".into(),

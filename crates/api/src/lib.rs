@@ -26,6 +26,7 @@ pub mod messages;
 pub mod microversion;
 pub mod misc;
 pub mod operations;
+pub mod path;
 pub mod qos;
 pub mod query;
 pub mod quota;

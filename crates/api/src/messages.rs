@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Extension, Path, State as AxState};
+use axum::extract::{Extension, State as AxState};
 use axum::http::StatusCode;
 use scoria_core::messages::{self, ListRequest, Message, MessageField};
 use serde_json::{Map, Value, json};
@@ -14,10 +14,8 @@ use crate::State;
 use crate::auth::Auth;
 use crate::fault::{ApiError, ApiResult};
 use crate::microversion::Version;
+use crate::path::{PathParams, links_base, seg};
 use crate::query::{self, Paging, Params, SortKeys};
-use crate::volume::base;
-
-type PathParams = Path<BTreeMap<String, String>>;
 
 /// Messages exist from 3.3 on; before, the routes do not (404, as Cinder).
 fn gate(v: Version) -> ApiResult<()> {
@@ -114,7 +112,7 @@ pub async fn list(
     let req = list_request(&q, v)?;
     let limit = req.limit;
     let list = messages::list(&state.app, &ctx, req).await?;
-    let links = base(&state, &ctx, &path);
+    let links = links_base(&state, &ctx, &path);
     let mut out = Map::new();
     out.insert(
         "messages".into(),
@@ -133,9 +131,7 @@ pub async fn list(
 }
 
 fn path_id(p: &BTreeMap<String, String>) -> ApiResult<scoria_model::MessageId> {
-    Ok(messages::parse_id(
-        p.get("id").map(String::as_str).unwrap_or(""),
-    )?)
+    Ok(messages::parse_id(seg(p, "id"))?)
 }
 
 /// `GET /messages/{id}`.
@@ -147,7 +143,7 @@ pub async fn show(
 ) -> ApiResult<Json<Value>> {
     gate(v)?;
     let m = messages::get(&state.app, &ctx, path_id(&path)?).await?;
-    let links = base(&state, &ctx, &path);
+    let links = links_base(&state, &ctx, &path);
     Ok(Json(json!({"message": view(&m, &links)})))
 }
 

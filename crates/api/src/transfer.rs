@@ -22,8 +22,8 @@ use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
 use crate::microversion::Version;
+use crate::path::{PathParams, links_base, seg};
 use crate::query::{self, Paging, Params};
-use crate::volume::{PathParams, base};
 
 /// Microversion from which a transfer may leave the volume's snapshots behind.
 const WITH_SNAPSHOTS: u32 = 55;
@@ -31,8 +31,7 @@ const WITH_SNAPSHOTS: u32 = 55;
 const WITH_HISTORY: u32 = 57;
 
 fn path_id(p: &BTreeMap<String, String>) -> ApiResult<TransferId> {
-    let raw = p.get("id").map(String::as_str).unwrap_or("");
-    Ok(transfers::parse_id(raw)?)
+    Ok(transfers::parse_id(seg(p, "id"))?)
 }
 
 fn links(l: &(String, String), id: &TransferId) -> Value {
@@ -104,7 +103,7 @@ pub async fn create(
     let no_snapshots = body::boolean(t, "no_snapshots")?.unwrap_or(false);
     let Offer { transfer, auth_key } =
         transfers::create(&state.app, &ctx, volume_id, name, no_snapshots).await?;
-    let l = base(&state, &ctx, &path);
+    let l = links_base(&state, &ctx, &path);
     let mut view = detail(&transfer, v, &l);
     view["auth_key"] = json!(auth_key);
     Ok((StatusCode::ACCEPTED, Json(json!({ "transfer": view }))).into_response())
@@ -118,7 +117,7 @@ pub async fn show(
     path: PathParams,
 ) -> ApiResult<Json<Value>> {
     let t = transfers::get(&state.app, &ctx, path_id(&path)?).await?;
-    let l = base(&state, &ctx, &path);
+    let l = links_base(&state, &ctx, &path);
     Ok(Json(json!({ "transfer": detail(&t, v, &l) })))
 }
 
@@ -139,7 +138,7 @@ async fn list_any(
         marker: page.marker,
     };
     let list = transfers::list(&state.app, &ctx, req).await?;
-    let l = base(&state, &ctx, &path);
+    let l = links_base(&state, &ctx, &path);
     let items: Vec<Value> = list
         .iter()
         .map(|t| {
@@ -227,7 +226,7 @@ pub async fn accept(
         }
     };
     let t = transfers::accept(&state.app, &ctx, id, &auth_key).await?;
-    let l = base(&state, &ctx, &path);
+    let l = links_base(&state, &ctx, &path);
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "transfer": summary(&t, &l) })),

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State as AxState};
+use axum::extract::State as AxState;
 use axum::http::StatusCode;
 use scoria_core::Context;
 use scoria_core::volume_types::{
@@ -21,13 +21,8 @@ use crate::State;
 use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
+use crate::path::{PathParams as P, seg};
 use crate::query::Params;
-
-type P = Path<BTreeMap<String, String>>;
-
-fn seg<'a>(p: &'a BTreeMap<String, String>, name: &str) -> &'a str {
-    p.get(name).map(String::as_str).unwrap_or("")
-}
 
 /// Which response a type view is for (each has its own keys in Cinder).
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -10,13 +10,14 @@ use scoria_core::volumes::{self, MigrationPolicy};
 use scoria_model::VolumeId;
 use scoria_model::volume::{AttachStatus, VolumeStatus};
 
-use super::{PathParams, path_id};
+use super::path_id;
 use crate::State;
 use crate::action::{self, Action, Call};
 use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
 use crate::microversion::Version;
+use crate::path::PathParams;
 
 /// Every volume action, by Cinder's name.
 pub const ACTIONS: &[Action<VolumeId>] = &[

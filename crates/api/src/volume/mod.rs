@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Extension, Path, State as AxState};
+use axum::extract::{Extension, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scoria_core::volumes::SortKey;
@@ -18,15 +18,13 @@ use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
 use crate::microversion::Version;
+use crate::path::{PathParams, links_base, seg};
 use crate::query::{self, MAX_LIMIT, Paging, Params, SortKeys};
 
 pub mod actions;
 pub mod view;
 
 pub use view::detail;
-
-/// Path parameters (the project segment is optional from 3.67 on).
-pub type PathParams = Path<BTreeMap<String, String>>;
 
 /// The keys a volume list sorts by.
 const SORT_KEYS: SortKeys<SortKey> = SortKeys {
@@ -35,25 +33,7 @@ const SORT_KEYS: SortKeys<SortKey> = SortKeys {
 };
 
 fn path_id(p: &BTreeMap<String, String>) -> ApiResult<VolumeId> {
-    let raw = p.get("id").map(String::as_str).unwrap_or("");
-    Ok(volumes::parse_id(raw)?)
-}
-
-/// Base of the links for the caller's project.
-pub(crate) fn base(
-    state: &State,
-    ctx: &scoria_core::Context,
-    p: &BTreeMap<String, String>,
-) -> (String, String) {
-    let project = p
-        .get("project_id")
-        .cloned()
-        .or_else(|| ctx.project_id.as_ref().map(|p| p.0.clone()))
-        .unwrap_or_default();
-    (
-        format!("{}/v3/{project}", state.public_url),
-        format!("{}/{project}", state.public_url),
-    )
+    Ok(volumes::parse_id(seg(p, "id"))?)
 }
 
 // ---------------------------------------------------------------------------
@@ -137,7 +117,7 @@ pub async fn create(
         group_id,
     };
     let view = volumes::create(&state.app, &ctx, req).await?;
-    let links = base(&state, &ctx, &path);
+    let links = links_base(&state, &ctx, &path);
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"volume": detail(&view, ctx.is_admin(), false, v, &links, false)})),
@@ -158,7 +138,7 @@ pub async fn show(
     let id = path_id(&path)?;
     let progress = q.flag("with_progress")?;
     let view = volumes::get(&state.app, &ctx, id).await?;
-    let links = base(&state, &ctx, &path);
+    let links = links_base(&state, &ctx, &path);
     Ok(Json(
         json!({"volume": detail(&view, ctx.is_admin(), true, v, &links, progress)}),
     ))
@@ -234,7 +214,7 @@ async fn list_any(
     let size = req.limit.unwrap_or(MAX_LIMIT);
     let with_count = req.with_count;
     let res = volumes::list(&state.app, &ctx, req).await?;
-    let links = base(&state, &ctx, &path);
+    let links = links_base(&state, &ctx, &path);
     let items: Vec<Value> = res
         .volumes
         .iter()
@@ -336,7 +316,7 @@ pub async fn update(
     };
     let metadata = body::opt_metadata(vol, "metadata")?;
     let view = volumes::update(&state.app, &ctx, id, name, description, metadata).await?;
-    let links = base(&state, &ctx, &path);
+    let links = links_base(&state, &ctx, &path);
     Ok(Json(
         json!({"volume": detail(&view, ctx.is_admin(), false, v, &links, false)}),
     ))
