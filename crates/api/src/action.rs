@@ -45,6 +45,31 @@ pub struct Action<Id: 'static> {
     pub run: for<'a> fn(Call<'a, Id>) -> Reply<'a>,
 }
 
+impl<Id> Action<Id> {
+    /// The action `name`, at every microversion, authorized by the core
+    /// function its handler calls.
+    pub const fn new(name: &'static str, run: for<'a> fn(Call<'a, Id>) -> Reply<'a>) -> Self {
+        Action {
+            name,
+            since: None,
+            authorize: None,
+            run,
+        }
+    }
+
+    /// The action exists from microversion `3.minor` on.
+    pub const fn since(mut self, minor: u32) -> Self {
+        self.since = Some(minor);
+        self
+    }
+
+    /// This layer authorizes `op` before the handler runs.
+    pub const fn authorize(mut self, op: Op) -> Self {
+        self.authorize = Some(op);
+        self
+    }
+}
+
 /// The one action of an action body: its name and its arguments.
 pub fn one(body: &Map<String, Value>) -> ApiResult<(&str, &Map<String, Value>)> {
     static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);

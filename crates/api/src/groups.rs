@@ -542,18 +542,8 @@ pub async fn update(
 
 /// The actions of `POST /groups/{id}/action` (202, no body).
 pub const ACTIONS: &[Action<GroupId>] = &[
-    Action {
-        name: "delete",
-        since: None,
-        authorize: None,
-        run: |c| Box::pin(delete(c)),
-    },
-    Action {
-        name: "reset_status",
-        since: Some(RESET_STATUS),
-        authorize: None,
-        run: |c| Box::pin(reset_status(c)),
-    },
+    Action::new("delete", |c| Box::pin(delete(c))),
+    Action::new("reset_status", |c| Box::pin(reset_status(c))).since(RESET_STATUS),
 ];
 
 /// `POST /groups/{id}/action`: the one action of the body, on the group.

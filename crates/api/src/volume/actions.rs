@@ -21,54 +21,14 @@ use crate::path::PathParams;
 
 /// Every volume action, by Cinder's name.
 pub const ACTIONS: &[Action<VolumeId>] = &[
-    Action {
-        name: "os-extend",
-        since: None,
-        authorize: None,
-        run: |c| Box::pin(extend(c)),
-    },
-    Action {
-        name: "os-set_bootable",
-        since: None,
-        authorize: None,
-        run: |c| Box::pin(set_bootable(c)),
-    },
-    Action {
-        name: "os-update_readonly_flag",
-        since: None,
-        authorize: None,
-        run: |c| Box::pin(update_readonly_flag(c)),
-    },
-    Action {
-        name: "os-reset_status",
-        since: None,
-        authorize: None,
-        run: |c| Box::pin(reset_status(c)),
-    },
-    Action {
-        name: "os-force_delete",
-        since: None,
-        authorize: None,
-        run: |c| Box::pin(force_delete(c)),
-    },
-    Action {
-        name: "os-retype",
-        since: None,
-        authorize: None,
-        run: |c| Box::pin(retype(c)),
-    },
-    Action {
-        name: "os-reserve",
-        since: None,
-        authorize: None,
-        run: |c| Box::pin(reserve(c)),
-    },
-    Action {
-        name: "os-unreserve",
-        since: None,
-        authorize: None,
-        run: |c| Box::pin(unreserve(c)),
-    },
+    Action::new("os-extend", |c| Box::pin(extend(c))),
+    Action::new("os-set_bootable", |c| Box::pin(set_bootable(c))),
+    Action::new("os-update_readonly_flag", |c| Box::pin(set_readonly(c))),
+    Action::new("os-reset_status", |c| Box::pin(reset_status(c))),
+    Action::new("os-force_delete", |c| Box::pin(force_delete(c))),
+    Action::new("os-retype", |c| Box::pin(retype(c))),
+    Action::new("os-reserve", |c| Box::pin(reserve(c))),
+    Action::new("os-unreserve", |c| Box::pin(unreserve(c))),
 ];
 
 /// The route: the volume, then its one action.
@@ -114,7 +74,7 @@ async fn set_bootable(c: Call<'_, VolumeId>) -> ApiResult<Response> {
 }
 
 /// `os-update_readonly_flag` `{"readonly": b}` (202).
-async fn update_readonly_flag(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+async fn set_readonly(c: Call<'_, VolumeId>) -> ApiResult<Response> {
     let r = body::boolean(c.args, "readonly")?.ok_or_else(|| {
         ApiError::bad_request("Invalid input for os-update_readonly_flag: readonly is required.")
     })?;
