@@ -54,7 +54,7 @@ impl FromRequestParts<State> for Auth {
 /// The caller that the request's `X-Auth-Token` names, for both APIs (each
 /// answers `Error::Unauthorized` with its own 401). A request without a
 /// token is refused as one with an unknown token is.
-pub(crate) async fn caller(parts: &Parts, state: &State) -> Result<Context, Error> {
+pub async fn caller(parts: &Parts, state: &State) -> Result<Context, Error> {
     let token = header_str(parts, "x-auth-token")
         .ok_or_else(|| Error::Unauthorized("The request carries no token.".into()))?;
     let request_id = parts
