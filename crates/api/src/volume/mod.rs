@@ -24,7 +24,7 @@ use crate::query::{self, MAX_LIMIT, Paging, Params, SortKeys};
 pub mod actions;
 pub mod view;
 
-pub use view::detail;
+use view::detail;
 
 /// The keys a volume list sorts by.
 const SORT_KEYS: SortKeys<SortKey> = SortKeys {
