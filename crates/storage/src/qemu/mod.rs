@@ -8,10 +8,12 @@
 //!
 //! - [`img`]: `qemu-img` (create, info, resize, convert, compare, check) and,
 //!   for tests and tools, `qemu-io`.
+//! - [`qmp`]: a client of the QEMU Machine Protocol, to talk to running daemons.
 
 use std::ffi::OsStr;
 
 pub mod img;
+pub mod qmp;
 
 pub use img::*;
 
