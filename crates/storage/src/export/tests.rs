@@ -471,7 +471,7 @@ async fn only_an_exports_own_key_opens_it() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     psk_files.sort();
-    assert_eq!(psk_files, ["keys.psk"]);
+    assert_eq!(psk_files, ["dh-params.pem", "keys.psk"]);
     // The key is in no command line, no connection info and no Debug output.
     let pid = pid_of(&ex, "a").await.expect("pid");
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
