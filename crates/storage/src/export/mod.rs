@@ -135,10 +135,7 @@ impl Psk {
     pub fn new(identity: impl Into<String>, key_hex: impl Into<String>) -> Result<Self> {
         let identity = identity.into();
         let key_hex = key_hex.into().to_ascii_lowercase();
-        let invalid = |detail: String| ExportError::InvalidSpec {
-            id: String::new(),
-            detail,
-        };
+        let invalid = ExportError::InvalidKey;
         if identity.is_empty()
             || identity.len() > MAX_IDENTITY_LEN
             || !identity.bytes().all(is_name_byte)
@@ -330,6 +327,8 @@ impl ReconcileReport {
 pub enum ExportError {
     #[error("invalid export {id:?}: {detail}")]
     InvalidSpec { id: String, detail: String },
+    #[error("invalid TLS pre-shared key: {0}")]
+    InvalidKey(String),
     #[error("image {0} not found")]
     ImageNotFound(String),
     /// The image (or a layer of its backing chain) cannot be served safely.

@@ -692,6 +692,51 @@ async fn reconcile_converges_and_an_empty_set_leaves_nothing() {
     let ConnectionInfo::Nbd(b_conn) = states[1].connection.clone().expect("connection");
     assert!(!b_conn.read_only);
 
+    // A new key for b: the daemon is replaced, the old key opens nothing, the
+    // new one opens the same address and export.
+    let old_key = match &b_rw.transport {
+        Transport::Tcp {
+            tls: Tls::Psk(key), ..
+        } => key.clone(),
+        other => panic!("{other:?}"),
+    };
+    let new_key = psk("b-client");
+    let b_rotated = ExportSpec {
+        transport: match &b_rw.transport {
+            Transport::Tcp { host, port, .. } => Transport::Tcp {
+                host: *host,
+                port: *port,
+                tls: Tls::Psk(new_key.clone()),
+            },
+            other => panic!("{other:?}"),
+        },
+        ..b_rw.clone()
+    };
+    let report = ex
+        .reconcile(&[a.clone(), b_rotated.clone()])
+        .await
+        .expect("reconcile");
+    assert_eq!(
+        (report.kept, report.restarted),
+        (vec!["a".to_owned()], vec!["b".to_owned()])
+    );
+    let info_b = ex.ensure(&b_rotated).await.expect("ensure");
+    let old_keys = fx.client_keys("old", "b-client", &old_key);
+    let new_keys = fx.client_keys("new", "b-client", &new_key);
+    assert!(
+        !Client::new(&info_b, Some((&old_keys, "b-client")))
+            .io(true, &["read 0 4k"])
+            .await
+            .status
+            .success()
+    );
+    assert!(succeeded(
+        &Client::new(&info_b, Some((&new_keys, "b-client")))
+            .io(true, &["read -P 0xab 0 1M"])
+            .await
+    ));
+    let b_rw = b_rotated;
+
     // An invalid desired set changes nothing.
     let dup = ex.reconcile(&[a.clone(), a.clone()]).await;
     assert!(

@@ -537,7 +537,7 @@ async fn read_loop(mut reader: BufReader<OwnedReadHalf>, shared: Arc<Shared>) {
                 let mut state = shared.lock();
                 if state.events.len() == MAX_EVENTS {
                     state.events.pop_front();
-                    tracing::warn!("too many unclaimed QMP events; dropping the oldest");
+                    tracing::debug!("too many unclaimed QMP events; dropping the oldest");
                 }
                 state.events.push_back(event);
                 drop(state);

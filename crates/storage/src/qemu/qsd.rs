@@ -226,21 +226,39 @@ pub struct Running {
 }
 
 /// The daemon running in `dir`, if one does: the pidfile names a live process
-/// that is a `qemu-storage-daemon` with this pidfile. A missing or stale
-/// pidfile (the daemon was killed) is `None`.
+/// that is a `qemu-storage-daemon` with this pidfile. When the pidfile is missing
+/// or stale, the process table is searched for such a daemon too: one whose
+/// pidfile was deleted under it (by a temporary-file cleaner, or an operator)
+/// still holds its image and its socket, and must be found rather than started
+/// a second time. `None` when no daemon of `dir` runs.
 pub async fn find(dir: &Path) -> Result<Option<Running>> {
     let pidfile = dir.join(PIDFILE);
-    let text = match tokio::fs::read_to_string(&pidfile).await {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    match tokio::fs::read_to_string(&pidfile).await {
+        // qemu writes the pidfile under a lock before it is visible; anything but
+        // a pid is not from a daemon of ours.
+        Ok(text) => {
+            if let Ok(pid) = text.trim().parse::<u32>()
+                && let Some(running) = running_in(dir, pid)
+            {
+                return Ok(Some(running));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(format!("reading {}", pidfile.display()))(e)),
-    };
-    // qemu writes the pidfile under a lock before it is visible; anything but a
-    // pid is not from a daemon of ours.
-    let Ok(pid) = text.trim().parse::<u32>() else {
-        return Ok(None);
-    };
-    Ok(running_in(dir, pid))
+    }
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || search_processes(&dir))
+        .await
+        .map_err(|e| io("searching the process table")(std::io::Error::other(e)))
+}
+
+/// The daemon of `dir` among all processes, if any.
+fn search_processes(dir: &Path) -> Option<Running> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .find_map(|pid| running_in(dir, pid))
 }
 
 /// `pid` if it is alive and is the daemon of `dir`.
@@ -264,8 +282,9 @@ fn running_in(dir: &Path, pid: u32) -> Option<Running> {
     (is_qsd && has_pidfile).then_some(Running { pid, args })
 }
 
-/// Whether `pid` is a live process. A zombie is not (it is reaped if it happens
-/// to be Scoria's child, as orphans are when Scoria is a container's init).
+/// Whether `pid` is a live process. A zombie is not: it has exited, and only its
+/// parent's reaping is left (init's, for a daemon, since it is no child of
+/// Scoria's).
 pub fn is_running(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
@@ -275,18 +294,7 @@ pub fn is_running(pid: u32) -> bool {
     let state = stat
         .rsplit_once(')')
         .and_then(|(_, rest)| rest.trim_start().chars().next());
-    match state {
-        Some('Z' | 'X') | None => {
-            if let Ok(pid) = libc::pid_t::try_from(pid) {
-                // SAFETY: waitpid with WNOHANG and a null status pointer only
-                // reaps `pid` if it is a zombie child of this process; for any
-                // other pid it fails with ECHILD and changes nothing.
-                unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
-            }
-            false
-        }
-        Some(_) => true,
-    }
+    !matches!(state, Some('Z' | 'X') | None)
 }
 
 /// Send `signal` to `pid` if it still is the daemon of `dir` (not a process that
@@ -403,14 +411,17 @@ impl Daemon {
                 return Err(DaemonError::StartTimeout(START_TIMEOUT));
             }
         };
+        let stderr = String::from_utf8_lossy(&message).trim().to_owned();
         if !status.success() {
-            let stderr = String::from_utf8_lossy(&message).trim().to_owned();
             let stderr = if stderr.is_empty() {
                 format!("exit status {status}")
             } else {
                 stderr
             };
             return Err(DaemonError::Start { stderr });
+        }
+        if !stderr.is_empty() {
+            tracing::warn!(dir = %dir.display(), %stderr, "qemu-storage-daemon started with warnings");
         }
         let Some(running) = find(dir).await? else {
             return Err(DaemonError::Start {
@@ -489,10 +500,8 @@ impl Daemon {
 /// fixtures' `Drop`, so that no test leaves a daemon behind.
 #[cfg(test)]
 pub(crate) fn kill_for_tests(dir: &Path) {
-    if let Ok(text) = std::fs::read_to_string(dir.join(PIDFILE))
-        && let Ok(pid) = text.trim().parse::<u32>()
-    {
-        signal_daemon(dir, pid, libc::SIGKILL);
+    if let Some(running) = search_processes(dir) {
+        signal_daemon(dir, running.pid, libc::SIGKILL);
     }
 }
 
@@ -612,10 +621,13 @@ mod tests {
             "{again:?}"
         );
 
-        // Dropping the handle leaves the daemon running; it is found and adopted.
+        // Dropping the handle leaves the daemon running; it is found and adopted,
+        // even when its pidfile was deleted under it.
         drop(daemon);
         let running = find(&dir).await.expect("find").expect("running");
         assert_eq!(running.pid, pid);
+        std::fs::remove_file(dir.join(PIDFILE)).expect("remove pidfile");
+        assert_eq!(find(&dir).await.expect("find"), Some(running.clone()));
         assert_eq!(options_of(&running.args), config(&image).options());
         let daemon = Daemon::connect(&dir, running).await.expect("connect");
         assert_eq!(daemon.pid(), pid);
