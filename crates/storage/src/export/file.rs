@@ -12,9 +12,9 @@
 //! consult `tls-authz` at all (it checks x509 distinguished names only). So
 //! each export gets its own daemon, NBD server, listening socket and
 //! `keys.psk` holding exactly one identity and key. The cost is a process per
-//! export (about 20 MB of resident memory, ~30 ms to start); the gain is that
-//! one export's key opens nothing else, and one daemon's death or restart
-//! touches one export.
+//! export (7 MB resident, of which about 1.3 MB its own, the rest shared
+//! libraries; 20 to 50 ms to start); the gain is that one export's key opens
+//! nothing else, and one daemon's death or restart touches one export.
 //!
 //! # The run directory
 //!

@@ -203,6 +203,14 @@ impl Client {
         Self { object, opts }
     }
 
+    /// The same client, reconnecting for up to `seconds` when the server goes
+    /// away (as a VM's NBD client is configured).
+    fn reconnecting(mut self, seconds: u32) -> Self {
+        self.opts
+            .push_str(&format!(",file.reconnect-delay={seconds}"));
+        self
+    }
+
     fn object_args(&self) -> Vec<String> {
         match &self.object {
             Some(object) => vec!["--object".into(), object.clone()],
@@ -292,6 +300,9 @@ impl Session {
                 _ => return false,
             }
             mismatch |= line.contains("Pattern verification failed");
+            if line.contains("read failed") {
+                return false;
+            }
             if line.contains("bytes at offset") {
                 return !mismatch;
             }
@@ -552,6 +563,16 @@ async fn a_killed_daemon_comes_back_with_the_same_connection_and_data() {
     let client = Client::new(&info, Some((&keys, "k-client")));
     assert!(succeeded(&client.compare(&image).await));
 
+    // A client that reconnects, as a VM's does, connected before the crash.
+    let mut session = Client::new(&info, Some((&keys, "k-client")))
+        .reconnecting(30)
+        .session()
+        .await;
+    assert!(session.reads(0xab, 0, MIB).await);
+    // And one that does not, for contrast.
+    let mut fragile = client.session().await;
+    assert!(fragile.reads(0xab, 0, MIB).await);
+
     let pid = pid_of(&ex, "k").await.expect("pid");
     kill9(pid);
     wait_gone(pid).await;
@@ -574,8 +595,13 @@ async fn a_killed_daemon_comes_back_with_the_same_connection_and_data() {
     let new_pid = pid_of(&ex, "k").await.expect("pid");
     assert_ne!(new_pid, pid);
     assert_eq!(ex.ensure(&spec).await.expect("ensure"), info);
-    // The same client (port, export name, key) reads the same data.
+    // The same client (port, export name, key) reads the same data, and the
+    // one connected before the crash carries on.
     assert!(succeeded(&client.compare(&image).await));
+    assert!(session.reads(0xab, 0, MIB).await);
+    assert!(session.reads(0, 2 * MIB, MIB).await);
+    assert!(!fragile.reads(0xab, 0, MIB).await);
+    drop((session, fragile));
 
     ex.reconcile(&[]).await.expect("reconcile");
     assert_eq!(fx.daemon_pids(), Vec::<u32>::new());
