@@ -57,6 +57,7 @@
 
 use std::sync::Arc;
 
+pub mod export;
 pub mod file;
 pub mod memory;
 pub mod qcow2;

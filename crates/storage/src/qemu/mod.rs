@@ -8,10 +8,15 @@
 //!
 //! - [`img`]: `qemu-img` (create, info, resize, convert, compare, check) and,
 //!   for tests and tools, `qemu-io`.
+//! - [`qmp`]: a client of the QEMU Machine Protocol, to talk to running daemons.
+//! - [`qsd`]: `qemu-storage-daemon`, started detached so that it outlives
+//!   Scoria, found and adopted again after a restart, stopped.
 
 use std::ffi::OsStr;
 
 pub mod img;
+pub mod qmp;
+pub mod qsd;
 
 pub use img::*;
 
