@@ -157,18 +157,39 @@ pub fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// A `{"key": "value"}` object of strings.
+/// A `{"key": "value"}` object of strings (volume metadata).
 pub fn metadata(v: &Value, key: &str) -> Result<BTreeMap<String, String>, ApiError> {
     let Value::Object(m) = v else {
         return Err(ApiError::bad_request(format!(
             "Invalid input for field/attribute {key}: must be an object."
         )));
     };
+    string_values(m, key)
+}
+
+/// A `{"key": "value"}` object of strings (extra specs, group specs), with
+/// the messages of Cinder's schema for them; `null` and other non-strings
+/// are refused.
+pub fn string_map(v: &Value, what: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    let Value::Object(m) = v else {
+        return Err(ApiError::bad_request(format!(
+            "Invalid input for field/attribute {what}. Value: {v}. {v} is not of type 'object'"
+        )));
+    };
+    string_values(m, what)
+}
+
+/// Every value of the object `m`, which must be a string; `what` names
+/// the object in the message.
+pub fn string_values(
+    m: &Map<String, Value>,
+    what: &str,
+) -> Result<BTreeMap<String, String>, ApiError> {
     m.iter()
         .map(|(k, v)| match v {
             Value::String(s) => Ok((k.clone(), s.clone())),
             other => Err(ApiError::bad_request(format!(
-                "Invalid input for field/attribute {key}. Value of {k}: {other} is not of type 'string'."
+                "Invalid input for field/attribute {what}. Value of {k}: {other} is not of type 'string'."
             ))),
         })
         .collect()

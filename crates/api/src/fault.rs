@@ -1,8 +1,9 @@
 //! Cinder's fault bodies: `{"badRequest": {"message": "…", "code": 400}}`.
 //!
-//! The one place where an application error gets a status code. Internal
-//! errors are logged with their whole source chain and shown to the client
-//! only as their message.
+//! The one place where an application error gets a status code
+//! ([`status_of`], which Identity's Keystone bodies use too). Internal errors
+//! are logged with their whole source chain and shown to the client only as
+//! their message.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -51,23 +52,30 @@ impl ApiError {
     }
 }
 
+/// The status of an application error, for both APIs: Block Storage and
+/// Identity each render it in their own body, but they must agree on what
+/// the error is. Internal errors are logged here with their whole source
+/// chain, because this is where they are handled.
+pub fn status_of(e: &Error) -> StatusCode {
+    match e {
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Invalid(_) | Error::InvalidState(_) => StatusCode::BAD_REQUEST,
+        Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::OverQuota(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Forbidden(_) => StatusCode::FORBIDDEN,
+        Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Internal { .. } => {
+            tracing::error!(error = %e.chain(), "internal error");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        let status = match &e {
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Invalid(_) | Error::InvalidState(_) => StatusCode::BAD_REQUEST,
-            Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::OverQuota(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Internal { .. } => {
-                tracing::error!(error = %e.chain(), "internal error");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
         ApiError {
-            status,
+            status: status_of(&e),
             message: e.to_string(),
         }
     }
@@ -105,14 +113,15 @@ mod tests {
         (status, serde_json::from_slice(&bytes).unwrap())
     }
 
-    #[tokio::test]
-    async fn errors_become_cinder_fault_bodies() {
-        let cases: Vec<(Error, u16, &str)> = vec![
+    /// Errors of each kind, their status and Cinder's fault name.
+    fn errors() -> Vec<(Error, u16, &'static str)> {
+        vec![
             (Error::volume_not_found("x"), 404, "itemNotFound"),
             (Error::Invalid("bad".into()), 400, "badRequest"),
             (Error::InvalidState("busy".into()), 400, "badRequest"),
             (Error::Conflict("dup".into()), 409, "conflictingRequest"),
             (Error::Forbidden("no".into()), 403, "forbidden"),
+            (Error::Unauthorized("who".into()), 401, "unauthorized"),
             (
                 Error::Unavailable("later".into()),
                 503,
@@ -126,8 +135,12 @@ mod tests {
                 500,
                 "computeFault",
             ),
-        ];
-        for (e, code, name) in cases {
+        ]
+    }
+
+    #[tokio::test]
+    async fn errors_become_cinder_fault_bodies() {
+        for (e, code, name) in errors() {
             let msg = e.to_string();
             let (status, v) = body(e.into()).await;
             assert_eq!(status, code);
@@ -151,5 +164,14 @@ mod tests {
                 .unwrap()
                 .contains("volumes")
         );
+    }
+
+    #[test]
+    fn identity_gives_each_error_the_same_status() {
+        for (e, code, _) in errors() {
+            let message = e.to_string();
+            let id = crate::identity::error::IdError::from(e);
+            assert_eq!((id.status.as_u16(), id.message), (code, message));
+        }
     }
 }

@@ -11,30 +11,26 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State as AxState};
+use axum::extract::State as AxState;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use scoria_core::Context;
 use scoria_core::groups::{
     self, CreateRequest, FromSourceRequest, Group, GroupType, GroupTypeChange, ListRequest,
-    NewGroupType, PublicFilter, SortDir, SortKey, UpdateRequest,
+    NewGroupType, PublicFilter, SortKey, UpdateRequest,
 };
 use scoria_model::GroupId;
 use scoria_model::group::GroupStatus;
 use serde_json::{Map, Value, json};
 
 use crate::State;
+use crate::action::{self, Action, Call};
 use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
-use crate::microversion::{AtLeast, Version};
-use crate::query::Params;
-use crate::volume::MAX_LIMIT;
-
-type P = Path<BTreeMap<String, String>>;
-
-fn seg<'a>(p: &'a BTreeMap<String, String>, name: &str) -> &'a str {
-    p.get(name).map(String::as_str).unwrap_or("")
-}
+use crate::microversion::{AtLeast, Version, not_supported};
+use crate::path::{PathParams as P, links_base, seg};
+use crate::query::{self, Paging, Params, SortKeys};
 
 /// Group types: 3.11 on.
 type TypesApi = AtLeast<11>;
@@ -45,68 +41,17 @@ const FROM_SOURCE: u32 = 14;
 /// `reset_status`: 3.20 on.
 const RESET_STATUS: u32 = 20;
 
-fn not_supported(v: Version) -> ApiError {
-    ApiError::not_found(format!("API version {v} is not supported on this method."))
-}
+/// The keys a group type list sorts by.
+const TYPE_SORT_KEYS: SortKeys<SortKey> = SortKeys {
+    parse: SortKey::parse_for_types,
+    default: SortKey::CreatedAt,
+};
 
-/// A `{"key": "string"}` object; `null` and other non-strings are refused.
-fn string_map(v: &Value, what: &str) -> ApiResult<BTreeMap<String, String>> {
-    let Value::Object(m) = v else {
-        return Err(ApiError::bad_request(format!(
-            "Invalid input for field/attribute {what}. Value: {v}. {v} is not of type 'object'"
-        )));
-    };
-    m.iter()
-        .map(|(k, v)| match v {
-            Value::String(s) => Ok((k.clone(), s.clone())),
-            other => Err(ApiError::bad_request(format!(
-                "Invalid input for field/attribute {what}. Value of {k}: {other} is not of type 'string'."
-            ))),
-        })
-        .collect()
-}
-
-/// Cinder's sort parameters (`sort=k1:dir,k2` or `sort_key`/`sort_dir`).
-fn sort_spec(
-    q: &Params,
-    parse_key: fn(&str) -> Option<SortKey>,
-) -> ApiResult<Vec<(SortKey, SortDir)>> {
-    let parse_dir = |d: &str| match d.trim().to_ascii_lowercase().as_str() {
-        "asc" => Ok(SortDir::Asc),
-        "desc" => Ok(SortDir::Desc),
-        other => Err(ApiError::bad_request(format!(
-            "Invalid sort direction '{other}': expected asc or desc."
-        ))),
-    };
-    let key = |k: &str| {
-        parse_key(k.trim()).ok_or_else(|| {
-            ApiError::bad_request(format!("Invalid input received: Invalid sort key {k}."))
-        })
-    };
-    let mut out = Vec::new();
-    if let Some(sort) = q.get("sort") {
-        if q.get("sort_key").is_some() || q.get("sort_dir").is_some() {
-            return Err(ApiError::bad_request(
-                "The 'sort_key' and 'sort_dir' parameters are deprecated and cannot be used with the 'sort' parameter.",
-            ));
-        }
-        for item in sort.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (k, d) = item.split_once(':').unwrap_or((item, "desc"));
-            out.push((key(k)?, parse_dir(d)?));
-        }
-    } else if let Some(keys) = q.get("sort_key") {
-        let dirs: Vec<&str> = q
-            .get("sort_dir")
-            .map(|d| d.split(',').collect())
-            .unwrap_or_default();
-        for (i, k) in keys.split(',').enumerate() {
-            out.push((key(k)?, parse_dir(dirs.get(i).copied().unwrap_or("desc"))?));
-        }
-    } else if let Some(d) = q.get("sort_dir") {
-        out.push((SortKey::CreatedAt, parse_dir(d)?));
-    }
-    Ok(out)
-}
+/// The keys a group list sorts by.
+const GROUP_SORT_KEYS: SortKeys<SortKey> = SortKeys {
+    parse: SortKey::parse_for_groups,
+    default: SortKey::CreatedAt,
+};
 
 // ---------------------------------------------------------------------------
 // Group types
@@ -151,7 +96,7 @@ pub async fn type_list(
             None => PublicFilter::Default,
         },
     };
-    let sort = sort_spec(&q, SortKey::parse_for_types)?;
+    let sort = query::sort(&q, &TYPE_SORT_KEYS)?;
     let list = groups::type_list(&state.app, &ctx, filter, &sort).await?;
     Ok(Json(json!({"group_types": list
         .iter()
@@ -191,7 +136,7 @@ pub async fn type_create(
     })?;
     let group_specs = match gt.get("group_specs") {
         None | Some(Value::Null) => BTreeMap::new(),
-        Some(v) => string_map(v, "group_specs")?,
+        Some(v) => body::string_map(v, "group_specs")?,
     };
     let req = NewGroupType {
         name,
@@ -260,7 +205,7 @@ pub async fn specs_create(
     let v = b.get("group_specs").ok_or_else(|| {
         ApiError::bad_request("Invalid input: 'group_specs' is a required property")
     })?;
-    let specs = string_map(v, "group_specs")?;
+    let specs = body::string_map(v, "group_specs")?;
     let specs = groups::specs_set(&state.app, &ctx, seg(&p, "id"), specs).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"group_specs": specs}))))
 }
@@ -287,7 +232,7 @@ pub async fn spec_update(
     JsonBody(b): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let key = seg(&p, "key");
-    let specs = string_map(&Value::Object(b.clone()), "group_specs")?;
+    let specs = body::string_map(&Value::Object(b.clone()), "group_specs")?;
     if specs.is_empty() {
         return Err(ApiError::bad_request("Request body empty"));
     }
@@ -489,13 +434,7 @@ async fn list_any(
             "Invalid input received: Invalid filters {k} are provided."
         )));
     }
-    let limit = q.uint("limit")?.map(|l| l.min(MAX_LIMIT));
-    let marker = match q.get("marker") {
-        None | Some("") => None,
-        Some(m) => Some(m.parse::<GroupId>().map_err(|_| {
-            ApiError::bad_request(format!("Invalid input received: marker [{m}] not found"))
-        })?),
-    };
+    let page = Paging::<GroupId>::parse(&q)?;
     let req = ListRequest {
         all_projects: q.flag("all_tenants")? || q.flag("all_projects")?,
         project_id: q
@@ -504,10 +443,10 @@ async fn list_any(
             .map(str::to_owned),
         name: q.get("name").map(str::to_owned),
         status: q.get("status").map(str::to_owned),
-        sort: sort_spec(&q, SortKey::parse_for_groups)?,
-        marker,
+        sort: query::sort(&q, &GROUP_SORT_KEYS)?,
+        marker: page.marker,
         offset: q.uint("offset")?,
-        limit: Some(limit.unwrap_or(MAX_LIMIT)),
+        limit: Some(page.size()),
     };
     let list = groups::list(&state.app, &ctx, req).await?;
     let mut items = Vec::with_capacity(list.len());
@@ -521,24 +460,16 @@ async fn list_any(
     }
     let mut out = Map::new();
     out.insert("groups".into(), Value::Array(items));
-    if let (Some(limit), Some(last)) = (limit, list.last())
+    // Only a page cut by the limit the client asked for links on.
+    if let (Some(limit), Some(last)) = (page.limit, list.last())
         && list.len() as i64 == limit
     {
-        let links = crate::volume::base(&state, &ctx, &path);
-        let mut pairs: Vec<(String, String)> =
-            q.0.iter()
-                .filter(|(k, _)| k != "marker" && k != "limit")
-                .cloned()
-                .collect();
-        pairs.push(("limit".into(), limit.to_string()));
-        pairs.push(("marker".into(), last.id.to_string()));
-        let qs = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-        let href = format!(
-            "{}/groups{}?{qs}",
-            links.0,
-            if full { "/detail" } else { "" }
+        let links = links_base(&state, &ctx, &path);
+        let url = format!("{}/groups{}", links.0, if full { "/detail" } else { "" });
+        out.insert(
+            "group_links".into(),
+            query::next_link(&q, &url, &[], limit, last.id),
         );
-        out.insert("group_links".into(), json!([{"rel": "next", "href": href}]));
     }
     Ok(Json(Value::Object(out)))
 }
@@ -609,61 +540,54 @@ pub async fn update(
     Ok(StatusCode::ACCEPTED)
 }
 
-/// `POST /groups/{id}/action`: `delete` `{"delete-volumes": bool}` and (3.20)
-/// `reset_status` `{"status": …}` (202, no body).
+/// The actions of `POST /groups/{id}/action` (202, no body).
+pub const ACTIONS: &[Action<GroupId>] = &[
+    Action::new("delete", |c| Box::pin(delete(c))),
+    Action::new("reset_status", |c| Box::pin(reset_status(c))).since(RESET_STATUS),
+];
+
+/// `POST /groups/{id}/action`: the one action of the body, on the group.
 pub async fn action(
     AxState(state): AxState<State>,
     Auth(ctx): Auth,
-    AtLeast(v): GroupsApi,
+    AtLeast(version): GroupsApi,
     p: P,
     JsonBody(b): JsonBody,
-) -> ApiResult<StatusCode> {
-    let (name, args) = match b.iter().next() {
-        Some((k, v)) if b.len() == 1 => (k.as_str(), v),
-        _ => {
-            return Err(ApiError::bad_request(
-                "An action body holds exactly one action.",
-            ));
-        }
+) -> ApiResult<Response> {
+    let (name, args) = action::one(&b)?;
+    let call = Call {
+        app: &state.app,
+        ctx: &ctx,
+        id: path_group(&p)?,
+        version,
+        args,
     };
-    let empty = Map::new();
-    let args = match args {
-        Value::Object(m) => m,
-        Value::Null => &empty,
-        _ => {
-            return Err(ApiError::bad_request(format!(
-                "Invalid input for {name}: must be an object."
-            )));
-        }
-    };
-    let id = path_group(&p)?;
-    match name {
-        "delete" => {
-            body::only(args, "delete", &["delete-volumes"])?;
-            let delete_volumes = body::boolean(args, "delete-volumes")?.unwrap_or(false);
-            groups::delete(&state.app, &ctx, id, delete_volumes).await?;
-        }
-        "reset_status" => {
-            if !v.at_least(RESET_STATUS) {
-                return Err(not_supported(v));
-            }
-            body::only(args, "reset_status", &["status"])?;
-            let raw = body::opt_str(args, "status")?
-                .ok_or_else(|| ApiError::bad_request("Must specify 'status'"))?;
-            let status = raw.to_ascii_lowercase().parse::<GroupStatus>().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "Invalid input for field/attribute status. Value: {raw}. It is not a group status."
-                ))
-            })?;
-            groups::reset_status(&state.app, &ctx, id, status).await?;
-        }
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "There is no such action: {other}"
-            )));
-        }
-    }
-    Ok(StatusCode::ACCEPTED)
+    action::run(ACTIONS, name, call).await
+}
+
+/// `delete` `{"delete-volumes": bool}`.
+async fn delete(c: Call<'_, GroupId>) -> ApiResult<Response> {
+    body::only(c.args, "delete", &["delete-volumes"])?;
+    let delete_volumes = body::boolean(c.args, "delete-volumes")?.unwrap_or(false);
+    groups::delete(c.app, c.ctx, c.id, delete_volumes).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `reset_status` `{"status": …}` (3.20).
+async fn reset_status(c: Call<'_, GroupId>) -> ApiResult<Response> {
+    body::only(c.args, "reset_status", &["status"])?;
+    let raw = body::opt_str(c.args, "status")?
+        .ok_or_else(|| ApiError::bad_request("Must specify 'status'"))?;
+    let status = raw
+        .to_ascii_lowercase()
+        .parse::<GroupStatus>()
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "Invalid input for field/attribute status. Value: {raw}. It is not a group status."
+            ))
+        })?;
+    groups::reset_status(c.app, c.ctx, c.id, status).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 /// `POST /groups/action`: `create-from-src` (3.14).

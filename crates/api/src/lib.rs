@@ -1,10 +1,14 @@
 //! The HTTP edge: Block Storage v3 at `/v3/…`, Identity v3 at `/identity/v3/…`,
 //! version documents at `/` and `/identity`.
 //!
-//! Handlers are thin: parse the request ([`body`], [`query`]), get the caller
-//! ([`auth::Auth`]), call one function of `scoria_core`, render the result with
-//! Cinder's field names ([`views`]). Only this crate knows JSON shapes and status
-//! codes: a `scoria_core::Error` becomes a Cinder fault body in [`fault`].
+//! Handlers are thin: parse the request ([`path`], [`body`], [`query`]), get
+//! the caller ([`auth::Auth`]), call one function of `scoria_core`, render the
+//! result with Cinder's field names (each resource's views, such as
+//! [`volume::view`]). Routes are one table ([`routes`]), and so are the actions
+//! of each resource's `…/action` route ([`action`]). Only this crate knows JSON
+//! shapes and status codes: a `scoria_core::Error` gets its status in
+//! [`fault::status_of`] and becomes a Cinder fault body in [`fault`] (or
+//! Keystone's error body in [`identity`]).
 //! Every response carries a request id ([`request_id`]); Block Storage responses
 //! carry the negotiated microversion ([`microversion`]).
 
@@ -14,6 +18,7 @@ use std::sync::Arc;
 use axum::Router;
 use scoria_core::App;
 
+pub mod action;
 pub mod auth;
 pub mod body;
 #[cfg(feature = "failpoints")]
@@ -25,6 +30,7 @@ pub mod messages;
 pub mod microversion;
 pub mod misc;
 pub mod operations;
+pub mod path;
 pub mod qos;
 pub mod query;
 pub mod quota;

@@ -5,19 +5,17 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Extension, Path, State as AxState};
+use axum::extract::{Extension, State as AxState};
 use axum::http::StatusCode;
-use scoria_core::messages::{self, ListRequest, Message, MessageField, SortDir};
+use scoria_core::messages::{self, ListRequest, Message, MessageField};
 use serde_json::{Map, Value, json};
 
 use crate::State;
 use crate::auth::Auth;
 use crate::fault::{ApiError, ApiResult};
 use crate::microversion::Version;
-use crate::query::Params;
-use crate::volume::{MAX_LIMIT, base};
-
-type PathParams = Path<BTreeMap<String, String>>;
+use crate::path::{PathParams, links_base, seg};
+use crate::query::{self, Paging, Params, SortKeys};
 
 /// Messages exist from 3.3 on; before, the routes do not (404, as Cinder).
 fn gate(v: Version) -> ApiResult<()> {
@@ -65,50 +63,11 @@ const FILTERS: &[&str] = &[
     "message_level",
 ];
 
-fn parse_dir(d: &str) -> ApiResult<SortDir> {
-    match d.trim().to_ascii_lowercase().as_str() {
-        "asc" => Ok(SortDir::Asc),
-        "desc" => Ok(SortDir::Desc),
-        other => Err(ApiError::bad_request(format!(
-            "Invalid sort direction '{other}': expected asc or desc."
-        ))),
-    }
-}
-
-fn parse_key(k: &str) -> ApiResult<MessageField> {
-    MessageField::parse(k.trim()).ok_or_else(|| {
-        ApiError::bad_request(format!("Invalid input received: Invalid sort key {k}."))
-    })
-}
-
-fn sort_spec(q: &Params) -> ApiResult<Vec<(MessageField, SortDir)>> {
-    let mut out = Vec::new();
-    if let Some(sort) = q.get("sort") {
-        if q.get("sort_key").is_some() || q.get("sort_dir").is_some() {
-            return Err(ApiError::bad_request(
-                "The 'sort_key' and 'sort_dir' parameters are deprecated and cannot be used with the 'sort' parameter.",
-            ));
-        }
-        for item in sort.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (k, d) = item.split_once(':').unwrap_or((item, "desc"));
-            out.push((parse_key(k)?, parse_dir(d)?));
-        }
-    } else if let Some(keys) = q.get("sort_key") {
-        let dirs: Vec<&str> = q
-            .get("sort_dir")
-            .map(|d| d.split(',').collect())
-            .unwrap_or_default();
-        for (i, k) in keys.split(',').enumerate() {
-            out.push((
-                parse_key(k)?,
-                parse_dir(dirs.get(i).copied().unwrap_or("desc"))?,
-            ));
-        }
-    } else if let Some(d) = q.get("sort_dir") {
-        out.push((MessageField::CreatedAt, parse_dir(d)?));
-    }
-    Ok(out)
-}
+/// The keys a message list sorts by.
+const SORT_KEYS: SortKeys<MessageField> = SortKeys {
+    parse: MessageField::parse,
+    default: MessageField::CreatedAt,
+};
 
 fn list_request(q: &Params, v: Version) -> ApiResult<ListRequest> {
     if !v.at_least(5) {
@@ -131,18 +90,13 @@ fn list_request(q: &Params, v: Version) -> ApiResult<ListRequest> {
             filters.push((field, value.to_owned()));
         }
     }
-    let marker = match q.get("marker") {
-        None | Some("") => None,
-        Some(m) => Some(m.parse().map_err(|_| {
-            ApiError::bad_request(format!("Invalid input received: marker [{m}] not found"))
-        })?),
-    };
+    let page = Paging::parse(q)?;
     Ok(ListRequest {
         filters,
-        sort: sort_spec(q)?,
-        limit: Some(q.uint("limit")?.map_or(MAX_LIMIT, |l| l.min(MAX_LIMIT))),
+        sort: query::sort(q, &SORT_KEYS)?,
+        limit: Some(page.size()),
         offset: q.uint("offset")?,
-        marker,
+        marker: page.marker,
     })
 }
 
@@ -158,35 +112,26 @@ pub async fn list(
     let req = list_request(&q, v)?;
     let limit = req.limit;
     let list = messages::list(&state.app, &ctx, req).await?;
-    let links = base(&state, &ctx, &path);
+    let links = links_base(&state, &ctx, &path);
     let mut out = Map::new();
     out.insert(
         "messages".into(),
         Value::Array(list.iter().map(|m| view(m, &links)).collect()),
     );
-    if let (true, Some(limit), Some(last)) = (v.at_least(5), limit, list.last())
-        && list.len() as i64 == limit
+    if let (true, Some(size), Some(last)) = (v.at_least(5), limit, list.last())
+        && list.len() as i64 == size
     {
-        let mut pairs: Vec<(String, String)> =
-            q.0.iter()
-                .filter(|(k, _)| k != "marker" && k != "limit" && k != "offset")
-                .cloned()
-                .collect();
-        pairs.push(("limit".into(), limit.to_string()));
-        pairs.push(("marker".into(), last.id.to_string()));
-        let qs = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        let url = format!("{}/messages", links.0);
         out.insert(
             "messages_links".into(),
-            json!([{"rel": "next", "href": format!("{}/messages?{qs}", links.0)}]),
+            query::next_link(&q, &url, &["offset"], size, last.id),
         );
     }
     Ok(Json(Value::Object(out)))
 }
 
 fn path_id(p: &BTreeMap<String, String>) -> ApiResult<scoria_model::MessageId> {
-    Ok(messages::parse_id(
-        p.get("id").map(String::as_str).unwrap_or(""),
-    )?)
+    Ok(messages::parse_id(seg(p, "id"))?)
 }
 
 /// `GET /messages/{id}`.
@@ -198,7 +143,7 @@ pub async fn show(
 ) -> ApiResult<Json<Value>> {
     gate(v)?;
     let m = messages::get(&state.app, &ctx, path_id(&path)?).await?;
-    let links = base(&state, &ctx, &path);
+    let links = links_base(&state, &ctx, &path);
     Ok(Json(json!({"message": view(&m, &links)})))
 }
 

@@ -54,11 +54,15 @@ impl<S: Send + Sync, const M: u32> axum::extract::FromRequestParts<S> for AtLeas
         if v.at_least(M) {
             Ok(AtLeast(v))
         } else {
-            Err(ApiError::not_found(format!(
-                "API version {v} is not supported on this method."
-            )))
+            Err(not_supported(v))
         }
     }
+}
+
+/// The answer to a request for something that does not exist at its
+/// microversion `v` (Cinder's `VersionNotFoundForAPIMethod`).
+pub fn not_supported(v: Version) -> ApiError {
+    ApiError::not_found(format!("API version {v} is not supported on this method."))
 }
 
 /// The version a request asks for.

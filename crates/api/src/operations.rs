@@ -4,10 +4,8 @@
 //! stage, step, percent and last error of each, and every step's record.
 //! Not a Cinder API; the `scoria-` prefix keeps it out of Cinder's namespace.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
-use axum::extract::{Path, State as AxState};
+use axum::extract::State as AxState;
 use scoria_core::operations::{self, FlowRecord};
 use scoria_model::flow::FlowState;
 use serde_json::{Value, json};
@@ -15,6 +13,7 @@ use serde_json::{Value, json};
 use crate::State;
 use crate::auth::Auth;
 use crate::fault::{ApiError, ApiResult};
+use crate::path::{PathParams, seg};
 use crate::query::Params;
 
 fn view(f: &FlowRecord) -> Value {
@@ -63,9 +62,9 @@ pub async fn list(
 pub async fn show(
     AxState(state): AxState<State>,
     Auth(ctx): Auth,
-    Path(p): Path<BTreeMap<String, String>>,
+    p: PathParams,
 ) -> ApiResult<Json<Value>> {
-    let id = p.get("id").map(String::as_str).unwrap_or("");
+    let id = seg(&p, "id");
     let (f, steps) = operations::get(&state.app, &ctx, id).await?;
     let mut v = view(&f);
     v["steps"] = json!(steps

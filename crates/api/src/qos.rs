@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State as AxState};
+use axum::extract::State as AxState;
 use axum::http::StatusCode;
 use scoria_core::Context;
 use scoria_core::qos_specs::{self, QosSpecs};
@@ -15,13 +15,8 @@ use crate::State;
 use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
+use crate::path::{PathParams as P, links_base, seg};
 use crate::query::Params;
-
-type P = Path<BTreeMap<String, String>>;
-
-fn id(p: &BTreeMap<String, String>) -> &str {
-    p.get("id").map(String::as_str).unwrap_or("")
-}
 
 fn view(q: &QosSpecs) -> Value {
     json!({
@@ -34,31 +29,14 @@ fn view(q: &QosSpecs) -> Value {
 
 /// `{"qos_specs": …, "links": [self, bookmark]}`.
 fn detail(state: &State, ctx: &Context, p: &BTreeMap<String, String>, q: &QosSpecs) -> Value {
-    let project = p
-        .get("project_id")
-        .cloned()
-        .or_else(|| ctx.project_id.as_ref().map(|p| p.0.clone()))
-        .unwrap_or_default();
-    let url = &state.public_url;
+    let (own, bookmark) = links_base(state, ctx, p);
     json!({
         "qos_specs": view(q),
         "links": [
-            {"rel": "self", "href": format!("{url}/v3/{project}/qos-specs/{}", q.id)},
-            {"rel": "bookmark", "href": format!("{url}/{project}/qos-specs/{}", q.id)},
+            {"rel": "self", "href": format!("{own}/qos-specs/{}", q.id)},
+            {"rel": "bookmark", "href": format!("{bookmark}/qos-specs/{}", q.id)},
         ],
     })
-}
-
-/// The specs under `qos_specs`: every value a string.
-fn specs_of(m: &serde_json::Map<String, Value>) -> ApiResult<BTreeMap<String, String>> {
-    m.iter()
-        .map(|(k, v)| match v {
-            Value::String(s) => Ok((k.clone(), s.clone())),
-            other => Err(ApiError::bad_request(format!(
-                "Invalid input for field/attribute qos_specs. Value of {k}: {other} is not of type 'string'."
-            ))),
-        })
-        .collect()
 }
 
 /// `GET /qos-specs`.
@@ -77,7 +55,7 @@ pub async fn create(
     JsonBody(b): JsonBody,
 ) -> ApiResult<Json<Value>> {
     body::only(&b, "request body", &["qos_specs"])?;
-    let mut specs = specs_of(body::object(&b, "qos_specs")?)?;
+    let mut specs = body::string_values(body::object(&b, "qos_specs")?, "qos_specs")?;
     let name = specs.remove("name").ok_or_else(|| {
         ApiError::bad_request(
             "Invalid input for field/attribute qos_specs: 'name' is a required property",
@@ -90,7 +68,7 @@ pub async fn create(
 
 /// `GET /qos-specs/{id}`.
 pub async fn show(AxState(state): AxState<State>, Auth(ctx): Auth, p: P) -> ApiResult<Json<Value>> {
-    let q = qos_specs::get(&state.app, &ctx, id(&p)).await?;
+    let q = qos_specs::get(&state.app, &ctx, seg(&p, "id")).await?;
     Ok(Json(detail(&state, &ctx, &p, &q)))
 }
 
@@ -103,10 +81,10 @@ pub async fn update(
     JsonBody(b): JsonBody,
 ) -> ApiResult<Json<Value>> {
     body::only(&b, "request body", &["qos_specs"])?;
-    let given = specs_of(body::object(&b, "qos_specs")?)?;
+    let given = body::string_values(body::object(&b, "qos_specs")?, "qos_specs")?;
     let mut specs = given.clone();
     let consumer = specs.remove("consumer");
-    qos_specs::update(&state.app, &ctx, id(&p), consumer.as_deref(), &specs).await?;
+    qos_specs::update(&state.app, &ctx, seg(&p, "id"), consumer.as_deref(), &specs).await?;
     Ok(Json(json!({"qos_specs": given})))
 }
 
@@ -135,7 +113,7 @@ pub async fn delete_keys(
             _ => return Err(bad()),
         }
     }
-    qos_specs::delete_keys(&state.app, &ctx, id(&p), &keys).await?;
+    qos_specs::delete_keys(&state.app, &ctx, seg(&p, "id"), &keys).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -147,7 +125,7 @@ pub async fn delete(
     q: Params,
 ) -> ApiResult<StatusCode> {
     let force = q.flag("force")?;
-    qos_specs::delete(&state.app, &ctx, id(&p), force).await?;
+    qos_specs::delete(&state.app, &ctx, seg(&p, "id"), force).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -157,7 +135,7 @@ pub async fn associations(
     Auth(ctx): Auth,
     p: P,
 ) -> ApiResult<Json<Value>> {
-    let list = qos_specs::associations(&state.app, &ctx, id(&p)).await?;
+    let list = qos_specs::associations(&state.app, &ctx, seg(&p, "id")).await?;
     let items: Vec<Value> = list
         .iter()
         .map(|(t, name)| json!({"association_type": "volume_type", "id": t.to_string(), "name": name}))
@@ -172,7 +150,7 @@ pub async fn associate(
     p: P,
     q: Params,
 ) -> ApiResult<StatusCode> {
-    qos_specs::associate(&state.app, &ctx, id(&p), q.get("vol_type_id")).await?;
+    qos_specs::associate(&state.app, &ctx, seg(&p, "id"), q.get("vol_type_id")).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -183,7 +161,7 @@ pub async fn disassociate(
     p: P,
     q: Params,
 ) -> ApiResult<StatusCode> {
-    qos_specs::disassociate(&state.app, &ctx, id(&p), q.get("vol_type_id")).await?;
+    qos_specs::disassociate(&state.app, &ctx, seg(&p, "id"), q.get("vol_type_id")).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -193,6 +171,6 @@ pub async fn disassociate_all(
     Auth(ctx): Auth,
     p: P,
 ) -> ApiResult<StatusCode> {
-    qos_specs::disassociate_all(&state.app, &ctx, id(&p)).await?;
+    qos_specs::disassociate_all(&state.app, &ctx, seg(&p, "id")).await?;
     Ok(StatusCode::ACCEPTED)
 }

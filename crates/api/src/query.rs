@@ -1,11 +1,24 @@
 //! Query strings. Clients send odd ones (`openstack` sends `limit=None`), so
 //! values are parsed leniently where Cinder is lenient and strictly, with a
 //! 400, where a wrong value would change the answer.
+//!
+//! Lists share Cinder's sorting and paging parameters, parsed here once:
+//! [`sort`] (`sort=k1:dir,k2` or the older `sort_key`/`sort_dir`) against
+//! the sort keys a list takes ([`SortKeys`], one per resource), and
+//! [`Paging`] (`limit`, `marker`) with the `next` link of a full page.
+
+use std::fmt::Display;
+use std::str::FromStr;
 
 use axum::extract::{FromRequestParts, RawQuery};
 use axum::http::request::Parts;
+use scoria_core::volumes::SortDir;
+use serde_json::{Value, json};
 
-use crate::fault::ApiError;
+use crate::fault::{ApiError, ApiResult};
+
+/// Cinder's maximum page size (`osapi_max_limit`).
+pub const MAX_LIMIT: i64 = 1000;
 
 /// The query's pairs, in order, percent-decoded.
 #[derive(Clone, Debug, Default)]
@@ -59,5 +72,218 @@ impl Params {
                 ))),
             },
         }
+    }
+}
+
+/// The sort keys a list takes, by Cinder's names, and the key a lone
+/// `sort_dir` sorts on.
+pub struct SortKeys<K: 'static> {
+    pub parse: fn(&str) -> Option<K>,
+    pub default: K,
+}
+
+/// Cinder's sort parameters: `sort=k1:dir,k2` (a key without a direction
+/// sorts descending) or `sort_key=k1,k2&sort_dir=d1,d2`, not both. Keys and
+/// directions are trimmed, as Cinder strips them. Empty when the query asks
+/// for no order.
+pub fn sort<K: Copy>(q: &Params, keys: &SortKeys<K>) -> ApiResult<Vec<(K, SortDir)>> {
+    let key = |k: &str| {
+        let k = k.trim();
+        (keys.parse)(k).ok_or_else(|| {
+            ApiError::bad_request(format!("Invalid input received: Invalid sort key {k}."))
+        })
+    };
+    let mut out = Vec::new();
+    if let Some(sort) = q.get("sort") {
+        if q.get("sort_key").is_some() || q.get("sort_dir").is_some() {
+            return Err(ApiError::bad_request(
+                "The 'sort_key' and 'sort_dir' parameters are deprecated and cannot be used with the 'sort' parameter.",
+            ));
+        }
+        for item in sort.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, d) = item.split_once(':').unwrap_or((item, "desc"));
+            out.push((key(k)?, sort_dir(d)?));
+        }
+    } else if let Some(k) = q.get("sort_key") {
+        let dirs: Vec<&str> = q
+            .get("sort_dir")
+            .map(|d| d.split(',').collect())
+            .unwrap_or_default();
+        for (i, k) in k.split(',').enumerate() {
+            out.push((key(k)?, sort_dir(dirs.get(i).copied().unwrap_or("desc"))?));
+        }
+    } else if let Some(d) = q.get("sort_dir") {
+        out.push((keys.default, sort_dir(d)?));
+    }
+    Ok(out)
+}
+
+fn sort_dir(d: &str) -> ApiResult<SortDir> {
+    match d.trim().to_ascii_lowercase().as_str() {
+        "asc" => Ok(SortDir::Asc),
+        "desc" => Ok(SortDir::Desc),
+        other => Err(ApiError::bad_request(format!(
+            "Invalid sort direction '{other}': expected asc or desc."
+        ))),
+    }
+}
+
+/// Where a page starts and how long it is: `limit` (at most [`MAX_LIMIT`])
+/// and `marker`, the id of the last item of the page before.
+#[derive(Clone, Debug)]
+pub struct Paging<M> {
+    /// The limit the query asked for, if any.
+    pub limit: Option<i64>,
+    pub marker: Option<M>,
+}
+
+impl<M: FromStr> Paging<M> {
+    /// `limit` must be a non-negative integer (a larger one is cut to
+    /// [`MAX_LIMIT`]); a `marker` that is not an id names nothing, and Cinder
+    /// answers that the same way as an unknown one.
+    pub fn parse(q: &Params) -> ApiResult<Self> {
+        let limit = q.uint("limit")?.map(|l| l.min(MAX_LIMIT));
+        let marker = match q.get("marker") {
+            None | Some("") => None,
+            Some(m) => Some(m.parse::<M>().map_err(|_| {
+                ApiError::bad_request(format!("Invalid input received: marker [{m}] not found"))
+            })?),
+        };
+        Ok(Paging { limit, marker })
+    }
+}
+
+impl<M> Paging<M> {
+    /// How many items a page holds: the limit asked for, or [`MAX_LIMIT`].
+    pub fn size(&self) -> i64 {
+        self.limit.unwrap_or(MAX_LIMIT)
+    }
+}
+
+/// The `next` link of a full page of `size` items ending with `last`: the
+/// same request at `url`, with `limit` and `marker` (and the `dropped` keys)
+/// replaced so that it reads on after `last`.
+pub fn next_link(q: &Params, url: &str, dropped: &[&str], size: i64, last: impl Display) -> Value {
+    let mut pairs: Vec<(String, String)> =
+        q.0.iter()
+            .filter(|(k, _)| k != "marker" && k != "limit" && !dropped.contains(&k.as_str()))
+            .cloned()
+            .collect();
+    pairs.push(("limit".into(), size.to_string()));
+    pairs.push(("marker".into(), last.to_string()));
+    let qs = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+    json!([{"rel": "next", "href": format!("{url}?{qs}")}])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(raw: &str) -> Params {
+        Params(serde_urlencoded::from_str(raw).unwrap())
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Key {
+        Name,
+        Created,
+    }
+
+    const KEYS: SortKeys<Key> = SortKeys {
+        parse: |k| match k {
+            "name" => Some(Key::Name),
+            "created_at" => Some(Key::Created),
+            _ => None,
+        },
+        default: Key::Created,
+    };
+
+    #[test]
+    fn sorts_as_cinder_does() {
+        use SortDir::{Asc, Desc};
+        let ok: &[(&str, &[(Key, SortDir)])] = &[
+            ("", &[]),
+            ("sort=name", &[(Key::Name, Desc)]),
+            (
+                "sort=name:asc,created_at",
+                &[(Key::Name, Asc), (Key::Created, Desc)],
+            ),
+            ("sort=+name+:+ASC+,", &[(Key::Name, Asc)]),
+            (
+                "sort_key=name,created_at&sort_dir=asc",
+                &[(Key::Name, Asc), (Key::Created, Desc)],
+            ),
+            ("sort_dir=asc", &[(Key::Created, Asc)]),
+            ("sort=None", &[]),
+        ];
+        for (raw, want) in ok {
+            assert_eq!(sort(&q(raw), &KEYS).unwrap(), *want, "{raw}");
+        }
+        let bad = [
+            (
+                "sort=size",
+                "Invalid input received: Invalid sort key size.",
+            ),
+            (
+                "sort_key=+size+",
+                "Invalid input received: Invalid sort key size.",
+            ),
+            (
+                "sort=name:up",
+                "Invalid sort direction 'up': expected asc or desc.",
+            ),
+            (
+                "sort_dir=UP",
+                "Invalid sort direction 'up': expected asc or desc.",
+            ),
+            (
+                "sort=name&sort_dir=asc",
+                "The 'sort_key' and 'sort_dir' parameters are deprecated and cannot be used with the 'sort' parameter.",
+            ),
+        ];
+        for (raw, message) in bad {
+            let e = sort(&q(raw), &KEYS).unwrap_err();
+            assert_eq!(
+                (e.status.as_u16(), e.message.as_str()),
+                (400, message),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn pages_and_links() {
+        let p = Paging::<u32>::parse(&q("limit=5000&marker=7")).unwrap();
+        assert_eq!(
+            (p.limit, p.marker, p.size()),
+            (Some(MAX_LIMIT), Some(7), MAX_LIMIT)
+        );
+        let p = Paging::<u32>::parse(&q("limit=None&marker=")).unwrap();
+        assert_eq!((p.limit, p.marker, p.size()), (None, None, MAX_LIMIT));
+        for (raw, message) in [
+            (
+                "limit=-1",
+                "Invalid input received: limit must be a non-negative integer, not '-1'.",
+            ),
+            ("marker=x", "Invalid input received: marker [x] not found"),
+        ] {
+            let e = Paging::<u32>::parse(&q(raw)).unwrap_err();
+            assert_eq!(
+                (e.status.as_u16(), e.message.as_str()),
+                (400, message),
+                "{raw}"
+            );
+        }
+        let link = next_link(
+            &q("name=a+b&limit=2&marker=1&offset=3"),
+            "http://x/v",
+            &["offset"],
+            2,
+            9,
+        );
+        assert_eq!(
+            link,
+            json!([{"rel": "next", "href": "http://x/v?name=a+b&limit=2&marker=9"}])
+        );
     }
 }

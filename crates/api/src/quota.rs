@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State as AxState};
+use axum::extract::State as AxState;
 use scoria_core::quotas;
 use scoria_model::quota::{NamedKey, QuotaResource};
 use serde_json::{Map, Value, json};
@@ -16,9 +16,8 @@ use crate::State;
 use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
+use crate::path::PathParams as P;
 use crate::query::Params;
-
-type P = Path<BTreeMap<String, String>>;
 
 fn target(p: &BTreeMap<String, String>) -> ApiResult<String> {
     let id = p.get("target").cloned().unwrap_or_default();

@@ -38,7 +38,7 @@ table! {
     get "/volumes/{id}" => volume::show;
     put "/volumes/{id}" => volume::update;
     delete "/volumes/{id}" => volume::delete;
-    post "/volumes/{id}/action" => volume::action;
+    post "/volumes/{id}/action" => volume::actions::dispatch;
     get "/volumes/{id}/metadata" => volume::metadata_show;
     post "/volumes/{id}/metadata" => volume::metadata_merge;
     put "/volumes/{id}/metadata" => volume::metadata_replace;

@@ -1,10 +1,8 @@
 //! Operator APIs: `/os-services`, `/os-hosts`, `/scheduler-stats/get_pools`,
 //! `/capabilities/{host}` (all admin only), with Cinder's shapes.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
-use axum::extract::{Extension, Path, State as AxState};
+use axum::extract::{Extension, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scoria_core::Op;
@@ -16,9 +14,8 @@ use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
 use crate::microversion::Version;
+use crate::path::{PathParams, seg};
 use crate::query::Params;
-
-type PathParams = Path<BTreeMap<String, String>>;
 
 fn status(s: &Service) -> &'static str {
     if s.disabled { "disabled" } else { "enabled" }
@@ -107,7 +104,7 @@ pub async fn update(
     path: PathParams,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    let action = path.get("action").map(String::as_str).unwrap_or("");
+    let action = seg(&path, "action");
     let app = &state.app;
     // Policy first, as Cinder: a caller without the right learns nothing
     // about what is wrong with the request.
@@ -204,7 +201,7 @@ pub async fn host_show(
     Auth(ctx): Auth,
     path: PathParams,
 ) -> ApiResult<Json<Value>> {
-    let host = path.get("host").map(String::as_str).unwrap_or("");
+    let host = seg(&path, "host");
     let usage = services::host_usage(&state.app, &ctx, host).await?;
     let rows: Vec<Value> = usage
         .iter()
@@ -286,7 +283,7 @@ pub async fn capabilities(
     Auth(ctx): Auth,
     path: PathParams,
 ) -> ApiResult<Json<Value>> {
-    let host = path.get("host").map(String::as_str).unwrap_or("");
+    let host = seg(&path, "host");
     let backend = services::capabilities(&state.app, &ctx, host).await?;
     Ok(Json(json!({
         "namespace": format!("OS::Storage::Capabilities::{}", services::backend_host(&backend)),

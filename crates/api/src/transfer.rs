@@ -22,8 +22,8 @@ use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
 use crate::microversion::Version;
-use crate::query::Params;
-use crate::volume::{MAX_LIMIT, PathParams, base};
+use crate::path::{PathParams, links_base, seg};
+use crate::query::{self, Paging, Params};
 
 /// Microversion from which a transfer may leave the volume's snapshots behind.
 const WITH_SNAPSHOTS: u32 = 55;
@@ -31,8 +31,7 @@ const WITH_SNAPSHOTS: u32 = 55;
 const WITH_HISTORY: u32 = 57;
 
 fn path_id(p: &BTreeMap<String, String>) -> ApiResult<TransferId> {
-    let raw = p.get("id").map(String::as_str).unwrap_or("");
-    Ok(transfers::parse_id(raw)?)
+    Ok(transfers::parse_id(seg(p, "id"))?)
 }
 
 fn links(l: &(String, String), id: &TransferId) -> Value {
@@ -104,7 +103,7 @@ pub async fn create(
     let no_snapshots = body::boolean(t, "no_snapshots")?.unwrap_or(false);
     let Offer { transfer, auth_key } =
         transfers::create(&state.app, &ctx, volume_id, name, no_snapshots).await?;
-    let l = base(&state, &ctx, &path);
+    let l = links_base(&state, &ctx, &path);
     let mut view = detail(&transfer, v, &l);
     view["auth_key"] = json!(auth_key);
     Ok((StatusCode::ACCEPTED, Json(json!({ "transfer": view }))).into_response())
@@ -118,7 +117,7 @@ pub async fn show(
     path: PathParams,
 ) -> ApiResult<Json<Value>> {
     let t = transfers::get(&state.app, &ctx, path_id(&path)?).await?;
-    let l = base(&state, &ctx, &path);
+    let l = links_base(&state, &ctx, &path);
     Ok(Json(json!({ "transfer": detail(&t, v, &l) })))
 }
 
@@ -130,24 +129,16 @@ async fn list_any(
     q: Params,
     full: bool,
 ) -> ApiResult<Json<Value>> {
-    let limit = q
-        .uint("limit")?
-        .map(|l| l.min(MAX_LIMIT))
-        .unwrap_or(MAX_LIMIT);
-    let marker = match q.get("marker") {
-        None | Some("") => None,
-        Some(m) => Some(m.parse::<TransferId>().map_err(|_| {
-            ApiError::bad_request(format!("Invalid input received: marker [{m}] not found"))
-        })?),
-    };
+    let page = Paging::<TransferId>::parse(&q)?;
+    let size = page.size();
     let req = ListRequest {
         all_projects: q.flag("all_tenants")? || q.flag("all_projects")?,
         name: q.get("name").map(str::to_owned),
-        limit: Some(limit),
-        marker,
+        limit: Some(size),
+        marker: page.marker,
     };
     let list = transfers::list(&state.app, &ctx, req).await?;
-    let l = base(&state, &ctx, &path);
+    let l = links_base(&state, &ctx, &path);
     let items: Vec<Value> = list
         .iter()
         .map(|t| {
@@ -159,25 +150,17 @@ async fn list_any(
         })
         .collect();
     let mut out = Map::new();
-    if list.len() as i64 == limit
+    if list.len() as i64 == size
         && let Some(last) = list.last()
     {
-        let mut pairs: Vec<(String, String)> =
-            q.0.iter()
-                .filter(|(k, _)| k != "marker" && k != "limit")
-                .cloned()
-                .collect();
-        pairs.push(("limit".into(), limit.to_string()));
-        pairs.push(("marker".into(), last.id.to_string()));
-        let qs = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-        let href = format!(
-            "{}/os-volume-transfer{}?{qs}",
+        let url = format!(
+            "{}/os-volume-transfer{}",
             l.0,
             if full { "/detail" } else { "" }
         );
         out.insert(
             "transfers_links".into(),
-            json!([{"rel": "next", "href": href}]),
+            query::next_link(&q, &url, &[], size, last.id),
         );
     }
     out.insert("transfers".into(), Value::Array(items));
@@ -243,7 +226,7 @@ pub async fn accept(
         }
     };
     let t = transfers::accept(&state.app, &ctx, id, &auth_key).await?;
-    let l = base(&state, &ctx, &path);
+    let l = links_base(&state, &ctx, &path);
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "transfer": summary(&t, &l) })),

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State as AxState};
+use axum::extract::State as AxState;
 use axum::http::StatusCode;
 use scoria_core::Context;
 use scoria_core::volume_types::{
@@ -21,13 +21,8 @@ use crate::State;
 use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
+use crate::path::{PathParams as P, seg};
 use crate::query::Params;
-
-type P = Path<BTreeMap<String, String>>;
-
-fn seg<'a>(p: &'a BTreeMap<String, String>, name: &str) -> &'a str {
-    p.get(name).map(String::as_str).unwrap_or("")
-}
 
 /// Which response a type view is for (each has its own keys in Cinder).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -52,23 +47,6 @@ fn type_view(t: &VolumeType, ctx: &Context, shape: Shape) -> Value {
         v["qos_specs_id"] = json!(t.qos_specs_id.map(|q| q.to_string()));
     }
     v
-}
-
-/// A `{"key": "string"}` object; `null` and other non-strings are refused.
-fn string_map(v: &Value, what: &str) -> ApiResult<BTreeMap<String, String>> {
-    let Value::Object(m) = v else {
-        return Err(ApiError::bad_request(format!(
-            "Invalid input for field/attribute {what}. Value: {v}. {v} is not of type 'object'"
-        )));
-    };
-    m.iter()
-        .map(|(k, v)| match v {
-            Value::String(s) => Ok((k.clone(), s.clone())),
-            other => Err(ApiError::bad_request(format!(
-                "Invalid input for field/attribute {what}. Value of {k}: {other} is not of type 'string'."
-            ))),
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -141,7 +119,7 @@ pub async fn create(
     })?;
     let extra_specs = match vt.get("extra_specs") {
         None | Some(Value::Null) => BTreeMap::new(),
-        Some(v) => string_map(v, "extra_specs")?,
+        Some(v) => body::string_map(v, "extra_specs")?,
     };
     let req = NewType {
         name,
@@ -210,7 +188,7 @@ pub async fn extra_specs_create(
     let v = b.get("extra_specs").ok_or_else(|| {
         ApiError::bad_request("Invalid input: 'extra_specs' is a required property")
     })?;
-    let specs = string_map(v, "extra_specs")?;
+    let specs = body::string_map(v, "extra_specs")?;
     let specs = volume_types::extra_specs_set(&state.app, &ctx, seg(&p, "id"), specs, None).await?;
     Ok(Json(json!({"extra_specs": specs})))
 }
@@ -235,7 +213,7 @@ pub async fn extra_spec_update(
     JsonBody(b): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let key = seg(&p, "key");
-    let specs = string_map(&Value::Object(b.clone()), "extra_specs")?;
+    let specs = body::string_map(&Value::Object(b.clone()), "extra_specs")?;
     if specs.is_empty() {
         return Err(ApiError::bad_request("{} does not have enough properties"));
     }

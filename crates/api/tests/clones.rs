@@ -101,23 +101,26 @@ impl World {
         r.body["volume"].clone()
     }
 
-    /// The image of a volume and its format, from its host (`scoria@b#b`).
+    /// The image of a volume and its format, as its image record says.
     async fn image(&self, id: &str) -> (PathBuf, Format) {
         let v = self.show(id).await;
         let host = v["os-vol-host-attr:host"].as_str().expect("placed");
         let backend = host.rsplit('#').next().expect("pool");
-        let (dir, format) = match backend {
-            "file" => ("volumes", Format::Qcow2),
-            "b" => ("b", Format::Raw),
-            other => (other, Format::Qcow2),
+        let dir = match backend {
+            "file" => "volumes",
+            other => other,
         };
-        let path = self
-            .t
-            .dir
-            .path()
-            .join(dir)
-            .join(format!("volume-{id}.{format}"));
-        (path, format)
+        let mut conn = self.t.app.store().read().await.expect("read");
+        let vol = scoria_store::volumes::volume_get(&mut conn, id.parse().expect("id"))
+            .await
+            .expect("read volume")
+            .expect("the volume");
+        let image = scoria_store::images::image_get(&mut conn, vol.image_id.expect("placed"))
+            .await
+            .expect("read image")
+            .expect("the image");
+        let format = image.format.as_str().parse::<Format>().expect("format");
+        (self.t.dir.path().join(dir).join(image.name), format)
     }
 
     async fn action(&self, token: &str, id: &str, body: Value) -> Reply {

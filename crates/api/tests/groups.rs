@@ -7,319 +7,18 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::TestApp;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Who {
-    Admin,
-    /// Member of project A.
-    Member,
-    /// Reader of project A.
-    Reader,
-    /// Member of project B.
-    Other,
-}
-
-enum Step {
-    Call {
-        who: Who,
-        /// `3.x` microversion sent.
-        version: &'static str,
-        method: &'static str,
-        /// `{p}`: the caller's project; `{name}`: a saved value.
-        path: String,
-        body: Option<Value>,
-        status: u16,
-        /// The whole body (placeholders substituted, times redacted).
-        body_is: Option<Value>,
-        /// A fragment of the fault message.
-        message: Option<&'static str>,
-        /// Values to remember: (name, JSON pointer into the body).
-        save: Vec<(&'static str, &'static str)>,
-        /// Values expected: (JSON pointer, value with placeholders).
-        has: Vec<(&'static str, Value)>,
-    },
-    /// Wait until the saved volume has this status.
-    Volume(&'static str, &'static str),
-    /// Wait until the saved group has this status (`gone`: 404).
-    Group(&'static str, &'static str),
-}
+use support::steps::Who::{Admin, Member, Other, Reader};
+use support::steps::{Step, Who, World};
 
 /// The microversion most steps use: groups and `reset_status` exist.
 const V: &str = "3.20";
 
+/// A request at [`V`].
 fn call(who: Who, method: &'static str, path: &str, body: Option<Value>, status: u16) -> Step {
-    Step::Call {
-        who,
-        version: V,
-        method,
-        path: path.to_owned(),
-        body,
-        status,
-        body_is: None,
-        message: None,
-        save: vec![],
-        has: vec![],
-    }
+    support::steps::call(who, method, path, body, status).at(V)
 }
-
-impl Step {
-    fn is(mut self, expected: Value) -> Step {
-        if let Step::Call { body_is, .. } = &mut self {
-            *body_is = Some(expected);
-        }
-        self
-    }
-
-    fn says(mut self, fragment: &'static str) -> Step {
-        if let Step::Call { message, .. } = &mut self {
-            *message = Some(fragment);
-        }
-        self
-    }
-
-    fn save(mut self, name: &'static str, pointer: &'static str) -> Step {
-        if let Step::Call { save, .. } = &mut self {
-            save.push((name, pointer));
-        }
-        self
-    }
-
-    fn has(mut self, pointer: &'static str, value: Value) -> Step {
-        if let Step::Call { has, .. } = &mut self {
-            has.push((pointer, value));
-        }
-        self
-    }
-
-    fn at(mut self, v: &'static str) -> Step {
-        if let Step::Call { version, .. } = &mut self {
-            *version = v;
-        }
-        self
-    }
-}
-
-struct World {
-    t: TestApp,
-    tokens: BTreeMap<&'static str, (String, String)>,
-    vars: BTreeMap<String, String>,
-}
-
-impl World {
-    async fn new() -> World {
-        let t = TestApp::new().await;
-        let support::Personas {
-            a,
-            b,
-            admin,
-            member,
-            reader,
-            other,
-        } = t.personas().await;
-        let admin_p = admin.1.clone();
-        let tokens: BTreeMap<&'static str, (String, String)> = [
-            ("admin", admin),
-            ("member", member),
-            ("reader", reader),
-            ("other", other),
-        ]
-        .into();
-        let vars = [
-            ("a".to_string(), a),
-            ("b".to_string(), b),
-            ("admin_p".to_string(), admin_p),
-            (
-                "default".to_string(),
-                "7a3d2a5e-1b4c-4f0e-9d8a-0c5e6f7a8b90".to_string(),
-            ),
-            (
-                "nothing".to_string(),
-                "3f1c2b9e-8d4a-4e6f-9b7c-1a2b3c4d5e6f".to_string(),
-            ),
-        ]
-        .into();
-        World { t, tokens, vars }
-    }
-
-    fn token(&self, who: Who) -> (String, String) {
-        let k = match who {
-            Who::Admin => "admin",
-            Who::Member => "member",
-            Who::Reader => "reader",
-            Who::Other => "other",
-        };
-        self.tokens[k].clone()
-    }
-
-    fn fill(&self, s: &str, project: &str) -> String {
-        let mut s = s.replace("{p}", project);
-        for (k, v) in &self.vars {
-            s = s.replace(&format!("{{{k}}}"), v);
-        }
-        s
-    }
-
-    async fn get(&self, path: &str) -> support::Reply {
-        let (token, _) = self.token(Who::Admin);
-        self.t
-            .raw(
-                "GET",
-                path,
-                Some(&token),
-                &[("OpenStack-API-Version", "volume 3.20")],
-                None,
-            )
-            .await
-    }
-
-    /// Run the steps in order; collect every mismatch, then fail with all.
-    async fn run(&mut self, steps: Vec<Step>) {
-        let mut failures = Vec::new();
-        for (i, step) in steps.into_iter().enumerate() {
-            match step {
-                Step::Volume(var, status) => {
-                    let (token, project) = self.token(Who::Member);
-                    let id = self.vars[var].clone();
-                    self.t.wait_status(&token, &project, &id, status).await;
-                }
-                Step::Group(var, want) => {
-                    let a = self.vars["a"].clone();
-                    let id = self.vars[var].clone();
-                    let mut ok = false;
-                    for _ in 0..2000 {
-                        let r = self.get(&format!("/v3/{a}/groups/{id}")).await;
-                        if (want == "gone" && r.status == 404) || r.body["group"]["status"] == want
-                        {
-                            ok = true;
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
-                    if !ok {
-                        failures.push(format!("step {i}: group {var} never became {want}"));
-                    }
-                }
-                Step::Call {
-                    who,
-                    version,
-                    method,
-                    path,
-                    body,
-                    status,
-                    body_is,
-                    message,
-                    save,
-                    has,
-                } => {
-                    let (token, project) = self.token(who);
-                    let path = self.fill(&path, &project);
-                    let body = body.map(|b| self.fill(&b.to_string(), &project).into_bytes());
-                    let header = format!("volume {version}");
-                    let r = self
-                        .t
-                        .raw(
-                            method,
-                            &path,
-                            Some(&token),
-                            &[("OpenStack-API-Version", header.as_str())],
-                            body,
-                        )
-                        .await;
-                    let what = format!("step {i}: {method} {path} at {version} as {who:?}");
-                    if r.status != status {
-                        failures.push(format!(
-                            "{what}: got {}, expected {status}: {}",
-                            r.status, r.body
-                        ));
-                        continue;
-                    }
-                    for (pointer, want) in has {
-                        let want: Value =
-                            serde_json::from_str(&self.fill(&want.to_string(), &project))
-                                .expect("expected value");
-                        let got = r.body.pointer(pointer).cloned().unwrap_or(Value::Null);
-                        if got != want {
-                            failures.push(format!("{what}: {pointer} is {got}, expected {want}"));
-                        }
-                    }
-                    for (name, pointer) in save {
-                        match r.body.pointer(pointer).and_then(Value::as_str) {
-                            Some(v) => {
-                                self.vars.insert(name.to_string(), v.to_owned());
-                            }
-                            None => failures.push(format!("{what}: nothing at {pointer}")),
-                        }
-                    }
-                    if status >= 400 {
-                        let fault = r.body.as_object().and_then(|o| {
-                            (o.len() == 1).then(|| o.values().next().cloned()).flatten()
-                        });
-                        let ok = fault.as_ref().is_some_and(|f| {
-                            f["code"] == status
-                                && f["message"].as_str().is_some_and(|m| {
-                                    !m.is_empty() && message.is_none_or(|frag| m.contains(frag))
-                                })
-                        });
-                        if !ok {
-                            failures.push(format!(
-                                "{what}: fault body {} (wanted message with {message:?})",
-                                r.body
-                            ));
-                        }
-                    } else if body_is.is_none()
-                        && matches!(status, 202 | 204)
-                        && method != "POST"
-                        && r.body != Value::Null
-                    {
-                        failures.push(format!("{what}: a body where none belongs: {}", r.body));
-                    }
-                    if let Some(want) = body_is {
-                        let want: Value =
-                            serde_json::from_str(&self.fill(&want.to_string(), &project))
-                                .expect("expected body");
-                        let got = redact(r.body.clone());
-                        if got != want {
-                            failures
-                                .push(format!("{what}: body\n  got      {got}\n  expected {want}"));
-                        }
-                    }
-                }
-            }
-        }
-        assert!(
-            failures.is_empty(),
-            "{} failures:\n{}",
-            failures.len(),
-            failures.join("\n")
-        );
-    }
-}
-
-/// Times vary: replace them with `<time>`.
-fn redact(v: Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| {
-                    let v = if matches!(k.as_str(), "created_at" | "updated_at") && v.is_string() {
-                        json!("<time>")
-                    } else {
-                        redact(v)
-                    };
-                    (k, v)
-                })
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.into_iter().map(redact).collect()),
-        other => other,
-    }
-}
-
-use Who::{Admin, Member, Other, Reader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_types_and_their_specs() {
@@ -512,15 +211,15 @@ async fn groups_volumes_and_their_rules() {
             Some(json!({"volume": {"size": 1, "volume_type": "{vt}", "group_id": "{g}"}})), 202)
             .at("3.13")
             .save("v1", "/volume/id"),
-        Step::Volume("v1", "available"),
+        Step::Volume(Member, "v1", "available"),
         call(Member, "POST", "/v3/{p}/volumes",
             Some(json!({"volume": {"size": 1, "volume_type": "{vt}", "group_id": "{g}"}})), 202)
             .save("v2", "/volume/id"),
-        Step::Volume("v2", "available"),
+        Step::Volume(Member, "v2", "available"),
         call(Member, "GET", "/v3/{p}/volumes/{v1}", None, 200).at("3.13")
             .has("/volume/group_id", json!("{g}")),
         call(Member, "GET", "/v3/{p}/volumes/{v1}", None, 200).at("3.12")
-            .has("/volume/group_id", Value::Null),
+            .lacks("/volume/group_id"),
         call(Member, "GET", "/v3/{p}/volumes/detail?group_id={g}", None, 200).at("3.13")
             .save("listed_v", "/volumes/1/id"),
         call(Member, "POST", "/v3/{p}/volumes",
@@ -582,7 +281,7 @@ async fn groups_volumes_and_their_rules() {
         // A volume of another type cannot join.
         call(Member, "POST", "/v3/{p}/volumes", Some(json!({"volume": {"size": 1, "volume_type": "{vt2}"}})), 202)
             .save("v3", "/volume/id"),
-        Step::Volume("v3", "available"),
+        Step::Volume(Member, "v3", "available"),
         call(Member, "PUT", "/v3/{p}/groups/{g}", Some(json!({"group": {"add_volumes": "{v3}"}})), 400)
             .says("not supported by the group"),
         // Reset status (3.20, admins).
@@ -646,8 +345,8 @@ async fn a_group_made_from_another_holds_a_clone_of_each_volume() {
         call(Member, "POST", "/v3/{p}/volumes",
             Some(json!({"volume": {"size": 2, "group_id": "{g}", "name": "b"}})), 202)
             .save("v2", "/volume/id"),
-        Step::Volume("v1", "available"),
-        Step::Volume("v2", "available"),
+        Step::Volume(Member, "v1", "available"),
+        Step::Volume(Member, "v2", "available"),
         // Below 3.14 the action does not exist.
         call(Member, "POST", "/v3/{p}/groups/action",
             Some(json!({"create-from-src": {"source_group_id": "{g}"}})), 404).at("3.13"),
@@ -710,7 +409,7 @@ async fn a_group_made_from_another_holds_a_clone_of_each_volume() {
             Some(json!({"create-from-src": {"source_group_id": "{g}"}})), 413)
             .says("gigabytes"),
         call(Member, "GET", "/v3/{p}/groups", None, 200)
-            .has("/groups/2", Value::Null)
+            .lacks("/groups/2")
             .has("/groups/1/id", json!("{g}")),
         call(Admin, "PUT", "/v3/{a}/os-quota-sets/{a}", Some(json!({"quota_set": {"groups": 2, "gigabytes": 1000}})), 200).at("3.0"),
         call(Member, "POST", "/v3/{p}/groups/action",

@@ -176,30 +176,14 @@ fn every_identity_route_has_a_row() {
         .iter()
         .map(|r| (r.method.to_lowercase(), template(r.path)))
         .collect();
-    for (method, path) in scoria_api::routes::IDENTITY {
-        assert!(
-            covered.iter().any(|(m, p)| m == method && p == path),
-            "identity route {method} {path} has no row in the policy table"
-        );
-    }
+    support::assert_every_route_covered("identity route", scoria_api::routes::IDENTITY, &covered);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_identity_route_with_every_caller() {
     let t = TestApp::new().await;
-    let expired = {
-        let mut c = support::config(t.dir.path());
-        c.token_ttl = Duration::from_secs(1);
-        let short = scoria_core::App::open(c, scoria_failpoints::Failpoints::new())
-            .await
-            .expect("open");
-        let t2 = TestApp {
-            dir: tempfile::tempdir().expect("dir"),
-            app: t.app.clone(),
-            router: scoria_api::router(short),
-        };
-        t2.admin().await.0
-    };
+    // An expired token (once the sleep below has passed).
+    let expired = t.short_lived_admin_token().await;
     let (admin, _) = t.admin().await;
     let a = t.project(&admin, "project-a").await;
     let b = t.project(&admin, "project-b").await;

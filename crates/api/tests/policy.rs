@@ -720,47 +720,24 @@ fn every_route_has_a_row() {
         .iter()
         .map(|r| (r.method.to_lowercase(), template(r.path)))
         .collect();
-    for (method, path) in scoria_api::routes::BLOCK_STORAGE {
-        assert!(
-            covered.iter().any(|(m, p)| m == method && p == path),
-            "route {method} {path} has no row in the policy table"
-        );
-    }
+    support::assert_every_route_covered("route", scoria_api::routes::BLOCK_STORAGE, &covered);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_with_every_caller() {
     let t = TestApp::new().await;
-    // An expired token: issued by a second handle on the same data directory
-    // whose tokens live one second.
-    let expired = {
-        let mut c = support::config(t.dir.path());
-        c.token_ttl = Duration::from_secs(1);
-        let short = scoria_core::App::open(c, scoria_failpoints::Failpoints::new())
-            .await
-            .expect("open");
-        let r = scoria_api::router(short);
-        let t2 = TestApp {
-            dir: tempfile::tempdir().expect("dir"),
-            app: t.app.clone(),
-            router: r,
-        };
-        t2.admin().await.0
-    };
-    let (admin, _admin_project) = t.admin().await;
-    let a = t.project(&admin, "project-a").await;
-    let b = t.project(&admin, "project-b").await;
-    t.user(&admin, "a-member", "pw-a-member", &a, "member")
-        .await;
-    t.user(&admin, "a-reader", "pw-a-reader", &a, "reader")
-        .await;
+    // An expired token (once the sleep below has passed).
+    let expired = t.short_lived_admin_token().await;
+    let support::Personas {
+        a,
+        b,
+        admin: (admin, _),
+        member: (a_member, _),
+        reader: (a_reader, _),
+        other: (b_member, _),
+    } = t.personas().await;
     t.user(&admin, "a-admin", "pw-a-admin", &a, "admin").await;
-    t.user(&admin, "b-member", "pw-b-member", &b, "member")
-        .await;
-    let (a_member, _) = t.login("a-member", "pw-a-member", "project-a").await;
-    let (a_reader, _) = t.login("a-reader", "pw-a-reader", "project-a").await;
     let (a_admin, _) = t.login("a-admin", "pw-a-admin", "project-a").await;
-    let (b_member, _) = t.login("b-member", "pw-b-member", "project-b").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let callers: [(Option<&str>, &str); 6] = [

@@ -6,242 +6,9 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
-use support::TestApp;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Who {
-    Admin,
-    /// Member of project A.
-    Member,
-    /// Reader of project A.
-    Reader,
-    /// Member of project B.
-    Other,
-}
-
-enum Step {
-    Call {
-        who: Who,
-        method: &'static str,
-        /// `{p}`: the caller's project; `{name}`: a saved value.
-        path: String,
-        body: Option<Value>,
-        status: u16,
-        /// The whole body (placeholders substituted, times redacted).
-        body_is: Option<Value>,
-        /// A fragment of the fault message.
-        message: Option<&'static str>,
-        /// Values to remember: (name, JSON pointer into the body).
-        save: Vec<(&'static str, &'static str)>,
-    },
-    /// Wait until the saved volume has this status.
-    Wait(Who, &'static str, &'static str),
-}
-
-fn call(who: Who, method: &'static str, path: &str, body: Option<Value>, status: u16) -> Step {
-    Step::Call {
-        who,
-        method,
-        path: path.to_owned(),
-        body,
-        status,
-        body_is: None,
-        message: None,
-        save: vec![],
-    }
-}
-
-impl Step {
-    fn is(mut self, expected: Value) -> Step {
-        if let Step::Call { body_is, .. } = &mut self {
-            *body_is = Some(expected);
-        }
-        self
-    }
-
-    fn says(mut self, fragment: &'static str) -> Step {
-        if let Step::Call { message, .. } = &mut self {
-            *message = Some(fragment);
-        }
-        self
-    }
-
-    fn save(mut self, name: &'static str, pointer: &'static str) -> Step {
-        if let Step::Call { save, .. } = &mut self {
-            save.push((name, pointer));
-        }
-        self
-    }
-}
-
-struct World {
-    t: TestApp,
-    tokens: BTreeMap<&'static str, (String, String)>,
-    vars: BTreeMap<String, String>,
-}
-
-impl World {
-    async fn new() -> World {
-        let t = TestApp::new().await;
-        let support::Personas {
-            a,
-            b,
-            admin,
-            member,
-            reader,
-            other,
-        } = t.personas().await;
-        let admin_p = admin.1.clone();
-        let tokens: BTreeMap<&'static str, (String, String)> = [
-            ("admin", admin),
-            ("member", member),
-            ("reader", reader),
-            ("other", other),
-        ]
-        .into();
-        let vars = [
-            ("a".to_string(), a),
-            ("b".to_string(), b),
-            ("admin_p".to_string(), admin_p),
-            (
-                "default".to_string(),
-                "7a3d2a5e-1b4c-4f0e-9d8a-0c5e6f7a8b90".to_string(),
-            ),
-        ]
-        .into();
-        World { t, tokens, vars }
-    }
-
-    fn token(&self, who: Who) -> (&str, &str) {
-        let k = match who {
-            Who::Admin => "admin",
-            Who::Member => "member",
-            Who::Reader => "reader",
-            Who::Other => "other",
-        };
-        let (t, p) = &self.tokens[k];
-        (t, p)
-    }
-
-    fn fill(&self, s: &str, project: &str) -> String {
-        let mut s = s.replace("{p}", project);
-        for (k, v) in &self.vars {
-            s = s.replace(&format!("{{{k}}}"), v);
-        }
-        s
-    }
-
-    /// Run the steps in order; collect every mismatch, then fail with all.
-    async fn run(&mut self, steps: Vec<Step>) {
-        let mut failures = Vec::new();
-        for (i, step) in steps.into_iter().enumerate() {
-            match step {
-                Step::Wait(who, var, status) => {
-                    let (token, project) = self.token(who);
-                    let id = self.vars[var].clone();
-                    self.t.wait_status(token, project, &id, status).await;
-                }
-                Step::Call {
-                    who,
-                    method,
-                    path,
-                    body,
-                    status,
-                    body_is,
-                    message,
-                    save,
-                } => {
-                    let (token, project) = self.token(who);
-                    let (token, project) = (token.to_owned(), project.to_owned());
-                    let path = self.fill(&path, &project);
-                    let body = body.map(|b| self.fill(&b.to_string(), &project).into_bytes());
-                    let r = self.t.raw(method, &path, Some(&token), &[], body).await;
-                    let what = format!("step {i}: {method} {path} as {who:?}");
-                    if r.status != status {
-                        failures.push(format!(
-                            "{what}: got {}, expected {status}: {}",
-                            r.status, r.body
-                        ));
-                        continue;
-                    }
-                    for (name, pointer) in save {
-                        match r.body.pointer(pointer).and_then(Value::as_str) {
-                            Some(v) => {
-                                self.vars.insert(name.to_string(), v.to_owned());
-                            }
-                            None => failures.push(format!("{what}: nothing at {pointer}")),
-                        }
-                    }
-                    if status >= 400 {
-                        let fault = r.body.as_object().and_then(|o| {
-                            (o.len() == 1).then(|| o.values().next().cloned()).flatten()
-                        });
-                        let ok = fault.as_ref().is_some_and(|f| {
-                            f["code"] == status
-                                && f["message"].as_str().is_some_and(|m| {
-                                    !m.is_empty() && message.is_none_or(|frag| m.contains(frag))
-                                })
-                        });
-                        if !ok {
-                            failures.push(format!(
-                                "{what}: fault body {} (wanted message with {message:?})",
-                                r.body
-                            ));
-                        }
-                    } else if matches!(status, 202 | 204)
-                        && !path.ends_with("/volumes")
-                        && r.body != Value::Null
-                    {
-                        // tempest refuses a body on these (a volume create
-                        // is the one 202 that has one).
-                        failures.push(format!("{what}: a body where none belongs: {}", r.body));
-                    }
-                    if let Some(want) = body_is {
-                        let want: Value =
-                            serde_json::from_str(&self.fill(&want.to_string(), &project))
-                                .expect("expected body");
-                        let got = redact(r.body.clone());
-                        if got != want {
-                            failures
-                                .push(format!("{what}: body\n  got      {got}\n  expected {want}"));
-                        }
-                    }
-                }
-            }
-        }
-        assert!(
-            failures.is_empty(),
-            "{} failures:\n{}",
-            failures.len(),
-            failures.join("\n")
-        );
-    }
-}
-
-/// Times vary: replace them with `<time>`.
-fn redact(v: Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| {
-                    let v = if matches!(k.as_str(), "created_at" | "updated_at") && v.is_string() {
-                        json!("<time>")
-                    } else {
-                        redact(v)
-                    };
-                    (k, v)
-                })
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.into_iter().map(redact).collect()),
-        other => other,
-    }
-}
-
-use Who::{Admin, Member, Other, Reader};
+use support::steps::Who::{Admin, Member, Other, Reader};
+use support::steps::{Step, World, call};
 
 fn default_type_view() -> Value {
     json!({"id": "{default}", "name": "__DEFAULT__", "description": "Default Volume Type",
@@ -335,7 +102,7 @@ async fn types_crud_views_and_visibility() {
         // Delete: in use (400) until the volume goes; the default type stays.
         call(Member, "POST", "/v3/{p}/volumes", Some(json!({"volume": {"size": 1, "volume_type": "platinum"}})), 202)
             .save("vol", "/volume/id"),
-        Step::Wait(Member, "vol", "available"),
+        Step::Volume(Member, "vol", "available"),
         call(Member, "GET", "/v3/{p}/volumes/{vol}", None, 200)
             .save("vol_type", "/volume/volume_type"),
         call(Admin, "DELETE", "/v3/{p}/types/{gold}", None, 400)
@@ -616,7 +383,7 @@ async fn extra_specs() {
             202,
         )
         .save("vol", "/volume/id"),
-        Step::Wait(Member, "vol", "available"),
+        Step::Volume(Member, "vol", "available"),
         call(
             Admin,
             "POST",
@@ -729,7 +496,7 @@ async fn type_access() {
             202,
         )
         .save("vol", "/volume/id"),
-        Step::Wait(Member, "vol", "available"),
+        Step::Volume(Member, "vol", "available"),
         call(Member, "GET", "/v3/{p}/volumes/{vol}", None, 200)
             .save("vol_type", "/volume/volume_type"),
         call(Member, "GET", "/v3/{p}/types", None, 200).save("listed", "/volume_types/1/name"),
@@ -979,7 +746,7 @@ async fn retype() {
             202,
         )
         .save("vol", "/volume/id"),
-        Step::Wait(Member, "vol", "available"),
+        Step::Volume(Member, "vol", "available"),
         // Same backend: a change of the record (by id or by name).
         call(
             Member,
@@ -1139,7 +906,7 @@ async fn a_type_no_backend_satisfies_leaves_the_volume_in_error() {
             202,
         )
         .save("bad", "/volume/id"),
-        Step::Wait(Member, "bad", "error"),
+        Step::Volume(Member, "bad", "error"),
         call(
             Member,
             "GET",
@@ -1156,7 +923,7 @@ async fn a_type_no_backend_satisfies_leaves_the_volume_in_error() {
             202,
         )
         .save("good", "/volume/id"),
-        Step::Wait(Member, "good", "available"),
+        Step::Volume(Member, "good", "available"),
     ])
     .await;
     let why = &w.vars["why"];

@@ -4,24 +4,33 @@
 //! - no flow is running, unwinding or stuck, and no reservation is left;
 //! - no volume is in a transitional status, and every volume's quota is
 //!   committed (usage, derived from the volumes, is exactly what exists);
-//! - every `available` (or `awaiting-transfer`) volume has exactly one image,
-//!   at its recorded location, of its format and of exactly its size;
+//! - every `available`, `awaiting-transfer` or `in-use` volume has an active
+//!   image, `ready`, on the volume's backend, recorded at exactly its size;
+//! - every image record has its data (a file of the recorded format and
+//!   size), unless an error says why not (the image is being deleted and its
+//!   volume is `error_deleting`, or its volume is in another error status);
+//!   no image is left `creating` or `deleting` without such a reason; every
+//!   image is used (by a volume, or as the base of another), and every base
+//!   is immutable and recorded;
+//! - every file on a backend has an image record (no orphan);
 //! - a volume is `awaiting-transfer` exactly when one transfer of it exists,
 //!   offered by the volume's own project;
-//! - no image on any backend lacks a volume (no orphan);
 //! - no group is in a transitional status; every group accepts at least one
 //!   volume type, and an `available` one has a backend;
 //! - every volume's group exists, in the volume's project, accepts the
 //!   volume's type and sits on the volume's backend.
 //!
-//! Volumes left in an error status by a failed operation may lack their image
-//! (that is what the error says) and may have one of another size.
+//! Volumes left in an error status by a failed operation may lack their
+//! image's data (that is what the error says) and may have data of another
+//! size than recorded.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use scoria_model::ImageId;
 use scoria_model::flow::FlowState;
+use scoria_model::image::ImageState;
 use scoria_model::volume::{GIB, VolumeStatus};
-use scoria_store::{flows, groups, quotas, transfers, volumes};
+use scoria_store::{flows, groups, images, quotas, transfers, volumes};
 
 use crate::Env;
 use crate::error::Result;
@@ -43,6 +52,7 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
     let vols = volumes::volume_list_all(&mut conn).await?;
     let offers = transfers::transfer_list(&mut conn, &transfers::TransferQuery::default()).await?;
     let all_groups = groups::group_list_all(&mut conn).await?;
+    let all_images = images::image_list_all(&mut conn).await?;
     drop(conn);
     check_groups(&all_groups, &vols, &mut bad);
 
@@ -74,7 +84,6 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
         }
     }
 
-    let mut owned: BTreeSet<(String, String)> = BTreeSet::new();
     for v in &vols {
         // `attaching` without a flow is a client's hold (`os-reserve`), released
         // by `os-unreserve`; every other transitional status belongs to a flow.
@@ -84,65 +93,134 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
         if v.reservation_id.is_some() {
             bad.push(format!("volume {} still points at a reservation", v.id));
         }
-        if let (Some(b), Some(l)) = (&v.backend, &v.location) {
-            owned.insert((b.clone(), l.clone()));
+    }
+    check_images(env, &all_images, &vols, &mut bad).await;
+    Ok(bad)
+}
+
+/// The image promises (see the module doc).
+async fn check_images(
+    env: &Env,
+    all: &[images::Image],
+    vols: &[volumes::Volume],
+    bad: &mut Vec<String>,
+) {
+    let by_id: BTreeMap<_, _> = all.iter().map(|i| (i.id, i)).collect();
+    let mut user_of: BTreeMap<ImageId, &volumes::Volume> = BTreeMap::new();
+    for v in vols {
+        let Some(id) = v.image_id else {
+            if matches!(
+                v.status,
+                VolumeStatus::Available | VolumeStatus::AwaitingTransfer | VolumeStatus::InUse
+            ) {
+                bad.push(format!("{} volume {} has no image", v.status, v.id));
+            }
+            continue;
+        };
+        user_of.insert(id, v);
+        let Some(i) = by_id.get(&id) else {
+            bad.push(format!("volume {} has missing image {id}", v.id));
+            continue;
+        };
+        if v.backend.as_deref() != Some(i.backend.as_str()) {
+            bad.push(format!(
+                "volume {} is on backend {:?}, its image {id} on {}",
+                v.id, v.backend, i.backend
+            ));
         }
-        if !matches!(
+        if matches!(
             v.status,
-            VolumeStatus::Available | VolumeStatus::AwaitingTransfer
+            VolumeStatus::Available | VolumeStatus::AwaitingTransfer | VolumeStatus::InUse
         ) {
-            continue;
+            if i.state != ImageState::Ready {
+                bad.push(format!(
+                    "{} volume {}'s image {id} is {}",
+                    v.status, v.id, i.state
+                ));
+            }
+            if i.virtual_size != v.size * GIB as i64 {
+                bad.push(format!(
+                    "volume {} is {} GiB but its image {id} is recorded {} bytes",
+                    v.id, v.size, i.virtual_size
+                ));
+            }
         }
-        let (Some(backend), Some(location)) = (&v.backend, &v.location) else {
-            bad.push(format!("{} volume {} has no placement", v.status, v.id));
+    }
+    let bases: BTreeSet<ImageId> = all.iter().filter_map(|i| i.base_id).collect();
+    let mut owned: BTreeSet<(String, String)> = BTreeSet::new();
+    for i in all {
+        owned.insert((i.backend.clone(), i.name.clone()));
+        let volume = user_of.get(&i.id);
+        if i.state == ImageState::Creating {
+            bad.push(format!("image {} is still being created", i.id));
+        }
+        if let Some(base) = i.base_id {
+            match by_id.get(&base) {
+                None => bad.push(format!("image {} is layered on missing image {base}", i.id)),
+                Some(b) if b.mutable => bad.push(format!(
+                    "image {} is layered on image {base}, which can still change",
+                    i.id
+                )),
+                Some(_) => {}
+            }
+        }
+        if volume.is_none() && !bases.contains(&i.id) {
+            bad.push(format!("image {} ({}) is used by nothing", i.id, i.name));
+        }
+        // Data may be missing only where an error says so: an image being
+        // deleted (its volume is `error_deleting`), or the image of a volume
+        // a failed operation left in an error status.
+        let in_error = volume.is_some_and(|v| v.status.is_error());
+        if i.state == ImageState::Deleting
+            && volume.is_none_or(|v| v.status != VolumeStatus::ErrorDeleting)
+        {
+            bad.push(format!("image {} is left deleting", i.id));
+        }
+        let may_lack_data = i.state == ImageState::Deleting || in_error;
+        let Some(b) = env.backends.get(&i.backend) else {
+            bad.push(format!(
+                "image {} is on unknown backend {}",
+                i.id, i.backend
+            ));
             continue;
         };
-        let Some(b) = env.backends.get(backend) else {
-            bad.push(format!("volume {} is on unknown backend {backend}", v.id));
-            continue;
-        };
-        match b.driver.info(location).await {
+        match b.driver.info(&i.name).await {
             Ok(Some(info)) => {
-                if info.virtual_size != v.size as u64 * GIB {
+                if info.virtual_size != i.virtual_size as u64 && !in_error {
                     bad.push(format!(
-                        "volume {} is {} GiB but its image is {} bytes",
-                        v.id, v.size, info.virtual_size
+                        "image {} is recorded {} bytes but its data is {}",
+                        i.id, i.virtual_size, info.virtual_size
                     ));
                 }
-                if v.format.as_deref() != Some(info.format.as_str()) {
+                if info.format.as_str() != i.format.as_str() {
                     bad.push(format!(
-                        "volume {} is recorded {:?} but its image is {}",
-                        v.id,
-                        v.format,
+                        "image {} is recorded {} but its data is {}",
+                        i.id,
+                        i.format,
                         info.format.as_str()
                     ));
                 }
             }
+            Ok(None) if may_lack_data => {}
             Ok(None) => bad.push(format!(
-                "{} volume {} has no image {location}",
-                v.status, v.id
+                "image {} has no data ({} on {})",
+                i.id, i.name, i.backend
             )),
-            Err(e) => bad.push(format!(
-                "volume {}: cannot read image {location}: {e}",
-                v.id
-            )),
+            Err(e) => bad.push(format!("image {}: cannot read {}: {e}", i.id, i.name)),
         }
     }
     for (name, b) in &env.backends {
         match b.driver.list().await {
-            Ok(images) => {
-                for image in images {
-                    if !owned.contains(&(name.clone(), image.clone())) {
-                        bad.push(format!(
-                            "image {image} on backend {name} belongs to no volume"
-                        ));
+            Ok(files) => {
+                for file in files {
+                    if !owned.contains(&(name.clone(), file.clone())) {
+                        bad.push(format!("image {file} on backend {name} has no record"));
                     }
                 }
             }
             Err(e) => bad.push(format!("backend {name} cannot list its images: {e}")),
         }
     }
-    Ok(bad)
 }
 
 /// The group promises (see the module doc).

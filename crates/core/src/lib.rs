@@ -21,6 +21,7 @@ use scoria_storage::{DynDriver, Format};
 use scoria_store::Store;
 pub use scoria_store::{Durability, StoreOptions};
 
+pub mod capacity;
 pub mod context;
 pub mod error;
 pub mod flows;
@@ -31,6 +32,7 @@ pub mod messages;
 pub mod operations;
 pub mod qos_specs;
 pub mod quotas;
+pub mod rules;
 pub mod scheduler;
 pub mod services;
 pub mod transfers;
@@ -87,6 +89,9 @@ pub struct Config {
     pub admin_password: Option<String>,
     /// How expensive password hashes are: leave at `Default` outside tests.
     pub password_cost: PasswordCost,
+    /// How often the backends' capacity is read for the scheduler (also
+    /// after every flow that changed a backend's content).
+    pub capacity_refresh: Duration,
 }
 
 /// The cost of hashing passwords (Argon2id).
@@ -124,15 +129,28 @@ impl Config {
             admin_project: "admin".into(),
             admin_password: None,
             password_cost: PasswordCost::Default,
+            capacity_refresh: Duration::from_secs(10),
         }
     }
 }
 
-/// A backend in service: its configuration and its driver.
+/// A backend in service: its configuration, its driver, and its last
+/// capacity reading (see [`capacity`]).
 #[derive(Debug)]
 pub struct Backend {
     pub config: BackendConfig,
     pub driver: DynDriver,
+    capacity: std::sync::RwLock<Option<capacity::Reading>>,
+}
+
+impl Backend {
+    pub fn new(config: BackendConfig, driver: DynDriver) -> Backend {
+        Backend {
+            config,
+            driver,
+            capacity: std::sync::RwLock::new(None),
+        }
+    }
 }
 
 /// What flows' steps use: the store, the backends, the failpoints.
@@ -173,6 +191,9 @@ pub struct App {
     /// Identity's in-memory state: token cache, password hasher, bootstrap
     /// outcome ([`App::bootstrap_info`]).
     pub identity: Arc<identity::IdentityState>,
+    /// The task refreshing the backends' capacity readings (started by
+    /// [`App::open`], stopped by [`App::shutdown`]).
+    refresher: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for App {
@@ -198,6 +219,10 @@ impl App {
         options: EngineOptions,
     ) -> Result<App> {
         let app = Self::assemble(config, fp, options).await?;
+        *app.refresher.lock().unwrap_or_else(|e| e.into_inner()) = Some(capacity::spawn_refresher(
+            app.env.clone(),
+            app.config.capacity_refresh,
+        ));
         identity::bootstrap(&app).await?;
         let resumed = app.engine.resume_all().await?;
         if !resumed.is_empty() {
@@ -246,13 +271,9 @@ impl App {
                     ))
                 }
             };
-            backends.insert(
-                b.name.clone(),
-                Arc::new(Backend {
-                    config: b.clone(),
-                    driver,
-                }),
-            );
+            let backend = Backend::new(b.clone(), driver);
+            backend.refresh_capacity().await?;
+            backends.insert(b.name.clone(), Arc::new(backend));
         }
         let env = Arc::new(Env {
             store: store.clone(),
@@ -266,6 +287,7 @@ impl App {
             config: Arc::new(config),
             env,
             engine,
+            refresher: Arc::default(),
         })
     }
 
@@ -275,6 +297,14 @@ impl App {
 
     /// Stop at the next step boundary; unfinished flows resume at next start.
     pub async fn shutdown(&self, grace: Duration) {
+        if let Some(task) = self
+            .refresher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            task.abort();
+        }
         self.engine.shutdown(grace).await;
         self.env.store.close().await;
     }

@@ -16,7 +16,9 @@ use scoria_store::{Conn, volume_types};
 use crate::App;
 use crate::context::{Context, Op};
 use crate::error::{Error, Result};
-use crate::volume_types::{MAX_LEN, type_not_found, validate_specs};
+use crate::rules::types::type_not_found;
+use crate::rules::validate::validate_specs;
+use crate::volume_types::MAX_LEN;
 
 /// Who applies the limits.
 pub const CONSUMERS: &[&str] = &["front-end", "back-end", "both"];
@@ -72,7 +74,7 @@ pub async fn create(
     if name.is_empty() {
         return Err(Error::Invalid("The 'name' can not be empty.".into()));
     }
-    crate::volumes::validate_text("name", name, MAX_LEN)?;
+    crate::rules::validate::validate_text("name", name, MAX_LEN)?;
     let consumer = consumer.unwrap_or(DEFAULT_CONSUMER);
     validate_consumer(consumer)?;
     validate_specs("qos_specs", &specs, true)?;

@@ -16,19 +16,14 @@
 //! volume host set --disable` command uses) also gets no new volumes, and its
 //! volumes cannot be deleted or extended until it is thawed.
 
-use std::collections::BTreeSet;
-
 use scoria_store::{Conn, services as store, volumes as volume_store};
 
 use crate::context::{Context, Op};
 use crate::error::{Error, Result};
-use crate::scheduler::{self, Candidate};
+pub use crate::rules::hosts::{HOST, SCHEDULER_BINARY, VOLUME_BINARY, backend_host, pool_name};
+use crate::scheduler::Candidate;
 use crate::{App, Env};
 
-/// The host every service of this process runs on.
-pub const HOST: &str = "scoria";
-pub const SCHEDULER_BINARY: &str = "cinder-scheduler";
-pub const VOLUME_BINARY: &str = "cinder-volume";
 /// The zone Cinder shows for services that are not volume services.
 pub const SCHEDULER_ZONE: &str = "nova";
 /// What backends report as `vendor_name`, `storage_protocol` and
@@ -38,16 +33,6 @@ pub const STORAGE_PROTOCOL: &str = "nbd";
 pub const DRIVER_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Cinder's limit on a disabled reason.
 pub const MAX_REASON_LEN: usize = 255;
-
-/// The host of a backend's volume service (`scoria@<backend>`).
-pub fn backend_host(backend: &str) -> String {
-    format!("{HOST}@{backend}")
-}
-
-/// The name of a backend's one pool (`scoria@<backend>#<backend>`).
-pub fn pool_name(backend: &str) -> String {
-    format!("{HOST}@{backend}#{backend}")
-}
 
 /// Does a host filter match a service host? Cinder's rule: a filter with a
 /// pool (`#`) matches exactly, one with a backend (`@`) also matches that
@@ -119,40 +104,6 @@ async fn all(env: &Env, conn: &mut Conn) -> Result<Vec<Service>> {
         ));
     }
     Ok(out)
-}
-
-/// Hosts of the volume services that take no new volumes: disabled or
-/// frozen by an administrator.
-pub(crate) async fn unschedulable_volume_hosts(conn: &mut Conn) -> Result<BTreeSet<String>> {
-    Ok(store::service_list(conn)
-        .await?
-        .into_iter()
-        .filter(|s| (s.disabled || s.frozen) && s.binary == VOLUME_BINARY)
-        .map(|s| s.host)
-        .collect())
-}
-
-/// Refuse to change a volume on a frozen backend (Cinder's wording).
-pub(crate) async fn assert_not_frozen(conn: &mut Conn, backend: Option<&str>) -> Result<()> {
-    let Some(backend) = backend else {
-        return Ok(());
-    };
-    let frozen = store::service_get(conn, &backend_host(backend), VOLUME_BINARY)
-        .await?
-        .is_some_and(|s| s.frozen);
-    if frozen {
-        return Err(Error::Invalid(
-            "Invalid input received: Modification operations are not allowed on frozen storage backends.".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Whether the scheduler may place volumes (an administrator can disable it).
-pub(crate) async fn scheduler_enabled(conn: &mut Conn) -> Result<bool> {
-    Ok(!store::service_get(conn, HOST, SCHEDULER_BINARY)
-        .await?
-        .is_some_and(|s| s.disabled))
 }
 
 /// The services, optionally only those on `host` (Cinder's host matching,
@@ -333,11 +284,11 @@ pub struct Pool {
 }
 
 /// The pools of the enabled volume services (`name`: only that pool), with
-/// the scheduler's own figures ([`scheduler::gather`]).
+/// the scheduler's own figures ([`crate::capacity::gather`]).
 pub async fn pools(app: &App, ctx: &Context, name: Option<&str>) -> Result<Vec<Pool>> {
     ctx.authorize(Op::PoolList)?;
     let mut conn = app.store().read().await?;
-    let candidates = scheduler::gather(&app.env, &mut conn).await?;
+    let candidates = crate::capacity::gather(&app.env, &mut conn).await?;
     let timestamp = scoria_store::now();
     Ok(candidates
         .into_iter()

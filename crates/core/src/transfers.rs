@@ -55,7 +55,6 @@ use subtle::ConstantTimeEq;
 use crate::App;
 use crate::context::{Context, Op};
 use crate::error::{Error, Result};
-use crate::volumes;
 
 /// A new offer and its auth key, which is shown this once.
 #[derive(Clone, Debug)]
@@ -177,7 +176,7 @@ pub(crate) async fn offer(
             volume.id
         )));
     }
-    volumes::assert_not_being_cloned(conn, volume.id, "transferred").await?;
+    crate::rules::volumes::assert_not_being_cloned(conn, volume.id, "transferred").await?;
     let auth_key = random_hex();
     let salt = random_hex();
     let transfer = Transfer {
@@ -207,7 +206,7 @@ pub async fn create(
     ctx.authorize(Op::TransferCreate)?;
     let name = normalize_name(name)?;
     let mut tx = app.store().begin().await?;
-    let volume = volumes::visible(&mut tx, ctx, volume_id).await?;
+    let volume = crate::rules::volumes::visible(&mut tx, ctx, volume_id).await?;
     let offer = offer(&mut tx, &volume, &ctx.user_id.0, name, no_snapshots).await?;
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(transfer = %offer.transfer.id, volume = %volume_id, "volume offered for transfer");

@@ -24,6 +24,8 @@ pub use scoria_store::volume_types::{Encryption, EncryptionChange, VolumeType};
 use crate::App;
 use crate::context::{Context, Op};
 use crate::error::{Error, Result};
+use crate::rules::types::{is_true_spec, may_use, type_not_found};
+use crate::rules::validate::validate_specs;
 
 /// Extra specs every reader may see (Cinder's list): they tell users what a
 /// type offers, not how the deployment is built.
@@ -77,10 +79,6 @@ pub struct NewEncryption {
     pub control_location: String,
 }
 
-pub(crate) fn type_not_found(id: impl std::fmt::Display) -> Error {
-    Error::NotFound(format!("Volume type {id} could not be found."))
-}
-
 fn default_type_id() -> Result<VolumeTypeId> {
     store::DEFAULT_TYPE_ID
         .parse()
@@ -117,18 +115,6 @@ fn for_caller(ctx: &Context, mut t: VolumeType) -> VolumeType {
     t
 }
 
-/// May the caller use (see) this type? Public types, types shared with the
-/// caller's project, and every type for admins.
-pub(crate) async fn may_use(conn: &mut Conn, ctx: &Context, t: &VolumeType) -> Result<bool> {
-    if t.is_public || ctx.is_admin() {
-        return Ok(true);
-    }
-    match &ctx.project_id {
-        Some(p) => Ok(store::volume_type_access_has(conn, t.id, &p.0).await?),
-        None => Ok(false),
-    }
-}
-
 /// Load a type by id for management (no visibility rule: callers are admins).
 async fn find(conn: &mut Conn, id: &str) -> Result<VolumeType> {
     let parsed: VolumeTypeId = id.parse().map_err(|_| type_not_found(id))?;
@@ -162,11 +148,11 @@ fn validate_name(name: &str) -> Result<()> {
     if name.trim().is_empty() {
         return Err(Error::Invalid("Volume type name can not be empty.".into()));
     }
-    crate::volumes::validate_text("name", name, MAX_LEN)
+    crate::rules::validate::validate_text("name", name, MAX_LEN)
 }
 
 fn validate_description(d: &str) -> Result<()> {
-    crate::volumes::validate_text("description", d, MAX_LEN)?;
+    crate::rules::validate::validate_text("description", d, MAX_LEN)?;
     if d.chars().any(char::is_control) {
         return Err(Error::Invalid(
             "Invalid input for field/attribute description: control characters are not allowed."
@@ -174,40 +160,6 @@ fn validate_description(d: &str) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Check extra specs as Cinder's schemas do: keys of 1–255 characters among
-/// letters, digits and `-_:.` (and space and `/` when `spaces` is set, as on
-/// type create), values of at most 255 characters.
-pub fn validate_specs(what: &str, specs: &BTreeMap<String, String>, spaces: bool) -> Result<()> {
-    for (k, v) in specs {
-        let ok_char = |c: char| {
-            c.is_ascii_alphanumeric()
-                || matches!(c, '-' | '_' | ':' | '.')
-                || (spaces && matches!(c, ' ' | '/'))
-        };
-        if k.is_empty() || k.chars().count() > MAX_LEN || !k.chars().all(ok_char) {
-            return Err(Error::Invalid(format!(
-                "Invalid input for field/attribute {what}: key {k:?} must be 1 to {MAX_LEN} characters among letters, digits and '-_:.'{}.",
-                if spaces { ", space and '/'" } else { "" }
-            )));
-        }
-        if v.chars().count() > MAX_LEN {
-            return Err(Error::Invalid(format!(
-                "Invalid input for field/attribute {what}: the value of {k} is longer than {MAX_LEN} characters."
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Is the spec value Cinder's spelling of true (`<is> True`)?
-pub fn is_true_spec(v: Option<&String>) -> bool {
-    v.is_some_and(|v| {
-        v.trim()
-            .strip_prefix("<is>")
-            .is_some_and(|r| r.trim().eq_ignore_ascii_case("true"))
-    })
 }
 
 /// Cinder refuses types that are both cacheable and multiattach.
@@ -499,7 +451,7 @@ fn validate_encryption(
 ) -> Result<()> {
     for (field, v) in [("provider", provider), ("cipher", cipher)] {
         if let Some(v) = v {
-            crate::volumes::validate_text(field, v, MAX_LEN)?;
+            crate::rules::validate::validate_text(field, v, MAX_LEN)?;
         }
     }
     if key_size.is_some_and(|k| !(0..=i64::from(i32::MAX)).contains(&k)) {

@@ -83,6 +83,11 @@ uuid_id!(
     /// A group type.
     GroupTypeId
 );
+uuid_id!(
+    /// An image: the bytes of a volume (or, later, of a snapshot) on a
+    /// backend, in VDSM's sense (not the image service's).
+    ImageId
+);
 
 macro_rules! hex_id {
     ($(#[$doc:meta])* $name:ident) => {

@@ -6,6 +6,7 @@
 pub mod flow;
 pub mod group;
 pub mod ids;
+pub mod image;
 pub mod quota;
 pub mod volume;
 

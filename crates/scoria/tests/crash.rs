@@ -489,7 +489,40 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     let members = vols.iter().filter(|v| !v["group_id"].is_null()).count();
     server.stop()?;
 
-    // Every volume has exactly one image of its size; nothing else is there.
+    // Scoria's own invariant check agrees (flows, reservations, images), and
+    // the image records say where each volume's data is.
+    let rt = tokio::runtime::Runtime::new()?;
+    let (bad, names) = rt.block_on(async {
+        let mut config = scoria_core::Config::with_data_dir(data.clone());
+        config.admin_password = Some(PASSWORD.into());
+        let app = scoria_core::App::open(config, scoria_failpoints::Failpoints::new())
+            .await
+            .map_err(|e| anyhow::anyhow!(e.chain()))?;
+        let bad = scoria_core::invariants::check(&app.env)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.chain()))?;
+        let mut names = BTreeMap::new();
+        {
+            let mut conn = app.store().read().await.map_err(anyhow::Error::msg)?;
+            for v in scoria_store::volumes::volume_list_all(&mut conn)
+                .await
+                .map_err(anyhow::Error::msg)?
+            {
+                if let Some(image) = v.image_id {
+                    let i = scoria_store::images::image_get(&mut conn, image)
+                        .await
+                        .map_err(anyhow::Error::msg)?
+                        .context("a volume's image record")?;
+                    names.insert(v.id.to_string(), i.name);
+                }
+            }
+        }
+        app.shutdown(Duration::from_secs(5)).await;
+        Ok::<_, anyhow::Error>((bad, names))
+    })?;
+
+    // Independently of Scoria's own check: every volume has exactly one image
+    // of its size (qemu-img says so); nothing else is on the backend.
     let backend = data.join("volumes");
     let mut files: Vec<String> = std::fs::read_dir(&backend)?
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -499,38 +532,24 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     let mut errors = 0;
     for v in &vols {
         let id = v["id"].as_str().context("id")?;
-        let name = format!("volume-{id}.qcow2");
+        let name = names.get(id);
         if v["status"] == "error" {
             // A failed create may have removed its image; if it is there it is
             // the volume's, and deleting the volume removes it.
             errors += 1;
-            if files.contains(&name) {
-                expected.push(name);
+            if let Some(name) = name.filter(|n| files.contains(n)) {
+                expected.push(name.clone());
             }
             continue;
         }
+        let name = name.with_context(|| format!("volume {id} has no image"))?;
         let size =
-            qemu_virtual_size(&backend.join(&name)).with_context(|| format!("volume {id}"))?;
+            qemu_virtual_size(&backend.join(name)).with_context(|| format!("volume {id}"))?;
         assert_eq!(size, v["size"].as_u64().unwrap_or(0) << 30, "image of {id}");
-        expected.push(name);
+        expected.push(name.clone());
     }
     expected.sort();
     assert_eq!(files, expected, "images on the backend vs volumes");
-
-    // Scoria's own invariant check agrees (flows, reservations, images).
-    let rt = tokio::runtime::Runtime::new()?;
-    let bad = rt.block_on(async {
-        let mut config = scoria_core::Config::with_data_dir(data.clone());
-        config.admin_password = Some(PASSWORD.into());
-        let app = scoria_core::App::open(config, scoria_failpoints::Failpoints::new())
-            .await
-            .map_err(|e| anyhow::anyhow!(e.chain()))?;
-        let bad = scoria_core::invariants::check(&app.env)
-            .await
-            .map_err(|e| anyhow::anyhow!(e.chain()))?;
-        app.shutdown(Duration::from_secs(5)).await;
-        Ok::<_, anyhow::Error>(bad)
-    })?;
     assert!(bad.is_empty(), "{bad:?}");
 
     println!(

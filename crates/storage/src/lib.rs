@@ -126,6 +126,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+pub mod export;
 pub mod file;
 pub mod memory;
 pub mod qcow2;

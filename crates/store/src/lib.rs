@@ -5,6 +5,10 @@
 //!   outcome of each step, so a restart resumes it or finishes undoing it;
 //! - **volumes**, their **metadata**, **volume types** (extra specs, project
 //!   access, encryption specs), **QoS specs**: the resources users see;
+//! - **images**: the bytes of volumes as records (backend, driver-level name,
+//!   format, virtual size, the image each is layered on, mutability, health).
+//!   A volume points at its active image; who uses an image is computed from
+//!   the rows that refer to it, one per use, never kept as a counter;
 //! - **group types** (with their group specs) and generic **volume groups**:
 //!   the volume types a group accepts, the backend it sits on; volumes point at
 //!   their group;
@@ -44,6 +48,7 @@ use sqlx::{Row, SqlitePool};
 pub mod flows;
 pub mod groups;
 pub mod identity;
+pub mod images;
 pub mod messages;
 pub mod qos_specs;
 pub mod quotas;
@@ -53,6 +58,8 @@ pub mod transfers;
 pub mod volume_types;
 pub mod volumes;
 
+#[doc(hidden)]
+pub mod fixtures;
 mod migrations;
 
 /// One database connection (inside a transaction or not).
@@ -153,6 +160,21 @@ impl Store {
     /// Open (creating if needed) the SQLite database at `path` and bring its
     /// schema up to date.
     pub async fn open(path: &Path, options: &StoreOptions) -> Result<Store> {
+        Self::open_migrated(path, options, None).await
+    }
+
+    /// As [`Store::open`], applying only the migrations below `version`: a
+    /// database as an older release left it, for the tests of migrations.
+    #[doc(hidden)]
+    pub async fn open_before(path: &Path, options: &StoreOptions, version: i64) -> Result<Store> {
+        Self::open_migrated(path, options, Some(version)).await
+    }
+
+    async fn open_migrated(
+        path: &Path,
+        options: &StoreOptions,
+        before: Option<i64>,
+    ) -> Result<Store> {
         let base = SqliteConnectOptions::new()
             .filename(path)
             .journal_mode(SqliteJournalMode::Wal)
@@ -169,7 +191,7 @@ impl Store {
             .acquire_timeout(Duration::from_secs(600))
             .connect_with(base.clone().create_if_missing(true))
             .await?;
-        migrations::run(&write).await?;
+        migrations::run(&write, before).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(options.readers.max(1))
             .acquire_timeout(Duration::from_secs(60))

@@ -33,10 +33,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (6, "clones", include_str!("../migrations/0006_clones.sql")),
     (7, "groups", include_str!("../migrations/0007_groups.sql")),
+    (9, "images", include_str!("../migrations/0009_images.sql")),
 ];
 
-/// Apply every migration not yet applied.
-pub(crate) async fn run(pool: &SqlitePool) -> Result<()> {
+/// Apply every migration not yet applied whose version is below `before`
+/// (all of them when `None`).
+pub(crate) async fn run(pool: &SqlitePool, before: Option<i64>) -> Result<()> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version    BIGINT PRIMARY KEY,
@@ -47,6 +49,9 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<()> {
     .execute(pool)
     .await?;
     for &(version, name, sql) in MIGRATIONS {
+        if before.is_some_and(|b| version >= b) {
+            break;
+        }
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         let applied: Option<i64> =
             sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")

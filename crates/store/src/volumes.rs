@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use scoria_model::volume::{AttachStatus, VolumeStatus};
-use scoria_model::{GroupId, ReservationId, VolumeId, VolumeTypeId};
+use scoria_model::{GroupId, ImageId, ReservationId, VolumeId, VolumeTypeId};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -32,9 +32,11 @@ pub struct Volume {
     pub volume_type_id: VolumeTypeId,
     pub snapshot_id: Option<String>,
     pub source_volid: Option<String>,
+    /// The backend the volume was placed on (Cinder's `host`); its images
+    /// are there.
     pub backend: Option<String>,
-    pub location: Option<String>,
-    pub format: Option<String>,
+    /// Its data: the active image (see `images.rs`), once placed.
+    pub image_id: Option<ImageId>,
     pub reservation_id: Option<ReservationId>,
     pub last_flow_id: Option<String>,
     pub created_at: String,
@@ -85,8 +87,10 @@ fn from_row(r: &SqliteRow) -> Result<Volume> {
         snapshot_id: r.try_get("snapshot_id")?,
         source_volid: r.try_get("source_volid")?,
         backend: r.try_get("backend")?,
-        location: r.try_get("location")?,
-        format: r.try_get("format")?,
+        image_id: r
+            .try_get::<Option<&str>, _>("image_id")?
+            .map(|s| parse("image id", s))
+            .transpose()?,
         reservation_id: r
             .try_get::<Option<&str>, _>("reservation_id")?
             .map(|s| parse("reservation id", s))
@@ -201,29 +205,43 @@ pub async fn volume_commit_quota(conn: &mut Conn, id: VolumeId) -> Result<bool> 
     Ok(r.rows_affected() == 1)
 }
 
-/// Record where the volume's data lives (and the zone of that backend). Only
-/// while `creating`.
+/// Record where the volume's data lives: the backend, its active image
+/// (recorded by the caller in the same transaction) and the backend's zone.
+/// Only while `creating`.
 pub async fn volume_place(
     conn: &mut Conn,
     id: VolumeId,
     backend: &str,
-    location: &str,
-    format: &str,
+    image: ImageId,
     availability_zone: &str,
 ) -> Result<bool> {
     let r = sqlx::query(
-        "UPDATE volumes SET backend = $2, location = $3, format = $4, availability_zone = $5,
-                updated_at = $6
+        "UPDATE volumes SET backend = $2, image_id = $3, availability_zone = $4, updated_at = $5
          WHERE id = $1 AND status = 'creating'",
     )
     .bind(id.to_string())
     .bind(backend)
-    .bind(location)
-    .bind(format)
+    .bind(image.to_string())
     .bind(availability_zone)
     .bind(now())
     .execute(conn)
     .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Point a volume at another active image, or at none (`None`: the undo of
+/// a placement). Reports whether the volume exists.
+pub async fn volume_set_image(
+    conn: &mut Conn,
+    id: VolumeId,
+    image: Option<ImageId>,
+) -> Result<bool> {
+    let r = sqlx::query("UPDATE volumes SET image_id = $2, updated_at = $3 WHERE id = $1")
+        .bind(id.to_string())
+        .bind(image.map(|i| i.to_string()))
+        .bind(now())
+        .execute(conn)
+        .await?;
     Ok(r.rows_affected() == 1)
 }
 

@@ -1,6 +1,7 @@
 //! Keystone's error body, `{"error": {"code", "title", "message"}}`, and the
 //! extractors of the Identity routes, which fail with it (the Block Storage
-//! ones fail with Cinder's fault bodies).
+//! ones fail with Cinder's fault bodies). Which status an application error
+//! gets is decided for both APIs in [`crate::fault::status_of`].
 
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
@@ -13,10 +14,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use crate::State;
+use crate::auth::{caller, header_str};
 use crate::body::JsonBody;
-use crate::fault::ApiError;
+use crate::fault::{self, ApiError};
 use crate::query::Params;
-use crate::request_id::RequestId;
 
 /// An error response of the Identity API.
 #[derive(Debug)]
@@ -64,21 +65,8 @@ impl IdError {
 
 impl From<Error> for IdError {
     fn from(e: Error) -> Self {
-        let status = match &e {
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Invalid(_) | Error::InvalidState(_) => StatusCode::BAD_REQUEST,
-            Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::OverQuota(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Internal { .. } => {
-                tracing::error!(error = %e.chain(), "internal error");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
         IdError {
-            status,
+            status: fault::status_of(&e),
             message: e.to_string(),
         }
     }
@@ -129,28 +117,12 @@ impl FromRequestParts<State> for IdAuth {
     type Rejection = IdError;
 
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, IdError> {
-        let token = header_str(parts, "x-auth-token").ok_or_else(IdError::unauthorized)?;
-        let request_id = parts
-            .extensions
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
-        match scoria_core::identity::validate_token(&state.app, token, &request_id).await {
+        match caller(parts, state).await {
             Ok(ctx) => Ok(IdAuth(ctx)),
             Err(Error::Unauthorized(_)) => Err(IdError::unauthorized()),
             Err(e) => Err(e.into()),
         }
     }
-}
-
-/// A non-empty header value.
-pub fn header_str<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
 }
 
 /// `X-Subject-Token`: the token a request is about.

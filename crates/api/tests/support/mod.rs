@@ -12,6 +12,8 @@ use scoria_failpoints::Failpoints;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+pub mod steps;
+
 pub const ADMIN_PASSWORD: &str = "api-tests-admin-password";
 
 pub struct TestApp {
@@ -230,6 +232,39 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         panic!("volume {id} never became {want}");
+    }
+}
+
+impl TestApp {
+    /// An admin token that has expired once the caller has slept 1.1 s:
+    /// issued by a second handle on the same data directory whose tokens
+    /// live one second.
+    pub async fn short_lived_admin_token(&self) -> String {
+        let mut c = config(self.dir.path());
+        c.token_ttl = Duration::from_secs(1);
+        let short = App::open(c, Failpoints::new()).await.expect("open");
+        let t2 = TestApp {
+            dir: tempfile::tempdir().expect("dir"),
+            app: self.app.clone(),
+            router: scoria_api::router(short),
+        };
+        t2.admin().await.0
+    }
+}
+
+/// Fail unless each of `routes` (method, path template, as a route table
+/// names them) is among `covered` (lower-case method, template): a route
+/// added to a table without a row in its policy test fails the test.
+pub fn assert_every_route_covered(
+    what: &str,
+    routes: &[(&str, &str)],
+    covered: &[(String, String)],
+) {
+    for (method, path) in routes {
+        assert!(
+            covered.iter().any(|(m, p)| m == method && p == path),
+            "{what} {method} {path} has no row in the policy table"
+        );
     }
 }
 

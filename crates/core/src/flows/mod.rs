@@ -25,6 +25,17 @@ pub fn register(engine: &Engine<Env>) {
     engine.register::<group_create_from_src::GroupCreateFromSrc>();
 }
 
+/// After a step changed what `backend` holds: read its capacity again for
+/// the scheduler (outside any transaction; see `crate::capacity`). A failure
+/// only costs freshness, so it is logged, not returned.
+pub(crate) async fn refresh_capacity(env: &Env, backend: &str) {
+    if let Some(b) = env.backends.get(backend)
+        && let Err(e) = b.refresh_capacity().await
+    {
+        tracing::warn!(backend, error = %e.chain(), "capacity not refreshed");
+    }
+}
+
 /// A storage failure as a step error: the user reads `what failed`, the log
 /// gets the driver's detail.
 pub(crate) fn storage_error(what: &str, e: StorageError) -> StepError {

@@ -18,13 +18,13 @@
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
 use scoria_model::quota::{QuotaKey, QuotaResource, TypedResource};
 use scoria_model::volume::{GIB, VolumeStatus};
-use scoria_model::{VolumeId, VolumeTypeId};
-use scoria_store::{Conn, quotas, volumes};
+use scoria_model::{ImageId, VolumeId, VolumeTypeId};
+use scoria_store::{Conn, images, quotas, volumes};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::{Env, flows::storage_error, messages, services};
+use crate::{Env, flows::storage_error, messages};
 
 pub struct VolumeExtend;
 
@@ -44,8 +44,13 @@ pub struct Params {
 struct Begun {
     project_id: String,
     old_size: i64,
+    /// The backend and name of the volume's active image.
     backend: Option<String>,
     location: Option<String>,
+    /// The active image (absent in flows persisted before images were
+    /// recorded: `finish_extend` then reads it from the volume).
+    #[serde(default)]
+    image_id: Option<ImageId>,
     /// The volume's type, whose `gigabytes_<type>` grows too. A retype waits
     /// for the extend (only `available` and `in-use` volumes are retyped).
     /// Absent in flows persisted before per-type quotas.
@@ -105,7 +110,7 @@ async fn begin_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, Step
         ))
         .into());
     }
-    services::assert_not_frozen(c, v.backend.as_deref()).await?;
+    crate::rules::hosts::assert_not_frozen(c, v.backend.as_deref()).await?;
     let moved = volumes::volume_set_status_by_flow(
         c,
         v.id,
@@ -121,12 +126,14 @@ async fn begin_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, Step
         ))
         .into());
     }
-    crate::volumes::assert_not_being_cloned(c, v.id, "extended").await?;
+    crate::rules::volumes::assert_not_being_cloned(c, v.id, "extended").await?;
+    let image = crate::rules::images::active_image(c, &v).await?;
     let begun = Begun {
         project_id: v.project_id,
         old_size: v.size,
-        backend: v.backend,
-        location: v.location,
+        backend: image.as_ref().map(|i| i.backend.clone()),
+        location: image.as_ref().map(|i| i.name.clone()),
+        image_id: image.map(|i| i.id),
         volume_type_id: Some(v.volume_type_id),
     };
     serde_json::to_value(begun).map_err(|e| StepError::msg(e.to_string()))
@@ -204,11 +211,22 @@ async fn extend_on_backend(cx: &Cx<VolumeExtend>) -> Result<Value, StepError> {
         .extend(&location, cx.params.new_size as u64 * GIB)
         .await
         .map_err(|e| storage_error("extend the volume", e))?;
+    crate::flows::refresh_capacity(&cx.env, &backend).await;
     Ok(Value::Null)
 }
 
 async fn finish_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, StepError> {
     quotas::reservation_release_flow(c, cx.flow_id).await?;
+    let begun: Begun = cx.output("begin_extend")?;
+    let image = match begun.image_id {
+        Some(id) => Some(id),
+        None => volumes::volume_get(c, cx.params.volume_id)
+            .await?
+            .and_then(|v| v.image_id),
+    };
+    if let Some(image) = image {
+        images::image_set_size(c, image, cx.params.new_size * GIB as i64).await?;
+    }
     if !volumes::volume_finish_extend(c, cx.params.volume_id, cx.params.new_size).await? {
         return Err(Error::InvalidState(format!(
             "Volume {} is no longer being extended.",
@@ -221,11 +239,67 @@ async fn finish_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, Ste
 
 #[cfg(all(test, feature = "failpoints"))]
 mod tests {
-    use crate::flows::testing::{self, Prepare};
+    use scoria_flows::Engine;
+    use scoria_flows::testkit::{BoxFut, Expect};
+    use scoria_model::VolumeId;
+    use scoria_model::volume::VolumeStatus::{Available, ErrorExtending};
+
+    use super::{Params, VolumeExtend};
+    use crate::Env;
+    use crate::flows::testing::{self, PROJECT, Scenario, World};
+
+    /// An available 1 GiB volume grown to 2 GiB by its owner.
+    struct Extend {
+        volume: VolumeId,
+    }
+
+    impl Scenario for Extend {
+        type F = VolumeExtend;
+        const NAME: &'static str = "volume_extend";
+
+        fn prepare<'a>(&'a self, w: &'a World) -> BoxFut<'a, ()> {
+            Box::pin(async move {
+                let e = w.plain().await;
+                w.create_volume(&e, self.volume, 1).await;
+            })
+        }
+
+        fn params(&self) -> Params {
+            Params {
+                volume_id: self.volume,
+                project_id: Some(PROJECT.into()),
+                new_size: 2,
+                request_id: Some("req-test".into()),
+            }
+        }
+
+        fn check<'a>(
+            &'a self,
+            w: &'a World,
+            e: &'a Engine<Env>,
+            expect: Expect,
+        ) -> BoxFut<'a, Result<(), String>> {
+            Box::pin(async move {
+                let state = w.volume(e, self.volume).await?.map(|v| (v.status, v.size));
+                let ok = match expect {
+                    Expect::Either => true,
+                    Expect::Done => state == Some((Available, 2)),
+                    Expect::Failed => matches!(state, Some((Available | ErrorExtending, 1))),
+                };
+                if !ok {
+                    return Err(format!("expected {expect:?}, the volume is {state:?}"));
+                }
+                w.check_told(e, self.volume).await
+            })
+        }
+    }
 
     #[tokio::test]
     async fn passes_the_generic_flow_tests_on_the_file_backend() {
-        let report = testing::generic("volume_extend", Prepare::AvailableVolume).await;
+        let report = testing::generic(|| Extend {
+            volume: VolumeId::new(),
+        })
+        .await;
         println!("volume_extend: {report:?}");
         assert!(report.crash_points >= 5, "{report:?}");
     }

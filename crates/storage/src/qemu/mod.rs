@@ -7,12 +7,17 @@
 //! place, and lets a reader find every process Scoria can start.
 //!
 //! - [`img`]: `qemu-img` (create, create an overlay, info, resize, convert,
-//!   compare, check) and,
-//!   for tests and tools, `qemu-io` (write and read guest data).
+//!   compare, check) and, for tests and tools, `qemu-io` (write and read
+//!   guest data).
+//! - [`qmp`]: a client of the QEMU Machine Protocol, to talk to running daemons.
+//! - [`qsd`]: `qemu-storage-daemon`, started detached so that it outlives
+//!   Scoria, found and adopted again after a restart, stopped.
 
 use std::ffi::OsStr;
 
 pub mod img;
+pub mod qmp;
+pub mod qsd;
 
 pub use img::*;
 

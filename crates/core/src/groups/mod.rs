@@ -1,6 +1,6 @@
 //! Generic volume groups and group types (Cinder v3, microversions 3.11 on).
 //!
-//! **Group types** are admin-managed names with group specs, like volume
+//! **Group types** (in `types.rs`) are admin-managed names with group specs, like volume
 //! types for groups. Every project lists and reads the public ones; the
 //! private ones and the specs are for admins (Cinder has no group type access
 //! API). A type that groups have cannot be deleted.
@@ -42,41 +42,33 @@
 //! retyped to a type of its group: Cinder's rules, which keep every member in
 //! its group's project, on its group's backend and of one of its group's types.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use scoria_model::group::{ADDABLE_VOLUME, GroupStatus, REMOVABLE_VOLUME};
 use scoria_model::quota::{QuotaKey, QuotaResource};
 use scoria_model::volume::{MAX_DESCRIPTION_LEN, MAX_NAME_LEN};
-use scoria_model::{GroupId, GroupTypeId, VolumeId, VolumeTypeId};
+use scoria_model::{GroupId, VolumeId};
 use scoria_store::groups::{self as store, GroupQuery, NewGroup};
 pub use scoria_store::groups::{Group, GroupType, SortDir, SortKey};
-use scoria_store::{Conn, flows as flow_store, quotas, volumes as volume_store};
+use scoria_store::{flows as flow_store, quotas, volumes as volume_store};
 
 use crate::App;
 use crate::context::{Context, Op};
 use crate::error::{Error, Result, from_outcome};
 use crate::flows::{group_create_from_src, group_delete};
+use crate::rules::groups::{group_not_found, visible};
+
+mod types;
+
 pub use crate::volume_types::PublicFilter;
+use types::resolve_type;
+pub use types::{
+    GroupTypeChange, NewGroupType, reads_specs, spec_delete, spec_get, specs_get, specs_set,
+    type_create, type_delete, type_get, type_list, type_update,
+};
 
 /// Longest group type name, description, spec key and value.
 pub const MAX_LEN: usize = 255;
-
-/// A new group type, as parsed from the API.
-#[derive(Clone, Debug, Default)]
-pub struct NewGroupType {
-    pub name: String,
-    pub description: Option<String>,
-    pub is_public: bool,
-    pub group_specs: BTreeMap<String, String>,
-}
-
-/// Changes to a group type; `None` keeps a field.
-#[derive(Clone, Debug, Default)]
-pub struct GroupTypeChange {
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub is_public: Option<bool>,
-}
 
 /// A new group, as parsed from the API.
 #[derive(Clone, Debug, Default)]
@@ -127,23 +119,10 @@ pub struct UpdateRequest {
 // ---------------------------------------------------------------------------
 // Errors and lookups
 
-pub(crate) fn group_not_found(id: impl std::fmt::Display) -> Error {
-    Error::NotFound(format!("Group {id} could not be found."))
-}
-
-fn type_not_found(id: impl std::fmt::Display) -> Error {
-    Error::NotFound(format!("Group type {id} could not be found."))
-}
-
 /// Parse a group id from a URL segment: anything that is not a UUID names no
 /// group (404).
 pub fn parse_id(s: &str) -> Result<GroupId> {
     s.parse::<GroupId>().map_err(|_| group_not_found(s))
-}
-
-/// May the caller read group specs (in views and through the specs routes)?
-pub fn reads_specs(ctx: &Context) -> bool {
-    ctx.authorize(Op::GroupTypeSpecsRead).is_ok()
 }
 
 /// May the caller see which project a group belongs to (3.58 views)?
@@ -151,256 +130,15 @@ pub fn reads_project(ctx: &Context) -> bool {
     ctx.authorize(Op::GroupProjectAttribute).is_ok()
 }
 
-fn for_caller(ctx: &Context, mut t: GroupType) -> GroupType {
-    if !reads_specs(ctx) {
-        t.group_specs.clear();
-    }
-    t
-}
-
-/// Load a group type by id (no visibility rule: for admins).
-async fn find_type(conn: &mut Conn, id: &str) -> Result<GroupType> {
-    let parsed: GroupTypeId = id.parse().map_err(|_| type_not_found(id))?;
-    store::group_type_get(conn, parsed)
-        .await?
-        .ok_or_else(|| type_not_found(id))
-}
-
-/// Load a group type by id as the caller may see it: public types, every
-/// type for admins.
-async fn find_type_visible(conn: &mut Conn, ctx: &Context, id: &str) -> Result<GroupType> {
-    let t = find_type(conn, id).await?;
-    if t.is_public || ctx.is_admin() {
-        Ok(t)
-    } else {
-        Err(type_not_found(id))
-    }
-}
-
-/// A group type named by id or name, as the caller may see it.
-async fn resolve_type(conn: &mut Conn, ctx: &Context, wanted: &str) -> Result<GroupType> {
-    let mut t = match wanted.parse::<GroupTypeId>() {
-        Ok(id) => store::group_type_get(conn, id).await?,
-        Err(_) => None,
-    };
-    if t.is_none() {
-        t = store::group_type_get_by_name(conn, wanted).await?;
-    }
-    match t {
-        Some(t) if t.is_public || ctx.is_admin() => Ok(t),
-        _ if wanted.parse::<GroupTypeId>().is_ok() => Err(type_not_found(wanted)),
-        _ => Err(Error::NotFound(format!(
-            "Group type with name {wanted} could not be found."
-        ))),
-    }
-}
-
-/// Load a group the caller may see: their project's, or any for an admin.
-/// Another project's group is reported absent.
-pub(crate) async fn visible(conn: &mut Conn, ctx: &Context, id: GroupId) -> Result<Group> {
-    match store::group_get(conn, id).await? {
-        Some(g)
-            if ctx.is_admin() || ctx.project_id.as_ref().is_some_and(|p| p.0 == g.project_id) =>
-        {
-            Ok(g)
-        }
-        _ => Err(group_not_found(id)),
-    }
-}
-
-fn validate_type_name(name: &str) -> Result<()> {
-    if name.trim().is_empty() {
-        return Err(Error::Invalid(
-            "Invalid input for field/attribute name: the group type name can not be empty.".into(),
-        ));
-    }
-    crate::volumes::validate_text("name", name, MAX_LEN)
-}
-
-/// Check group specs as Cinder's schema does: keys of 1–255 characters among
-/// letters, digits and `-_:.`, values of at most 255 characters.
-fn validate_specs(specs: &BTreeMap<String, String>) -> Result<()> {
-    crate::volume_types::validate_specs("group_specs", specs, false)
-}
-
-// ---------------------------------------------------------------------------
-// Group types
-
-/// Group types: public ones for everyone; admins may ask for all or only the
-/// private ones.
-pub async fn type_list(
-    app: &App,
-    ctx: &Context,
-    filter: PublicFilter,
-    sort: &[(SortKey, SortDir)],
-) -> Result<Vec<GroupType>> {
-    ctx.authorize(Op::GroupTypeList)?;
-    let is_public = match (ctx.is_admin(), filter) {
-        (false, _) | (true, PublicFilter::Default) => Some(true),
-        (true, PublicFilter::All) => None,
-        (true, PublicFilter::Only(b)) => Some(b),
-    };
-    let mut conn = app.store().read().await?;
-    let types = store::group_type_list(&mut conn, is_public, sort).await?;
-    Ok(types.into_iter().map(|t| for_caller(ctx, t)).collect())
-}
-
-/// One group type. `default` names the default group type, which Scoria does
-/// not configure (Cinder's `default_group_type` is unset by default): 404.
-pub async fn type_get(app: &App, ctx: &Context, id: &str) -> Result<GroupType> {
-    ctx.authorize(Op::GroupTypeGet)?;
-    if id == "default" {
-        return Err(Error::NotFound(
-            "Default group type can not be found.".into(),
-        ));
-    }
-    let mut conn = app.store().read().await?;
-    Ok(for_caller(
-        ctx,
-        find_type_visible(&mut conn, ctx, id).await?,
-    ))
-}
-
-/// Create a group type (admins).
-pub async fn type_create(app: &App, ctx: &Context, req: NewGroupType) -> Result<GroupType> {
-    ctx.authorize(Op::GroupTypeManage)?;
-    validate_type_name(&req.name)?;
-    if let Some(d) = &req.description {
-        crate::volumes::validate_text("description", d, MAX_LEN)?;
-    }
-    validate_specs(&req.group_specs)?;
-    let id = GroupTypeId::new();
-    let mut tx = app.store().begin().await?;
-    store::group_type_create(
-        &mut tx,
-        id,
-        &req.name,
-        req.description.as_deref(),
-        req.is_public,
-        &req.group_specs,
-    )
-    .await?;
-    let t = store::group_type_get(&mut tx, id)
-        .await?
-        .ok_or_else(|| type_not_found(id))?;
-    tx.commit().await.map_err(scoria_store::StoreError::from)?;
-    Ok(for_caller(ctx, t))
-}
-
-/// Rename a group type, change its description or visibility (admins).
-pub async fn type_update(
-    app: &App,
-    ctx: &Context,
-    id: &str,
-    change: GroupTypeChange,
-) -> Result<GroupType> {
-    ctx.authorize(Op::GroupTypeManage)?;
-    if change.name.is_none() && change.description.is_none() && change.is_public.is_none() {
-        return Err(Error::Invalid(
-            "Specify group type name, description or a combination thereof.".into(),
-        ));
-    }
-    if let Some(n) = &change.name {
-        validate_type_name(n)?;
-    }
-    if let Some(d) = &change.description {
-        crate::volumes::validate_text("description", d, MAX_LEN)?;
-    }
-    let mut tx = app.store().begin().await?;
-    let t = find_type(&mut tx, id).await?;
-    store::group_type_update(
-        &mut tx,
-        t.id,
-        change.name.as_deref(),
-        change.description.as_deref(),
-        change.is_public,
-    )
-    .await?;
-    let t = store::group_type_get(&mut tx, t.id)
-        .await?
-        .ok_or_else(|| type_not_found(id))?;
-    tx.commit().await.map_err(scoria_store::StoreError::from)?;
-    Ok(for_caller(ctx, t))
-}
-
-/// Delete a group type no group has (admins).
-pub async fn type_delete(app: &App, ctx: &Context, id: &str) -> Result<()> {
-    ctx.authorize(Op::GroupTypeManage)?;
-    let mut tx = app.store().begin().await?;
-    let t = find_type(&mut tx, id).await?;
-    match store::group_type_delete(&mut tx, t.id).await? {
-        Some(true) => {}
-        Some(false) => {
-            return Err(Error::InvalidState(
-                "Target group type is still in use.".into(),
-            ));
-        }
-        None => return Err(type_not_found(id)),
-    }
-    tx.commit().await.map_err(scoria_store::StoreError::from)?;
-    Ok(())
-}
-
-fn no_such_spec(id: &str, key: &str) -> Error {
-    Error::NotFound(format!("Group Type {id} has no extra spec with key {key}."))
-}
-
-/// The group specs of a type (admins).
-pub async fn specs_get(app: &App, ctx: &Context, id: &str) -> Result<BTreeMap<String, String>> {
-    ctx.authorize(Op::GroupTypeSpecs)?;
-    let mut conn = app.store().read().await?;
-    Ok(find_type(&mut conn, id).await?.group_specs)
-}
-
-/// One group spec (admins; 404 when absent).
-pub async fn spec_get(app: &App, ctx: &Context, id: &str, key: &str) -> Result<String> {
-    ctx.authorize(Op::GroupTypeSpecs)?;
-    let mut conn = app.store().read().await?;
-    find_type(&mut conn, id)
-        .await?
-        .group_specs
-        .remove(key)
-        .ok_or_else(|| no_such_spec(id, key))
-}
-
-/// Add or overwrite group specs (admins); returns the ones given. Specs are
-/// read only when a group is placed, so changing them changes no group.
-pub async fn specs_set(
-    app: &App,
-    ctx: &Context,
-    id: &str,
-    specs: BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>> {
-    ctx.authorize(Op::GroupTypeSpecs)?;
-    validate_specs(&specs)?;
-    let mut tx = app.store().begin().await?;
-    let t = find_type(&mut tx, id).await?;
-    store::group_type_specs_merge(&mut tx, t.id, &specs).await?;
-    tx.commit().await.map_err(scoria_store::StoreError::from)?;
-    Ok(specs)
-}
-
-/// Remove one group spec (admins).
-pub async fn spec_delete(app: &App, ctx: &Context, id: &str, key: &str) -> Result<()> {
-    ctx.authorize(Op::GroupTypeSpecs)?;
-    let mut tx = app.store().begin().await?;
-    let t = find_type(&mut tx, id).await?;
-    if !store::group_type_spec_delete(&mut tx, t.id, key).await? {
-        return Err(no_such_spec(id, key));
-    }
-    tx.commit().await.map_err(scoria_store::StoreError::from)?;
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------
 // Groups
 
 fn validate_text(name: &Option<String>, description: &Option<String>) -> Result<()> {
     if let Some(n) = name {
-        crate::volumes::validate_text("name", n, MAX_NAME_LEN)?;
+        crate::rules::validate::validate_text("name", n, MAX_NAME_LEN)?;
     }
     if let Some(d) = description {
-        crate::volumes::validate_text("description", d, MAX_DESCRIPTION_LEN)?;
+        crate::rules::validate::validate_text("description", d, MAX_DESCRIPTION_LEN)?;
     }
     Ok(())
 }
@@ -427,7 +165,7 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Grou
     }
     let (group_type, types, candidates) = {
         let mut conn = app.store().read().await?;
-        if !crate::services::scheduler_enabled(&mut conn).await? {
+        if !crate::rules::hosts::scheduler_enabled(&mut conn).await? {
             return Err(Error::Unavailable(
                 "The scheduler service is disabled: no group can be created until an administrator enables it.".into(),
             ));
@@ -436,12 +174,12 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Grou
         let mut types = Vec::new();
         let mut seen = BTreeSet::new();
         for wanted in &req.volume_types {
-            let t = crate::volumes::resolve_type(&mut conn, ctx, Some(wanted)).await?;
+            let t = crate::rules::types::resolve(&mut conn, ctx, Some(wanted)).await?;
             if seen.insert(t.id) {
                 types.push(t);
             }
         }
-        let candidates = crate::scheduler::gather(&app.env, &mut conn).await?;
+        let candidates = crate::capacity::gather(&app.env, &mut conn).await?;
         (group_type, types, candidates)
     };
     // Every volume of the group will be placed on the group's backend, so it
@@ -612,7 +350,7 @@ pub async fn update(app: &App, ctx: &Context, id: GroupId, req: UpdateRequest) -
             .parse()
             .map_err(|_| cannot("volume cannot be found".into()))?;
         // The caller's view: another project's volume cannot be found.
-        let v = match crate::volumes::visible(&mut tx, ctx, vid).await {
+        let v = match crate::rules::volumes::visible(&mut tx, ctx, vid).await {
             Ok(v) => v,
             Err(Error::NotFound(_)) => return Err(cannot("volume cannot be found".into())),
             Err(e) => return Err(e),
@@ -768,95 +506,4 @@ pub async fn create_from_source(app: &App, ctx: &Context, req: FromSourceRequest
     store::group_get(&mut conn, id)
         .await?
         .ok_or_else(|| group_not_found(id))
-}
-
-// ---------------------------------------------------------------------------
-// Volumes and their group
-
-/// What a volume create naming a group checks before it starts: the group is
-/// the caller's, `available`, accepts the volume's type, and its zone is the
-/// one asked for. Returns the group's zone (the volume's). The create flow
-/// checks status and type again when it records the membership.
-pub(crate) async fn check_volume_create(
-    conn: &mut Conn,
-    ctx: &Context,
-    id: GroupId,
-    type_id: VolumeTypeId,
-    zone: Option<&str>,
-) -> Result<String> {
-    let g = visible(conn, ctx, id).await?;
-    if ctx.project_id.as_ref().is_none_or(|p| p.0 != g.project_id) {
-        return Err(group_not_found(id));
-    }
-    if g.status != GroupStatus::Available {
-        return Err(Error::InvalidState(format!(
-            "Invalid group: Group {id} status must be available, but current status is: {}.",
-            g.status
-        )));
-    }
-    if !g.volume_type_ids.contains(&type_id) {
-        return Err(Error::Invalid(format!(
-            "Invalid input received: Invalid volume_type provided: {type_id}. The requested type is not among the volume types of group {id}."
-        )));
-    }
-    if let Some(z) = zone
-        && z != g.availability_zone
-    {
-        return Err(Error::Invalid(format!(
-            "Invalid input received: Volume must be in the availability zone of group {id} ({}), not {z}.",
-            g.availability_zone
-        )));
-    }
-    Ok(g.availability_zone)
-}
-
-/// Record a new volume as a member of `id`, in the create flow's transaction:
-/// the group must still exist in the volume's project, be `available` (or
-/// `creating`, for the volumes a group is made with) and accept its type.
-pub(crate) async fn join_on_create(
-    conn: &mut Conn,
-    id: GroupId,
-    volume: VolumeId,
-    project: &str,
-    type_id: VolumeTypeId,
-) -> Result<()> {
-    let g = store::group_get(conn, id)
-        .await?
-        .filter(|g| g.project_id == project)
-        .ok_or_else(|| group_not_found(id))?;
-    if !store::group_hold(conn, id, &[GroupStatus::Available, GroupStatus::Creating]).await? {
-        return Err(Error::InvalidState(format!(
-            "Invalid group: Group {id} status must be available, but current status is: {}.",
-            g.status
-        )));
-    }
-    if !g.volume_type_ids.contains(&type_id) {
-        return Err(Error::Invalid(format!(
-            "Invalid input received: Invalid volume_type provided: {type_id}. The requested type is not among the volume types of group {id}."
-        )));
-    }
-    if !store::group_add_volume(
-        conn,
-        id,
-        volume,
-        &[scoria_model::volume::VolumeStatus::Creating],
-    )
-    .await?
-    {
-        return Err(Error::InvalidState(format!(
-            "Volume {volume} could not join group {id}."
-        )));
-    }
-    Ok(())
-}
-
-/// The backend a group's volumes go to (`None`: the volume is in no group).
-pub(crate) async fn backend_of(conn: &mut Conn, id: Option<GroupId>) -> Result<Option<String>> {
-    let Some(id) = id else { return Ok(None) };
-    let g = store::group_get(conn, id)
-        .await?
-        .ok_or_else(|| group_not_found(id))?;
-    g.backend
-        .map(Some)
-        .ok_or_else(|| Error::InvalidState(format!("Invalid group: Group {id} has no backend.")))
 }

@@ -1,0 +1,162 @@
+//! `POST /v3/{project_id}/volumes/{id}/action`: the volume actions, one row
+//! of [`ACTIONS`] each (see [`crate::action`]). The attachment actions
+//! (`os-attach`, `os-detach`, `os-initialize_connection`, …), `os-revert`
+//! and `os-volume_upload_image` come as rows when their core functions do.
+
+use axum::extract::{Extension, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use scoria_core::volumes::{self, MigrationPolicy};
+use scoria_model::VolumeId;
+use scoria_model::volume::{AttachStatus, VolumeStatus};
+
+use super::path_id;
+use crate::State;
+use crate::action::{self, Action, Call};
+use crate::auth::Auth;
+use crate::body::{self, JsonBody};
+use crate::fault::{ApiError, ApiResult};
+use crate::microversion::Version;
+use crate::path::PathParams;
+
+/// Every volume action, by Cinder's name.
+pub const ACTIONS: &[Action<VolumeId>] = &[
+    Action::new("os-extend", |c| Box::pin(extend(c))),
+    Action::new("os-set_bootable", |c| Box::pin(set_bootable(c))),
+    Action::new("os-update_readonly_flag", |c| Box::pin(set_readonly(c))),
+    Action::new("os-reset_status", |c| Box::pin(reset_status(c))),
+    Action::new("os-force_delete", |c| Box::pin(force_delete(c))),
+    Action::new("os-retype", |c| Box::pin(retype(c))),
+    Action::new("os-reserve", |c| Box::pin(reserve(c))),
+    Action::new("os-unreserve", |c| Box::pin(unreserve(c))),
+];
+
+/// The route: the volume, then its one action.
+pub async fn dispatch(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    Extension(version): Extension<Version>,
+    path: PathParams,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let id = path_id(&path)?;
+    let (name, args) = action::one(&body)?;
+    let call = Call {
+        app: &state.app,
+        ctx: &ctx,
+        id,
+        version,
+        args,
+    };
+    action::run(ACTIONS, name, call).await
+}
+
+fn accepted() -> ApiResult<Response> {
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `os-extend` `{"new_size": n}` (202).
+async fn extend(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    let size = body::int(c.args, "new_size")?.ok_or_else(|| {
+        ApiError::bad_request("Invalid input for os-extend: new_size is required.")
+    })?;
+    volumes::extend(c.app, c.ctx, c.id, size).await?;
+    accepted()
+}
+
+/// `os-set_bootable` `{"bootable": b}` (200).
+async fn set_bootable(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    let b = body::boolean(c.args, "bootable")?.ok_or_else(|| {
+        ApiError::bad_request("Invalid input for os-set_bootable: bootable is required.")
+    })?;
+    volumes::set_bootable(c.app, c.ctx, c.id, b).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `os-update_readonly_flag` `{"readonly": b}` (202).
+async fn set_readonly(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    let r = body::boolean(c.args, "readonly")?.ok_or_else(|| {
+        ApiError::bad_request("Invalid input for os-update_readonly_flag: readonly is required.")
+    })?;
+    volumes::set_readonly(c.app, c.ctx, c.id, r).await?;
+    accepted()
+}
+
+/// `os-reset_status` `{"status", "attach_status", "migration_status"}`, at
+/// least one (202).
+async fn reset_status(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    let status = body::opt_str(c.args, "status")?
+        .map(|s| {
+            s.to_ascii_lowercase().parse::<VolumeStatus>().map_err(|_| {
+                ApiError::bad_request(format!("Invalid input received: Invalid status {s}."))
+            })
+        })
+        .transpose()?;
+    let attach = body::opt_str(c.args, "attach_status")?
+        .map(|s| {
+            s.parse::<AttachStatus>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Invalid input received: Invalid attach status {s}."
+                ))
+            })
+        })
+        .transpose()?;
+    let migration = body::nullable_str(c.args, "migration_status")?;
+    if status.is_none() && attach.is_none() && migration.is_none() {
+        return Err(ApiError::bad_request(
+            "Must specify 'status', 'attach_status' or 'migration_status' for update.",
+        ));
+    }
+    volumes::reset_status(c.app, c.ctx, c.id, status, attach, migration).await?;
+    accepted()
+}
+
+/// `os-force_delete` (202).
+async fn force_delete(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    volumes::delete(c.app, c.ctx, c.id, true).await?;
+    accepted()
+}
+
+/// `os-retype` `{"new_type", "migration_policy"}` (202).
+async fn retype(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    body::only(c.args, "os-retype", &["new_type", "migration_policy"])?;
+    let new_type = body::opt_str(c.args, "new_type")?.ok_or_else(|| {
+        ApiError::bad_request("Invalid input for os-retype: new_type is required.")
+    })?;
+    let policy = match body::opt_str(c.args, "migration_policy")?.as_deref() {
+        None | Some("never") => MigrationPolicy::Never,
+        Some("on-demand") => MigrationPolicy::OnDemand,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid input for field/attribute migration_policy. Value: {other}. It is not one of ['on-demand', 'never']."
+            )));
+        }
+    };
+    volumes::retype(c.app, c.ctx, c.id, &new_type, policy).await?;
+    accepted()
+}
+
+/// `os-reserve` (202).
+async fn reserve(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    volumes::reserve(c.app, c.ctx, c.id).await?;
+    accepted()
+}
+
+/// `os-unreserve` (202).
+async fn unreserve(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    volumes::unreserve(c.app, c.ctx, c.id).await?;
+    accepted()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_action_is_named_once() {
+        let mut names: Vec<&str> = ACTIONS.iter().map(|a| a.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ACTIONS.len());
+    }
+}

@@ -1,0 +1,116 @@
+//! What the scheduler reads about each backend: its capacity, what is already
+//! provisioned on it, and whether an administrator let it take new volumes.
+//!
+//! Capacity comes from the drivers (a `statvfs` for the file backend, a
+//! network call for RBD later), and placement runs inside the write
+//! transaction of a create's `schedule` step, which holds SQLite's only write
+//! lock. So the drivers are never asked from there: each backend keeps its
+//! last reading ([`Backend::capacity_reading`]), refreshed outside any
+//! transaction — at start, by a background task every
+//! [`crate::Config::capacity_refresh`], and by each flow that changed what a
+//! backend holds, once its data step is done ([`Backend::refresh_capacity`]).
+//! [`gather`] reads only that snapshot and the store.
+//!
+//! The snapshot may be a few seconds old. That is safe: thin provisioning
+//! decides on *provisioned* space (read from the store in the same
+//! transaction, so concurrent placements see each other) against the total,
+//! and the free space only bounds it; Cinder's scheduler works from reports
+//! up to a minute old.
+
+use std::time::{Duration, Instant};
+
+use scoria_storage::Capacity;
+use scoria_store::Conn;
+
+use crate::error::{Error, Result};
+use crate::rules::hosts;
+use crate::scheduler::{Candidate, backend_capabilities};
+use crate::{Backend, Env, GIB_F};
+
+/// A backend's capacity as its driver last reported it.
+#[derive(Clone, Copy, Debug)]
+pub struct Reading {
+    pub capacity: Capacity,
+    pub at: Instant,
+}
+
+impl Backend {
+    /// Ask the driver for the backend's capacity now and keep the answer for
+    /// the scheduler. Never call it inside a write transaction.
+    pub async fn refresh_capacity(&self) -> Result<Capacity> {
+        let capacity = self.driver.capacity().await.map_err(|e| {
+            Error::internal(
+                format!("backend {} cannot report its capacity", self.config.name),
+                e,
+            )
+        })?;
+        let reading = Reading {
+            capacity,
+            at: Instant::now(),
+        };
+        *self.capacity.write().unwrap_or_else(|e| e.into_inner()) = Some(reading);
+        Ok(capacity)
+    }
+
+    /// The last reading, if there was one.
+    pub fn capacity_reading(&self) -> Option<Reading> {
+        *self.capacity.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Env {
+    /// Refresh every backend's reading; a backend that cannot report keeps its
+    /// last one (logged).
+    pub async fn refresh_capacities(&self) {
+        for b in self.backends.values() {
+            if let Err(e) = b.refresh_capacity().await {
+                tracing::warn!(backend = %b.config.name, error = %e.chain(), "capacity not refreshed");
+            }
+        }
+    }
+}
+
+/// Refresh every backend's capacity every `every`, until the returned task is
+/// aborted (the application does at shutdown).
+pub fn spawn_refresher(env: std::sync::Arc<Env>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            env.refresh_capacities().await;
+        }
+    })
+}
+
+/// Read the figures of every backend: its last capacity reading, and from
+/// the store (through `conn`, inside the caller's transaction so that
+/// concurrent placements see each other) the space provisioned on it and
+/// whether its volume service is enabled. No driver is asked: see the module
+/// doc. A backend that never reported is left out, with the reason.
+pub async fn gather(env: &Env, conn: &mut Conn) -> Result<Vec<Candidate>> {
+    let mut out = Vec::with_capacity(env.backends.len());
+    let provisioned_all = scoria_store::volumes::volume_provisioned_by_backend(conn).await?;
+    let unschedulable = hosts::unschedulable_volume_hosts(conn).await?;
+    for (name, b) in &env.backends {
+        let Some(reading) = b.capacity_reading() else {
+            tracing::warn!(backend = %name, "no capacity reading yet; not a candidate");
+            continue;
+        };
+        let cap = reading.capacity;
+        let provisioned = provisioned_all.get(name).copied().unwrap_or(0);
+        let capabilities = backend_capabilities(name);
+        out.push(Candidate {
+            name: name.clone(),
+            availability_zone: b.config.availability_zone.clone(),
+            total_gib: cap.total as f64 / GIB_F,
+            free_gib: cap.free as f64 / GIB_F,
+            provisioned_gib: provisioned as f64,
+            max_over_subscription_ratio: b.config.max_over_subscription_ratio,
+            reserved_percentage: b.config.reserved_percentage,
+            capabilities,
+            enabled: !unschedulable.contains(&hosts::backend_host(name)),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,62 @@
+//! The hosts of this process's services, and what administrators set on
+//! them: a disabled or frozen volume service takes no new volumes, a frozen
+//! backend's volumes cannot be changed, a disabled scheduler places nothing.
+//! The `services` module shows them through Cinder's operator APIs; flows
+//! and the scheduler's gathering ask them here.
+
+use std::collections::BTreeSet;
+
+use scoria_store::{Conn, services as store};
+
+use crate::error::{Error, Result};
+
+/// The host every service of this process runs on.
+pub const HOST: &str = "scoria";
+
+pub const SCHEDULER_BINARY: &str = "cinder-scheduler";
+
+pub const VOLUME_BINARY: &str = "cinder-volume";
+
+/// The host of a backend's volume service (`scoria@<backend>`).
+pub fn backend_host(backend: &str) -> String {
+    format!("{HOST}@{backend}")
+}
+
+/// The name of a backend's one pool (`scoria@<backend>#<backend>`).
+pub fn pool_name(backend: &str) -> String {
+    format!("{HOST}@{backend}#{backend}")
+}
+
+/// Hosts of the volume services that take no new volumes: disabled or
+/// frozen by an administrator.
+pub(crate) async fn unschedulable_volume_hosts(conn: &mut Conn) -> Result<BTreeSet<String>> {
+    Ok(store::service_list(conn)
+        .await?
+        .into_iter()
+        .filter(|s| (s.disabled || s.frozen) && s.binary == VOLUME_BINARY)
+        .map(|s| s.host)
+        .collect())
+}
+
+/// Refuse to change a volume on a frozen backend (Cinder's wording).
+pub(crate) async fn assert_not_frozen(conn: &mut Conn, backend: Option<&str>) -> Result<()> {
+    let Some(backend) = backend else {
+        return Ok(());
+    };
+    let frozen = store::service_get(conn, &backend_host(backend), VOLUME_BINARY)
+        .await?
+        .is_some_and(|s| s.frozen);
+    if frozen {
+        return Err(Error::Invalid(
+            "Invalid input received: Modification operations are not allowed on frozen storage backends.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the scheduler may place volumes (an administrator can disable it).
+pub(crate) async fn scheduler_enabled(conn: &mut Conn) -> Result<bool> {
+    Ok(!store::service_get(conn, HOST, SCHEDULER_BINARY)
+        .await?
+        .is_some_and(|s| s.disabled))
+}

@@ -1,0 +1,76 @@
+//! A volume as the caller may see it, and the rules that keep a volume
+//! readable while it is being copied (see `flows::volume_create`'s module
+//! doc): every flow that would change or remove a volume asks
+//! [`assert_not_being_cloned`] in its own first transaction.
+
+use scoria_model::VolumeId;
+use scoria_model::VolumeTypeId;
+use scoria_store::Conn;
+use scoria_store::volume_types;
+use scoria_store::volumes::{self as store, Volume};
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+
+/// Parse a volume id from a URL segment: anything that is not a UUID names no
+/// volume (404, as Cinder answers for `volumes/None`).
+pub fn parse_id(s: &str) -> Result<VolumeId> {
+    s.parse::<VolumeId>()
+        .map_err(|_| Error::volume_not_found(s))
+}
+
+/// Load a volume the caller may see: their project's, or any for an admin.
+/// Another project's volume is reported absent.
+pub(crate) async fn visible(conn: &mut Conn, ctx: &Context, id: VolumeId) -> Result<Volume> {
+    let v = store::volume_get(conn, id).await?;
+    match v {
+        Some(v)
+            if ctx.is_admin() || ctx.project_id.as_ref().is_some_and(|p| p.0 == v.project_id) =>
+        {
+            Ok(v)
+        }
+        _ => Err(Error::volume_not_found(id)),
+    }
+}
+
+/// Refuse to make `id` unreadable (`what`: "deleted", "extended", …) while
+/// volumes are being created from it. Asked inside the transaction that
+/// changes `id`, after its status change (see
+/// `scoria_store::volumes::volume_hold_for_read` for why that order).
+pub(crate) async fn assert_not_being_cloned(
+    conn: &mut Conn,
+    id: VolumeId,
+    what: &str,
+) -> Result<()> {
+    let clones = store::volume_clones_in_progress(conn, id).await?;
+    if clones.is_empty() {
+        return Ok(());
+    }
+    let clones: Vec<String> = clones.iter().map(ToString::to_string).collect();
+    Err(Error::InvalidState(format!(
+        "Invalid volume: Volume {id} is in use: it is being copied to create volume {}; it cannot be {what} until then.",
+        clones.join(", ")
+    )))
+}
+
+/// Scoria does not encrypt volumes yet: refuse a type that asks for it, so
+/// that nobody believes their data is encrypted when it is not.
+pub(crate) async fn refuse_encrypted(conn: &mut Conn, type_id: VolumeTypeId) -> Result<()> {
+    if volume_types::volume_type_encryption_get(conn, type_id)
+        .await?
+        .is_some()
+    {
+        return Err(Error::Invalid(format!(
+            "Volume type {type_id} asks for encryption, and encrypted volumes are not supported yet by Scoria."
+        )));
+    }
+    Ok(())
+}
+
+/// Cinder's refusal of a source that is not `available` or `in-use`.
+pub(crate) fn source_not_readable(v: &Volume) -> Error {
+    Error::InvalidState(format!(
+        "Invalid volume: Unable to create a volume from an originating source volume when its status is not one of available, in-use values (volume {} is {}).",
+        v.id, v.status
+    ))
+}

@@ -1,0 +1,59 @@
+//! A volume's metadata: read, replace, merge, delete one key.
+
+use std::collections::BTreeMap;
+
+use scoria_model::VolumeId;
+use scoria_store::volumes as store;
+
+use crate::App;
+use crate::context::{Context, Op};
+use crate::error::{Error, Result};
+use crate::rules::validate::validate_metadata;
+use crate::rules::volumes::visible;
+
+/// All metadata of a volume.
+pub async fn metadata_get(
+    app: &App,
+    ctx: &Context,
+    id: VolumeId,
+) -> Result<BTreeMap<String, String>> {
+    ctx.authorize(Op::VolumeMetadataGet)?;
+    let mut conn = app.store().read().await?;
+    Ok(visible(&mut conn, ctx, id).await?.metadata)
+}
+
+/// Replace (`replace`) or merge the metadata; returns the result.
+pub async fn metadata_set(
+    app: &App,
+    ctx: &Context,
+    id: VolumeId,
+    items: BTreeMap<String, String>,
+    replace: bool,
+) -> Result<BTreeMap<String, String>> {
+    ctx.authorize(Op::VolumeMetadataUpdate)?;
+    validate_metadata(&items)?;
+    let mut tx = app.store().begin().await?;
+    visible(&mut tx, ctx, id).await?;
+    if replace {
+        store::volume_metadata_replace(&mut tx, id, &items).await?;
+    } else {
+        store::volume_metadata_merge(&mut tx, id, &items).await?;
+    }
+    let out = store::volume_metadata_get(&mut tx, id).await?;
+    tx.commit().await.map_err(scoria_store::StoreError::from)?;
+    Ok(out)
+}
+
+/// Delete one metadata key (404 when absent).
+pub async fn metadata_delete(app: &App, ctx: &Context, id: VolumeId, key: &str) -> Result<()> {
+    ctx.authorize(Op::VolumeMetadataDelete)?;
+    let mut tx = app.store().begin().await?;
+    visible(&mut tx, ctx, id).await?;
+    if !store::volume_metadata_delete(&mut tx, id, key).await? {
+        return Err(Error::NotFound(format!(
+            "Volume {id} has no metadata with key {key}."
+        )));
+    }
+    tx.commit().await.map_err(scoria_store::StoreError::from)?;
+    Ok(())
+}

@@ -1,0 +1,452 @@
+//! Volumes: create, read, list, change, delete, extend.
+//!
+//! Each operation authorizes the caller, validates the request, then either
+//! answers from the store or starts a flow and waits for the step after which
+//! the answer is known (the quota commit of a create, the first step of a delete
+//! or an extend): what the client is told has been made durable, and whatever
+//! is left runs on in the background and survives a restart.
+
+use std::collections::BTreeMap;
+
+use scoria_flows::Outcome;
+use scoria_model::flow::Progress;
+use scoria_model::volume::{MAX_DESCRIPTION_LEN, MAX_NAME_LEN, VolumeStatus};
+use scoria_model::{GroupId, VolumeId, VolumeTypeId};
+use scoria_store::volumes::{self as store, VolumeQuery};
+pub use scoria_store::volumes::{SortDir, SortKey, Volume};
+use scoria_store::{Conn, flows as flow_store, volume_types};
+
+use crate::App;
+use crate::context::{Context, Op};
+use crate::error::{Error, Result, from_outcome};
+use crate::flows::{volume_create, volume_delete, volume_extend};
+
+mod actions;
+mod metadata;
+mod retype;
+mod view;
+
+use crate::rules::types::resolve as resolve_type;
+use crate::rules::validate::volume_size as validate_size;
+pub use crate::rules::validate::{validate_metadata, validate_text};
+pub use crate::rules::volumes::parse_id;
+use crate::rules::volumes::{refuse_encrypted, visible};
+pub use actions::{reserve, reset_status, set_bootable, set_readonly, unreserve};
+pub use metadata::{metadata_delete, metadata_get, metadata_set};
+pub use retype::{MigrationPolicy, retype};
+use view::views;
+
+/// A volume as the API shows it: the record, its type's name, and the progress
+/// of the last operation on it.
+#[derive(Clone, Debug)]
+pub struct VolumeView {
+    pub volume: Volume,
+    pub volume_type_name: String,
+    pub progress: Option<Progress>,
+}
+
+/// A create request, as parsed from the API.
+#[derive(Clone, Debug, Default)]
+pub struct CreateRequest {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// GiB. May be left out only for a clone, which then gets its source's size.
+    pub size: Option<i64>,
+    /// Make the volume a copy of this one (Cinder's `source_volid`).
+    pub source_volid: Option<VolumeId>,
+    pub availability_zone: Option<String>,
+    /// Name or id of a volume type; the default type when absent.
+    pub volume_type: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub bootable: bool,
+    pub multiattach: bool,
+    /// Make the volume in this group (3.13): the group must be the caller's,
+    /// `available`, and accept the volume's type.
+    pub group_id: Option<GroupId>,
+}
+
+/// List filters and paging, as parsed from the API.
+#[derive(Clone, Debug, Default)]
+pub struct ListRequest {
+    /// Admins only: every project (or `project_id` when given).
+    pub all_projects: bool,
+    pub project_id: Option<String>,
+    pub name: Option<String>,
+    pub status: Option<String>,
+    pub availability_zone: Option<String>,
+    pub bootable: Option<bool>,
+    pub metadata: Vec<(String, String)>,
+    /// Only the volumes of this group (3.10 on).
+    pub group_id: Option<GroupId>,
+    pub sort: Vec<(SortKey, SortDir)>,
+    pub limit: Option<i64>,
+    pub marker: Option<VolumeId>,
+    pub with_count: bool,
+}
+
+/// Page of volumes and, when asked, the number matching the filters.
+#[derive(Clone, Debug)]
+pub struct ListResult {
+    pub volumes: Vec<VolumeView>,
+    pub count: Option<i64>,
+}
+
+/// Create a volume, blank or (with `source_volid`) a copy of another one.
+/// Returns once its quota is committed (status `creating`).
+///
+/// A clone follows Cinder: the source must be visible to the caller (404) and
+/// `available` or `in-use` (400); the size defaults to the source's and may not
+/// be smaller (400); the zone is the source's (another one asked for is 400);
+/// the type defaults to the source's, and another type must fit the source's
+/// backend, because that is where the copy is made (400 otherwise); `bootable`
+/// is the source's. Quota is counted as for any create.
+pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<VolumeView> {
+    ctx.authorize(Op::VolumeCreate)?;
+    let project = ctx.project()?.clone();
+    if let Some(size) = req.size {
+        validate_size(size)?;
+    }
+    if let Some(n) = &req.name {
+        validate_text("name", n, MAX_NAME_LEN)?;
+    }
+    if let Some(d) = &req.description {
+        validate_text("description", d, MAX_DESCRIPTION_LEN)?;
+    }
+    validate_metadata(&req.metadata)?;
+    let zones = app.env.availability_zones();
+    if let Some(az) = &req.availability_zone
+        && !zones.contains(az)
+    {
+        return Err(Error::Invalid(format!(
+            "Availability zone '{az}' is invalid."
+        )));
+    }
+    let default_zone = zones.first().cloned().unwrap_or_else(|| "nova".into());
+    let mut conn = app.store().read().await?;
+    if !crate::rules::hosts::scheduler_enabled(&mut conn).await? {
+        return Err(Error::Unavailable(
+            "The scheduler service is disabled: no volume can be created until an administrator enables it.".into(),
+        ));
+    }
+    let source = match req.source_volid {
+        Some(id) => Some(clone_source(&mut conn, ctx, id).await?),
+        None => None,
+    };
+    let size = match (req.size, &source) {
+        (Some(size), Some(src)) if size < src.size => {
+            return Err(Error::Invalid(format!(
+                "Invalid input received: Volume size {size}GB must not be smaller than the source volume size {}GB.",
+                src.size
+            )));
+        }
+        (Some(size), _) => size,
+        (None, Some(src)) => src.size,
+        (None, None) => {
+            return Err(Error::Invalid(
+                "Invalid input for field/attribute size. Value: None. None is not of type 'integer', 'string'.".into(),
+            ));
+        }
+    };
+    let (availability_zone, type_id, bootable) = match &source {
+        None => {
+            let t = resolve_type(&mut conn, ctx, req.volume_type.as_deref()).await?;
+            refuse_encrypted(&mut conn, t.id).await?;
+            (req.availability_zone, t.id, req.bootable)
+        }
+        Some(src) => {
+            if let Some(az) = &req.availability_zone
+                && *az != src.availability_zone
+            {
+                return Err(Error::Invalid(format!(
+                    "Invalid input received: Volume must be in the same availability zone as the source volume ({}), not {az}.",
+                    src.availability_zone
+                )));
+            }
+            let type_id = match req.volume_type.as_deref() {
+                None => src.volume_type_id,
+                Some(wanted) => {
+                    let t = resolve_type(&mut conn, ctx, Some(wanted)).await?;
+                    refuse_encrypted(&mut conn, t.id).await?;
+                    if t.id != src.volume_type_id {
+                        type_fits_source(app, &mut conn, t.id, &t.name, src).await?;
+                    }
+                    t.id
+                }
+            };
+            (Some(src.availability_zone.clone()), type_id, src.bootable)
+        }
+    };
+    // A group's volume goes to the group's zone and backend; a clone is made
+    // on its source's backend, so the two must be the same.
+    let availability_zone = match req.group_id {
+        Some(g) => {
+            let zone = crate::rules::groups::check_volume_create(
+                &mut conn,
+                ctx,
+                g,
+                type_id,
+                availability_zone.as_deref(),
+            )
+            .await?;
+            if let Some(src) = &source {
+                let backend = crate::rules::groups::backend_of(&mut conn, Some(g)).await?;
+                if src.backend != backend {
+                    return Err(Error::Invalid(format!(
+                        "Invalid input received: source volume {} is on backend {}, and the volumes of group {g} on backend {}.",
+                        src.id,
+                        src.backend.as_deref().unwrap_or("(none)"),
+                        backend.as_deref().unwrap_or("(none)")
+                    )));
+                }
+            }
+            Some(zone)
+        }
+        None => availability_zone,
+    };
+    drop(conn);
+    let id = VolumeId::new();
+    let params = volume_create::Params {
+        volume_id: id,
+        project_id: project.0.clone(),
+        user_id: ctx.user_id.0.clone(),
+        name: req.name,
+        description: req.description,
+        size,
+        availability_zone,
+        default_zone,
+        bootable,
+        multiattach: req.multiattach,
+        volume_type_id: type_id,
+        metadata: req.metadata,
+        request_id: Some(ctx.request_id.clone()),
+        group_id: req.group_id,
+        source_volid: req.source_volid,
+    };
+    let handle = app.engine.start::<volume_create::VolumeCreate>(params)?;
+    handle
+        .wait_step("commit_quota")
+        .await
+        .map_err(from_outcome)?;
+    get_unchecked(app, id).await
+}
+
+/// The source of a clone, as the caller may see it, if it can be read now.
+/// (The create flow checks the status again when it records the clone.)
+async fn clone_source(conn: &mut Conn, ctx: &Context, id: VolumeId) -> Result<Volume> {
+    let src = visible(conn, ctx, id).await?;
+    if !VolumeStatus::READABLE.contains(&src.status) {
+        return Err(crate::rules::volumes::source_not_readable(&src));
+    }
+    Ok(src)
+}
+
+/// A clone is made on its source's backend: a type other than the source's
+/// must be one that backend satisfies (the scheduler's capabilities filter).
+async fn type_fits_source(
+    app: &App,
+    conn: &mut Conn,
+    type_id: VolumeTypeId,
+    type_name: &str,
+    src: &Volume,
+) -> Result<()> {
+    let specs = volume_types::volume_type_extra_specs_get(conn, type_id).await?;
+    let candidates = crate::capacity::gather(&app.env, conn).await?;
+    let backend = src.backend.as_deref().unwrap_or_default();
+    let reason = match candidates.iter().find(|c| c.name == backend) {
+        None => format!("{backend}: not configured"),
+        Some(c) => match crate::scheduler::capabilities_match(&specs, &c.capabilities) {
+            Ok(()) => return Ok(()),
+            Err(reason) => format!("{}: {reason}", c.name),
+        },
+    };
+    Err(Error::Invalid(format!(
+        "Invalid input received: Volume type {type_name} does not fit the source volume's backend, where the copy is made ({reason}). Leave the type out to use the source's."
+    )))
+}
+
+async fn get_unchecked(app: &App, id: VolumeId) -> Result<VolumeView> {
+    let mut conn = app.store().read().await?;
+    let v = store::volume_get(&mut conn, id)
+        .await?
+        .ok_or_else(|| Error::volume_not_found(id))?;
+    let mut views = views(&mut conn, vec![v]).await?;
+    views.pop().ok_or_else(|| Error::volume_not_found(id))
+}
+
+/// One volume.
+pub async fn get(app: &App, ctx: &Context, id: VolumeId) -> Result<VolumeView> {
+    ctx.authorize(Op::VolumeGet)?;
+    let mut conn = app.store().read().await?;
+    let v = visible(&mut conn, ctx, id).await?;
+    let mut views = views(&mut conn, vec![v]).await?;
+    views.pop().ok_or_else(|| Error::volume_not_found(id))
+}
+
+/// A page of volumes.
+pub async fn list(app: &App, ctx: &Context, req: ListRequest) -> Result<ListResult> {
+    ctx.authorize(Op::VolumeList)?;
+    let project_id = if req.all_projects && ctx.is_admin() {
+        req.project_id.clone()
+    } else {
+        Some(ctx.project()?.0.clone())
+    };
+    let q = VolumeQuery {
+        project_id,
+        name: req.name,
+        status: req.status,
+        availability_zone: req.availability_zone,
+        bootable: req.bootable,
+        metadata: req.metadata,
+        group_id: req.group_id,
+        sort: req.sort,
+        limit: req.limit,
+        marker: req.marker,
+    };
+    let mut conn = app.store().read().await?;
+    let vols = store::volume_list(&mut conn, &q).await?;
+    let count = if req.with_count {
+        Some(store::volume_count(&mut conn, &q).await?)
+    } else {
+        None
+    };
+    Ok(ListResult {
+        volumes: views(&mut conn, vols).await?,
+        count,
+    })
+}
+
+/// Count, total size and metadata of the caller's volumes (`volumes/summary`).
+pub async fn summary(
+    app: &App,
+    ctx: &Context,
+    all_projects: bool,
+) -> Result<(i64, i64, BTreeMap<String, Vec<String>>)> {
+    ctx.authorize(Op::VolumeList)?;
+    let project = if all_projects && ctx.is_admin() {
+        None
+    } else {
+        Some(ctx.project()?.0.clone())
+    };
+    let mut conn = app.store().read().await?;
+    Ok(store::volume_summary(&mut conn, project.as_deref()).await?)
+}
+
+/// Change name and/or description (`Some(None)` clears) and, when given,
+/// replace the metadata.
+pub async fn update(
+    app: &App,
+    ctx: &Context,
+    id: VolumeId,
+    name: Option<Option<String>>,
+    description: Option<Option<String>>,
+    metadata: Option<BTreeMap<String, String>>,
+) -> Result<VolumeView> {
+    ctx.authorize(Op::VolumeUpdate)?;
+    if let Some(Some(n)) = &name {
+        validate_text("name", n, MAX_NAME_LEN)?;
+    }
+    if let Some(Some(d)) = &description {
+        validate_text("description", d, MAX_DESCRIPTION_LEN)?;
+    }
+    if let Some(m) = &metadata {
+        validate_metadata(m)?;
+    }
+    let mut tx = app.store().begin().await?;
+    let v = visible(&mut tx, ctx, id).await?;
+    if v.status == VolumeStatus::Maintenance {
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: Volume {id} is in maintenance."
+        )));
+    }
+    store::volume_update_text(
+        &mut tx,
+        id,
+        name.as_ref().map(|n| n.as_deref()),
+        description.as_ref().map(|d| d.as_deref()),
+    )
+    .await?;
+    if let Some(m) = &metadata {
+        store::volume_metadata_replace(&mut tx, id, m).await?;
+    }
+    tx.commit().await.map_err(scoria_store::StoreError::from)?;
+    get_unchecked(app, id).await
+}
+
+/// Delete a volume (`force`: admins, any status but attached). Returns once
+/// the volume is `deleting`; the rest runs on.
+pub async fn delete(app: &App, ctx: &Context, id: VolumeId, force: bool) -> Result<()> {
+    ctx.authorize(if force {
+        Op::VolumeForceDelete
+    } else {
+        Op::VolumeDelete
+    })?;
+    {
+        // Existence and visibility first, so another project's volume is a 404
+        // whatever its state.
+        let mut conn = app.store().read().await?;
+        visible(&mut conn, ctx, id).await?;
+    }
+    let params = volume_delete::Params {
+        volume_id: id,
+        project_id: if ctx.is_admin() {
+            None
+        } else {
+            Some(ctx.project()?.0.clone())
+        },
+        force,
+        request_id: Some(ctx.request_id.clone()),
+        group_id: None,
+    };
+    let handle = app.engine.start::<volume_delete::VolumeDelete>(params)?;
+    handle.wait_step("begin_delete").await.map_err(from_outcome)
+}
+
+/// Grow a volume to `new_size` GiB. Returns once the quota is reserved.
+pub async fn extend(app: &App, ctx: &Context, id: VolumeId, new_size: i64) -> Result<()> {
+    ctx.authorize(Op::VolumeExtend)?;
+    validate_size(new_size)?;
+    {
+        let mut conn = app.store().read().await?;
+        visible(&mut conn, ctx, id).await?;
+    }
+    let params = volume_extend::Params {
+        volume_id: id,
+        project_id: if ctx.is_admin() {
+            None
+        } else {
+            Some(ctx.project()?.0.clone())
+        },
+        new_size,
+        request_id: Some(ctx.request_id.clone()),
+    };
+    let handle = app.engine.start::<volume_extend::VolumeExtend>(params)?;
+    handle
+        .wait_step("reserve_quota")
+        .await
+        .map_err(from_outcome)
+}
+
+/// Wait until no flow works on a volume any more (tests and tools).
+pub async fn wait_settled(app: &App, id: VolumeId) -> Result<()> {
+    let mut ended = app.engine.ended();
+    loop {
+        ended.borrow_and_update();
+        let busy = {
+            let mut conn = app.store().read().await?;
+            flow_store::flow_list_unsettled_for(&mut conn, &id.to_string())
+                .await?
+                .iter()
+                .any(|f| f.state.is_active())
+        };
+        if !busy {
+            return Ok(());
+        }
+        // Woken when a flow ends; the timeout covers flows of another process.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), ended.changed()).await;
+    }
+}
+
+/// Was the flow that answered a create successful in the end? (For tests.)
+pub fn outcome_ok(o: &Outcome) -> bool {
+    matches!(o, Outcome::Done)
+}

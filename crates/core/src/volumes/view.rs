@@ -1,0 +1,55 @@
+//! Volumes as the API shows them: the record, its type's name, and the
+//! progress of the last flow that worked on it (read in one query for a page).
+
+use std::collections::BTreeMap;
+
+use scoria_model::VolumeTypeId;
+use scoria_model::flow::{FlowState, Progress};
+use scoria_store::volumes::Volume;
+use scoria_store::{Conn, flows as flow_store, volume_types};
+
+use super::VolumeView;
+use crate::error::Result;
+
+pub(super) async fn views(conn: &mut Conn, vols: Vec<Volume>) -> Result<Vec<VolumeView>> {
+    let flow_ids: Vec<String> = vols.iter().filter_map(|v| v.last_flow_id.clone()).collect();
+    let flows = flow_store::flow_get_many(conn, &flow_ids).await?;
+    let mut type_names: BTreeMap<VolumeTypeId, String> = BTreeMap::new();
+    let mut out = Vec::with_capacity(vols.len());
+    for v in vols {
+        let type_name = match type_names.get(&v.volume_type_id) {
+            Some(n) => n.clone(),
+            None => {
+                let n = volume_types::volume_type_get(conn, v.volume_type_id)
+                    .await?
+                    .map(|t| t.name)
+                    .unwrap_or_else(|| v.volume_type_id.to_string());
+                type_names.insert(v.volume_type_id, n.clone());
+                n
+            }
+        };
+        let progress = v
+            .last_flow_id
+            .as_ref()
+            .and_then(|id| flows.get(id))
+            .map(|f| Progress {
+                operation: f.kind.clone(),
+                state: f.state,
+                stage: if f.state == FlowState::Done {
+                    f.steps_total as u32
+                } else {
+                    (f.step_index + 1).min(f.steps_total) as u32
+                },
+                total: f.steps_total as u32,
+                step: f.step_name.clone(),
+                percent: f.percent.map(|p| p.clamp(0, 100) as u8),
+                last_error: f.last_error.clone(),
+            });
+        out.push(VolumeView {
+            volume: v,
+            volume_type_name: type_name,
+            progress,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,358 @@
+//! Images: the records of the bytes on the backends (VDSM's images).
+//!
+//! An image row names one file (later: one RBD image) on one backend by the
+//! driver's name for it, with its format, virtual size, the image it is
+//! layered on (`base_id`) and whether it may still change. A volume points at
+//! its active image (`volumes.image_id`).
+//!
+//! Who uses an image is computed, never counted: [`image_users`] reads the
+//! rows that refer to it (overlays layered on it, volumes whose active image
+//! it is). A later resource that uses images (snapshots, attachments, cached
+//! images, backups in progress) adds its own rows and its own arm of that
+//! query, so a use can never be forgotten by a counter that drifted.
+
+use scoria_model::image::{ImageFormat, ImageHealth, ImageState};
+use scoria_model::{ImageId, VolumeId};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::{Conn, Result, StoreError, now, parse};
+
+/// An image as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    pub id: ImageId,
+    pub backend: String,
+    /// The driver's name for it (a file name carrying the format).
+    pub name: String,
+    pub format: ImageFormat,
+    /// Bytes.
+    pub virtual_size: i64,
+    /// The image this one is layered on.
+    pub base_id: Option<ImageId>,
+    pub mutable: bool,
+    pub state: ImageState,
+    pub health: ImageHealth,
+    pub health_reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+}
+
+/// What a flow records before it makes an image's data.
+#[derive(Clone, Debug)]
+pub struct NewImage {
+    pub id: ImageId,
+    pub backend: String,
+    pub name: String,
+    pub format: ImageFormat,
+    pub virtual_size: i64,
+    pub base_id: Option<ImageId>,
+    pub mutable: bool,
+    pub state: ImageState,
+}
+
+/// One use of an image, as the rows that refer to it say.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ImageUser {
+    /// An image layered on it.
+    Overlay(ImageId),
+    /// A volume whose active image it is.
+    Volume(VolumeId),
+}
+
+fn from_row(r: &SqliteRow) -> Result<Image> {
+    Ok(Image {
+        id: parse("image id", r.try_get::<&str, _>("id")?)?,
+        backend: r.try_get("backend")?,
+        name: r.try_get("name")?,
+        format: parse("image format", r.try_get::<&str, _>("format")?)?,
+        virtual_size: r.try_get("virtual_size")?,
+        base_id: r
+            .try_get::<Option<&str>, _>("base_id")?
+            .map(|s| parse("image id", s))
+            .transpose()?,
+        mutable: r.try_get("mutable")?,
+        state: parse("image state", r.try_get::<&str, _>("state")?)?,
+        health: parse("image health", r.try_get::<&str, _>("health")?)?,
+        health_reason: r.try_get("health_reason")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+/// Record a new image (healthy: `optimized`). An image with that id, or with
+/// that name on that backend, already present is `Duplicate`.
+pub async fn image_create(conn: &mut Conn, i: &NewImage) -> Result<()> {
+    let r = sqlx::query(
+        "INSERT INTO images (id, backend, name, format, virtual_size, base_id, mutable, state,
+                             health, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'optimized', $9)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(i.id.to_string())
+    .bind(&i.backend)
+    .bind(&i.name)
+    .bind(i.format.as_str())
+    .bind(i.virtual_size)
+    .bind(i.base_id.map(|b| b.to_string()))
+    .bind(i.mutable)
+    .bind(i.state.as_str())
+    .bind(now())
+    .execute(conn)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Err(StoreError::Duplicate(format!(
+            "image {} ({} on {})",
+            i.id, i.name, i.backend
+        )));
+    }
+    Ok(())
+}
+
+pub async fn image_get(conn: &mut Conn, id: ImageId) -> Result<Option<Image>> {
+    sqlx::query("SELECT * FROM images WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+/// Every image, by backend and name (checks and tools).
+pub async fn image_list_all(conn: &mut Conn) -> Result<Vec<Image>> {
+    sqlx::query("SELECT * FROM images ORDER BY backend, name")
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
+/// The images of one backend, by name.
+pub async fn image_list_on_backend(conn: &mut Conn, backend: &str) -> Result<Vec<Image>> {
+    sqlx::query("SELECT * FROM images WHERE backend = $1 ORDER BY name")
+        .bind(backend)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
+/// Move an image to `to` if it is in one of `from`; reports whether it did.
+pub async fn image_set_state(
+    conn: &mut Conn,
+    id: ImageId,
+    from: &[ImageState],
+    to: ImageState,
+) -> Result<bool> {
+    let mut sql = String::from("UPDATE images SET state = $2, updated_at = $3 WHERE id = $1");
+    if !from.is_empty() {
+        let params: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
+        sql.push_str(&format!(" AND state IN ({})", params.join(", ")));
+    }
+    let mut q = sqlx::query(&sql)
+        .bind(id.to_string())
+        .bind(to.as_str())
+        .bind(now());
+    for s in from {
+        q = q.bind(s.as_str());
+    }
+    Ok(q.execute(conn).await?.rows_affected() == 1)
+}
+
+/// Record an image's new virtual size (bytes), while it is mutable.
+pub async fn image_set_size(conn: &mut Conn, id: ImageId, virtual_size: i64) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE images SET virtual_size = $2, updated_at = $3 WHERE id = $1 AND mutable",
+    )
+    .bind(id.to_string())
+    .bind(virtual_size)
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Record an image's health (and why, when it is not `optimized`).
+pub async fn image_set_health(
+    conn: &mut Conn,
+    id: ImageId,
+    health: ImageHealth,
+    reason: Option<&str>,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE images SET health = $2, health_reason = $3, updated_at = $4 WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .bind(health.as_str())
+    .bind(reason)
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Who uses an image, one entry per row that refers to it.
+pub async fn image_users(conn: &mut Conn, id: ImageId) -> Result<Vec<ImageUser>> {
+    let rows = sqlx::query(
+        "SELECT 'overlay' AS kind, id FROM images WHERE base_id = $1
+         UNION ALL
+         SELECT 'volume' AS kind, id FROM volumes WHERE image_id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_all(conn)
+    .await?;
+    let mut users = rows
+        .iter()
+        .map(|r| {
+            let id: &str = r.try_get("id")?;
+            Ok(match r.try_get::<&str, _>("kind")? {
+                "overlay" => ImageUser::Overlay(parse("image id", id)?),
+                _ => ImageUser::Volume(parse("volume id", id)?),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    users.sort();
+    Ok(users)
+}
+
+/// Remove an image's record, only once nothing uses it; reports whether it
+/// went. An absent image is `false`.
+pub async fn image_delete(conn: &mut Conn, id: ImageId) -> Result<bool> {
+    let r = sqlx::query(
+        "DELETE FROM images WHERE id = $1
+           AND NOT EXISTS (SELECT 1 FROM images o WHERE o.base_id = $1)
+           AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.image_id = $1)",
+    )
+    .bind(id.to_string())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// The chain of an image, top first: the image, the one it is layered on, and
+/// so on. A chain that loops or names a missing image is `Corrupt`.
+pub async fn image_chain(conn: &mut Conn, id: ImageId) -> Result<Vec<Image>> {
+    let mut chain: Vec<Image> = Vec::new();
+    let mut next = Some(id);
+    while let Some(id) = next {
+        if chain.iter().any(|i| i.id == id) {
+            return Err(StoreError::Corrupt(format!("image chain loops at {id}")));
+        }
+        let image = image_get(&mut *conn, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("image chain names missing image {id}")))?;
+        next = image.base_id;
+        chain.push(image);
+    }
+    Ok(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+
+    fn new(id: ImageId, name: &str, base: Option<ImageId>) -> NewImage {
+        NewImage {
+            id,
+            backend: "file".into(),
+            name: name.into(),
+            format: ImageFormat::Qcow2,
+            virtual_size: 1 << 30,
+            base_id: base,
+            mutable: base.is_some(),
+            state: ImageState::Ready,
+        }
+    }
+
+    #[tokio::test]
+    async fn users_are_the_rows_that_refer_to_an_image() {
+        let (store, _dir) = testing::store().await;
+        let mut tx = store.begin().await.expect("begin");
+        let (base, top, other) = (ImageId::new(), ImageId::new(), ImageId::new());
+        image_create(&mut tx, &new(base, "image-base.qcow2", None))
+            .await
+            .expect("base");
+        image_create(&mut tx, &new(top, "image-top.qcow2", Some(base)))
+            .await
+            .expect("top");
+        image_create(&mut tx, &new(other, "image-other.qcow2", Some(base)))
+            .await
+            .expect("other");
+        // A second record for a name already used on the backend is refused.
+        let dup = image_create(&mut tx, &new(ImageId::new(), "image-top.qcow2", None)).await;
+        assert!(matches!(dup, Err(StoreError::Duplicate(_))), "{dup:?}");
+
+        let mut users = vec![ImageUser::Overlay(top), ImageUser::Overlay(other)];
+        users.sort();
+        assert_eq!(image_users(&mut tx, base).await.expect("users"), users);
+        assert_eq!(image_users(&mut tx, top).await.expect("users"), []);
+        let chain: Vec<ImageId> = image_chain(&mut tx, top)
+            .await
+            .expect("chain")
+            .iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(chain, [top, base]);
+
+        // A used image stays; once its users are gone it goes.
+        assert!(!image_delete(&mut tx, base).await.expect("delete"));
+        assert!(image_delete(&mut tx, top).await.expect("delete"));
+        assert!(image_delete(&mut tx, other).await.expect("delete"));
+        assert!(image_delete(&mut tx, base).await.expect("delete"));
+        assert!(!image_delete(&mut tx, base).await.expect("delete again"));
+        tx.commit().await.expect("commit");
+    }
+
+    #[tokio::test]
+    async fn states_sizes_and_health_change_conditionally() {
+        let (store, _dir) = testing::store().await;
+        let mut tx = store.begin().await.expect("begin");
+        let id = ImageId::new();
+        image_create(
+            &mut tx,
+            &NewImage {
+                mutable: true,
+                state: ImageState::Creating,
+                ..new(id, "image-a.raw", None)
+            },
+        )
+        .await
+        .expect("create");
+        assert!(
+            !image_set_state(&mut tx, id, &[ImageState::Ready], ImageState::Deleting)
+                .await
+                .expect("set")
+        );
+        assert!(
+            image_set_state(&mut tx, id, &[ImageState::Creating], ImageState::Ready)
+                .await
+                .expect("set")
+        );
+        assert!(image_set_size(&mut tx, id, 2 << 30).await.expect("size"));
+        assert!(
+            image_set_health(&mut tx, id, ImageHealth::Degraded, Some("chain too deep"))
+                .await
+                .expect("health")
+        );
+        let i = image_get(&mut tx, id).await.expect("get").expect("present");
+        assert_eq!(
+            (
+                i.state,
+                i.virtual_size,
+                i.health,
+                i.health_reason.as_deref()
+            ),
+            (
+                ImageState::Ready,
+                2 << 30,
+                ImageHealth::Degraded,
+                Some("chain too deep")
+            )
+        );
+        tx.commit().await.expect("commit");
+    }
+}
