@@ -233,7 +233,7 @@ fn pool_capabilities(p: &Pool) -> Value {
         "volume_backend_name": c.name,
         "vendor_name": services::VENDOR_NAME,
         "driver_version": services::DRIVER_VERSION,
-        "storage_protocol": services::STORAGE_PROTOCOL,
+        "storage_protocol": cap("storage_protocol"),
         "total_capacity_gb": gib(c.total_gib),
         "free_capacity_gb": gib(c.free_gib),
         "allocated_capacity_gb": c.provisioned_gib,
@@ -284,14 +284,14 @@ pub async fn capabilities(
     path: PathParams,
 ) -> ApiResult<Json<Value>> {
     let host = seg(&path, "host");
-    let backend = services::capabilities(&state.app, &ctx, host).await?;
+    let (backend, caps) = services::capabilities(&state.app, &ctx, host).await?;
     Ok(Json(json!({
         "namespace": format!("OS::Storage::Capabilities::{}", services::backend_host(&backend)),
         "vendor_name": services::VENDOR_NAME,
         "volume_backend_name": backend,
         "pool_name": backend,
         "driver_version": services::DRIVER_VERSION,
-        "storage_protocol": services::STORAGE_PROTOCOL,
+        "storage_protocol": caps.get("storage_protocol"),
         "display_name": null,
         "description": null,
         "visibility": null,

@@ -24,7 +24,7 @@ use scoria_store::Conn;
 
 use crate::error::{Error, Result};
 use crate::rules::hosts;
-use crate::scheduler::{Candidate, backend_capabilities};
+use crate::scheduler::Candidate;
 use crate::{Backend, Env, GIB_F};
 
 /// A backend's capacity as its driver last reported it.
@@ -99,7 +99,7 @@ pub async fn gather(env: &Env, conn: &mut Conn) -> Result<Vec<Candidate>> {
         };
         let cap = reading.capacity;
         let provisioned = provisioned_all.get(name).copied().unwrap_or(0);
-        let capabilities = backend_capabilities(name);
+        let capabilities = b.capabilities.clone();
         out.push(Candidate {
             name: name.clone(),
             availability_zone: b.config.availability_zone.clone(),

@@ -134,20 +134,32 @@ impl Config {
     }
 }
 
-/// A backend in service: its configuration, its driver, and its last
-/// capacity reading (see [`capacity`]).
+/// A backend in service: its configuration, its driver, what it can do,
+/// and its last capacity reading (see [`capacity`]).
 #[derive(Debug)]
 pub struct Backend {
     pub config: BackendConfig,
     pub driver: DynDriver,
+    /// What the scheduler matches volume types' extra specs against:
+    /// Cinder's capability names, as the driver reports them
+    /// (`Capabilities::cinder`), and `volume_backend_name`, the backend's name.
+    pub capabilities: BTreeMap<String, String>,
     capacity: std::sync::RwLock<Option<capacity::Reading>>,
 }
 
 impl Backend {
     pub fn new(config: BackendConfig, driver: DynDriver) -> Backend {
+        let mut capabilities: BTreeMap<String, String> = driver
+            .capabilities()
+            .cinder()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        capabilities.insert("volume_backend_name".into(), config.name.clone());
         Backend {
             config,
             driver,
+            capabilities,
             capacity: std::sync::RwLock::new(None),
         }
     }

@@ -123,21 +123,6 @@ fn is_capability(key: &str) -> bool {
     )
 }
 
-/// What a backend reports as its capabilities (Cinder's names). Volumes are
-/// exported over NBD, whatever the backend keeps them in.
-pub fn backend_capabilities(name: &str) -> BTreeMap<String, String> {
-    [
-        ("volume_backend_name", name),
-        ("storage_protocol", "nbd"),
-        ("vendor_name", "Scoria"),
-        ("thin_provisioning_support", "True"),
-        ("multiattach", "True"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
 /// Cinder's extra-spec operators: `<is> True`, `<in> x`, `<or> a <or> b`, plain
 /// equality otherwise.
 fn spec_matches(want: &str, have: &str) -> bool {
@@ -360,7 +345,17 @@ mod tests {
 
     #[test]
     fn what_backends_report_is_matched_by_capability_specs() {
-        let caps = backend_capabilities("file");
+        // What the file backend reports (`crate::Backend::capabilities`).
+        let caps: BTreeMap<String, String> = [
+            ("volume_backend_name", "file"),
+            ("storage_protocol", "nbd"),
+            ("vendor_name", "Scoria"),
+            ("thin_provisioning_support", "True"),
+            ("multiattach", "True"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let check = |specs: &[(&str, &str)], ok: bool| {
             let specs = specs
                 .iter()

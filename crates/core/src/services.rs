@@ -26,10 +26,10 @@ use crate::{App, Env};
 
 /// The zone Cinder shows for services that are not volume services.
 pub const SCHEDULER_ZONE: &str = "nova";
-/// What backends report as `vendor_name`, `storage_protocol` and
-/// `driver_version` (matched by volume types' extra specs too).
-pub const VENDOR_NAME: &str = "Scoria";
-pub const STORAGE_PROTOCOL: &str = "nbd";
+/// What backends report as `vendor_name` and `driver_version` (matched by
+/// volume types' extra specs too); each backend's `storage_protocol` is its
+/// driver's (`Backend::capabilities`).
+pub const VENDOR_NAME: &str = scoria_storage::VENDOR_NAME;
 pub const DRIVER_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Cinder's limit on a disabled reason.
 pub const MAX_REASON_LEN: usize = 255;
@@ -304,7 +304,11 @@ pub async fn pools(app: &App, ctx: &Context, name: Option<&str>) -> Result<Vec<P
 
 /// The backend whose capabilities `GET /capabilities/{host}` asks for: the
 /// first volume service `host` matches (a pool name is accepted too).
-pub async fn capabilities(app: &App, ctx: &Context, host: &str) -> Result<String> {
+pub async fn capabilities(
+    app: &App,
+    ctx: &Context,
+    host: &str,
+) -> Result<(String, std::collections::BTreeMap<String, String>)> {
     ctx.authorize(Op::CapabilitiesGet)?;
     let wanted = match host.split_once('#') {
         // A pool of a backend names the backend (each has one pool).
@@ -313,9 +317,9 @@ pub async fn capabilities(app: &App, ctx: &Context, host: &str) -> Result<String
     };
     app.env
         .backends
-        .keys()
-        .find(|b| host_matches(wanted, &backend_host(b)))
-        .cloned()
+        .iter()
+        .find(|(b, _)| host_matches(wanted, &backend_host(b)))
+        .map(|(name, b)| (name.clone(), b.capabilities.clone()))
         .ok_or_else(|| Error::NotFound(format!("Can't find service: {host}")))
 }
 

@@ -91,17 +91,12 @@ pub async fn retype(
             "Invalid volume: Volume {id} has no backend."
         )));
     };
-    if let Err(why) = crate::scheduler::capabilities_match(
-        &new.extra_specs,
-        &crate::scheduler::backend_capabilities(backend),
-    ) {
-        let elsewhere = app.env.backends.keys().find(|b| {
-            b.as_str() != backend
-                && crate::scheduler::capabilities_match(
-                    &new.extra_specs,
-                    &crate::scheduler::backend_capabilities(b),
-                )
-                .is_ok()
+    let here = app.env.backend(backend)?;
+    if let Err(why) = crate::scheduler::capabilities_match(&new.extra_specs, &here.capabilities) {
+        let elsewhere = app.env.backends.iter().find_map(|(name, b)| {
+            (name.as_str() != backend
+                && crate::scheduler::capabilities_match(&new.extra_specs, &b.capabilities).is_ok())
+            .then_some(name)
         });
         return Err(match (policy, elsewhere) {
             (MigrationPolicy::OnDemand, Some(b)) => Error::Invalid(format!(
