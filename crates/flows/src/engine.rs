@@ -494,6 +494,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     // A pending external step is re-run at the next start.
                     return Outcome::Interrupted;
                 }
+                let names: Vec<&str> = defs.iter().map(|s| s.name).collect();
+                let lease_until = db::lease_until(Duration::from_secs(30));
                 let new_flow = (!created).then(|| NewFlow {
                     id: cx.flow_id,
                     kind,
@@ -503,6 +505,10 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     params: params.as_ref().unwrap_or(&Value::Null),
                     steps_total: defs.len() as i64,
                     first_step: defs[0].name,
+                    definition_version: 1,
+                    step_names: &names,
+                    owner: "local",
+                    lease_until: &lease_until,
                 });
                 let batch = self.run_batch(cx, defs, &mut next, new_flow.as_ref(), pending.take(), &mut records).await;
                 match batch {

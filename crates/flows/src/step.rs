@@ -166,7 +166,7 @@ impl<F: Flow> Cx<F> {
         tokio::spawn(async move {
             let res = async {
                 let mut tx = store.begin().await?;
-                scoria_store::flows::flow_set_percent_at(&mut tx, id, idx, p).await?;
+                scoria_store::flows::flow_set_percent_at(&mut tx, id, 1, idx, p).await?;
                 tx.commit().await?;
                 Ok::<_, scoria_store::StoreError>(())
             }
