@@ -39,11 +39,17 @@
 //! undo's `undoing` record commits), `flow.K.S.undone` (after `undone` commits),
 //! `flow.K.finished` (after the final state commits).
 
+mod children;
 mod engine;
+mod error;
+mod handle;
+mod options;
+mod shared;
 mod step;
 pub mod testkit;
 
-pub use engine::{Engine, EngineError, EngineOptions, FlowHandle, Outcome};
-pub use step::{
-    Cx, DbFn, DbUndoFn, ExtFn, ExtUndoFn, Failure, Flow, FlowMeta, Run, Step, StepError, Undo,
-};
+pub use engine::Engine;
+pub use error::{EngineError, Outcome, StepError};
+pub use handle::FlowHandle;
+pub use options::EngineOptions;
+pub use step::{Cx, DbFn, DbUndoFn, ExtFn, ExtUndoFn, Failure, Flow, FlowMeta, Run, Step, Undo};

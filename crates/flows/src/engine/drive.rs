@@ -1,0 +1,474 @@
+//! Running a flow forwards: consecutive database steps in one transaction
+//! (a batch), external steps between their `started` and `done` records, the
+//! retry rules of a batch.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use scoria_failpoints::Fault;
+use scoria_model::FlowId;
+use scoria_model::flow::{FlowState, StepState};
+use scoria_store::StoreError;
+use scoria_store::flows::{self as db, NewFlow, StepRecord};
+use serde_json::Value;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::Engine;
+use crate::error::{Outcome, StepError};
+use crate::handle::Status;
+use crate::step::{Cx, DbFn, Failure, Flow, FlowMeta, Run, Step};
+
+/// One try at a transaction of steps.
+enum Attempt {
+    Done(Batch),
+    /// Step `i` failed; the transaction was dropped.
+    StepFailed(usize, StepError),
+}
+
+/// What one transaction of steps came to.
+enum Batch {
+    /// Committed: the steps in `done` are recorded done; `external`, if any, is
+    /// recorded started and its action is next. Neither: the flow is done.
+    Committed {
+        done: Vec<usize>,
+        external: Option<usize>,
+    },
+    /// A database step failed. `persisted`: the completed prefix and the
+    /// unwinding state were committed; otherwise nothing was stored.
+    Failed {
+        step: &'static str,
+        err: StepError,
+        persisted: bool,
+    },
+    /// The process "died" (simulated crash) or the database failed: stop here.
+    Lost,
+}
+
+/// Write the step records of a transaction in one statement.
+async fn write_steps<F: Flow>(
+    tx: &mut scoria_store::Tx,
+    flow: FlowId,
+    defs: &[Step<F>],
+    writes: &[(usize, StepState, Option<Value>)],
+) -> Result<(), StoreError> {
+    let rows: Vec<db::StepWrite<'_>> = writes
+        .iter()
+        .map(|(i, st, out)| db::StepWrite {
+            idx: *i as i64,
+            name: defs[*i].name,
+            state: *st,
+            output: out.as_ref(),
+            error: None,
+        })
+        .collect();
+    db::flow_steps_set_many(tx, flow, &rows).await
+}
+
+fn leading_done(records: &[StepRecord]) -> usize {
+    let mut sorted: Vec<&StepRecord> = records.iter().collect();
+    sorted.sort_by_key(|r| r.idx);
+    sorted
+        .iter()
+        .enumerate()
+        .take_while(|(i, r)| r.idx == *i as i64 && r.state == StepState::Done)
+        .count()
+}
+
+pub(super) enum Start {
+    New {
+        meta: FlowMeta,
+        params: Value,
+    },
+    Resume {
+        state: FlowState,
+        records: Vec<StepRecord>,
+    },
+}
+
+impl<E: Send + Sync + 'static> Engine<E> {
+    pub(super) async fn drive<F: Flow<Env = E>>(
+        &self,
+        cx: &mut Cx<F>,
+        defs: &[Step<F>],
+        start: Start,
+        status: &watch::Sender<Status>,
+    ) -> Outcome {
+        let kind = F::KIND;
+        let span = tracing::info_span!("flow", flow = %cx.flow_id, kind);
+        async {
+            let (mut created, resume_records, params, meta) = match start {
+                Start::New { meta, params } => (false, None, Some(params), Some(meta)),
+                Start::Resume { state, records } => {
+                    if state == FlowState::Unwinding {
+                        let failed = cx.failure.as_ref().map(|f| f.step.clone()).unwrap_or_default();
+                        let err = StepError::msg(cx.failure.as_ref().map(|f| f.message.clone()).unwrap_or_default());
+                        return self.unwind(cx, defs, &records, &failed, err).await;
+                    }
+                    (true, Some(records), None, None)
+                }
+            };
+            let mut records: Vec<StepRecord> = resume_records.unwrap_or_default();
+            let mut next = leading_done(&records);
+            status.send_modify(|s| s.steps_done = next);
+            // An external step whose action succeeded and whose `done` record
+            // goes into the next transaction.
+            let mut pending: Option<(usize, Value)> = None;
+            loop {
+                if self.stopping() {
+                    // A pending external step is re-run at the next start.
+                    return Outcome::Interrupted;
+                }
+                let names: Vec<&str> = defs.iter().map(|s| s.name).collect();
+                let lease_until = db::lease_until(Duration::from_secs(30));
+                let new_flow = (!created).then(|| NewFlow {
+                    id: cx.flow_id,
+                    kind,
+                    resource_type: meta.as_ref().and_then(|m| m.resource_type),
+                    resource_id: meta.as_ref().and_then(|m| m.resource_id.as_deref()),
+                    project_id: meta.as_ref().and_then(|m| m.project_id.as_deref()),
+                    params: params.as_ref().unwrap_or(&Value::Null),
+                    steps_total: defs.len() as i64,
+                    first_step: defs[0].name,
+                    definition_version: 1,
+                    step_names: &names,
+                    owner: "local",
+                    lease_until: &lease_until,
+                });
+                let batch = self.run_batch(cx, defs, &mut next, new_flow.as_ref(), pending.take(), &mut records).await;
+                match batch {
+                    Batch::Committed { done, external } => {
+                        created = true;
+                        status.send_modify(|s| s.steps_done = leading_done(&records));
+                        for d in done {
+                            if self.after_commit(&format!("flow.{kind}.{}.done", defs[d].name)).is_err() {
+                                return Outcome::Interrupted;
+                            }
+                        }
+                        let Some(x) = external else {
+                            if self.after_commit(&format!("flow.{kind}.finished")).is_err() {
+                                return Outcome::Interrupted;
+                            }
+                            return Outcome::Done;
+                        };
+                        let step = &defs[x];
+                        match self.run_external(cx, x, step).instrument(tracing::info_span!("step", step = step.name, index = x)).await {
+                            Ok(out) => pending = Some((x, out)),
+                            Err(err) => {
+                                if self.inner.fp.is_dead() || err.is_interrupted() {
+                                    // Recorded `started`: the next start runs it again.
+                                    return Outcome::Interrupted;
+                                }
+                                tracing::warn!(step = step.name, error = %err.chain(), "flow step failed");
+                                return self.unwind_from(cx, defs, &records, step.name, err).await;
+                            }
+                        }
+                    }
+                    Batch::Failed { step, err, persisted } => {
+                        if self.inner.fp.is_dead() {
+                            return Outcome::Interrupted;
+                        }
+                        tracing::warn!(step, error = %err.chain(), "flow step failed");
+                        if !persisted {
+                            // Nothing was stored: the flow never existed.
+                            return Outcome::Failed(err);
+                        }
+                        status.send_modify(|s| s.steps_done = leading_done(&records));
+                        if self.after_commit(&format!("flow.{kind}.unwinding")).is_err() {
+                            return Outcome::Interrupted;
+                        }
+                        cx.failure = Some(Failure { step: step.to_owned(), message: err.to_string() });
+                        return self.unwind(cx, defs, &records, step, err).await;
+                    }
+                    Batch::Lost => return Outcome::Interrupted,
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Run steps from `*next` in one transaction: every database step up to
+    /// the next external one (whose `started` record closes the transaction) or
+    /// the end of the flow, with all their records written together. A
+    /// `pending` external step's `done` record opens it.
+    ///
+    /// Steps run without savepoints (the common case is success). When a
+    /// database step fails, the whole transaction is rolled back and the steps
+    /// before it are run again in a fresh one, which then records them done and
+    /// the flow unwinding: the same effect as keeping the completed prefix.
+    async fn run_batch<F: Flow<Env = E>>(
+        &self,
+        cx: &mut Cx<F>,
+        defs: &[Step<F>],
+        next: &mut usize,
+        new_flow: Option<&NewFlow<'_>>,
+        pending: Option<(usize, Value)>,
+        records: &mut Vec<StepRecord>,
+    ) -> Batch {
+        let first = *next;
+        // Set after a failed attempt: stop before this step and unwind.
+        let mut stop_before: Option<(usize, StepError)> = None;
+        // Transactions the database itself refused (busy, I/O): retried a few
+        // times with a growing pause before the flow is left for the next start.
+        let mut db_failures = 0u32;
+        loop {
+            *next = first;
+            let attempt = self
+                .try_batch(
+                    cx,
+                    defs,
+                    next,
+                    new_flow,
+                    pending.as_ref(),
+                    records,
+                    stop_before.as_ref(),
+                )
+                .await;
+            match attempt {
+                Ok(Attempt::Done(b)) => return b,
+                Ok(Attempt::StepFailed(i, err)) => {
+                    if self.inner.fp.is_dead() {
+                        return Batch::Lost;
+                    }
+                    if i == first && new_flow.is_some() && pending.is_none() {
+                        // Nothing was stored: the flow never existed.
+                        return Batch::Failed {
+                            step: defs[i].name,
+                            err,
+                            persisted: false,
+                        };
+                    }
+                    stop_before = Some((i, err));
+                }
+                Err(e) if db_failures < 5 && !self.inner.fp.is_dead() => {
+                    db_failures += 1;
+                    tracing::warn!(error = %e, attempt = db_failures, "flow transaction failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 << db_failures)).await;
+                }
+                Err(e) => {
+                    // The database keeps failing: nothing of this transaction is
+                    // stored. The flow stays as persisted; the next start resumes it.
+                    tracing::error!(error = %e, "flow transaction failed; the flow resumes at the next start");
+                    return Batch::Lost;
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn try_batch<F: Flow<Env = E>>(
+        &self,
+        cx: &mut Cx<F>,
+        defs: &[Step<F>],
+        next: &mut usize,
+        new_flow: Option<&NewFlow<'_>>,
+        pending: Option<&(usize, Value)>,
+        records: &mut Vec<StepRecord>,
+        stop_before: Option<&(usize, StepError)>,
+    ) -> Result<Attempt, StoreError> {
+        let mut tx = self.inner.store.begin().await?;
+        if let Some(nf) = new_flow {
+            db::flow_create(&mut tx, nf).await?;
+        }
+        // (index, state, output) of the records this transaction writes.
+        let mut writes: Vec<(usize, StepState, Option<Value>)> = Vec::new();
+        if let Some((x, out)) = pending {
+            writes.push((*x, StepState::Done, Some(out.clone())));
+        }
+        let flow = cx.flow_id;
+        loop {
+            let i = *next;
+            if let Some((k, err)) = stop_before
+                && *k == i
+            {
+                write_steps(&mut tx, flow, defs, &writes).await?;
+                let msg = err.to_string();
+                db::flow_advance(
+                    &mut tx,
+                    cx.flow_id,
+                    i as i64,
+                    Some(defs[i].name),
+                    FlowState::Unwinding,
+                    Some(defs[i].name),
+                    Some(&msg),
+                )
+                .await?;
+                tx.commit().await?;
+                self.apply(cx, defs, records, &writes);
+                return Ok(Attempt::Done(Batch::Failed {
+                    step: defs[i].name,
+                    err: err.clone(),
+                    persisted: true,
+                }));
+            }
+            let Some(step) = defs.get(i) else {
+                write_steps(&mut tx, flow, defs, &writes).await?;
+                db::flow_advance(
+                    &mut tx,
+                    cx.flow_id,
+                    defs.len() as i64,
+                    None,
+                    FlowState::Done,
+                    None,
+                    None,
+                )
+                .await?;
+                tx.commit().await?;
+                let done = self.apply(cx, defs, records, &writes);
+                return Ok(Attempt::Done(Batch::Committed {
+                    done,
+                    external: None,
+                }));
+            };
+            cx.step_index = i as i64;
+            cx.last_percent.store(-1, Ordering::Relaxed);
+            match &step.run {
+                Run::External(_) => {
+                    writes.push((i, StepState::Started, None));
+                    write_steps(&mut tx, flow, defs, &writes).await?;
+                    db::flow_advance(
+                        &mut tx,
+                        cx.flow_id,
+                        i as i64,
+                        Some(step.name),
+                        FlowState::Running,
+                        None,
+                        None,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    let done = self.apply(cx, defs, records, &writes);
+                    *next = i + 1;
+                    return Ok(Attempt::Done(Batch::Committed {
+                        done,
+                        external: Some(i),
+                    }));
+                }
+                Run::Db(f) => {
+                    let span = tracing::info_span!("step", step = step.name, index = i);
+                    match self
+                        .run_db_step(cx, &mut tx, step.name, *f)
+                        .instrument(span)
+                        .await
+                    {
+                        Ok(out) => {
+                            // Later steps of this transaction read it.
+                            cx.outputs.insert(step.name.to_owned(), out.clone());
+                            writes.push((i, StepState::Done, Some(out)));
+                            *next = i + 1;
+                        }
+                        Err(err) => {
+                            drop(tx);
+                            return Ok(Attempt::StepFailed(i, err));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a commit: the records written become the in-memory view. Returns
+    /// the indices recorded done.
+    fn apply<F: Flow<Env = E>>(
+        &self,
+        cx: &mut Cx<F>,
+        defs: &[Step<F>],
+        records: &mut Vec<StepRecord>,
+        writes: &[(usize, StepState, Option<Value>)],
+    ) -> Vec<usize> {
+        let mut done = Vec::new();
+        for (i, st, out) in writes {
+            if let Some(o) = out {
+                cx.outputs.insert(defs[*i].name.to_owned(), o.clone());
+            }
+            set_record(records, *i, defs[*i].name, *st, out.clone());
+            if *st == StepState::Done {
+                done.push(*i);
+            }
+        }
+        done
+    }
+
+    /// One database step inside the batch's transaction.
+    async fn run_db_step<F: Flow<Env = E>>(
+        &self,
+        cx: &mut Cx<F>,
+        tx: &mut scoria_store::Tx,
+        name: &'static str,
+        f: DbFn<F>,
+    ) -> Result<Value, StepError> {
+        let kind = F::KIND;
+        let fp = &self.inner.fp;
+        fp.hit(&format!("flow.{kind}.{name}.run"))?;
+        if self.inner.options.rerun_steps {
+            // Run once and undo it (a savepoint), then for real: the step must
+            // not depend on anything outside the transaction.
+            let mut sp = scoria_store::savepoint(tx).await?;
+            f(cx, &mut sp).await?;
+            sp.rollback().await.map_err(StoreError::from)?;
+        }
+        let out = f(cx, tx).await?;
+        fp.hit(&format!("flow.{kind}.{name}.ran"))?;
+        Ok(out)
+    }
+
+    /// An external step's action (its `started` record is committed).
+    async fn run_external<F: Flow<Env = E>>(
+        &self,
+        cx: &mut Cx<F>,
+        i: usize,
+        step: &Step<F>,
+    ) -> Result<Value, StepError> {
+        let kind = F::KIND;
+        let fp = &self.inner.fp;
+        cx.step_index = i as i64;
+        if fp
+            .hit(&format!("flow.{kind}.{}.started", step.name))
+            .is_err_and(|f| f.is_crash())
+        {
+            return Err(StepError::from(Fault::Crashed(step.name.to_owned())));
+        }
+        let Run::External(f) = &step.run else {
+            return Err(StepError::msg(format!(
+                "step {} is not external",
+                step.name
+            )));
+        };
+        fp.hit(&format!("flow.{kind}.{}.run", step.name))?;
+        let mut out = f(cx).await?;
+        if self.inner.options.rerun_steps {
+            out = f(cx).await?;
+        }
+        fp.hit(&format!("flow.{kind}.{}.ran", step.name))?;
+        Ok(out)
+    }
+}
+
+pub(super) fn set_record(
+    records: &mut Vec<StepRecord>,
+    idx: usize,
+    name: &str,
+    state: StepState,
+    output: Option<Value>,
+) {
+    match records.iter_mut().find(|r| r.idx == idx as i64) {
+        Some(r) => {
+            r.state = state;
+            if output.is_some() {
+                r.output = output;
+            }
+        }
+        None => {
+            records.push(StepRecord {
+                idx: idx as i64,
+                name: name.to_owned(),
+                state,
+                attempts: 1,
+                output,
+                error: None,
+            });
+            records.sort_by_key(|r| r.idx);
+        }
+    }
+}

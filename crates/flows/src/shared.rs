@@ -1,0 +1,47 @@
+//! The state one engine shares with the flows it runs: the store, the
+//! environment, the failpoints, the registered kinds, the running tasks.
+//! Below both the engine (which drives flows) and the step context (which
+//! holds a weak reference to it, to start child flows), so neither depends on
+//! the other through it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock};
+
+use scoria_failpoints::Failpoints;
+use scoria_store::Store;
+use scoria_store::flows::{FlowRecord, StepRecord};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::error::EngineError;
+use crate::handle::Status;
+use crate::options::EngineOptions;
+
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Resumes flows of one kind from their records.
+pub(crate) trait Resumer<E>: Send + Sync {
+    fn resume(
+        &self,
+        shared: Arc<Shared<E>>,
+        rec: FlowRecord,
+        steps: Vec<StepRecord>,
+        tx: watch::Sender<Status>,
+    ) -> Result<(BoxFuture, Arc<Vec<&'static str>>), EngineError>;
+}
+
+/// What an engine is made of (an [`crate::Engine`] is an `Arc` of it).
+pub(crate) struct Shared<E> {
+    pub(crate) store: Store,
+    pub(crate) env: Arc<E>,
+    pub(crate) fp: Arc<Failpoints>,
+    pub(crate) options: EngineOptions,
+    pub(crate) kinds: RwLock<HashMap<&'static str, Arc<dyn Resumer<E>>>>,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) tasks: Mutex<JoinSet<()>>,
+    /// Counts flows that ended in this process (for waiters).
+    pub(crate) ended: watch::Sender<u64>,
+}
