@@ -12,6 +12,8 @@ use crate::error::Outcome;
 pub(crate) struct Status {
     /// Number of leading steps known to be done.
     pub(crate) steps_done: usize,
+    /// The step whose failure the flow unwinds from (or failed at).
+    pub(crate) failed_step: Option<String>,
     pub(crate) outcome: Option<Outcome>,
 }
 
@@ -50,6 +52,12 @@ impl FlowHandle {
                 return Err(Outcome::Interrupted);
             }
         }
+    }
+
+    /// The step whose failure made the flow unwind, once one failed (also
+    /// for a first step that failed before anything was stored).
+    pub fn failed_step(&self) -> Option<String> {
+        self.rx.borrow().failed_step.clone()
     }
 
     /// Wait for the flow to end.

@@ -101,6 +101,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 Start::New { meta, params } => (false, None, Some(params), Some(meta)),
                 Start::Resume { state, records } => {
                     if state == FlowState::Unwinding {
+                        status.send_modify(|s| s.failed_step = cx.failure.as_ref().map(|f| f.step.clone()));
                         let failed = cx.failure.as_ref().map(|f| f.step.clone()).unwrap_or_default();
                         let err = StepError::msg(cx.failure.as_ref().map(|f| f.message.clone()).unwrap_or_default());
                         return self.unwind(cx, defs, &records, &failed, err).await;
@@ -160,6 +161,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                                     return Outcome::Interrupted;
                                 }
                                 tracing::warn!(step = step.name, error = %err.chain(), "flow step failed");
+                                status.send_modify(|s| s.failed_step = Some(step.name.to_owned()));
                                 return self.unwind_from(cx, defs, &records, step.name, err).await;
                             }
                         }
@@ -169,6 +171,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                             return Outcome::Interrupted;
                         }
                         tracing::warn!(step, error = %err.chain(), "flow step failed");
+                        status.send_modify(|s| s.failed_step = Some(step.to_owned()));
                         if !persisted {
                             // Nothing was stored: the flow never existed.
                             return Outcome::Failed(err);
