@@ -40,6 +40,7 @@
 //! `flow.K.finished` (after the final state commits).
 
 mod children;
+mod definition;
 mod engine;
 mod error;
 mod handle;

@@ -16,13 +16,14 @@ use scoria_store::flows::{FlowRecord, StepRecord};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::error::EngineError;
 use crate::handle::Status;
 use crate::options::EngineOptions;
 
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Resumes flows of one kind from their records.
+/// Resumes flows of one kind from their records: the future that runs the
+/// flow (or refuses it, when this build cannot run it), and the step names of
+/// the definition it runs under.
 pub(crate) trait Resumer<E>: Send + Sync {
     fn resume(
         &self,
@@ -30,7 +31,7 @@ pub(crate) trait Resumer<E>: Send + Sync {
         rec: FlowRecord,
         steps: Vec<StepRecord>,
         tx: watch::Sender<Status>,
-    ) -> Result<(BoxFuture, Arc<Vec<&'static str>>), EngineError>;
+    ) -> (BoxFuture, Arc<Vec<&'static str>>);
 }
 
 /// What an engine is made of (an [`crate::Engine`] is an `Arc` of it).

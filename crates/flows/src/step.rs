@@ -101,8 +101,24 @@ pub trait Flow: Sized + Send + Sync + 'static {
     /// Shared services the steps use (store, drivers, configuration).
     type Env: Send + Sync + 'static;
 
+    /// The version of [`Flow::steps`], stored with every flow started under
+    /// it. Bump it whenever the steps change in a way a flow already under
+    /// way would notice (a step added, removed, renamed or moved, or a step
+    /// whose output or effect changed), and keep the previous list in
+    /// [`Flow::legacy`] until the flows started under it have drained.
+    const VERSION: u32 = 1;
+
     /// The steps, in order. Must be the same list for every call.
     fn steps() -> Vec<Step<Self>>;
+
+    /// Earlier definitions this build can still run: `(version, steps)`
+    /// pairs, so that flows started by an older build resume (or unwind)
+    /// with the steps they started with. A flow whose version is neither
+    /// [`Flow::VERSION`] nor listed here is refused and left `stuck`. The
+    /// parameters are shared by every version (add fields with defaults).
+    fn legacy() -> Vec<(u32, Vec<Step<Self>>)> {
+        Vec::new()
+    }
 
     /// The resource the flow works on, for the flows table.
     fn meta(params: &Self::Params) -> FlowMeta;

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::Engine;
+use crate::definition::Definition;
 use crate::error::{Outcome, StepError};
 use crate::handle::Status;
 use crate::step::{Cx, DbFn, Failure, Flow, FlowMeta, Run, Step};
@@ -90,11 +91,12 @@ impl<E: Send + Sync + 'static> Engine<E> {
     pub(super) async fn drive<F: Flow<Env = E>>(
         &self,
         cx: &mut Cx<F>,
-        defs: &[Step<F>],
+        def: &Definition<F>,
         start: Start,
         status: &watch::Sender<Status>,
     ) -> Outcome {
         let kind = F::KIND;
+        let defs: &[Step<F>] = &def.steps;
         let span = tracing::info_span!("flow", flow = %cx.flow_id, kind);
         async {
             let (mut created, resume_records, params, meta) = match start {
@@ -120,7 +122,6 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     // A pending external step is re-run at the next start.
                     return Outcome::Interrupted;
                 }
-                let names: Vec<&str> = defs.iter().map(|s| s.name).collect();
                 let lease_until = db::lease_until(Duration::from_secs(30));
                 let new_flow = (!created).then(|| NewFlow {
                     id: cx.flow_id,
@@ -131,8 +132,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     params: params.as_ref().unwrap_or(&Value::Null),
                     steps_total: defs.len() as i64,
                     first_step: defs[0].name,
-                    definition_version: 1,
-                    step_names: &names,
+                    definition_version: i64::from(def.version),
+                    step_names: &def.names,
                     owner: "local",
                     lease_until: &lease_until,
                 });

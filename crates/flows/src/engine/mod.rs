@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::error::EngineError;
+use crate::definition::{Definition, Definitions};
+use crate::error::{EngineError, Outcome};
 use crate::handle::{FlowHandle, Status, finish};
 use crate::options::EngineOptions;
 use crate::shared::{BoxFuture, Resumer, Shared};
@@ -40,7 +41,10 @@ impl<E> Clone for Engine<E> {
     }
 }
 
-struct KindResumer<F>(std::marker::PhantomData<fn() -> F>);
+/// Resumes flows of kind `F` with the definition each was started under.
+struct KindResumer<F: Flow> {
+    defs: Definitions<F>,
+}
 
 impl<F: Flow> Resumer<F::Env> for KindResumer<F> {
     fn resume(
@@ -49,12 +53,27 @@ impl<F: Flow> Resumer<F::Env> for KindResumer<F> {
         rec: FlowRecord,
         steps: Vec<StepRecord>,
         tx: watch::Sender<Status>,
-    ) -> Result<(BoxFuture, Arc<Vec<&'static str>>), EngineError> {
-        let params: F::Params =
-            serde_json::from_value(rec.params.clone()).map_err(EngineError::Params)?;
-        let defs = F::steps();
-        let names = Arc::new(defs.iter().map(|s| s.name).collect::<Vec<_>>());
+    ) -> (BoxFuture, Arc<Vec<&'static str>>) {
         let engine = Engine { inner: shared };
+        let params = serde_json::from_value::<F::Params>(rec.params.clone());
+        let (def, params) = match (self.defs.for_flow(&rec, &steps), params) {
+            (Ok(def), Ok(params)) => (def.clone(), params),
+            (Err(mismatch), _) => {
+                let fut = engine.refuse(rec, mismatch.0, tx);
+                return (Box::pin(fut), Arc::new(Vec::new()));
+            }
+            (Ok(def), Err(e)) => {
+                let message = format!(
+                    "flow {} ({} v{}) has parameters this build cannot read: {e}",
+                    rec.id,
+                    F::KIND,
+                    def.version
+                );
+                let fut = engine.refuse(rec, message, tx);
+                return (Box::pin(fut), def.names.clone());
+            }
+        };
+        let names = def.names.clone();
         let fut = async move {
             let mut cx = engine.cx::<F>(rec.id, params);
             for r in &steps {
@@ -72,10 +91,10 @@ impl<F: Flow> Resumer<F::Env> for KindResumer<F> {
                 state: rec.state,
                 records: steps,
             };
-            let outcome = engine.drive(&mut cx, &defs, start, &tx).await;
+            let outcome = engine.drive(&mut cx, &def, start, &tx).await;
             finish(&tx, outcome);
         };
-        Ok((Box::pin(fut), names))
+        (Box::pin(fut), names)
     }
 }
 
@@ -95,16 +114,19 @@ impl<E: Send + Sync + 'static> Engine<E> {
         }
     }
 
-    /// Make flows of kind `F` resumable by this engine.
+    /// Make flows of kind `F` resumable by this engine: under its current
+    /// definition and under each of its [`Flow::legacy`] ones. Panics when
+    /// the definitions are inconsistent (two with one version, a definition
+    /// without steps or with two steps of one name).
     pub fn register<F: Flow<Env = E>>(&self) {
+        let resumer = KindResumer::<F> {
+            defs: Definitions::of(),
+        };
         self.inner
             .kinds
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                F::KIND,
-                Arc::new(KindResumer::<F>(std::marker::PhantomData)),
-            );
+            .insert(F::KIND, Arc::new(resumer));
     }
 
     pub fn store(&self) -> &Store {
@@ -161,8 +183,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
         let id = FlowId::new();
         let meta = F::meta(&params);
         let json = serde_json::to_value(&params).map_err(EngineError::Params)?;
-        let defs = F::steps();
-        let names = Arc::new(defs.iter().map(|s| s.name).collect::<Vec<_>>());
+        let def = Definition::<F>::current();
+        let names = def.names.clone();
         let (tx, rx) = watch::channel(Status::default());
         let engine = self.clone();
         // The flow's log lines carry the span of whoever started it (the HTTP
@@ -172,7 +194,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
             async move {
                 let mut cx = engine.cx::<F>(id, params);
                 let outcome = engine
-                    .drive(&mut cx, &defs, Start::New { meta, params: json }, &tx)
+                    .drive(&mut cx, &def, Start::New { meta, params: json }, &tx)
                     .await;
                 finish(&tx, outcome);
             }
@@ -206,14 +228,10 @@ impl<E: Send + Sync + 'static> Engine<E> {
             };
             let id = rec.id;
             let (tx, rx) = watch::channel(Status::default());
-            match resumer.resume(self.inner.clone(), rec, steps, tx) {
-                Ok((fut, names)) => {
-                    tracing::info!(flow = %id, "resuming flow");
-                    self.spawn(fut);
-                    handles.push(FlowHandle { id, names, rx });
-                }
-                Err(e) => tracing::error!(flow = %id, error = %e, "cannot resume flow; left as is"),
-            }
+            let (fut, names) = resumer.resume(self.inner.clone(), rec, steps, tx);
+            tracing::info!(flow = %id, "resuming flow");
+            self.spawn(fut);
+            handles.push(FlowHandle { id, names, rx });
         }
         Ok(handles)
     }
@@ -253,6 +271,35 @@ impl<E: Send + Sync + 'static> Engine<E> {
         match self.inner.fp.hit(name) {
             Err(f) if f.is_crash() => Err(()),
             _ => Ok(()),
+        }
+    }
+
+    /// Leave a flow this build cannot run `stuck`, with `message` for an
+    /// admin; its parameters and step records stay as they are.
+    fn refuse(
+        &self,
+        rec: FlowRecord,
+        message: String,
+        status: watch::Sender<Status>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let engine = self.clone();
+        async move {
+            tracing::error!(flow = %rec.id, kind = %rec.kind, error = %message, "flow refused; left stuck");
+            let res = async {
+                let mut tx = engine.inner.store.begin().await?;
+                db::flow_set_state(&mut tx, rec.id, FlowState::Stuck, None, Some(&message)).await?;
+                tx.commit().await?;
+                Ok::<_, scoria_store::StoreError>(())
+            }
+            .await;
+            let outcome = match res {
+                Ok(()) => Outcome::Stuck(message),
+                Err(e) => {
+                    tracing::error!(flow = %rec.id, error = %e, "could not record the flow as stuck");
+                    Outcome::Interrupted
+                }
+            };
+            finish(&status, outcome);
         }
     }
 }
