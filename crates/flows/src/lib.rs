@@ -44,6 +44,7 @@ mod definition;
 mod engine;
 mod error;
 mod handle;
+mod lease;
 mod options;
 mod shared;
 mod step;

@@ -1,8 +1,8 @@
 //! The state one engine shares with the flows it runs: the store, the
-//! environment, the failpoints, the registered kinds, the running tasks.
-//! Below both the engine (which drives flows) and the step context (which
-//! holds a weak reference to it, to start child flows), so neither depends on
-//! the other through it.
+//! environment, the failpoints, the registered kinds, the running tasks, the
+//! leases. Below both the engine (which drives flows) and the step context
+//! (which holds a weak reference to it, to start child flows), so neither
+//! depends on the other through it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,19 +17,21 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::handle::Status;
+use crate::lease::{Lease, Leases};
 use crate::options::EngineOptions;
 
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Resumes flows of one kind from their records: the future that runs the
 /// flow (or refuses it, when this build cannot run it), and the step names of
-/// the definition it runs under.
+/// the definition it runs under. The flow is claimed already, under `lease`.
 pub(crate) trait Resumer<E>: Send + Sync {
     fn resume(
         &self,
         shared: Arc<Shared<E>>,
         rec: FlowRecord,
         steps: Vec<StepRecord>,
+        lease: Arc<Lease>,
         tx: watch::Sender<Status>,
     ) -> (BoxFuture, Arc<Vec<&'static str>>);
 }
@@ -45,4 +47,11 @@ pub(crate) struct Shared<E> {
     pub(crate) tasks: Mutex<JoinSet<()>>,
     /// Counts flows that ended in this process (for waiters).
     pub(crate) ended: watch::Sender<u64>,
+    /// The leases of the flows this engine runs.
+    pub(crate) leases: Leases,
+    /// Set once the background tasks (renewal, claims) must stop.
+    pub(crate) halt: watch::Sender<bool>,
+    /// Whether the renewal task and the claim task were started.
+    pub(crate) renewing: AtomicBool,
+    pub(crate) claiming: AtomicBool,
 }

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use crate::error::StepError;
+use crate::lease::Lease;
 use crate::shared::Shared;
 
 /// A boxed step future.
@@ -146,6 +147,8 @@ pub struct Cx<F: Flow> {
     /// flows ([`Cx::start_flow`]). Weak, so that a flow never keeps its
     /// engine alive.
     pub(crate) engine: Weak<Shared<F::Env>>,
+    /// This engine's hold on the flow.
+    pub(crate) lease: Arc<Lease>,
 }
 
 impl<F: Flow> Cx<F> {
@@ -184,11 +187,11 @@ impl<F: Flow> Cx<F> {
             return;
         }
         let store = self.store.clone();
-        let (id, idx) = (self.flow_id, self.step_index);
+        let (id, idx, generation) = (self.flow_id, self.step_index, self.lease.generation);
         tokio::spawn(async move {
             let res = async {
                 let mut tx = store.begin().await?;
-                scoria_store::flows::flow_set_percent_at(&mut tx, id, 1, idx, p).await?;
+                scoria_store::flows::flow_set_percent_at(&mut tx, id, generation, idx, p).await?;
                 tx.commit().await?;
                 Ok::<_, scoria_store::StoreError>(())
             }

@@ -1,6 +1,6 @@
 //! Running a flow forwards: consecutive database steps in one transaction
 //! (a batch), external steps between their `started` and `done` records, the
-//! retry rules of a batch.
+//! retry rules of a batch, and the lease check that opens every transaction.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use super::Engine;
 use crate::definition::Definition;
 use crate::error::{Outcome, StepError};
 use crate::handle::Status;
+use crate::lease::LeaseLost;
 use crate::step::{Cx, DbFn, Failure, Flow, FlowMeta, Run, Step};
 
 /// One try at a transaction of steps.
@@ -25,6 +26,8 @@ enum Attempt {
     Done(Batch),
     /// Step `i` failed; the transaction was dropped.
     StepFailed(usize, StepError),
+    /// The lease check failed; the transaction was dropped.
+    LeaseLost,
 }
 
 /// What one transaction of steps came to.
@@ -44,6 +47,14 @@ enum Batch {
     },
     /// The process "died" (simulated crash) or the database failed: stop here.
     Lost,
+    /// The flow is no longer this engine's: stop here, writing nothing.
+    LeaseLost,
+}
+
+/// A new flow's row, stored by its first transaction.
+pub(super) struct Birth {
+    meta: FlowMeta,
+    params: Value,
 }
 
 /// Write the step records of a transaction in one statement.
@@ -88,7 +99,19 @@ pub(super) enum Start {
 }
 
 impl<E: Send + Sync + 'static> Engine<E> {
+    /// Run the flow from where it is to its end (or until it stops).
     pub(super) async fn drive<F: Flow<Env = E>>(
+        &self,
+        cx: &mut Cx<F>,
+        def: &Definition<F>,
+        start: Start,
+        status: &watch::Sender<Status>,
+    ) -> Outcome {
+        let span = tracing::info_span!("flow", flow = %cx.flow_id, kind = F::KIND);
+        self.forward(cx, def, start, status).instrument(span).await
+    }
+
+    async fn forward<F: Flow<Env = E>>(
         &self,
         cx: &mut Cx<F>,
         def: &Definition<F>,
@@ -97,99 +120,107 @@ impl<E: Send + Sync + 'static> Engine<E> {
     ) -> Outcome {
         let kind = F::KIND;
         let defs: &[Step<F>] = &def.steps;
-        let span = tracing::info_span!("flow", flow = %cx.flow_id, kind);
-        async {
-            let (mut created, resume_records, params, meta) = match start {
-                Start::New { meta, params } => (false, None, Some(params), Some(meta)),
-                Start::Resume { state, records } => {
-                    if state == FlowState::Unwinding {
-                        status.send_modify(|s| s.failed_step = cx.failure.as_ref().map(|f| f.step.clone()));
-                        let failed = cx.failure.as_ref().map(|f| f.step.clone()).unwrap_or_default();
-                        let err = StepError::msg(cx.failure.as_ref().map(|f| f.message.clone()).unwrap_or_default());
-                        return self.unwind(cx, defs, &records, &failed, err).await;
+        let (mut birth, mut records) = match start {
+            Start::New { meta, params } => (Some(Birth { meta, params }), Vec::new()),
+            Start::Resume {
+                state: FlowState::Unwinding,
+                records,
+            } => {
+                let Failure { step, message } = cx.failure.clone().unwrap_or(Failure {
+                    step: String::new(),
+                    message: String::new(),
+                });
+                status.send_modify(|s| s.failed_step = Some(step.clone()));
+                let err = StepError::msg(message);
+                return self.unwind(cx, defs, &records, &step, err).await;
+            }
+            Start::Resume { records, .. } => (None, records),
+        };
+        let mut next = leading_done(&records);
+        status.send_modify(|s| s.steps_done = next);
+        // An external step whose action succeeded and whose `done` record
+        // goes into the next transaction.
+        let mut pending: Option<(usize, Value)> = None;
+        loop {
+            if self.stopping() {
+                // A pending external step is re-run at the next start.
+                return Outcome::Interrupted;
+            }
+            let batch = self
+                .run_batch(
+                    cx,
+                    def,
+                    &mut next,
+                    birth.as_ref(),
+                    pending.take(),
+                    &mut records,
+                )
+                .await;
+            let (done, external) = match batch {
+                Batch::Committed { done, external } => (done, external),
+                Batch::Failed {
+                    step,
+                    err,
+                    persisted,
+                } => {
+                    if self.inner.fp.is_dead() {
+                        return Outcome::Interrupted;
                     }
-                    (true, Some(records), None, None)
+                    tracing::warn!(step, error = %err.chain(), "flow step failed");
+                    status.send_modify(|s| s.failed_step = Some(step.to_owned()));
+                    if !persisted {
+                        // Nothing was stored: the flow never existed.
+                        return Outcome::Failed(err);
+                    }
+                    cx.lease.mark_stored();
+                    status.send_modify(|s| s.steps_done = leading_done(&records));
+                    if self
+                        .after_commit(&format!("flow.{kind}.unwinding"))
+                        .is_err()
+                    {
+                        return Outcome::Interrupted;
+                    }
+                    cx.failure = Some(Failure {
+                        step: step.to_owned(),
+                        message: err.to_string(),
+                    });
+                    return self.unwind(cx, defs, &records, step, err).await;
                 }
+                Batch::Lost => return Outcome::Interrupted,
+                Batch::LeaseLost => return self.lease_lost(cx),
             };
-            let mut records: Vec<StepRecord> = resume_records.unwrap_or_default();
-            let mut next = leading_done(&records);
-            status.send_modify(|s| s.steps_done = next);
-            // An external step whose action succeeded and whose `done` record
-            // goes into the next transaction.
-            let mut pending: Option<(usize, Value)> = None;
-            loop {
-                if self.stopping() {
-                    // A pending external step is re-run at the next start.
+            if birth.take().is_some() {
+                cx.lease.mark_stored();
+            }
+            status.send_modify(|s| s.steps_done = leading_done(&records));
+            for d in done {
+                let point = format!("flow.{kind}.{}.done", defs[d].name);
+                if self.after_commit(&point).is_err() {
                     return Outcome::Interrupted;
                 }
-                let lease_until = db::lease_until(Duration::from_secs(30));
-                let new_flow = (!created).then(|| NewFlow {
-                    id: cx.flow_id,
-                    kind,
-                    resource_type: meta.as_ref().and_then(|m| m.resource_type),
-                    resource_id: meta.as_ref().and_then(|m| m.resource_id.as_deref()),
-                    project_id: meta.as_ref().and_then(|m| m.project_id.as_deref()),
-                    params: params.as_ref().unwrap_or(&Value::Null),
-                    steps_total: defs.len() as i64,
-                    first_step: defs[0].name,
-                    definition_version: i64::from(def.version),
-                    step_names: &def.names,
-                    owner: "local",
-                    lease_until: &lease_until,
-                });
-                let batch = self.run_batch(cx, defs, &mut next, new_flow.as_ref(), pending.take(), &mut records).await;
-                match batch {
-                    Batch::Committed { done, external } => {
-                        created = true;
-                        status.send_modify(|s| s.steps_done = leading_done(&records));
-                        for d in done {
-                            if self.after_commit(&format!("flow.{kind}.{}.done", defs[d].name)).is_err() {
-                                return Outcome::Interrupted;
-                            }
-                        }
-                        let Some(x) = external else {
-                            if self.after_commit(&format!("flow.{kind}.finished")).is_err() {
-                                return Outcome::Interrupted;
-                            }
-                            return Outcome::Done;
-                        };
-                        let step = &defs[x];
-                        match self.run_external(cx, x, step).instrument(tracing::info_span!("step", step = step.name, index = x)).await {
-                            Ok(out) => pending = Some((x, out)),
-                            Err(err) => {
-                                if self.inner.fp.is_dead() || err.is_interrupted() {
-                                    // Recorded `started`: the next start runs it again.
-                                    return Outcome::Interrupted;
-                                }
-                                tracing::warn!(step = step.name, error = %err.chain(), "flow step failed");
-                                status.send_modify(|s| s.failed_step = Some(step.name.to_owned()));
-                                return self.unwind_from(cx, defs, &records, step.name, err).await;
-                            }
-                        }
-                    }
-                    Batch::Failed { step, err, persisted } => {
-                        if self.inner.fp.is_dead() {
-                            return Outcome::Interrupted;
-                        }
-                        tracing::warn!(step, error = %err.chain(), "flow step failed");
-                        status.send_modify(|s| s.failed_step = Some(step.to_owned()));
-                        if !persisted {
-                            // Nothing was stored: the flow never existed.
-                            return Outcome::Failed(err);
-                        }
-                        status.send_modify(|s| s.steps_done = leading_done(&records));
-                        if self.after_commit(&format!("flow.{kind}.unwinding")).is_err() {
-                            return Outcome::Interrupted;
-                        }
-                        cx.failure = Some(Failure { step: step.to_owned(), message: err.to_string() });
-                        return self.unwind(cx, defs, &records, step, err).await;
-                    }
-                    Batch::Lost => return Outcome::Interrupted,
+            }
+            let Some(x) = external else {
+                if self.after_commit(&format!("flow.{kind}.finished")).is_err() {
+                    return Outcome::Interrupted;
+                }
+                return Outcome::Done;
+            };
+            let step = &defs[x];
+            let span = tracing::info_span!("step", step = step.name, index = x);
+            match self.run_external(cx, x, step).instrument(span).await {
+                Ok(out) => pending = Some((x, out)),
+                // Recorded `started`: whoever runs the flow next runs it again.
+                Err(_) if cx.lease.is_lost() => return self.lease_lost(cx),
+                Err(err) if self.inner.fp.is_dead() || err.is_interrupted() => {
+                    return Outcome::Interrupted;
+                }
+                Err(err) => {
+                    tracing::warn!(step = step.name, error = %err.chain(), "flow step failed");
+                    status.send_modify(|s| s.failed_step = Some(step.name.to_owned()));
+                    return self.unwind_from(cx, defs, &records, step.name, err).await;
                 }
             }
         }
-        .instrument(span)
-        .await
     }
 
     /// Run steps from `*next` in one transaction: every database step up to
@@ -201,12 +232,15 @@ impl<E: Send + Sync + 'static> Engine<E> {
     /// database step fails, the whole transaction is rolled back and the steps
     /// before it are run again in a fresh one, which then records them done and
     /// the flow unwinding: the same effect as keeping the completed prefix.
+    ///
+    /// Every attempt opens with the lease check (a new flow's first one
+    /// creates the flow, owned by this node, instead).
     async fn run_batch<F: Flow<Env = E>>(
         &self,
         cx: &mut Cx<F>,
-        defs: &[Step<F>],
+        def: &Definition<F>,
         next: &mut usize,
-        new_flow: Option<&NewFlow<'_>>,
+        birth: Option<&Birth>,
         pending: Option<(usize, Value)>,
         records: &mut Vec<StepRecord>,
     ) -> Batch {
@@ -221,9 +255,9 @@ impl<E: Send + Sync + 'static> Engine<E> {
             let attempt = self
                 .try_batch(
                     cx,
-                    defs,
+                    def,
                     next,
-                    new_flow,
+                    birth,
                     pending.as_ref(),
                     records,
                     stop_before.as_ref(),
@@ -231,14 +265,15 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 .await;
             match attempt {
                 Ok(Attempt::Done(b)) => return b,
+                Ok(Attempt::LeaseLost) => return Batch::LeaseLost,
                 Ok(Attempt::StepFailed(i, err)) => {
                     if self.inner.fp.is_dead() {
                         return Batch::Lost;
                     }
-                    if i == first && new_flow.is_some() && pending.is_none() {
+                    if i == first && birth.is_some() && pending.is_none() {
                         // Nothing was stored: the flow never existed.
                         return Batch::Failed {
-                            step: defs[i].name,
+                            step: def.steps[i].name,
                             err,
                             persisted: false,
                         };
@@ -264,16 +299,43 @@ impl<E: Send + Sync + 'static> Engine<E> {
     async fn try_batch<F: Flow<Env = E>>(
         &self,
         cx: &mut Cx<F>,
-        defs: &[Step<F>],
+        def: &Definition<F>,
         next: &mut usize,
-        new_flow: Option<&NewFlow<'_>>,
+        birth: Option<&Birth>,
         pending: Option<&(usize, Value)>,
         records: &mut Vec<StepRecord>,
         stop_before: Option<&(usize, StepError)>,
     ) -> Result<Attempt, StoreError> {
+        let defs: &[Step<F>] = &def.steps;
+        let leases = &self.inner.leases;
+        if cx.lease.is_lost() {
+            return Ok(Attempt::LeaseLost);
+        }
+        let term = leases.term();
         let mut tx = self.inner.store.begin().await?;
-        if let Some(nf) = new_flow {
-            db::flow_create(&mut tx, nf).await?;
+        match birth {
+            Some(Birth { meta, params }) => {
+                let new_flow = NewFlow {
+                    id: cx.flow_id,
+                    kind: F::KIND,
+                    resource_type: meta.resource_type,
+                    resource_id: meta.resource_id.as_deref(),
+                    project_id: meta.project_id.as_deref(),
+                    params,
+                    steps_total: defs.len() as i64,
+                    first_step: defs[0].name,
+                    definition_version: i64::from(def.version),
+                    step_names: &def.names,
+                    owner: &leases.node,
+                    lease_until: &term.until,
+                };
+                db::flow_create(&mut tx, &new_flow).await?;
+            }
+            None => {
+                if !leases.hold(&mut tx, &cx.lease, &term).await? {
+                    return Ok(Attempt::LeaseLost);
+                }
+            }
         }
         // (index, state, output) of the records this transaction writes.
         let mut writes: Vec<(usize, StepState, Option<Value>)> = Vec::new();
@@ -298,7 +360,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     Some(&msg),
                 )
                 .await?;
-                tx.commit().await?;
+                self.commit_held(tx, cx, &term).await?;
                 self.apply(cx, defs, records, &writes);
                 return Ok(Attempt::Done(Batch::Failed {
                     step: defs[i].name,
@@ -318,7 +380,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     None,
                 )
                 .await?;
-                tx.commit().await?;
+                self.commit_held(tx, cx, &term).await?;
                 let done = self.apply(cx, defs, records, &writes);
                 return Ok(Attempt::Done(Batch::Committed {
                     done,
@@ -341,7 +403,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                         None,
                     )
                     .await?;
-                    tx.commit().await?;
+                    self.commit_held(tx, cx, &term).await?;
                     let done = self.apply(cx, defs, records, &writes);
                     *next = i + 1;
                     return Ok(Attempt::Done(Batch::Committed {
@@ -417,7 +479,10 @@ impl<E: Send + Sync + 'static> Engine<E> {
         Ok(out)
     }
 
-    /// An external step's action (its `started` record is committed).
+    /// An external step's action (its `started` record is committed), raced
+    /// against the flow's lease: if the lease is lost while it runs, the
+    /// action is dropped where it is (an external step is idempotent and
+    /// survives being cut short, as it survives a crash).
     async fn run_external<F: Flow<Env = E>>(
         &self,
         cx: &mut Cx<F>,
@@ -439,13 +504,20 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 step.name
             )));
         };
-        fp.hit(&format!("flow.{kind}.{}.run", step.name))?;
-        let mut out = f(cx).await?;
-        if self.inner.options.rerun_steps {
-            out = f(cx).await?;
+        let cx: &Cx<F> = cx;
+        let action = async {
+            fp.hit(&format!("flow.{kind}.{}.run", step.name))?;
+            let mut out = f(cx).await?;
+            if self.inner.options.rerun_steps {
+                out = f(cx).await?;
+            }
+            fp.hit(&format!("flow.{kind}.{}.ran", step.name))?;
+            Ok(out)
+        };
+        tokio::select! {
+            res = action => res,
+            () = cx.lease.fenced() => Err(StepError::new(LeaseLost)),
         }
-        fp.hit(&format!("flow.{kind}.{}.ran", step.name))?;
-        Ok(out)
     }
 }
 

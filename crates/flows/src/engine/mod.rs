@@ -1,8 +1,10 @@
-//! The engine's public face: [`Engine`] (register kinds, start flows, resume
-//! them at start-up, wait, shut down). Running steps is in `drive.rs`,
-//! undoing them in `unwind.rs`.
+//! The engine's public face: [`Engine`] (register kinds, start flows, wait,
+//! shut down). Claiming flows (at start-up and once their node died) and the
+//! background tasks are in `claim.rs`, running steps in `drive.rs`, undoing
+//! them in `unwind.rs`.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -10,8 +12,8 @@ use std::time::Duration;
 use scoria_failpoints::Failpoints;
 use scoria_model::FlowId;
 use scoria_model::flow::FlowState;
-use scoria_store::Store;
 use scoria_store::flows::{self as db, FlowRecord, StepRecord};
+use scoria_store::{Store, StoreError, Tx};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -19,10 +21,12 @@ use tracing::Instrument;
 use crate::definition::{Definition, Definitions};
 use crate::error::{EngineError, Outcome};
 use crate::handle::{FlowHandle, Status, finish};
+use crate::lease::{Lease, Leases, Term};
 use crate::options::EngineOptions;
 use crate::shared::{BoxFuture, Resumer, Shared};
 use crate::step::{Cx, Failure, Flow};
 
+mod claim;
 mod drive;
 mod unwind;
 
@@ -52,6 +56,7 @@ impl<F: Flow> Resumer<F::Env> for KindResumer<F> {
         shared: Arc<Shared<F::Env>>,
         rec: FlowRecord,
         steps: Vec<StepRecord>,
+        lease: Arc<Lease>,
         tx: watch::Sender<Status>,
     ) -> (BoxFuture, Arc<Vec<&'static str>>) {
         let engine = Engine { inner: shared };
@@ -59,7 +64,7 @@ impl<F: Flow> Resumer<F::Env> for KindResumer<F> {
         let (def, params) = match (self.defs.for_flow(&rec, &steps), params) {
             (Ok(def), Ok(params)) => (def.clone(), params),
             (Err(mismatch), _) => {
-                let fut = engine.refuse(rec, mismatch.0, tx);
+                let fut = engine.refuse(rec, mismatch.0, lease, tx);
                 return (Box::pin(fut), Arc::new(Vec::new()));
             }
             (Ok(def), Err(e)) => {
@@ -69,13 +74,13 @@ impl<F: Flow> Resumer<F::Env> for KindResumer<F> {
                     F::KIND,
                     def.version
                 );
-                let fut = engine.refuse(rec, message, tx);
+                let fut = engine.refuse(rec, message, lease, tx);
                 return (Box::pin(fut), def.names.clone());
             }
         };
         let names = def.names.clone();
         let fut = async move {
-            let mut cx = engine.cx::<F>(rec.id, params);
+            let mut cx = engine.cx::<F>(rec.id, params, lease);
             for r in &steps {
                 if let Some(out) = &r.output {
                     cx.outputs.insert(r.name.clone(), out.clone());
@@ -92,6 +97,7 @@ impl<F: Flow> Resumer<F::Env> for KindResumer<F> {
                 records: steps,
             };
             let outcome = engine.drive(&mut cx, &def, start, &tx).await;
+            engine.end_run(&cx.lease, &outcome).await;
             finish(&tx, outcome);
         };
         (Box::pin(fut), names)
@@ -99,7 +105,18 @@ impl<F: Flow> Resumer<F::Env> for KindResumer<F> {
 }
 
 impl<E: Send + Sync + 'static> Engine<E> {
+    /// An engine over `store`, running flows as node `options.node_id`.
+    /// Nothing runs until flows are started or resumed.
     pub fn new(store: Store, env: Arc<E>, fp: Arc<Failpoints>, options: EngineOptions) -> Self {
+        let mut options = options;
+        // A lease must outlive two failed renewals, and be long enough to
+        // write at all.
+        options.lease = options.lease.max(Duration::from_millis(10));
+        options.lease_renewal = options
+            .lease_renewal
+            .clamp(Duration::from_millis(1), options.lease / 3);
+        options.claim_interval = options.claim_interval.max(Duration::from_millis(1));
+        let leases = Leases::new(options.node_id.clone(), options.lease);
         Engine {
             inner: Arc::new(Shared {
                 store,
@@ -110,6 +127,10 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 stopping: AtomicBool::new(false),
                 tasks: Mutex::new(JoinSet::new()),
                 ended: watch::channel(0).0,
+                leases,
+                halt: watch::channel(false).0,
+                renewing: AtomicBool::new(false),
+                claiming: AtomicBool::new(false),
             }),
         }
     }
@@ -141,7 +162,17 @@ impl<E: Send + Sync + 'static> Engine<E> {
         &self.inner.fp
     }
 
-    pub(super) fn cx<F: Flow<Env = E>>(&self, id: FlowId, params: F::Params) -> Cx<F> {
+    /// The node this engine runs flows as.
+    pub fn node_id(&self) -> &str {
+        &self.inner.leases.node
+    }
+
+    pub(super) fn cx<F: Flow<Env = E>>(
+        &self,
+        id: FlowId,
+        params: F::Params,
+        lease: Arc<Lease>,
+    ) -> Cx<F> {
         Cx {
             flow_id: id,
             params,
@@ -153,6 +184,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
             step_index: 0,
             last_percent: Arc::new(AtomicI64::new(-1)),
             engine: Arc::downgrade(&self.inner),
+            lease,
         }
     }
 
@@ -173,13 +205,15 @@ impl<E: Send + Sync + 'static> Engine<E> {
         self.inner.ended.subscribe()
     }
 
-    /// Start a new flow. It runs in the background; follow it with the handle.
-    /// Nothing is stored until the first step commits (a first database step
-    /// that fails leaves no trace at all).
+    /// Start a new flow, owned by this engine's node. It runs in the
+    /// background; follow it with the handle. Nothing is stored until the
+    /// first step commits (a first database step that fails leaves no trace
+    /// at all).
     pub fn start<F: Flow<Env = E>>(&self, params: F::Params) -> Result<FlowHandle, EngineError> {
-        if self.inner.stopping.load(Ordering::SeqCst) {
+        if self.stopping() {
             return Err(EngineError::ShuttingDown);
         }
+        self.start_renewing();
         let id = FlowId::new();
         let meta = F::meta(&params);
         let json = serde_json::to_value(&params).map_err(EngineError::Params)?;
@@ -187,53 +221,24 @@ impl<E: Send + Sync + 'static> Engine<E> {
         let names = def.names.clone();
         let (tx, rx) = watch::channel(Status::default());
         let engine = self.clone();
+        let lease = Lease::new_flow(id, self.inner.leases.term().deadline);
+        // Held from now on, so that no claim here takes the flow for one
+        // left by an earlier run.
+        self.inner.leases.insert(lease.clone());
         // The flow's log lines carry the span of whoever started it (the HTTP
         // request and its request id), although it runs on in the background.
         let parent = tracing::Span::current();
         self.spawn(Box::pin(
             async move {
-                let mut cx = engine.cx::<F>(id, params);
-                let outcome = engine
-                    .drive(&mut cx, &def, Start::New { meta, params: json }, &tx)
-                    .await;
+                let mut cx = engine.cx::<F>(id, params, lease);
+                let start = Start::New { meta, params: json };
+                let outcome = engine.drive(&mut cx, &def, start, &tx).await;
+                engine.end_run(&cx.lease, &outcome).await;
                 finish(&tx, outcome);
             }
             .instrument(parent),
         ));
         Ok(FlowHandle { id, names, rx })
-    }
-
-    /// Resume every flow left running or unwinding (at start-up).
-    pub async fn resume_all(&self) -> Result<Vec<FlowHandle>, EngineError> {
-        let active = {
-            let mut conn = self.inner.store.read().await?;
-            db::flow_list_active(&mut conn).await?
-        };
-        let mut handles = Vec::new();
-        for rec in active {
-            let resumer = self
-                .inner
-                .kinds
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(rec.kind.as_str())
-                .cloned();
-            let Some(resumer) = resumer else {
-                tracing::error!(flow = %rec.id, kind = %rec.kind, "no such flow kind registered; left as is");
-                continue;
-            };
-            let steps = {
-                let mut conn = self.inner.store.read().await?;
-                db::flow_steps(&mut conn, rec.id).await?
-            };
-            let id = rec.id;
-            let (tx, rx) = watch::channel(Status::default());
-            let (fut, names) = resumer.resume(self.inner.clone(), rec, steps, tx);
-            tracing::info!(flow = %id, "resuming flow");
-            self.spawn(fut);
-            handles.push(FlowHandle { id, names, rx });
-        }
-        Ok(handles)
     }
 
     /// Wait until every flow task of this engine has ended.
@@ -252,13 +257,16 @@ impl<E: Send + Sync + 'static> Engine<E> {
         }
     }
 
-    /// Stop starting steps; running steps finish, then their flows pause (they
-    /// resume at the next start). Waits up to `grace` for them.
+    /// Stop starting steps; running steps finish, then their flows pause
+    /// and give up their leases (this node resumes them at its next start,
+    /// or another node claims them). Waits up to `grace` for them, then stops
+    /// renewing leases and claiming flows.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.stopping.store(true, Ordering::SeqCst);
         if tokio::time::timeout(grace, self.wait_idle()).await.is_err() {
             tracing::warn!("flows still running after the shutdown grace period");
         }
+        self.inner.halt.send_replace(true);
     }
 
     pub(crate) fn stopping(&self) -> bool {
@@ -274,31 +282,116 @@ impl<E: Send + Sync + 'static> Engine<E> {
         }
     }
 
+    /// Open a write transaction about `cx`'s flow and pass the lease check
+    /// in it; `None` (nothing written) when the flow is no longer this
+    /// engine's.
+    pub(super) async fn begin_held<F: Flow>(
+        &self,
+        cx: &Cx<F>,
+    ) -> Result<Option<(Tx, Term)>, StoreError> {
+        let leases = &self.inner.leases;
+        if cx.lease.is_lost() {
+            return Ok(None);
+        }
+        let term = leases.term();
+        let mut tx = self.inner.store.begin().await?;
+        if !leases.hold(&mut tx, &cx.lease, &term).await? {
+            return Ok(None);
+        }
+        Ok(Some((tx, term)))
+    }
+
+    /// Commit a transaction that passed the lease check: the lease then runs
+    /// to the term that check wrote.
+    pub(super) async fn commit_held<F: Flow>(
+        &self,
+        tx: Tx,
+        cx: &Cx<F>,
+        term: &Term,
+    ) -> Result<(), StoreError> {
+        tx.commit().await?;
+        cx.lease.extend(term.deadline);
+        Ok(())
+    }
+
+    /// The run of a flow stops because its lease is lost: nothing more is
+    /// written; the node that holds the flow now runs it.
+    pub(super) fn lease_lost<F: Flow>(&self, cx: &Cx<F>) -> Outcome {
+        cx.lease.lose();
+        tracing::warn!(
+            flow = %cx.flow_id,
+            generation = cx.lease.generation,
+            "lost the flow's lease (claimed by another node, or not renewed in time); stopping"
+        );
+        // Observable by tests; whatever it says, the run stops.
+        let _ = self.inner.fp.hit(&format!("flow.{}.lease_lost", F::KIND));
+        Outcome::Interrupted
+    }
+
+    /// After a run: stop renewing its lease; a flow paused by a shutdown
+    /// gives its lease up, so that another node need not wait for it to
+    /// expire.
+    async fn end_run(&self, lease: &Arc<Lease>, outcome: &Outcome) {
+        self.inner.leases.remove(lease);
+        if !matches!(outcome, Outcome::Interrupted)
+            || !self.stopping()
+            || self.inner.fp.is_dead()
+            || lease.is_lost()
+        {
+            return;
+        }
+        let node = &self.inner.leases.node;
+        let res = async {
+            let mut tx = self.inner.store.begin().await?;
+            let released = db::flow_release(&mut tx, lease.flow, node, lease.generation).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(released)
+        }
+        .await;
+        match res {
+            Ok(_) => lease.lose(),
+            Err(e) => {
+                tracing::debug!(flow = %lease.flow, error = %e, "could not give up the lease")
+            }
+        }
+    }
+
     /// Leave a flow this build cannot run `stuck`, with `message` for an
     /// admin; its parameters and step records stay as they are.
     fn refuse(
         &self,
         rec: FlowRecord,
         message: String,
+        lease: Arc<Lease>,
         status: watch::Sender<Status>,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+    ) -> impl Future<Output = ()> + Send + 'static {
         let engine = self.clone();
         async move {
             tracing::error!(flow = %rec.id, kind = %rec.kind, error = %message, "flow refused; left stuck");
+            let leases = &engine.inner.leases;
             let res = async {
+                let term = leases.term();
                 let mut tx = engine.inner.store.begin().await?;
+                if !leases.hold(&mut tx, &lease, &term).await? {
+                    return Ok(false);
+                }
                 db::flow_set_state(&mut tx, rec.id, FlowState::Stuck, None, Some(&message)).await?;
                 tx.commit().await?;
-                Ok::<_, scoria_store::StoreError>(())
+                Ok::<_, StoreError>(true)
             }
             .await;
             let outcome = match res {
-                Ok(()) => Outcome::Stuck(message),
+                Ok(true) => Outcome::Stuck(message),
+                Ok(false) => {
+                    tracing::warn!(flow = %rec.id, "lost the flow's lease before refusing it");
+                    Outcome::Interrupted
+                }
                 Err(e) => {
                     tracing::error!(flow = %rec.id, error = %e, "could not record the flow as stuck");
                     Outcome::Interrupted
                 }
             };
+            engine.end_run(&lease, &outcome).await;
             finish(&status, outcome);
         }
     }

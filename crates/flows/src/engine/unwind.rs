@@ -1,6 +1,7 @@
 //! Running a flow backwards: once a step failed, undo in reverse every step
 //! that is done or may have started; retry an undo that fails; leave the flow
-//! `stuck` when one keeps failing.
+//! `stuck` when one keeps failing. Every transaction opens with the lease
+//! check; a run that lost its lease stops where it is.
 
 use scoria_failpoints::Fault;
 use scoria_model::flow::{FlowState, StepState};
@@ -10,7 +11,9 @@ use tracing::Instrument;
 
 use super::Engine;
 use crate::error::{Outcome, StepError};
+use crate::lease::LeaseLost;
 use crate::step::{Cx, Failure, Flow, Step, Undo};
+
 impl<E: Send + Sync + 'static> Engine<E> {
     /// Mark the flow unwinding (step `failed` failed with `err`), then unwind.
     pub(super) async fn unwind_from<F: Flow<Env = E>>(
@@ -23,7 +26,9 @@ impl<E: Send + Sync + 'static> Engine<E> {
     ) -> Outcome {
         let message = err.to_string();
         let res = async {
-            let mut tx = self.inner.store.begin().await?;
+            let Some((mut tx, term)) = self.begin_held(cx).await? else {
+                return Ok(false);
+            };
             db::flow_set_state(
                 &mut tx,
                 cx.flow_id,
@@ -32,15 +37,19 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 Some(&message),
             )
             .await?;
-            tx.commit().await?;
-            Ok::<_, StoreError>(())
+            self.commit_held(tx, cx, &term).await?;
+            Ok::<_, StoreError>(true)
         }
         .await;
-        if let Err(e) = res {
-            // The flow stays `running` in the store; the next start resumes it
-            // from the failed step, which is the safe direction.
-            tracing::error!(error = %e, "could not record the flow as unwinding");
-            return Outcome::Interrupted;
+        match res {
+            Ok(true) => {}
+            Ok(false) => return self.lease_lost(cx),
+            Err(e) => {
+                // The flow stays `running` in the store; the next start resumes
+                // it from the failed step, which is the safe direction.
+                tracing::error!(error = %e, "could not record the flow as unwinding");
+                return Outcome::Interrupted;
+            }
         }
         if self
             .after_commit(&format!("flow.{}.unwinding", F::KIND))
@@ -83,6 +92,9 @@ impl<E: Send + Sync + 'static> Engine<E> {
             if self.stopping() {
                 return Outcome::Interrupted;
             }
+            if cx.lease.is_lost() {
+                return self.lease_lost(cx);
+            }
             cx.step_index = rec.idx;
             let span = tracing::info_span!("undo", step = step.name, index = rec.idx);
             let mut attempt = 0;
@@ -103,6 +115,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                         }
                         break;
                     }
+                    Err(_) if cx.lease.is_lost() => return self.lease_lost(cx),
                     Err(e) if self.inner.fp.is_dead() || e.is_interrupted() => {
                         // The flow stays unwinding; the next start goes on.
                         drop(e);
@@ -117,7 +130,9 @@ impl<E: Send + Sync + 'static> Engine<E> {
                         let message = format!("undo of step {} failed: {}", step.name, e);
                         tracing::error!(step = step.name, error = %e.chain(), "undo failed; flow is stuck");
                         let res = async {
-                            let mut tx = self.inner.store.begin().await?;
+                            let Some((mut tx, term)) = self.begin_held(cx).await? else {
+                                return Ok(false);
+                            };
                             db::flow_step_set(
                                 &mut tx,
                                 cx.flow_id,
@@ -136,29 +151,38 @@ impl<E: Send + Sync + 'static> Engine<E> {
                                 Some(&message),
                             )
                             .await?;
-                            tx.commit().await?;
-                            Ok::<_, StoreError>(())
+                            self.commit_held(tx, cx, &term).await?;
+                            Ok::<_, StoreError>(true)
                         }
                         .await;
-                        if let Err(se) = res {
-                            tracing::error!(error = %se, "could not record the flow as stuck");
-                            return Outcome::Interrupted;
-                        }
-                        return Outcome::Stuck(message);
+                        return match res {
+                            Ok(true) => Outcome::Stuck(message),
+                            Ok(false) => self.lease_lost(cx),
+                            Err(se) => {
+                                tracing::error!(error = %se, "could not record the flow as stuck");
+                                Outcome::Interrupted
+                            }
+                        };
                     }
                 }
             }
         }
         let res = async {
-            let mut tx = self.inner.store.begin().await?;
+            let Some((mut tx, term)) = self.begin_held(cx).await? else {
+                return Ok(false);
+            };
             db::flow_set_state(&mut tx, cx.flow_id, FlowState::Failed, Some(failed), None).await?;
-            tx.commit().await?;
-            Ok::<_, StoreError>(())
+            self.commit_held(tx, cx, &term).await?;
+            Ok::<_, StoreError>(true)
         }
         .await;
-        if let Err(e) = res {
-            tracing::error!(error = %e, "could not record the flow as failed");
-            return Outcome::Interrupted;
+        match res {
+            Ok(true) => {}
+            Ok(false) => return self.lease_lost(cx),
+            Err(e) => {
+                tracing::error!(error = %e, "could not record the flow as failed");
+                return Outcome::Interrupted;
+            }
         }
         if self.after_commit(&format!("flow.{kind}.finished")).is_err() {
             return Outcome::Interrupted;
@@ -166,6 +190,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
         Outcome::Failed(err)
     }
 
+    /// One undo, recorded under the lease. An external undo's action is
+    /// raced against the lease, like an external step's.
     async fn run_undo<F: Flow<Env = E>>(
         &self,
         cx: &mut Cx<F>,
@@ -176,6 +202,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
         let kind = F::KIND;
         let fp = &self.inner.fp;
         let store = &self.inner.store;
+        let lost = || StepError::new(LeaseLost);
         fp.hit(&format!("flow.{kind}.{}.undo", step.name))?;
         match undo {
             Undo::Db(f) => {
@@ -184,7 +211,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     f(cx, &mut tx).await?;
                     tx.rollback().await.map_err(StoreError::from)?;
                 }
-                let mut tx = store.begin().await?;
+                let (mut tx, term) = self.begin_held(cx).await?.ok_or_else(lost)?;
                 f(cx, &mut tx).await?;
                 db::flow_step_set(
                     &mut tx,
@@ -196,10 +223,10 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     None,
                 )
                 .await?;
-                tx.commit().await.map_err(StoreError::from)?;
+                self.commit_held(tx, cx, &term).await?;
             }
             Undo::External(f) => {
-                let mut tx = store.begin().await?;
+                let (mut tx, term) = self.begin_held(cx).await?.ok_or_else(lost)?;
                 db::flow_step_set(
                     &mut tx,
                     cx.flow_id,
@@ -210,18 +237,26 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     None,
                 )
                 .await?;
-                tx.commit().await.map_err(StoreError::from)?;
+                self.commit_held(tx, cx, &term).await?;
                 if fp
                     .hit(&format!("flow.{kind}.{}.undoing", step.name))
                     .is_err_and(|f| f.is_crash())
                 {
                     return Err(StepError::from(Fault::Crashed(step.name.to_owned())));
                 }
-                f(cx).await?;
-                if self.inner.options.rerun_undos {
+                let cx: &Cx<F> = cx;
+                let action = async {
                     f(cx).await?;
+                    if self.inner.options.rerun_undos {
+                        f(cx).await?;
+                    }
+                    Ok::<_, StepError>(())
+                };
+                tokio::select! {
+                    res = action => res?,
+                    () = cx.lease.fenced() => return Err(lost()),
                 }
-                let mut tx = store.begin().await?;
+                let (mut tx, term) = self.begin_held(cx).await?.ok_or_else(lost)?;
                 db::flow_step_set(
                     &mut tx,
                     cx.flow_id,
@@ -232,7 +267,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     None,
                 )
                 .await?;
-                tx.commit().await.map_err(StoreError::from)?;
+                self.commit_held(tx, cx, &term).await?;
             }
         }
         Ok(())
