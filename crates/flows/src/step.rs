@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use crate::error::StepError;
+use crate::error::StepError;
 use crate::lease::Lease;
 use crate::shared::Shared;
 
