@@ -46,7 +46,7 @@ async fn a_release_7_data_directory_migrates_and_every_volume_reads_and_deletes(
     // Release 7's database: a volume in every status, each with its file where
     // one was made (every status but a failed create's), and one volume that
     // was never placed.
-    let old = Store::open_before(&dir.path().join("scoria.db"), &StoreOptions::default(), 9)
+    let old = Store::open_before(&dir.path().join("scoria.db"), &StoreOptions::default(), 8)
         .await
         .expect("open at 7");
     let mut tx = old.begin().await.expect("begin");

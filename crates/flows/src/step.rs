@@ -1,11 +1,14 @@
-//! What a flow is made of: its definition ([`Flow`]), its steps ([`Step`]), the
-//! context every step sees ([`Cx`]) and the error a step returns ([`StepError`]).
+//! What a flow is made of: its definition ([`Flow`]), its steps ([`Step`]) and
+//! the context every step sees ([`Cx`]). The step functions take the context,
+//! and the context is typed by the flow, so the three live together; the
+//! engine that runs them is above, reached through a weak reference to its
+//! shared state.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
 
 use scoria_failpoints::Failpoints;
 use scoria_model::FlowId;
@@ -13,6 +16,10 @@ use scoria_store::{Conn, Store};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use crate::error::StepError;
+use crate::lease::Lease;
+use crate::shared::Shared;
 
 /// A boxed step future.
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T, StepError>> + Send + 'a>>;
@@ -95,8 +102,24 @@ pub trait Flow: Sized + Send + Sync + 'static {
     /// Shared services the steps use (store, drivers, configuration).
     type Env: Send + Sync + 'static;
 
+    /// The version of [`Flow::steps`], stored with every flow started under
+    /// it. Bump it whenever the steps change in a way a flow already under
+    /// way would notice (a step added, removed, renamed or moved, or a step
+    /// whose output or effect changed), and keep the previous list in
+    /// [`Flow::legacy`] until the flows started under it have drained.
+    const VERSION: u32 = 1;
+
     /// The steps, in order. Must be the same list for every call.
     fn steps() -> Vec<Step<Self>>;
+
+    /// Earlier definitions this build can still run: `(version, steps)`
+    /// pairs, so that flows started by an older build resume (or unwind)
+    /// with the steps they started with. A flow whose version is neither
+    /// [`Flow::VERSION`] nor listed here is refused and left `stuck`. The
+    /// parameters are shared by every version (add fields with defaults).
+    fn legacy() -> Vec<(u32, Vec<Step<Self>>)> {
+        Vec::new()
+    }
 
     /// The resource the flow works on, for the flows table.
     fn meta(params: &Self::Params) -> FlowMeta;
@@ -123,7 +146,9 @@ pub struct Cx<F: Flow> {
     /// The engine running the flow, for steps that start and wait for other
     /// flows ([`Cx::start_flow`]). Weak, so that a flow never keeps its
     /// engine alive.
-    pub(crate) engine: crate::engine::WeakEngine<F::Env>,
+    pub(crate) engine: Weak<Shared<F::Env>>,
+    /// This engine's hold on the flow.
+    pub(crate) lease: Arc<Lease>,
 }
 
 impl<F: Flow> Cx<F> {
@@ -162,11 +187,11 @@ impl<F: Flow> Cx<F> {
             return;
         }
         let store = self.store.clone();
-        let (id, idx) = (self.flow_id, self.step_index);
+        let (id, idx, generation) = (self.flow_id, self.step_index, self.lease.generation);
         tokio::spawn(async move {
             let res = async {
                 let mut tx = store.begin().await?;
-                scoria_store::flows::flow_set_percent_at(&mut tx, id, idx, p).await?;
+                scoria_store::flows::flow_set_percent_at(&mut tx, id, generation, idx, p).await?;
                 tx.commit().await?;
                 Ok::<_, scoria_store::StoreError>(())
             }
@@ -175,99 +200,5 @@ impl<F: Flow> Cx<F> {
                 tracing::debug!(flow = %id, error = %e, "could not record progress");
             }
         });
-    }
-}
-
-/// A step's failure. It carries the original error (for the caller to inspect
-/// with [`StepError::downcast_ref`]) and renders as its message.
-#[derive(Clone)]
-pub struct StepError {
-    inner: Arc<dyn std::error::Error + Send + Sync>,
-}
-
-impl StepError {
-    /// Wrap any error.
-    pub fn new<E: std::error::Error + Send + Sync + 'static>(e: E) -> Self {
-        StepError { inner: Arc::new(e) }
-    }
-
-    /// The step (or undo) could not finish because the engine is stopping
-    /// (shutdown, or a simulated crash): the engine leaves the flow for the
-    /// next start, which runs the step (or undo) again, instead of unwinding
-    /// it (or declaring it stuck). For steps that wait for other flows
-    /// ([`Cx::wait_flow`], [`Cx::wait_settled`]).
-    pub fn interrupted() -> Self {
-        StepError::new(Interrupted)
-    }
-
-    /// Is this [`StepError::interrupted`]?
-    pub fn is_interrupted(&self) -> bool {
-        self.downcast_ref::<Interrupted>().is_some()
-    }
-
-    /// An error with only a message.
-    pub fn msg(m: impl Into<String>) -> Self {
-        #[derive(Debug)]
-        struct Msg(String);
-        impl std::fmt::Display for Msg {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-        impl std::error::Error for Msg {}
-        StepError::new(Msg(m.into()))
-    }
-
-    /// The original error, if it is a `T`.
-    pub fn downcast_ref<T: std::error::Error + 'static>(&self) -> Option<&T> {
-        self.inner.downcast_ref::<T>()
-    }
-
-    /// The message and every source, for logs.
-    pub fn chain(&self) -> String {
-        let mut s = self.inner.to_string();
-        let mut src = self.inner.source();
-        while let Some(e) = src {
-            s.push_str(": ");
-            s.push_str(&e.to_string());
-            src = e.source();
-        }
-        s
-    }
-}
-
-/// See [`StepError::interrupted`].
-#[derive(Debug)]
-struct Interrupted;
-
-impl std::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the engine stopped before the step could finish")
-    }
-}
-
-impl std::error::Error for Interrupted {}
-
-impl std::fmt::Debug for StepError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "StepError({})", self.chain())
-    }
-}
-
-impl std::fmt::Display for StepError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.inner.fmt(f)
-    }
-}
-
-impl From<scoria_store::StoreError> for StepError {
-    fn from(e: scoria_store::StoreError) -> Self {
-        StepError::new(e)
-    }
-}
-
-impl From<scoria_failpoints::Fault> for StepError {
-    fn from(e: scoria_failpoints::Fault) -> Self {
-        StepError::new(e)
     }
 }

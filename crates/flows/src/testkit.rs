@@ -5,11 +5,13 @@
 //!
 //! 1. a clean run with every step run twice;
 //! 2. for each step in turn, an error injected before its action (`.run`) and
-//!    after it (`.ran`), with every undo run twice;
+//!    after it (`.ran`), with every undo run twice: the flow must fail *at that
+//!    step* (so a flow that fails earlier for another reason does not pass);
 //! 3. a crash after every durable write: the n-th failpoint hit (any name)
 //!    kills the engine, a fresh engine resumes, for n = 1, 2, … until a run
 //!    ends without reaching the n-th hit;
-//! 4. the same crash sweep while unwinding from a failure at each step.
+//! 4. the same crash sweep while unwinding from a failure at each step (a flow
+//!    that ends failed must have failed at that step).
 //!
 //! After each scenario the flows must have settled (nothing running or
 //! unwinding) and the world's own invariants must hold ([`TestWorld::check`]):
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scoria_failpoints::{Action, Failpoints};
+use scoria_model::FlowId;
 use scoria_model::flow::FlowState;
 
 use crate::{Engine, EngineOptions, FlowHandle, Outcome};
@@ -84,7 +87,7 @@ where
             ..quick.clone()
         };
         let engine = w.engine(Failpoints::new(), opts).await;
-        let outcome = run_once(&w, &engine).await;
+        let Run { outcome, .. } = run_once(&w, &engine).await;
         assert!(
             matches!(outcome, Outcome::Done),
             "{kind}: clean run with steps twice: {outcome:?}"
@@ -110,9 +113,20 @@ where
                 ..quick.clone()
             };
             let engine = w.engine(fp, opts).await;
-            let outcome = run_once(&w, &engine).await;
-            assert!(matches!(outcome, Outcome::Failed(_)), "{name}: {outcome:?}");
+            let run = run_once(&w, &engine).await;
+            assert!(
+                matches!(run.outcome, Outcome::Failed(_)),
+                "{name}: {:?}",
+                run.outcome
+            );
+            assert_eq!(
+                run.failed_step.as_deref(),
+                Some(*step),
+                "{name}: the flow failed at another step ({:?})",
+                run.outcome
+            );
             settle_and_check(&w, &engine, Expect::Failed, &name).await;
+            assert_failed_at(&engine, run.id, step, &name).await;
             report.scenarios += 1;
         }
     }
@@ -155,7 +169,7 @@ where
         }
         fp.arm("*", Action::Crash, n, Some(1));
         let engine = w.engine(fp.clone(), quick.clone()).await;
-        let outcome = run_once(&w, &engine).await;
+        let Run { outcome, id, .. } = run_once(&w, &engine).await;
         engine.wait_idle().await;
         if !fp.is_dead() {
             // The run ended before the n-th hit: every boundary has been crashed at.
@@ -164,7 +178,11 @@ where
             } else {
                 Expect::Done
             };
-            settle_and_check(&w, &engine, expect, &format!("{name} (no crash)")).await;
+            let name = format!("{name} (no crash)");
+            settle_and_check(&w, &engine, expect, &name).await;
+            if let Some(step) = failing {
+                assert_failed_at(&engine, id, step, &name).await;
+            }
             *scenarios += 1;
             break;
         }
@@ -179,6 +197,9 @@ where
             .await
             .unwrap_or_else(|e| panic!("{name}: resume: {e}"));
         settle_and_check(&w, &engine, Expect::Either, &name).await;
+        if let Some(step) = failing {
+            assert_failed_at(&engine, id, step, &name).await;
+        }
         points += 1;
         *scenarios += 1;
         assert!(n < 10_000, "{name}: the crash sweep does not end");
@@ -186,10 +207,51 @@ where
     points
 }
 
-async fn run_once<E: Send + Sync + 'static, W: TestWorld<E>>(w: &W, engine: &Engine<E>) -> Outcome {
+/// What one run of the flow under test came to, as its engine saw it.
+struct Run {
+    outcome: Outcome,
+    /// The step the flow failed at, if it failed at one.
+    failed_step: Option<String>,
+    /// The flow (`None` when it could not even be started).
+    id: Option<FlowId>,
+}
+
+async fn run_once<E: Send + Sync + 'static, W: TestWorld<E>>(w: &W, engine: &Engine<E>) -> Run {
     match w.start(engine).await {
-        Ok(handle) => handle.wait().await,
-        Err(e) => Outcome::Failed(crate::StepError::msg(e)),
+        Ok(handle) => Run {
+            outcome: handle.wait().await,
+            failed_step: handle.failed_step(),
+            id: Some(handle.id),
+        },
+        Err(e) => Run {
+            outcome: Outcome::Failed(crate::StepError::msg(e)),
+            failed_step: None,
+            id: None,
+        },
+    }
+}
+
+/// A flow of the test that is recorded failed failed at `step`. (A flow whose
+/// first step failed before anything was stored has no record; one that a
+/// crash stopped before the failure may have been resumed to the end.)
+async fn assert_failed_at<E: Send + Sync + 'static>(
+    engine: &Engine<E>,
+    id: Option<FlowId>,
+    step: &str,
+    name: &str,
+) {
+    let Some(id) = id else { return };
+    let mut conn = engine.store().read().await.expect("read connection");
+    let rec = scoria_store::flows::flow_get(&mut conn, id)
+        .await
+        .expect("read the flow");
+    if let Some(rec) = rec.filter(|r| r.state == FlowState::Failed) {
+        assert_eq!(
+            rec.failed_step.as_deref(),
+            Some(step),
+            "{name}: the flow is recorded failed at another step ({:?})",
+            rec.last_error
+        );
     }
 }
 

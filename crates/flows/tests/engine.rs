@@ -155,6 +155,10 @@ impl TestWorld<Env> for World {
 
     fn start<'a>(&'a self, engine: &'a Engine<Env>) -> BoxFut<'a, Result<FlowHandle, String>> {
         Box::pin(async move {
+            if self.kind == "fragile" {
+                engine.register::<Fragile>();
+                return engine.start::<Fragile>(()).map_err(|e| e.to_string());
+            }
             if self.kind == "fan" {
                 return engine
                     .start::<Fan>(FanParams {
@@ -188,6 +192,9 @@ impl TestWorld<Env> for World {
                 .await
                 .map_err(|e| e.to_string())?;
             let files = self.files.lock().unwrap().clone();
+            if self.kind == "fragile" {
+                return Ok(());
+            }
             if self.kind == "fan" {
                 // Each child's file exists exactly when that child is done;
                 // a parent that is done made every child.
@@ -577,4 +584,43 @@ async fn an_undo_waiting_for_a_child_pauses_at_shutdown_and_is_not_stuck() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// A flow with a bug the generic tests must catch: its first step fails
+/// whenever an error is armed for its second step (it consumes that
+/// failpoint), so "an error at step b" fails it at step a instead.
+struct Fragile;
+
+impl Flow for Fragile {
+    const KIND: &'static str = "fragile";
+    type Params = ();
+    type Env = Env;
+
+    fn steps() -> Vec<Step<Self>> {
+        vec![
+            Step::external("a", |cx| {
+                Box::pin(async move {
+                    cx.failpoints().hit("flow.fragile.b.run")?;
+                    Ok(Value::Null)
+                })
+            }),
+            Step::db("b", |_, _| Box::pin(async { Ok(Value::Null) })),
+        ]
+    }
+
+    fn meta(_: &()) -> FlowMeta {
+        FlowMeta::default()
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "the flow failed at another step")]
+async fn the_generic_tests_catch_a_flow_that_fails_at_the_wrong_step() {
+    testkit::run_all("fragile", &["a", "b"], || async {
+        World {
+            kind: "fragile",
+            ..world().await
+        }
+    })
+    .await;
 }

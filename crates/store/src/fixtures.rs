@@ -20,7 +20,7 @@ pub struct V7Volume {
 }
 
 /// Insert a volume the way release 7's create flow wrote it, into a store
-/// opened with `Store::open_before(.., 9)`.
+/// opened with `Store::open_before(.., 8)`.
 pub async fn insert_v7_volume(conn: &mut Conn, v: &V7Volume) -> Result<()> {
     let (backend, location, format) = match &v.placed {
         Some((b, l, f)) => (Some(b.as_str()), Some(l.as_str()), Some(f.as_str())),
@@ -64,7 +64,7 @@ mod tests {
     async fn volumes_of_every_status_get_their_image_record() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("scoria.db");
-        let old = Store::open_before(&path, &StoreOptions::default(), 9)
+        let old = Store::open_before(&path, &StoreOptions::default(), 8)
             .await
             .expect("open at 7");
         assert_eq!(old.schema_version().await.expect("version"), 7);

@@ -1,4 +1,15 @@
 //! Persisted flows and their steps (see `scoria_model::flow` for the states).
+//!
+//! Ownership: a running or unwinding flow is owned by one node (`owner`) until
+//! its lease expires (`lease_expires_at`), under a `generation` that every
+//! claim bumps. The engine writes about a flow only in transactions that first
+//! pass [`flow_hold`] (owner and generation still its own), claims flows with
+//! [`flow_claim`] (its own after a restart, unowned ones, and others' whose
+//! lease expired) and keeps the leases of the flows it runs with
+//! [`flow_renew_leases`]. Times are compared as text, in the fixed format of
+//! [`crate::now`], which orders as the times do.
+
+use std::time::Duration;
 
 use scoria_model::FlowId;
 use scoria_model::flow::{FlowState, StepState};
@@ -27,6 +38,19 @@ pub struct FlowRecord {
     pub created_at: String,
     pub updated_at: String,
     pub finished_at: Option<String>,
+    /// The version of its kind's definition the flow was started under
+    /// (`None`: stored before versions were, read as version 1).
+    pub definition_version: Option<i64>,
+    /// The step names of that definition, in order (`None`: not recorded).
+    pub step_names: Option<Vec<String>>,
+    /// The node that runs the flow (`None`: not claimed since ownership was
+    /// introduced).
+    pub owner: Option<String>,
+    /// Until when the owner holds it; a flow whose lease expired may be
+    /// claimed by another node.
+    pub lease_expires_at: Option<String>,
+    /// Bumped by every claim: writes under an older generation are refused.
+    pub generation: i64,
 }
 
 /// A new flow, before it is stored.
@@ -40,6 +64,14 @@ pub struct NewFlow<'a> {
     pub params: &'a Value,
     pub steps_total: i64,
     pub first_step: &'a str,
+    /// The version of the definition the flow runs under.
+    pub definition_version: i64,
+    /// That definition's step names, in order.
+    pub step_names: &'a [&'a str],
+    /// The node that starts it: it owns the flow from the first write.
+    pub owner: &'a str,
+    /// Until when (see [`lease_until`]).
+    pub lease_until: &'a str,
 }
 
 /// One step's record.
@@ -75,16 +107,41 @@ fn flow_from_row(r: &SqliteRow) -> Result<FlowRecord> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         finished_at: r.try_get("finished_at")?,
+        definition_version: r.try_get("definition_version")?,
+        step_names: r
+            .try_get::<Option<&str>, _>("step_names")?
+            .map(|s| {
+                serde_json::from_str(s)
+                    .map_err(|e| StoreError::Corrupt(format!("flow step names: {e}")))
+            })
+            .transpose()?,
+        owner: r.try_get("owner")?,
+        lease_expires_at: r.try_get("lease_expires_at")?,
+        generation: r.try_get("generation")?,
     })
 }
 
-/// Store a new flow in state `running`, at step 0.
+/// The lease expiry to write for a lease of `length` starting now, in the
+/// store's time format.
+pub fn lease_until(length: Duration) -> String {
+    let length = chrono::Duration::from_std(length).unwrap_or(chrono::Duration::MAX);
+    let until = chrono::Utc::now()
+        .checked_add_signed(length)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    crate::format_time(until)
+}
+
+/// Store a new flow in state `running`, at step 0, owned by `f.owner` under
+/// generation 1.
 pub async fn flow_create(conn: &mut Conn, f: &NewFlow<'_>) -> Result<()> {
     let t = now();
+    let names = serde_json::to_string(f.step_names)
+        .map_err(|e| StoreError::Corrupt(format!("flow step names: {e}")))?;
     sqlx::query(
         "INSERT INTO flows (id, kind, resource_type, resource_id, project_id, params, state,
-                            steps_total, step_index, step_name, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, 0, $8, $9, $9)",
+                            steps_total, step_index, step_name, created_at, updated_at,
+                            definition_version, step_names, owner, lease_expires_at, generation)
+         VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, 0, $8, $9, $9, $10, $11, $12, $13, 1)",
     )
     .bind(f.id.to_string())
     .bind(f.kind)
@@ -95,6 +152,10 @@ pub async fn flow_create(conn: &mut Conn, f: &NewFlow<'_>) -> Result<()> {
     .bind(f.steps_total)
     .bind(f.first_step)
     .bind(&t)
+    .bind(f.definition_version)
+    .bind(names)
+    .bind(f.owner)
+    .bind(f.lease_until)
     .execute(conn)
     .await?;
     Ok(())
@@ -178,25 +239,32 @@ pub async fn flow_at_step(conn: &mut Conn, id: FlowId, idx: i64, name: Option<&s
     Ok(())
 }
 
-/// Record the percent of step `idx`, unless the flow has moved past it.
+/// Record the percent of step `idx`, unless the flow has moved past it or
+/// was claimed since (its generation is no longer `generation`).
 pub async fn flow_set_percent_at(
     conn: &mut Conn,
     id: FlowId,
+    generation: i64,
     idx: i64,
     percent: i64,
 ) -> Result<()> {
-    sqlx::query("UPDATE flows SET percent = $3, updated_at = $4 WHERE id = $1 AND step_index = $2")
-        .bind(id.to_string())
-        .bind(idx)
-        .bind(percent)
-        .bind(now())
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE flows SET percent = $3, updated_at = $4
+         WHERE id = $1 AND step_index = $2 AND generation = $5",
+    )
+    .bind(id.to_string())
+    .bind(idx)
+    .bind(percent)
+    .bind(now())
+    .bind(generation)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// Move the flow to `state`. `error` (with the failing step) is kept as the last
-/// error; terminal states record when the flow finished.
+/// error; terminal states record when the flow finished and end its lease
+/// (the owner stays, as a record of who ran it last).
 pub async fn flow_set_state(
     conn: &mut Conn,
     id: FlowId,
@@ -210,7 +278,8 @@ pub async fn flow_set_state(
         "UPDATE flows SET state = $2,
                 failed_step = COALESCE($3, failed_step),
                 last_error = COALESCE($4, last_error),
-                finished_at = $5, updated_at = $6
+                finished_at = $5, updated_at = $6,
+                lease_expires_at = CASE WHEN $5 IS NULL THEN lease_expires_at ELSE NULL END
          WHERE id = $1",
     )
     .bind(id.to_string())
@@ -334,7 +403,8 @@ pub async fn flow_steps_set_many(
 }
 
 /// Point the flow at step `idx` and set its state in one statement (the end of
-/// a transaction of steps). Terminal states record when the flow finished.
+/// a transaction of steps). Terminal states record when the flow finished and
+/// end its lease.
 pub async fn flow_advance(
     conn: &mut Conn,
     id: FlowId,
@@ -349,7 +419,8 @@ pub async fn flow_advance(
     sqlx::query(
         "UPDATE flows SET step_index = $2, step_name = $3, percent = NULL, state = $4,
                 failed_step = COALESCE($5, failed_step), last_error = COALESCE($6, last_error),
-                finished_at = $7, updated_at = $8
+                finished_at = $7, updated_at = $8,
+                lease_expires_at = CASE WHEN $7 IS NULL THEN lease_expires_at ELSE NULL END
          WHERE id = $1",
     )
     .bind(id.to_string())
@@ -363,6 +434,159 @@ pub async fn flow_advance(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Which flows a node may claim (see [`flow_claim`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimRule {
+    /// At start-up: the node's own flows whatever their lease (its previous
+    /// incarnation is gone: one process per node id), flows with no owner,
+    /// and other nodes' flows whose lease expired.
+    Restart,
+    /// While running: flows with no owner and flows whose lease expired.
+    Expired,
+}
+
+/// The condition a claimable flow meets, with the placeholders of the time
+/// now (`$now`) and of the node's own id when its own flows are claimable
+/// whatever their lease (`$own`: bound to NULL otherwise, which makes
+/// `owner = NULL` false).
+fn claimable(now: usize, own: usize) -> String {
+    format!(
+        "state IN ('running', 'unwinding')
+         AND (owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ${now}
+              OR owner = ${own})"
+    )
+}
+
+fn own_flows(node: &str, rule: ClaimRule) -> Option<&str> {
+    (rule == ClaimRule::Restart).then_some(node)
+}
+
+/// Active flows `node` may claim under `rule` at time `now`, oldest first.
+pub async fn flow_list_claimable(
+    conn: &mut Conn,
+    node: &str,
+    now: &str,
+    rule: ClaimRule,
+) -> Result<Vec<FlowRecord>> {
+    let sql = format!(
+        "SELECT * FROM flows WHERE {} ORDER BY created_at, id",
+        claimable(1, 2)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(now)
+        .bind(own_flows(node, rule))
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(flow_from_row).collect()
+}
+
+/// Claim flow `id` for `node` if `rule` allows it at `now`: it becomes the
+/// node's until `until`, under the next generation. Returns the flow as
+/// claimed, or `None` when it is not claimable (live elsewhere, finished, or
+/// gone).
+pub async fn flow_claim(
+    conn: &mut Conn,
+    id: FlowId,
+    node: &str,
+    now: &str,
+    until: &str,
+    rule: ClaimRule,
+) -> Result<Option<FlowRecord>> {
+    let sql = format!(
+        "UPDATE flows SET owner = $2, lease_expires_at = $5, generation = generation + 1,
+                updated_at = $3
+         WHERE id = $1 AND {}
+         RETURNING *",
+        claimable(3, 4)
+    );
+    let row = sqlx::query(&sql)
+        .bind(id.to_string())
+        .bind(node)
+        .bind(now)
+        .bind(own_flows(node, rule))
+        .bind(until)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(flow_from_row).transpose()
+}
+
+/// The lease check of every engine transaction that writes about a flow: if
+/// the flow is active and still `owner`'s under `generation`, extend its lease
+/// to `until` and return true; otherwise change nothing and return false (the
+/// caller rolls back and stops running the flow).
+pub async fn flow_hold(
+    conn: &mut Conn,
+    id: FlowId,
+    owner: &str,
+    generation: i64,
+    until: &str,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE flows SET lease_expires_at = $4
+         WHERE id = $1 AND owner = $2 AND generation = $3 AND state IN ('running', 'unwinding')",
+    )
+    .bind(id.to_string())
+    .bind(owner)
+    .bind(generation)
+    .bind(until)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Extend to `until` the leases of those of `flows` that are active and
+/// owned by `owner`. Returns the id and generation of each flow renewed; a
+/// flow missing from the answer is no longer the owner's (or has finished).
+pub async fn flow_renew_leases(
+    conn: &mut Conn,
+    owner: &str,
+    flows: &[FlowId],
+    until: &str,
+) -> Result<Vec<(FlowId, i64)>> {
+    let mut out = Vec::with_capacity(flows.len());
+    for chunk in flows.chunks(500) {
+        let ids: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "UPDATE flows SET lease_expires_at = $2
+             WHERE owner = $1 AND state IN ('running', 'unwinding') AND id IN ({})
+             RETURNING id, generation",
+            ids.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(owner).bind(until);
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            out.push((
+                parse("flow id", row.try_get::<&str, _>("id")?)?,
+                row.try_get("generation")?,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Give up the lease of a flow this node stopped running (at shutdown), so
+/// that another node may claim it at once. Returns false when the flow was no
+/// longer `owner`'s under `generation`.
+pub async fn flow_release(
+    conn: &mut Conn,
+    id: FlowId,
+    owner: &str,
+    generation: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE flows SET lease_expires_at = NULL
+         WHERE id = $1 AND owner = $2 AND generation = $3 AND state IN ('running', 'unwinding')",
+    )
+    .bind(id.to_string())
+    .bind(owner)
+    .bind(generation)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// All step records of a flow, in order.
@@ -424,6 +648,10 @@ mod tests {
                 params: &params,
                 steps_total: 3,
                 first_step: "a",
+                definition_version: 2,
+                step_names: &["a", "b", "c"],
+                owner: "n1",
+                lease_until: &lease_until(Duration::from_secs(30)),
             },
         )
         .await
@@ -448,6 +676,13 @@ mod tests {
             (FlowState::Running, 1, Some("b"))
         );
         assert_eq!(f.params, params);
+        assert_eq!(f.definition_version, Some(2));
+        assert_eq!(
+            f.step_names.as_deref(),
+            Some(&["a".to_string(), "b".into(), "c".into()][..])
+        );
+        assert_eq!((f.owner.as_deref(), f.generation), (Some("n1"), 1));
+        assert!(f.lease_expires_at.as_deref() > Some(f.created_at.as_str()));
         let steps = flow_steps(&mut r, id).await.unwrap();
         assert_eq!(steps.len(), 1);
         assert_eq!((steps[0].state, steps[0].attempts), (StepState::Done, 2));
@@ -465,6 +700,10 @@ mod tests {
         let stuck = flow_list_by_state(&mut r, FlowState::Stuck).await.unwrap();
         assert_eq!(stuck[0].last_error.as_deref(), Some("boom"));
         assert!(stuck[0].finished_at.is_some());
+        assert_eq!(
+            stuck[0].lease_expires_at, None,
+            "a flow that stopped holds no lease"
+        );
         assert_eq!(
             flow_list_unsettled_for(&mut r, "v1").await.unwrap().len(),
             1

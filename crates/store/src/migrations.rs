@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (6, "clones", include_str!("../migrations/0006_clones.sql")),
     (7, "groups", include_str!("../migrations/0007_groups.sql")),
+    (
+        8,
+        "flow_ownership",
+        include_str!("../migrations/0008_flow_ownership.sql"),
+    ),
     (9, "images", include_str!("../migrations/0009_images.sql")),
 ];
 
