@@ -92,6 +92,10 @@ pub struct Config {
     /// How often the backends' capacity is read for the scheduler (also
     /// after every flow that changed a backend's content).
     pub capacity_refresh: Duration,
+    /// The name this process's flow engine owns flows under (see
+    /// `scoria_flows`: one process per node id; the binary locks the data
+    /// directory so that a second one cannot start on it).
+    pub node_id: String,
 }
 
 /// The cost of hashing passwords (Argon2id).
@@ -130,6 +134,7 @@ impl Config {
             admin_password: None,
             password_cost: PasswordCost::Default,
             capacity_refresh: Duration::from_secs(10),
+            node_id: "local".into(),
         }
     }
 }
@@ -228,8 +233,9 @@ impl App {
     pub async fn open_with(
         config: Config,
         fp: Arc<Failpoints>,
-        options: EngineOptions,
+        mut options: EngineOptions,
     ) -> Result<App> {
+        options.node_id = config.node_id.clone();
         let app = Self::assemble(config, fp, options).await?;
         *app.refresher.lock().unwrap_or_else(|e| e.into_inner()) = Some(capacity::spawn_refresher(
             app.env.clone(),

@@ -31,6 +31,7 @@ pub struct File {
 #[serde(deny_unknown_fields)]
 pub struct Server {
     pub listen: Option<SocketAddr>,
+    pub node_id: Option<String>,
     pub public_url: Option<String>,
     pub region: Option<String>,
 }
@@ -118,6 +119,17 @@ pub fn resolve(
         .unwrap_or_else(|| format!("http://{listen}"));
     if let Some(r) = file.server.region {
         core.region = r;
+    }
+    if let Some(n) = file.server.node_id {
+        if n.is_empty()
+            || n.len() > 64
+            || !n
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            bail!("server.node_id must be 1 to 64 letters, digits, '.', '_' or '-'");
+        }
+        core.node_id = n;
     }
     if let Some(u) = file.identity.admin_user {
         core.admin_user = u;

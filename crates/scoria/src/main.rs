@@ -99,6 +99,24 @@ async fn serve(mut r: config::Resolved) -> Result<()> {
             .replace(&r.listen.to_string(), &addr.to_string());
     }
     let data_dir = r.core.data_dir.clone();
+    // One process per data directory (and so per node id): a second one would
+    // resume the first one's flows under its feet. The lock goes with the
+    // process, however it ends.
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let lock_path = data_dir.join("scoria.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    if let Err(e) = lock.try_lock() {
+        anyhow::bail!(
+            "another scoria serve runs on {} ({e}); stop it first",
+            data_dir.display()
+        );
+    }
     let app = App::open(r.core, fp)
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))
