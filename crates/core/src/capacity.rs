@@ -114,3 +114,135 @@ pub async fn gather(env: &Env, conn: &mut Conn) -> Result<Vec<Candidate>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use scoria_failpoints::Failpoints;
+    use scoria_storage::memory::MemoryDriver;
+    use scoria_storage::{Capabilities, Capacity, Driver, DynDriver, ExportProtocol, Format};
+
+    use super::*;
+    use crate::scheduler::{self, Request};
+    use crate::{BackendConfig, DriverConfig};
+
+    fn backend(name: &str, driver: DynDriver) -> Backend {
+        Backend::new(
+            BackendConfig {
+                name: name.into(),
+                driver: DriverConfig::Memory { capacity_gib: 100 },
+                format: Format::Qcow2,
+                availability_zone: "nova".into(),
+                max_over_subscription_ratio: 1.0,
+                reserved_percentage: 0,
+            },
+            driver,
+        )
+    }
+
+    /// What a driver says it can do is what the scheduler matches extra specs
+    /// against, and what it reports as free is what placement weighs — read
+    /// from the snapshot, not from the driver at placement time.
+    #[tokio::test]
+    async fn the_scheduler_reads_what_drivers_report() {
+        let gib = scoria_model::volume::GIB;
+        let plain = MemoryDriver::with_capacity(
+            Failpoints::new(),
+            Capacity {
+                total: 100 * gib,
+                free: 100 * gib,
+            },
+        );
+        let nbd = MemoryDriver::with_capacity(
+            Failpoints::new(),
+            Capacity {
+                total: 100 * gib,
+                free: 10 * gib,
+            },
+        );
+        nbd.set_capabilities(Capabilities {
+            multiattach: true,
+            export_protocols: vec![ExportProtocol::Nbd],
+            ..nbd.capabilities()
+        });
+        let nbd: Arc<MemoryDriver> = Arc::new(nbd);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env = Env {
+            store: scoria_store::Store::open(&dir.path().join("db"), &Default::default())
+                .await
+                .expect("store"),
+            backends: [
+                (
+                    "plain".to_string(),
+                    Arc::new(backend("plain", Arc::new(plain))),
+                ),
+                ("nbd".to_string(), Arc::new(backend("nbd", nbd.clone()))),
+            ]
+            .into(),
+            fp: Failpoints::new(),
+        };
+        let nbd_backend = env.backend("nbd").expect("backend");
+        assert_eq!(
+            nbd_backend
+                .capabilities
+                .get("storage_protocol")
+                .map(String::as_str),
+            Some("nbd")
+        );
+        assert_eq!(
+            nbd_backend
+                .capabilities
+                .get("volume_backend_name")
+                .map(String::as_str),
+            Some("nbd")
+        );
+        assert_eq!(
+            env.backend("plain")
+                .expect("backend")
+                .capabilities
+                .get("multiattach")
+                .map(String::as_str),
+            Some("False")
+        );
+
+        // No reading yet: no candidate.
+        let mut conn = env.store.read().await.expect("read");
+        assert!(gather(&env, &mut conn).await.expect("gather").is_empty());
+        env.refresh_capacities().await;
+        let candidates = gather(&env, &mut conn).await.expect("gather");
+        let want_nbd = Request {
+            size_gib: 1,
+            availability_zone: None,
+            extra_specs: [("multiattach".to_string(), "<is> True".to_string())].into(),
+        };
+        assert_eq!(
+            scheduler::place(&want_nbd, &candidates, 1.0).expect("placed"),
+            "nbd"
+        );
+        // Any backend: the one with more free space wins (spread).
+        let any = Request {
+            size_gib: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            scheduler::place(&any, &candidates, 1.0).expect("placed"),
+            "plain"
+        );
+
+        // A full backend is seen full only once read again.
+        nbd.set_capacity(Capacity {
+            total: 100 * gib,
+            free: 0,
+        });
+        let stale = gather(&env, &mut conn).await.expect("gather");
+        assert_eq!(
+            scheduler::place(&want_nbd, &stale, 1.0).expect("placed"),
+            "nbd"
+        );
+        nbd_backend.refresh_capacity().await.expect("refresh");
+        let fresh = gather(&env, &mut conn).await.expect("gather");
+        let err = scheduler::place(&want_nbd, &fresh, 1.0).expect_err("full");
+        assert!(err.to_string().contains("nbd:"), "{err}");
+    }
+}
