@@ -44,10 +44,19 @@
 //! # Layers
 //!
 //! ```text
-//!   create ──► mutable image ──make_immutable──► immutable image (for good)
-//!                  ▲                                  │ create_overlay
-//!                  └──────── overlay (mutable) ◄──────┘  (constant time)
+//!   create ──► mutable image ──make_immutable──► immutable image
+//!                  ▲      ▲                            │  │ create_overlay
+//!                  │      └──── make_mutable ──────────┘  │  (constant time)
+//!                  │          (only while nothing is      │
+//!                  │           layered on it: an undo)    │
+//!                  └──────── overlay (mutable) ◄──────────┘
 //! ```
+//!
+//! Immutability is for good once anything is layered on the image. Before
+//! that, `make_mutable` undoes it: a snapshot that failed after freezing the
+//! volume's image gives the volume its image back. The driver cannot know
+//! whether an overlay exists elsewhere (another process, a file it does not
+//! list); the caller's records can, and the caller decides.
 //!
 //! A snapshot is an immutable image; a volume made from it with the space
 //! strategy is an overlay on it, with the performance strategy a flattened
@@ -77,6 +86,7 @@
 //!   import_from                image appears complete (temp + no-replace rename)
 //!   export_to                  the same, at the destination outside the backend
 //!   make_immutable             an immutable image is success
+//!   make_mutable               a mutable image is success
 //!   extend                     an image that large is success (never shrinks)
 //!   delete                     an absent image is success
 //! ```
@@ -104,6 +114,8 @@
 //!   storage.extend.after      the image is durably grown
 //!   storage.immutable.before  before the image is marked
 //!   storage.immutable.after   the image is durably immutable
+//!   storage.mutable.before    before the image is unmarked
+//!   storage.mutable.after     the image is durably mutable again
 //!   storage.overlay.before    before anything is written (also on the idempotent path)
 //!   storage.overlay.temp      the overlay is complete and synced under its
 //!                             temporary name, not yet renamed into place
@@ -148,6 +160,8 @@ pub const FAILPOINTS: &[&str] = &[
     "storage.extend.after",
     "storage.immutable.before",
     "storage.immutable.after",
+    "storage.mutable.before",
+    "storage.mutable.after",
     "storage.overlay.before",
     "storage.overlay.temp",
     "storage.overlay.after",
@@ -609,6 +623,12 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     /// The caller must make sure nothing has the image open for writing (an
     /// export): the driver marks the image, it does not revoke open handles.
     async fn make_immutable(&self, name: &str) -> Result<()>;
+
+    /// Undo [`Driver::make_immutable`]: the image can be written and extended
+    /// again. Only for an image nothing is layered on — the caller's records
+    /// must say so; the driver does not look. A mutable image is success; an
+    /// absent one is `NotFound`, one that [`Driver::info`] refuses `BadImage`.
+    async fn make_mutable(&self, name: &str) -> Result<()>;
 
     /// Create `spec.name`, an empty qcow2 copy-on-write overlay of `spec.size`
     /// bytes on the image `base` of this backend: it reads as `base` (and as

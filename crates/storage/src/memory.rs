@@ -520,6 +520,24 @@ impl Driver for MemoryDriver {
         Ok(())
     }
 
+    async fn make_mutable(&self, name: &str) -> Result<()> {
+        format_of_name(name)?;
+        self.fp.hit("storage.mutable.before")?;
+        {
+            let mut images = lock(&self.images);
+            let info = describe(&images, name)?.ok_or_else(|| not_found(name))?;
+            if !info.immutable {
+                return Ok(());
+            }
+            images
+                .get_mut(name)
+                .ok_or_else(|| not_found(name))?
+                .immutable = false;
+        }
+        self.fp.hit("storage.mutable.after")?;
+        Ok(())
+    }
+
     async fn create_overlay(&self, base: &str, spec: &ImageSpec) -> Result<()> {
         spec.validate()?;
         let base_format = format_of_name(base)?;

@@ -110,11 +110,12 @@ const VARIANTS: [Variant; 2] = [
 ];
 
 const OVERLAY: &str = "ov.qcow2";
-const STEPS: usize = 14;
+const STEPS: usize = 16;
 
-/// Step `i` of the sequence: create, write, make immutable, layer, write the
-/// overlay, copy (flatten) it, extend the copy, export it, import the export,
-/// check the data, delete everything.
+/// Step `i` of the sequence: create, write, make immutable, undo that and
+/// make it immutable again (a snapshot that failed, then one that did not),
+/// layer, write the overlay, copy (flatten) it, extend the copy, export it,
+/// import the export, check the data, delete everything.
 async fn step(env: &Env, v: &Variant, i: usize) -> crate::Result<()> {
     let d = &env.d;
     let out = env.outside(&format!("out.{}", v.export));
@@ -122,16 +123,18 @@ async fn step(env: &Env, v: &Variant, i: usize) -> crate::Result<()> {
         0 => d.create(&spec(v.base, 4 * MIB)).await,
         1 => d.write(v.base, 0, MIB, 0x11).await,
         2 => d.make_immutable(v.base).await,
-        3 => d.create_overlay(v.base, &spec(OVERLAY, 8 * MIB)).await,
-        4 => d.write(OVERLAY, 6 * MIB, MIB, 0x22).await,
-        5 => d.copy_from(OVERLAY, &spec(v.copy, 8 * MIB), &|_| {}).await,
-        6 => d.extend(v.copy, 16 * MIB).await,
-        7 => d.export_to(v.copy, &out, v.export, &|_| {}).await,
-        8 => {
+        3 => d.make_mutable(v.base).await,
+        4 => d.make_immutable(v.base).await,
+        5 => d.create_overlay(v.base, &spec(OVERLAY, 8 * MIB)).await,
+        6 => d.write(OVERLAY, 6 * MIB, MIB, 0x22).await,
+        7 => d.copy_from(OVERLAY, &spec(v.copy, 8 * MIB), &|_| {}).await,
+        8 => d.extend(v.copy, 16 * MIB).await,
+        9 => d.export_to(v.copy, &out, v.export, &|_| {}).await,
+        10 => {
             d.import_from(&spec(v.imported, 16 * MIB), &out, v.export, &|_| {})
                 .await
         }
-        9 => {
+        11 => {
             for image in [OVERLAY, v.copy, v.imported] {
                 for (offset, len, byte) in [(0, MIB, 0x11), (MIB, 5 * MIB, 0), (6 * MIB, MIB, 0x22)]
                 {
@@ -144,9 +147,9 @@ async fn step(env: &Env, v: &Variant, i: usize) -> crate::Result<()> {
             assert!(d.same_data(v.copy, v.imported).await.expect("compare"));
             Ok(())
         }
-        10 => d.delete(v.imported).await,
-        11 => d.delete(v.copy).await,
-        12 => d.delete(OVERLAY).await,
+        12 => d.delete(v.imported).await,
+        13 => d.delete(v.copy).await,
+        14 => d.delete(OVERLAY).await,
         _ => d.delete(v.base).await,
     }
 }

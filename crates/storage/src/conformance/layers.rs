@@ -40,6 +40,25 @@ async fn immutability(kind: Kind) {
         assert!(d.fingerprint(name).await == before, "{name} changed");
         assert!(d.reads_as(name, 0, 64 * KIB, 0x5a).await.expect("read"));
 
+        // Until something is layered on it, a freeze can be undone: the image
+        // is written and extended again, then frozen again.
+        d.make_mutable(name).await.expect("make mutable");
+        d.make_mutable(name).await.expect("again");
+        assert!(
+            !d.info(name)
+                .await
+                .expect("info")
+                .expect("present")
+                .immutable
+        );
+        d.extend(name, 2 * MIB).await.expect("extend once mutable");
+        d.write(name, MIB, 512, 0x33)
+            .await
+            .expect("write once mutable");
+        assert!(d.reads_as(name, 0, 64 * KIB, 0x5a).await.expect("read"));
+        d.make_immutable(name).await.expect("make immutable again");
+        let before = d.fingerprint(name).await;
+
         // A copy is a new, mutable image with the same data.
         let copy = format!("copy-of-{name}");
         d.copy_from(name, &spec(&copy, 2 * MIB), &|_| {})
@@ -62,6 +81,11 @@ async fn immutability(kind: Kind) {
     );
     assert_err!(
         d.make_immutable("../x.raw").await,
+        StorageError::InvalidName(_)
+    );
+    assert_err!(d.make_mutable("gone.raw").await, StorageError::NotFound(_));
+    assert_err!(
+        d.make_mutable("../x.raw").await,
         StorageError::InvalidName(_)
     );
 }

@@ -403,6 +403,7 @@ async fn invalid_input(kind: Kind) {
             "copy to {bad:?}"
         );
         assert!(invalid(d.make_immutable(bad).await), "immutable {bad:?}");
+        assert!(invalid(d.make_mutable(bad).await), "mutable {bad:?}");
         assert!(invalid(d.chain(bad).await.map(drop)), "chain {bad:?}");
         let overlay = self::spec("o.qcow2", MIB);
         assert!(

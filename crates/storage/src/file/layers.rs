@@ -33,6 +33,8 @@ use crate::{
 
 /// The mode of an immutable image: readable by its owner, writable by nobody.
 pub(crate) const IMMUTABLE_MODE: u32 = 0o400;
+/// The mode of a mutable image: private to its owner.
+pub(crate) const MUTABLE_MODE: u32 = 0o600;
 
 /// What the image at `path` is, read natively (blocking): its metadata for raw,
 /// its header for qcow2. `None` when absent. A file that is not an image of
@@ -113,6 +115,36 @@ impl FileDriver {
         if changed {
             self.fp.hit("storage.immutable.after")?;
             tracing::info!(name, "image made immutable");
+        }
+        Ok(())
+    }
+
+    pub(super) async fn make_mutable_file(&self, name: &str) -> Result<()> {
+        let format = format_of_name(name)?;
+        self.fp.hit("storage.mutable.before")?;
+        let _guard = self.lock(name).await;
+        let (name_owned, path, fsync) = (name.to_owned(), self.dir.join(name), self.options.fsync);
+        let changed = blocking(move || {
+            let info = shape_of(&name_owned, format, &path)?
+                .ok_or_else(|| StorageError::NotFound(name_owned.clone()))?;
+            if !info.immutable {
+                // An earlier run may have crashed between the chmod and the sync.
+                if fsync {
+                    sync_path(&path)?;
+                }
+                return Ok(false);
+            }
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(MUTABLE_MODE))
+                .map_err(|e| io_error(format!("making {} writable", path.display()), e))?;
+            if fsync {
+                sync_path(&path)?;
+            }
+            Ok(true)
+        })
+        .await?;
+        if changed {
+            self.fp.hit("storage.mutable.after")?;
+            tracing::info!(name, "image made mutable again");
         }
         Ok(())
     }

@@ -470,6 +470,10 @@ impl Driver for FileDriver {
         self.make_immutable_file(name).await
     }
 
+    async fn make_mutable(&self, name: &str) -> Result<()> {
+        self.make_mutable_file(name).await
+    }
+
     async fn create_overlay(&self, base: &str, spec: &ImageSpec) -> Result<()> {
         self.create_overlay_file(base, spec).await
     }
