@@ -8,6 +8,7 @@ pub mod group;
 pub mod ids;
 pub mod image;
 pub mod quota;
+pub mod snapshot;
 pub mod volume;
 
 pub use ids::*;

@@ -299,6 +299,22 @@ pub fn volume_deltas(volume_type: VolumeTypeId, size: i64) -> [(QuotaKey, i64); 
     ]
 }
 
+/// What a snapshot of `size` GiB of a volume of type `volume_type` adds to its
+/// project's usage: one snapshot and its gigabytes (Cinder counts snapshots
+/// against `gigabytes` unless `no_snapshot_gb_quota` is set; Scoria follows the
+/// default), overall and for the type.
+pub fn snapshot_deltas(volume_type: VolumeTypeId, size: i64) -> [(QuotaKey, i64); 4] {
+    [
+        (QuotaResource::Snapshots.into(), 1),
+        (QuotaResource::Gigabytes.into(), size),
+        (QuotaKey::PerType(TypedResource::Snapshots, volume_type), 1),
+        (
+            QuotaKey::PerType(TypedResource::Gigabytes, volume_type),
+            size,
+        ),
+    ]
+}
+
 /// Decide whether adding `deltas` to `usage` stays within `limits`.
 ///
 /// Only positive deltas are checked (giving back never fails). A missing limit

@@ -93,6 +93,7 @@ string_enum!(
         Uploading = "uploading",
         Retyping = "retyping",
         Extending = "extending",
+        Reverting = "reverting",
     }
 );
 
@@ -141,6 +142,7 @@ impl VolumeStatus {
                 | VolumeStatus::Downloading
                 | VolumeStatus::Uploading
                 | VolumeStatus::Retyping
+                | VolumeStatus::Reverting
         )
     }
 

@@ -7,12 +7,12 @@
 //!
 //! Who uses an image is computed, never counted: [`image_users`] reads the
 //! rows that refer to it (overlays layered on it, volumes whose active image
-//! it is). A later resource that uses images (snapshots, attachments, cached
+//! it is, snapshots that captured it). A later resource that uses images (snapshots, attachments, cached
 //! images, backups in progress) adds its own rows and its own arm of that
 //! query, so a use can never be forgotten by a counter that drifted.
 
 use scoria_model::image::{ImageFormat, ImageHealth, ImageState};
-use scoria_model::{ImageId, VolumeId};
+use scoria_model::{ImageId, SnapshotId, VolumeId};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -58,6 +58,8 @@ pub enum ImageUser {
     Overlay(ImageId),
     /// A volume whose active image it is.
     Volume(VolumeId),
+    /// A snapshot that captured it.
+    Snapshot(SnapshotId),
 }
 
 fn from_row(r: &SqliteRow) -> Result<Image> {
@@ -194,12 +196,43 @@ pub async fn image_set_health(
     Ok(r.rows_affected() == 1)
 }
 
+/// Record that an image can no longer change (its data was frozen by the
+/// driver): from now on other images may be layered on it.
+pub async fn image_freeze(conn: &mut Conn, id: ImageId) -> Result<bool> {
+    let r = sqlx::query("UPDATE images SET mutable = FALSE, updated_at = $2 WHERE id = $1")
+        .bind(id.to_string())
+        .bind(now())
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Images no row refers to any more, `ready` or already `deleting`: garbage
+/// for the reaper. An image still `creating` belongs to the flow making it
+/// (whose undo removes it) and is never listed.
+pub async fn image_list_unused(conn: &mut Conn) -> Result<Vec<Image>> {
+    sqlx::query(
+        "SELECT * FROM images i WHERE i.state IN ('ready', 'deleting')
+           AND NOT EXISTS (SELECT 1 FROM images o WHERE o.base_id = i.id)
+           AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.image_id = i.id)
+           AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = i.id)
+         ORDER BY i.backend, i.name",
+    )
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(from_row)
+    .collect()
+}
+
 /// Who uses an image, one entry per row that refers to it.
 pub async fn image_users(conn: &mut Conn, id: ImageId) -> Result<Vec<ImageUser>> {
     let rows = sqlx::query(
         "SELECT 'overlay' AS kind, id FROM images WHERE base_id = $1
          UNION ALL
-         SELECT 'volume' AS kind, id FROM volumes WHERE image_id = $1",
+         SELECT 'volume' AS kind, id FROM volumes WHERE image_id = $1
+         UNION ALL
+         SELECT 'snapshot' AS kind, id FROM snapshots WHERE image_id = $1",
     )
     .bind(id.to_string())
     .fetch_all(conn)
@@ -210,6 +243,7 @@ pub async fn image_users(conn: &mut Conn, id: ImageId) -> Result<Vec<ImageUser>>
             let id: &str = r.try_get("id")?;
             Ok(match r.try_get::<&str, _>("kind")? {
                 "overlay" => ImageUser::Overlay(parse("image id", id)?),
+                "snapshot" => ImageUser::Snapshot(parse("snapshot id", id)?),
                 _ => ImageUser::Volume(parse("volume id", id)?),
             })
         })
@@ -218,13 +252,31 @@ pub async fn image_users(conn: &mut Conn, id: ImageId) -> Result<Vec<ImageUser>>
     Ok(users)
 }
 
+/// Mark an unused image `deleting`, only while nothing uses it (checked in
+/// the same statement); reports whether it did.
+pub async fn image_mark_garbage(conn: &mut Conn, id: ImageId) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE images SET state = 'deleting', updated_at = $2
+         WHERE id = $1 AND state IN ('ready', 'deleting')
+           AND NOT EXISTS (SELECT 1 FROM images o WHERE o.base_id = $1)
+           AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.image_id = $1)
+           AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = $1)",
+    )
+    .bind(id.to_string())
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Remove an image's record, only once nothing uses it; reports whether it
 /// went. An absent image is `false`.
 pub async fn image_delete(conn: &mut Conn, id: ImageId) -> Result<bool> {
     let r = sqlx::query(
         "DELETE FROM images WHERE id = $1
            AND NOT EXISTS (SELECT 1 FROM images o WHERE o.base_id = $1)
-           AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.image_id = $1)",
+           AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.image_id = $1)
+           AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = $1)",
     )
     .bind(id.to_string())
     .execute(conn)

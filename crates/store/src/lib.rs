@@ -9,6 +9,8 @@
 //!   format, virtual size, the image each is layered on, mutability, health).
 //!   A volume points at its active image; who uses an image is computed from
 //!   the rows that refer to it, one per use, never kept as a counter;
+//! - **snapshots** and their metadata: each points at the frozen image it
+//!   captured; volumes made from one name it;
 //! - **group types** (with their group specs) and generic **volume groups**:
 //!   the volume types a group accepts, the backend it sits on; volumes point at
 //!   their group;
@@ -54,6 +56,7 @@ pub mod qos_specs;
 pub mod quotas;
 pub mod services;
 mod shared;
+pub mod snapshots;
 pub mod transfers;
 pub mod volume_types;
 pub mod volumes;

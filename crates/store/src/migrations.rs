@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0008_flow_ownership.sql"),
     ),
     (9, "images", include_str!("../migrations/0009_images.sql")),
+    (
+        10,
+        "snapshots",
+        include_str!("../migrations/0010_snapshots.sql"),
+    ),
 ];
 
 /// Apply every migration not yet applied whose version is below `before`

@@ -198,6 +198,10 @@ pub async fn quota_usage(conn: &mut Conn, project: &str) -> Result<BTreeMap<Quot
          FROM volumes WHERE project_id = $1 AND reservation_id IS NULL
          GROUP BY volume_type_id
          UNION ALL
+         SELECT 'snapshots', volume_type_id, COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT)
+         FROM snapshots WHERE project_id = $1 AND reservation_id IS NULL
+         GROUP BY volume_type_id
+         UNION ALL
          SELECT 'groups', '', CAST(COUNT(*) AS BIGINT), 0 FROM volume_groups WHERE project_id = $1
          UNION ALL
          SELECT 'reserved', resource, CAST(SUM(delta) AS BIGINT), 0 FROM reservations
@@ -216,6 +220,20 @@ pub async fn quota_usage(conn: &mut Conn, project: &str) -> Result<BTreeMap<Quot
                 (QuotaKey::Global(QuotaResource::Volumes), n),
                 (QuotaKey::Global(QuotaResource::Gigabytes), gb),
                 (QuotaKey::PerType(TypedResource::Volumes, t), n),
+                (QuotaKey::PerType(TypedResource::Gigabytes, t), gb),
+            ] {
+                usage.entry(key).or_default().in_use += amount;
+            }
+        } else if kind == "snapshots" {
+            // A snapshot counts against `snapshots` and, as Cinder counts it
+            // (`no_snapshot_gb_quota = False`), against `gigabytes`, overall
+            // and for its volume type.
+            let (n, gb): (i64, i64) = (r.try_get("n")?, r.try_get("gb")?);
+            let t: VolumeTypeId = parse("volume type id", resource)?;
+            for (key, amount) in [
+                (QuotaKey::Global(QuotaResource::Snapshots), n),
+                (QuotaKey::Global(QuotaResource::Gigabytes), gb),
+                (QuotaKey::PerType(TypedResource::Snapshots, t), n),
                 (QuotaKey::PerType(TypedResource::Gigabytes, t), gb),
             ] {
                 usage.entry(key).or_default().in_use += amount;

@@ -36,6 +36,36 @@ impl KeyValues {
             .collect()
     }
 
+    /// Every pair of each of `owners`, in one query (owners without pairs are
+    /// absent from the map).
+    pub async fn get_many(
+        self,
+        conn: &mut Conn,
+        owners: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+        let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        if owners.is_empty() {
+            return Ok(out);
+        }
+        let placeholders: Vec<String> = (1..=owners.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {o} AS owner, key, value FROM {t} WHERE {o} IN ({p})",
+            o = self.owner,
+            t = self.table,
+            p = placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for o in owners {
+            query = query.bind(o);
+        }
+        for r in query.fetch_all(conn).await? {
+            out.entry(r.try_get("owner")?)
+                .or_default()
+                .insert(r.try_get("key")?, r.try_get("value")?);
+        }
+        Ok(out)
+    }
+
     /// Add or overwrite the given keys, keeping the others (one statement).
     pub async fn merge(
         self,

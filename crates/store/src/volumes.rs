@@ -677,26 +677,8 @@ fn filtered(select: &str, q: &VolumeQuery) -> Keyset {
 }
 
 async fn attach_metadata(conn: &mut Conn, vols: &mut [Volume]) -> Result<()> {
-    if vols.is_empty() {
-        return Ok(());
-    }
-    let placeholders: Vec<String> = (1..=vols.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT volume_id, key, value FROM volume_metadata WHERE volume_id IN ({})",
-        placeholders.join(", ")
-    );
-    let mut query = sqlx::query(&sql);
-    for v in vols.iter() {
-        query = query.bind(v.id.to_string());
-    }
-    let rows = query.fetch_all(conn).await?;
-    let mut by_id: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for r in rows {
-        by_id
-            .entry(r.try_get("volume_id")?)
-            .or_default()
-            .insert(r.try_get("key")?, r.try_get("value")?);
-    }
+    let ids: Vec<String> = vols.iter().map(|v| v.id.to_string()).collect();
+    let mut by_id = METADATA.get_many(conn, &ids).await?;
     for v in vols.iter_mut() {
         if let Some(m) = by_id.remove(&v.id.to_string()) {
             v.metadata = m;
