@@ -43,7 +43,7 @@ pub struct Volume {
     pub updated_at: Option<String>,
     pub launched_at: Option<String>,
     pub metadata: BTreeMap<String, String>,
-    /// The group the volume belongs to (see `groups.rs`).
+    /// The group the volume belongs to (see `groups/`).
     pub group_id: Option<GroupId>,
 }
 

@@ -44,8 +44,8 @@
 //!
 //! Death is seen two ways: the QMP connection closes ([`Qmp::closed`] resolves at
 //! once) and the pid is gone (or a zombie, which counts as gone). Restarting is
-//! the caller's decision (see [`crate::export`]), made from what it wants
-//! served: this module only reports.
+//! the caller's decision (the exporter's, a layer above), made from what it
+//! wants served: this module only reports.
 //!
 //! # Configuration is the command line
 //!

@@ -50,20 +50,39 @@
 //! file of the host. Backing layers are always read-only. A writable export
 //! passes the guest's discards down (`discard: unmap`), so freed blocks are
 //! freed in the file.
+//!
+//! # The files of this module
+//!
+//! Here, the exporter: its run directory and lock, one export's lifecycle
+//! (validate, adopt or replace its daemon, remove) and [`Exporter`]'s
+//! operations. `chain.rs` reads and checks backing chains, `config.rs` turns a
+//! spec into a daemon's command line and reads one back, `dir.rs` prepares an
+//! export's directory (key file, DH group, stale socket).
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{
     ConnectionInfo, ExportError, ExportProtocol, ExportSpec, ExportState, Exporter, NbdAddress,
     NbdConnection, ReconcileReport, Result, Tls, Transport, validate_id,
 };
 use crate::Format;
-use crate::qemu::qsd::{self, Daemon, DaemonConfig, OptionKind};
+use crate::qemu::qsd::{self, Daemon};
+
+mod chain;
+mod config;
+mod dir;
+
+#[cfg(test)]
+mod tests;
+
+use chain::{Layer, read_chain};
+use config::{EXPORT_ID, daemon_config, served_by_options, served_by_spec};
+use dir::{prepare_dir, read_key_file};
 
 /// The lock file that keeps two exporters off one run directory.
 const LOCK_FILE: &str = ".lock";
@@ -73,31 +92,9 @@ const NBD_SOCKET: &str = "nbd.sock";
 const PSK_DIR: &str = "psk";
 /// The file qemu's `tls-creds-psk` reads in its `dir`.
 const PSK_FILE: &str = "keys.psk";
-/// The Diffie-Hellman group qemu's TLS server offers, in the file it looks for
-/// next to `keys.psk`: RFC 7919's `ffdhe2048`, a public standard group, as
-/// PKCS#3 PEM. Without this file qemu generates fresh 2048-bit parameters each
-/// time a daemon starts, which costs 0.15 to 2 s of CPU; the published group is
-/// as strong and is what RFC 7919 asks servers to use. (PSK sessions mostly
-/// negotiate ECDHE-PSK and need no DH group at all.)
-const DH_PARAMS_FILE: &str = "dh-params.pem";
-const FFDHE2048_PEM: &str = "\
------BEGIN DH PARAMETERS-----\n\
-MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz\n\
-+8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a\n\
-87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7\n\
-YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi\n\
-7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD\n\
-ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==\n\
------END DH PARAMETERS-----\n";
 
 /// The longest unix socket path (`sun_path` holds 108 bytes with the NUL).
 const MAX_SOCKET_PATH: usize = 107;
-/// The most layers a backing chain may have.
-const MAX_CHAIN: usize = 64;
-
-/// Ids inside a daemon. Each daemon serves one export, so fixed names do.
-const TLS_ID: &str = "tls0";
-const EXPORT_ID: &str = "export0";
 
 /// What happened to one export in an `ensure`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,25 +102,6 @@ enum Outcome {
     Kept,
     Started,
     Restarted,
-}
-
-/// One layer of a backing chain.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Layer {
-    path: PathBuf,
-    format: Format,
-}
-
-/// What a daemon serves, as far as a client can tell: compared between a spec
-/// and a running daemon's command line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Served {
-    /// The top image's path.
-    image: PathBuf,
-    read_only: bool,
-    export_name: String,
-    address: NbdAddress,
-    tls: bool,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Daemon>>>;
@@ -521,281 +499,6 @@ async fn serves(daemon: &Daemon) -> bool {
     }
 }
 
-/// The content of an export's `keys.psk`, if it has one.
-async fn read_key_file(dir: &Path) -> Result<Option<String>> {
-    let path = dir.join(PSK_DIR).join(PSK_FILE);
-    match tokio::fs::read_to_string(&path).await {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
-    }
-}
-
-/// Make an export's directory ready for a new daemon: private, with exactly the
-/// key it needs (written whole under a temporary name and renamed, so that a
-/// TLS handshake never reads half a file), and no stale NBD socket.
-async fn prepare_dir(dir: &Path, key_line: Option<&str>) -> Result<()> {
-    let dir = dir.to_owned();
-    let key_line = key_line.map(str::to_owned);
-    tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        private_dir(&dir)?;
-        let psk_dir = dir.join(PSK_DIR);
-        match key_line {
-            Some(line) => {
-                private_dir(&psk_dir)?;
-                let temp = psk_dir.join(format!(".{PSK_FILE}.tmp"));
-                let target = psk_dir.join(PSK_FILE);
-                let mut file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(true)
-                    .write(true)
-                    .mode(0o600)
-                    .open(&temp)
-                    .map_err(io_err(format!("creating {}", temp.display())))?;
-                file.write_all(line.as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .map_err(io_err(format!("writing {}", temp.display())))?;
-                std::fs::rename(&temp, &target)
-                    .map_err(io_err(format!("renaming {}", temp.display())))?;
-                let dh = psk_dir.join(DH_PARAMS_FILE);
-                std::fs::write(&dh, FFDHE2048_PEM)
-                    .map_err(io_err(format!("writing {}", dh.display())))?;
-            }
-            None => match std::fs::remove_dir_all(&psk_dir) {
-                Ok(()) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(io_err(format!("removing {}", psk_dir.display()))(e)),
-            },
-        }
-        let socket = dir.join(NBD_SOCKET);
-        match std::fs::remove_file(&socket) {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(io_err(format!("removing {}", socket.display()))(e)),
-        }
-    })
-    .await
-    .map_err(|e| io_err("preparing an export directory")(std::io::Error::other(e)))?
-}
-
-/// Read the backing chain of `image` in `backend`, top first, refusing anything
-/// that would make qemu read a file outside the backend (see the module doc).
-fn read_chain(backend: &Path, image: &str) -> Result<Vec<Layer>> {
-    let bad = |name: &str, detail: String| ExportError::BadImage {
-        name: name.to_owned(),
-        detail,
-    };
-    let mut layers = Vec::new();
-    let mut seen = HashSet::new();
-    let mut name = image.to_owned();
-    loop {
-        let format = crate::format_of_name(&name).map_err(|_| {
-            bad(
-                image,
-                format!("its backing file {name:?} is not an image name of this backend"),
-            )
-        })?;
-        if !seen.insert(name.clone()) {
-            return Err(bad(image, format!("its backing chain loops at {name}")));
-        }
-        if layers.len() == MAX_CHAIN {
-            return Err(bad(
-                image,
-                format!("its backing chain has more than {MAX_CHAIN} layers"),
-            ));
-        }
-        let path = backend.join(&name);
-        match std::fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_file() => {}
-            Ok(_) => return Err(bad(&name, "not a regular file".into())),
-            Err(e) if is_not_found(&e) && layers.is_empty() => {
-                return Err(ExportError::ImageNotFound(name));
-            }
-            Err(e) if is_not_found(&e) => {
-                return Err(bad(image, format!("its backing file {name} is missing")));
-            }
-            Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
-        }
-        let backing = match format {
-            Format::Raw => None,
-            Format::Qcow2 => {
-                let header = crate::qcow2::read_header(&path).map_err(|e| match e {
-                    crate::qcow2::HeaderError::Io(source) => ExportError::Io {
-                        op: format!("reading the header of {}", path.display()),
-                        source,
-                    },
-                    crate::qcow2::HeaderError::Invalid(detail) => bad(&name, detail),
-                })?;
-                if header.data_file.is_some() {
-                    return Err(bad(&name, "it has an external data file".into()));
-                }
-                if let (Some(backing), Some(backing_format)) =
-                    (&header.backing_file, &header.backing_format)
-                    && crate::format_of_name(backing)
-                        .is_ok_and(|f| f.as_str() != backing_format.as_str())
-                {
-                    return Err(bad(
-                        &name,
-                        format!("its header says backing file {backing} is {backing_format}"),
-                    ));
-                }
-                header.backing_file
-            }
-        };
-        layers.push(Layer { path, format });
-        match backing {
-            Some(next) => name = next,
-            None => return Ok(layers),
-        }
-    }
-}
-
-fn path_str(path: &Path) -> &str {
-    // Both directories were checked to be UTF-8 when the exporter was made, and
-    // ids and image names are ASCII.
-    path.to_str().unwrap_or_default()
-}
-
-/// The daemon configuration serving `spec` from `layers` (top first) in `dir`.
-fn daemon_config(spec: &ExportSpec, layers: &[Layer], dir: &Path) -> DaemonConfig {
-    let mut config = DaemonConfig::new();
-    let tls = matches!(
-        spec.transport,
-        Transport::Tcp {
-            tls: Tls::Psk(_),
-            ..
-        }
-    );
-    if tls {
-        config = config.option(
-            OptionKind::Object,
-            json!({
-                "qom-type": "tls-creds-psk",
-                "id": TLS_ID,
-                "endpoint": "server",
-                "dir": path_str(&dir.join(PSK_DIR)),
-            }),
-        );
-    }
-    // Base first: a node can only refer to nodes defined before it.
-    for (depth, layer) in layers.iter().enumerate().rev() {
-        let read_only = depth > 0 || spec.read_only;
-        let discard = if read_only { "ignore" } else { "unmap" };
-        config = config.option(
-            OptionKind::Blockdev,
-            json!({
-                "driver": "file",
-                "node-name": format!("file{depth}"),
-                "filename": path_str(&layer.path),
-                "read-only": read_only,
-                "discard": discard,
-            }),
-        );
-        let mut node = json!({
-            "driver": layer.format.as_str(),
-            "node-name": format!("layer{depth}"),
-            "file": format!("file{depth}"),
-            "read-only": read_only,
-            "discard": discard,
-        });
-        if layer.format == Format::Qcow2 {
-            node["backing"] = if depth + 1 < layers.len() {
-                json!(format!("layer{}", depth + 1))
-            } else {
-                Value::Null
-            };
-        }
-        config = config.option(OptionKind::Blockdev, node);
-    }
-    let addr = match &spec.transport {
-        Transport::Unix => json!({"type": "unix", "path": path_str(&dir.join(NBD_SOCKET))}),
-        Transport::Tcp { host, port, .. } => {
-            json!({"type": "inet", "host": host.to_string(), "port": port.to_string()})
-        }
-    };
-    let mut server = json!({ "addr": addr });
-    if tls {
-        server["tls-creds"] = json!(TLS_ID);
-    }
-    config = config.option(OptionKind::NbdServer, server);
-    config.option(
-        OptionKind::Export,
-        json!({
-            "type": "nbd",
-            "id": EXPORT_ID,
-            "node-name": "layer0",
-            "name": spec.id,
-            "writable": !spec.read_only,
-        }),
-    )
-}
-
-/// What `spec` asks to be served.
-fn served_by_spec(spec: &ExportSpec, layers: &[Layer], dir: &Path) -> Served {
-    let (address, tls) = match &spec.transport {
-        Transport::Unix => (
-            NbdAddress::Unix {
-                path: dir.join(NBD_SOCKET),
-            },
-            false,
-        ),
-        Transport::Tcp { host, port, tls } => (
-            NbdAddress::Tcp {
-                host: *host,
-                port: *port,
-            },
-            matches!(tls, Tls::Psk(_)),
-        ),
-    };
-    Served {
-        image: layers.first().map(|l| l.path.clone()).unwrap_or_default(),
-        read_only: spec.read_only,
-        export_name: spec.id.clone(),
-        address,
-        tls,
-    }
-}
-
-/// What a daemon with these options serves, read from its NBD export, the node
-/// it exports, that node's file and the NBD server. `None` if they do not
-/// describe one NBD export of a file.
-fn served_by_options(options: &[(OptionKind, Value)]) -> Option<Served> {
-    let of_kind = |kind: OptionKind| {
-        options
-            .iter()
-            .filter(move |(k, _)| *k == kind)
-            .map(|(_, v)| v)
-    };
-    let node =
-        |name: &str| of_kind(OptionKind::Blockdev).find(|v| v["node-name"].as_str() == Some(name));
-    let export = of_kind(OptionKind::Export).find(|v| v["type"] == "nbd")?;
-    let top = node(export["node-name"].as_str()?)?;
-    let file = node(top["file"].as_str()?)?;
-    if file["driver"] != "file" {
-        return None;
-    }
-    let server = of_kind(OptionKind::NbdServer).next()?;
-    let addr = &server["addr"];
-    let address = match addr["type"].as_str()? {
-        "unix" => NbdAddress::Unix {
-            path: PathBuf::from(addr["path"].as_str()?),
-        },
-        "inet" => NbdAddress::Tcp {
-            host: addr["host"].as_str()?.parse().ok()?,
-            port: addr["port"].as_str()?.parse().ok()?,
-        },
-        _ => return None,
-    };
-    Some(Served {
-        image: PathBuf::from(file["filename"].as_str()?),
-        read_only: !export["writable"].as_bool().unwrap_or(false),
-        export_name: export["name"].as_str()?.to_owned(),
-        address,
-        tls: server.get("tls-creds").is_some_and(|c| !c.is_null()),
-    })
-}
-
 #[async_trait::async_trait]
 impl Exporter for FileExporter {
     fn protocols(&self) -> &[ExportProtocol] {
@@ -861,116 +564,5 @@ impl Exporter for FileExporter {
             }
         }
         Ok(report)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::export::Psk;
-
-    fn spec(transport: Transport, read_only: bool) -> ExportSpec {
-        ExportSpec {
-            id: "att-1".into(),
-            image: "top.qcow2".into(),
-            read_only,
-            transport,
-        }
-    }
-
-    fn chain() -> Vec<Layer> {
-        vec![
-            Layer {
-                path: "/b/top.qcow2".into(),
-                format: Format::Qcow2,
-            },
-            Layer {
-                path: "/b/base.raw".into(),
-                format: Format::Raw,
-            },
-        ]
-    }
-
-    #[test]
-    fn a_daemon_configuration_reads_back_as_its_spec() {
-        let dir = Path::new("/run/att-1");
-        let psk = Psk::new("att-1", "00112233445566778899aabbccddeeff").expect("psk");
-        let check = |spec: ExportSpec| {
-            let config = daemon_config(&spec, &chain(), dir);
-            assert_eq!(
-                served_by_options(config.options()),
-                Some(served_by_spec(&spec, &chain(), dir)),
-                "{spec:?}"
-            );
-        };
-        check(spec(Transport::Unix, true));
-        check(spec(Transport::Unix, false));
-        let tcp = |tls| Transport::Tcp {
-            host: "127.0.0.1".parse().expect("ip"),
-            port: 10809,
-            tls,
-        };
-        check(spec(tcp(Tls::Psk(psk.clone())), false));
-        check(spec(tcp(Tls::Disabled), true));
-        check(spec(
-            Transport::Tcp {
-                host: "::1".parse().expect("ip"),
-                port: 1,
-                tls: Tls::Disabled,
-            },
-            true,
-        ));
-    }
-
-    #[test]
-    fn the_chain_is_given_to_qemu_layer_by_layer() {
-        let dir = Path::new("/run/att-1");
-        let config = daemon_config(&spec(Transport::Unix, false), &chain(), dir);
-        let blockdevs: Vec<&Value> = config
-            .options()
-            .iter()
-            .filter(|(k, _)| *k == OptionKind::Blockdev)
-            .map(|(_, v)| v)
-            .collect();
-        assert_eq!(
-            blockdevs,
-            [
-                &json!({"driver": "file", "node-name": "file1", "filename": "/b/base.raw",
-                        "read-only": true, "discard": "ignore"}),
-                &json!({"driver": "raw", "node-name": "layer1", "file": "file1",
-                        "read-only": true, "discard": "ignore"}),
-                &json!({"driver": "file", "node-name": "file0", "filename": "/b/top.qcow2",
-                        "read-only": false, "discard": "unmap"}),
-                &json!({"driver": "qcow2", "node-name": "layer0", "file": "file0",
-                        "read-only": false, "discard": "unmap", "backing": "layer1"}),
-            ]
-        );
-        // A qcow2 base says so: no backing, whatever its header holds.
-        let config = daemon_config(&spec(Transport::Unix, true), &chain()[..1], dir);
-        let top = config
-            .options()
-            .iter()
-            .find(|(k, v)| *k == OptionKind::Blockdev && v["node-name"] == "layer0")
-            .map(|(_, v)| v)
-            .expect("top");
-        assert_eq!(top["backing"], Value::Null);
-        assert!(top.get("backing").is_some());
-        // Without TLS there is no credentials object and the server needs none.
-        assert!(
-            config
-                .options()
-                .iter()
-                .all(|(k, v)| *k != OptionKind::Object && v.get("tls-creds").is_none())
-        );
-    }
-
-    #[test]
-    fn other_daemons_do_not_read_as_exports() {
-        assert_eq!(served_by_options(&[]), None);
-        let only_nodes = [(
-            OptionKind::Blockdev,
-            json!({"driver": "file", "node-name": "f", "filename": "/x"}),
-        )];
-        assert_eq!(served_by_options(&only_nodes), None);
     }
 }
