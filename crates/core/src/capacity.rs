@@ -70,6 +70,17 @@ impl Env {
     }
 }
 
+/// After something changed what `backend` holds: read its capacity again for
+/// the scheduler (outside any transaction). A failure only costs freshness, so
+/// it is logged, not returned.
+pub async fn refresh(env: &Env, backend: &str) {
+    if let Some(b) = env.backends.get(backend)
+        && let Err(e) = b.refresh_capacity().await
+    {
+        tracing::warn!(backend, error = %e.chain(), "capacity not refreshed");
+    }
+}
+
 /// Refresh every backend's capacity every `every`, until the returned task is
 /// aborted (the application does at shutdown).
 pub fn spawn_refresher(env: std::sync::Arc<Env>, every: Duration) -> tokio::task::JoinHandle<()> {
@@ -136,6 +147,8 @@ mod tests {
                 availability_zone: "nova".into(),
                 max_over_subscription_ratio: 1.0,
                 reserved_percentage: 0,
+                clone_strategy: scoria_model::snapshot::CloneStrategy::Space,
+                max_chain_depth: 16,
             },
             driver,
         )

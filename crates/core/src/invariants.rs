@@ -12,7 +12,11 @@
 //!   no image is left `creating` or `deleting` without such a reason; every
 //!   image is used (by a volume, or as the base of another), and every base
 //!   is immutable and recorded;
-//! - every file on a backend has an image record (no orphan);
+//! - every file on a backend has an image record (no orphan), once the reaper
+//!   freed what nothing uses (`crate::reaper`);
+//! - no snapshot is in a transitional status or holds a reservation; every
+//!   snapshot's volume exists in its project; an `available` snapshot has an
+//!   image, immutable, `ready`, recorded at its size;
 //! - a volume is `awaiting-transfer` exactly when one transfer of it exists,
 //!   offered by the volume's own project;
 //! - no group is in a transitional status; every group accepts at least one
@@ -29,8 +33,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use scoria_model::ImageId;
 use scoria_model::flow::FlowState;
 use scoria_model::image::ImageState;
+use scoria_model::snapshot::SnapshotStatus;
 use scoria_model::volume::{GIB, VolumeStatus};
-use scoria_store::{flows, groups, images, quotas, transfers, volumes};
+use scoria_store::{flows, groups, images, quotas, snapshots, transfers, volumes};
 
 use crate::Env;
 use crate::error::Result;
@@ -53,6 +58,7 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
     let offers = transfers::transfer_list(&mut conn, &transfers::TransferQuery::default()).await?;
     let all_groups = groups::group_list_all(&mut conn).await?;
     let all_images = images::image_list_all(&mut conn).await?;
+    let all_snapshots = snapshots::snapshot_list_all(&mut conn).await?;
     drop(conn);
     check_groups(&all_groups, &vols, &mut bad);
 
@@ -94,8 +100,60 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
             bad.push(format!("volume {} still points at a reservation", v.id));
         }
     }
-    check_images(env, &all_images, &vols, &mut bad).await;
+    check_snapshots(&all_snapshots, &all_images, &vols, &mut bad);
+    check_images(env, &all_images, &vols, &all_snapshots, &mut bad).await;
     Ok(bad)
+}
+
+/// The snapshot promises (see the module doc).
+fn check_snapshots(
+    all: &[snapshots::Snapshot],
+    imgs: &[images::Image],
+    vols: &[volumes::Volume],
+    bad: &mut Vec<String>,
+) {
+    let volumes: BTreeMap<_, _> = vols.iter().map(|v| (v.id, v)).collect();
+    let by_id: BTreeMap<_, _> = imgs.iter().map(|i| (i.id, i)).collect();
+    for s in all {
+        if s.status.is_transitional() {
+            bad.push(format!("snapshot {} is {}", s.id, s.status));
+        }
+        if s.reservation_id.is_some() {
+            bad.push(format!("snapshot {} still points at a reservation", s.id));
+        }
+        match volumes.get(&s.volume_id) {
+            None => bad.push(format!("snapshot {} is of missing volume {}", s.id, s.volume_id)),
+            Some(v) if v.project_id != s.project_id => bad.push(format!(
+                "snapshot {} of project {} is of volume {} of project {}",
+                s.id, s.project_id, v.id, v.project_id
+            )),
+            Some(_) => {}
+        }
+        if s.status != SnapshotStatus::Available {
+            continue;
+        }
+        let Some(image) = s.image_id else {
+            bad.push(format!("available snapshot {} has no image", s.id));
+            continue;
+        };
+        match by_id.get(&image) {
+            None => bad.push(format!("snapshot {} has missing image {image}", s.id)),
+            Some(i) => {
+                if i.mutable {
+                    bad.push(format!("snapshot {}'s image {image} can still change", s.id));
+                }
+                if i.state != ImageState::Ready {
+                    bad.push(format!("snapshot {}'s image {image} is {}", s.id, i.state));
+                }
+                if i.virtual_size != s.size * GIB as i64 {
+                    bad.push(format!(
+                        "snapshot {} is {} GiB but its image {image} is recorded {} bytes",
+                        s.id, s.size, i.virtual_size
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// The image promises (see the module doc).
@@ -103,8 +161,10 @@ async fn check_images(
     env: &Env,
     all: &[images::Image],
     vols: &[volumes::Volume],
+    snaps: &[snapshots::Snapshot],
     bad: &mut Vec<String>,
 ) {
+    let captured: BTreeSet<ImageId> = snaps.iter().filter_map(|s| s.image_id).collect();
     let by_id: BTreeMap<_, _> = all.iter().map(|i| (i.id, i)).collect();
     let mut user_of: BTreeMap<ImageId, &volumes::Volume> = BTreeMap::new();
     for v in vols {
@@ -164,7 +224,7 @@ async fn check_images(
                 Some(_) => {}
             }
         }
-        if volume.is_none() && !bases.contains(&i.id) {
+        if volume.is_none() && !bases.contains(&i.id) && !captured.contains(&i.id) {
             bad.push(format!("image {} ({}) is used by nothing", i.id, i.name));
         }
         // Data may be missing only where an error says so: an image being

@@ -32,6 +32,7 @@ pub mod messages;
 pub mod operations;
 pub mod qos_specs;
 pub mod quotas;
+pub mod reaper;
 pub mod rules;
 pub mod scheduler;
 pub mod services;
@@ -66,6 +67,12 @@ pub struct BackendConfig {
     pub max_over_subscription_ratio: f64,
     /// Percent of the total space kept free.
     pub reserved_percentage: u8,
+    /// How volumes are made from snapshots and other volumes, unless their
+    /// type says otherwise (`scoria:clone_strategy`).
+    pub clone_strategy: scoria_model::snapshot::CloneStrategy,
+    /// Longest chain of images a volume may stand on before its image is
+    /// marked `degraded`.
+    pub max_chain_depth: usize,
 }
 
 /// Everything the application layer needs to start.
@@ -123,6 +130,8 @@ impl Config {
                 availability_zone: "nova".into(),
                 max_over_subscription_ratio: 20.0,
                 reserved_percentage: 0,
+                clone_strategy: scoria_model::snapshot::CloneStrategy::Space,
+                max_chain_depth: scoria_model::snapshot::DEFAULT_MAX_CHAIN_DEPTH,
             }],
             data_dir,
             store: StoreOptions::default(),
@@ -208,9 +217,9 @@ pub struct App {
     /// Identity's in-memory state: token cache, password hasher, bootstrap
     /// outcome ([`App::bootstrap_info`]).
     pub identity: Arc<identity::IdentityState>,
-    /// The task refreshing the backends' capacity readings (started by
-    /// [`App::open`], stopped by [`App::shutdown`]).
-    refresher: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// Background tasks (the capacity refresher, the reaper): started by
+    /// [`App::open`], stopped by [`App::shutdown`].
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for App {
@@ -237,10 +246,17 @@ impl App {
     ) -> Result<App> {
         options.node_id = config.node_id.clone();
         let app = Self::assemble(config, fp, options).await?;
-        *app.refresher.lock().unwrap_or_else(|e| e.into_inner()) = Some(capacity::spawn_refresher(
-            app.env.clone(),
-            app.config.capacity_refresh,
-        ));
+        app.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend([
+                capacity::spawn_refresher(app.env.clone(), app.config.capacity_refresh),
+                reaper::spawn(
+                    app.env.clone(),
+                    app.engine.ended(),
+                    app.config.capacity_refresh,
+                ),
+            ]);
         identity::bootstrap(&app).await?;
         let resumed = app.engine.resume_all().await?;
         if !resumed.is_empty() {
@@ -305,7 +321,7 @@ impl App {
             config: Arc::new(config),
             env,
             engine,
-            refresher: Arc::default(),
+            tasks: Arc::default(),
         })
     }
 
@@ -315,11 +331,11 @@ impl App {
 
     /// Stop at the next step boundary; unfinished flows resume at next start.
     pub async fn shutdown(&self, grace: Duration) {
-        if let Some(task) = self
-            .refresher
+        for task in self
+            .tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .take()
+            .drain(..)
         {
             task.abort();
         }

@@ -38,6 +38,8 @@ pub const UNKNOWN_ACTION: Action = Action("000", "unknown action");
 pub const SCHEDULE_ALLOCATE_VOLUME: Action = Action("001", "schedule allocate volume");
 pub const EXTEND_VOLUME: Action = Action("007", "extend volume");
 pub const CREATE_VOLUME_FROM_BACKEND: Action = Action("008", "create volume from backend storage");
+pub const SNAPSHOT_CREATE: Action = Action("018", "create snapshot");
+pub const REVERT_VOLUME: Action = Action("029", "revert volume to snapshot");
 /// Cinder has no action for a failed delete; Scoria's own ids are in the 900s,
 /// clear of Cinder's sequential numbering.
 pub const DELETE_VOLUME: Action = Action("900", "delete volume");
@@ -47,8 +49,11 @@ pub const NO_BACKEND_AVAILABLE: Detail =
     Detail("003", "Could not find any available weighted backend.");
 pub const DRIVER_FAILED_EXTEND: Detail = Detail("010", "Volume Driver failed to extend volume.");
 pub const DRIVER_FAILED_CREATE: Detail = Detail("012", "Driver failed to create the volume.");
+pub const SNAPSHOT_CREATE_ERROR: Detail = Detail("013", "Snapshot failed to create.");
 pub const DRIVER_FAILED_DELETE: Detail =
     Detail("900", "Volume Driver failed to delete the volume.");
+pub const DRIVER_FAILED_REVERT: Detail =
+    Detail("901", "Volume Driver failed to revert the volume to the snapshot.");
 
 /// Record that an operation on a volume failed, inside the caller's
 /// transaction. `request_id`: the request that started the operation.
@@ -60,14 +65,39 @@ pub(crate) async fn record_volume_failure(
     action: Action,
     detail: Detail,
 ) -> Result<(), StoreError> {
+    record_failure(conn, project_id, "VOLUME", &volume.to_string(), request_id, action, detail).await
+}
+
+/// Record that an operation on a snapshot failed, inside the caller's
+/// transaction.
+pub(crate) async fn record_snapshot_failure(
+    conn: &mut Conn,
+    project_id: &str,
+    snapshot: scoria_model::SnapshotId,
+    request_id: &str,
+    action: Action,
+    detail: Detail,
+) -> Result<(), StoreError> {
+    record_failure(conn, project_id, "SNAPSHOT", &snapshot.to_string(), request_id, action, detail).await
+}
+
+async fn record_failure(
+    conn: &mut Conn,
+    project_id: &str,
+    resource_type: &str,
+    resource: &str,
+    request_id: &str,
+    action: Action,
+    detail: Detail,
+) -> Result<(), StoreError> {
     let now = chrono::Utc::now();
     let m = Message {
         id: MessageId::new(),
         project_id: project_id.to_owned(),
         request_id: request_id.to_owned(),
-        resource_type: Some("VOLUME".into()),
-        resource_uuid: Some(volume.to_string()),
-        event_id: format!("VOLUME_VOLUME_{}_{}", action.0, detail.0),
+        resource_type: Some(resource_type.into()),
+        resource_uuid: Some(resource.to_owned()),
+        event_id: format!("VOLUME_{resource_type}_{}_{}", action.0, detail.0),
         message_level: "ERROR".into(),
         user_message: format!("{}:{}", action.1, detail.1),
         created_at: scoria_store::format_time(now),

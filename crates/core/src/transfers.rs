@@ -176,7 +176,7 @@ pub(crate) async fn offer(
             volume.id
         )));
     }
-    crate::rules::volumes::assert_not_being_cloned(conn, volume.id, "transferred").await?;
+    crate::rules::volumes::assert_not_held(conn, volume.id, "transferred").await?;
     let auth_key = random_hex();
     let salt = random_hex();
     let transfer = Transfer {

@@ -65,6 +65,8 @@ pub struct Backend {
     pub reserved_percentage: Option<u8>,
     pub fsync: Option<bool>,
     pub capacity_gib: Option<u64>,
+    pub clone_strategy: Option<String>,
+    pub max_chain_depth: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +218,7 @@ fn backend(b: Backend, data_dir: &Path) -> Result<BackendConfig> {
     if reserved > 100 {
         bail!("backend {}: reserved_percentage must be 0..=100", b.name);
     }
+    let name = b.name.clone();
     Ok(BackendConfig {
         name: b.name,
         driver,
@@ -228,6 +231,18 @@ fn backend(b: Backend, data_dir: &Path) -> Result<BackendConfig> {
         availability_zone: b.availability_zone.unwrap_or_else(|| "nova".into()),
         max_over_subscription_ratio: ratio,
         reserved_percentage: reserved,
+        clone_strategy: b
+            .clone_strategy
+            .as_deref()
+            .unwrap_or("space")
+            .parse()
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("backend {}: clone_strategy (space, performance)", name))?,
+        max_chain_depth: match b.max_chain_depth {
+            Some(0) => bail!("backend {name}: max_chain_depth must be at least 1"),
+            Some(d) => d,
+            None => scoria_model::snapshot::DEFAULT_MAX_CHAIN_DEPTH,
+        },
     })
 }
 

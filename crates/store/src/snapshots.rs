@@ -174,6 +174,20 @@ pub async fn snapshot_readers(conn: &mut Conn, snapshot: SnapshotId) -> Result<V
     rows.iter().map(|s| parse("volume id", s)).collect()
 }
 
+/// Hold a snapshot a new volume is about to read: succeeds (true) only while
+/// it is `available`. It changes nothing but writes the row (see
+/// `volumes::volume_hold_for_read` for why): a delete changes the status
+/// first and then asks [`snapshot_readers`], so one of the two sees the other.
+pub async fn snapshot_hold_for_read(conn: &mut Conn, id: SnapshotId) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE snapshots SET updated_at = updated_at WHERE id = $1 AND status = 'available'",
+    )
+    .bind(id.to_string())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Move a snapshot to `to` if it is in one of `from` (any status when empty);
 /// `flow`, when given, becomes its last flow. Reports whether it moved.
 pub async fn snapshot_set_status(

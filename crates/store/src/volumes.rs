@@ -245,6 +245,27 @@ pub async fn volume_set_image(
     Ok(r.rows_affected() == 1)
 }
 
+/// Switch a volume from its active image `from` to `to`, only while `from`
+/// is still its active image (a snapshot, a clone by overlay or a revert
+/// switching it); reports whether it switched.
+pub async fn volume_switch_image(
+    conn: &mut Conn,
+    id: VolumeId,
+    from: ImageId,
+    to: ImageId,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE volumes SET image_id = $3, updated_at = $4 WHERE id = $1 AND image_id = $2",
+    )
+    .bind(id.to_string())
+    .bind(from.to_string())
+    .bind(to.to_string())
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Hold a volume that a clone is about to read: succeeds (true) only while it
 /// is `available` or `in-use`. It changes nothing, but it writes the row, so on
 /// PostgreSQL it waits for (and then re-reads) a concurrent change of the

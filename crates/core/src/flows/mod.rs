@@ -12,6 +12,7 @@ use crate::error::Error;
 
 pub mod group_create_from_src;
 pub mod group_delete;
+pub mod snapshot_create;
 pub mod volume_create;
 pub mod volume_delete;
 pub mod volume_extend;
@@ -23,17 +24,7 @@ pub fn register(engine: &Engine<Env>) {
     engine.register::<volume_extend::VolumeExtend>();
     engine.register::<group_delete::GroupDelete>();
     engine.register::<group_create_from_src::GroupCreateFromSrc>();
-}
-
-/// After a step changed what `backend` holds: read its capacity again for
-/// the scheduler (outside any transaction; see `crate::capacity`). A failure
-/// only costs freshness, so it is logged, not returned.
-pub(crate) async fn refresh_capacity(env: &Env, backend: &str) {
-    if let Some(b) = env.backends.get(backend)
-        && let Err(e) = b.refresh_capacity().await
-    {
-        tracing::warn!(backend, error = %e.chain(), "capacity not refreshed");
-    }
+    engine.register::<snapshot_create::SnapshotCreate>();
 }
 
 /// A storage failure as a step error: the user reads `what failed`, the log

@@ -395,7 +395,7 @@ async fn create_on_backend(cx: &Cx<VolumeCreate>) -> Result<Value, StepError> {
             .await
             .map_err(|e| storage_error("copy the source volume", e))?,
     }
-    crate::flows::refresh_capacity(&cx.env, &place.backend).await;
+    crate::capacity::refresh(&cx.env, &place.backend).await;
     Ok(Value::Null)
 }
 

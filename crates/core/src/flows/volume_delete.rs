@@ -184,7 +184,7 @@ async fn begin_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, Step
         .into());
     }
     // Even a forced delete waits for the copies being made of the volume.
-    crate::rules::volumes::assert_not_being_cloned(c, v.id, "deleted").await?;
+    crate::rules::volumes::assert_not_held(c, v.id, "deleted").await?;
     let prior_status = if v.status == VolumeStatus::AwaitingTransfer {
         transfers::transfer_delete_for_volume(c, v.id).await?;
         VolumeStatus::Available
@@ -258,7 +258,7 @@ async fn delete_on_backend(cx: &Cx<VolumeDelete>) -> Result<Value, StepError> {
             .delete(&location)
             .await
             .map_err(|e| storage_error("delete the volume", e))?;
-        crate::flows::refresh_capacity(&cx.env, &backend).await;
+        crate::capacity::refresh(&cx.env, &backend).await;
     }
     Ok(Value::Null)
 }

@@ -126,7 +126,7 @@ async fn begin_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, Step
         ))
         .into());
     }
-    crate::rules::volumes::assert_not_being_cloned(c, v.id, "extended").await?;
+    crate::rules::volumes::assert_not_held(c, v.id, "extended").await?;
     let image = crate::rules::images::active_image(c, &v).await?;
     let begun = Begun {
         project_id: v.project_id,
@@ -211,7 +211,7 @@ async fn extend_on_backend(cx: &Cx<VolumeExtend>) -> Result<Value, StepError> {
         .extend(&location, cx.params.new_size as u64 * GIB)
         .await
         .map_err(|e| storage_error("extend the volume", e))?;
-    crate::flows::refresh_capacity(&cx.env, &backend).await;
+    crate::capacity::refresh(&cx.env, &backend).await;
     Ok(Value::Null)
 }
 

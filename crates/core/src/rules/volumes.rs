@@ -1,7 +1,7 @@
 //! A volume as the caller may see it, and the rules that keep a volume
 //! readable while it is being copied (see `flows::volume_create`'s module
 //! doc): every flow that would change or remove a volume asks
-//! [`assert_not_being_cloned`] in its own first transaction.
+//! [`assert_not_held`] in its own first transaction.
 
 use scoria_model::VolumeId;
 use scoria_model::VolumeTypeId;
@@ -33,24 +33,30 @@ pub(crate) async fn visible(conn: &mut Conn, ctx: &Context, id: VolumeId) -> Res
     }
 }
 
-/// Refuse to make `id` unreadable (`what`: "deleted", "extended", …) while
-/// volumes are being created from it. Asked inside the transaction that
-/// changes `id`, after its status change (see
+/// Refuse to change `id` (`what`: "deleted", "extended", …) while it is held:
+/// volumes are being created from it (they read its image, and a clone by
+/// overlay switches its active image), or a snapshot of it is being taken
+/// (which freezes its active image and switches it to a new overlay). Asked
+/// inside the transaction that changes `id`, after its status change (see
 /// `scoria_store::volumes::volume_hold_for_read` for why that order).
-pub(crate) async fn assert_not_being_cloned(
-    conn: &mut Conn,
-    id: VolumeId,
-    what: &str,
-) -> Result<()> {
+pub(crate) async fn assert_not_held(conn: &mut Conn, id: VolumeId, what: &str) -> Result<()> {
     let clones = store::volume_clones_in_progress(conn, id).await?;
-    if clones.is_empty() {
-        return Ok(());
+    if !clones.is_empty() {
+        let clones: Vec<String> = clones.iter().map(ToString::to_string).collect();
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: Volume {id} is in use: it is being copied to create volume {}; it cannot be {what} until then.",
+            clones.join(", ")
+        )));
     }
-    let clones: Vec<String> = clones.iter().map(ToString::to_string).collect();
-    Err(Error::InvalidState(format!(
-        "Invalid volume: Volume {id} is in use: it is being copied to create volume {}; it cannot be {what} until then.",
-        clones.join(", ")
-    )))
+    let snapshots = scoria_store::snapshots::snapshot_list_creating_for_volume(conn, id).await?;
+    if !snapshots.is_empty() {
+        let snapshots: Vec<String> = snapshots.iter().map(ToString::to_string).collect();
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: Volume {id} is in use: snapshot {} of it is being taken; it cannot be {what} until then.",
+            snapshots.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// Scoria does not encrypt volumes yet: refuse a type that asks for it, so

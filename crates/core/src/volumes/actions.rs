@@ -11,7 +11,7 @@ use scoria_store::{flows as flow_store, transfers as transfer_store};
 use crate::App;
 use crate::context::{Context, Op};
 use crate::error::{Error, Result};
-use crate::rules::volumes::{assert_not_being_cloned, visible};
+use crate::rules::volumes::{assert_not_held, visible};
 
 /// Set or clear the bootable flag.
 pub async fn set_bootable(app: &App, ctx: &Context, id: VolumeId, bootable: bool) -> Result<()> {
@@ -88,7 +88,7 @@ pub async fn reset_status(
     if let Some(s) = status
         && !VolumeStatus::READABLE.contains(&s)
     {
-        assert_not_being_cloned(&mut tx, id, &format!("reset to {s}")).await?;
+        assert_not_held(&mut tx, id, &format!("reset to {s}")).await?;
     }
     tx.commit().await.map_err(scoria_store::StoreError::from)?;
     Ok(())
