@@ -122,7 +122,10 @@ fn check_snapshots(
             bad.push(format!("snapshot {} still points at a reservation", s.id));
         }
         match volumes.get(&s.volume_id) {
-            None => bad.push(format!("snapshot {} is of missing volume {}", s.id, s.volume_id)),
+            None => bad.push(format!(
+                "snapshot {} is of missing volume {}",
+                s.id, s.volume_id
+            )),
             Some(v) if v.project_id != s.project_id => bad.push(format!(
                 "snapshot {} of project {} is of volume {} of project {}",
                 s.id, s.project_id, v.id, v.project_id
@@ -140,7 +143,10 @@ fn check_snapshots(
             None => bad.push(format!("snapshot {} has missing image {image}", s.id)),
             Some(i) => {
                 if i.mutable {
-                    bad.push(format!("snapshot {}'s image {image} can still change", s.id));
+                    bad.push(format!(
+                        "snapshot {}'s image {image} can still change",
+                        s.id
+                    ));
                 }
                 if i.state != ImageState::Ready {
                     bad.push(format!("snapshot {}'s image {image} is {}", s.id, i.state));

@@ -246,17 +246,14 @@ impl App {
     ) -> Result<App> {
         options.node_id = config.node_id.clone();
         let app = Self::assemble(config, fp, options).await?;
-        app.tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend([
-                capacity::spawn_refresher(app.env.clone(), app.config.capacity_refresh),
-                reaper::spawn(
-                    app.env.clone(),
-                    app.engine.ended(),
-                    app.config.capacity_refresh,
-                ),
-            ]);
+        app.tasks.lock().unwrap_or_else(|e| e.into_inner()).extend([
+            capacity::spawn_refresher(app.env.clone(), app.config.capacity_refresh),
+            reaper::spawn(
+                app.env.clone(),
+                app.engine.ended(),
+                app.config.capacity_refresh,
+            ),
+        ]);
         identity::bootstrap(&app).await?;
         let resumed = app.engine.resume_all().await?;
         if !resumed.is_empty() {

@@ -52,8 +52,10 @@ pub const DRIVER_FAILED_CREATE: Detail = Detail("012", "Driver failed to create 
 pub const SNAPSHOT_CREATE_ERROR: Detail = Detail("013", "Snapshot failed to create.");
 pub const DRIVER_FAILED_DELETE: Detail =
     Detail("900", "Volume Driver failed to delete the volume.");
-pub const DRIVER_FAILED_REVERT: Detail =
-    Detail("901", "Volume Driver failed to revert the volume to the snapshot.");
+pub const DRIVER_FAILED_REVERT: Detail = Detail(
+    "901",
+    "Volume Driver failed to revert the volume to the snapshot.",
+);
 
 /// Record that an operation on a volume failed, inside the caller's
 /// transaction. `request_id`: the request that started the operation.
@@ -65,7 +67,16 @@ pub(crate) async fn record_volume_failure(
     action: Action,
     detail: Detail,
 ) -> Result<(), StoreError> {
-    record_failure(conn, project_id, "VOLUME", &volume.to_string(), request_id, action, detail).await
+    record_failure(
+        conn,
+        project_id,
+        "VOLUME",
+        &volume.to_string(),
+        request_id,
+        action,
+        detail,
+    )
+    .await
 }
 
 /// Record that an operation on a snapshot failed, inside the caller's
@@ -78,7 +89,16 @@ pub(crate) async fn record_snapshot_failure(
     action: Action,
     detail: Detail,
 ) -> Result<(), StoreError> {
-    record_failure(conn, project_id, "SNAPSHOT", &snapshot.to_string(), request_id, action, detail).await
+    record_failure(
+        conn,
+        project_id,
+        "SNAPSHOT",
+        &snapshot.to_string(),
+        request_id,
+        action,
+        detail,
+    )
+    .await
 }
 
 async fn record_failure(

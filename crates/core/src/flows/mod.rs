@@ -13,18 +13,22 @@ use crate::error::Error;
 pub mod group_create_from_src;
 pub mod group_delete;
 pub mod snapshot_create;
+pub mod snapshot_delete;
 pub mod volume_create;
 pub mod volume_delete;
 pub mod volume_extend;
+pub mod volume_revert;
 
 /// Make every flow kind resumable.
 pub fn register(engine: &Engine<Env>) {
     engine.register::<volume_create::VolumeCreate>();
     engine.register::<volume_delete::VolumeDelete>();
     engine.register::<volume_extend::VolumeExtend>();
+    engine.register::<volume_revert::VolumeRevert>();
     engine.register::<group_delete::GroupDelete>();
     engine.register::<group_create_from_src::GroupCreateFromSrc>();
     engine.register::<snapshot_create::SnapshotCreate>();
+    engine.register::<snapshot_delete::SnapshotDelete>();
 }
 
 /// A storage failure as a step error: the user reads `what failed`, the log

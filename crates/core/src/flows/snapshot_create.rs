@@ -326,7 +326,13 @@ async fn switch(cx: &Cx<SnapshotCreate>, c: &mut Conn) -> Result<Value, StepErro
     let p = &cx.params;
     let plan: Plan = cx.output("create_entry")?;
     images::image_freeze(c, plan.base_id).await?;
-    images::image_set_state(c, plan.overlay_id, &[ImageState::Creating], ImageState::Ready).await?;
+    images::image_set_state(
+        c,
+        plan.overlay_id,
+        &[ImageState::Creating],
+        ImageState::Ready,
+    )
+    .await?;
     if !volumes::volume_switch_image(c, p.volume_id, plan.base_id, plan.overlay_id).await? {
         return Err(Error::InvalidState(format!(
             "Invalid volume: Volume {} changed its data while it was being snapshotted.",
@@ -439,9 +445,14 @@ mod tests {
                 }
                 let told = w.messages_about(e, self.snapshot).await?;
                 if told != usize::from(status == Some(Error)) {
-                    return Err(format!("snapshot is {status:?} and {told} messages tell of it"));
+                    return Err(format!(
+                        "snapshot is {status:?} and {told} messages tell of it"
+                    ));
                 }
-                let v = w.volume(e, self.volume).await?.ok_or("the volume is gone")?;
+                let v = w
+                    .volume(e, self.volume)
+                    .await?
+                    .ok_or("the volume is gone")?;
                 if v.status != VolumeStatus::Available {
                     return Err(format!("the volume is {}", v.status));
                 }

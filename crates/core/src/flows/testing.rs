@@ -137,6 +137,31 @@ impl World {
             .await;
     }
 
+    /// Take a snapshot of `volume` with the snapshot flow.
+    pub async fn create_snapshot(
+        &self,
+        e: &Engine<Env>,
+        id: scoria_model::SnapshotId,
+        volume: VolumeId,
+    ) {
+        self.run::<super::snapshot_create::SnapshotCreate>(
+            e,
+            super::snapshot_create::Params {
+                snapshot_id: id,
+                project_id: PROJECT.into(),
+                user_id: USER.into(),
+                volume_id: volume,
+                name: Some("s".into()),
+                description: None,
+                metadata: Default::default(),
+                allow_in_use: false,
+                request_id: Some("req-test".into()),
+            },
+            "a snapshot",
+        )
+        .await;
+    }
+
     /// The file of a volume's active image, as its image record names it.
     pub async fn image_of(&self, e: &Engine<Env>, volume: VolumeId) -> std::path::PathBuf {
         let mut c = e.store().read().await.expect("read");
