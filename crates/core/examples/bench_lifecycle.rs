@@ -103,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
             let mut lat = Vec::new();
             for id in ids {
                 let t = Instant::now();
-                volumes::delete(&app, &ctx, id, false)
+                volumes::delete(&app, &ctx, id, false, false)
                     .await
                     .expect("delete");
                 volumes::wait_settled(&app, id).await.expect("settle");

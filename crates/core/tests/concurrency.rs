@@ -214,7 +214,7 @@ async fn lifecycle_through_the_application_layer() {
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
-        volumes::delete(&app, &other, id, false).await,
+        volumes::delete(&app, &other, id, false, false).await,
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
@@ -242,11 +242,11 @@ async fn lifecycle_through_the_application_layer() {
     let mut reader = ctx.clone();
     reader.roles = ["reader".to_string()].into();
     assert!(matches!(
-        volumes::delete(&app, &reader, id, false).await,
+        volumes::delete(&app, &reader, id, false, false).await,
         Err(Error::Forbidden(_))
     ));
     assert!(matches!(
-        volumes::delete(&app, &ctx, id, true).await,
+        volumes::delete(&app, &ctx, id, true, false).await,
         Err(Error::Forbidden(_))
     ));
     // Attached volumes cannot be deleted, even forced.
@@ -261,7 +261,7 @@ async fn lifecycle_through_the_application_layer() {
     .await
     .unwrap();
     assert!(matches!(
-        volumes::delete(&app, &admin(), id, true).await,
+        volumes::delete(&app, &admin(), id, true, false).await,
         Err(Error::InvalidState(_))
     ));
     volumes::reset_status(
@@ -274,7 +274,7 @@ async fn lifecycle_through_the_application_layer() {
     )
     .await
     .unwrap();
-    volumes::delete(&app, &ctx, id, false).await.unwrap();
+    volumes::delete(&app, &ctx, id, false, false).await.unwrap();
     volumes::wait_settled(&app, id).await.unwrap();
     assert!(matches!(
         volumes::get(&app, &ctx, id).await,

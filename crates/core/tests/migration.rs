@@ -130,7 +130,7 @@ async fn a_release_7_data_directory_migrates_and_every_volume_reads_and_deletes(
             .await
             .expect("reset");
         }
-        volumes::delete(&app, &ctx, v.id, true)
+        volumes::delete(&app, &ctx, v.id, true, false)
             .await
             .unwrap_or_else(|e| panic!("delete of a {} volume: {e:?}", v.status));
         volumes::wait_settled(&app, v.id).await.expect("settle");

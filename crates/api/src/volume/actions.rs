@@ -113,7 +113,7 @@ async fn reset_status(c: Call<'_, VolumeId>) -> ApiResult<Response> {
 
 /// `os-force_delete` (202).
 async fn force_delete(c: Call<'_, VolumeId>) -> ApiResult<Response> {
-    volumes::delete(c.app, c.ctx, c.id, true).await?;
+    volumes::delete(c.app, c.ctx, c.id, true, false).await?;
     accepted()
 }
 

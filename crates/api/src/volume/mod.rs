@@ -48,13 +48,19 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let vol = body::object(&body, "volume")?;
     let size = body::int(vol, "size")?;
+    // A volume from a snapshot: Cinder's schema wants a UUID (400); an unknown
+    // or invisible one is a 404.
+    let snapshot_id = body::opt_str(vol, "snapshot_id")?
+        .map(|s| {
+            s.parse::<scoria_model::SnapshotId>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Invalid input for field/attribute snapshot_id. Value: {s}. '{s}' is not a 'uuid'"
+                ))
+            })
+        })
+        .transpose()?;
     // Sources Scoria cannot copy from yet. A source that does not exist is a
     // 404, as Cinder answers; one that exists would be refused as not supported.
-    if let Some(s) = body::opt_str(vol, "snapshot_id")? {
-        return Err(ApiError::not_found(format!(
-            "Snapshot {s} could not be found."
-        )));
-    }
     if let Some(s) = body::opt_str(vol, "backup_id")? {
         return Err(ApiError::not_found(format!(
             "Backup {s} could not be found."
@@ -91,7 +97,7 @@ pub async fn create(
         })?),
         _ => None,
     };
-    if size.is_none() && source_volid.is_none() {
+    if size.is_none() && source_volid.is_none() && snapshot_id.is_none() {
         return Err(ApiError::bad_request(
             "Invalid input for field/attribute size. Value: None. None is not of type 'integer', 'string'.",
         ));
@@ -109,6 +115,7 @@ pub async fn create(
         description,
         size,
         source_volid,
+        snapshot_id,
         availability_zone: body::opt_str(vol, "availability_zone")?,
         volume_type: body::opt_str(vol, "volume_type")?,
         metadata: body::opt_metadata(vol, "metadata")?.unwrap_or_default(),
@@ -329,10 +336,10 @@ pub async fn delete(
     q: Params,
 ) -> ApiResult<StatusCode> {
     let id = path_id(&path)?;
-    // `cascade` also deletes snapshots; there are none to delete yet.
-    let _cascade = q.flag("cascade")?;
+    // `cascade` deletes the volume's snapshots with it.
+    let cascade = q.flag("cascade")?;
     let force = q.flag("force")?;
-    volumes::delete(&state.app, &ctx, id, force).await?;
+    volumes::delete(&state.app, &ctx, id, force, cascade).await?;
     Ok(StatusCode::ACCEPTED)
 }
 

@@ -248,6 +248,7 @@ async fn start_clones(cx: &Cx<GroupCreateFromSrc>) -> Result<Value, StepError> {
             metadata: BTreeMap::new(),
             request_id: p.request_id.clone(),
             source_volid: Some(cl.source),
+            snapshot_id: None,
             group_id: Some(p.group_id),
         })?;
         match h.wait_step("commit_quota").await {
@@ -287,6 +288,7 @@ async fn delete_clones(cx: &Cx<GroupCreateFromSrc>) -> Result<(), StepError> {
                     force: false,
                     request_id: cx.params.request_id.clone(),
                     group_id: Some(cx.params.group_id),
+                    cascade: false,
                 })?,
             );
         }

@@ -154,6 +154,14 @@ async fn begin_delete(cx: &Cx<GroupDelete>, c: &mut Conn) -> Result<Value, StepE
                 "Volume {vid} in group {id} is being copied to volume {clone}."
             )));
         }
+        if !scoria_store::snapshots::snapshot_list_for_volume(c, *vid)
+            .await?
+            .is_empty()
+        {
+            return Err(invalid_group(format!(
+                "Volume {vid} in group {id} still has dependent snapshots."
+            )));
+        }
         crate::rules::hosts::assert_not_frozen(c, v.backend.as_deref()).await?;
     }
     let flow = cx.flow_id.to_string();
@@ -208,6 +216,7 @@ async fn delete_volumes(cx: &Cx<GroupDelete>) -> Result<Value, StepError> {
                     force: false,
                     request_id: cx.params.request_id.clone(),
                     group_id: Some(id),
+                    cascade: false,
                 })?,
             );
         }

@@ -80,6 +80,7 @@ pub fn create_params(volume: VolumeId, size: i64) -> volume_create::Params {
         request_id: Some("req-test".into()),
         group_id: None,
         source_volid: None,
+        snapshot_id: None,
     }
 }
 

@@ -9,6 +9,12 @@
 //!   once the backend was touched
 //! ```
 //!
+//! A volume's snapshots are deleted with it only with `cascade` (Cinder's);
+//! without it, a volume with snapshots is refused. Its active image's data is
+//! removed here; the images under it (the snapshots' frozen layers) are freed
+//! by the reaper once nothing uses them — at once, unless a volume made from
+//! one of the snapshots still stands on it.
+//!
 //! Refused (before anything changes) while the volume is attached, on a frozen
 //! backend, in a transitional status, owned by another running flow, read by a
 //! clone being created from it (even with `force`), or (without `force`) in a
@@ -24,9 +30,10 @@
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
 use scoria_model::flow::FlowState;
 use scoria_model::image::ImageState;
+use scoria_model::snapshot::SnapshotStatus;
 use scoria_model::volume::{AttachStatus, VolumeStatus};
-use scoria_model::{GroupId, ImageId, VolumeId};
-use scoria_store::{Conn, flows as flow_store, images, quotas, transfers, volumes};
+use scoria_model::{GroupId, ImageId, SnapshotId, VolumeId};
+use scoria_store::{Conn, flows as flow_store, images, quotas, snapshots, transfers, volumes};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -48,6 +55,10 @@ pub struct Params {
     /// `group_delete` flow): only then may a member of a group be deleted.
     #[serde(default)]
     pub group_id: Option<GroupId>,
+    /// Delete the volume's snapshots with it (Cinder's `cascade`); without
+    /// it, a volume with snapshots is not deleted.
+    #[serde(default)]
+    pub cascade: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -55,6 +66,10 @@ struct Begun {
     /// The status an undo puts back (the prior one, but `available` for a
     /// volume whose transfer offer this delete voided).
     prior_status: VolumeStatus,
+    /// The snapshots deleted with the volume (`cascade`), with the status an
+    /// undo puts back.
+    #[serde(default)]
+    snapshots: Vec<(SnapshotId, SnapshotStatus)>,
     /// The backend and name of the volume's active image.
     backend: Option<String>,
     location: Option<String>,
@@ -185,6 +200,37 @@ async fn begin_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, Step
     }
     // Even a forced delete waits for the copies being made of the volume.
     crate::rules::volumes::assert_not_held(c, v.id, "deleted").await?;
+    // Its snapshots go with it only when asked (Cinder's `cascade`), and only
+    // those that may be deleted.
+    let mut cascaded = Vec::new();
+    let snaps = snapshots::snapshot_list_for_volume(c, v.id).await?;
+    if !snaps.is_empty() && !p.cascade {
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: Volume {} still has {} dependent snapshots.",
+            v.id,
+            snaps.len()
+        ))
+        .into());
+    }
+    for s in snaps {
+        if !SnapshotStatus::DELETABLE.contains(&s.status) && !p.force {
+            return Err(Error::InvalidState(format!(
+                "Invalid volume: Snapshot {} of volume {} is {}; it must be available or error to be deleted with the volume.",
+                s.id, v.id, s.status
+            ))
+            .into());
+        }
+        if !snapshots::snapshot_readers(c, s.id).await?.is_empty() {
+            return Err(Error::InvalidState(format!(
+                "Invalid volume: Snapshot {} of volume {} is being read to make a volume.",
+                s.id, v.id
+            ))
+            .into());
+        }
+        snapshots::snapshot_set_status(c, s.id, &[s.status], SnapshotStatus::Deleting, None)
+            .await?;
+        cascaded.push((s.id, s.status));
+    }
     let prior_status = if v.status == VolumeStatus::AwaitingTransfer {
         transfers::transfer_delete_for_volume(c, v.id).await?;
         VolumeStatus::Available
@@ -199,6 +245,7 @@ async fn begin_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, Step
     }
     let begun = Begun {
         prior_status,
+        snapshots: cascaded,
         backend: image.as_ref().map(|i| i.backend.clone()),
         location: image.as_ref().map(|i| i.name.clone()),
         image_id: image.as_ref().map(|i| i.id),
@@ -219,6 +266,10 @@ async fn abort_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<(), StepErr
         begun.prior_status
     };
     let id = cx.params.volume_id;
+    for (s, prior) in &begun.snapshots {
+        // The snapshots' data was not touched: they are as they were.
+        snapshots::snapshot_set_status(c, *s, &[SnapshotStatus::Deleting], *prior, None).await?;
+    }
     let moved = volumes::volume_set_status(c, id, &[VolumeStatus::Deleting], to).await?;
     if moved
         && !touched
@@ -267,6 +318,12 @@ async fn remove_entry(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, Step
     let image = volumes::volume_get(c, cx.params.volume_id)
         .await?
         .and_then(|v| v.image_id);
+    // The cascaded snapshots leave with the volume; the images they and the
+    // volume stood on are freed by the reaper once nothing uses them.
+    let begun: Begun = cx.output("begin_delete")?;
+    for (s, _) in &begun.snapshots {
+        snapshots::snapshot_delete(c, *s).await?;
+    }
     if !volumes::volume_delete(c, cx.params.volume_id).await? {
         return Err(Error::InvalidState(format!(
             "Volume {} is no longer being deleted.",
@@ -328,6 +385,7 @@ mod tests {
                 force: self.offered,
                 request_id: Some("req-test".into()),
                 group_id: None,
+                cascade: false,
             }
         }
 

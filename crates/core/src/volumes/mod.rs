@@ -54,6 +54,8 @@ pub struct CreateRequest {
     pub size: Option<i64>,
     /// Make the volume a copy of this one (Cinder's `source_volid`).
     pub source_volid: Option<VolumeId>,
+    /// Make the volume from this snapshot (Cinder's `snapshot_id`).
+    pub snapshot_id: Option<scoria_model::SnapshotId>,
     pub availability_zone: Option<String>,
     /// Name or id of a volume type; the default type when absent.
     pub volume_type: Option<String>,
@@ -128,15 +130,21 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
             "The scheduler service is disabled: no volume can be created until an administrator enables it.".into(),
         ));
     }
-    let source = match req.source_volid {
-        Some(id) => Some(clone_source(&mut conn, ctx, id).await?),
-        None => None,
+    let source = match (req.source_volid, req.snapshot_id) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Invalid(
+                "Invalid input received: a volume is made from one source at most: give source_volid or snapshot_id, not both.".into(),
+            ));
+        }
+        (Some(id), None) => Some(Origin::of_volume(clone_source(&mut conn, ctx, id).await?)),
+        (None, Some(id)) => Some(snapshot_source(&mut conn, ctx, id).await?),
+        (None, None) => None,
     };
     let size = match (req.size, &source) {
         (Some(size), Some(src)) if size < src.size => {
             return Err(Error::Invalid(format!(
-                "Invalid input received: Volume size {size}GB must not be smaller than the source volume size {}GB.",
-                src.size
+                "Invalid input received: Volume size {size}GB must not be smaller than the {} size {}GB.",
+                src.what, src.size
             )));
         }
         (Some(size), _) => size,
@@ -158,8 +166,8 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
                 && *az != src.availability_zone
             {
                 return Err(Error::Invalid(format!(
-                    "Invalid input received: Volume must be in the same availability zone as the source volume ({}), not {az}.",
-                    src.availability_zone
+                    "Invalid input received: Volume must be in the same availability zone as the {} ({}), not {az}.",
+                    src.what, src.availability_zone
                 )));
             }
             let type_id = match req.volume_type.as_deref() {
@@ -176,8 +184,8 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
             (Some(src.availability_zone.clone()), type_id, src.bootable)
         }
     };
-    // A group's volume goes to the group's zone and backend; a clone is made
-    // on its source's backend, so the two must be the same.
+    // A group's volume goes to the group's zone and backend; a volume made
+    // from a source is made on its source's backend, so the two must agree.
     let availability_zone = match req.group_id {
         Some(g) => {
             let zone = crate::rules::groups::check_volume_create(
@@ -192,7 +200,8 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
                 let backend = crate::rules::groups::backend_of(&mut conn, Some(g)).await?;
                 if src.backend != backend {
                     return Err(Error::Invalid(format!(
-                        "Invalid input received: source volume {} is on backend {}, and the volumes of group {g} on backend {}.",
+                        "Invalid input received: {} {} is on backend {}, and the volumes of group {g} on backend {}.",
+                        src.what,
                         src.id,
                         src.backend.as_deref().unwrap_or("(none)"),
                         backend.as_deref().unwrap_or("(none)")
@@ -221,6 +230,7 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
         request_id: Some(ctx.request_id.clone()),
         group_id: req.group_id,
         source_volid: req.source_volid,
+        snapshot_id: req.snapshot_id,
     };
     let handle = app.engine.start::<volume_create::VolumeCreate>(params)?;
     handle
@@ -228,6 +238,61 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
         .await
         .map_err(from_outcome)?;
     get_unchecked(app, id).await
+}
+
+/// What a new volume is made from, as the API checks it.
+struct Origin {
+    /// "source volume" or "snapshot", for messages.
+    what: &'static str,
+    id: String,
+    size: i64,
+    availability_zone: String,
+    volume_type_id: VolumeTypeId,
+    backend: Option<String>,
+    bootable: bool,
+}
+
+impl Origin {
+    fn of_volume(v: Volume) -> Origin {
+        Origin {
+            what: "source volume",
+            id: v.id.to_string(),
+            size: v.size,
+            availability_zone: v.availability_zone,
+            volume_type_id: v.volume_type_id,
+            backend: v.backend,
+            bootable: v.bootable,
+        }
+    }
+}
+
+/// The snapshot a volume is made from, as the caller may see it, if it can be
+/// read now: it has its volume's zone, type, backend and bootable flag, and
+/// its own size. (The create flow checks its status again when it records the
+/// volume.)
+async fn snapshot_source(
+    conn: &mut Conn,
+    ctx: &Context,
+    id: scoria_model::SnapshotId,
+) -> Result<Origin> {
+    let s = crate::rules::snapshots::visible(conn, ctx, id).await?;
+    if s.status != scoria_model::snapshot::SnapshotStatus::Available {
+        return Err(crate::flows::volume_create::snapshot_not_readable(
+            id, s.status,
+        ));
+    }
+    let v = store::volume_get(conn, s.volume_id)
+        .await?
+        .ok_or_else(|| Error::volume_not_found(s.volume_id))?;
+    Ok(Origin {
+        what: "snapshot",
+        id: s.id.to_string(),
+        size: s.size,
+        availability_zone: v.availability_zone,
+        volume_type_id: s.volume_type_id,
+        backend: v.backend,
+        bootable: v.bootable,
+    })
 }
 
 /// The source of a clone, as the caller may see it, if it can be read now.
@@ -247,7 +312,7 @@ async fn type_fits_source(
     conn: &mut Conn,
     type_id: VolumeTypeId,
     type_name: &str,
-    src: &Volume,
+    src: &Origin,
 ) -> Result<()> {
     let specs = volume_types::volume_type_extra_specs_get(conn, type_id).await?;
     let candidates = crate::capacity::gather(&app.env, conn).await?;
@@ -374,7 +439,13 @@ pub async fn update(
 
 /// Delete a volume (`force`: admins, any status but attached). Returns once
 /// the volume is `deleting`; the rest runs on.
-pub async fn delete(app: &App, ctx: &Context, id: VolumeId, force: bool) -> Result<()> {
+pub async fn delete(
+    app: &App,
+    ctx: &Context,
+    id: VolumeId,
+    force: bool,
+    cascade: bool,
+) -> Result<()> {
     ctx.authorize(if force {
         Op::VolumeForceDelete
     } else {
@@ -396,6 +467,7 @@ pub async fn delete(app: &App, ctx: &Context, id: VolumeId, force: bool) -> Resu
         force,
         request_id: Some(ctx.request_id.clone()),
         group_id: None,
+        cascade,
     };
     let handle = app.engine.start::<volume_delete::VolumeDelete>(params)?;
     handle.wait_step("begin_delete").await.map_err(from_outcome)

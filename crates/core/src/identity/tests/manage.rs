@@ -219,7 +219,7 @@ async fn a_project_with_volumes_is_not_deleted() {
         .unwrap();
     let refused = project_delete(&w.app, &admin, p.id.as_str()).await;
     assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
-    crate::volumes::delete(&w.app, &alice, v.volume.id, false)
+    crate::volumes::delete(&w.app, &alice, v.volume.id, false, false)
         .await
         .unwrap();
     crate::volumes::wait_settled(&w.app, v.volume.id)

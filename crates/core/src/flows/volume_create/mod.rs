@@ -1,5 +1,6 @@
-//! Create a volume: blank, or a copy of another volume (a clone, Cinder's
-//! `source_volid`).
+//! Create a volume: blank, from another volume (a clone, Cinder's
+//! `source_volid`) or from a snapshot (`snapshot_id`); `source.rs` says how
+//! each is made (the space and performance strategies).
 //!
 //! ```text
 //!  reserve_quota ─► create_entry ─► commit_quota ─► schedule ─► create_on_backend ─► mark_available
@@ -20,8 +21,9 @@
 //! is `stuck` keeps holding its source until an admin force-deletes the clone.
 //! `schedule` places the clone on its source's backend only (the filters still
 //! apply: a full or disabled backend fails it like any create), and
-//! `create_on_backend` copies the source's image (`Driver::copy_from`),
-//! reporting its percent as the flow's progress.
+//! `create_on_backend` makes its data from the source's image: an overlay, or
+//! a copy (`Driver::copy_from`) reporting its percent as the flow's progress.
+//! A volume made from a snapshot is held and placed the same way.
 //!
 //! `schedule` also records the volume's image (`images`: backend, name,
 //! format, virtual size; state `creating`) and points the volume at it, in
@@ -47,15 +49,14 @@ use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
 use scoria_model::image::ImageState;
 use scoria_model::quota;
 use scoria_model::volume::{GIB, VolumeStatus};
-use scoria_model::{GroupId, ImageId, VolumeId, VolumeTypeId};
-use scoria_storage::{Format, ImageSpec};
-use scoria_store::volumes::Volume;
+use scoria_model::{GroupId, ImageId, SnapshotId, VolumeId, VolumeTypeId};
+use scoria_storage::Format;
 use scoria_store::{Conn, images, quotas, volume_types, volumes};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::Env;
 use crate::error::Error;
-use crate::{Env, flows::storage_error};
 use crate::{messages, scheduler};
 
 pub struct VolumeCreate;
@@ -87,6 +88,10 @@ pub struct Params {
     /// flag from there.
     #[serde(default)]
     pub source_volid: Option<VolumeId>,
+    /// The snapshot to make the volume from; `create_entry` holds it (it must
+    /// still be `available`).
+    #[serde(default)]
+    pub snapshot_id: Option<SnapshotId>,
     /// The group the volume is made in: `create_entry` records the membership
     /// (the group must still accept it) and `schedule` places the volume on
     /// the group's backend.
@@ -108,7 +113,15 @@ pub struct Placement {
     /// images were recorded: the migration gave those the volume's id).
     #[serde(default)]
     pub image_id: Option<ImageId>,
+    /// How the data is made from a source (absent in older flows, which
+    /// copied `source`).
+    #[serde(default)]
+    data: source::DataPlan,
 }
+
+mod source;
+
+pub(crate) use source::snapshot_not_readable;
 
 impl Flow for VolumeCreate {
     const KIND: &'static str = "volume_create";
@@ -171,10 +184,7 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
         return Err(crate::rules::types::type_not_found(p.volume_type_id).into());
     }
     crate::rules::volumes::refuse_encrypted(c, p.volume_type_id).await?;
-    let bootable = match p.source_volid {
-        Some(source) => hold_source(c, source).await?.bootable,
-        None => p.bootable,
-    };
+    let held = source::hold(cx, c).await?;
     volumes::volume_create(
         c,
         &volumes::NewVolume {
@@ -185,14 +195,14 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
             description: p.description.clone(),
             size: p.size,
             status: VolumeStatus::Creating,
-            bootable,
+            bootable: held.bootable,
             multiattach: p.multiattach,
             availability_zone: p
                 .availability_zone
                 .clone()
                 .unwrap_or_else(|| p.default_zone.clone()),
             volume_type_id: p.volume_type_id,
-            snapshot_id: None,
+            snapshot_id: p.snapshot_id.map(|s| s.to_string()),
             source_volid: p.source_volid.map(|s| s.to_string()),
             reservation_id: Some(reservation_id),
             last_flow_id: Some(cx.flow_id.to_string()),
@@ -204,20 +214,7 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
         crate::rules::groups::join_on_create(c, g, p.volume_id, &p.project_id, p.volume_type_id)
             .await?;
     }
-    Ok(Value::Null)
-}
-
-/// Hold a clone's source for reading (see the module doc): it must exist and be
-/// readable now, in this transaction.
-async fn hold_source(c: &mut Conn, source: VolumeId) -> Result<Volume, StepError> {
-    let held = volumes::volume_hold_for_read(c, source).await?;
-    let v = volumes::volume_get(c, source)
-        .await?
-        .ok_or_else(|| Error::volume_not_found(source))?;
-    if !held {
-        return Err(crate::rules::volumes::source_not_readable(&v).into());
-    }
-    Ok(v)
+    serde_json::to_value(held).map_err(|e| StepError::msg(e.to_string()))
 }
 
 /// Undo of `create_entry`: before the quota was committed nobody was told of the
@@ -286,40 +283,28 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
     if let Some(group_backend) = crate::rules::groups::backend_of(c, p.group_id).await? {
         candidates.retain(|cand| cand.name == group_backend);
     }
-    // A clone is made where its source is (held since `create_entry`).
-    let source = match p.source_volid {
-        Some(id) => {
-            let v = volumes::volume_get(c, id)
-                .await?
-                .ok_or_else(|| Error::volume_not_found(id))?;
-            let image = match v.image_id {
-                Some(image) => images::image_get(c, image).await?,
-                None => None,
+    // A volume made from another volume or a snapshot is made where its
+    // source is (held since `create_entry`).
+    let held: source::Held = cx.output_opt("create_entry").unwrap_or_default();
+    let data = source::plan(cx, c, &held).await?;
+    if let Some(backend) = &data.backend {
+        candidates.retain(|cand| cand.name == *backend);
+        if candidates.is_empty() {
+            let e = scheduler::NoValidBackend {
+                reasons: vec![format!("{backend}: the source's backend is not configured")],
             };
-            let Some(image) = image.filter(|i| i.state == ImageState::Ready) else {
-                return Err(Error::InvalidState(format!(
-                    "Invalid volume: source volume {id} has no data to copy."
-                ))
-                .into());
-            };
-            let (backend, location) = (image.backend, image.name);
-            candidates.retain(|cand| cand.name == backend);
-            if candidates.is_empty() {
-                let e = scheduler::NoValidBackend {
-                    reasons: vec![format!(
-                        "{backend}: the source volume's backend is not configured"
-                    )],
-                };
-                return Err(StepError::new(Error::Unavailable(e.to_string())));
-            }
-            Some(location)
+            return Err(StepError::new(Error::Unavailable(e.to_string())));
         }
-        None => None,
-    };
+    }
     let backend = scheduler::place(&request, &candidates, 1.0)
         .map_err(|e| StepError::new(Error::Unavailable(e.to_string())))?;
     let b = cx.env.backend(&backend)?;
-    let format = b.config.format;
+    // An overlay is qcow2 whatever the backend's format for blank volumes.
+    let format = if data.base.is_some() {
+        Format::Qcow2
+    } else {
+        b.config.format
+    };
     let image_id = ImageId::new();
     let location = crate::rules::images::name_for(image_id, format);
     images::image_create(
@@ -330,7 +315,7 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
             name: location.clone(),
             format: crate::rules::images::model_format(format),
             virtual_size: p.size * GIB as i64,
-            base_id: None,
+            base_id: data.base.as_ref().map(|(id, _)| *id),
             mutable: true,
             state: ImageState::Creating,
         },
@@ -355,8 +340,9 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
         backend,
         location,
         format,
-        source,
+        source: None,
         image_id: Some(image_id),
+        data,
     })
     .map_err(|e| StepError::msg(e.to_string()))
 }
@@ -374,27 +360,12 @@ async fn unplace(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<(), StepError> {
         volumes::volume_set_image(c, id, None).await?;
         images::image_delete(c, image).await?;
     }
-    Ok(())
+    source::unplan(c, cx.output_opt::<Placement>("schedule").as_ref()).await
 }
 
 async fn create_on_backend(cx: &Cx<VolumeCreate>) -> Result<Value, StepError> {
     let place: Placement = cx.output("schedule")?;
-    let spec = ImageSpec {
-        name: place.location.clone(),
-        size: cx.params.size as u64 * GIB,
-        format: place.format,
-    };
-    let driver = &cx.env.backend(&place.backend)?.driver;
-    match &place.source {
-        None => driver
-            .create(&spec)
-            .await
-            .map_err(|e| storage_error("create the volume", e))?,
-        Some(source) => driver
-            .copy_from(source, &spec, &|percent| cx.report_percent(percent))
-            .await
-            .map_err(|e| storage_error("copy the source volume", e))?,
-    }
+    source::make(cx, &place).await?;
     crate::capacity::refresh(&cx.env, &place.backend).await;
     Ok(Value::Null)
 }
@@ -403,12 +374,7 @@ async fn delete_on_backend(cx: &Cx<VolumeCreate>) -> Result<(), StepError> {
     let Some(place) = cx.output_opt::<Placement>("schedule") else {
         return Ok(());
     };
-    cx.env
-        .backend(&place.backend)?
-        .driver
-        .delete(&place.location)
-        .await
-        .map_err(|e| storage_error("remove a partly created volume", e))
+    source::unmake(cx, &place).await
 }
 
 async fn mark_available(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepError> {
@@ -417,6 +383,9 @@ async fn mark_available(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, St
         .ok_or_else(|| Error::volume_not_found(cx.params.volume_id))?;
     if let Some(image) = v.image_id {
         images::image_set_state(c, image, &[ImageState::Creating], ImageState::Ready).await?;
+    }
+    if let Some(place) = cx.output_opt::<Placement>("schedule") {
+        source::finish(cx, c, &place).await?;
     }
     if !volumes::volume_mark_available(c, cx.params.volume_id).await? {
         return Err(Error::InvalidState(format!(
@@ -429,185 +398,4 @@ async fn mark_available(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, St
 }
 
 #[cfg(all(test, feature = "failpoints"))]
-mod tests {
-    use scoria_flows::Engine;
-    use scoria_flows::testkit::{BoxFut, Expect};
-    use scoria_model::VolumeId;
-    use scoria_model::volume::VolumeStatus::{self, Available, Error};
-    use scoria_storage::{Format, qemu};
-
-    use super::{Params, VolumeCreate};
-    use crate::Env;
-    use crate::flows::testing::{self, PROJECT, Scenario, World, create_params, text};
-    use crate::flows::volume_delete;
-
-    /// What the volume under test is once flows settled, and what it may be.
-    async fn settled(
-        w: &World,
-        e: &Engine<Env>,
-        id: VolumeId,
-        size: i64,
-        expect: Expect,
-    ) -> Result<Option<VolumeStatus>, String> {
-        let state = w.volume(e, id).await?.map(|v| (v.status, v.size));
-        let ok = match expect {
-            Expect::Either => true,
-            Expect::Done => state == Some((Available, size)),
-            Expect::Failed => state.is_none() || state == Some((Error, size)),
-        };
-        if !ok {
-            return Err(format!("expected {expect:?}, the volume is {state:?}"));
-        }
-        w.check_told(e, id).await?;
-        Ok(state.map(|(s, _)| s))
-    }
-
-    /// A blank 1 GiB volume.
-    struct Blank {
-        volume: VolumeId,
-    }
-
-    impl Scenario for Blank {
-        type F = VolumeCreate;
-        const NAME: &'static str = "volume_create";
-
-        fn prepare<'a>(&'a self, _: &'a World) -> BoxFut<'a, ()> {
-            Box::pin(async {})
-        }
-
-        fn params(&self) -> Params {
-            create_params(self.volume, 1)
-        }
-
-        fn check<'a>(
-            &'a self,
-            w: &'a World,
-            e: &'a Engine<Env>,
-            expect: Expect,
-        ) -> BoxFut<'a, Result<(), String>> {
-            Box::pin(async move { settled(w, e, self.volume, 1, expect).await.map(drop) })
-        }
-    }
-
-    /// Where the clone scenario keeps a copy of its source's image.
-    const REFERENCE: &str = "reference.qcow2";
-
-    /// Guest data written into a clone's source: (offset, length, byte).
-    const PATTERN: &[(u64, u64, u8)] = &[
-        (0, 1 << 20, 0xab),
-        (512 << 20, 64 << 10, 0xcd),
-        ((1 << 30) - 512, 512, 0x5a),
-    ];
-
-    /// A 2 GiB clone of a 1 GiB volume holding known data. Once done, the
-    /// clone reads exactly as the source did; whatever happened, the source
-    /// is byte for byte what it was, still `available`, and can be deleted.
-    struct Clone {
-        volume: VolumeId,
-        source: VolumeId,
-    }
-
-    impl Clone {
-        async fn check_data(&self, w: &World, e: &Engine<Env>, made: bool) -> Result<(), String> {
-            let source = w.volume(e, self.source).await?.map(|v| (v.status, v.size));
-            if source != Some((Available, 1)) {
-                return Err(format!("the clone's source is {source:?}"));
-            }
-            let reference = w.path().join(REFERENCE);
-            let source_image = w.image_of(e, self.source).await;
-            if made {
-                let clone_image = w.image_of(e, self.volume).await;
-                let same = qemu::compare(&reference, Format::Qcow2, &clone_image, Format::Qcow2)
-                    .await
-                    .map_err(text)?;
-                if !same {
-                    return Err("the clone does not read as its source".into());
-                }
-            }
-            if std::fs::read(&source_image).map_err(text)?
-                != std::fs::read(&reference).map_err(text)?
-            {
-                return Err("the source's image changed".into());
-            }
-            // On a fresh engine: the one under test may still have a crash armed.
-            let e = w.plain().await;
-            let h = e
-                .start::<volume_delete::VolumeDelete>(volume_delete::Params {
-                    volume_id: self.source,
-                    project_id: Some(PROJECT.into()),
-                    force: false,
-                    request_id: Some("req-test".into()),
-                    group_id: None,
-                })
-                .map_err(text)?;
-            match h.wait().await {
-                scoria_flows::Outcome::Done => {}
-                other => return Err(format!("deleting the source afterwards: {other:?}")),
-            }
-            e.wait_idle().await;
-            if source_image.exists() {
-                return Err("the source's image outlived its delete".into());
-            }
-            Ok(())
-        }
-    }
-
-    impl Scenario for Clone {
-        type F = VolumeCreate;
-        const NAME: &'static str = "volume_clone";
-
-        fn prepare<'a>(&'a self, w: &'a World) -> BoxFut<'a, ()> {
-            Box::pin(async move {
-                let e = w.plain().await;
-                w.create_volume(&e, self.source, 1).await;
-                let image = w.image_of(&e, self.source).await;
-                for &(offset, len, byte) in PATTERN {
-                    qemu::write_pattern(&image, Format::Qcow2, offset, len, byte)
-                        .await
-                        .expect("write the source's data");
-                }
-                std::fs::copy(&image, w.path().join(REFERENCE)).expect("keep a reference");
-            })
-        }
-
-        fn params(&self) -> Params {
-            Params {
-                source_volid: Some(self.source),
-                ..create_params(self.volume, 2)
-            }
-        }
-
-        fn check<'a>(
-            &'a self,
-            w: &'a World,
-            e: &'a Engine<Env>,
-            expect: Expect,
-        ) -> BoxFut<'a, Result<(), String>> {
-            Box::pin(async move {
-                let state = settled(w, e, self.volume, 2, expect).await?;
-                self.check_data(w, e, state == Some(Available)).await
-            })
-        }
-    }
-
-    #[tokio::test]
-    async fn passes_the_generic_flow_tests_on_the_file_backend() {
-        let report = testing::generic(|| Blank {
-            volume: VolumeId::new(),
-        })
-        .await;
-        println!("volume_create: {report:?}");
-        assert!(report.crash_points >= 10, "{report:?}");
-    }
-
-    #[tokio::test]
-    async fn a_clone_passes_the_generic_flow_tests_on_the_file_backend() {
-        let report = testing::generic(|| Clone {
-            volume: VolumeId::new(),
-            source: VolumeId::new(),
-        })
-        .await;
-        println!("volume_create (clone): {report:?}");
-        assert!(report.crash_points >= 10, "{report:?}");
-    }
-}
+mod tests;
