@@ -36,6 +36,7 @@ pub mod reaper;
 pub mod rules;
 pub mod scheduler;
 pub mod services;
+pub mod snapshots;
 pub mod transfers;
 pub mod volume_types;
 pub mod volumes;

@@ -19,9 +19,12 @@
 //!
 //! # Why accepting is one transaction, not a flow
 //!
-//! Every effect of an accept is in the database: the volume's image stays where
-//! it is (a backend file is named by the volume id, not by its project), and
-//! quota usage is derived from `volumes.project_id`. So one write transaction
+//! Every effect of an accept is in the database: the volume's images stay where
+//! they are (a backend file is named by its image's id, not by a project), and
+//! quota usage is derived from `volumes.project_id` and
+//! `snapshots.project_id`. A volume's snapshots go with it (Cinder's default);
+//! an offer `no_snapshots` of a volume that has snapshots is refused, because a
+//! snapshot always lives in its volume's project. So one write transaction
 //! (`BEGIN IMMEDIATE`: writers queue, nothing can change between the check and
 //! the write) does all of it: find the transfer, check the key, check the
 //! recipient's quota with the same arithmetic as every reservation
@@ -145,6 +148,18 @@ pub(crate) async fn offer(
         return Err(Error::InvalidState(format!(
             "Invalid volume: status must be available to be transferred, but volume {} is {}.",
             volume.id, volume.status
+        )));
+    }
+    if no_snapshots
+        && !scoria_store::snapshots::snapshot_list_for_volume(conn, volume.id)
+            .await?
+            .is_empty()
+    {
+        // A snapshot stays with its volume's project: Scoria moves them
+        // together, or not at all.
+        return Err(Error::Invalid(format!(
+            "Invalid input received: volume {} has snapshots, which are transferred with it; offer it without no_snapshots, or delete them first.",
+            volume.id
         )));
     }
     if let Some(g) = volume.group_id {
@@ -286,16 +301,16 @@ pub async fn accept(app: &App, ctx: &Context, id: TransferId, auth_key: &str) ->
     let v = volume_store::volume_get(&mut tx, t.volume_id)
         .await?
         .ok_or_else(|| Error::volume_not_found(t.volume_id))?;
+    let snaps = scoria_store::snapshots::snapshot_list_for_volume(&mut tx, v.id).await?;
     if v.project_id != project {
-        // The volume enters the recipient's usage in this very transaction, so
-        // the check is all there is: nothing is reserved, nothing can leak.
-        quotas::quota_check(
-            &mut tx,
-            &project,
-            &quota::volume_deltas(v.volume_type_id, v.size),
-            Some(v.size),
-        )
-        .await?;
+        // The volume (and its snapshots, which go with it) enter the
+        // recipient's usage in this very transaction, so the check is all
+        // there is: nothing is reserved, nothing can leak.
+        let mut deltas = quota::volume_deltas(v.volume_type_id, v.size).to_vec();
+        for s in &snaps {
+            deltas.extend(quota::snapshot_deltas(s.volume_type_id, s.size));
+        }
+        quotas::quota_check(&mut tx, &project, &deltas, Some(v.size)).await?;
     }
     if !volume_store::volume_accept_transfer(&mut tx, v.id, &project, &ctx.user_id.0).await? {
         return Err(Error::InvalidState(format!(
@@ -303,9 +318,11 @@ pub async fn accept(app: &App, ctx: &Context, id: TransferId, auth_key: &str) ->
             v.id, v.status
         )));
     }
+    scoria_store::snapshots::snapshot_move_with_volume(&mut tx, v.id, &project, &ctx.user_id.0)
+        .await?;
     store::transfer_delete(&mut tx, id).await?;
     tx.commit().await.map_err(StoreError::from)?;
-    tracing::info!(transfer = %id, volume = %v.id, from = %v.project_id, to = %project, "volume transferred");
+    tracing::info!(transfer = %id, volume = %v.id, snapshots = snaps.len(), from = %v.project_id, to = %project, "volume transferred");
     Ok(t)
 }
 

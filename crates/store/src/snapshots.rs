@@ -245,6 +245,26 @@ pub async fn snapshot_commit_quota(conn: &mut Conn, id: SnapshotId) -> Result<bo
     Ok(r.rows_affected() == 1)
 }
 
+/// Move a volume's snapshots to another project (a transfer accepted), in the
+/// caller's transaction; returns how many moved.
+pub async fn snapshot_move_with_volume(
+    conn: &mut Conn,
+    volume: VolumeId,
+    project: &str,
+    user: &str,
+) -> Result<u64> {
+    let r = sqlx::query(
+        "UPDATE snapshots SET project_id = $2, user_id = $3, updated_at = $4 WHERE volume_id = $1",
+    )
+    .bind(volume.to_string())
+    .bind(project)
+    .bind(user)
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
 /// Change name and/or description (`Some(None)` clears).
 pub async fn snapshot_update_text(
     conn: &mut Conn,

@@ -24,6 +24,7 @@ use crate::flows::{volume_create, volume_delete, volume_extend};
 mod actions;
 mod metadata;
 mod retype;
+mod revert;
 mod view;
 
 use crate::rules::types::resolve as resolve_type;
@@ -34,6 +35,7 @@ use crate::rules::volumes::{refuse_encrypted, visible};
 pub use actions::{reserve, reset_status, set_bootable, set_readonly, unreserve};
 pub use metadata::{metadata_delete, metadata_get, metadata_set};
 pub use retype::{MigrationPolicy, retype};
+pub use revert::revert;
 use view::views;
 
 /// A volume as the API shows it: the record, its type's name, and the progress
@@ -500,12 +502,17 @@ pub async fn extend(app: &App, ctx: &Context, id: VolumeId, new_size: i64) -> Re
 
 /// Wait until no flow works on a volume any more (tests and tools).
 pub async fn wait_settled(app: &App, id: VolumeId) -> Result<()> {
+    wait_settled_resource(app, &id.to_string()).await
+}
+
+/// Wait until no flow works on the resource `id` (a volume, a snapshot).
+pub(crate) async fn wait_settled_resource(app: &App, id: &str) -> Result<()> {
     let mut ended = app.engine.ended();
     loop {
         ended.borrow_and_update();
         let busy = {
             let mut conn = app.store().read().await?;
-            flow_store::flow_list_unsettled_for(&mut conn, &id.to_string())
+            flow_store::flow_list_unsettled_for(&mut conn, id)
                 .await?
                 .iter()
                 .any(|f| f.state.is_active())
