@@ -43,6 +43,11 @@ impl World {
             };
             c.backends.push(backend("b", Format::Raw, "nova", 1.0));
             c.backends.push(backend("c", Format::Qcow2, "other", 1.0));
+            // These tests are about copies (their progress, the source held
+            // while read); clones by overlay are the snapshot tests' subject.
+            for b in &mut c.backends {
+                b.clone_strategy = scoria_model::snapshot::CloneStrategy::Performance;
+            }
         })
         .await;
         let (admin, p) = t.admin().await;
