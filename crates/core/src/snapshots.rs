@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use scoria_model::flow::{FlowState, Progress};
+use scoria_model::flow::Progress;
 use scoria_model::snapshot::SnapshotStatus;
 use scoria_model::volume::{MAX_DESCRIPTION_LEN, MAX_NAME_LEN, VolumeStatus};
 use scoria_model::{SnapshotId, VolumeId};
@@ -31,6 +31,8 @@ use crate::rules::validate::{validate_metadata, validate_text};
 pub struct SnapshotView {
     pub snapshot: Snapshot,
     pub progress: Option<Progress>,
+    /// The frozen image's health and chain depth, once taken.
+    pub image: Option<scoria_store::images::ImageStatus>,
 }
 
 impl SnapshotView {
@@ -207,6 +209,8 @@ async fn views(conn: &mut Conn, snaps: Vec<Snapshot>) -> Result<Vec<SnapshotView
         .filter_map(|s| s.last_flow_id.clone())
         .collect();
     let flows = flow_store::flow_get_many(conn, &flow_ids).await?;
+    let images: Vec<_> = snaps.iter().filter_map(|s| s.image_id).collect();
+    let statuses = scoria_store::images::image_status_many(conn, &images).await?;
     Ok(snaps
         .into_iter()
         .map(|s| {
@@ -214,22 +218,12 @@ async fn views(conn: &mut Conn, snaps: Vec<Snapshot>) -> Result<Vec<SnapshotView
                 .last_flow_id
                 .as_ref()
                 .and_then(|id| flows.get(id))
-                .map(|f| Progress {
-                    operation: f.kind.clone(),
-                    state: f.state,
-                    stage: if f.state == FlowState::Done {
-                        f.steps_total as u32
-                    } else {
-                        (f.step_index + 1).min(f.steps_total) as u32
-                    },
-                    total: f.steps_total as u32,
-                    step: f.step_name.clone(),
-                    percent: f.percent.map(|p| p.clamp(0, 100) as u8),
-                    last_error: f.last_error.clone(),
-                });
+                .map(crate::rules::progress::of_flow);
+            let image = s.image_id.and_then(|i| statuses.get(&i).cloned());
             SnapshotView {
                 snapshot: s,
                 progress,
+                image,
             }
         })
         .collect())

@@ -284,6 +284,67 @@ pub async fn image_delete(conn: &mut Conn, id: ImageId) -> Result<bool> {
     Ok(r.rows_affected() == 1)
 }
 
+/// An image's health and the depth of its chain (itself included), as the
+/// opt-in status views show them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageStatus {
+    pub health: ImageHealth,
+    pub reason: Option<String>,
+    pub depth: i64,
+}
+
+/// [`ImageStatus`] of each of `ids`, in one query (a recursive walk down each
+/// chain). Absent images are absent from the map.
+pub async fn image_status_many(
+    conn: &mut Conn,
+    ids: &[ImageId],
+) -> Result<std::collections::BTreeMap<ImageId, ImageStatus>> {
+    let mut out = std::collections::BTreeMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "WITH RECURSIVE chain (top, id, depth) AS (
+             SELECT id, id, 1 FROM images WHERE id IN ({})
+             UNION ALL
+             SELECT chain.top, images.base_id, chain.depth + 1
+             FROM chain JOIN images ON images.id = chain.id
+             WHERE images.base_id IS NOT NULL AND chain.depth < 1000
+         )
+         SELECT i.id, i.health, i.health_reason, MAX(chain.depth) AS depth
+         FROM chain JOIN images i ON i.id = chain.top
+         GROUP BY i.id, i.health, i.health_reason",
+        placeholders.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for id in ids {
+        q = q.bind(id.to_string());
+    }
+    for r in q.fetch_all(conn).await? {
+        out.insert(
+            parse("image id", r.try_get::<&str, _>("id")?)?,
+            ImageStatus {
+                health: parse("image health", r.try_get::<&str, _>("health")?)?,
+                reason: r.try_get("health_reason")?,
+                depth: r.try_get("depth")?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The images layered directly on `id`.
+pub async fn image_overlays(conn: &mut Conn, id: ImageId) -> Result<Vec<Image>> {
+    sqlx::query("SELECT * FROM images WHERE base_id = $1 ORDER BY created_at, id")
+        .bind(id.to_string())
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
 /// The chain of an image, top first: the image, the one it is layered on, and
 /// so on. A chain that loops or names a missing image is `Corrupt`.
 pub async fn image_chain(conn: &mut Conn, id: ImageId) -> Result<Vec<Image>> {
@@ -349,6 +410,24 @@ mod tests {
             .map(|i| i.id)
             .collect();
         assert_eq!(chain, [top, base]);
+
+        // Depths are counted down each chain, in one query.
+        let status = image_status_many(&mut tx, &[base, top, ImageId::new()])
+            .await
+            .expect("status");
+        assert_eq!(
+            (status.len(), status[&base].depth, status[&top].depth),
+            (2, 1, 2)
+        );
+        assert_eq!(status[&top].health, ImageHealth::Optimized);
+        let overlays: Vec<ImageId> = image_overlays(&mut tx, base)
+            .await
+            .expect("overlays")
+            .iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(overlays.len(), 2);
+        assert!(overlays.contains(&top) && overlays.contains(&other));
 
         // A used image stays; once its users are gone it goes.
         assert!(!image_delete(&mut tx, base).await.expect("delete"));

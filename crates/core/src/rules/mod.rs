@@ -23,12 +23,14 @@
 //! - [`groups`]: a group as the caller may see it, and a volume joining one.
 //! - [`images`]: the names and formats the application gives images.
 //! - [`snapshots`]: a snapshot as the caller may see it.
+//! - [`progress`]: the last flow's progress, as views show it.
 //! - [`hosts`]: the service hosts of this process and the state
 //!   administrators set on them (disabled, frozen).
 
 pub mod groups;
 pub mod hosts;
 pub mod images;
+pub mod progress;
 pub mod snapshots;
 pub mod types;
 pub mod validate;

@@ -25,6 +25,7 @@ mod actions;
 mod metadata;
 mod retype;
 mod revert;
+mod tree;
 mod view;
 
 use crate::rules::types::resolve as resolve_type;
@@ -36,6 +37,7 @@ pub use actions::{reserve, reset_status, set_bootable, set_readonly, unreserve};
 pub use metadata::{metadata_delete, metadata_get, metadata_set};
 pub use retype::{MigrationPolicy, retype};
 pub use revert::revert;
+pub use tree::{ImageNode, VolumeTree, tree};
 use view::views;
 
 /// A volume as the API shows it: the record, its type's name, and the progress
@@ -45,6 +47,8 @@ pub struct VolumeView {
     pub volume: Volume,
     pub volume_type_name: String,
     pub progress: Option<Progress>,
+    /// The active image's health and chain depth (VDSM's status), once placed.
+    pub image: Option<scoria_store::images::ImageStatus>,
 }
 
 /// A create request, as parsed from the API.

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use scoria_model::VolumeTypeId;
-use scoria_model::flow::{FlowState, Progress};
 use scoria_store::volumes::Volume;
 use scoria_store::{Conn, flows as flow_store, volume_types};
 
@@ -14,6 +13,8 @@ use crate::error::Result;
 pub(super) async fn views(conn: &mut Conn, vols: Vec<Volume>) -> Result<Vec<VolumeView>> {
     let flow_ids: Vec<String> = vols.iter().filter_map(|v| v.last_flow_id.clone()).collect();
     let flows = flow_store::flow_get_many(conn, &flow_ids).await?;
+    let images: Vec<_> = vols.iter().filter_map(|v| v.image_id).collect();
+    let statuses = scoria_store::images::image_status_many(conn, &images).await?;
     let mut type_names: BTreeMap<VolumeTypeId, String> = BTreeMap::new();
     let mut out = Vec::with_capacity(vols.len());
     for v in vols {
@@ -32,23 +33,13 @@ pub(super) async fn views(conn: &mut Conn, vols: Vec<Volume>) -> Result<Vec<Volu
             .last_flow_id
             .as_ref()
             .and_then(|id| flows.get(id))
-            .map(|f| Progress {
-                operation: f.kind.clone(),
-                state: f.state,
-                stage: if f.state == FlowState::Done {
-                    f.steps_total as u32
-                } else {
-                    (f.step_index + 1).min(f.steps_total) as u32
-                },
-                total: f.steps_total as u32,
-                step: f.step_name.clone(),
-                percent: f.percent.map(|p| p.clamp(0, 100) as u8),
-                last_error: f.last_error.clone(),
-            });
+            .map(crate::rules::progress::of_flow);
+        let image = v.image_id.and_then(|i| statuses.get(&i).cloned());
         out.push(VolumeView {
             volume: v,
             volume_type_name: type_name,
             progress,
+            image,
         });
     }
     Ok(out)
