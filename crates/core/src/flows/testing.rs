@@ -97,6 +97,11 @@ pub fn text(e: impl std::fmt::Display) -> String {
 }
 
 impl World {
+    /// A fresh world, for tests that drive flows by hand.
+    pub fn new_for_tests() -> World {
+        World::new()
+    }
+
     fn new() -> World {
         World {
             dir: tempfile::tempdir().expect("tempdir"),
