@@ -10,6 +10,8 @@
 //!   compare, check) and, for tests and tools, `qemu-io` (write and read
 //!   guest data).
 //! - [`qmp`]: a client of the QEMU Machine Protocol, to talk to running daemons.
+//! - [`untrusted`]: `qemu-img info` on an uploaded image, under CPU-time and
+//!   address-space limits, after `crate::inspect` passed it.
 //! - [`qsd`]: `qemu-storage-daemon`, started detached so that it outlives
 //!   Scoria, found and adopted again after a restart, stopped.
 
@@ -18,6 +20,7 @@ use std::ffi::OsStr;
 pub mod img;
 pub mod qmp;
 pub mod qsd;
+pub mod untrusted;
 
 pub use img::*;
 
