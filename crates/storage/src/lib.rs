@@ -530,6 +530,12 @@ pub enum StorageError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("image {name} is refused: {refusal}")]
+    Refused {
+        name: String,
+        #[source]
+        refusal: crate::inspect::Refusal,
+    },
     #[error(transparent)]
     Failpoint(#[from] Fault),
 }
@@ -670,6 +676,21 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         source_format: Format,
         progress: Progress<'_>,
     ) -> Result<()>;
+
+    /// Make the image `spec` from a file nobody vouches for (an uploaded
+    /// image) declared to be `format`: the file's bytes must be that format,
+    /// it must refer to no other file, its virtual size must fit `spec.size`
+    /// (`crate::inspect`), and `qemu-img info`, run under `limits`, must agree;
+    /// a file that fails is `Refused` (or `InvalidSize`) before its data is
+    /// read. Then as [`Driver::import_from`]. Returns what the checks found.
+    async fn import_untrusted(
+        &self,
+        spec: &ImageSpec,
+        source: &Path,
+        format: crate::inspect::DiskFormat,
+        limits: crate::qemu::untrusted::Limits,
+        progress: Progress<'_>,
+    ) -> Result<crate::inspect::Inspection>;
 
     /// Write the data of the image `name` (its whole chain, flattened) into a
     /// new file `dest` (an absolute path outside the backend, in an existing

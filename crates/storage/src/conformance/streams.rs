@@ -10,6 +10,7 @@ both!(
     exports_flatten_chains,
     import_refusals,
     export_refusals,
+    untrusted_imports,
 );
 
 /// The data runs written into every outside source: (offset, length, byte).
@@ -257,4 +258,112 @@ async fn export_refusals(kind: Kind) {
         assert_eq!(d.list().await.expect("list"), ["v.raw"]);
     }
     assert_eq!(env.files().1, ["other.raw"]);
+}
+
+/// Uploaded files go through the inspector and limited qemu-img before their
+/// data is read: honest ones (qcow2, VMDK, raw) are imported and read as
+/// their source; hostile ones are `Refused` (or `InvalidSize`) and leave no
+/// image and no temporary behind.
+async fn untrusted_imports(kind: Kind) {
+    use crate::inspect::DiskFormat;
+    use crate::qemu::untrusted::Limits;
+    let env = Env::new(kind).await;
+    let d = &env.d;
+    let qcow2 = env.outside("up.qcow2");
+    source(&qcow2, Format::Qcow2).await;
+    let vmdk = env.outside("up.vmdk");
+    qemu::img::qemu_img_for_tests(&[
+        "convert",
+        "-q",
+        "-f",
+        "qcow2",
+        "-O",
+        "vmdk",
+        "-o",
+        "subformat=streamOptimized",
+        qcow2.to_str().expect("utf-8"),
+        vmdk.to_str().expect("utf-8"),
+    ])
+    .await
+    .expect("convert to vmdk");
+    let raw = env.outside("up.raw");
+    source(&raw, Format::Raw).await;
+    for (file, format, image) in [
+        (&qcow2, DiskFormat::Qcow2, "from-qcow2.qcow2"),
+        (&vmdk, DiskFormat::Vmdk, "from-vmdk.raw"),
+        (&raw, DiskFormat::Raw, "from-raw.qcow2"),
+    ] {
+        let seen = d
+            .import_untrusted(
+                &spec(image, 8 * MIB),
+                file,
+                format,
+                Limits::default(),
+                &|_| {},
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{format} → {image}: {e:?}"));
+        assert_eq!(seen.virtual_size, Some(4 * MIB), "{image}");
+        for &(offset, len, byte) in RUNS {
+            assert!(
+                d.reads_as(image, offset, len, byte).await.expect("read"),
+                "{image}"
+            );
+        }
+    }
+
+    let backing = env.outside("backing.qcow2");
+    qemu::img::qemu_img_for_tests(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-u",
+        "-b",
+        "/etc/passwd",
+        "-F",
+        "raw",
+        backing.to_str().expect("utf-8"),
+        "1M",
+    ])
+    .await
+    .expect("create");
+    let before = d.list().await.expect("list");
+    for (file, format, why) in [
+        (&backing, DiskFormat::Qcow2, "a backing file"),
+        (&qcow2, DiskFormat::Raw, "qcow2 declared raw"),
+        (&raw, DiskFormat::Qcow2, "raw declared qcow2"),
+    ] {
+        let err = d
+            .import_untrusted(
+                &spec("hostile.qcow2", 8 * MIB),
+                file,
+                format,
+                Limits::default(),
+                &|_| {},
+            )
+            .await;
+        assert!(
+            matches!(err, Err(StorageError::Refused { .. })),
+            "{why}: {err:?}"
+        );
+    }
+    // A virtual size beyond the volume is refused before any data moves.
+    assert_err!(
+        d.import_untrusted(
+            &spec("small.qcow2", MIB),
+            &qcow2,
+            DiskFormat::Qcow2,
+            Limits::default(),
+            &|_| {}
+        )
+        .await,
+        StorageError::InvalidSize { .. }
+    );
+    assert_eq!(d.list().await.expect("list"), before);
+    assert!(
+        env.files().0.iter().all(|f| !f.starts_with('.')),
+        "{:?}",
+        env.files()
+    );
 }

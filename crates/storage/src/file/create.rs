@@ -142,7 +142,7 @@ impl CreateJob {
         &self,
         native: bool,
         source: &Path,
-        source_format: Format,
+        source_format: &str,
         progress: Progress<'_>,
     ) -> Result<()> {
         let filled = async {
@@ -160,7 +160,7 @@ impl CreateJob {
                 // into it.
                 qemu::create(&self.temp, self.spec.format, self.spec.size).await?;
             }
-            qemu::convert_into(
+            qemu::convert_named_into(
                 source,
                 source_format,
                 &self.temp,

@@ -62,6 +62,8 @@ use crate::{
 pub(crate) mod create;
 pub(crate) mod layers;
 pub(crate) mod streams;
+
+pub(crate) use streams::check_untrusted as streams_check_untrusted;
 #[cfg(test)]
 mod tests;
 
@@ -480,6 +482,18 @@ impl Driver for FileDriver {
 
     async fn chain(&self, name: &str) -> Result<Vec<ImageInfo>> {
         self.chain_file(name).await
+    }
+
+    async fn import_untrusted(
+        &self,
+        spec: &ImageSpec,
+        source: &Path,
+        format: crate::inspect::DiskFormat,
+        limits: crate::qemu::untrusted::Limits,
+        progress: Progress<'_>,
+    ) -> Result<crate::inspect::Inspection> {
+        self.import_untrusted_file(spec, source, format, limits, progress)
+            .await
     }
 
     async fn import_from(

@@ -591,6 +591,37 @@ impl Driver for MemoryDriver {
         chain_in(&lock(&self.images), name)
     }
 
+    async fn import_untrusted(
+        &self,
+        spec: &ImageSpec,
+        source: &Path,
+        format: crate::inspect::DiskFormat,
+        limits: crate::qemu::untrusted::Limits,
+        progress: Progress<'_>,
+    ) -> Result<crate::inspect::Inspection> {
+        spec.validate()?;
+        self.holds(spec.format)?;
+        let inspection =
+            crate::file::streams_check_untrusted(source, format, spec.size, limits).await?;
+        // Its data, as raw bytes made by qemu-img from the checked file, is then
+        // imported like any trusted file.
+        let scratch = Scratch::new();
+        let (path, size) = (scratch.0.clone(), inspection.virtual_size.unwrap_or(0));
+        blocking(move || {
+            let file = std::fs::File::create_new(&path)
+                .map_err(|e| io_error(format!("creating {}", path.display()), e))?;
+            file.set_len(size)
+                .map_err(|e| io_error(format!("sizing {}", path.display()), e))
+        })
+        .await?;
+        qemu::convert_named_into(source, format.qemu_name(), &scratch.0, Format::Raw, &|_| {})
+            .await?;
+        self.import_from(spec, &scratch.0, Format::Raw, progress)
+            .await?;
+        drop(scratch);
+        Ok(inspection)
+    }
+
     async fn import_from(
         &self,
         spec: &ImageSpec,
@@ -691,7 +722,7 @@ impl Driver for MemoryDriver {
                     write_raw(&file, size, &sectors)
                 })
                 .await?;
-                job.fill_by_convert(true, &scratch.0, Format::Raw, &|_| {})
+                job.fill_by_convert(true, &scratch.0, "raw", &|_| {})
                     .await?;
             }
         }

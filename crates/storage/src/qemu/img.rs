@@ -358,6 +358,26 @@ pub async fn convert_into(
     target_format: Format,
     progress: &(dyn Fn(u8) + Send + Sync),
 ) -> Result<()> {
+    convert_named_into(
+        source,
+        source_format.as_str(),
+        target,
+        target_format,
+        progress,
+    )
+    .await
+}
+
+/// As [`convert_into`], the source's format given by its qemu name (`vmdk`,
+/// `vpc`, … for uploaded images, after `crate::inspect` accepted them). The
+/// format is still always explicit.
+pub async fn convert_named_into(
+    source: &Path,
+    source_format: &str,
+    target: &Path,
+    target_format: Format,
+    progress: &(dyn Fn(u8) + Send + Sync),
+) -> Result<()> {
     let cmd = QemuImg::new("convert")
         .arg("-p")
         // The target exists (-n) and is known to read as zeroes.
@@ -365,7 +385,8 @@ pub async fn convert_into(
         .arg("--target-is-zero")
         .arg("-S")
         .arg("4k")
-        .format(source_format)
+        .arg("-f")
+        .arg(source_format)
         .arg("-O")
         .arg(target_format.as_str())
         .image(source)?
