@@ -194,7 +194,16 @@ pub async fn list(app: &App, ctx: &Context, req: ListRequest) -> Result<ListResu
         marker: req.marker,
     };
     let mut conn = app.store().read().await?;
-    let snaps = store::snapshot_list(&mut conn, &q).await?;
+    let snaps = store::snapshot_list(&mut conn, &q)
+        .await
+        .map_err(|e| match e {
+            // Cinder answers a snapshot list after an unknown marker with a
+            // 404 (its `MarkerNotFound` is a `NotFound`), and clients rely on it.
+            scoria_store::StoreError::MarkerNotFound(m) => {
+                Error::NotFound(format!("Marker {m} could not be found."))
+            }
+            e => e.into(),
+        })?;
     let count = if req.with_count {
         Some(store::snapshot_count(&mut conn, &q).await?)
     } else {
