@@ -4,7 +4,7 @@
 //! Handlers are thin: parse the request ([`path`], [`body`], [`query`]), get
 //! the caller ([`auth::Auth`]), call one function of `scoria_core`, render the
 //! result with Cinder's field names (each resource's views, such as
-//! [`volume::view`]). Routes are one table ([`routes`]), and so are the actions
+//! [`volume::view`], [`snapshot::view`]). Routes are one table ([`routes`]), and so are the actions
 //! of each resource's `…/action` route ([`action`]). Only this crate knows JSON
 //! shapes and status codes: a `scoria_core::Error` gets its status in
 //! [`fault::status_of`] and becomes a Cinder fault body in [`fault`] (or
@@ -37,6 +37,7 @@ pub mod quota;
 pub mod request_id;
 pub mod routes;
 pub mod services;
+pub mod snapshot;
 pub mod transfer;
 pub mod types;
 pub mod volume;

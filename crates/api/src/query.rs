@@ -142,7 +142,7 @@ impl<M: FromStr> Paging<M> {
     /// [`MAX_LIMIT`]); a `marker` that is not an id names nothing, and Cinder
     /// answers that the same way as an unknown one.
     pub fn parse(q: &Params) -> ApiResult<Self> {
-        let limit = q.uint("limit")?.map(|l| l.min(MAX_LIMIT));
+        let limit = limit(q)?;
         let marker = match q.get("marker") {
             None | Some("") => None,
             Some(m) => Some(m.parse::<M>().map_err(|_| {
@@ -151,6 +151,12 @@ impl<M: FromStr> Paging<M> {
         };
         Ok(Paging { limit, marker })
     }
+}
+
+/// The `limit` a query asks for: a non-negative integer, cut to
+/// [`MAX_LIMIT`].
+pub fn limit(q: &Params) -> ApiResult<Option<i64>> {
+    Ok(q.uint("limit")?.map(|l| l.min(MAX_LIMIT)))
 }
 
 impl<M> Paging<M> {

@@ -13,7 +13,7 @@ use axum::routing::{delete, get, post, put};
 use crate::fault::ApiError;
 use crate::{
     State, groups, identity, messages, microversion, misc, operations, qos, quota, request_id,
-    services, transfer, types, volume,
+    services, snapshot, transfer, types, volume,
 };
 
 pub use crate::identity::IDENTITY;
@@ -45,6 +45,20 @@ table! {
     get "/volumes/{id}/metadata/{key}" => volume::metadata_key_show;
     put "/volumes/{id}/metadata/{key}" => volume::metadata_key_set;
     delete "/volumes/{id}/metadata/{key}" => volume::metadata_key_delete;
+    get "/snapshots" => snapshot::list;
+    post "/snapshots" => snapshot::create;
+    get "/snapshots/detail" => snapshot::list_detail;
+    get "/snapshots/{id}" => snapshot::show;
+    put "/snapshots/{id}" => snapshot::update;
+    delete "/snapshots/{id}" => snapshot::delete;
+    post "/snapshots/{id}/action" => snapshot::actions::dispatch;
+    get "/snapshots/{id}/metadata" => snapshot::metadata_show;
+    post "/snapshots/{id}/metadata" => snapshot::metadata_merge;
+    put "/snapshots/{id}/metadata" => snapshot::metadata_replace;
+    get "/snapshots/{id}/metadata/{key}" => snapshot::metadata_key_show;
+    put "/snapshots/{id}/metadata/{key}" => snapshot::metadata_key_set;
+    delete "/snapshots/{id}/metadata/{key}" => snapshot::metadata_key_delete;
+    get "/scoria-volumes/{id}/tree" => volume::tree::show;
     get "/os-quota-sets/{target}" => quota::show;
     put "/os-quota-sets/{target}" => quota::update;
     delete "/os-quota-sets/{target}" => quota::delete;

@@ -10,7 +10,8 @@ struct Case {
     what: &'static str,
     method: &'static str,
     /// `{p}` project, `{v}` the fixture volume, `{u}` a random UUID, `{w}` a
-    /// volume offered for transfer as `{t}`.
+    /// volume offered for transfer as `{t}`, `{s}` a snapshot of the volume
+    /// `{sv}`.
     path: &'static str,
     headers: Vec<(&'static str, &'static str)>,
     body: Option<Vec<u8>>,
@@ -2569,6 +2570,674 @@ fn group_cases() -> Vec<Case> {
     ]
 }
 
+/// Snapshots: malformed creates, changes, lists, metadata and actions, and
+/// the volume requests that name snapshots. `{s}`: the fixture snapshot (with
+/// the metadata `k=v`) of the volume `{sv}`.
+fn snapshot_cases() -> Vec<Case> {
+    let long = "x".repeat(256);
+    let c = |what, method, path, body: Option<Vec<u8>>, status| Case {
+        what,
+        method,
+        path,
+        headers: vec![],
+        body,
+        status,
+    };
+    let at = |what, method, path, version, body: Option<Vec<u8>>, status| Case {
+        what,
+        method,
+        path,
+        headers: vec![("OpenStack-API-Version", version)],
+        body,
+        status,
+    };
+    let snap = |fields: Value| j(json!({ "snapshot": fields }));
+    let act = |body: Value| j(body);
+    vec![
+        // Create: body shape.
+        c(
+            "snapshot: not JSON",
+            "POST",
+            "/v3/{p}/snapshots",
+            Some(b"volume_id=1".to_vec()),
+            400,
+        ),
+        c(
+            "snapshot: empty body",
+            "POST",
+            "/v3/{p}/snapshots",
+            Some(Vec::new()),
+            400,
+        ),
+        c(
+            "snapshot: JSON array",
+            "POST",
+            "/v3/{p}/snapshots",
+            j(json!([1])),
+            400,
+        ),
+        c(
+            "snapshot: no snapshot key",
+            "POST",
+            "/v3/{p}/snapshots",
+            j(json!({"volume_id": "{sv}"})),
+            400,
+        ),
+        c(
+            "snapshot: not an object",
+            "POST",
+            "/v3/{p}/snapshots",
+            j(json!({"snapshot": "please"})),
+            400,
+        ),
+        c(
+            "snapshot: a key beside snapshot",
+            "POST",
+            "/v3/{p}/snapshots",
+            j(json!({"snapshot": {"volume_id": "{sv}"}, "volume": {}})),
+            400,
+        ),
+        c(
+            "snapshot: unknown field",
+            "POST",
+            "/v3/{p}/snapshots",
+            snap(json!({"volume_id": "{sv}", "size": 1})),
+            400,
+        ),
+        // Create: the volume.
+        c(
+            "snapshot: no volume_id",
+            "POST",
+            "/v3/{p}/snapshots",
+            snap(json!({"name": "n"})),
+            400,
+        ),
+        c(
+            "snapshot: volume_id null",
+            "POST",
+            "/v3/{p}/snapshots",
+            snap(json!({"volume_id": null})),
+            404,
+        ),
+        c(
+            "snapshot: volume_id a number",
+            "POST",
+            "/v3/{p}/snapshots",
+            snap(json!({"volume_id": 5})),
+            400,
+        ),
+        c(
+            "snapshot: volume_id not a UUID",
+            "POST",
+            "/v3/{p}/snapshots",
+            snap(json!({"volume_id": "vol-1"})),
+            400,
+        ),
+        c(
+            "snapshot: unknown volume",
+            "POST",
+            "/v3/{p}/snapshots",
+            snap(json!({"volume_id": "{u}"})),
+            404,
+        ),
+        // Create: fields.
+        c(
+            "snapshot: name not a string",
+            "POST",
+            "/v3/{p}/snapshots",
+            snap(json!({"volume_id": "{sv}", "name": 1})),
+            400,
+        ),
+        c(
+            "snapshot: name too long",
+            "POST",
+            "/v3/{p}/snapshots",
+            snap(json!({"volume_id": "{sv}", "name": long.clone()})),
+            400,
+        ),
+        c(
+            "snapshot: description too long",
+            "POST",
+            "/v3/{p}/snapshots",
+            snap(json!({"volume_id": "{sv}", "display_description": "d".repeat(256)})),
+            400,
+        ),
+        c(
+            "snapshot: metadata not an object",
+            "POST",
+            "/v3/{p}/snapshots",
+            snap(json!({"volume_id": "{sv}", "metadata": ["a"]})),
+            400,
+        ),
+        c(
+            "snapshot: metadata value not a string",
+            "POST",
+            "/v3/{p}/snapshots",
+            snap(json!({"volume_id": "{sv}", "metadata": {"a": 1}})),
+            400,
+        ),
+        c(
+            "snapshot: metadata key too long",
+            "POST",
+            "/v3/{p}/snapshots",
+            snap(json!({"volume_id": "{sv}", "metadata": {long.clone(): "v"}})),
+            400,
+        ),
+        c(
+            "snapshot: metadata value too long",
+            "POST",
+            "/v3/{p}/snapshots",
+            snap(json!({"volume_id": "{sv}", "metadata": {"k": long.clone()}})),
+            400,
+        ),
+        c(
+            "snapshot: metadata key empty",
+            "POST",
+            "/v3/{p}/snapshots",
+            snap(json!({"volume_id": "{sv}", "metadata": {"": "v"}})),
+            400,
+        ),
+        c(
+            "snapshot: force not a boolean",
+            "POST",
+            "/v3/{p}/snapshots",
+            snap(json!({"volume_id": "{sv}", "force": "maybe"})),
+            400,
+        ),
+        c(
+            "snapshot: force a list",
+            "POST",
+            "/v3/{p}/snapshots",
+            snap(json!({"volume_id": "{sv}", "force": [true]})),
+            400,
+        ),
+        at(
+            "snapshot: force false from 3.66",
+            "POST",
+            "/v3/{p}/snapshots",
+            "volume 3.66",
+            snap(json!({"volume_id": "{sv}", "force": false})),
+            400,
+        ),
+        // Show, update, delete.
+        c(
+            "snapshot: show unknown",
+            "GET",
+            "/v3/{p}/snapshots/{u}",
+            None,
+            404,
+        ),
+        c(
+            "snapshot: show not a UUID",
+            "GET",
+            "/v3/{p}/snapshots/snap-1",
+            None,
+            404,
+        ),
+        c(
+            "snapshot: with_progress not a boolean",
+            "GET",
+            "/v3/{p}/snapshots/{s}?with_progress=maybe",
+            None,
+            400,
+        ),
+        c(
+            "snapshot: update unknown",
+            "PUT",
+            "/v3/{p}/snapshots/{u}",
+            snap(json!({"name": "n"})),
+            404,
+        ),
+        c(
+            "snapshot: update not JSON",
+            "PUT",
+            "/v3/{p}/snapshots/{s}",
+            Some(b"name=n".to_vec()),
+            400,
+        ),
+        c(
+            "snapshot: update nothing",
+            "PUT",
+            "/v3/{p}/snapshots/{s}",
+            snap(json!({})),
+            400,
+        ),
+        c(
+            "snapshot: update unknown field",
+            "PUT",
+            "/v3/{p}/snapshots/{s}",
+            snap(json!({"status": "error"})),
+            400,
+        ),
+        c(
+            "snapshot: update name not a string",
+            "PUT",
+            "/v3/{p}/snapshots/{s}",
+            snap(json!({"name": ["n"]})),
+            400,
+        ),
+        c(
+            "snapshot: update name too long",
+            "PUT",
+            "/v3/{p}/snapshots/{s}",
+            snap(json!({"display_name": long.clone()})),
+            400,
+        ),
+        c(
+            "snapshot: update no snapshot key",
+            "PUT",
+            "/v3/{p}/snapshots/{s}",
+            j(json!({"name": "n"})),
+            400,
+        ),
+        c(
+            "snapshot: delete unknown",
+            "DELETE",
+            "/v3/{p}/snapshots/{u}",
+            None,
+            404,
+        ),
+        c(
+            "snapshot: delete not a UUID",
+            "DELETE",
+            "/v3/{p}/snapshots/snap-1",
+            None,
+            404,
+        ),
+        // Lists.
+        c(
+            "snapshots: negative limit",
+            "GET",
+            "/v3/{p}/snapshots?limit=-1",
+            None,
+            400,
+        ),
+        c(
+            "snapshots: limit not a number",
+            "GET",
+            "/v3/{p}/snapshots/detail?limit=invalid",
+            None,
+            400,
+        ),
+        c(
+            "snapshots: negative offset",
+            "GET",
+            "/v3/{p}/snapshots?offset=-1",
+            None,
+            400,
+        ),
+        c(
+            "snapshots: unknown marker",
+            "GET",
+            "/v3/{p}/snapshots?marker={u}",
+            None,
+            404,
+        ),
+        c(
+            "snapshots: marker not a UUID",
+            "GET",
+            "/v3/{p}/snapshots/detail?marker=zzz",
+            None,
+            404,
+        ),
+        c(
+            "snapshots: unknown sort key",
+            "GET",
+            "/v3/{p}/snapshots?sort_key=invalid",
+            None,
+            400,
+        ),
+        c(
+            "snapshots: bad sort direction",
+            "GET",
+            "/v3/{p}/snapshots?sort=name:up",
+            None,
+            400,
+        ),
+        c(
+            "snapshots: sort with sort_key",
+            "GET",
+            "/v3/{p}/snapshots?sort=name&sort_key=id",
+            None,
+            400,
+        ),
+        c(
+            "snapshots: all_tenants not a boolean",
+            "GET",
+            "/v3/{p}/snapshots?all_tenants=maybe",
+            None,
+            400,
+        ),
+        at(
+            "snapshots: with_count not a boolean",
+            "GET",
+            "/v3/{p}/snapshots?with_count=maybe",
+            "volume 3.45",
+            None,
+            400,
+        ),
+        at(
+            "snapshots: unknown filter",
+            "GET",
+            "/v3/{p}/snapshots/detail?colour=red",
+            "volume 3.33",
+            None,
+            400,
+        ),
+        at(
+            "snapshots: metadata filter not JSON",
+            "GET",
+            "/v3/{p}/snapshots?metadata=notjson",
+            "volume 3.22",
+            None,
+            400,
+        ),
+        // Metadata.
+        c(
+            "snapshot metadata: unknown snapshot",
+            "GET",
+            "/v3/{p}/snapshots/{u}/metadata",
+            None,
+            404,
+        ),
+        c(
+            "snapshot metadata: merge into unknown snapshot",
+            "POST",
+            "/v3/{p}/snapshots/{u}/metadata",
+            j(json!({"metadata": {"a": "1"}})),
+            404,
+        ),
+        c(
+            "snapshot metadata: not JSON",
+            "POST",
+            "/v3/{p}/snapshots/{s}/metadata",
+            Some(b"a=1".to_vec()),
+            400,
+        ),
+        c(
+            "snapshot metadata: no metadata key",
+            "POST",
+            "/v3/{p}/snapshots/{s}/metadata",
+            j(json!({"meta": {"a": "1"}})),
+            400,
+        ),
+        c(
+            "snapshot metadata: not an object",
+            "POST",
+            "/v3/{p}/snapshots/{s}/metadata",
+            j(json!({"metadata": "a"})),
+            400,
+        ),
+        c(
+            "snapshot metadata: value not a string",
+            "PUT",
+            "/v3/{p}/snapshots/{s}/metadata",
+            j(json!({"metadata": {"a": 1}})),
+            400,
+        ),
+        c(
+            "snapshot metadata: key too long",
+            "POST",
+            "/v3/{p}/snapshots/{s}/metadata",
+            j(json!({"metadata": {long.clone(): "v"}})),
+            400,
+        ),
+        c(
+            "snapshot metadata: value too long",
+            "PUT",
+            "/v3/{p}/snapshots/{s}/metadata",
+            j(json!({"metadata": {"k": long.clone()}})),
+            400,
+        ),
+        c(
+            "snapshot metadata: unknown key",
+            "GET",
+            "/v3/{p}/snapshots/{s}/metadata/nope",
+            None,
+            404,
+        ),
+        c(
+            "snapshot metadata: item key mismatch",
+            "PUT",
+            "/v3/{p}/snapshots/{s}/metadata/k",
+            j(json!({"meta": {"other": "v"}})),
+            400,
+        ),
+        c(
+            "snapshot metadata: item too many",
+            "PUT",
+            "/v3/{p}/snapshots/{s}/metadata/k",
+            j(json!({"meta": {"k": "v", "l": "w"}})),
+            400,
+        ),
+        c(
+            "snapshot metadata: item without meta",
+            "PUT",
+            "/v3/{p}/snapshots/{s}/metadata/k",
+            j(json!({"k": "v"})),
+            400,
+        ),
+        c(
+            "snapshot metadata: item of unknown snapshot",
+            "PUT",
+            "/v3/{p}/snapshots/{u}/metadata/k",
+            j(json!({"meta": {"k": "v"}})),
+            404,
+        ),
+        c(
+            "snapshot metadata: delete unknown key",
+            "DELETE",
+            "/v3/{p}/snapshots/{s}/metadata/nope",
+            None,
+            404,
+        ),
+        // Actions.
+        c(
+            "snapshot action: not JSON",
+            "POST",
+            "/v3/{p}/snapshots/{s}/action",
+            Some(b"os-force_delete".to_vec()),
+            400,
+        ),
+        c(
+            "snapshot action: none",
+            "POST",
+            "/v3/{p}/snapshots/{s}/action",
+            act(json!({})),
+            400,
+        ),
+        c(
+            "snapshot action: two",
+            "POST",
+            "/v3/{p}/snapshots/{s}/action",
+            act(json!({"os-force_delete": {}, "os-reset_status": {"status": "error"}})),
+            400,
+        ),
+        c(
+            "snapshot action: unknown",
+            "POST",
+            "/v3/{p}/snapshots/{s}/action",
+            act(json!({"os-explode": {}})),
+            400,
+        ),
+        c(
+            "snapshot action: arguments not an object",
+            "POST",
+            "/v3/{p}/snapshots/{s}/action",
+            act(json!({"os-reset_status": "error"})),
+            400,
+        ),
+        c(
+            "snapshot reset: no status",
+            "POST",
+            "/v3/{p}/snapshots/{s}/action",
+            act(json!({"os-reset_status": {}})),
+            400,
+        ),
+        c(
+            "snapshot reset: unknown status",
+            "POST",
+            "/v3/{p}/snapshots/{s}/action",
+            act(json!({"os-reset_status": {"status": "bogus"}})),
+            400,
+        ),
+        c(
+            "snapshot reset: a status Cinder does not reset to",
+            "POST",
+            "/v3/{p}/snapshots/{s}/action",
+            act(json!({"os-reset_status": {"status": "restoring"}})),
+            400,
+        ),
+        c(
+            "snapshot reset: status not a string",
+            "POST",
+            "/v3/{p}/snapshots/{s}/action",
+            act(json!({"os-reset_status": {"status": 1}})),
+            400,
+        ),
+        c(
+            "snapshot reset: unknown argument",
+            "POST",
+            "/v3/{p}/snapshots/{s}/action",
+            act(json!({"os-reset_status": {"status": "error", "force": true}})),
+            400,
+        ),
+        c(
+            "snapshot reset: unknown snapshot",
+            "POST",
+            "/v3/{p}/snapshots/{u}/action",
+            act(json!({"os-reset_status": {"status": "error"}})),
+            404,
+        ),
+        c(
+            "snapshot status update: not from available",
+            "POST",
+            "/v3/{p}/snapshots/{s}/action",
+            act(json!({"os-update_snapshot_status": {"status": "error"}})),
+            400,
+        ),
+        c(
+            "snapshot status update: bad progress",
+            "POST",
+            "/v3/{p}/snapshots/{s}/action",
+            act(json!({"os-update_snapshot_status": {"status": "error", "progress": "101%"}})),
+            400,
+        ),
+        c(
+            "snapshot status update: no status",
+            "POST",
+            "/v3/{p}/snapshots/{s}/action",
+            act(json!({"os-update_snapshot_status": {"progress": "10%"}})),
+            400,
+        ),
+        c(
+            "snapshot force delete: unknown snapshot",
+            "POST",
+            "/v3/{p}/snapshots/{u}/action",
+            act(json!({"os-force_delete": {}})),
+            404,
+        ),
+        // Volumes and their snapshots.
+        c(
+            "volume: from a snapshot id that is not a UUID",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"snapshot_id": "snap-1"})),
+            400,
+        ),
+        c(
+            "volume: from a snapshot and a volume",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"snapshot_id": "{s}", "source_volid": "{sv}"})),
+            400,
+        ),
+        c(
+            "volume: smaller than its snapshot",
+            "POST",
+            "/v3/{p}/volumes",
+            vol(json!({"snapshot_id": "{s}", "size": 0})),
+            400,
+        ),
+        c(
+            "volume: delete with snapshots",
+            "DELETE",
+            "/v3/{p}/volumes/{sv}",
+            None,
+            400,
+        ),
+        c(
+            "volume: cascade not a boolean",
+            "DELETE",
+            "/v3/{p}/volumes/{sv}?cascade=maybe",
+            None,
+            400,
+        ),
+        at(
+            "revert: below 3.40",
+            "POST",
+            "/v3/{p}/volumes/{sv}/action",
+            "volume 3.39",
+            act(json!({"revert": {"snapshot_id": "{s}"}})),
+            404,
+        ),
+        at(
+            "revert: no snapshot_id",
+            "POST",
+            "/v3/{p}/volumes/{sv}/action",
+            "volume 3.40",
+            act(json!({"revert": {}})),
+            400,
+        ),
+        at(
+            "revert: snapshot_id not a UUID",
+            "POST",
+            "/v3/{p}/volumes/{sv}/action",
+            "volume 3.40",
+            act(json!({"revert": {"snapshot_id": "snap-1"}})),
+            400,
+        ),
+        at(
+            "revert: unknown snapshot",
+            "POST",
+            "/v3/{p}/volumes/{sv}/action",
+            "volume 3.40",
+            act(json!({"revert": {"snapshot_id": "{u}"}})),
+            404,
+        ),
+        at(
+            "revert: another volume's snapshot",
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            "volume 3.40",
+            act(json!({"revert": {"snapshot_id": "{s}"}})),
+            400,
+        ),
+        at(
+            "revert: unknown argument",
+            "POST",
+            "/v3/{p}/volumes/{sv}/action",
+            "volume 3.40",
+            act(json!({"revert": {"snapshot_id": "{s}", "force": true}})),
+            400,
+        ),
+        c(
+            "tree: unknown volume",
+            "GET",
+            "/v3/{p}/scoria-volumes/{u}/tree",
+            None,
+            404,
+        ),
+        c(
+            "tree: not a UUID",
+            "GET",
+            "/v3/{p}/scoria-volumes/vol-1/tree",
+            None,
+            404,
+        ),
+    ]
+}
+
 /// The type and QoS fixtures: a private type with extra specs, shared with
 /// the project, with an encryption spec, associated with QoS specs.
 async fn type_fixtures(t: &TestApp, token: &str, project: &str) -> (String, String) {
@@ -2650,6 +3319,35 @@ async fn group_fixtures(t: &TestApp, token: &str, project: &str) -> (String, Str
     assert_eq!(r.status, 202, "{:?}", r.body);
     let g = r.body["group"]["id"].as_str().expect("id").to_owned();
     (gt, g)
+}
+
+/// An available snapshot of `volume`, with the metadata `k=v`.
+async fn snapshot_fixture(t: &TestApp, token: &str, project: &str, volume: &str) -> String {
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{project}/snapshots"),
+            Some(token),
+            Some(json!({"snapshot": {"volume_id": volume, "name": "fixture", "metadata": {"k": "v"}}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let id = r.body["snapshot"]["id"].as_str().expect("id").to_owned();
+    for _ in 0..2000 {
+        let r = t
+            .call(
+                "GET",
+                &format!("/v3/{project}/snapshots/{id}"),
+                Some(token),
+                None,
+            )
+            .await;
+        if r.body["snapshot"]["status"] == "available" {
+            return id;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    panic!("snapshot {id} never became available");
 }
 
 /// Everything a bad request could have changed.
@@ -2742,8 +3440,18 @@ async fn snapshot(t: &TestApp, token: &str, project: &str, ty: &str) -> Value {
             .await;
         groups.push(r.body);
     }
+    let snapshots = t
+        .raw(
+            "GET",
+            &format!("/v3/{project}/snapshots/detail?with_progress=true"),
+            Some(token),
+            &[("OpenStack-API-Version", "volume 3.65")],
+            None,
+        )
+        .await;
     json!({"volumes": vols, "quota": quota.body, "classes": classes.body, "transfers": transfers.body,
-           "services": services, "messages": messages.body, "types": types, "groups": groups})
+           "services": services, "messages": messages.body, "types": types, "groups": groups,
+           "snapshots": snapshots.body})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2765,6 +3473,9 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
     let transfer = r.body["transfer"]["id"].as_str().expect("id").to_owned();
     let (ty, q) = type_fixtures(&t, &admin, &project).await;
     let (gt, g) = group_fixtures(&t, &admin, &project).await;
+    // A volume with a snapshot (metadata k=v).
+    let sv = t.volume(&admin, &project).await;
+    let snap = snapshot_fixture(&t, &admin, &project, &sv).await;
     let before = snapshot(&t, &admin, &project, &ty).await;
     let random = uuid_like();
     let mut failures = Vec::new();
@@ -2775,6 +3486,7 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
         .chain(transfer_cases().into_iter().map(|c| (c, admin.as_str())))
         .chain(type_cases().into_iter().map(|c| (c, admin.as_str())))
         .chain(group_cases().into_iter().map(|c| (c, admin.as_str())))
+        .chain(snapshot_cases().into_iter().map(|c| (c, admin.as_str())))
         .chain(std::iter::once((
             Case {
                 what: "forged token",
@@ -2790,6 +3502,8 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
         let path = case
             .path
             .replace("{p}", &project)
+            .replace("{sv}", &sv)
+            .replace("{s}", &snap)
             .replace("{v}", &v)
             .replace("{w}", &w)
             .replace("{x}", &transfer)
@@ -2801,6 +3515,8 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
         let body = case.body.map(|b| {
             String::from_utf8_lossy(&b)
                 .replace("{u}", &random)
+                .replace("{sv}", &sv)
+                .replace("{s}", &snap)
                 .replace("{v}", &v)
                 .replace("{w}", &w)
                 .replace("{p}", &project)

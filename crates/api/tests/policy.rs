@@ -17,7 +17,10 @@ struct Row {
     method: &'static str,
     /// `{p}`: the caller's project (the target project for quota routes);
     /// `{v}`: a fresh available volume of project A; `{x}`: a fresh transfer
-    /// of such a volume, offered by A's member (`{k}` in the body: its key).
+    /// of such a volume, offered by A's member (`{k}` in the body: its key);
+    /// `{s}`: a fresh available snapshot of such a volume, taken by A's
+    /// member, with the metadata `fixture=1`; `{sc}`: the same, reset to
+    /// `creating` by the admin (as while Nova takes it).
     path: &'static str,
     body: Option<Value>,
     expect: Expect,
@@ -430,6 +433,119 @@ fn rows() -> Vec<Row> {
             Some(json!({"accept": {"auth_key": "{k}"}})),
             [401, 401, 202, 403, 202, 202],
         ),
+        // Snapshots and their metadata.
+        r(
+            "GET",
+            "/v3/{p}/snapshots",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/snapshots",
+            Some(json!({"snapshot": {"volume_id": "{v}"}})),
+            [401, 401, 404, 403, 202, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/snapshots/detail",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/snapshots/{s}",
+            None,
+            [401, 401, 404, 200, 200, 200],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/snapshots/{s}",
+            Some(json!({"snapshot": {"name": "n"}})),
+            [401, 401, 404, 403, 200, 200],
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/snapshots/{s}",
+            None,
+            [401, 401, 404, 403, 202, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/snapshots/{s}/metadata",
+            None,
+            [401, 401, 404, 200, 200, 200],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/snapshots/{s}/metadata",
+            Some(json!({"metadata": {"a": "b"}})),
+            [401, 401, 404, 403, 200, 200],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/snapshots/{s}/metadata",
+            Some(json!({"metadata": {"a": "b"}})),
+            [401, 401, 404, 403, 200, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/snapshots/{s}/metadata/fixture",
+            None,
+            [401, 401, 404, 200, 200, 200],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/snapshots/{s}/metadata/fixture",
+            Some(json!({"meta": {"fixture": "x"}})),
+            [401, 401, 404, 403, 200, 200],
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/snapshots/{s}/metadata/fixture",
+            None,
+            [401, 401, 404, 403, 200, 200],
+        ),
+        // Nova's status update is a member's; the admin's actions are refused
+        // by policy before the snapshot is looked up.
+        r(
+            "POST",
+            "/v3/{p}/snapshots/{sc}/action",
+            Some(json!({"os-update_snapshot_status": {"status": "available", "progress": "90%"}})),
+            [401, 401, 404, 403, 202, 202],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/snapshots/{s}/action",
+            Some(json!({"os-reset_status": {"status": "error"}})),
+            [401, 401, 403, 403, 403, 202],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/snapshots/{s}/action",
+            Some(json!({"os-force_delete": {}})),
+            [401, 401, 403, 403, 403, 202],
+        ),
+        // A volume and its snapshots: revert (3.40), delete with them, and
+        // the admin's tree of its images.
+        r(
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            Some(json!({"revert": {"snapshot_id": "{s}"}})),
+            [401, 401, 404, 403, 202, 202],
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/volumes/{v}?cascade=true",
+            None,
+            [401, 401, 404, 403, 202, 202],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/scoria-volumes/{v}/tree",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
         // Admin-only actions: refused by policy before the volume is looked up.
         r(
             "POST",
@@ -645,6 +761,9 @@ fn template(path: &str) -> String {
     let path = path.split('?').next().unwrap_or(path);
     path.trim_start_matches("/v3/{p}")
         .replace("{v}", "{id}")
+        .replace("{sc}", "{id}")
+        .replace("{s}", "{id}")
+        .replace("?cascade=true", "")
         .replace("{x}", "{id}")
         .replace("{t}", "{id}")
         .replace("{pt}", "{id}")
@@ -782,8 +901,12 @@ async fn every_route_with_every_caller() {
                 }
             }
             body = body.map(|b| b.replace("{a}", &a));
+            let needs_snapshot = path.contains("{s}")
+                || path.contains("{sc}")
+                || body.as_ref().is_some_and(|b| b.contains("{s}"));
             let needs_volume = path.contains("{v}")
                 || path.contains("{x}")
+                || needs_snapshot
                 || body.as_ref().is_some_and(|b| b.contains("{v}"));
             if needs_volume || path.contains("{m}") {
                 // Quota rows may have lowered A's limits; the fixtures need room.
@@ -792,7 +915,9 @@ async fn every_route_with_every_caller() {
                         "PUT",
                         &format!("/v3/{a}/os-quota-sets/{a}"),
                         Some(&admin),
-                        Some(json!({"quota_set": {"volumes": -1, "gigabytes": -1}})),
+                        Some(
+                            json!({"quota_set": {"volumes": -1, "gigabytes": -1, "snapshots": -1}}),
+                        ),
                     )
                     .await;
                 assert_eq!(r.status, 200, "{:?}", r.body);
@@ -819,6 +944,23 @@ async fn every_route_with_every_caller() {
                     )
                     .await;
                 assert_eq!(r.status, 200, "{:?}", r.body);
+                if needs_snapshot {
+                    let s = snapshot(&t, &a_member, &a, &v).await;
+                    if path.contains("{sc}") {
+                        let r = t
+                            .call(
+                                "POST",
+                                &format!("/v3/{a}/snapshots/{s}/action"),
+                                Some(&admin),
+                                Some(json!({"os-reset_status": {"status": "creating"}})),
+                            )
+                            .await;
+                        assert_eq!(r.status, 202, "{:?}", r.body);
+                        path = path.replace("{sc}", &s);
+                    }
+                    path = path.replace("{s}", &s);
+                    body = body.map(|b| b.replace("{s}", &s));
+                }
                 path = path.replace("{v}", &v);
                 body = body.map(|b| b.replace("{v}", &v));
                 if path.contains("{x}") {
@@ -844,6 +986,9 @@ async fn every_route_with_every_caller() {
                 &[("OpenStack-API-Version", "volume 3.3")]
             } else if path.contains("/group_types") || path.contains("/groups") {
                 &[("OpenStack-API-Version", "volume 3.20")]
+            } else if body.as_ref().is_some_and(|b| b.contains("\"revert\"")) {
+                // Revert exists from microversion 3.40 on.
+                &[("OpenStack-API-Version", "volume 3.40")]
             } else {
                 &[]
             };
@@ -877,6 +1022,36 @@ async fn every_route_with_every_caller() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// A fresh available snapshot of volume `v` of project `a`, taken by its
+/// member, with the metadata `fixture=1`.
+async fn snapshot(t: &TestApp, member: &str, a: &str, v: &str) -> String {
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{a}/snapshots"),
+            Some(member),
+            Some(json!({"snapshot": {"volume_id": v, "metadata": {"fixture": "1"}}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let id = r.body["snapshot"]["id"].as_str().expect("id").to_owned();
+    for _ in 0..2000 {
+        let r = t
+            .call(
+                "GET",
+                &format!("/v3/{a}/snapshots/{id}"),
+                Some(member),
+                None,
+            )
+            .await;
+        if r.body["snapshot"]["status"] == "available" {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("snapshot {id} never became available");
 }
 
 #[derive(Clone, Copy)]

@@ -37,20 +37,23 @@ pub struct SnapshotView {
 
 impl SnapshotView {
     /// Cinder's `os-extended-snapshot-attributes:progress`: how far the
-    /// snapshot was taken, `100%` once it is.
+    /// snapshot was taken, `100%` once it is; before, what Nova last reported
+    /// (`os-update_snapshot_status`), else the percent of the flow.
     pub fn percent(&self) -> String {
-        match self.snapshot.status {
-            SnapshotStatus::Available => "100%".into(),
-            SnapshotStatus::Creating => format!(
-                "{}%",
-                self.progress.as_ref().and_then(|p| p.percent).unwrap_or(0)
-            ),
+        let percent = match self.snapshot.status {
+            SnapshotStatus::Available => 100,
             _ => self
+                .snapshot
                 .progress
-                .as_ref()
-                .and_then(|p| p.percent)
-                .map_or_else(|| "0%".into(), |p| format!("{p}%")),
-        }
+                .or_else(|| {
+                    self.progress
+                        .as_ref()
+                        .and_then(|p| p.percent)
+                        .map(i64::from)
+                })
+                .unwrap_or(0),
+        };
+        format!("{percent}%")
     }
 }
 
@@ -191,7 +194,16 @@ pub async fn list(app: &App, ctx: &Context, req: ListRequest) -> Result<ListResu
         marker: req.marker,
     };
     let mut conn = app.store().read().await?;
-    let snaps = store::snapshot_list(&mut conn, &q).await?;
+    let snaps = store::snapshot_list(&mut conn, &q)
+        .await
+        .map_err(|e| match e {
+            // Cinder answers a snapshot list after an unknown marker with a
+            // 404 (its `MarkerNotFound` is a `NotFound`), and clients rely on it.
+            scoria_store::StoreError::MarkerNotFound(m) => {
+                Error::NotFound(format!("Marker {m} could not be found."))
+            }
+            e => e.into(),
+        })?;
     let count = if req.with_count {
         Some(store::snapshot_count(&mut conn, &q).await?)
     } else {
@@ -328,13 +340,15 @@ async fn refuse_if_busy(conn: &mut Conn, s: &Snapshot) -> Result<()> {
 
 /// `os-update_snapshot_status`, which Nova uses while it takes a snapshot of
 /// an attached volume itself: Cinder's transitions only (`creating` →
-/// `available` or `error`, `deleting` → `error_deleting`). Scoria takes its
-/// own snapshots, so a snapshot one of its flows is working on is refused.
+/// `available` or `error`, `deleting` → `error_deleting`), with the progress
+/// Nova reports (a percent), if any. Scoria takes its own snapshots, so a
+/// snapshot one of its flows is working on is refused.
 pub async fn update_status(
     app: &App,
     ctx: &Context,
     id: SnapshotId,
     status: SnapshotStatus,
+    progress: Option<u8>,
 ) -> Result<()> {
     ctx.authorize(Op::SnapshotUpdateStatus)?;
     let mut tx = app.store().begin().await?;
@@ -359,6 +373,9 @@ pub async fn update_status(
         )));
     }
     store::snapshot_set_status(&mut tx, id, &[s.status], status, None).await?;
+    if let Some(p) = progress {
+        store::snapshot_set_progress(&mut tx, id, i64::from(p.min(100))).await?;
+    }
     tx.commit().await.map_err(scoria_store::StoreError::from)?;
     Ok(())
 }

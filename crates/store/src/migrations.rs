@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "snapshots",
         include_str!("../migrations/0010_snapshots.sql"),
     ),
+    (
+        11,
+        "snapshot_progress",
+        include_str!("../migrations/0011_snapshot_progress.sql"),
+    ),
 ];
 
 /// Apply every migration not yet applied whose version is below `before`

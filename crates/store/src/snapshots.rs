@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub reservation_id: Option<ReservationId>,
     pub last_flow_id: Option<String>,
     pub group_snapshot_id: Option<String>,
+    /// The percent Nova last reported (`os-update_snapshot_status`), if any.
+    pub progress: Option<i64>,
     pub created_at: String,
     pub updated_at: Option<String>,
     pub metadata: BTreeMap<String, String>,
@@ -76,6 +78,7 @@ fn from_row(r: &SqliteRow) -> Result<Snapshot> {
             .transpose()?,
         last_flow_id: r.try_get("last_flow_id")?,
         group_snapshot_id: r.try_get("group_snapshot_id")?,
+        progress: r.try_get("progress")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         metadata: BTreeMap::new(),
@@ -214,6 +217,17 @@ pub async fn snapshot_set_status(
         q = q.bind(s.as_str());
     }
     Ok(q.execute(conn).await?.rows_affected() == 1)
+}
+
+/// Record the progress Nova reported for a snapshot (a percent).
+pub async fn snapshot_set_progress(conn: &mut Conn, id: SnapshotId, percent: i64) -> Result<bool> {
+    let r = sqlx::query("UPDATE snapshots SET progress = $2, updated_at = $3 WHERE id = $1")
+        .bind(id.to_string())
+        .bind(percent)
+        .bind(now())
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 /// Record the frozen image a snapshot captured and make it `available`, only

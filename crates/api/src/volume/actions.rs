@@ -1,14 +1,14 @@
 //! `POST /v3/{project_id}/volumes/{id}/action`: the volume actions, one row
 //! of [`ACTIONS`] each (see [`crate::action`]). The attachment actions
-//! (`os-attach`, `os-detach`, `os-initialize_connection`, …), `os-revert`
-//! and `os-volume_upload_image` come as rows when their core functions do.
+//! (`os-attach`, `os-detach`, `os-initialize_connection`, …) and
+//! `os-volume_upload_image` come as rows when their core functions do.
 
 use axum::extract::{Extension, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scoria_core::volumes::{self, MigrationPolicy};
-use scoria_model::VolumeId;
 use scoria_model::volume::{AttachStatus, VolumeStatus};
+use scoria_model::{SnapshotId, VolumeId};
 
 use super::path_id;
 use crate::State;
@@ -29,7 +29,11 @@ pub const ACTIONS: &[Action<VolumeId>] = &[
     Action::new("os-retype", |c| Box::pin(retype(c))),
     Action::new("os-reserve", |c| Box::pin(reserve(c))),
     Action::new("os-unreserve", |c| Box::pin(unreserve(c))),
+    Action::new("revert", |c| Box::pin(revert(c))).since(REVERT),
 ];
+
+/// Microversion from which a volume may be reverted to a snapshot.
+const REVERT: u32 = 40;
 
 /// The route: the volume, then its one action.
 pub async fn dispatch(
@@ -133,6 +137,25 @@ async fn retype(c: Call<'_, VolumeId>) -> ApiResult<Response> {
         }
     };
     volumes::retype(c.app, c.ctx, c.id, &new_type, policy).await?;
+    accepted()
+}
+
+/// `revert` `{"snapshot_id": id}` (3.40, 202): the volume reads as the
+/// snapshot did. Cinder reverts to the latest snapshot only; Scoria to any
+/// snapshot of the volume.
+async fn revert(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    body::only(c.args, "revert", &["snapshot_id"])?;
+    let raw = body::opt_str(c.args, "snapshot_id")?.ok_or_else(|| {
+        ApiError::bad_request(
+            "Invalid input for field/attribute revert: 'snapshot_id' is a required property.",
+        )
+    })?;
+    let snapshot = raw.parse::<SnapshotId>().map_err(|_| {
+        ApiError::bad_request(format!(
+            "Invalid input for field/attribute snapshot_id. Value: {raw}. '{raw}' is not a 'uuid'"
+        ))
+    })?;
+    volumes::revert(c.app, c.ctx, c.id, snapshot).await?;
     accepted()
 }
 

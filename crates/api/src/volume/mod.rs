@@ -1,6 +1,6 @@
 //! `/v3/{project_id}/volumes…`: create, read, change, delete and metadata
 //! handlers. Views are in [`view`], the `…/action` route and its table of
-//! actions in [`actions`].
+//! actions in [`actions`], an admin's view of a volume's images in [`tree`].
 
 use std::collections::BTreeMap;
 
@@ -22,6 +22,7 @@ use crate::path::{PathParams, links_base, seg};
 use crate::query::{self, MAX_LIMIT, Paging, Params, SortKeys};
 
 pub mod actions;
+pub mod tree;
 pub mod view;
 
 use view::detail;
@@ -152,7 +153,7 @@ pub async fn show(
 }
 
 /// Cinder accepts `metadata` as a JSON (or Python-literal) object string.
-fn metadata_filter(raw: &str) -> ApiResult<Vec<(String, String)>> {
+pub(crate) fn metadata_filter(raw: &str) -> ApiResult<Vec<(String, String)>> {
     let normalized = raw.replace('\'', "\"");
     let v: Value = serde_json::from_str(&normalized).map_err(|_| {
         ApiError::bad_request(format!(

@@ -5,17 +5,18 @@
 
 use scoria_core::volumes::VolumeView;
 use scoria_model::VolumeId;
-use serde_json::{Value, json};
+use scoria_model::flow::Progress;
+use scoria_model::image::ImageHealth;
+use serde_json::{Map, Value, json};
 
 use crate::microversion::Version;
 
 /// The full view of a volume (`detail`). `admin` adds the admin-only
 /// attributes (host, project, migration status): Cinder shows them in show and
-/// list views, not in the answers to create and update. With `progress`, the view also
-/// carries `scoria:progress`, the state of the last operation on the volume
-/// (stage `i/N`, step, percent, last error). It is asked for with
-/// `?with_progress=true`, because strict clients (tempest) validate volume
-/// views against Cinder's exact schemas and refuse unknown keys.
+/// list views, not in the answers to create and update. With `progress`, the
+/// view also carries Scoria's status keys ([`scoria_status`]). They are asked
+/// for with `?with_progress=true`, because strict clients (tempest) validate
+/// volume views against Cinder's exact schemas and refuse unknown keys.
 pub fn detail(
     view: &VolumeView,
     admin: bool,
@@ -107,7 +108,37 @@ pub fn detail(
     if v.at_least(65) {
         m.insert("consumes_quota".into(), json!(true));
     }
-    if let (true, Some(p)) = (progress, &view.progress) {
+    if progress {
+        let image = view.image.as_ref().map(|i| ImageBrief {
+            health: i.health,
+            reason: i.reason.as_deref(),
+            chain_depth: i.depth,
+        });
+        scoria_status(m, view.progress.as_ref(), image);
+    }
+    o
+}
+
+/// What `scoria:image` shows of an image.
+pub struct ImageBrief<'a> {
+    pub health: ImageHealth,
+    pub reason: Option<&'a str>,
+    /// How many images the chain under the volume holds, its own included.
+    pub chain_depth: i64,
+}
+
+/// Scoria's opt-in status keys of a volume or snapshot view:
+/// `scoria:progress`, the state of the last operation on it (stage `i/N`,
+/// step, percent, last error), and `scoria:image`, the health of the image it
+/// reads (`optimized`, `degraded`, `broken`, with the reason) and the depth of
+/// the chain of images under it. Each is left out while there is nothing to
+/// show (no operation yet, no image yet).
+pub fn scoria_status(
+    m: &mut Map<String, Value>,
+    progress: Option<&Progress>,
+    image: Option<ImageBrief<'_>>,
+) {
+    if let Some(p) = progress {
         m.insert(
             "scoria:progress".into(),
             json!({
@@ -120,7 +151,16 @@ pub fn detail(
             }),
         );
     }
-    o
+    if let Some(i) = image {
+        m.insert(
+            "scoria:image".into(),
+            json!({
+                "health": i.health.as_str(),
+                "reason": i.reason,
+                "chain_depth": i.chain_depth,
+            }),
+        );
+    }
 }
 
 fn link_list(links: &(String, String), id: &VolumeId) -> Value {

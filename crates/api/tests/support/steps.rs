@@ -11,7 +11,7 @@
 //! clients (tempest) rely on them: a fault is Cinder's one-key body with the
 //! status as its code and a message, and a 202 or 204 that the step expects
 //! nothing of carries no body unless it answers a create (a `POST` that is
-//! not an action: a volume, a group, a transfer or its accept).
+//! not an action: a volume, a snapshot, a group, a transfer or its accept).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -60,8 +60,12 @@ pub struct Call {
 
 pub enum Step {
     Call(Box<Call>),
-    /// Wait until the saved volume has this status, as seen by the caller.
+    /// Wait until the saved volume has this status (`gone`: 404), as seen by
+    /// the caller.
     Volume(Who, &'static str, &'static str),
+    /// Wait until the saved snapshot has this status (`gone`: 404), as seen
+    /// by the caller.
+    Snapshot(Who, &'static str, &'static str),
     /// Wait until the saved group (in project A) has this status (`gone`:
     /// 404), as seen by the admin.
     Group(&'static str, &'static str),
@@ -214,9 +218,17 @@ impl World {
         for (i, step) in steps.into_iter().enumerate() {
             match step {
                 Step::Volume(who, var, status) => {
-                    let (token, project) = self.token(who);
-                    let id = self.vars[var].clone();
-                    self.t.wait_status(&token, &project, &id, status).await;
+                    if !self.wait_for(who, "volumes", "volume", var, status).await {
+                        failures.push(format!("step {i}: volume {var} never became {status}"));
+                    }
+                }
+                Step::Snapshot(who, var, status) => {
+                    if !self
+                        .wait_for(who, "snapshots", "snapshot", var, status)
+                        .await
+                    {
+                        failures.push(format!("step {i}: snapshot {var} never became {status}"));
+                    }
                 }
                 Step::Group(var, want) => {
                     if !self.wait_group(var, want).await {
@@ -232,6 +244,22 @@ impl World {
             failures.len(),
             failures.join("\n")
         );
+    }
+
+    /// Wait until the saved resource `var` of the collection has the status
+    /// `want` (`gone`: 404), as `who` sees it.
+    async fn wait_for(&self, who: Who, collection: &str, key: &str, var: &str, want: &str) -> bool {
+        let (token, project) = self.token(who);
+        let id = self.vars[var].clone();
+        let path = format!("/v3/{project}/{collection}/{id}");
+        for _ in 0..2000 {
+            let r = self.t.call("GET", &path, Some(&token), None).await;
+            if (want == "gone" && r.status == 404) || r.body[key]["status"] == want {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        false
     }
 
     async fn wait_group(&self, var: &str, want: &str) -> bool {
