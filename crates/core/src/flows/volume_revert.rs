@@ -1,4 +1,4 @@
-//! Revert a volume to one of its snapshots (`os-revert`, 3.40) — any of them,
+//! Revert a volume to one of its snapshots (the `revert` action, 3.40) — any of them,
 //! not only the latest as Cinder requires — in constant time: the volume goes
 //! on a new overlay on the snapshot's image.
 //!

@@ -1,4 +1,4 @@
-//! Revert a volume to one of its snapshots (`os-revert`, 3.40): the
+//! Revert a volume to one of its snapshots (the `revert` action, 3.40): the
 //! `volume_revert` flow, constant time. Cinder reverts only to the latest
 //! snapshot; Scoria to any of them (its module doc draws why that is free).
 
