@@ -1,7 +1,8 @@
 //! The crash test: a real `scoria serve` is killed again and again while clients
 //! create, clone, extend and delete volumes and groups (volumes made in groups,
-//! groups deleted with their volumes); after a last restart everything settles
-//! and the promises hold.
+//! groups deleted with their volumes), take and delete snapshots, make volumes
+//! from them and revert volumes to them; after a last restart everything
+//! settles and the promises hold.
 //!
 //! Each round starts the binary (sometimes with a failpoint armed to exit the
 //! process on the spot at its n-th hit), lets a few client threads issue random
@@ -9,12 +10,15 @@
 //! failpoint already ended it. At the end a clean restart settles every flow and
 //! the test checks, through the API, through `qemu-img` on the backend directory
 //! and through Scoria's own invariant check:
-//! - every volume is `available`, `error` or gone (nothing transitional), and so
-//!   is every group;
-//! - quota usage equals the volumes and groups that exist (count and
-//!   gigabytes), nothing reserved;
-//! - every volume has exactly one image, of its virtual size, and no image or
-//!   temporary file lacks a volume.
+//! - every volume, group and snapshot is `available`, `error` or gone (nothing
+//!   transitional);
+//! - quota usage equals the volumes, snapshots and groups that exist (count
+//!   and gigabytes: a snapshot's size counts, as in Cinder), nothing reserved;
+//! - every volume's active image reads, through its chain, as its virtual
+//!   size (so no layer a volume stands on was freed), every file on the
+//!   backend is a recorded image and every record has its file, no temporary
+//!   is left, and Scoria's own invariant check (images, snapshots, chains)
+//!   agrees.
 #![cfg(feature = "failpoints")]
 // The test drives the binary under test and qemu-img as processes.
 #![allow(clippy::disallowed_methods)]
@@ -57,6 +61,21 @@ const EXIT_POINTS: &[&str] = &[
     "flow.group_delete.delete_volumes.started",
     "flow.group_delete.delete_volumes.ran",
     "flow.group_delete.finished",
+    "flow.snapshot_create.create_entry.done",
+    "flow.snapshot_create.commit_quota.done",
+    "flow.snapshot_create.freeze.started",
+    "flow.snapshot_create.freeze.ran",
+    "flow.snapshot_create.finished",
+    "flow.snapshot_delete.finished",
+    "flow.volume_revert.begin_revert.done",
+    "flow.volume_revert.make_overlay.started",
+    "flow.volume_revert.make_overlay.ran",
+    "flow.volume_revert.finished",
+    "storage.immutable.after",
+    "storage.overlay.temp",
+    "storage.overlay.after",
+    "reaper.marked",
+    "reaper.freed",
     "flow.group_create_from_src.create_group.done",
     "flow.group_create_from_src.start_clones.started",
     "flow.group_create_from_src.start_clones.ran",
@@ -180,12 +199,22 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> std::result::Result<(u16, Value), String> {
+        // Groups need 3.13 (and reset_status 3.20); volumes are the same.
+        self.call_at("3.20", method, path, body)
+    }
+
+    fn call_at(
+        &self,
+        version: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> std::result::Result<(u16, Value), String> {
         let req = self
             .agent
             .request(method, &format!("{}{path}", self.base))
             .set("X-Auth-Token", &self.token)
-            // Groups need 3.13 (and reset_status 3.20); volumes are the same.
-            .set("OpenStack-API-Version", "volume 3.20");
+            .set("OpenStack-API-Version", &format!("volume {version}"));
         let res = match body {
             Some(b) => req.send_json(b),
             None => req.call(),
@@ -211,6 +240,13 @@ impl Api {
         }
     }
 
+    fn snapshots(&self) -> Result<Vec<Value>> {
+        match self.call("GET", "/snapshots/detail", None) {
+            Ok((200, v)) => Ok(v["snapshots"].as_array().cloned().unwrap_or_default()),
+            other => bail!("listing snapshots: {other:?}"),
+        }
+    }
+
     fn groups(&self) -> Result<Vec<Value>> {
         match self.call("GET", "/groups/detail", None) {
             Ok((200, v)) => Ok(v["groups"].as_array().cloned().unwrap_or_default()),
@@ -221,7 +257,9 @@ impl Api {
 
 /// Random operations until `stop`; counts the requests answered and the clones
 /// accepted. Volumes are made alone or in a group of `group_type`, cloned,
-/// extended and deleted; groups are made, copied (`create-from-src`), and
+/// extended, snapshotted, made from snapshots, reverted and deleted (with
+/// their snapshots or not); snapshots are deleted in any order, also while
+/// volumes stand on them; groups are made, copied (`create-from-src`), and
 /// deleted with their volumes.
 fn client(
     api: Api,
@@ -232,10 +270,64 @@ fn client(
 ) {
     let mut rng = rand::thread_rng();
     while !stop.load(Ordering::Relaxed) {
-        let (vols, groups) = match (api.volumes(), api.groups()) {
-            (Ok(v), Ok(g)) => (v, g),
+        let (vols, groups, snaps) = match (api.volumes(), api.groups(), api.snapshots()) {
+            (Ok(v), Ok(g), Ok(s)) => (v, g, s),
             _ => return,
         };
+        let ready: Vec<&Value> = snaps.iter().filter(|s| s["status"] == "available").collect();
+        if rng.gen_range(0..3) == 0 {
+            // The snapshot operations, a third of the time.
+            let pick = rng.gen_range(0..5);
+            let result = if pick == 0 || ready.is_empty() {
+                let available: Vec<&Value> =
+                    vols.iter().filter(|v| v["status"] == "available").collect();
+                if available.is_empty() {
+                    continue;
+                }
+                let v = available[rng.gen_range(0..available.len())];
+                api.call(
+                    "POST",
+                    "/snapshots",
+                    Some(json!({"snapshot": {"volume_id": v["id"], "name": "crash-snap"}})),
+                )
+            } else {
+                let s = ready[rng.gen_range(0..ready.len())];
+                let id = s["id"].as_str().unwrap_or_default();
+                match pick {
+                    1 => api.call("DELETE", &format!("/snapshots/{id}"), None),
+                    2 => {
+                        let size = s["size"].as_i64().unwrap_or(1) + rng.gen_range(0..=1);
+                        api.call(
+                            "POST",
+                            "/volumes",
+                            Some(json!({"volume": {"snapshot_id": id, "size": size, "name": "crash-from-snap"}})),
+                        )
+                    }
+                    3 => api.call_at(
+                        "3.40",
+                        "POST",
+                        &format!("/volumes/{}/action", s["volume_id"].as_str().unwrap_or_default()),
+                        Some(json!({"os-revert": {"snapshot_id": id}})),
+                    ),
+                    _ => api.call(
+                        "DELETE",
+                        &format!(
+                            "/volumes/{}?cascade=true",
+                            s["volume_id"].as_str().unwrap_or_default()
+                        ),
+                        None,
+                    ),
+                }
+            };
+            match result {
+                Ok((code, body)) => {
+                    assert!(code < 500 || code == 503, "server error {code}: {body}");
+                    ops.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => return,
+            }
+            continue;
+        }
         let available: Vec<&Value> = vols.iter().filter(|v| v["status"] == "available").collect();
         let open: Vec<&Value> = groups
             .iter()
@@ -358,7 +450,7 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
                 "PUT",
                 &format!("/os-quota-sets/{project}"),
                 Some(
-                    json!({"quota_set": {"volumes": 10000, "gigabytes": 100000, "groups": 10000}}),
+                    json!({"quota_set": {"volumes": 10000, "gigabytes": 100000, "groups": 10000, "snapshots": 10000}}),
                 ),
             )
             .map_err(anyhow::Error::msg)?;
@@ -458,18 +550,19 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
         token,
     };
     let deadline = Instant::now() + Duration::from_secs(120);
-    let (vols, groups) = loop {
-        let (vols, groups) = (api.volumes()?, api.groups()?);
+    let (vols, groups, snaps) = loop {
+        let (vols, groups, snaps) = (api.volumes()?, api.groups()?, api.snapshots()?);
         let busy = vols
             .iter()
             .chain(&groups)
+            .chain(&snaps)
             .filter(|v| !matches!(v["status"].as_str(), Some("available" | "error")))
             .count();
         if busy == 0 {
-            break (vols, groups);
+            break (vols, groups, snaps);
         }
         if Instant::now() > deadline {
-            bail!("{busy} volumes or groups still transitional: {vols:?} {groups:?}");
+            bail!("{busy} volumes, groups or snapshots still transitional: {vols:?} {groups:?} {snaps:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -480,8 +573,14 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
         .map_err(anyhow::Error::msg)?;
     assert_eq!(code, 200);
     let count = vols.len() as i64;
-    let gigabytes: i64 = vols.iter().map(|v| v["size"].as_i64().unwrap_or(0)).sum();
+    let gigabytes: i64 = vols
+        .iter()
+        .chain(&snaps)
+        .map(|v| v["size"].as_i64().unwrap_or(0))
+        .sum();
     assert_eq!(q["quota_set"]["volumes"]["in_use"], count, "{q}");
+    assert_eq!(q["quota_set"]["snapshots"]["in_use"], snaps.len(), "{q}");
+    assert_eq!(q["quota_set"]["snapshots"]["reserved"], 0, "{q}");
     assert_eq!(q["quota_set"]["gigabytes"]["in_use"], gigabytes, "{q}");
     assert_eq!(q["quota_set"]["volumes"]["reserved"], 0, "{q}");
     assert_eq!(q["quota_set"]["gigabytes"]["reserved"], 0, "{q}");
@@ -572,13 +671,14 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
 
     println!(
         "crash test: {} crash points exercised ({kills} kill -9, {exits} failpoint exits) over {} requests \
-         ({} clones accepted); {} volumes checked ({errors} in error, {members} in {} groups); \
+         ({} clones accepted); {} volumes checked ({errors} in error, {members} in {} groups), {} snapshots; \
          exit failpoints reached: {:?}",
         kills + exits,
         ops.load(Ordering::Relaxed),
         clones.load(Ordering::Relaxed),
         vols.len(),
         groups.len(),
+        snaps.len(),
         exit_seen.lock().unwrap()
     );
     assert!(
