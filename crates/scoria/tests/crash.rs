@@ -267,6 +267,7 @@ fn client(
     stop: Arc<AtomicBool>,
     ops: Arc<AtomicUsize>,
     clones: Arc<AtomicUsize>,
+    taken: Arc<AtomicUsize>,
 ) {
     let mut rng = rand::thread_rng();
     while !stop.load(Ordering::Relaxed) {
@@ -274,11 +275,15 @@ fn client(
             (Ok(v), Ok(g), Ok(s)) => (v, g, s),
             _ => return,
         };
-        let ready: Vec<&Value> = snaps.iter().filter(|s| s["status"] == "available").collect();
+        let ready: Vec<&Value> = snaps
+            .iter()
+            .filter(|s| s["status"] == "available")
+            .collect();
         if rng.gen_range(0..3) == 0 {
             // The snapshot operations, a third of the time.
             let pick = rng.gen_range(0..5);
-            let result = if pick == 0 || ready.is_empty() {
+            let snapshotting = pick == 0 || ready.is_empty();
+            let result = if snapshotting {
                 let available: Vec<&Value> =
                     vols.iter().filter(|v| v["status"] == "available").collect();
                 if available.is_empty() {
@@ -306,8 +311,11 @@ fn client(
                     3 => api.call_at(
                         "3.40",
                         "POST",
-                        &format!("/volumes/{}/action", s["volume_id"].as_str().unwrap_or_default()),
-                        Some(json!({"os-revert": {"snapshot_id": id}})),
+                        &format!(
+                            "/volumes/{}/action",
+                            s["volume_id"].as_str().unwrap_or_default()
+                        ),
+                        Some(json!({"revert": {"snapshot_id": id}})),
                     ),
                     _ => api.call(
                         "DELETE",
@@ -323,6 +331,9 @@ fn client(
                 Ok((code, body)) => {
                     assert!(code < 500 || code == 503, "server error {code}: {body}");
                     ops.fetch_add(1, Ordering::Relaxed);
+                    if snapshotting && code == 202 {
+                        taken.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Err(_) => return,
             }
@@ -432,6 +443,7 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     let (mut kills, mut exits) = (0, 0);
     let ops = Arc::new(AtomicUsize::new(0));
     let clones = Arc::new(AtomicUsize::new(0));
+    let taken = Arc::new(AtomicUsize::new(0));
     let exit_seen: Arc<Mutex<BTreeMap<String, usize>>> = Default::default();
 
     // First start: raise the quota so the run is limited by time, not quota,
@@ -512,14 +524,15 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
                 base: format!("{}/v3/{project}", server.url),
                 token: token.clone(),
             };
-            let (stop, ops, clones, gt) = (
+            let (stop, ops, clones, taken, gt) = (
                 stop.clone(),
                 ops.clone(),
                 clones.clone(),
+                taken.clone(),
                 group_type.clone(),
             );
             threads.push(std::thread::spawn(move || {
-                client(api, gt, stop, ops, clones)
+                client(api, gt, stop, ops, clones, taken)
             }));
         }
         std::thread::sleep(Duration::from_millis(rng.gen_range(100..700)));
@@ -562,7 +575,9 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
             break (vols, groups, snaps);
         }
         if Instant::now() > deadline {
-            bail!("{busy} volumes, groups or snapshots still transitional: {vols:?} {groups:?} {snaps:?}");
+            bail!(
+                "{busy} volumes, groups or snapshots still transitional: {vols:?} {groups:?} {snaps:?}"
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -671,11 +686,12 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
 
     println!(
         "crash test: {} crash points exercised ({kills} kill -9, {exits} failpoint exits) over {} requests \
-         ({} clones accepted); {} volumes checked ({errors} in error, {members} in {} groups), {} snapshots; \
+         ({} clones, {} snapshots accepted); {} volumes checked ({errors} in error, {members} in {} groups), {} snapshots left; \
          exit failpoints reached: {:?}",
         kills + exits,
         ops.load(Ordering::Relaxed),
         clones.load(Ordering::Relaxed),
+        taken.load(Ordering::Relaxed),
         vols.len(),
         groups.len(),
         snaps.len(),
@@ -689,6 +705,10 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     assert!(
         clones.load(Ordering::Relaxed) > 0,
         "no clone was made: the copy path went untested"
+    );
+    assert!(
+        taken.load(Ordering::Relaxed) > 0,
+        "no snapshot was taken: the snapshot path went untested"
     );
     Ok(())
 }
