@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "snapshots",
         include_str!("../migrations/0010_snapshots.sql"),
     ),
+    (
+        11,
+        "image_service",
+        include_str!("../migrations/0011_image_service.sql"),
+    ),
 ];
 
 /// Apply every migration not yet applied whose version is below `before`
