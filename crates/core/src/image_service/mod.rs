@@ -67,8 +67,8 @@ use scoria_model::glance::{
     MAX_PROPERTY_KEY_LEN, MAX_PROPERTY_VALUE_LEN, MAX_TAG_LEN, MAX_TAGS, Visibility,
 };
 use scoria_store::Conn;
-use scoria_store::glance::{self as store, GlanceImageQuery, VisibilityFilter};
-pub use scoria_store::glance::{GlanceImage, GlanceMember, SortDir, SortKey};
+use scoria_store::glance::{self as store, GlanceImageQuery};
+pub use scoria_store::glance::{GlanceImage, GlanceMember, SortDir, SortKey, VisibilityFilter};
 
 use crate::context::{Context, Op};
 use crate::error::{Error, Result};
