@@ -160,7 +160,12 @@ pub struct World {
 
 impl World {
     pub async fn new() -> World {
-        let t = TestApp::new().await;
+        Self::with_config(|_| {}).await
+    }
+
+    /// A world whose configuration `change` adjusts first (limits…).
+    pub async fn with_config(change: impl FnOnce(&mut scoria_core::Config)) -> World {
+        let t = TestApp::with_config(change).await;
         let Personas {
             a,
             b,
