@@ -372,14 +372,17 @@ async fn protection_and_deactivation() {
         call(Member, "DELETE", "/image/v2/images/{img}", None, 403).says("is protected"),
         call(Admin, "DELETE", "/image/v2/images/{img}", None, 403).says("is protected"),
         show(Member, "img", 200).has("/status", json!("active")),
-        // Deactivation is for admins; a deactivated image's data is too.
-        call(Member, "POST", "/image/v2/images/{img}/actions/deactivate", None, 403),
-        call(Admin, "POST", "/image/v2/images/{img}/actions/deactivate", None, 204),
+        // The owner (or an admin) deactivates; a deactivated image's data is
+        // for admins only, even the owner's.
+        call(Reader, "POST", "/image/v2/images/{img}/actions/deactivate", None, 403),
+        call(Other, "POST", "/image/v2/images/{img}/actions/deactivate", None, 404),
+        call(Member, "POST", "/image/v2/images/{img}/actions/deactivate", None, 204),
         call(Admin, "POST", "/image/v2/images/{img}/actions/deactivate", None, 204),
         show(Reader, "img", 200).has("/status", json!("deactivated")),
         call(Member, "GET", "/image/v2/images/{img}/file", None, 403).says("deactivated"),
         call(Admin, "GET", "/image/v2/images/{img}/file", None, 200),
-        call(Member, "POST", "/image/v2/images/{img}/actions/reactivate", None, 403),
+        call(Reader, "POST", "/image/v2/images/{img}/actions/reactivate", None, 403),
+        call(Member, "POST", "/image/v2/images/{img}/actions/reactivate", None, 204),
         call(Admin, "POST", "/image/v2/images/{img}/actions/reactivate", None, 204),
         show(Member, "img", 200).has("/status", json!("active")),
         call(Member, "GET", "/image/v2/images/{img}/file", None, 200),
@@ -472,6 +475,11 @@ async fn json_patches_and_tags() {
         // Once active, the formats are fixed.
         upload(Member, "img", b"x", 204),
         patch(Member, "img", json!([{"op": "replace", "path": "/disk_format", "value": "raw"}]), 403).says("queued"),
+        // Only an admin gives an image away.
+        patch(Member, "img", json!([{"op": "replace", "path": "/owner", "value": "{b}"}]), 403).says("non admin"),
+        patch(Admin, "img", json!([{"op": "replace", "path": "/owner", "value": "{b}"}]), 200)
+            .has("/owner", json!("{b}")),
+        show(Member, "img", 404),
     ])
     .await;
 }
@@ -549,6 +557,13 @@ async fn lists_filter_sort_and_page_with_next_links() {
             .lacks("/images/1"),
         call(Member, "GET", "/image/v2/images?size_max=200", None, 200)
             .has("/images/0/name", json!("c"))
+            .lacks("/images/1"),
+        call(Member, "GET", "/image/v2/images?size=300", None, 200)
+            .has("/images/0/name", json!("a"))
+            .lacks("/images/1"),
+        call(Member, "GET", "/image/v2/images?size=big", None, 200).lacks("/images/0"),
+        call(Member, "GET", "/image/v2/images?id={i2}", None, 200)
+            .has("/images/0/name", json!("e"))
             .lacks("/images/1"),
         call(Member, "GET", "/image/v2/images?name=d", None, 200)
             .has("/images/0/id", json!("{i4}"))

@@ -198,8 +198,8 @@ ops! {
     ImageUpload => ProjectMember, "upload_image";
     ImageDownload => ProjectReader, "download_image";
     ImagePublicize => Admin, "publicize_image";
-    ImageDeactivate => Admin, "deactivate";
-    ImageReactivate => Admin, "reactivate";
+    ImageDeactivate => ProjectMember, "deactivate";
+    ImageReactivate => ProjectMember, "reactivate";
     ImageMemberAdd => ProjectMember, "add_member";
     ImageMemberGet => ProjectReader, "get_member";
     ImageMemberList => ProjectReader, "get_members";

@@ -184,8 +184,8 @@ pub async fn glance_image_get(conn: &mut Conn, id: GlanceImageId) -> Result<Opti
 }
 
 /// Write back what a change made of an image's mutable attributes (name,
-/// visibility, protection, formats, minimums, hidden flag, properties and
-/// tags), only while it still has the status `status` it was read with (the
+/// visibility, protection, formats, minimums, hidden flag, owner, properties
+/// and tags), only while it still has the status `status` it was read with (the
 /// caller reads and writes in one write transaction). Returns whether the
 /// image was there so.
 pub async fn glance_image_save(
@@ -196,7 +196,7 @@ pub async fn glance_image_save(
     let r = sqlx::query(
         "UPDATE glance_images SET name = $3, visibility = $4, protected = $5, os_hidden = $6,
                 disk_format = $7, container_format = $8, min_disk = $9, min_ram = $10,
-                updated_at = $11
+                updated_at = $11, owner = $12
          WHERE id = $1 AND status = $2",
     )
     .bind(i.id.to_string())
@@ -210,6 +210,7 @@ pub async fn glance_image_save(
     .bind(i.min_disk)
     .bind(i.min_ram)
     .bind(now())
+    .bind(&i.owner)
     .execute(&mut *conn)
     .await?;
     if r.rows_affected() == 0 {
@@ -526,6 +527,47 @@ pub enum VisibilityFilter {
     All,
 }
 
+/// Base columns a list filters on by exact value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BaseColumn {
+    Id,
+    Size,
+    VirtualSize,
+    Checksum,
+    OsHashValue,
+    MinDisk,
+    MinRam,
+}
+
+impl BaseColumn {
+    /// The column for a query key, if it names one.
+    pub fn parse(s: &str) -> Option<BaseColumn> {
+        Some(match s {
+            "id" => BaseColumn::Id,
+            "size" => BaseColumn::Size,
+            "virtual_size" => BaseColumn::VirtualSize,
+            "checksum" => BaseColumn::Checksum,
+            "os_hash_value" => BaseColumn::OsHashValue,
+            "min_disk" => BaseColumn::MinDisk,
+            "min_ram" => BaseColumn::MinRam,
+            _ => return None,
+        })
+    }
+
+    /// The column, and whether it holds integers.
+    fn column(self) -> (&'static str, bool) {
+        match self {
+            BaseColumn::Id => ("id", false),
+            BaseColumn::Size => ("size", true),
+            BaseColumn::VirtualSize => ("virtual_size", true),
+            BaseColumn::Checksum => ("checksum", false),
+            BaseColumn::OsHashValue => ("os_hash_value", false),
+            BaseColumn::MinDisk => ("min_disk", true),
+            BaseColumn::MinRam => ("min_ram", true),
+        }
+    }
+}
+
 /// Filters, order and page of an image list.
 #[derive(Clone, Debug, Default)]
 pub struct GlanceImageQuery {
@@ -547,6 +589,8 @@ pub struct GlanceImageQuery {
     pub os_hidden: Option<bool>,
     pub size_min: Option<i64>,
     pub size_max: Option<i64>,
+    /// Exact values of base columns (`size`, `checksum`, `min_disk`, …).
+    pub columns: Vec<(BaseColumn, String)>,
     /// Custom properties that must have these values.
     pub properties: Vec<(String, String)>,
     /// Sort keys in priority order; empty means `created_at desc`. `id` is
@@ -680,6 +724,15 @@ fn filters(k: &mut Keyset, q: &GlanceImageQuery) {
     if let Some(max) = q.size_max {
         k.push(" AND size <= ");
         k.bind(SqlValue::Int(max));
+    }
+    for (c, value) in &q.columns {
+        let (column, integer) = c.column();
+        match (integer, value.parse::<i64>()) {
+            (true, Ok(n)) => k.filter(column, SqlValue::Int(n)),
+            // No integer column equals a value that is not an integer.
+            (true, Err(_)) => k.push(" AND 1 = 0"),
+            (false, _) => k.filter(column, text(value)),
+        }
     }
     for t in &q.tags {
         k.push(" AND EXISTS (SELECT 1 FROM glance_image_tags t WHERE t.image_id = glance_images.id AND t.tag = ");

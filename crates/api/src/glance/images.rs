@@ -9,7 +9,8 @@ use axum::extract::State as AxState;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use scoria_core::image_service::{
-    self, Change, CreateRequest, Field, ListRequest, SortDir, SortKey, VisibilityFilter, is_base,
+    self, BaseColumn, Change, CreateRequest, Field, ListRequest, SortDir, SortKey,
+    VisibilityFilter, is_base,
 };
 use scoria_model::GlanceImageId;
 use scoria_model::glance::{MemberStatus, Visibility};
@@ -398,9 +399,13 @@ pub async fn list(
             .transpose()?,
         size_min: size("size_min")?,
         size_max: size("size_max")?,
+        columns: pairs
+            .iter()
+            .filter_map(|(k, v)| BaseColumn::parse(k).map(|c| (c, v.clone())))
+            .collect(),
         properties: pairs
             .iter()
-            .filter(|(k, _)| !LIST_KEYS.contains(&k.as_str()))
+            .filter(|(k, _)| !LIST_KEYS.contains(&k.as_str()) && BaseColumn::parse(k).is_none())
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         sort: sorting(pairs)?,

@@ -20,8 +20,9 @@
 //! by every project (community ones only in lists that ask for them);
 //! `shared` images by the projects that are members of them (in lists once
 //! they accepted). Anyone else is told the image does not exist (404). Only
-//! the owner (or an admin) changes an image; only an admin makes one public
-//! or deactivates it; only a member decides its own membership.
+//! the owner (or an admin) changes, deactivates or reactivates an image; only
+//! an admin makes one public or downloads a deactivated one; only a member
+//! decides its own membership.
 //!
 //! # Why an upload is one request, not a flow
 //!
@@ -68,7 +69,9 @@ use scoria_model::glance::{
 };
 use scoria_store::Conn;
 use scoria_store::glance::{self as store, GlanceImageQuery};
-pub use scoria_store::glance::{GlanceImage, GlanceMember, SortDir, SortKey, VisibilityFilter};
+pub use scoria_store::glance::{
+    BaseColumn, GlanceImage, GlanceMember, SortDir, SortKey, VisibilityFilter,
+};
 
 use crate::context::{Context, Op};
 use crate::error::{Error, Result};
@@ -344,6 +347,7 @@ pub struct ListRequest {
     pub os_hidden: Option<bool>,
     pub size_min: Option<i64>,
     pub size_max: Option<i64>,
+    pub columns: Vec<(BaseColumn, String)>,
     pub properties: Vec<(String, String)>,
     pub sort: Vec<(SortKey, SortDir)>,
     pub limit: Option<i64>,
@@ -373,6 +377,7 @@ pub async fn list(app: &App, ctx: &Context, req: ListRequest) -> Result<Vec<Glan
         os_hidden: req.os_hidden,
         size_min: req.size_min,
         size_max: req.size_max,
+        columns: req.columns,
         properties: req.properties,
         sort: req.sort,
         limit: req.limit,
@@ -576,8 +581,9 @@ pub async fn delete(app: &App, ctx: &Context, id: GlanceImageId) -> Result<()> {
     Ok(())
 }
 
-/// `deactivate` (admins): an `active` image's data cannot be downloaded by
-/// anyone else until it is reactivated. A deactivated image is success.
+/// `deactivate` (an admin, or a member of the owning project, as Glance's
+/// defaults say): an `active` image's data can be downloaded only by admins
+/// until it is reactivated. A deactivated image is success.
 pub async fn deactivate(app: &App, ctx: &Context, id: GlanceImageId) -> Result<()> {
     toggle(
         app,
@@ -590,8 +596,8 @@ pub async fn deactivate(app: &App, ctx: &Context, id: GlanceImageId) -> Result<(
     .await
 }
 
-/// `reactivate` (admins): a deactivated image is `active` again. An active
-/// image is success.
+/// `reactivate` (as `deactivate`): a deactivated image is `active` again. An
+/// active image is success.
 pub async fn reactivate(app: &App, ctx: &Context, id: GlanceImageId) -> Result<()> {
     toggle(
         app,
@@ -612,9 +618,9 @@ async fn toggle(
     from: GlanceImageStatus,
     to: GlanceImageStatus,
 ) -> Result<()> {
-    let mut tx = app.store().begin().await?;
-    let i = visible(&mut tx, ctx, id).await?;
     authorize(ctx, op)?;
+    let mut tx = app.store().begin().await?;
+    let i = modifiable(&mut tx, ctx, id, op.name()).await?;
     if i.status == to {
         return Ok(());
     }
