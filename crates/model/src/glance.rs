@@ -5,8 +5,8 @@
 //! ```text
 //!   create ──► queued ──upload starts──► saving ──stream complete──► active
 //!                ▲                         │                        │    ▲
-//!                └── upload fails, is ─────┘        deactivate (admin)│    │ reactivate
-//!                    interrupted or the                              ▼    │ (admin)
+//!                └── upload fails, is ─────┘             deactivate │    │ reactivate
+//!                    interrupted or the                              ▼    │
 //!                    process dies                                 deactivated
 //! ```
 //!

@@ -7,10 +7,11 @@
 //! ```text
 //!   create ──► queued ──upload starts──► saving ──stream complete──► active ◄──┐
 //!                ▲                         │                         │         │ reactivate
-//!                └── the upload failed, ───┘              deactivate │         │ (admin)
-//!                    passed a limit, was cut                 (admin) ▼         │
+//!                └── the upload failed, ───┘              deactivate │         │
+//!                    passed a limit, was cut                         ▼         │
 //!                    off, or the process died                     deactivated ─┘
 //!
+//!   (deactivate and reactivate: the owner's members or an admin)
 //!   delete (not protected, not saving): the row goes, then the file
 //! ```
 //!
