@@ -15,7 +15,8 @@
 //! # Crash safety
 //!
 //! ```text
-//!   create ──► .<name>.tmp (mode 0600) ──write…──► fsync ──failpoint
+//!   create ──► .<name>.tmp (mode 0600) ──write… (failpoint image_store.write
+//!   at each chunk)──► fsync ──failpoint
 //!   image_store.commit.temp──► rename, never replacing ──► <name> ──fsync dir──► commit returns
 //!        └── dropped or aborted before commit: the temporary is removed
 //! ```
@@ -285,7 +286,6 @@ impl FileWriter {
     }
 
     async fn finish(&mut self) -> Result<u64> {
-        self.fp.hit("image_store.write")?;
         let temp = self.temp.clone();
         let fsync = self.fsync;
         let file = self.file()?;
@@ -327,6 +327,8 @@ impl FileWriter {
 #[async_trait::async_trait]
 impl ObjectWriter for FileWriter {
     async fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        // Hit with each chunk: a crash here is one in the middle of the data.
+        self.fp.hit("image_store.write")?;
         let temp = self.temp.clone();
         self.file()?
             .write_all(chunk)
@@ -481,8 +483,14 @@ mod tests {
                 .unwrap();
             fp.arm(point, Action::Error, 1, None);
             let mut w = s.create("i").await.unwrap();
-            w.write(b"data").await.unwrap();
-            assert!(w.commit().await.is_err(), "{point}");
+            let failed = if w.write(b"data").await.is_err() {
+                // What the caller does with a writer that failed.
+                drop(w);
+                true
+            } else {
+                w.commit().await.is_err()
+            };
+            assert!(failed, "{point}");
             assert!(s.list().await.unwrap().is_empty(), "{point}");
             assert!(entries(&s).is_empty(), "{point}: {:?}", entries(&s));
         }
