@@ -91,6 +91,7 @@ pub async fn upload<B: UploadBody>(
     // request dropped mid-stream (the guard).
     let mut guard = Guard {
         store: Some(app.store().clone()),
+        objects: app.env.image_store.clone(),
         id,
     };
     let outcome = stream_in(app, &i.owner, id, first, body).await;
@@ -152,9 +153,12 @@ async fn abort(s: &Store, id: GlanceImageId) {
     }
 }
 
-/// Puts the image back to `queued` if the request is dropped mid-upload.
+/// Puts the image back to `queued` if the request is dropped mid-upload:
+/// first its file goes (the drop may come after the file was committed),
+/// then the row, so that no new upload starts before the file is gone.
 struct Guard {
     store: Option<Store>,
+    objects: DynImageStore,
     id: GlanceImageId,
 }
 
@@ -163,9 +167,14 @@ impl Drop for Guard {
         if let Some(s) = self.store.take()
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
-            let id = self.id;
+            let (id, objects) = (self.id, self.objects.clone());
             tracing::warn!(image = %id, "an upload was cut off; the image is queued again");
-            rt.spawn(async move { abort(&s, id).await });
+            rt.spawn(async move {
+                if let Err(e) = objects.delete(&id.to_string()).await {
+                    tracing::warn!(image = %id, error = %e, "a cut-off upload's file could not be removed; the next start removes it");
+                }
+                abort(&s, id).await;
+            });
         }
     }
 }
