@@ -61,7 +61,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Invalid(_) | Error::InvalidState(_) => StatusCode::BAD_REQUEST,
         Error::Conflict(_) => StatusCode::CONFLICT,
-        Error::OverQuota(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::OverQuota(_) | Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Forbidden(_) => StatusCode::FORBIDDEN,
         Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -1,4 +1,5 @@
 //! The HTTP edge: Block Storage v3 at `/v3/…`, Identity v3 at `/identity/v3/…`,
+//! Image v2 (the Glance subset) at `/image/v2/…`,
 //! version documents at `/` and `/identity`.
 //!
 //! Handlers are thin: parse the request ([`path`], [`body`], [`query`]), get
@@ -24,6 +25,7 @@ pub mod body;
 #[cfg(feature = "failpoints")]
 pub mod debug;
 pub mod fault;
+pub mod glance;
 pub mod groups;
 pub mod identity;
 pub mod messages;

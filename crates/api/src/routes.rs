@@ -4,7 +4,8 @@
 //! `/v3/{project_id}`, and from microversion 3.67 on also to `/v3`); the
 //! route-by-route policy test walks this list, so a route added here without a
 //! row in that test fails the build of the test suite. [`IDENTITY`] does the
-//! same for the Identity routes (relative to `/identity`).
+//! same for the Identity routes (relative to `/identity`), [`IMAGE`] for the
+//! image service's (relative to `/image`).
 
 use axum::Router;
 use axum::middleware;
@@ -16,6 +17,7 @@ use crate::{
     services, snapshot, transfer, types, volume,
 };
 
+pub use crate::glance::IMAGE;
 pub use crate::identity::IDENTITY;
 
 macro_rules! table {
@@ -163,6 +165,7 @@ pub fn build(state: State) -> Router {
     let router = router.route("/debug/failpoints", put(crate::debug::failpoints));
     router
         .merge(identity::routes(&state))
+        .merge(crate::glance::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(bad_method)
         .layer(middleware::from_fn(request_id::layer))

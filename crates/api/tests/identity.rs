@@ -248,6 +248,8 @@ async fn a_scoped_token_and_its_catalog() {
             {"endpoints": endpoints(&bs), "id": "<id>", "type": "block-storage", "name": "cinder"},
             {"endpoints": endpoints(&format!("{PUBLIC}/identity/v3")), "id": "<id>",
              "type": "identity", "name": "keystone"},
+            {"endpoints": endpoints(&format!("{PUBLIC}/image")), "id": "<id>",
+             "type": "image", "name": "glance"},
         ],
     }});
     assert_eq!(redacted(r.body.clone()), expected);
@@ -264,7 +266,7 @@ async fn a_scoped_token_and_its_catalog() {
         .collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 9);
+    assert_eq!(ids.len(), 12);
 
     // The registered catalog (`openstack endpoint list`): templated URLs.
     let t = r.header("x-subject-token");

@@ -193,6 +193,15 @@ mod tests {
                 ("nbd".to_string(), Arc::new(backend("nbd", nbd.clone()))),
             ]
             .into(),
+            image_store: Arc::new(
+                scoria_storage::image_store::FileImageStore::new(
+                    dir.path().join("images"),
+                    false,
+                    Failpoints::new(),
+                )
+                .await
+                .expect("image store"),
+            ),
             fp: Failpoints::new(),
         };
         let nbd_backend = env.backend("nbd").expect("backend");

@@ -190,6 +190,21 @@ ops! {
     IdentityGrantRevoke => Admin, "identity:revoke_grant";
     IdentityAssignmentList => Admin, "identity:list_role_assignments";
     IdentityServiceList => Admin, "identity:list_services";
+    ImageCreate => ProjectMember, "add_image";
+    ImageGet => ProjectReader, "get_image";
+    ImageList => ProjectReader, "get_images";
+    ImageUpdate => ProjectMember, "modify_image";
+    ImageDelete => ProjectMember, "delete_image";
+    ImageUpload => ProjectMember, "upload_image";
+    ImageDownload => ProjectReader, "download_image";
+    ImagePublicize => Admin, "publicize_image";
+    ImageDeactivate => ProjectMember, "deactivate";
+    ImageReactivate => ProjectMember, "reactivate";
+    ImageMemberAdd => ProjectMember, "add_member";
+    ImageMemberGet => ProjectReader, "get_member";
+    ImageMemberList => ProjectReader, "get_members";
+    ImageMemberUpdate => ProjectMember, "modify_member";
+    ImageMemberDelete => ProjectMember, "delete_member";
     IdentityEndpointList => Admin, "identity:list_endpoints";
 }
 

@@ -24,6 +24,10 @@ pub enum Error {
     /// The request would exceed a quota.
     #[error("{0}")]
     OverQuota(#[from] QuotaExceeded),
+    /// The request (an upload) is larger than a limit allows, or would take
+    /// its project over a byte quota of the image service.
+    #[error("{0}")]
+    TooLarge(String),
     /// The caller is authenticated but may not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -138,6 +142,7 @@ fn clone_error(e: &Error) -> Error {
         Error::InvalidState(m) => Error::InvalidState(m.clone()),
         Error::Conflict(m) => Error::Conflict(m.clone()),
         Error::OverQuota(q) => Error::OverQuota(q.clone()),
+        Error::TooLarge(m) => Error::TooLarge(m.clone()),
         Error::Forbidden(m) => Error::Forbidden(m.clone()),
         Error::Unauthorized(m) => Error::Unauthorized(m.clone()),
         Error::Unavailable(m) => Error::Unavailable(m.clone()),

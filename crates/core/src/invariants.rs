@@ -22,7 +22,12 @@
 //! - no group is in a transitional status; every group accepts at least one
 //!   volume type, and an `available` one has a backend;
 //! - every volume's group exists, in the volume's project, accepts the
-//!   volume's type and sits on the volume's backend.
+//!   volume's type and sits on the volume's backend;
+//! - the image service's rows and files agree: no image is `saving` (no
+//!   upload is running once things settled) or holds quota; every `active`
+//!   or `deactivated` image has its file in the image store, of its recorded
+//!   size, whose md5 and sha512 are the recorded ones; every other image has
+//!   no file, and no file lacks an image.
 //!
 //! Volumes left in an error status by a failed operation may lack their
 //! image's data (that is what the error says) and may have data of another
@@ -102,7 +107,93 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
     }
     check_snapshots(&all_snapshots, &all_images, &vols, &mut bad);
     check_images(env, &all_images, &vols, &all_snapshots, &mut bad).await;
+    check_image_service(env, &mut bad).await?;
     Ok(bad)
+}
+
+/// The image service's promises (see the module doc).
+async fn check_image_service(env: &Env, bad: &mut Vec<String>) -> Result<()> {
+    use md5::Md5;
+    use sha2::{Digest, Sha512};
+    use tokio::io::AsyncReadExt;
+
+    let mut conn = env.store.read().await?;
+    let all = scoria_store::glance::glance_image_list_all(&mut conn).await?;
+    drop(conn);
+    let storage = |e| crate::Error::internal("the image store cannot be read", e);
+    let files: BTreeSet<String> = env
+        .image_store
+        .list()
+        .await
+        .map_err(storage)?
+        .into_iter()
+        .collect();
+    let mut named = BTreeSet::new();
+    for i in &all {
+        let name = i.id.to_string();
+        if i.status == scoria_model::glance::GlanceImageStatus::Saving || i.upload_reserved != 0 {
+            bad.push(format!(
+                "glance image {} is {} holding {} bytes of quota",
+                i.id, i.status, i.upload_reserved
+            ));
+        }
+        if !i.status.has_data() {
+            if files.contains(&name) {
+                bad.push(format!(
+                    "glance image {} is {} but has a file",
+                    i.id, i.status
+                ));
+            }
+            continue;
+        }
+        named.insert(name.clone());
+        if !files.contains(&name) {
+            bad.push(format!(
+                "glance image {} is {} without its file",
+                i.id, i.status
+            ));
+            continue;
+        }
+        let mut reader = env
+            .image_store
+            .open(&name, 0, None)
+            .await
+            .map_err(storage)?;
+        let (mut md5, mut sha, mut size) = (Md5::new(), Sha512::new(), 0u64);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .await
+                .map_err(|e| crate::Error::internal(format!("reading glance image {}", i.id), e))?;
+            if n == 0 {
+                break;
+            }
+            md5.update(&buf[..n]);
+            sha.update(&buf[..n]);
+            size += n as u64;
+        }
+        if i.size != Some(size as i64) {
+            bad.push(format!(
+                "glance image {} records {:?} bytes, its file has {size}",
+                i.id, i.size
+            ));
+        }
+        if i.checksum.as_deref() != Some(hex::encode(md5.finalize()).as_str())
+            || i.os_hash_value.as_deref() != Some(hex::encode(sha.finalize()).as_str())
+        {
+            bad.push(format!(
+                "glance image {}: its file's checksums are not the recorded ones",
+                i.id
+            ));
+        }
+    }
+    for f in files.difference(&named) {
+        if all.iter().all(|i| i.id.to_string() != *f) {
+            bad.push(format!("image store file {f} has no glance image"));
+        }
+    }
+    Ok(())
 }
 
 /// The snapshot promises (see the module doc).

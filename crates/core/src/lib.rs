@@ -27,6 +27,7 @@ pub mod error;
 pub mod flows;
 pub mod groups;
 pub mod identity;
+pub mod image_service;
 pub mod invariants;
 pub mod messages;
 pub mod operations;
@@ -104,6 +105,23 @@ pub struct Config {
     /// `scoria_flows`: one process per node id; the binary locks the data
     /// directory so that a second one cannot start on it).
     pub node_id: String,
+    /// The image service (Glance subset): where its files live and its limits.
+    pub image_service: ImageServiceConfig,
+}
+
+/// The image service's store and limits.
+#[derive(Clone, Debug)]
+pub struct ImageServiceConfig {
+    /// The directory of the image files (`<data_dir>/images` by default).
+    pub path: PathBuf,
+    /// Sync each upload (and the directory) before it is acknowledged.
+    pub fsync: bool,
+    /// The largest image, in bytes (Glance's `image_size_cap`): an upload
+    /// past it is refused with 413.
+    pub max_image_size: u64,
+    /// The bytes each project may keep in the image store (Glance's
+    /// `image_size_total`): an upload that would pass it is refused with 413.
+    pub image_size_total: u64,
 }
 
 /// The cost of hashing passwords (Argon2id).
@@ -120,6 +138,7 @@ pub enum PasswordCost {
 impl Config {
     /// Defaults for a data directory: one qcow2 file backend inside it.
     pub fn with_data_dir(data_dir: PathBuf) -> Config {
+        let images = data_dir.join("images");
         Config {
             backends: vec![BackendConfig {
                 name: "file".into(),
@@ -145,6 +164,12 @@ impl Config {
             password_cost: PasswordCost::Default,
             capacity_refresh: Duration::from_secs(10),
             node_id: "local".into(),
+            image_service: ImageServiceConfig {
+                path: images,
+                fsync: true,
+                max_image_size: 1 << 40,
+                image_size_total: 1000 << 30,
+            },
         }
     }
 }
@@ -180,11 +205,14 @@ impl Backend {
     }
 }
 
-/// What flows' steps use: the store, the backends, the failpoints.
+/// What flows' steps use: the store, the backends, the image service's
+/// store, the failpoints.
 #[derive(Debug)]
 pub struct Env {
     pub store: Store,
     pub backends: BTreeMap<String, Arc<Backend>>,
+    /// Where the image service keeps its files (see [`image_service`]).
+    pub image_store: scoria_storage::image_store::DynImageStore,
     pub fp: Arc<Failpoints>,
 }
 
@@ -256,6 +284,7 @@ impl App {
             ),
         ]);
         identity::bootstrap(&app).await?;
+        image_service::recover(&app.env).await?;
         let resumed = app.engine.resume_all().await?;
         if !resumed.is_empty() {
             tracing::info!(count = resumed.len(), "resumed unfinished flows");
@@ -307,9 +336,19 @@ impl App {
             backend.refresh_capacity().await?;
             backends.insert(b.name.clone(), Arc::new(backend));
         }
+        let image_store = Arc::new(
+            scoria_storage::image_store::FileImageStore::new(
+                config.image_service.path.clone(),
+                config.image_service.fsync,
+                fp.clone(),
+            )
+            .await
+            .map_err(|e| Error::internal("the image store cannot start", e))?,
+        );
         let env = Arc::new(Env {
             store: store.clone(),
             backends,
+            image_store,
             fp: fp.clone(),
         });
         let engine = Engine::new(store, env.clone(), fp, options);

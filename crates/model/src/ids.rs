@@ -89,6 +89,12 @@ uuid_id!(
     ImageId
 );
 
+uuid_id!(
+    /// An image of the image service (a Glance image): a file users upload
+    /// and download, not a volume's bytes (see [`ImageId`]).
+    GlanceImageId
+);
+
 macro_rules! hex_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

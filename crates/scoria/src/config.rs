@@ -25,6 +25,20 @@ pub struct File {
     pub backends: Vec<Backend>,
     #[serde(default)]
     pub log: Log,
+    #[serde(default)]
+    pub image_service: ImageService,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageService {
+    /// Directory of the image files; relative to the data directory.
+    pub path: Option<PathBuf>,
+    pub fsync: Option<bool>,
+    /// The largest image, in MiB (Glance's `image_size_cap`).
+    pub image_size_cap_mib: Option<u64>,
+    /// Each project's total of image data, in MiB (Glance's `image_size_total`).
+    pub image_size_total_mib: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +181,31 @@ pub fn resolve(
             bail!("two backends have the same name");
         }
     }
+    let images = file.image_service;
+    if let Some(p) = images.path {
+        core.image_service.path = if p.is_absolute() { p } else { data_dir.join(p) };
+    }
+    if let Some(f) = images.fsync {
+        core.image_service.fsync = f;
+    }
+    for (key, value, slot) in [
+        (
+            "image_size_cap_mib",
+            images.image_size_cap_mib,
+            &mut core.image_service.max_image_size,
+        ),
+        (
+            "image_size_total_mib",
+            images.image_size_total_mib,
+            &mut core.image_service.image_size_total,
+        ),
+    ] {
+        if let Some(mib) = value {
+            *slot = mib
+                .checked_mul(1 << 20)
+                .with_context(|| format!("image_service.{key} is too large"))?;
+        }
+    }
     Ok(Resolved {
         core,
         listen,
@@ -257,6 +296,9 @@ mod tests {
         let r = resolve(f, None, None).expect("example resolves");
         assert_eq!(r.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(r.core.backends.len(), 1);
+        assert_eq!(r.core.image_service.max_image_size, 1 << 40);
+        assert_eq!(r.core.image_service.image_size_total, 1000 << 30);
+        assert!(r.core.image_service.path.ends_with("images"));
     }
 
     #[test]
@@ -271,6 +313,8 @@ mod tests {
             "[[backend]]\nname = \"a b\"",
             "[database]\ndurability = \"sometimes\"",
             "[[backend]]\nname = \"a\"\nmax_over_subscription_ratio = 0.5",
+            "[image_service]\nquota = 1",
+            "[image_service]\nimage_size_total_mib = 18446744073709551615",
         ] {
             let parsed: Result<File, _> = toml::from_str(bad);
             let failed = match parsed {

@@ -140,6 +140,7 @@ use std::sync::Arc;
 
 pub mod export;
 pub mod file;
+pub mod image_store;
 pub mod inspect;
 pub mod memory;
 pub mod qcow2;

@@ -14,6 +14,10 @@
 //! - **group types** (with their group specs) and generic **volume groups**:
 //!   the volume types a group accepts, the backend it sits on; volumes point at
 //!   their group;
+//! - **glance_images** (the image service's images, Glance's sense), their
+//!   custom properties, tags and members: the object of each in the image
+//!   store is named by its id and exists while it is `active` or
+//!   `deactivated`;
 //! - **transfers**: pending offers of a volume to another project (a salted
 //!   hash of each auth key, never the key);
 //! - **quota_classes**, **quota_limits**: limits (class defaults and per-project
@@ -48,6 +52,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 pub mod flows;
+pub mod glance;
 pub mod groups;
 pub mod identity;
 pub mod images;

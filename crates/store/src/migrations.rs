@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "snapshot_progress",
         include_str!("../migrations/0011_snapshot_progress.sql"),
     ),
+    (
+        12,
+        "image_service",
+        include_str!("../migrations/0012_image_service.sql"),
+    ),
 ];
 
 /// Apply every migration not yet applied whose version is below `before`

@@ -29,6 +29,7 @@ pub fn config(dir: &std::path::Path) -> Config {
     if let DriverConfig::File { fsync, .. } = &mut c.backends[0].driver {
         *fsync = false;
     }
+    c.image_service.fsync = false;
     c
 }
 
@@ -73,7 +74,11 @@ impl TestApp {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
+        let typed = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
         let req = match body {
+            Some(b) if typed => req.body(Body::from(b)),
             Some(b) => req
                 .header("content-type", "application/json")
                 .body(Body::from(b)),

@@ -9,7 +9,9 @@
 //! Every step is checked and every mismatch collected, so that one run
 //! reports all that is wrong. Some checks hold for every step, because strict
 //! clients (tempest) rely on them: a fault is Cinder's one-key body with the
-//! status as its code and a message, and a 202 or 204 that the step expects
+//! status as its code and a message (for the image service, `/image/…`:
+//! Glance's `{"message", "code": "404 Not Found", "title"}`, asked for with
+//! `Accept: application/json` as tempest does), and a 202 or 204 that the step expects
 //! nothing of carries no body unless it answers a create (a `POST` that is
 //! not an action: a volume, a snapshot, a group, a transfer or its accept).
 
@@ -56,6 +58,10 @@ pub struct Call {
     has: Vec<(String, Value)>,
     /// JSON pointers (with placeholders) the body must not have.
     lacks: Vec<String>,
+    /// Headers sent (a `content-type` here replaces the JSON one).
+    headers: Vec<(&'static str, String)>,
+    /// A body sent as these bytes instead of `body`.
+    bytes: Option<Vec<u8>>,
 }
 
 pub enum Step {
@@ -85,6 +91,8 @@ pub fn call(who: Who, method: &'static str, path: &str, body: Option<Value>, sta
         save: vec![],
         has: vec![],
         lacks: vec![],
+        headers: vec![],
+        bytes: None,
     }))
 }
 
@@ -126,6 +134,18 @@ impl Step {
         self
     }
 
+    /// Send the header `name: value` (placeholders filled in).
+    pub fn header(mut self, name: &'static str, value: &str) -> Step {
+        self.call_mut().headers.push((name, value.to_owned()));
+        self
+    }
+
+    /// Send `bytes` as the body (give `None` as the JSON body).
+    pub fn bytes(mut self, bytes: Vec<u8>) -> Step {
+        self.call_mut().bytes = Some(bytes);
+        self
+    }
+
     /// Send microversion `v` (`3.x`).
     pub fn at(mut self, v: &'static str) -> Step {
         self.call_mut().version = Some(v);
@@ -144,7 +164,12 @@ pub struct World {
 
 impl World {
     pub async fn new() -> World {
-        let t = TestApp::new().await;
+        Self::with_config(|_| {}).await
+    }
+
+    /// A world whose configuration `change` adjusts first (limits…).
+    pub async fn with_config(change: impl FnOnce(&mut scoria_core::Config)) -> World {
+        let t = TestApp::with_config(change).await;
         let Personas {
             a,
             b,
@@ -289,14 +314,25 @@ impl World {
             save,
             has,
             lacks,
+            headers: extra,
+            bytes,
         } = c;
         let (token, project) = self.token(who);
         let path = self.fill(&path, &project);
-        let body = body.map(|b| self.fill(&b.to_string(), &project).into_bytes());
+        let body = body
+            .map(|b| self.fill(&b.to_string(), &project).into_bytes())
+            .or(bytes);
         let header = version.map(|v| format!("volume {v}"));
+        let glance = path.starts_with("/image");
+        let extra: Vec<(&str, String)> = extra
+            .into_iter()
+            .map(|(k, v)| (k, self.fill(&v, &project)))
+            .chain(glance.then(|| ("accept", "application/json".to_owned())))
+            .collect();
         let headers: Vec<(&str, &str)> = header
             .iter()
             .map(|h| ("OpenStack-API-Version", h.as_str()))
+            .chain(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .collect();
         let r = self
             .t
@@ -336,7 +372,12 @@ impl World {
             }
         }
         if status >= 400 {
-            if !is_fault(&r.body, status, says) {
+            let fault = if glance && status != 401 {
+                is_glance_fault(&r.body, status, says)
+            } else {
+                is_fault(&r.body, status, says)
+            };
+            if !fault {
                 failures.push(format!(
                     "{what}: fault body {} (wanted message with {says:?})",
                     r.body
@@ -370,6 +411,21 @@ fn is_fault(body: &Value, status: u16, fragment: Option<&str>) -> bool {
                 .as_str()
                 .is_some_and(|m| !m.is_empty() && fragment.is_none_or(|frag| m.contains(frag)))
     })
+}
+
+/// Whether `body` is Glance's JSON error of `status` (WebOb's shape: the
+/// status line as `code`, its reason as `title`) whose message contains
+/// `fragment`.
+fn is_glance_fault(body: &Value, status: u16, fragment: Option<&str>) -> bool {
+    let code_ok = body["code"]
+        .as_str()
+        .is_some_and(|c| c.starts_with(&format!("{status} ")));
+    let keys_ok = body.as_object().is_some_and(|o| o.len() == 3) && body["title"].is_string();
+    code_ok
+        && keys_ok
+        && body["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty() && fragment.is_none_or(|f| m.contains(f)))
 }
 
 /// Times vary: replace them with `<time>`.

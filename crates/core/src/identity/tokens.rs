@@ -559,6 +559,8 @@ enum ServiceUrl {
     BlockStorage,
     /// `{public_url}/identity/v3`.
     Identity,
+    /// `{public_url}/image` (clients discover `v2` from its version document).
+    Image,
 }
 
 /// The services of the catalog: (type, name, where). Block Storage is listed
@@ -568,6 +570,7 @@ const SERVICES: &[(&str, &str, ServiceUrl)] = &[
     ("volumev3", "cinderv3", ServiceUrl::BlockStorage),
     ("block-storage", "cinder", ServiceUrl::BlockStorage),
     ("identity", "keystone", ServiceUrl::Identity),
+    ("image", "glance", ServiceUrl::Image),
 ];
 const INTERFACES: &[&str] = &["public", "internal", "admin"];
 
@@ -602,6 +605,7 @@ fn build_catalog(app: &App, project: &str) -> Vec<CatalogService> {
             let url = match at {
                 ServiceUrl::BlockStorage => format!("{base}/v3/{project}"),
                 ServiceUrl::Identity => format!("{base}/identity/v3"),
+                ServiceUrl::Image => format!("{base}/image"),
             };
             CatalogService {
                 id: stable_id(&["service", service_type]),
