@@ -149,6 +149,8 @@ mod tests {
                 reserved_percentage: 0,
                 clone_strategy: scoria_model::snapshot::CloneStrategy::Space,
                 max_chain_depth: 16,
+                image_cache_max_count: 50,
+                image_cache_max_bytes: 0,
             },
             driver,
         )
@@ -202,6 +204,7 @@ mod tests {
                 .await
                 .expect("image store"),
             ),
+            inspect_limits: Default::default(),
             fp: Failpoints::new(),
         };
         let nbd_backend = env.backend("nbd").expect("backend");

@@ -14,6 +14,8 @@
 //!   is immutable and recorded;
 //! - every file on a backend has an image record (no orphan), once the reaper
 //!   freed what nothing uses (`crate::reaper`);
+//! - every image cache entry's image is `ready` and immutable (an entry is a
+//!   use of its image, as a snapshot is);
 //! - no snapshot is in a transitional status or holds a reservation; every
 //!   snapshot's volume exists in its project; an `available` snapshot has an
 //!   image, immutable, `ready`, recorded at its size;
@@ -64,7 +66,16 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
     let all_groups = groups::group_list_all(&mut conn).await?;
     let all_images = images::image_list_all(&mut conn).await?;
     let all_snapshots = snapshots::snapshot_list_all(&mut conn).await?;
+    let cache = scoria_store::volume_images::cache_list_all(&mut conn).await?;
     drop(conn);
+    for e in &cache {
+        if !e.ready {
+            bad.push(format!(
+                "the cache entry of image {} on {} is not ready",
+                e.glance_image_id, e.backend
+            ));
+        }
+    }
     check_groups(&all_groups, &vols, &mut bad);
 
     let by_id: BTreeMap<_, _> = vols.iter().map(|v| (v.id, v)).collect();
@@ -106,7 +117,8 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
         }
     }
     check_snapshots(&all_snapshots, &all_images, &vols, &mut bad);
-    check_images(env, &all_images, &vols, &all_snapshots, &mut bad).await;
+    let cached: BTreeSet<ImageId> = cache.iter().map(|e| e.image_id).collect();
+    check_images(env, &all_images, &vols, &all_snapshots, &cached, &mut bad).await;
     check_image_service(env, &mut bad).await?;
     Ok(bad)
 }
@@ -259,9 +271,11 @@ async fn check_images(
     all: &[images::Image],
     vols: &[volumes::Volume],
     snaps: &[snapshots::Snapshot],
+    cached: &BTreeSet<ImageId>,
     bad: &mut Vec<String>,
 ) {
-    let captured: BTreeSet<ImageId> = snaps.iter().filter_map(|s| s.image_id).collect();
+    let mut captured: BTreeSet<ImageId> = snaps.iter().filter_map(|s| s.image_id).collect();
+    captured.extend(cached);
     let by_id: BTreeMap<_, _> = all.iter().map(|i| (i.id, i)).collect();
     let mut user_of: BTreeMap<ImageId, &volumes::Volume> = BTreeMap::new();
     for v in vols {

@@ -75,6 +75,11 @@ pub struct BackendConfig {
     /// Longest chain of images a volume may stand on before its image is
     /// marked `degraded`.
     pub max_chain_depth: usize,
+    /// The image cache of this backend: how many images it keeps (0: no
+    /// cache) and how many bytes of their data at most (0: no bound). Entries
+    /// nothing stands on are evicted, least recently used first.
+    pub image_cache_max_count: usize,
+    pub image_cache_max_bytes: u64,
 }
 
 /// Everything the application layer needs to start.
@@ -122,6 +127,9 @@ pub struct ImageServiceConfig {
     /// The bytes each project may keep in the image store (Glance's
     /// `image_size_total`): an upload that would pass it is refused with 413.
     pub image_size_total: u64,
+    /// What `qemu-img info` may spend on an image before a volume is made
+    /// from it (Cinder's prlimit: 60 s of CPU, 1 GiB of address space).
+    pub inspect_limits: scoria_storage::qemu::untrusted::Limits,
 }
 
 /// The cost of hashing passwords (Argon2id).
@@ -152,6 +160,8 @@ impl Config {
                 reserved_percentage: 0,
                 clone_strategy: scoria_model::snapshot::CloneStrategy::Space,
                 max_chain_depth: scoria_model::snapshot::DEFAULT_MAX_CHAIN_DEPTH,
+                image_cache_max_count: 50,
+                image_cache_max_bytes: 0,
             }],
             data_dir,
             store: StoreOptions::default(),
@@ -169,6 +179,7 @@ impl Config {
                 fsync: true,
                 max_image_size: 1 << 40,
                 image_size_total: 1000 << 30,
+                inspect_limits: Default::default(),
             },
         }
     }
@@ -213,6 +224,8 @@ pub struct Env {
     pub backends: BTreeMap<String, Arc<Backend>>,
     /// Where the image service keeps its files (see [`image_service`]).
     pub image_store: scoria_storage::image_store::DynImageStore,
+    /// The limits of `qemu-img info` on uploaded images.
+    pub inspect_limits: scoria_storage::qemu::untrusted::Limits,
     pub fp: Arc<Failpoints>,
 }
 
@@ -349,6 +362,7 @@ impl App {
             store: store.clone(),
             backends,
             image_store,
+            inspect_limits: config.image_service.inspect_limits,
             fp: fp.clone(),
         });
         let engine = Engine::new(store, env.clone(), fp, options);

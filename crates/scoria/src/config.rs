@@ -39,6 +39,9 @@ pub struct ImageService {
     pub image_size_cap_mib: Option<u64>,
     /// Each project's total of image data, in MiB (Glance's `image_size_total`).
     pub image_size_total_mib: Option<u64>,
+    /// Limits of `qemu-img info` on an image before a volume is made of it.
+    pub inspect_cpu_seconds: Option<u64>,
+    pub inspect_memory_mib: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +83,8 @@ pub struct Backend {
     pub fsync: Option<bool>,
     pub capacity_gib: Option<u64>,
     pub clone_strategy: Option<String>,
+    pub image_cache_max_count: Option<usize>,
+    pub image_cache_max_gib: Option<u64>,
     pub max_chain_depth: Option<usize>,
 }
 
@@ -206,6 +211,20 @@ pub fn resolve(
                 .with_context(|| format!("image_service.{key} is too large"))?;
         }
     }
+    if let Some(cpu) = images.inspect_cpu_seconds {
+        if cpu == 0 {
+            bail!("image_service.inspect_cpu_seconds must be positive");
+        }
+        core.image_service.inspect_limits.cpu_seconds = cpu;
+    }
+    if let Some(mib) = images.inspect_memory_mib {
+        if mib < 64 {
+            bail!(
+                "image_service.inspect_memory_mib must be at least 64 (qemu-img itself needs that)"
+            );
+        }
+        core.image_service.inspect_limits.address_space = mib << 20;
+    }
     Ok(Resolved {
         core,
         listen,
@@ -277,6 +296,8 @@ fn backend(b: Backend, data_dir: &Path) -> Result<BackendConfig> {
             .parse()
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("backend {}: clone_strategy (space, performance)", name))?,
+        image_cache_max_count: b.image_cache_max_count.unwrap_or(50),
+        image_cache_max_bytes: b.image_cache_max_gib.unwrap_or(0) << 30,
         max_chain_depth: match b.max_chain_depth {
             Some(0) => bail!("backend {name}: max_chain_depth must be at least 1"),
             Some(d) => d,

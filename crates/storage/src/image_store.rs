@@ -86,6 +86,12 @@ pub trait ImageStore: Send + Sync + Debug {
     /// Remove what interrupted writes left behind; returns how many. Only
     /// when no writer is open (at start).
     async fn remove_temporaries(&self) -> Result<usize>;
+
+    /// Where a complete object is as a local file, for stores that keep
+    /// objects as files (the file store): a backend's driver then reads it
+    /// directly (`Driver::import_untrusted`). `None` for stores that do not
+    /// (an RBD pool later, whose objects a driver reads its own way).
+    fn local_path(&self, name: &str) -> Option<PathBuf>;
 }
 
 /// One object being written.
@@ -244,6 +250,10 @@ impl ImageStore for FileImageStore {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    fn local_path(&self, name: &str) -> Option<PathBuf> {
+        self.path(name).ok()
     }
 
     async fn remove_temporaries(&self) -> Result<usize> {

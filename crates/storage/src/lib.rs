@@ -678,6 +678,17 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         progress: Progress<'_>,
     ) -> Result<()>;
 
+    /// Run every check of [`Driver::import_untrusted`] on the file `source`
+    /// declared `format`, without importing it: what the checks found (its
+    /// virtual size), or why it is refused. For callers that size an image
+    /// after the data (an image cache entry is exactly as large as its image).
+    async fn inspect_untrusted(
+        &self,
+        source: &Path,
+        format: crate::inspect::DiskFormat,
+        limits: crate::qemu::untrusted::Limits,
+    ) -> Result<crate::inspect::Inspection>;
+
     /// Make the image `spec` from a file nobody vouches for (an uploaded
     /// image) declared to be `format`: the file's bytes must be that format,
     /// it must refer to no other file, its virtual size must fit `spec.size`

@@ -60,6 +60,9 @@ pub enum ImageUser {
     Volume(VolumeId),
     /// A snapshot that captured it.
     Snapshot(SnapshotId),
+    /// The image cache: it holds the data of this image service's image on
+    /// this backend.
+    Cache(String),
 }
 
 fn from_row(r: &SqliteRow) -> Result<Image> {
@@ -216,6 +219,7 @@ pub async fn image_list_unused(conn: &mut Conn) -> Result<Vec<Image>> {
            AND NOT EXISTS (SELECT 1 FROM images o WHERE o.base_id = i.id)
            AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.image_id = i.id)
            AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = i.id)
+           AND NOT EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = i.id)
          ORDER BY i.backend, i.name",
     )
     .fetch_all(conn)
@@ -232,7 +236,9 @@ pub async fn image_users(conn: &mut Conn, id: ImageId) -> Result<Vec<ImageUser>>
          UNION ALL
          SELECT 'volume' AS kind, id FROM volumes WHERE image_id = $1
          UNION ALL
-         SELECT 'snapshot' AS kind, id FROM snapshots WHERE image_id = $1",
+         SELECT 'snapshot' AS kind, id FROM snapshots WHERE image_id = $1
+         UNION ALL
+         SELECT 'cache' AS kind, glance_image_id AS id FROM image_cache WHERE image_id = $1",
     )
     .bind(id.to_string())
     .fetch_all(conn)
@@ -244,6 +250,7 @@ pub async fn image_users(conn: &mut Conn, id: ImageId) -> Result<Vec<ImageUser>>
             Ok(match r.try_get::<&str, _>("kind")? {
                 "overlay" => ImageUser::Overlay(parse("image id", id)?),
                 "snapshot" => ImageUser::Snapshot(parse("snapshot id", id)?),
+                "cache" => ImageUser::Cache(id.to_owned()),
                 _ => ImageUser::Volume(parse("volume id", id)?),
             })
         })
@@ -260,7 +267,8 @@ pub async fn image_mark_garbage(conn: &mut Conn, id: ImageId) -> Result<bool> {
          WHERE id = $1 AND state IN ('ready', 'deleting')
            AND NOT EXISTS (SELECT 1 FROM images o WHERE o.base_id = $1)
            AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.image_id = $1)
-           AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = $1)",
+           AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = $1)
+           AND NOT EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = $1)",
     )
     .bind(id.to_string())
     .bind(now())
@@ -276,7 +284,8 @@ pub async fn image_delete(conn: &mut Conn, id: ImageId) -> Result<bool> {
         "DELETE FROM images WHERE id = $1
            AND NOT EXISTS (SELECT 1 FROM images o WHERE o.base_id = $1)
            AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.image_id = $1)
-           AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = $1)",
+           AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = $1)
+           AND NOT EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = $1)",
     )
     .bind(id.to_string())
     .execute(conn)

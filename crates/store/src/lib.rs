@@ -63,6 +63,7 @@ pub mod services;
 mod shared;
 pub mod snapshots;
 pub mod transfers;
+pub mod volume_images;
 pub mod volume_types;
 pub mod volumes;
 

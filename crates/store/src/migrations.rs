@@ -54,6 +54,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "image_service",
         include_str!("../migrations/0012_image_service.sql"),
     ),
+    (
+        14,
+        "volume_images",
+        include_str!("../migrations/0014_volume_images.sql"),
+    ),
 ];
 
 /// Apply every migration not yet applied whose version is below `before`

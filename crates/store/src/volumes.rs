@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use scoria_model::volume::{AttachStatus, VolumeStatus};
-use scoria_model::{GroupId, ImageId, ReservationId, VolumeId, VolumeTypeId};
+use scoria_model::{GlanceImageId, GroupId, ImageId, ReservationId, VolumeId, VolumeTypeId};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -37,6 +37,8 @@ pub struct Volume {
     pub backend: Option<String>,
     /// Its data: the active image (see `images.rs`), once placed.
     pub image_id: Option<ImageId>,
+    /// The image service's image it was made from (see `volume_images.rs`).
+    pub glance_image_id: Option<GlanceImageId>,
     pub reservation_id: Option<ReservationId>,
     pub last_flow_id: Option<String>,
     pub created_at: String,
@@ -89,6 +91,10 @@ fn from_row(r: &SqliteRow) -> Result<Volume> {
         backend: r.try_get("backend")?,
         image_id: r
             .try_get::<Option<&str>, _>("image_id")?
+            .map(|s| parse("image id", s))
+            .transpose()?,
+        glance_image_id: r
+            .try_get::<Option<&str>, _>("glance_image_id")?
             .map(|s| parse("image id", s))
             .transpose()?,
         reservation_id: r
@@ -301,7 +307,7 @@ pub async fn volume_mark_available(conn: &mut Conn, id: VolumeId) -> Result<bool
     let t = now();
     let r = sqlx::query(
         "UPDATE volumes SET status = 'available', launched_at = $2, updated_at = $2
-         WHERE id = $1 AND status = 'creating'",
+         WHERE id = $1 AND status IN ('creating', 'downloading')",
     )
     .bind(id.to_string())
     .bind(&t)

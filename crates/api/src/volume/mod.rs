@@ -78,11 +78,20 @@ pub async fn create(
             })
         })
         .transpose()?;
-    if body::opt_str(vol, "imageRef")?.is_some() {
-        return Err(ApiError::bad_request(
-            "Creating a volume from an image needs the image service, which this Scoria does not offer yet.",
-        ));
+    // A volume from an image (Cinder's `imageRef`, also `image_id`): an id
+    // the caller can see; anything else names no image (400, as Cinder).
+    let image_id = match body::opt_str(vol, "imageRef")? {
+        Some(r) => Some(r),
+        None => body::opt_str(vol, "image_id")?,
     }
+    .map(|r| {
+        r.parse::<scoria_model::GlanceImageId>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "Invalid image identifier or unable to access requested image: {r}."
+            ))
+        })
+    })
+    .transpose()?;
     if vol.get("consistencygroup_id").is_some_and(|v| !v.is_null()) {
         return Err(ApiError::bad_request(
             "Consistency groups are not supported by this Scoria: use generic volume groups (group_id, microversion 3.13).",
@@ -98,7 +107,7 @@ pub async fn create(
         })?),
         _ => None,
     };
-    if size.is_none() && source_volid.is_none() && snapshot_id.is_none() {
+    if size.is_none() && source_volid.is_none() && snapshot_id.is_none() && image_id.is_none() {
         return Err(ApiError::bad_request(
             "Invalid input for field/attribute size. Value: None. None is not of type 'integer', 'string'.",
         ));
@@ -117,6 +126,7 @@ pub async fn create(
         size,
         source_volid,
         snapshot_id,
+        image_id,
         availability_zone: body::opt_str(vol, "availability_zone")?,
         volume_type: body::opt_str(vol, "volume_type")?,
         metadata: body::opt_metadata(vol, "metadata")?.unwrap_or_default(),

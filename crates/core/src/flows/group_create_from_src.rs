@@ -249,6 +249,7 @@ async fn start_clones(cx: &Cx<GroupCreateFromSrc>) -> Result<Value, StepError> {
             request_id: p.request_id.clone(),
             source_volid: Some(cl.source),
             snapshot_id: None,
+            glance_image_id: None,
             group_id: Some(p.group_id),
         })?;
         match h.wait_step("commit_quota").await {

@@ -81,6 +81,7 @@ pub fn create_params(volume: VolumeId, size: i64) -> volume_create::Params {
         group_id: None,
         source_volid: None,
         snapshot_id: None,
+        glance_image_id: None,
     }
 }
 
@@ -141,6 +142,53 @@ impl World {
     pub async fn create_volume(&self, e: &Engine<Env>, id: VolumeId, size: i64) {
         self.run::<volume_create::VolumeCreate>(e, create_params(id, size), "a volume")
             .await;
+    }
+
+    /// An `active` image of the image service in [`PROJECT`], with `file`'s
+    /// bytes (copied into the image store) declared `disk_format`.
+    pub async fn create_glance_image(
+        &self,
+        e: &Engine<Env>,
+        file: &std::path::Path,
+        disk_format: &str,
+    ) -> scoria_model::GlanceImageId {
+        use md5::Digest as _;
+        let id = scoria_model::GlanceImageId::new();
+        let bytes = std::fs::read(file).expect("read the image");
+        let dir = self.dir.path().join("images");
+        std::fs::create_dir_all(&dir).expect("image store dir");
+        std::fs::write(dir.join(id.to_string()), &bytes).expect("write the image file");
+        let mut i = scoria_store::glance::GlanceImage::new(id, PROJECT);
+        i.name = Some("img".into());
+        i.disk_format = Some(disk_format.into());
+        i.container_format = Some("bare".into());
+        i.visibility = scoria_model::glance::Visibility::Private;
+        let mut tx = e.store().begin().await.expect("begin");
+        scoria_store::glance::glance_image_create(&mut tx, &i)
+            .await
+            .expect("image row");
+        scoria_store::glance::glance_image_set_status(
+            &mut tx,
+            id,
+            scoria_model::glance::GlanceImageStatus::Queued,
+            scoria_model::glance::GlanceImageStatus::Saving,
+        )
+        .await
+        .expect("saving");
+        scoria_store::glance::glance_image_finish_upload(
+            &mut tx,
+            id,
+            &scoria_store::glance::UploadedData {
+                size: bytes.len() as i64,
+                checksum: hex::encode(md5::Md5::digest(&bytes)),
+                os_hash_algo: "sha512".into(),
+                os_hash_value: hex::encode(sha2::Sha512::digest(&bytes)),
+            },
+        )
+        .await
+        .expect("active");
+        tx.commit().await.expect("commit");
+        id
     }
 
     /// Take a snapshot of `volume` with the snapshot flow.

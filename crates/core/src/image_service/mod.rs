@@ -568,11 +568,22 @@ pub async fn delete(app: &App, ctx: &Context, id: GlanceImageId) -> Result<()> {
             "Image {id} is being uploaded; it can be deleted once the upload ends."
         )));
     }
+    // A volume being made from it reads its file (the create flow holds the
+    // image from its first transaction; see `glance_image_hold_for_read`).
+    let readers = scoria_store::volume_images::glance_image_readers(&mut tx, id).await?;
+    if let Some(v) = readers.first() {
+        return Err(Error::Conflict(format!(
+            "Image {id} is in use: volume {v} is being made from it; delete it when that is done."
+        )));
+    }
     if !store::glance_image_delete(&mut tx, id).await? {
         return Err(Error::Conflict(format!(
             "Image {id} changed while it was being deleted; try again."
         )));
     }
+    // No new volume can be made from it: its cache entries go (the volumes
+    // made from them keep their data, which the reaper frees after them).
+    scoria_store::volume_images::cache_delete_for_glance_image(&mut tx, id).await?;
     tx.commit().await.map_err(scoria_store::StoreError::from)?;
     // The row is gone: the image is. A file left by a failure here is
     // removed at the next start (`recover`).

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use scoria_flows::Outcome;
 use scoria_model::flow::Progress;
-use scoria_model::volume::{MAX_DESCRIPTION_LEN, MAX_NAME_LEN, VolumeStatus};
+use scoria_model::volume::{GIB, MAX_DESCRIPTION_LEN, MAX_NAME_LEN, VolumeStatus};
 use scoria_model::{GroupId, VolumeId, VolumeTypeId};
 use scoria_store::volumes::{self as store, VolumeQuery};
 pub use scoria_store::volumes::{SortDir, SortKey, Volume};
@@ -62,6 +62,8 @@ pub struct CreateRequest {
     pub source_volid: Option<VolumeId>,
     /// Make the volume from this snapshot (Cinder's `snapshot_id`).
     pub snapshot_id: Option<scoria_model::SnapshotId>,
+    /// Make the volume from this image of the image service (`imageRef`).
+    pub image_id: Option<scoria_model::GlanceImageId>,
     pub availability_zone: Option<String>,
     /// Name or id of a volume type; the default type when absent.
     pub volume_type: Option<String>,
@@ -146,7 +148,20 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
         (None, Some(id)) => Some(snapshot_source(&mut conn, ctx, id).await?),
         (None, None) => None,
     };
-    let size = match (req.size, &source) {
+    let image = match req.image_id {
+        Some(_) if source.is_some() => {
+            return Err(Error::Invalid(
+                "Invalid input received: a volume is made from one source at most: give imageRef, source_volid or snapshot_id, not several.".into(),
+            ));
+        }
+        Some(id) => Some(image_source(app, &mut conn, ctx, id).await?),
+        None => None,
+    };
+    let req_size = match (&image, req.size) {
+        (Some(i), size) => Some(image_fits(i, size)?),
+        (None, size) => size,
+    };
+    let size = match (req_size, &source) {
         (Some(size), Some(src)) if size < src.size => {
             return Err(Error::Invalid(format!(
                 "Invalid input received: Volume size {size}GB must not be smaller than the {} size {}GB.",
@@ -165,7 +180,8 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
         None => {
             let t = resolve_type(&mut conn, ctx, req.volume_type.as_deref()).await?;
             refuse_encrypted(&mut conn, t.id).await?;
-            (req.availability_zone, t.id, req.bootable)
+            // Cinder makes a volume from an image bootable.
+            (req.availability_zone, t.id, req.bootable || image.is_some())
         }
         Some(src) => {
             if let Some(az) = &req.availability_zone
@@ -237,6 +253,7 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
         group_id: req.group_id,
         source_volid: req.source_volid,
         snapshot_id: req.snapshot_id,
+        glance_image_id: image.as_ref().map(|i| i.id),
     };
     let handle = app.engine.start::<volume_create::VolumeCreate>(params)?;
     handle
@@ -244,6 +261,104 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
         .await
         .map_err(from_outcome)?;
     get_unchecked(app, id).await
+}
+
+/// The image service's image a volume is made from, as the caller may see
+/// it, if it can be read now (`active`). (The create flow holds it again when
+/// it records the volume.)
+async fn image_source(
+    app: &App,
+    conn: &mut Conn,
+    ctx: &Context,
+    id: scoria_model::GlanceImageId,
+) -> Result<crate::image_service::GlanceImage> {
+    use scoria_model::glance::GlanceImageStatus;
+    let i = crate::image_service::visible(conn, ctx, id).await?;
+    match i.status {
+        GlanceImageStatus::Active => {}
+        GlanceImageStatus::Deactivated => {
+            return Err(Error::Invalid(format!(
+                "Invalid image identifier or unable to access requested image: image {id} is deactivated."
+            )));
+        }
+        other => {
+            return Err(Error::Invalid(format!(
+                "Invalid image identifier or unable to access requested image: image {id} is {other}, not active."
+            )));
+        }
+    }
+    let declared = i.disk_format.clone().unwrap_or_default();
+    let Some(format) = scoria_storage::inspect::DiskFormat::from_glance(&declared) else {
+        return Err(Error::Invalid(format!(
+            "Invalid input received: image {id} has disk format {declared:?}; a volume is made from raw, qcow2, vmdk, vdi, vhdx, vhd or iso images."
+        )));
+    };
+    // A hostile image is refused here, before anything exists (the create
+    // flow checks again as it reads the data): its bytes must be its declared
+    // format and refer to no other file, and qemu-img, within its limits,
+    // must agree. Its virtual size, from that inspection, sizes the volume.
+    let path = app
+        .env
+        .image_store
+        .local_path(&id.to_string())
+        .ok_or_else(|| {
+            Error::Unavailable("The image store cannot be read by the backends.".into())
+        })?;
+    let seen = scoria_storage::inspect::check(&path, format, u64::MAX, app.env.inspect_limits)
+        .await
+        .map_err(|e| match e {
+            scoria_storage::StorageError::Refused { refusal, .. } => {
+                Error::Invalid(format!("Invalid image: image {id} is refused: {refusal}."))
+            }
+            other => Error::internal(format!("image {id} could not be inspected"), other),
+        })?;
+    let mut i = i;
+    if let Some(v) = seen.virtual_size {
+        i.virtual_size = Some(v as i64);
+    }
+    Ok(i)
+}
+
+/// The size of a volume made from `i`: the one asked for, which must hold
+/// the image (its `min_disk`, its virtual size when known, else its size), or
+/// the smallest that does.
+fn image_fits(i: &crate::image_service::GlanceImage, asked: Option<i64>) -> Result<i64> {
+    let gib = |bytes: i64| (bytes.max(0) as u64).div_ceil(GIB) as i64;
+    let needed = i
+        .virtual_size
+        .or(i.size)
+        .map(gib)
+        .unwrap_or(1)
+        .max(i.min_disk)
+        .max(1);
+    let Some(size) = asked else {
+        return Ok(needed);
+    };
+    if i.min_disk > size {
+        return Err(Error::Invalid(format!(
+            "Invalid input received: Image minDisk size {}GB is larger than the volume size {size}GB.",
+            i.min_disk
+        )));
+    }
+    if let Some(v) = i.virtual_size
+        && gib(v) > size
+    {
+        return Err(Error::Invalid(format!(
+            "Invalid input received: Image virtual size is {}GB and doesn't fit in a volume of size {size}GB.",
+            gib(v)
+        )));
+    }
+    if i.virtual_size.is_none()
+        && let Some(bytes) = i.size
+        && gib(bytes) > size
+        && i.disk_format.as_deref() == Some("raw")
+    {
+        return Err(Error::Invalid(format!(
+            "Invalid input received: Size of specified image {}GB is larger than volume size {size}GB.",
+            gib(bytes)
+        )));
+    }
+    Ok(size)
 }
 
 /// What a new volume is made from, as the API checks it.

@@ -484,6 +484,15 @@ impl Driver for FileDriver {
         self.chain_file(name).await
     }
 
+    async fn inspect_untrusted(
+        &self,
+        source: &Path,
+        format: crate::inspect::DiskFormat,
+        limits: crate::qemu::untrusted::Limits,
+    ) -> Result<crate::inspect::Inspection> {
+        crate::file::streams_check_untrusted(source, format, u64::MAX, limits).await
+    }
+
     async fn import_untrusted(
         &self,
         spec: &ImageSpec,

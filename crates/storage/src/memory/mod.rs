@@ -591,6 +591,15 @@ impl Driver for MemoryDriver {
         chain_in(&lock(&self.images), name)
     }
 
+    async fn inspect_untrusted(
+        &self,
+        source: &Path,
+        format: crate::inspect::DiskFormat,
+        limits: crate::qemu::untrusted::Limits,
+    ) -> Result<crate::inspect::Inspection> {
+        crate::file::streams_check_untrusted(source, format, u64::MAX, limits).await
+    }
+
     async fn import_untrusted(
         &self,
         spec: &ImageSpec,

@@ -92,6 +92,10 @@ pub struct Params {
     /// still be `available`).
     #[serde(default)]
     pub snapshot_id: Option<SnapshotId>,
+    /// The image service's image to make the volume from; `create_entry`
+    /// holds it (it must still be `active`) and records its metadata.
+    #[serde(default)]
+    pub glance_image_id: Option<scoria_model::GlanceImageId>,
     /// The group the volume is made in: `create_entry` records the membership
     /// (the group must still accept it) and `schedule` places the volume on
     /// the group's backend.
@@ -286,7 +290,7 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
     // A volume made from another volume or a snapshot is made where its
     // source is (held since `create_entry`).
     let held: source::Held = cx.output_opt("create_entry").unwrap_or_default();
-    let data = source::plan(cx, c, &held).await?;
+    let mut data = source::plan(cx, c, &held).await?;
     if let Some(backend) = &data.backend {
         candidates.retain(|cand| cand.name == *backend);
         if candidates.is_empty() {
@@ -299,6 +303,9 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
     let backend = scheduler::place(&request, &candidates, 1.0)
         .map_err(|e| StepError::new(Error::Unavailable(e.to_string())))?;
     let b = cx.env.backend(&backend)?;
+    // A volume from the image service's image: from the backend's cache, or
+    // filling it, or straight from the image's file.
+    source::plan_image(cx, c, b, &mut data).await?;
     // An overlay is qcow2 whatever the backend's format for blank volumes.
     let format = if data.base.is_some() {
         Format::Qcow2
@@ -336,6 +343,16 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
         ))
         .into());
     }
+    if data.image.is_some() {
+        // Cinder's status while an image's data is copied in.
+        volumes::volume_set_status(
+            c,
+            p.volume_id,
+            &[VolumeStatus::Creating],
+            VolumeStatus::Downloading,
+        )
+        .await?;
+    }
     serde_json::to_value(Placement {
         backend,
         location,
@@ -365,9 +382,9 @@ async fn unplace(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<(), StepError> {
 
 async fn create_on_backend(cx: &Cx<VolumeCreate>) -> Result<Value, StepError> {
     let place: Placement = cx.output("schedule")?;
-    source::make(cx, &place).await?;
+    let made = source::make(cx, &place).await?;
     crate::capacity::refresh(&cx.env, &place.backend).await;
-    Ok(Value::Null)
+    serde_json::to_value(made).map_err(|e| StepError::msg(e.to_string()))
 }
 
 async fn delete_on_backend(cx: &Cx<VolumeCreate>) -> Result<(), StepError> {

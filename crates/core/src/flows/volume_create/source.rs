@@ -30,10 +30,13 @@ use scoria_flows::{Cx, StepError};
 use scoria_model::image::{ImageFormat, ImageState};
 use scoria_model::snapshot::{CLONE_STRATEGY_SPEC, CloneStrategy, SnapshotStatus};
 use scoria_model::volume::{GIB, VolumeStatus};
-use scoria_model::{ImageId, SnapshotId, VolumeId};
-use scoria_storage::{Format, ImageSpec};
+use std::path::PathBuf;
+
+use scoria_model::{GlanceImageId, ImageId, SnapshotId, VolumeId};
+use scoria_storage::inspect::DiskFormat;
+use scoria_storage::{Format, ImageSpec, StorageError};
 use scoria_store::volumes::Volume;
-use scoria_store::{Conn, images, snapshots, volume_types, volumes};
+use scoria_store::{Conn, glance, images, snapshots, volume_images, volume_types, volumes};
 use serde::{Deserialize, Serialize};
 
 use super::{Placement, VolumeCreate};
@@ -85,6 +88,40 @@ pub(super) struct DataPlan {
     pub base: Option<(ImageId, String)>,
     /// A clone by overlay: the source's new overlay.
     pub source_overlay: Option<SourceOverlay>,
+    /// A volume from the image service's image.
+    #[serde(default)]
+    pub image: Option<ImagePlan>,
+}
+
+/// How a volume is made from the image service's image (see the module doc).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct ImagePlan {
+    pub glance_image_id: GlanceImageId,
+    /// The image's file, read by the backend's driver.
+    pub path: PathBuf,
+    pub disk_format: DiskFormat,
+    pub via: Via,
+}
+
+/// Whether the backend's image cache holds the image's data.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) enum Via {
+    /// It does: the volume is an overlay on the cached image (`base`).
+    Cached,
+    /// It does not, and this flow fills it: the image's data goes into the
+    /// cache image (recorded, `creating`), the volume is an overlay on it.
+    Fill { id: ImageId, name: String },
+    /// It does not, and it cannot now (the cache is off, or another volume is
+    /// filling it): the image's data goes straight into the volume.
+    Direct,
+}
+
+/// What `create_on_backend` learned, for `mark_available`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(super) struct Made {
+    /// The virtual size of the image's data put in the cache (bytes).
+    #[serde(default)]
+    pub cached_size: Option<u64>,
 }
 
 /// The strategy for a volume of type `type_id` made from a source on
@@ -181,10 +218,166 @@ pub(super) async fn hold(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Held, St
             .map_or(p.bootable, |v| v.bootable);
         return Ok(Held { bootable, strategy });
     }
+    if let Some(image) = p.glance_image_id {
+        let held = volume_images::glance_image_hold_for_read(c, image).await?;
+        let i = glance::glance_image_get(c, image)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("Image {image} could not be found.")))?;
+        if !held {
+            return Err(Error::Invalid(format!(
+                "Invalid image identifier or unable to access requested image: image {image} is {}, not active.",
+                i.status
+            ))
+            .into());
+        }
+        disk_format_of(&i)?;
+        volume_images::volume_set_glance_image(c, p.volume_id, image).await?;
+        volume_images::volume_image_metadata_merge(c, p.volume_id, &image_metadata(&i)).await?;
+        // Cinder makes every volume made from an image bootable.
+        return Ok(Held {
+            bootable: true,
+            strategy: CloneStrategy::Space,
+        });
+    }
     Ok(Held {
         bootable: p.bootable,
         strategy: CloneStrategy::Performance,
     })
+}
+
+/// The image's declared disk format, as the inspector knows it.
+fn disk_format_of(i: &glance::GlanceImage) -> Result<DiskFormat, StepError> {
+    let declared = i.disk_format.clone().unwrap_or_default();
+    DiskFormat::from_glance(&declared).ok_or_else(|| {
+        Error::Invalid(format!(
+            "Invalid input received: image {} has disk format {declared:?}; a volume is made from raw, qcow2, vmdk, vdi, vhdx, vhd or iso images.",
+            i.id
+        ))
+        .into()
+    })
+}
+
+/// What a volume keeps of its image (Cinder's `volume_image_metadata`): the
+/// image's identity and data attributes, and its custom properties.
+fn image_metadata(i: &glance::GlanceImage) -> std::collections::BTreeMap<String, String> {
+    let mut m: std::collections::BTreeMap<String, String> = i
+        .properties
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    m.insert("image_id".into(), i.id.to_string());
+    if let Some(n) = &i.name {
+        m.insert("image_name".into(), n.clone());
+    }
+    for (k, v) in [
+        ("disk_format", i.disk_format.clone()),
+        ("container_format", i.container_format.clone()),
+        ("checksum", i.checksum.clone()),
+        ("size", i.size.map(|s| s.to_string())),
+    ] {
+        if let Some(v) = v {
+            m.insert(k.into(), v);
+        }
+    }
+    m.insert("min_disk".into(), i.min_disk.to_string());
+    m.insert("min_ram".into(), i.min_ram.to_string());
+    m
+}
+
+/// In `schedule`, once the backend `b` is chosen: how a volume from an image
+/// gets its data there — from the backend's cache (an overlay on it), by
+/// filling the cache (recorded here: its image `creating`, its row), or
+/// straight from the image's file. Filling evicts entries nothing stands on,
+/// least recently used first, to keep the cache within its limits.
+pub(super) async fn plan_image(
+    cx: &Cx<VolumeCreate>,
+    c: &mut Conn,
+    b: &crate::Backend,
+    plan: &mut DataPlan,
+) -> Result<(), StepError> {
+    let Some(image) = cx.params.glance_image_id else {
+        return Ok(());
+    };
+    let i = glance::glance_image_get(c, image)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("Image {image} could not be found.")))?;
+    let disk_format = disk_format_of(&i)?;
+    let path = cx
+        .env
+        .image_store
+        .local_path(&image.to_string())
+        .ok_or_else(|| {
+            StepError::new(Error::Unavailable(format!(
+                "backend {} cannot read the image store's files",
+                b.config.name
+            )))
+        })?;
+    let backend = b.config.name.as_str();
+    let layering = b.driver.capabilities().layering;
+    let via = match volume_images::cache_get(c, image, backend).await? {
+        Some(entry) if entry.ready && layering => {
+            volume_images::cache_touch(c, image, backend).await?;
+            let base = images::image_get(c, entry.image_id)
+                .await?
+                .ok_or_else(|| StepError::msg("a cache entry names a missing image"))?;
+            plan.base = Some((base.id, base.name));
+            Via::Cached
+        }
+        Some(_) => Via::Direct,
+        None if layering && b.config.image_cache_max_count > 0 => {
+            evict(c, b, 1).await?;
+            let id = ImageId::new();
+            let format = b.config.format;
+            let name = crate::rules::images::name_for(id, format);
+            images::image_create(
+                c,
+                &images::NewImage {
+                    id,
+                    backend: backend.to_owned(),
+                    name: name.clone(),
+                    format: crate::rules::images::model_format(format),
+                    // Known once the data is in (`finish` records it).
+                    virtual_size: 0,
+                    base_id: None,
+                    mutable: true,
+                    state: ImageState::Creating,
+                },
+            )
+            .await?;
+            volume_images::cache_create(c, image, backend, id).await?;
+            plan.base = Some((id, name.clone()));
+            Via::Fill { id, name }
+        }
+        None => Via::Direct,
+    };
+    plan.image = Some(ImagePlan {
+        glance_image_id: image,
+        path,
+        disk_format,
+        via,
+    });
+    Ok(())
+}
+
+/// Make room for `adding` more entries in `b`'s cache: drop the least
+/// recently used entries nothing stands on until the count and byte limits
+/// hold (the reaper then frees their images).
+async fn evict(c: &mut Conn, b: &crate::Backend, adding: usize) -> Result<(), StepError> {
+    let entries = volume_images::cache_list(c, &b.config.name).await?;
+    let mut count = entries.len() + adding;
+    let mut bytes: u64 = entries.iter().map(|e| e.virtual_size.max(0) as u64).sum();
+    let max_bytes = b.config.image_cache_max_bytes;
+    for e in entries.iter().filter(|e| e.ready && e.overlays == 0) {
+        let over = count > b.config.image_cache_max_count || (max_bytes > 0 && bytes > max_bytes);
+        if !over {
+            break;
+        }
+        volume_images::cache_delete(c, e.glance_image_id, &b.config.name).await?;
+        count -= 1;
+        bytes = bytes.saturating_sub(e.virtual_size.max(0) as u64);
+        tracing::info!(image = %e.glance_image_id, backend = %b.config.name, "image cache entry evicted");
+    }
+    Ok(())
 }
 
 /// Cinder's refusal of a snapshot that is not `available`.
@@ -263,7 +456,7 @@ pub(super) async fn plan(
 }
 
 /// In `create_on_backend`: make the volume's data under `place`.
-pub(super) async fn make(cx: &Cx<VolumeCreate>, place: &Placement) -> Result<(), StepError> {
+pub(super) async fn make(cx: &Cx<VolumeCreate>, place: &Placement) -> Result<Made, StepError> {
     let spec = ImageSpec {
         name: place.location.clone(),
         size: cx.params.size as u64 * GIB,
@@ -271,6 +464,9 @@ pub(super) async fn make(cx: &Cx<VolumeCreate>, place: &Placement) -> Result<(),
     };
     let driver = &cx.env.backend(&place.backend)?.driver;
     let data = &place.data;
+    if let Some(image) = &data.image {
+        return make_from_image(cx, place, image, &spec).await;
+    }
     if let Some((_, base)) = &data.base {
         if let Some(own) = &data.source_overlay {
             // The implicit snapshot: the source's image is frozen and the
@@ -295,17 +491,115 @@ pub(super) async fn make(cx: &Cx<VolumeCreate>, place: &Placement) -> Result<(),
             .create_overlay(base, &spec)
             .await
             .map_err(|e| storage_error("layer the volume on its source", e))?;
-        return Ok(());
+        return Ok(Made::default());
     }
     match place.source.as_ref().or(data.copy.as_ref()) {
         Some(source) => driver
             .copy_from(source, &spec, &|percent| cx.report_percent(percent))
             .await
-            .map_err(|e| storage_error("copy the source", e)),
+            .map_err(|e| storage_error("copy the source", e))?,
         None => driver
             .create(&spec)
             .await
-            .map_err(|e| storage_error("create the volume", e)),
+            .map_err(|e| storage_error("create the volume", e))?,
+    }
+    Ok(Made::default())
+}
+
+/// A volume from an image: the image's file goes through the driver's
+/// hardened import (`Driver::import_untrusted`: Scoria's inspector, the
+/// size, qemu-img under limits, then an explicit-format convert) into the
+/// cache (then frozen, the volume an overlay on it) or into the volume.
+async fn make_from_image(
+    cx: &Cx<VolumeCreate>,
+    place: &Placement,
+    image: &ImagePlan,
+    spec: &ImageSpec,
+) -> Result<Made, StepError> {
+    let driver = &cx.env.backend(&place.backend)?.driver;
+    let limits = cx.env.inspect_limits;
+    let progress = |percent| cx.report_percent(percent);
+    match &image.via {
+        Via::Direct => {
+            driver
+                .import_untrusted(spec, &image.path, image.disk_format, limits, &progress)
+                .await
+                .map_err(|e| image_error(e, image))?;
+            Ok(Made::default())
+        }
+        Via::Cached => {
+            let (_, base) = place
+                .data
+                .base
+                .as_ref()
+                .ok_or_else(|| StepError::msg("a cached image without its base"))?;
+            driver
+                .create_overlay(base, spec)
+                .await
+                .map_err(|e| storage_error("layer the volume on the cached image", e))?;
+            Ok(Made::default())
+        }
+        Via::Fill { name, .. } => {
+            let seen = driver
+                .inspect_untrusted(&image.path, image.disk_format, limits)
+                .await
+                .map_err(|e| image_error(e, image))?;
+            let size = seen
+                .virtual_size
+                .unwrap_or(0)
+                .div_ceil(scoria_storage::SECTOR_SIZE)
+                * scoria_storage::SECTOR_SIZE;
+            if size > spec.size {
+                return Err(Error::Invalid(format!(
+                    "Invalid input received: image {} has a virtual size of {size} bytes, more than the volume's {} GiB.",
+                    image.glance_image_id, cx.params.size
+                ))
+                .into());
+            }
+            let format = scoria_storage::format_of_name(name)
+                .map_err(|e| storage_error("name the cached image", e))?;
+            driver
+                .import_untrusted(
+                    &ImageSpec {
+                        name: name.clone(),
+                        size,
+                        format,
+                    },
+                    &image.path,
+                    image.disk_format,
+                    limits,
+                    &progress,
+                )
+                .await
+                .map_err(|e| image_error(e, image))?;
+            driver
+                .make_immutable(name)
+                .await
+                .map_err(|e| storage_error("freeze the cached image", e))?;
+            driver
+                .create_overlay(name, spec)
+                .await
+                .map_err(|e| storage_error("layer the volume on the cached image", e))?;
+            Ok(Made {
+                cached_size: Some(size),
+            })
+        }
+    }
+}
+
+/// A storage failure reading an image: a refusal of the image is the user's
+/// to read (which rule it broke); anything else is the backend's failure.
+fn image_error(e: StorageError, image: &ImagePlan) -> StepError {
+    match e {
+        StorageError::Refused { refusal, .. } => Error::Invalid(format!(
+            "Invalid image: image {} is refused: {refusal}.",
+            image.glance_image_id
+        ))
+        .into(),
+        StorageError::InvalidSize { detail, .. } => {
+            Error::Invalid(format!("Invalid input received: the volume is {detail}.")).into()
+        }
+        other => storage_error("make the volume from its image", other),
     }
 }
 
@@ -318,6 +612,19 @@ pub(super) async fn unmake(cx: &Cx<VolumeCreate>, place: &Placement) -> Result<(
         .delete(&place.location)
         .await
         .map_err(|e| storage_error("remove a partly created volume", e))?;
+    if let Some(ImagePlan {
+        via: Via::Fill { name, .. },
+        ..
+    }) = &place.data.image
+    {
+        // The cache image this flow filled: nothing else stands on it (it
+        // was still `creating`).
+        driver
+            .delete(name)
+            .await
+            .map_err(|e| storage_error("remove a partly filled cache image", e))?;
+        return Ok(());
+    }
     if let (Some(own), Some((_, base))) = (&place.data.source_overlay, &place.data.base) {
         driver
             .delete(&own.name)
@@ -336,6 +643,18 @@ pub(super) async fn unplan(c: &mut Conn, place: Option<&Placement>) -> Result<()
     if let Some(own) = place.and_then(|p| p.data.source_overlay.as_ref()) {
         images::image_delete(c, own.id).await?;
     }
+    if let Some((
+        p,
+        ImagePlan {
+            glance_image_id,
+            via: Via::Fill { id, .. },
+            ..
+        },
+    )) = place.and_then(|p| p.data.image.as_ref().map(|i| (p, i)))
+    {
+        volume_images::cache_delete(c, *glance_image_id, &p.backend).await?;
+        images::image_delete(c, *id).await?;
+    }
     Ok(())
 }
 
@@ -347,6 +666,19 @@ pub(super) async fn finish(
     place: &Placement,
 ) -> Result<(), StepError> {
     let max = cx.env.backend(&place.backend)?.config.max_chain_depth;
+    if let Some(ImagePlan {
+        via: Via::Fill { id, .. },
+        ..
+    }) = &place.data.image
+    {
+        let made: Made = cx.output_opt("create_on_backend").unwrap_or_default();
+        let size = made
+            .cached_size
+            .ok_or_else(|| StepError::msg("the cache image's size was not recorded"))?;
+        images::image_set_size(c, *id, size as i64).await?;
+        images::image_freeze(c, *id).await?;
+        images::image_set_state(c, *id, &[ImageState::Creating], ImageState::Ready).await?;
+    }
     let Some((base_id, _)) = &place.data.base else {
         return Ok(());
     };
