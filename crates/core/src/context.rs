@@ -86,6 +86,11 @@ ops! {
     VolumeMetadataGet => ProjectReader, "volume:get_volume_metadata";
     VolumeMetadataUpdate => ProjectMember, "volume:update_volume_metadata";
     VolumeMetadataDelete => ProjectMember, "volume:delete_volume_metadata";
+    VolumeImageMetadataGet => ProjectReader, "volume_extension:volume_image_metadata:show";
+    VolumeImageMetadataSet => ProjectMember, "volume_extension:volume_image_metadata:set";
+    VolumeImageMetadataRemove => ProjectMember, "volume_extension:volume_image_metadata:remove";
+    VolumeUploadImage => ProjectMember, "volume_extension:volume_actions:upload_image";
+    VolumeUploadPublic => Admin, "volume_extension:volume_actions:upload_public";
     VolumeResetStatus => Admin, "volume_extension:volume_admin_actions:reset_status";
     VolumeForceDelete => Admin, "volume_extension:volume_admin_actions:force_delete";
     VolumeAdminFields => Admin, "volume_extension:volume_host_attribute";

@@ -36,6 +36,7 @@ pub struct Detail(pub &'static str, pub &'static str);
 
 pub const UNKNOWN_ACTION: Action = Action("000", "unknown action");
 pub const SCHEDULE_ALLOCATE_VOLUME: Action = Action("001", "schedule allocate volume");
+pub const COPY_VOLUME_TO_IMAGE: Action = Action("005", "copy volume to image");
 pub const EXTEND_VOLUME: Action = Action("007", "extend volume");
 pub const CREATE_VOLUME_FROM_BACKEND: Action = Action("008", "create volume from backend storage");
 pub const SNAPSHOT_CREATE: Action = Action("018", "create snapshot");
@@ -47,6 +48,8 @@ pub const DELETE_VOLUME: Action = Action("900", "delete volume");
 pub const UNKNOWN_ERROR: Detail = Detail("001", "An unknown error occurred.");
 pub const NO_BACKEND_AVAILABLE: Detail =
     Detail("003", "Could not find any available weighted backend.");
+pub const FAILED_TO_UPLOAD_VOLUME: Detail =
+    Detail("004", "Failed to upload volume to image at image service.");
 pub const DRIVER_FAILED_EXTEND: Detail = Detail("010", "Volume Driver failed to extend volume.");
 pub const DRIVER_FAILED_CREATE: Detail = Detail("012", "Driver failed to create the volume.");
 pub const SNAPSHOT_CREATE_ERROR: Detail = Detail("013", "Snapshot failed to create.");

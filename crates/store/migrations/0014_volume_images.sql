@@ -16,7 +16,13 @@
 -- uses (so it is kept while the row exists); the overlays standing on it are
 -- others (so data a volume reads is kept even once the row is evicted or the
 -- service's image deleted). `last_used_at` orders eviction.
+--
+-- `glance_images.filled_by_volume` names the volume whose data an upload to
+-- an image (`os-volume_upload_image`, a flow) is writing into that image: such
+-- an image is `saving` and its file is the flow's, so the start-time recovery
+-- of interrupted uploads leaves both to the flow, which resumes or undoes.
 ALTER TABLE volumes ADD COLUMN glance_image_id TEXT;
+ALTER TABLE glance_images ADD COLUMN filled_by_volume TEXT;
 CREATE INDEX volumes_by_glance_image ON volumes (glance_image_id) WHERE glance_image_id IS NOT NULL;
 
 CREATE TABLE volume_image_metadata (

@@ -308,6 +308,72 @@ pub async fn glance_image_finish_upload(
     Ok(r.rows_affected() == 1)
 }
 
+/// An upload of a volume's data (a flow) starts on a new image `i`: the row
+/// is created `saving`, holding `reserve` bytes, filled by `volume`.
+pub async fn glance_image_create_filled_by(
+    conn: &mut Conn,
+    i: &GlanceImage,
+    volume: &str,
+    reserve: i64,
+) -> Result<()> {
+    glance_image_create(conn, i).await?;
+    sqlx::query(
+        "UPDATE glance_images SET status = 'saving', upload_reserved = $2, filled_by_volume = $3
+         WHERE id = $1",
+    )
+    .bind(i.id.to_string())
+    .bind(reserve)
+    .bind(volume)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The end of a volume's upload: `saving` → `active` with what the flow
+/// learned of the data (`virtual_size` too); the flow lets go of the image.
+pub async fn glance_image_finish_fill(
+    conn: &mut Conn,
+    id: GlanceImageId,
+    data: &UploadedData,
+    virtual_size: i64,
+) -> Result<bool> {
+    if !glance_image_finish_upload(conn, id, data).await? {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE glance_images SET filled_by_volume = NULL, virtual_size = $2 WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .bind(virtual_size)
+    .execute(conn)
+    .await?;
+    Ok(true)
+}
+
+/// A volume's upload failed: the image is `killed` (Glance's status for an
+/// image whose data never arrived), holding no quota, let go of.
+pub async fn glance_image_kill_fill(conn: &mut Conn, id: GlanceImageId) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE glance_images SET status = 'killed', upload_reserved = 0, filled_by_volume = NULL,
+                updated_at = $2
+         WHERE id = $1 AND filled_by_volume IS NOT NULL",
+    )
+    .bind(id.to_string())
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// The images volumes' upload flows are filling (their files are the flows').
+pub async fn glance_image_list_filling(conn: &mut Conn) -> Result<Vec<GlanceImageId>> {
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM glance_images WHERE filled_by_volume IS NOT NULL")
+            .fetch_all(conn)
+            .await?;
+    ids.iter().map(|s| parse("glance image id", s)).collect()
+}
+
 /// An upload failed or was interrupted: `saving` → `queued`, the reservation
 /// ends. Returns whether the image was `saving`.
 pub async fn glance_image_abort_upload(conn: &mut Conn, id: GlanceImageId) -> Result<bool> {
@@ -322,12 +388,13 @@ pub async fn glance_image_abort_upload(conn: &mut Conn, id: GlanceImageId) -> Re
     Ok(r.rows_affected() == 1)
 }
 
-/// At start, no upload is running: every `saving` image goes back to
-/// `queued`. Returns their ids.
+/// At start, no upload request is running: every `saving` image goes back
+/// to `queued`, but those a volume's upload flow is filling (it resumes or
+/// undoes them). Returns their ids.
 pub async fn glance_image_abort_all_uploads(conn: &mut Conn) -> Result<Vec<GlanceImageId>> {
     let ids: Vec<String> = sqlx::query_scalar(
         "UPDATE glance_images SET status = 'queued', upload_reserved = 0, updated_at = $1
-         WHERE status = 'saving' RETURNING id",
+         WHERE status = 'saving' AND filled_by_volume IS NULL RETURNING id",
     )
     .bind(now())
     .fetch_all(conn)

@@ -1,12 +1,13 @@
 //! `POST /v3/{project_id}/volumes/{id}/action`: the volume actions, one row
 //! of [`ACTIONS`] each (see [`crate::action`]). The attachment actions
-//! (`os-attach`, `os-detach`, `os-initialize_connection`, …) and
-//! `os-volume_upload_image` come as rows when their core functions do.
+//! (`os-attach`, `os-detach`, `os-initialize_connection`, …) come as rows
+//! when their core functions do.
 
 use axum::extract::{Extension, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scoria_core::volumes::{self, MigrationPolicy};
+use scoria_model::glance::Visibility;
 use scoria_model::volume::{AttachStatus, VolumeStatus};
 use scoria_model::{SnapshotId, VolumeId};
 
@@ -30,7 +31,19 @@ pub const ACTIONS: &[Action<VolumeId>] = &[
     Action::new("os-reserve", |c| Box::pin(reserve(c))),
     Action::new("os-unreserve", |c| Box::pin(unreserve(c))),
     Action::new("revert", |c| Box::pin(revert(c))).since(REVERT),
+    Action::new("os-set_image_metadata", |c| Box::pin(set_image_metadata(c))),
+    Action::new("os-unset_image_metadata", |c| {
+        Box::pin(unset_image_metadata(c))
+    }),
+    Action::new("os-show_image_metadata", |c| {
+        Box::pin(show_image_metadata(c))
+    }),
+    Action::new("os-volume_upload_image", |c| Box::pin(upload_image(c))),
 ];
+
+/// Microversion from which an upload names the image's visibility and
+/// protection.
+const UPLOAD_IMAGE_PARAMS: u32 = 1;
 
 /// Microversion from which a volume may be reverted to a snapshot.
 const REVERT: u32 = 40;
@@ -75,6 +88,110 @@ async fn set_bootable(c: Call<'_, VolumeId>) -> ApiResult<Response> {
     })?;
     volumes::set_bootable(c.app, c.ctx, c.id, b).await?;
     Ok(StatusCode::OK.into_response())
+}
+
+/// `os-set_image_metadata` `{"metadata": {…}}`: merged; 200 with all of it.
+async fn set_image_metadata(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    let items = body::opt_metadata(c.args, "metadata")?.ok_or_else(|| {
+        ApiError::bad_request("Malformed request body: os-set_image_metadata needs metadata.")
+    })?;
+    let all = volumes::image_metadata_set(c.app, c.ctx, c.id, items).await?;
+    Ok(axum::Json(serde_json::json!({ "metadata": all })).into_response())
+}
+
+/// `os-unset_image_metadata` `{"key": k}` (200, no body).
+async fn unset_image_metadata(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    let key = body::opt_str(c.args, "key")?
+        .ok_or_else(|| ApiError::bad_request("The key cannot be None."))?;
+    volumes::image_metadata_delete(c.app, c.ctx, c.id, &key).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `os-show_image_metadata` (200, `{"metadata": {…}}`).
+async fn show_image_metadata(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    let all = volumes::image_metadata_get(c.app, c.ctx, c.id).await?;
+    Ok(axum::Json(serde_json::json!({ "metadata": all })).into_response())
+}
+
+/// `os-volume_upload_image` `{"image_name", "disk_format", "container_format",
+/// "force", "visibility", "protected"}` (202): the volume's data goes into a
+/// new image; the answer names it.
+async fn upload_image(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    let image_name = body::opt_str(c.args, "image_name")?
+        .ok_or_else(|| ApiError::bad_request("No image_name was specified in request."))?;
+    let force = match c.args.get("force") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) => body::parse_bool(s)
+            .ok_or_else(|| ApiError::bad_request(format!("Invalid value for 'force': '{s}'")))?,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid value for 'force': '{other}'"
+            )));
+        }
+    };
+    let (mut visibility, mut protected) = (Visibility::Private, false);
+    if c.version.at_least(UPLOAD_IMAGE_PARAMS) {
+        if let Some(v) = body::opt_str(c.args, "visibility")? {
+            visibility = v.parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Invalid input received: visibility {v} is not one of public, private, shared, community."
+                ))
+            })?;
+        }
+        protected = match c.args.get("protected") {
+            None | Some(serde_json::Value::Null) => false,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::String(s)) => body::parse_bool(s).ok_or_else(|| {
+                ApiError::bad_request(format!("Invalid value for 'protected': '{s}'"))
+            })?,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid value for 'protected': '{other}'"
+                )));
+            }
+        };
+    }
+    let req = volumes::UploadRequest {
+        image_name,
+        disk_format: body::opt_str(c.args, "disk_format")?.unwrap_or_else(|| "raw".into()),
+        container_format: body::opt_str(c.args, "container_format")?
+            .unwrap_or_else(|| "bare".into()),
+        force,
+        visibility,
+        protected,
+    };
+    let (disk_format, container_format, name) = (
+        req.disk_format.clone(),
+        req.container_format.clone(),
+        req.image_name.clone(),
+    );
+    let up = volumes::upload_to_image(c.app, c.ctx, c.id, req).await?;
+    let v = &up.volume.volume;
+    let mut o = serde_json::json!({
+        "id": v.id.to_string(),
+        "updated_at": v.updated_at,
+        "status": v.status.as_str(),
+        "display_description": v.description,
+        "size": v.size,
+        "volume_type": {
+            "id": v.volume_type_id.to_string(),
+            "name": up.volume.volume_type_name,
+        },
+        "image_id": up.image_id.to_string(),
+        "container_format": container_format,
+        "disk_format": disk_format,
+        "image_name": name,
+    });
+    if c.version.at_least(UPLOAD_IMAGE_PARAMS) {
+        o["visibility"] = serde_json::json!(visibility.as_str());
+        o["protected"] = serde_json::json!(protected);
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({ "os-volume_upload_image": o })),
+    )
+        .into_response())
 }
 
 /// `os-update_readonly_flag` `{"readonly": b}` (202).

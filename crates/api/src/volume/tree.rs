@@ -27,6 +27,7 @@ fn node(n: &ImageNode) -> Value {
         "health_reason": n.health_reason,
         "snapshots": n.snapshots.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "dependents": n.dependents.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "cache_of": n.cache_of,
     })
 }
 

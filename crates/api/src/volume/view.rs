@@ -58,6 +58,11 @@ pub fn detail(
     if read {
         m.insert("os-vol-tenant-attr:tenant_id".into(), json!(vol.project_id));
     }
+    // Cinder's `volume_image_metadata` extension: in show and detail views of
+    // volumes made from an image.
+    if read && !view.image_metadata.is_empty() {
+        m.insert("volume_image_metadata".into(), json!(view.image_metadata));
+    }
     if read && admin {
         m.insert(
             "os-vol-host-attr:host".into(),

@@ -18,6 +18,7 @@ pub mod volume_create;
 pub mod volume_delete;
 pub mod volume_extend;
 pub mod volume_revert;
+pub mod volume_upload;
 
 /// Make every flow kind resumable.
 pub fn register(engine: &Engine<Env>) {
@@ -25,6 +26,7 @@ pub fn register(engine: &Engine<Env>) {
     engine.register::<volume_delete::VolumeDelete>();
     engine.register::<volume_extend::VolumeExtend>();
     engine.register::<volume_revert::VolumeRevert>();
+    engine.register::<volume_upload::VolumeUpload>();
     engine.register::<group_delete::GroupDelete>();
     engine.register::<group_create_from_src::GroupCreateFromSrc>();
     engine.register::<snapshot_create::SnapshotCreate>();

@@ -149,11 +149,11 @@ impl World {
     pub async fn create_glance_image(
         &self,
         e: &Engine<Env>,
+        id: scoria_model::GlanceImageId,
         file: &std::path::Path,
         disk_format: &str,
-    ) -> scoria_model::GlanceImageId {
+    ) {
         use md5::Digest as _;
-        let id = scoria_model::GlanceImageId::new();
         let bytes = std::fs::read(file).expect("read the image");
         let dir = self.dir.path().join("images");
         std::fs::create_dir_all(&dir).expect("image store dir");
@@ -188,7 +188,6 @@ impl World {
         .await
         .expect("active");
         tx.commit().await.expect("commit");
-        id
     }
 
     /// Take a snapshot of `volume` with the snapshot flow.

@@ -694,6 +694,12 @@ pub async fn recover(env: &Env) -> Result<(usize, usize)> {
         .into_iter()
         .filter(|i| i.status.has_data())
         .map(|i| i.id.to_string())
+        .chain(
+            store::glance_image_list_filling(&mut conn)
+                .await?
+                .into_iter()
+                .map(|id| id.to_string()),
+        )
         .collect();
     drop(conn);
     let mut removed = temporaries;

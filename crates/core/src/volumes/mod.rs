@@ -26,6 +26,7 @@ mod metadata;
 mod retype;
 mod revert;
 mod tree;
+mod upload;
 mod view;
 
 use crate::rules::types::resolve as resolve_type;
@@ -34,10 +35,14 @@ pub use crate::rules::validate::{validate_metadata, validate_text};
 pub use crate::rules::volumes::parse_id;
 use crate::rules::volumes::{refuse_encrypted, visible};
 pub use actions::{reserve, reset_status, set_bootable, set_readonly, unreserve};
-pub use metadata::{metadata_delete, metadata_get, metadata_set};
+pub use metadata::{
+    image_metadata_delete, image_metadata_get, image_metadata_set, metadata_delete, metadata_get,
+    metadata_set,
+};
 pub use retype::{MigrationPolicy, retype};
 pub use revert::revert;
 pub use tree::{ImageNode, VolumeTree, tree};
+pub use upload::{UploadRequest, Uploading, upload_to_image};
 use view::views;
 
 /// A volume as the API shows it: the record, its type's name, and the progress
@@ -49,6 +54,9 @@ pub struct VolumeView {
     pub progress: Option<Progress>,
     /// The active image's health and chain depth (VDSM's status), once placed.
     pub image: Option<scoria_store::images::ImageStatus>,
+    /// Cinder's `volume_image_metadata`: what the volume keeps of the image
+    /// it was made from (empty for other volumes).
+    pub image_metadata: BTreeMap<String, String>,
 }
 
 /// A create request, as parsed from the API.

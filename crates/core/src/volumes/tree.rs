@@ -30,6 +30,9 @@ pub struct ImageNode {
     /// Volumes other than the one asked about whose active image is layered
     /// directly on this one (volumes made from a snapshot by overlay, clones).
     pub dependents: Vec<VolumeId>,
+    /// The image service's image whose cached data this image is (the
+    /// backend's image cache), if it is one.
+    pub cache_of: Option<String>,
 }
 
 /// A volume's chain, top (its active image) first.
@@ -68,11 +71,12 @@ pub async fn tree(app: &App, ctx: &Context, id: VolumeId) -> Result<VolumeTree> 
             .collect();
         // Snapshots of other volumes never capture this volume's images, but a
         // snapshot of this volume's source (a clone by overlay) may have.
+        let mut cache_of = None;
         for user in images::image_users(&mut conn, image.id).await? {
-            if let images::ImageUser::Snapshot(s) = user
-                && !captured.contains(&s)
-            {
-                captured.push(s);
+            match user {
+                images::ImageUser::Snapshot(s) if !captured.contains(&s) => captured.push(s),
+                images::ImageUser::Cache(glance) => cache_of = Some(glance),
+                _ => {}
             }
         }
         out.push(ImageNode {
@@ -87,6 +91,7 @@ pub async fn tree(app: &App, ctx: &Context, id: VolumeId) -> Result<VolumeTree> 
             health_reason: image.health_reason,
             snapshots: captured,
             dependents,
+            cache_of,
         });
     }
     Ok(VolumeTree {

@@ -15,6 +15,13 @@ pub(super) async fn views(conn: &mut Conn, vols: Vec<Volume>) -> Result<Vec<Volu
     let flows = flow_store::flow_get_many(conn, &flow_ids).await?;
     let images: Vec<_> = vols.iter().filter_map(|v| v.image_id).collect();
     let statuses = scoria_store::images::image_status_many(conn, &images).await?;
+    let from_images: Vec<_> = vols
+        .iter()
+        .filter(|v| v.glance_image_id.is_some())
+        .map(|v| v.id)
+        .collect();
+    let mut image_metadata =
+        scoria_store::volume_images::volume_image_metadata_get_many(conn, &from_images).await?;
     let mut type_names: BTreeMap<VolumeTypeId, String> = BTreeMap::new();
     let mut out = Vec::with_capacity(vols.len());
     for v in vols {
@@ -35,7 +42,9 @@ pub(super) async fn views(conn: &mut Conn, vols: Vec<Volume>) -> Result<Vec<Volu
             .and_then(|id| flows.get(id))
             .map(crate::rules::progress::of_flow);
         let image = v.image_id.and_then(|i| statuses.get(&i).cloned());
+        let image_metadata = image_metadata.remove(&v.id.to_string()).unwrap_or_default();
         out.push(VolumeView {
+            image_metadata,
             volume: v,
             volume_type_name: type_name,
             progress,

@@ -341,6 +341,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
         let mut writes: Vec<(usize, StepState, Option<Value>)> = Vec::new();
         if let Some((x, out)) = pending {
             writes.push((*x, StepState::Done, Some(out.clone())));
+            // The steps of this transaction read it too.
+            cx.outputs.insert(defs[*x].name.to_owned(), out.clone());
         }
         let flow = cx.flow_id;
         loop {

@@ -214,6 +214,7 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
         },
     )
     .await?;
+    source::record(cx, c).await?;
     if let Some(g) = p.group_id {
         crate::rules::groups::join_on_create(c, g, p.volume_id, &p.project_id, p.volume_type_id)
             .await?;

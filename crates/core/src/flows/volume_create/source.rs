@@ -231,8 +231,6 @@ pub(super) async fn hold(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Held, St
             .into());
         }
         disk_format_of(&i)?;
-        volume_images::volume_set_glance_image(c, p.volume_id, image).await?;
-        volume_images::volume_image_metadata_merge(c, p.volume_id, &image_metadata(&i)).await?;
         // Cinder makes every volume made from an image bootable.
         return Ok(Held {
             bootable: true,
@@ -243,6 +241,21 @@ pub(super) async fn hold(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Held, St
         bootable: p.bootable,
         strategy: CloneStrategy::Performance,
     })
+}
+
+/// In `create_entry`, once the volume's row exists: a volume made from an
+/// image names it and keeps its metadata (`volume_image_metadata`).
+pub(super) async fn record(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<(), StepError> {
+    let p = &cx.params;
+    let Some(image) = p.glance_image_id else {
+        return Ok(());
+    };
+    let i = glance::glance_image_get(c, image)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("Image {image} could not be found.")))?;
+    volume_images::volume_set_glance_image(c, p.volume_id, image).await?;
+    volume_images::volume_image_metadata_merge(c, p.volume_id, &image_metadata(&i)).await?;
+    Ok(())
 }
 
 /// The image's declared disk format, as the inspector knows it.

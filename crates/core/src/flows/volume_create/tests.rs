@@ -1,11 +1,12 @@
 //! The create flow's generic-test scenarios: a blank volume; a clone and a
 //! volume from a snapshot, each by overlay (space) and by copy
-//! (performance), all larger than their source.
+//! (performance), all larger than their source; a volume from an image of
+//! the image service, filling the backend's image cache or from it.
 
 use scoria_flows::Engine;
 use scoria_flows::testkit::{BoxFut, Expect};
 use scoria_model::volume::VolumeStatus::{self, Available, Error};
-use scoria_model::{SnapshotId, VolumeId, VolumeTypeId};
+use scoria_model::{GlanceImageId, SnapshotId, VolumeId, VolumeTypeId};
 use scoria_storage::{Format, qemu};
 
 use super::{Params, VolumeCreate};
@@ -233,6 +234,140 @@ impl Scenario for Copy {
             self.check_data(w, e, state == Some(Available)).await
         })
     }
+}
+
+/// A 1 GiB volume from a 64 MiB qcow2 image holding known data: filling the backend's cache (no volume was made from the image
+/// before) or from the cache (one was). Done: the volume reads as the image,
+/// stands on the cached copy, and the cache entry is ready; failed: no cache
+/// entry is left half made (an entry is ready or absent), and the image can
+/// still be made into a volume afterwards.
+struct FromImage {
+    volume: VolumeId,
+    image: GlanceImageId,
+    /// A volume made from the image first (the cache is full).
+    first: Option<VolumeId>,
+}
+
+/// The image's data, kept as the reference.
+const IMAGE_FILE: &str = "image.qcow2";
+
+impl FromImage {
+    fn new(cached: bool) -> FromImage {
+        FromImage {
+            volume: VolumeId::new(),
+            image: GlanceImageId::new(),
+            first: cached.then(VolumeId::new),
+        }
+    }
+
+    fn params_for(&self, volume: VolumeId) -> Params {
+        let mut p = create_params(volume, 1);
+        p.glance_image_id = Some(self.image);
+        p.bootable = true;
+        p
+    }
+
+    async fn cache(
+        &self,
+        e: &Engine<Env>,
+    ) -> Result<Vec<scoria_store::volume_images::CacheEntry>, String> {
+        let mut c = e.store().read().await.map_err(text)?;
+        scoria_store::volume_images::cache_list_all(&mut c)
+            .await
+            .map_err(text)
+    }
+}
+
+impl Scenario for FromImage {
+    type F = VolumeCreate;
+    const NAME: &'static str = "volume_create (from an image)";
+
+    fn prepare<'a>(&'a self, w: &'a World) -> BoxFut<'a, ()> {
+        Box::pin(async move {
+            let file = w.path().join(IMAGE_FILE);
+            qemu::create(&file, Format::Qcow2, 64 << 20)
+                .await
+                .expect("make the image");
+            for &(offset, len, byte) in &[(0, 1 << 20, 0xab), (32 << 20, 4096, 0xcd)] {
+                qemu::write_pattern(&file, Format::Qcow2, offset, len, byte)
+                    .await
+                    .expect("write the image's data");
+            }
+            let e = w.plain().await;
+            w.create_glance_image(&e, self.image, &file, "qcow2").await;
+            if let Some(first) = self.first {
+                w.run::<VolumeCreate>(&e, self.params_for(first), "a first volume from the image")
+                    .await;
+            }
+        })
+    }
+
+    fn params(&self) -> Params {
+        self.params_for(self.volume)
+    }
+
+    fn check<'a>(
+        &'a self,
+        w: &'a World,
+        e: &'a Engine<Env>,
+        expect: Expect,
+    ) -> BoxFut<'a, Result<(), String>> {
+        Box::pin(async move {
+            let state = settled(w, e, self.volume, 1, expect).await?;
+            let reference = w.path().join(IMAGE_FILE);
+            let cache = self.cache(e).await?;
+            if cache.iter().any(|c| !c.ready) {
+                return Err(format!("a cache entry is left half made: {cache:?}"));
+            }
+            if state == Some(Available) {
+                let image = w.image_of(e, self.volume).await;
+                if !qemu::compare(&reference, Format::Qcow2, &image, Format::Qcow2)
+                    .await
+                    .map_err(text)?
+                {
+                    return Err("the volume does not read as its image".into());
+                }
+                if cache.len() != 1 {
+                    return Err(format!("the cache should hold the image: {cache:?}"));
+                }
+            }
+            if let Some(first) = self.first {
+                let image = w.image_of(e, first).await;
+                if !qemu::compare(&reference, Format::Qcow2, &image, Format::Qcow2)
+                    .await
+                    .map_err(text)?
+                {
+                    return Err("the first volume's data changed".into());
+                }
+            }
+            // The image still makes volumes.
+            let e = w.plain().await;
+            let again = VolumeId::new();
+            let h = e
+                .start::<VolumeCreate>(self.params_for(again))
+                .map_err(text)?;
+            match h.wait().await {
+                scoria_flows::Outcome::Done => {}
+                other => return Err(format!("a volume from the image afterwards: {other:?}")),
+            }
+            e.wait_idle().await;
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_volume_filling_the_image_cache_passes_the_generic_flow_tests() {
+    let report = testing::generic(|| FromImage::new(false)).await;
+    println!("volume_create (from an image, filling the cache): {report:?}");
+    assert!(report.crash_points >= 10, "{report:?}");
+}
+
+#[tokio::test]
+async fn a_volume_from_the_image_cache_passes_the_generic_flow_tests() {
+    let report = testing::generic(|| FromImage::new(true)).await;
+    println!("volume_create (from an image, cached): {report:?}");
+    assert!(report.crash_points >= 10, "{report:?}");
 }
 
 #[tokio::test]
