@@ -114,7 +114,7 @@ impl World {
     }
 
     /// A volume made from `image`, once `available`.
-    async fn from_image(&self, image: &str, size: Option<i64>) -> String {
+    async fn volume_from_image(&self, image: &str, size: Option<i64>) -> String {
         let mut fields = json!({"imageRef": image, "name": "from-image"});
         if let Some(s) = size {
             fields["size"] = json!(s);
@@ -235,7 +235,7 @@ async fn a_volume_from_an_image_reads_as_the_image_and_the_next_one_is_an_overla
     let image = w.image(&file, "qcow2").await;
 
     // Without a size, the smallest volume that holds the image (1 GiB).
-    let a = w.from_image(&image, None).await;
+    let a = w.volume_from_image(&image, None).await;
     let shown = w.show(&a).await;
     assert_eq!(shown["size"], 1);
     assert_eq!(shown["bootable"], "true");
@@ -257,7 +257,7 @@ async fn a_volume_from_an_image_reads_as_the_image_and_the_next_one_is_an_overla
     assert_eq!(chain_a.len(), 2, "{chain_a:?}");
     assert_eq!(chain_a[1]["cache_of"], image.as_str());
     assert_eq!(chain_a[1]["mutable"], false);
-    let b = w.from_image(&image, Some(2)).await;
+    let b = w.volume_from_image(&image, Some(2)).await;
     let chain_b = w.chain(&b).await;
     assert_eq!(chain_b.len(), 2, "{chain_b:?}");
     assert_eq!(chain_b[1]["id"], chain_a[1]["id"], "not the cached base");
@@ -315,7 +315,7 @@ async fn image_metadata_is_shown_set_and_unset() {
     let w = World::new().await;
     let file = w.honest_qcow2("src.qcow2").await;
     let image = w.image(&file, "qcow2").await;
-    let v = w.from_image(&image, Some(1)).await;
+    let v = w.volume_from_image(&image, Some(1)).await;
     let r = w
         .action(
             &v,
@@ -398,7 +398,7 @@ async fn a_volume_uploaded_to_an_image_gives_back_its_data() {
             "the {disk_format} image does not read as the volume"
         );
         // And a volume made from it reads the same again.
-        let again = w.from_image(&image, None).await;
+        let again = w.volume_from_image(&image, None).await;
         let (p2, f2) = w.file(&again).await;
         assert!(
             qemu::compare(&path, format, &p2, f2)
