@@ -1,6 +1,6 @@
 """List which tempest.api.volume tests a tempest.conf lets run, without a cloud.
 
-    TEMPEST_CONFIG_DIR=DIR TEMPEST_CONFIG=tempest.conf TEMPEST_GLANCE_CLIENT_PATCH=1 \
+    TEMPEST_CONFIG_DIR=DIR TEMPEST_CONFIG=tempest.conf \
         .venv/tempest/bin/python scripts/tempest_support/list_runnable.py [--exclude-list FILE]
 
 For each test it prints `RUN`, `SKIP <reason>` or `EXCLUDED <comment>`, tab separated,

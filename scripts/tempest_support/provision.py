@@ -13,12 +13,18 @@
    first free non-admin account in file order, and a reader as `alt` breaks the
    transfer tests) and DIR/etc/tempest.conf from tempest.conf.in.
 
+4. With --volume-image (the volume run, when the image service is on): uploads
+   a small public qcow2 image (made by qemu-img) as the admin, and names it
+   `[compute] image_ref`, the image tempest's volume tests make volumes from.
+
 Only the python standard library and `requests` (a tempest dependency) are used.
 """
 import argparse
 import os
 import re
+import subprocess
 import sys
+import tempfile
 import time
 
 import requests
@@ -129,6 +135,30 @@ def write_accounts(path, accounts):
         f.write('\n'.join(lines) + '\n')
 
 
+def upload_volume_image(url, token):
+    """A public 64 MiB qcow2 holding a little data; returns its id."""
+    s = requests.Session()
+    s.headers['X-Auth-Token'] = token
+    r = s.post(url + '/image/v2/images', timeout=TIMEOUT, json={
+        'name': 'tempest-volume-image', 'disk_format': 'qcow2',
+        'container_format': 'bare', 'visibility': 'public'})
+    if r.status_code != 201:
+        die('POST /image/v2/images -> %s: %s' % (r.status_code, r.text[:300]))
+    image = r.json()['id']
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, 'image.qcow2')
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', path, '64M'], check=True)
+        subprocess.run(['qemu-io', '-q', '-f', 'qcow2', '-c', 'write -P 0x5a 0 1M', path],
+                       check=True)
+        with open(path, 'rb') as f:
+            data = f.read()
+    r = s.put(url + '/image/v2/images/%s/file' % image, data=data, timeout=TIMEOUT,
+              headers={'Content-Type': 'application/octet-stream'})
+    if r.status_code != 204:
+        die('PUT the image data -> %s: %s' % (r.status_code, r.text[:300]))
+    return image
+
+
 def render_conf(path, values):
     with open(os.path.join(HERE, 'tempest.conf.in')) as f:
         text = f.read()
@@ -173,12 +203,15 @@ def main():
                     help='no server: write the config with --min/--max only')
     ap.add_argument('--min', default='3.0')
     ap.add_argument('--max', default='3.71')
+    ap.add_argument('--volume-image', action='store_true',
+                    help='upload the image the volume tests make volumes from')
     a = ap.parse_args()
 
     ws = os.path.abspath(a.workspace)
     for d in ('etc', 'logs', 'locks'):
         os.makedirs(os.path.join(ws, d), exist_ok=True)
     accounts = accounts_plan(a.admins, a.members, a.readers, a.account_password)
+    image_ref = 'scoria-has-no-image'
 
     if a.offline:
         url = a.url or 'http://127.0.0.1:9'
@@ -208,6 +241,9 @@ def main():
             if 'volumev3' not in types:
                 die('token of %s has no volumev3 endpoint in its catalog (has %s)'
                     % (acc['username'], sorted(t for t in types if t)))
+        if a.volume_image:
+            image_ref = upload_volume_image(url, idn.s.headers['X-Auth-Token'])
+            print('provision: image_ref %s' % image_ref)
         print('provision: %d accounts (%d admin, %d member, %d reader) in %d projects; '
               'microversions %s..%s' % (len(accounts), a.admins, a.members, a.readers,
                                         len(projects), vmin, vmax))
@@ -224,10 +260,10 @@ def main():
         'MIN_MICROVERSION': vmin,
         'MAX_MICROVERSION': vmax,
         'BUILD_TIMEOUT': a.build_timeout,
-        # The image tests run in their own invocation (TEMPEST_GLANCE=true, see
-        # docs/conformance.md); the volume run keeps glance off until volumes
-        # can be made from images.
-        'GLANCE': os.environ.get('TEMPEST_GLANCE', 'false'),
+        # Both runs (the volume run and the image run, see docs/conformance.md)
+        # have the image service.
+        'GLANCE': os.environ.get('TEMPEST_GLANCE', 'true'),
+        'IMAGE_REF': image_ref,
     })
     print('provision: wrote %s/etc/tempest.conf and accounts.yaml' % ws)
 

@@ -10,7 +10,7 @@ import pathlib
 import openstack
 import pytest
 
-from conftest import CliError, cloud_env, osc
+from conftest import CliError, cloud_env, osc, wait_for
 
 HERE = pathlib.Path(__file__).resolve().parent
 # The shared directory sits beside the repository (on developers' machines
@@ -127,3 +127,65 @@ def test_images_with_openstacksdk(server, monkeypatch, tmp_path):
 
     conn.image.delete_image(image)
     assert conn.image.find_image("sdk-img2") is None
+
+
+def qemu_img(*args):
+    import subprocess
+    p = subprocess.run(["qemu-img"] + list(args), capture_output=True, text=True, timeout=300)
+    return p.returncode, p.stdout + p.stderr
+
+
+def test_volumes_from_and_to_images_with_the_cli(server, tmp_path, monkeypatch):
+    """`volume create --image` (bootable, image metadata shown, reads as the
+    image), `image create --volume` (the saved image reads as the volume), and
+    the second volume from the same image stands on the backend's cached copy
+    (the admin's tree view, through openstacksdk's session)."""
+    path = boot_image()
+    env = cloud_env(server)
+    osc(env, "image", "create", "--file", str(path), "--disk-format", "qcow2",
+        "--container-format", "bare", "--private", "bootimg")
+
+    created = osc(env, "volume", "create", "--image", "bootimg", "--size", "1", "boot")
+    wait_for(lambda: osc(env, "volume", "show", "boot")["status"] == "available",
+             "the volume from the image")
+    shown = osc(env, "volume", "show", "boot")
+    assert shown["bootable"] in (True, "true"), shown
+    meta = shown["volume_image_metadata"]
+    assert meta["image_name"] == "bootimg" and meta["disk_format"] == "qcow2", meta
+
+    # The volume uploaded to an image: what the image service gives back
+    # reads as the boot image (the volume's data).
+    osc(env, "image", "create", "--volume", "boot", "--disk-format", "raw", "bootimg2",
+        parse=False)
+    wait_for(lambda: osc(env, "image", "show", "bootimg2")["status"] == "active",
+             "the uploaded image")
+    wait_for(lambda: osc(env, "volume", "show", "boot")["status"] == "available",
+             "the volume back from uploading")
+    saved = tmp_path / "saved.raw"
+    osc(env, "image", "save", "--file", str(saved), "bootimg2", parse=False)
+    rc, out = qemu_img("compare", "-f", "qcow2", "-F", "raw", str(path), str(saved))
+    assert rc == 0, out
+
+    # A second volume from the same image is an overlay on the cached copy.
+    second = osc(env, "volume", "create", "--image", "bootimg", "--size", "2", "boot2")
+    wait_for(lambda: osc(env, "volume", "show", "boot2")["status"] == "available",
+             "the second volume from the image")
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", env["OS_CLIENT_CONFIG_FILE"])
+    conn = openstack.connect(cloud="scoria")
+    project = conn.current_project_id
+
+    def chain(volume):
+        r = conn.block_storage.get("/scoria-volumes/%s/tree" % volume)
+        assert r.status_code == 200, r.text
+        return r.json()["tree"]["chain"]
+
+    first_chain, second_chain = chain(created["id"]), chain(second["id"])
+    assert len(first_chain) == 2 and len(second_chain) == 2, (first_chain, second_chain)
+    assert first_chain[1]["id"] == second_chain[1]["id"]
+    assert second_chain[1]["cache_of"] is not None and not second_chain[1]["mutable"]
+    assert project
+
+    for v in ("boot", "boot2"):
+        osc(env, "volume", "delete", v, parse=False)
+    for i in ("bootimg", "bootimg2"):
+        osc(env, "image", "delete", i, parse=False)
