@@ -148,8 +148,8 @@ def upload_volume_image(url, token):
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, 'image.qcow2')
         subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', path, '64M'], check=True)
-        subprocess.run(['qemu-io', '-q', '-f', 'qcow2', '-c', 'write -P 0x5a 0 1M', path],
-                       check=True)
+        subprocess.run(['qemu-io', '-f', 'qcow2', '-c', 'write -P 0x5a 0 1M', path],
+                       check=True, stdout=subprocess.DEVNULL)
         with open(path, 'rb') as f:
             data = f.read()
     r = s.put(url + '/image/v2/images/%s/file' % image, data=data, timeout=TIMEOUT,

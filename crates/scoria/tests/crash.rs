@@ -1,8 +1,9 @@
 //! The crash test: a real `scoria serve` is killed again and again while clients
 //! create, clone, extend and delete volumes and groups (volumes made in groups,
 //! groups deleted with their volumes), take and delete snapshots, make volumes
-//! from them and revert volumes to them; after a last restart everything
-//! settles and the promises hold.
+//! from them and revert volumes to them, make volumes from an image of the
+//! image service (through its cache) and upload volumes to new images; after
+//! a last restart everything settles and the promises hold.
 //!
 //! Each round starts the binary (sometimes with a failpoint armed to exit the
 //! process on the spot at its n-th hit), lets a few client threads issue random
@@ -11,7 +12,8 @@
 //! the test checks, through the API, through `qemu-img` on the backend directory
 //! and through Scoria's own invariant check:
 //! - every volume, group and snapshot is `available`, `error` or gone (nothing
-//!   transitional);
+//!   transitional), every image of the image service `active`, `queued` or
+//!   `killed` (none left `saving`);
 //! - quota usage equals the volumes, snapshots and groups that exist (count
 //!   and gigabytes: a snapshot's size counts, as in Cinder), nothing reserved;
 //! - every volume's active image reads, through its chain, as its virtual
@@ -71,6 +73,12 @@ const EXIT_POINTS: &[&str] = &[
     "flow.volume_revert.make_overlay.started",
     "flow.volume_revert.make_overlay.ran",
     "flow.volume_revert.finished",
+    "flow.volume_upload.begin.done",
+    "flow.volume_upload.convert.started",
+    "flow.volume_upload.convert.ran",
+    "flow.volume_upload.finished",
+    "storage.import.temp",
+    "storage.export.temp",
     "storage.immutable.after",
     "storage.overlay.temp",
     "storage.overlay.after",
@@ -240,6 +248,18 @@ impl Api {
         }
     }
 
+    /// The image service's images (the image API sits beside `/v3`).
+    fn images(&self) -> Result<Vec<Value>> {
+        let root = self.base.split("/v3/").next().unwrap_or_default();
+        let r = self
+            .agent
+            .get(&format!("{root}/image/v2/images?limit=1000"))
+            .set("X-Auth-Token", &self.token)
+            .call()?;
+        let v: Value = r.into_json()?;
+        Ok(v["images"].as_array().cloned().unwrap_or_default())
+    }
+
     fn snapshots(&self) -> Result<Vec<Value>> {
         match self.call("GET", "/snapshots/detail", None) {
             Ok((200, v)) => Ok(v["snapshots"].as_array().cloned().unwrap_or_default()),
@@ -261,6 +281,7 @@ impl Api {
 /// their snapshots or not); snapshots are deleted in any order, also while
 /// volumes stand on them; groups are made, copied (`create-from-src`), and
 /// deleted with their volumes.
+#[allow(clippy::too_many_arguments)]
 fn client(
     api: Api,
     group_type: String,
@@ -268,6 +289,8 @@ fn client(
     ops: Arc<AtomicUsize>,
     clones: Arc<AtomicUsize>,
     taken: Arc<AtomicUsize>,
+    image: String,
+    imaged: Arc<AtomicUsize>,
 ) {
     let mut rng = rand::thread_rng();
     while !stop.load(Ordering::Relaxed) {
@@ -275,6 +298,37 @@ fn client(
             (Ok(v), Ok(g), Ok(s)) => (v, g, s),
             _ => return,
         };
+        if rng.gen_range(0..8) == 0 {
+            // The image operations: a volume from the image (its cache), or a
+            // volume uploaded to a new image.
+            let available: Vec<&Value> =
+                vols.iter().filter(|v| v["status"] == "available").collect();
+            let result = if rng.gen_bool(0.5) || available.is_empty() {
+                api.call(
+                    "POST",
+                    "/volumes",
+                    Some(json!({"volume": {"imageRef": image, "size": rng.gen_range(1..=2), "name": "crash-from-image"}})),
+                )
+            } else {
+                let v = available[rng.gen_range(0..available.len())];
+                api.call(
+                    "POST",
+                    &format!("/volumes/{}/action", v["id"].as_str().unwrap_or_default()),
+                    Some(json!({"os-volume_upload_image": {"image_name": "crash-up", "disk_format": "qcow2"}})),
+                )
+            };
+            match result {
+                Ok((code, body)) => {
+                    assert!(code < 500 || code == 503, "server error {code}: {body}");
+                    ops.fetch_add(1, Ordering::Relaxed);
+                    if code == 202 {
+                        imaged.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(_) => return,
+            }
+            continue;
+        }
         let ready: Vec<&Value> = snaps
             .iter()
             .filter(|s| s["status"] == "available")
@@ -417,6 +471,37 @@ fn client(
     }
 }
 
+/// Upload a 64 MiB qcow2 image holding a little data; returns its id.
+fn upload_image(url: &str, token: &str, scratch: &Path) -> Result<String> {
+    let file = scratch.join("image.qcow2");
+    let status = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&file)
+        .arg("64M")
+        .status()?;
+    anyhow::ensure!(status.success(), "qemu-img create");
+    let status = Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", "write -P 0x5a 0 1M"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "qemu-io write");
+    let a = agent();
+    let created: Value = a
+        .post(&format!("{url}/image/v2/images"))
+        .set("X-Auth-Token", token)
+        .send_json(
+            json!({"name": "crash-image", "disk_format": "qcow2", "container_format": "bare"}),
+        )?
+        .into_json()?;
+    let id = created["id"].as_str().context("image id")?.to_owned();
+    a.put(&format!("{url}/image/v2/images/{id}/file"))
+        .set("X-Auth-Token", token)
+        .set("Content-Type", "application/octet-stream")
+        .send_bytes(&std::fs::read(&file)?)?;
+    Ok(id)
+}
+
 fn qemu_virtual_size(path: &Path) -> Result<u64> {
     let out = Command::new("qemu-img")
         .args(["info", "--output=json", "-f", "qcow2"])
@@ -444,11 +529,12 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     let ops = Arc::new(AtomicUsize::new(0));
     let clones = Arc::new(AtomicUsize::new(0));
     let taken = Arc::new(AtomicUsize::new(0));
+    let imaged = Arc::new(AtomicUsize::new(0));
     let exit_seen: Arc<Mutex<BTreeMap<String, usize>>> = Default::default();
 
     // First start: raise the quota so the run is limited by time, not quota,
     // and make the group type the clients' groups are of.
-    let group_type;
+    let (group_type, image);
     {
         let s = Server::start(&data, None)?;
         let (token, project) = login(&s.url)?;
@@ -479,6 +565,7 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
             .as_str()
             .context("group type id")?
             .to_owned();
+        image = upload_image(&s.url, &api.token, dir.path())?;
         s.kill();
     }
 
@@ -524,15 +611,17 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
                 base: format!("{}/v3/{project}", server.url),
                 token: token.clone(),
             };
-            let (stop, ops, clones, taken, gt) = (
+            let (stop, ops, clones, taken, gt, img, imaged) = (
                 stop.clone(),
                 ops.clone(),
                 clones.clone(),
                 taken.clone(),
                 group_type.clone(),
+                image.clone(),
+                imaged.clone(),
             );
             threads.push(std::thread::spawn(move || {
-                client(api, gt, stop, ops, clones, taken)
+                client(api, gt, stop, ops, clones, taken, img, imaged)
             }));
         }
         std::thread::sleep(Duration::from_millis(rng.gen_range(100..700)));
@@ -578,6 +667,18 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
             bail!(
                 "{busy} volumes, groups or snapshots still transitional: {vols:?} {groups:?} {snaps:?}"
             );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+
+    // No image of the image service is left `saving`.
+    let images = loop {
+        let images = api.images()?;
+        if images.iter().all(|i| i["status"] != "saving") {
+            break images;
+        }
+        if Instant::now() > deadline {
+            bail!("images left saving: {images:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -686,12 +787,14 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
 
     println!(
         "crash test: {} crash points exercised ({kills} kill -9, {exits} failpoint exits) over {} requests \
-         ({} clones, {} snapshots accepted); {} volumes checked ({errors} in error, {members} in {} groups), {} snapshots left; \
+         ({} clones, {} snapshots, {} image operations accepted; {} images at the end); {} volumes checked ({errors} in error, {members} in {} groups), {} snapshots left; \
          exit failpoints reached: {:?}",
         kills + exits,
         ops.load(Ordering::Relaxed),
         clones.load(Ordering::Relaxed),
         taken.load(Ordering::Relaxed),
+        imaged.load(Ordering::Relaxed),
+        images.len(),
         vols.len(),
         groups.len(),
         snaps.len(),
