@@ -125,8 +125,6 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
 
 /// The image service's promises (see the module doc).
 async fn check_image_service(env: &Env, bad: &mut Vec<String>) -> Result<()> {
-    use md5::Md5;
-    use sha2::{Digest, Sha512};
     use tokio::io::AsyncReadExt;
 
     let mut conn = env.store.read().await?;
@@ -171,7 +169,7 @@ async fn check_image_service(env: &Env, bad: &mut Vec<String>) -> Result<()> {
             .open(&name, 0, None)
             .await
             .map_err(storage)?;
-        let (mut md5, mut sha, mut size) = (Md5::new(), Sha512::new(), 0u64);
+        let mut hasher = scoria_digest::ImageHasher::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = reader
@@ -181,18 +179,18 @@ async fn check_image_service(env: &Env, bad: &mut Vec<String>) -> Result<()> {
             if n == 0 {
                 break;
             }
-            md5.update(&buf[..n]);
-            sha.update(&buf[..n]);
-            size += n as u64;
+            hasher.update(&buf[..n]);
         }
+        let digest = hasher.finish();
+        let size = digest.len;
         if i.size != Some(size as i64) {
             bad.push(format!(
                 "glance image {} records {:?} bytes, its file has {size}",
                 i.id, i.size
             ));
         }
-        if i.checksum.as_deref() != Some(hex::encode(md5.finalize()).as_str())
-            || i.os_hash_value.as_deref() != Some(hex::encode(sha.finalize()).as_str())
+        if i.checksum.as_deref() != Some(digest.md5.as_str())
+            || i.os_hash_value.as_deref() != Some(digest.sha512.as_str())
         {
             bad.push(format!(
                 "glance image {}: its file's checksums are not the recorded ones",

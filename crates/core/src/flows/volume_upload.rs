@@ -19,7 +19,6 @@
 //! an `in-use` volume (with `force`) is copied as it is being written,
 //! crash-consistent, as Cinder does.
 
-use md5::Md5;
 use scoria_model::GlanceImageId;
 use scoria_model::VolumeId;
 use scoria_model::glance::{HASH_ALGO, Visibility};
@@ -29,7 +28,6 @@ use scoria_store::glance::{self as glance_store, GlanceImage, UploadedData};
 use scoria_store::{Conn, volumes};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha512};
 use tokio::io::AsyncReadExt;
 
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
@@ -225,21 +223,19 @@ async fn convert(cx: &Cx<VolumeUpload>) -> Result<Value, StepError> {
 async fn digest(path: &std::path::Path) -> std::io::Result<Converted> {
     let mut f = tokio::fs::File::open(path).await?;
     let mut buf = vec![0u8; 1 << 20];
-    let (mut md5, mut sha) = (Md5::new(), Sha512::new());
-    let mut size = 0u64;
+    let mut h = scoria_digest::ImageHasher::new();
     loop {
         let n = f.read(&mut buf).await?;
         if n == 0 {
             break;
         }
-        md5.update(&buf[..n]);
-        sha.update(&buf[..n]);
-        size += n as u64;
+        h.update(&buf[..n]);
     }
+    let d = h.finish();
     Ok(Converted {
-        size,
-        md5: hex::encode(md5.finalize()),
-        sha512: hex::encode(sha.finalize()),
+        size: d.len,
+        md5: d.md5,
+        sha512: d.sha512,
     })
 }
 

@@ -4,13 +4,11 @@
 //! upload is not a flow and what happens when one is interrupted.
 
 use futures::{Stream, StreamExt};
-use md5::Md5;
 use scoria_model::GlanceImageId;
 use scoria_model::glance::{GlanceImageStatus, HASH_ALGO};
 use scoria_storage::image_store::{DynImageStore, ObjectReader, ObjectWriter};
 use scoria_store::Store;
 use scoria_store::glance::{self as store, UploadedData};
-use sha2::{Digest, Sha512};
 
 use super::{GlanceImage, authorize, modifiable, not_found, over_quota, visible};
 use crate::App;
@@ -208,8 +206,7 @@ async fn stream_in<B: UploadBody>(
     // this request owns the image (`saving`), so nobody else writes it.
     objects.delete(&name).await.map_err(storage)?;
     let mut writer: Box<dyn ObjectWriter> = objects.create(&name).await.map_err(storage)?;
-    let mut md5 = Md5::new();
-    let mut sha = Sha512::new();
+    let mut hasher = scoria_digest::ImageHasher::new();
     let mut received: u64 = 0;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| {
@@ -225,8 +222,7 @@ async fn stream_in<B: UploadBody>(
         if received > reserved {
             reserved = reserve(app.store(), limits.image_size_total, owner, id, received).await?;
         }
-        md5.update(bytes);
-        sha.update(bytes);
+        hasher.update(bytes);
         writer.write(bytes).await.map_err(|e| match e {
             scoria_storage::StorageError::NoSpace => {
                 Error::TooLarge("Image storage media is full.".into())
@@ -235,11 +231,12 @@ async fn stream_in<B: UploadBody>(
         })?;
     }
     let size = writer.commit().await.map_err(storage)?;
+    let digest = hasher.finish();
     Ok(UploadedData {
         size: size as i64,
-        checksum: hex::encode(md5.finalize()),
+        checksum: digest.md5,
         os_hash_algo: HASH_ALGO.to_owned(),
-        os_hash_value: hex::encode(sha.finalize()),
+        os_hash_value: digest.sha512,
     })
 }
 
