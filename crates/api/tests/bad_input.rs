@@ -293,12 +293,13 @@ fn cases() -> Vec<Case> {
             vol(json!({"source_volid": "{v}", "imageRef": "{u}"})),
             400,
         ),
+        // An image id that names no image: Cinder's ImageNotFound (404).
         c(
-            "from an image (not built)",
+            "from an image that does not exist",
             "POST",
             "/v3/{p}/volumes",
             vol(json!({"size": 1, "imageRef": "{u}"})),
-            400,
+            404,
         ),
         // Ids.
         c(

@@ -461,7 +461,7 @@ async fn get_unchecked(app: &App, id: VolumeId) -> Result<VolumeView> {
 
 /// One volume.
 pub async fn get(app: &App, ctx: &Context, id: VolumeId) -> Result<VolumeView> {
-    ctx.authorize(Op::VolumeGet)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeGet).await?;
     let mut conn = app.store().read().await?;
     let v = visible(&mut conn, ctx, id).await?;
     let mut views = views(&mut conn, vec![v]).await?;
@@ -527,7 +527,7 @@ pub async fn update(
     description: Option<Option<String>>,
     metadata: Option<BTreeMap<String, String>>,
 ) -> Result<VolumeView> {
-    ctx.authorize(Op::VolumeUpdate)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeUpdate).await?;
     if let Some(Some(n)) = &name {
         validate_text("name", n, MAX_NAME_LEN)?;
     }
@@ -567,17 +567,14 @@ pub async fn delete(
     force: bool,
     cascade: bool,
 ) -> Result<()> {
-    ctx.authorize(if force {
+    // Existence and visibility first, so another project's volume is a 404
+    // whatever its state and whoever asks.
+    let op = if force {
         Op::VolumeForceDelete
     } else {
         Op::VolumeDelete
-    })?;
-    {
-        // Existence and visibility first, so another project's volume is a 404
-        // whatever its state.
-        let mut conn = app.store().read().await?;
-        visible(&mut conn, ctx, id).await?;
-    }
+    };
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, op).await?;
     let params = volume_delete::Params {
         volume_id: id,
         project_id: if ctx.is_admin() {
@@ -596,7 +593,7 @@ pub async fn delete(
 
 /// Grow a volume to `new_size` GiB. Returns once the quota is reserved.
 pub async fn extend(app: &App, ctx: &Context, id: VolumeId, new_size: i64) -> Result<()> {
-    ctx.authorize(Op::VolumeExtend)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeExtend).await?;
     validate_size(new_size)?;
     {
         let mut conn = app.store().read().await?;
