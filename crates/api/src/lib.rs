@@ -25,6 +25,7 @@ pub mod body;
 #[cfg(feature = "failpoints")]
 pub mod debug;
 pub mod fault;
+pub mod filters;
 pub mod glance;
 pub mod groups;
 pub mod identity;

@@ -199,6 +199,13 @@ fn rows() -> Vec<Row> {
         ),
         r(
             "GET",
+            "/v3/{p}/resource_filters",
+            None,
+            [401, 401, 200, 200, 200, 200],
+            None,
+        ),
+        r(
+            "GET",
             "/v3/{p}/os-availability-zone",
             None,
             [401, 401, 200, 200, 200, 200],
@@ -1153,7 +1160,9 @@ const FIXTURES: &[&str] = &[
 /// The headers a row's request is sent with (routes that exist from a
 /// microversion on).
 fn headers_for(path: &str, body: Option<&str>) -> &'static [(&'static str, &'static str)] {
-    if path.ends_with("/summary") {
+    if path.ends_with("/resource_filters") {
+        &[("OpenStack-API-Version", "volume 3.33")]
+    } else if path.ends_with("/summary") {
         &[("OpenStack-API-Version", "volume 3.12")]
     } else if path.contains("/messages") {
         &[("OpenStack-API-Version", "volume 3.3")]

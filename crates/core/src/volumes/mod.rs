@@ -90,6 +90,8 @@ pub struct ListRequest {
     pub group_id: Option<GroupId>,
     pub sort: Vec<(SortKey, SortDir)>,
     pub limit: Option<i64>,
+    /// Skip this many volumes first (after the marker, as Cinder).
+    pub offset: Option<i64>,
     pub marker: Option<VolumeId>,
     pub with_count: bool,
 }
@@ -486,6 +488,7 @@ pub async fn list(app: &App, ctx: &Context, req: ListRequest) -> Result<ListResu
         group_id: req.group_id,
         sort: req.sort,
         limit: req.limit,
+        offset: req.offset,
         marker: req.marker,
     };
     let mut conn = app.store().read().await?;
