@@ -22,6 +22,12 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported Content-Type",
+            ));
+        }
         let bytes = match axum::body::to_bytes(req.into_body(), MAX_BODY + 1).await {
             Ok(b) => b,
             Err(_) => {
@@ -34,6 +40,20 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         let _ = state;
         parse(&bytes).map(JsonBody)
     }
+}
+
+/// Is the body's declared type one Cinder reads (`application/json` or
+/// `application/vnd.openstack.volume+json`, parameters aside)? A body
+/// without a `Content-Type` is read as JSON, as Cinder reads it.
+pub fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(v) = headers.get(axum::http::header::CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(v) = v.to_str() else { return false };
+    let essence = v.split(';').next().unwrap_or("").trim();
+    ["application/json", "application/vnd.openstack.volume+json"]
+        .iter()
+        .any(|t| essence.eq_ignore_ascii_case(t))
 }
 
 /// Parse a body that must be a JSON object.

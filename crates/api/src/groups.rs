@@ -98,6 +98,7 @@ pub async fn type_list(
     };
     let sort = query::sort(&q, &TYPE_SORT_KEYS)?;
     let list = groups::type_list(&state.app, &ctx, filter, &sort).await?;
+    let list = query::page_in_memory(&q, list, |t| t.id)?;
     Ok(Json(json!({"group_types": list
         .iter()
         .map(|t| type_view(t, &ctx))
@@ -529,6 +530,13 @@ pub async fn action(
     p: P,
     JsonBody(b): JsonBody,
 ) -> ApiResult<Response> {
+    // Cinder's schema wants an object for `delete` (`{"delete": null}` is
+    // refused, where bodiless actions of other resources take `null`).
+    if b.get("delete").is_some_and(Value::is_null) {
+        return Err(ApiError::bad_request(
+            "Invalid input for field/attribute delete. Value: None. None is not of type 'object'",
+        ));
+    }
     let (name, args) = action::one(&b)?;
     let call = Call {
         app: &state.app,

@@ -3,6 +3,9 @@
 
 mod support;
 
+#[path = "bad_input/gaps.rs"]
+mod gaps;
+
 use serde_json::{Value, json};
 use support::TestApp;
 
@@ -3477,6 +3480,8 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
     // A volume with a snapshot (metadata k=v).
     let sv = t.volume(&admin, &project).await;
     let snap = snapshot_fixture(&t, &admin, &project, &sv).await;
+    // A project that is not the caller's.
+    let other = t.project(&admin, "not-the-callers").await;
     let before = snapshot(&t, &admin, &project, &ty).await;
     let random = uuid_like();
     let mut failures = Vec::new();
@@ -3488,6 +3493,7 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
         .chain(type_cases().into_iter().map(|c| (c, admin.as_str())))
         .chain(group_cases().into_iter().map(|c| (c, admin.as_str())))
         .chain(snapshot_cases().into_iter().map(|c| (c, admin.as_str())))
+        .chain(gaps::cases().into_iter().map(|c| (c, admin.as_str())))
         .chain(std::iter::once((
             Case {
                 what: "forged token",
@@ -3503,6 +3509,7 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
         let path = case
             .path
             .replace("{p}", &project)
+            .replace("{o}", &other)
             .replace("{sv}", &sv)
             .replace("{s}", &snap)
             .replace("{v}", &v)
