@@ -49,7 +49,7 @@ impl FromRequestParts<State> for Auth {
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, Self::Rejection> {
         match caller(parts, state).await {
             Ok(ctx) => {
-                url_project_is_callers(parts, &ctx)?;
+                url_project_is_callers(parts, &ctx).map_err(IntoResponse::into_response)?;
                 Ok(Auth(ctx))
             }
             Err(Error::Unauthorized(_)) => Err(Unauthorized(&state.public_url).into_response()),
@@ -77,7 +77,7 @@ pub async fn caller(parts: &Parts, state: &State) -> Result<Context, Error> {
 }
 
 /// Refuse a `/v3/{project_id}/…` request whose project is not the caller's.
-fn url_project_is_callers(parts: &Parts, ctx: &Context) -> Result<(), Response> {
+fn url_project_is_callers(parts: &Parts, ctx: &Context) -> Result<(), crate::fault::ApiError> {
     let under_project = parts
         .extensions
         .get::<MatchedPath>()
@@ -94,7 +94,7 @@ fn url_project_is_callers(parts: &Parts, ctx: &Context) -> Result<(), Response> 
     let segment = path.split('/').nth(2).unwrap_or("");
     match (percent_decode(segment), &ctx.project_id) {
         (Some(u), Some(p)) if u == p.0 => Ok(()),
-        _ => Err(crate::path::malformed_url().into_response()),
+        _ => Err(crate::path::malformed_url()),
     }
 }
 

@@ -23,6 +23,7 @@ pub mod auth;
 pub mod body;
 #[cfg(feature = "failpoints")]
 pub mod debug;
+pub mod default_types;
 pub mod fault;
 pub mod filters;
 pub mod glance;

@@ -197,6 +197,35 @@ fn rows() -> Vec<Row> {
             [401, 401, 200, 200, 200, 200],
             None,
         ),
+        // Per-project default types (3.62): admins only; `{a}` is the target.
+        r(
+            "GET",
+            "/v3/{p}/default-types",
+            None,
+            [401, 401, 403, 403, 403, 200],
+            None,
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/default-types/{a}",
+            Some(json!({"default_type": {"volume_type": "__DEFAULT__"}})),
+            [401, 401, 403, 403, 403, 200],
+            None,
+        ),
+        r(
+            "GET",
+            "/v3/{p}/default-types/{a}",
+            None,
+            [401, 401, 403, 403, 403, 200],
+            None,
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/default-types/{a}",
+            None,
+            [401, 401, 403, 403, 403, 204],
+            None,
+        ),
         r(
             "GET",
             "/v3/{p}/resource_filters",
@@ -1160,7 +1189,9 @@ const FIXTURES: &[&str] = &[
 /// The headers a row's request is sent with (routes that exist from a
 /// microversion on).
 fn headers_for(path: &str, body: Option<&str>) -> &'static [(&'static str, &'static str)] {
-    if path.ends_with("/resource_filters") {
+    if path.contains("/default-types") {
+        &[("OpenStack-API-Version", "volume 3.62")]
+    } else if path.ends_with("/resource_filters") {
         &[("OpenStack-API-Version", "volume 3.33")]
     } else if path.ends_with("/summary") {
         &[("OpenStack-API-Version", "volume 3.12")]
