@@ -4,9 +4,15 @@
 //! middleware's body and a `WWW-Authenticate` header pointing at Identity.
 //! Identity's routes find their caller the same way ([`caller`]) and answer
 //! with Keystone's own 401.
+//!
+//! On a Block Storage route under `/v3/{project_id}`, the URL's project must
+//! be the token's (Cinder's WSGI layer: 400 "Malformed request url"
+//! otherwise, admins included; an unscoped or system-scoped token has no
+//! project and uses the routes without one, 3.67). A project an admin acts
+//! *on* is a later segment (`os-quota-sets/{target}`), not this one.
 
 use axum::Json;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath, OriginalUri};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -42,7 +48,10 @@ impl FromRequestParts<State> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, Self::Rejection> {
         match caller(parts, state).await {
-            Ok(ctx) => Ok(Auth(ctx)),
+            Ok(ctx) => {
+                url_project_is_callers(parts, &ctx).map_err(IntoResponse::into_response)?;
+                Ok(Auth(ctx))
+            }
             Err(Error::Unauthorized(_)) => Err(Unauthorized(&state.public_url).into_response()),
             // The token could not be checked (the database failed): not the
             // client's fault, so not a 401.
@@ -65,6 +74,49 @@ pub async fn caller(parts: &Parts, state: &State) -> Result<Context, Error> {
     let ctx = scoria_core::identity::validate_token(&state.app, token, &request_id).await?;
     tracing::debug!(user = %ctx.user_id, project = ?ctx.project_id, "authenticated");
     Ok(ctx)
+}
+
+/// Refuse a `/v3/{project_id}/…` request whose project is not the caller's.
+fn url_project_is_callers(parts: &Parts, ctx: &Context) -> Result<(), crate::fault::ApiError> {
+    let under_project = parts
+        .extensions
+        .get::<MatchedPath>()
+        .is_some_and(|m| m.as_str().starts_with("/v3/{project_id}"));
+    if !under_project {
+        return Ok(());
+    }
+    // The project is the segment after `/v3/` of the path as sent (a nested
+    // router sees the rest only).
+    let path = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map_or_else(|| parts.uri.path(), |u| u.0.path());
+    let segment = path.split('/').nth(2).unwrap_or("");
+    match (percent_decode(segment), &ctx.project_id) {
+        (Some(u), Some(p)) if u == p.0 => Ok(()),
+        _ => Err(crate::path::malformed_url()),
+    }
+}
+
+/// A percent-encoded path segment, decoded; None when it is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).copied(), b.get(i + 2).copied()) {
+            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h)? * 16 + hex(l)?) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// A header's value, trimmed, when it is there and not empty.

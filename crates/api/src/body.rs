@@ -22,18 +22,60 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported Content-Type",
+            ));
+        }
         let bytes = match axum::body::to_bytes(req.into_body(), MAX_BODY + 1).await {
             Ok(b) => b,
-            Err(_) => {
+            Err(e) if too_large(&e) => {
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "Request is too large.",
+                ));
+            }
+            // The client stopped sending (the body-read timeout) or the
+            // connection broke: nothing to parse.
+            Err(e) => {
+                tracing::debug!(error = %e, "request body could not be read");
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request body was not received in time.",
                 ));
             }
         };
         let _ = state;
         parse(&bytes).map(JsonBody)
     }
+}
+
+/// Did reading a body stop at the size limit (rather than a timeout or a
+/// broken connection)?
+fn too_large(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Is the body's declared type one Cinder reads (`application/json` or
+/// `application/vnd.openstack.volume+json`, parameters aside)? A body
+/// without a `Content-Type` is read as JSON, as Cinder reads it.
+pub fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(v) = headers.get(axum::http::header::CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(v) = v.to_str() else { return false };
+    let essence = v.split(';').next().unwrap_or("").trim();
+    ["application/json", "application/vnd.openstack.volume+json"]
+        .iter()
+        .any(|t| essence.eq_ignore_ascii_case(t))
 }
 
 /// Parse a body that must be a JSON object.

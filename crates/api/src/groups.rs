@@ -98,6 +98,7 @@ pub async fn type_list(
     };
     let sort = query::sort(&q, &TYPE_SORT_KEYS)?;
     let list = groups::type_list(&state.app, &ctx, filter, &sort).await?;
+    let list = query::page_in_memory(&q, list, |t| t.id)?;
     Ok(Json(json!({"group_types": list
         .iter()
         .map(|t| type_view(t, &ctx))
@@ -400,22 +401,6 @@ pub async fn show(
     Ok(Json(json!({"group": detail(&g, &ctx, v, vols.as_deref())})))
 }
 
-/// Query keys of a group list that are not filters.
-const LIST_PARAMS: &[&str] = &[
-    "limit",
-    "marker",
-    "offset",
-    "sort",
-    "sort_key",
-    "sort_dir",
-    "all_tenants",
-    "all_projects",
-    "project_id",
-    "list_volume",
-];
-/// Filters a group list takes.
-const LIST_FILTERS: &[&str] = &["name", "status"];
-
 async fn list_any(
     state: State,
     ctx: Context,
@@ -424,16 +409,7 @@ async fn list_any(
     q: Params,
     full: bool,
 ) -> ApiResult<Json<Value>> {
-    // From 3.33 on, Cinder refuses filters it does not know.
-    if v.at_least(33)
-        && let Some((k, _)) = q.0.iter().find(|(k, _)| {
-            !LIST_PARAMS.contains(&k.as_str()) && !LIST_FILTERS.contains(&k.as_str())
-        })
-    {
-        return Err(ApiError::bad_request(format!(
-            "Invalid input received: Invalid filters {k} are provided."
-        )));
-    }
+    crate::filters::GROUP.check(&q, v)?;
     let page = Paging::<GroupId>::parse(&q)?;
     let req = ListRequest {
         all_projects: q.flag("all_tenants")? || q.flag("all_projects")?,
@@ -554,6 +530,13 @@ pub async fn action(
     p: P,
     JsonBody(b): JsonBody,
 ) -> ApiResult<Response> {
+    // Cinder's schema wants an object for `delete` (`{"delete": null}` is
+    // refused, where bodiless actions of other resources take `null`).
+    if b.get("delete").is_some_and(Value::is_null) {
+        return Err(ApiError::bad_request(
+            "Invalid input for field/attribute delete. Value: None. None is not of type 'object'",
+        ));
+    }
     let (name, args) = action::one(&b)?;
     let call = Call {
         app: &state.app,

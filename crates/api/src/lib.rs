@@ -13,7 +13,6 @@
 //! Every response carries a request id ([`request_id`]); Block Storage responses
 //! carry the negotiated microversion ([`microversion`]).
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
@@ -24,7 +23,9 @@ pub mod auth;
 pub mod body;
 #[cfg(feature = "failpoints")]
 pub mod debug;
+pub mod default_types;
 pub mod fault;
+pub mod filters;
 pub mod glance;
 pub mod groups;
 pub mod identity;
@@ -38,6 +39,7 @@ pub mod query;
 pub mod quota;
 pub mod request_id;
 pub mod routes;
+pub mod server;
 pub mod services;
 pub mod snapshot;
 pub mod transfer;
@@ -58,13 +60,4 @@ pub fn router(app: App) -> Router {
     routes::build(State { app, public_url })
 }
 
-/// Serve until `shutdown` completes, then finish in-flight requests.
-pub async fn serve(
-    app: App,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
-}
+pub use server::{HttpLimits, serve};

@@ -52,17 +52,6 @@ fn view(m: &Message, links: &(String, String)) -> Value {
     o
 }
 
-/// Query keys that are not filters.
-const PAGING: &[&str] = &["limit", "marker", "offset", "sort", "sort_key", "sort_dir"];
-/// Filters Cinder allows on messages.
-const FILTERS: &[&str] = &[
-    "resource_uuid",
-    "resource_type",
-    "event_id",
-    "request_id",
-    "message_level",
-];
-
 /// The keys a message list sorts by.
 const SORT_KEYS: SortKeys<MessageField> = SortKeys {
     parse: MessageField::parse,
@@ -74,17 +63,9 @@ fn list_request(q: &Params, v: Version) -> ApiResult<ListRequest> {
         // Before 3.5 the list takes no parameters.
         return Ok(ListRequest::default());
     }
-    if v.at_least(33)
-        && let Some((k, _)) =
-            q.0.iter()
-                .find(|(k, _)| !PAGING.contains(&k.as_str()) && !FILTERS.contains(&k.as_str()))
-    {
-        return Err(ApiError::bad_request(format!(
-            "Invalid input received: Invalid filters {k} are found in query options."
-        )));
-    }
+    crate::filters::MESSAGE.check(q, v)?;
     let mut filters = Vec::new();
-    for f in FILTERS {
+    for f in crate::filters::MESSAGE.filters {
         if let Some(value) = q.get(f) {
             let field = MessageField::parse(f).expect("every filter is a field");
             filters.push((field, value.to_owned()));

@@ -16,7 +16,28 @@ use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
 use crate::path::{PathParams as P, links_base, seg};
-use crate::query::Params;
+use crate::query::{self, Params, SortKeys};
+
+/// The keys a QoS specs list sorts by.
+const SORT_KEYS: SortKeys<&'static str> = SortKeys {
+    parse: |k| {
+        ["id", "name", "consumer", "created_at", "updated_at"]
+            .into_iter()
+            .find(|c| *c == k)
+    },
+    default: "created_at",
+};
+
+/// The value of sort key `k` of QoS specs.
+fn sort_value(q: &QosSpecs, k: &str) -> String {
+    match k {
+        "id" => q.id.to_string(),
+        "name" => q.name.clone(),
+        "consumer" => q.consumer.clone(),
+        "updated_at" => q.updated_at.clone().unwrap_or_default(),
+        _ => q.created_at.clone(),
+    }
+}
 
 fn view(q: &QosSpecs) -> Value {
     json!({
@@ -40,8 +61,15 @@ fn detail(state: &State, ctx: &Context, p: &BTreeMap<String, String>, q: &QosSpe
 }
 
 /// `GET /qos-specs`.
-pub async fn list(AxState(state): AxState<State>, Auth(ctx): Auth) -> ApiResult<Json<Value>> {
-    let list = qos_specs::list(&state.app, &ctx).await?;
+pub async fn list(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    q: Params,
+) -> ApiResult<Json<Value>> {
+    let sort = query::sort(&q, &SORT_KEYS)?;
+    let mut list = qos_specs::list(&state.app, &ctx).await?;
+    query::sort_in_memory(&mut list, &sort, sort_value);
+    let list = query::page_in_memory(&q, list, |s| s.id)?;
     Ok(Json(
         json!({"qos_specs": list.iter().map(view).collect::<Vec<_>>()}),
     ))

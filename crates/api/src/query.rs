@@ -181,6 +181,59 @@ pub fn next_link(q: &Params, url: &str, dropped: &[&str], size: i64, last: impl 
     json!([{"rel": "next", "href": format!("{url}?{qs}")}])
 }
 
+/// Sort a list held in memory (the lists an administrator keeps short:
+/// types, QoS specs, transfers) by `sort`, each key's value read by `value`
+/// (values compare as strings: names, ids and RFC 3339 times all do); the
+/// order given is kept for ties and when `sort` is empty.
+pub fn sort_in_memory<T, K: Copy>(
+    items: &mut [T],
+    sort: &[(K, SortDir)],
+    value: impl Fn(&T, K) -> String,
+) {
+    items.sort_by(|a, b| {
+        for (k, d) in sort {
+            let o = value(a, *k).cmp(&value(b, *k));
+            let o = if *d == SortDir::Desc { o.reverse() } else { o };
+            if o.is_ne() {
+                return o;
+            }
+        }
+        std::cmp::Ordering::Equal
+    });
+}
+
+/// One page of a sorted list held in memory: after the `marker` (an id that
+/// must be in the list: 400 otherwise, as the lists paged in the store
+/// answer), then `offset` skipped, then at most `limit` (or [`MAX_LIMIT`])
+/// items. `limit`, `offset` and a marker that is not an id are checked as
+/// [`Paging::parse`] checks them.
+pub fn page_in_memory<T, M: FromStr + PartialEq>(
+    q: &Params,
+    items: Vec<T>,
+    id: impl Fn(&T) -> M,
+) -> ApiResult<Vec<T>> {
+    let page = Paging::<M>::parse(q)?;
+    let offset = q.uint("offset")?.unwrap_or(0) as usize;
+    let start = match &page.marker {
+        None => 0,
+        Some(m) => match items.iter().position(|t| id(t) == *m) {
+            Some(i) => i + 1,
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "Marker {} could not be found.",
+                    q.get("marker").unwrap_or("")
+                )));
+            }
+        },
+    };
+    Ok(items
+        .into_iter()
+        .skip(start)
+        .skip(offset)
+        .take(page.size() as usize)
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +332,16 @@ mod tests {
                 (400, message),
                 "{raw}"
             );
+        }
+        let mut items = vec![(3, "b"), (1, "a"), (2, "b")];
+        sort_in_memory(&mut items, &[(0, SortDir::Desc)], |t, _| t.1.to_owned());
+        assert_eq!(items, [(3, "b"), (2, "b"), (1, "a")]);
+        let page = |raw| page_in_memory(&q(raw), vec![1u32, 2, 3, 4], |i| *i);
+        assert_eq!(page("marker=2&limit=1").unwrap(), [3]);
+        assert_eq!(page("offset=1&limit=2").unwrap(), [2, 3]);
+        assert_eq!(page("marker=1&offset=1").unwrap(), [3, 4]);
+        for raw in ["marker=9", "marker=x", "limit=abc", "offset=-1"] {
+            assert_eq!(page(raw).unwrap_err().status.as_u16(), 400, "{raw}");
         }
         let link = next_link(
             &q("name=a+b&limit=2&marker=1&offset=3"),

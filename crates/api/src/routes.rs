@@ -13,8 +13,8 @@ use axum::routing::{delete, get, post, put};
 
 use crate::fault::ApiError;
 use crate::{
-    State, groups, identity, messages, microversion, misc, operations, qos, quota, request_id,
-    services, snapshot, transfer, types, volume,
+    State, default_types, filters, groups, identity, messages, microversion, misc, operations, qos,
+    quota, request_id, services, snapshot, transfer, types, volume,
 };
 
 pub use crate::glance::IMAGE;
@@ -70,6 +70,11 @@ table! {
     get "/limits" => quota::limits;
     get "/extensions" => misc::extensions;
     get "/os-availability-zone" => misc::availability_zones;
+    get "/resource_filters" => filters::list;
+    get "/default-types" => default_types::list;
+    get "/default-types/{target}" => default_types::show;
+    put "/default-types/{target}" => default_types::set;
+    delete "/default-types/{target}" => default_types::unset;
     get "/types" => types::list;
     post "/types" => types::create;
     get "/types/{id}" => types::show;

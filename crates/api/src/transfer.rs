@@ -23,7 +23,27 @@ use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
 use crate::microversion::Version;
 use crate::path::{PathParams, links_base, seg};
-use crate::query::{self, Paging, Params};
+use crate::query::{self, Params, SortKeys};
+
+/// The keys a transfer list sorts by.
+const SORT_KEYS: SortKeys<&'static str> = SortKeys {
+    parse: |k| {
+        ["id", "name", "volume_id", "created_at"]
+            .into_iter()
+            .find(|c| *c == k)
+    },
+    default: "created_at",
+};
+
+/// The value of sort key `k` of a transfer.
+fn sort_value(t: &Transfer, k: &str) -> String {
+    match k {
+        "id" => t.id.to_string(),
+        "name" => t.name.clone().unwrap_or_default(),
+        "volume_id" => t.volume_id.to_string(),
+        _ => t.created_at.clone(),
+    }
+}
 
 /// Microversion from which a transfer may leave the volume's snapshots behind.
 const WITH_SNAPSHOTS: u32 = 55;
@@ -129,15 +149,19 @@ async fn list_any(
     q: Params,
     full: bool,
 ) -> ApiResult<Json<Value>> {
-    let page = Paging::<TransferId>::parse(&q)?;
-    let size = page.size();
+    // A project's transfers are few (one per volume at most): sorted and
+    // paged in memory, as the other short lists are.
+    let sort = query::sort(&q, &SORT_KEYS)?;
+    let size = query::limit(&q)?.unwrap_or(query::MAX_LIMIT);
     let req = ListRequest {
         all_projects: q.flag("all_tenants")? || q.flag("all_projects")?,
         name: q.get("name").map(str::to_owned),
-        limit: Some(size),
-        marker: page.marker,
+        limit: None,
+        marker: None,
     };
-    let list = transfers::list(&state.app, &ctx, req).await?;
+    let mut list = transfers::list(&state.app, &ctx, req).await?;
+    query::sort_in_memory(&mut list, &sort, sort_value);
+    let list = query::page_in_memory::<_, TransferId>(&q, list, |t| t.id)?;
     let l = links_base(&state, &ctx, &path);
     let items: Vec<Value> = list
         .iter()
@@ -160,7 +184,7 @@ async fn list_any(
         );
         out.insert(
             "transfers_links".into(),
-            query::next_link(&q, &url, &[], size, last.id),
+            query::next_link(&q, &url, &["offset"], size, last.id),
         );
     }
     out.insert("transfers".into(), Value::Array(items));

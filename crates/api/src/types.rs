@@ -22,7 +22,36 @@ use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
 use crate::path::{PathParams as P, seg};
-use crate::query::Params;
+use crate::query::{self, Params, SortKeys};
+
+/// The keys a type list sorts by (Cinder's columns of a type).
+const TYPE_SORT_KEYS: SortKeys<&'static str> = SortKeys {
+    parse: |k| {
+        [
+            "id",
+            "name",
+            "description",
+            "is_public",
+            "created_at",
+            "updated_at",
+        ]
+        .into_iter()
+        .find(|c| *c == k)
+    },
+    default: "created_at",
+};
+
+/// The value of sort key `k` of a type.
+fn type_sort_value(t: &VolumeType, k: &str) -> String {
+    match k {
+        "id" => t.id.to_string(),
+        "name" => t.name.clone(),
+        "description" => t.description.clone().unwrap_or_default(),
+        "is_public" => t.is_public.to_string(),
+        "updated_at" => t.updated_at.clone().unwrap_or_default(),
+        _ => t.created_at.clone(),
+    }
+}
 
 /// Which response a type view is for (each has its own keys in Cinder).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -52,7 +81,8 @@ fn type_view(t: &VolumeType, ctx: &Context, shape: Shape) -> Value {
 // ---------------------------------------------------------------------------
 // Types
 
-/// `GET /types[?is_public=true|false|None]`.
+/// `GET /types[?is_public=true|false|None]`, sorted and paged as every list
+/// is (`sort`, `limit`, `marker`, `offset`; 400s for bad ones).
 pub async fn list(
     AxState(state): AxState<State>,
     Auth(ctx): Auth,
@@ -78,7 +108,10 @@ pub async fn list(
             None => PublicFilter::Default,
         },
     };
-    let list = volume_types::list(&state.app, &ctx, filter).await?;
+    let sort = query::sort(&q, &TYPE_SORT_KEYS)?;
+    let mut list = volume_types::list(&state.app, &ctx, filter).await?;
+    query::sort_in_memory(&mut list, &sort, type_sort_value);
+    let list = query::page_in_memory(&q, list, |t| t.id)?;
     Ok(Json(json!({"volume_types": list
         .iter()
         .map(|t| type_view(t, &ctx, Shape::Show))

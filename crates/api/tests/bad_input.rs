@@ -3,6 +3,9 @@
 
 mod support;
 
+#[path = "bad_input/gaps.rs"]
+mod gaps;
+
 use serde_json::{Value, json};
 use support::TestApp;
 
@@ -293,12 +296,13 @@ fn cases() -> Vec<Case> {
             vol(json!({"source_volid": "{v}", "imageRef": "{u}"})),
             400,
         ),
+        // An image id that names no image: Cinder's ImageNotFound (404).
         c(
-            "from an image (not built)",
+            "from an image that does not exist",
             "POST",
             "/v3/{p}/volumes",
             vol(json!({"size": 1, "imageRef": "{u}"})),
-            400,
+            404,
         ),
         // Ids.
         c(
@@ -3476,6 +3480,8 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
     // A volume with a snapshot (metadata k=v).
     let sv = t.volume(&admin, &project).await;
     let snap = snapshot_fixture(&t, &admin, &project, &sv).await;
+    // A project that is not the caller's.
+    let other = t.project(&admin, "not-the-callers").await;
     let before = snapshot(&t, &admin, &project, &ty).await;
     let random = uuid_like();
     let mut failures = Vec::new();
@@ -3487,6 +3493,7 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
         .chain(type_cases().into_iter().map(|c| (c, admin.as_str())))
         .chain(group_cases().into_iter().map(|c| (c, admin.as_str())))
         .chain(snapshot_cases().into_iter().map(|c| (c, admin.as_str())))
+        .chain(gaps::cases().into_iter().map(|c| (c, admin.as_str())))
         .chain(std::iter::once((
             Case {
                 what: "forged token",
@@ -3502,6 +3509,7 @@ async fn bad_input_is_refused_cleanly_and_changes_nothing() {
         let path = case
             .path
             .replace("{p}", &project)
+            .replace("{o}", &other)
             .replace("{sv}", &sv)
             .replace("{s}", &snap)
             .replace("{v}", &v)

@@ -404,14 +404,14 @@ async fn a_group_made_from_another_holds_a_clone_of_each_volume() {
             .says("must be available"),
         call(Admin, "POST", "/v3/{p}/groups/{g}/action", Some(json!({"reset_status": {"status": "available"}})), 202),
         // Over quota: nothing is left behind (the group count stays 2).
-        call(Admin, "PUT", "/v3/{a}/os-quota-sets/{a}", Some(json!({"quota_set": {"gigabytes": 7}})), 200).at("3.0"),
+        call(Admin, "PUT", "/v3/{p}/os-quota-sets/{a}", Some(json!({"quota_set": {"gigabytes": 7}})), 200).at("3.0"),
         call(Member, "POST", "/v3/{p}/groups/action",
             Some(json!({"create-from-src": {"source_group_id": "{g}"}})), 413)
             .says("gigabytes"),
         call(Member, "GET", "/v3/{p}/groups", None, 200)
             .lacks("/groups/2")
             .has("/groups/1/id", json!("{g}")),
-        call(Admin, "PUT", "/v3/{a}/os-quota-sets/{a}", Some(json!({"quota_set": {"groups": 2, "gigabytes": 1000}})), 200).at("3.0"),
+        call(Admin, "PUT", "/v3/{p}/os-quota-sets/{a}", Some(json!({"quota_set": {"groups": 2, "gigabytes": 1000}})), 200).at("3.0"),
         call(Member, "POST", "/v3/{p}/groups/action",
             Some(json!({"create-from-src": {"source_group_id": "{g}"}})), 413)
             .says("groups"),
@@ -443,12 +443,12 @@ async fn a_group_made_from_another_holds_a_clone_of_each_volume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_quota_is_exact_under_concurrent_creates() {
     let w = World::new().await;
-    let (admin, _) = w.token(Admin);
+    let (admin, admin_p) = w.token(Admin);
     let (member, a) = w.token(Member);
     let r =
         w.t.raw(
             "POST",
-            &format!("/v3/{a}/group_types"),
+            &format!("/v3/{admin_p}/group_types"),
             Some(&admin),
             &[("OpenStack-API-Version", "volume 3.11")],
             Some(br#"{"group_type": {"name": "gt"}}"#.to_vec()),
@@ -459,7 +459,7 @@ async fn group_quota_is_exact_under_concurrent_creates() {
     let r =
         w.t.call(
             "PUT",
-            &format!("/v3/{a}/os-quota-sets/{a}"),
+            &format!("/v3/{admin_p}/os-quota-sets/{a}"),
             Some(&admin),
             Some(json!({"quota_set": {"groups": 7}})),
         )

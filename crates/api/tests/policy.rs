@@ -24,14 +24,22 @@ struct Row {
     path: &'static str,
     body: Option<Value>,
     expect: Expect,
+    /// Expected statuses for [reader, member, admin] when every fixture the
+    /// row names (`{v}`, `{s}`, `{t}`, …, in the path or the body) is an id
+    /// that exists nowhere: Cinder looks project resources up before it
+    /// checks policy (404 whoever asks), and checks the admin-only
+    /// resources' policy (types, QoS specs, group types) first. `None`
+    /// for rows that name no fixture.
+    missing: Option<[u16; 3]>,
 }
 
 fn rows() -> Vec<Row> {
-    let r = |method, path, body: Option<Value>, expect| Row {
+    let r = |method, path, body: Option<Value>, expect, missing| Row {
         method,
         path,
         body,
         expect,
+        missing,
     };
     let vol = || Some(json!({"volume": {"size": 1}}));
     vec![
@@ -40,145 +48,211 @@ fn rows() -> Vec<Row> {
             "/v3/{p}/volumes",
             None,
             [401, 401, 200, 200, 200, 200],
+            None,
         ),
         r(
             "POST",
             "/v3/{p}/volumes",
             vol(),
             [401, 401, 202, 403, 202, 202],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/volumes/detail",
             None,
             [401, 401, 200, 200, 200, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/volumes/summary",
             None,
             [401, 401, 200, 200, 200, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/volumes/{v}",
             None,
             [401, 401, 404, 200, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "PUT",
             "/v3/{p}/volumes/{v}",
             Some(json!({"volume": {"name": "n"}})),
             [401, 401, 404, 403, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "DELETE",
             "/v3/{p}/volumes/{v}",
             None,
             [401, 401, 404, 403, 202, 202],
+            Some([404, 404, 404]),
         ),
         r(
             "POST",
             "/v3/{p}/volumes/{v}/action",
             Some(json!({"os-extend": {"new_size": 2}})),
             [401, 401, 404, 403, 202, 202],
+            Some([404, 404, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/volumes/{v}/metadata",
             None,
             [401, 401, 404, 200, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "POST",
             "/v3/{p}/volumes/{v}/metadata",
             Some(json!({"metadata": {"a": "b"}})),
             [401, 401, 404, 403, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "PUT",
             "/v3/{p}/volumes/{v}/metadata",
             Some(json!({"metadata": {"a": "b"}})),
             [401, 401, 404, 403, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/volumes/{v}/metadata/fixture",
             None,
             [401, 401, 404, 200, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "PUT",
             "/v3/{p}/volumes/{v}/metadata/fixture",
             Some(json!({"meta": {"fixture": "x"}})),
             [401, 401, 404, 403, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "DELETE",
             "/v3/{p}/volumes/{v}/metadata/fixture",
             None,
             [401, 401, 404, 403, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/os-quota-sets/{a}",
             None,
             [401, 401, 403, 200, 200, 200],
+            None,
         ),
         r(
             "PUT",
             "/v3/{p}/os-quota-sets/{a}",
             Some(json!({"quota_set": {"volumes": 5000}})),
             [401, 401, 403, 403, 403, 200],
+            None,
         ),
         r(
             "DELETE",
             "/v3/{p}/os-quota-sets/{a}",
             None,
             [401, 401, 403, 403, 403, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/os-quota-sets/{a}/defaults",
             None,
             [401, 401, 403, 200, 200, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/os-quota-class-sets/default",
             None,
             [401, 401, 403, 403, 403, 200],
+            None,
         ),
         r(
             "PUT",
             "/v3/{p}/os-quota-class-sets/default",
             Some(json!({"quota_class_set": {"groups": 10}})),
             [401, 401, 403, 403, 403, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/limits",
             None,
             [401, 401, 200, 200, 200, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/extensions",
             None,
             [401, 401, 200, 200, 200, 200],
+            None,
+        ),
+        // Per-project default types (3.62): admins only; `{a}` is the target.
+        r(
+            "GET",
+            "/v3/{p}/default-types",
+            None,
+            [401, 401, 403, 403, 403, 200],
+            None,
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/default-types/{a}",
+            Some(json!({"default_type": {"volume_type": "__DEFAULT__"}})),
+            [401, 401, 403, 403, 403, 200],
+            None,
+        ),
+        r(
+            "GET",
+            "/v3/{p}/default-types/{a}",
+            None,
+            [401, 401, 403, 403, 403, 200],
+            None,
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/default-types/{a}",
+            None,
+            [401, 401, 403, 403, 403, 204],
+            None,
+        ),
+        r(
+            "GET",
+            "/v3/{p}/resource_filters",
+            None,
+            [401, 401, 200, 200, 200, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/os-availability-zone",
             None,
             [401, 401, 200, 200, 200, 200],
+            None,
         ),
-        r("GET", "/v3/{p}/types", None, [401, 401, 200, 200, 200, 200]),
+        r(
+            "GET",
+            "/v3/{p}/types",
+            None,
+            [401, 401, 200, 200, 200, 200],
+            None,
+        ),
         r(
             "GET",
             "/v3/{p}/types/default",
             None,
             [401, 401, 200, 200, 200, 200],
+            None,
         ),
         // Volume types, extra specs, access, encryption, retype, QoS specs.
         // `{t}`: a fresh public type (specs volume_backend_name=file,
@@ -189,60 +263,70 @@ fn rows() -> Vec<Row> {
             "/v3/{p}/types",
             Some(json!({"volume_type": {"name": "policy-type"}})),
             [401, 401, 403, 403, 403, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/types/{t}",
             None,
             [401, 401, 200, 200, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/types/{pt}",
             None,
             [401, 401, 404, 404, 404, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "PUT",
             "/v3/{p}/types/{t}",
             Some(json!({"volume_type": {"description": "d"}})),
             [401, 401, 403, 403, 403, 200],
+            Some([403, 403, 404]),
         ),
         r(
             "DELETE",
             "/v3/{p}/types/{t}",
             None,
             [401, 401, 403, 403, 403, 202],
+            Some([403, 403, 404]),
         ),
         r(
             "POST",
             "/v3/{p}/types/{pt}/action",
             Some(json!({"addProjectAccess": {"project": "{a}"}})),
             [401, 401, 403, 403, 403, 202],
+            Some([403, 403, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/types/{pt}/os-volume-type-access",
             None,
             [401, 401, 403, 403, 403, 200],
+            Some([403, 403, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/types/{t}/extra_specs",
             None,
             [401, 401, 200, 200, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "POST",
             "/v3/{p}/types/{t}/extra_specs",
             Some(json!({"extra_specs": {"k": "v"}})),
             [401, 401, 403, 403, 403, 200],
+            Some([403, 403, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/types/{t}/extra_specs/multiattach",
             None,
             [401, 401, 200, 200, 200, 200],
+            Some([404, 404, 404]),
         ),
         // Keys that describe the deployment are admins' only.
         r(
@@ -250,114 +334,133 @@ fn rows() -> Vec<Row> {
             "/v3/{p}/types/{t}/extra_specs/volume_backend_name",
             None,
             [401, 401, 404, 404, 404, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "PUT",
             "/v3/{p}/types/{t}/extra_specs/multiattach",
             Some(json!({"multiattach": "<is> False"})),
             [401, 401, 403, 403, 403, 200],
+            Some([403, 403, 404]),
         ),
         r(
             "DELETE",
             "/v3/{p}/types/{t}/extra_specs/multiattach",
             None,
             [401, 401, 403, 403, 403, 202],
+            Some([403, 403, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/types/{et}/encryption",
             None,
             [401, 401, 403, 403, 403, 200],
+            Some([403, 403, 404]),
         ),
         r(
             "POST",
             "/v3/{p}/types/{t}/encryption",
             Some(json!({"encryption": {"provider": "luks", "control_location": "front-end"}})),
             [401, 401, 403, 403, 403, 200],
+            Some([403, 403, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/types/{et}/encryption/cipher",
             None,
             [401, 401, 403, 403, 403, 200],
+            Some([403, 403, 404]),
         ),
         r(
             "PUT",
             "/v3/{p}/types/{et}/encryption/provider",
             Some(json!({"encryption": {"key_size": 128}})),
             [401, 401, 403, 403, 403, 200],
+            Some([403, 403, 404]),
         ),
         r(
             "DELETE",
             "/v3/{p}/types/{et}/encryption/provider",
             None,
             [401, 401, 403, 403, 403, 202],
+            Some([403, 403, 404]),
         ),
         r(
             "POST",
             "/v3/{p}/volumes/{v}/action",
             Some(json!({"os-retype": {"new_type": "{t}"}})),
             [401, 401, 404, 403, 202, 202],
+            Some([404, 404, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/qos-specs",
             None,
             [401, 401, 403, 403, 403, 200],
+            None,
         ),
         r(
             "POST",
             "/v3/{p}/qos-specs",
             Some(json!({"qos_specs": {"name": "policy-qos"}})),
             [401, 401, 403, 403, 403, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/qos-specs/{q}",
             None,
             [401, 401, 403, 403, 403, 200],
+            Some([403, 403, 404]),
         ),
         r(
             "PUT",
             "/v3/{p}/qos-specs/{q}",
             Some(json!({"qos_specs": {"k": "v"}})),
             [401, 401, 403, 403, 403, 200],
+            Some([403, 403, 404]),
         ),
         r(
             "DELETE",
             "/v3/{p}/qos-specs/{q}",
             None,
             [401, 401, 403, 403, 403, 202],
+            Some([403, 403, 404]),
         ),
         r(
             "PUT",
             "/v3/{p}/qos-specs/{q}/delete_keys",
             Some(json!({"keys": ["read_iops_sec"]})),
             [401, 401, 403, 403, 403, 202],
+            Some([403, 403, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/qos-specs/{q}/associate?vol_type_id={t}",
             None,
             [401, 401, 403, 403, 403, 202],
+            Some([403, 403, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/qos-specs/{q}/disassociate?vol_type_id={t}",
             None,
             [401, 401, 403, 403, 403, 202],
+            Some([403, 403, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/qos-specs/{q}/disassociate_all",
             None,
             [401, 401, 403, 403, 403, 202],
+            Some([403, 403, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/qos-specs/{q}/associations",
             None,
             [401, 401, 403, 403, 403, 200],
+            Some([403, 403, 404]),
         ),
         // Volume transfers, under both names. Accepting needs the id and the
         // key, not membership of the offering project: that is the point.
@@ -366,72 +469,84 @@ fn rows() -> Vec<Row> {
             "/v3/{p}/os-volume-transfer",
             Some(json!({"transfer": {"volume_id": "{v}"}})),
             [401, 401, 404, 403, 202, 202],
+            Some([404, 404, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/os-volume-transfer",
             None,
             [401, 401, 200, 200, 200, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/os-volume-transfer/detail",
             None,
             [401, 401, 200, 200, 200, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/os-volume-transfer/{x}",
             None,
             [401, 401, 404, 200, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "DELETE",
             "/v3/{p}/os-volume-transfer/{x}",
             None,
             [401, 401, 404, 403, 202, 202],
+            Some([404, 404, 404]),
         ),
         r(
             "POST",
             "/v3/{p}/os-volume-transfer/{x}/accept",
             Some(json!({"accept": {"auth_key": "{k}"}})),
             [401, 401, 202, 403, 202, 202],
+            Some([403, 404, 404]),
         ),
         r(
             "POST",
             "/v3/{p}/volume-transfers",
             Some(json!({"transfer": {"volume_id": "{v}"}})),
             [401, 401, 404, 403, 202, 202],
+            Some([404, 404, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/volume-transfers",
             None,
             [401, 401, 200, 200, 200, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/volume-transfers/detail",
             None,
             [401, 401, 200, 200, 200, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/volume-transfers/{x}",
             None,
             [401, 401, 404, 200, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "DELETE",
             "/v3/{p}/volume-transfers/{x}",
             None,
             [401, 401, 404, 403, 202, 202],
+            Some([404, 404, 404]),
         ),
         r(
             "POST",
             "/v3/{p}/volume-transfers/{x}/accept",
             Some(json!({"accept": {"auth_key": "{k}"}})),
             [401, 401, 202, 403, 202, 202],
+            Some([403, 404, 404]),
         ),
         // Snapshots and their metadata.
         r(
@@ -439,92 +554,108 @@ fn rows() -> Vec<Row> {
             "/v3/{p}/snapshots",
             None,
             [401, 401, 200, 200, 200, 200],
+            None,
         ),
         r(
             "POST",
             "/v3/{p}/snapshots",
             Some(json!({"snapshot": {"volume_id": "{v}"}})),
             [401, 401, 404, 403, 202, 202],
+            Some([404, 404, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/snapshots/detail",
             None,
             [401, 401, 200, 200, 200, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/snapshots/{s}",
             None,
             [401, 401, 404, 200, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "PUT",
             "/v3/{p}/snapshots/{s}",
             Some(json!({"snapshot": {"name": "n"}})),
             [401, 401, 404, 403, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "DELETE",
             "/v3/{p}/snapshots/{s}",
             None,
             [401, 401, 404, 403, 202, 202],
+            Some([404, 404, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/snapshots/{s}/metadata",
             None,
             [401, 401, 404, 200, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "POST",
             "/v3/{p}/snapshots/{s}/metadata",
             Some(json!({"metadata": {"a": "b"}})),
             [401, 401, 404, 403, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "PUT",
             "/v3/{p}/snapshots/{s}/metadata",
             Some(json!({"metadata": {"a": "b"}})),
             [401, 401, 404, 403, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/snapshots/{s}/metadata/fixture",
             None,
             [401, 401, 404, 200, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "PUT",
             "/v3/{p}/snapshots/{s}/metadata/fixture",
             Some(json!({"meta": {"fixture": "x"}})),
             [401, 401, 404, 403, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "DELETE",
             "/v3/{p}/snapshots/{s}/metadata/fixture",
             None,
             [401, 401, 404, 403, 200, 200],
+            Some([404, 404, 404]),
         ),
-        // Nova's status update is a member's; the admin's actions are refused
-        // by policy before the snapshot is looked up.
+        // Nova's status update is a member's; the admin's actions are looked
+        // up first (another project's snapshot is a 404), then refused by
+        // policy.
         r(
             "POST",
             "/v3/{p}/snapshots/{sc}/action",
             Some(json!({"os-update_snapshot_status": {"status": "available", "progress": "90%"}})),
             [401, 401, 404, 403, 202, 202],
+            Some([404, 404, 404]),
         ),
         r(
             "POST",
             "/v3/{p}/snapshots/{s}/action",
             Some(json!({"os-reset_status": {"status": "error"}})),
-            [401, 401, 403, 403, 403, 202],
+            [401, 401, 404, 403, 403, 202],
+            Some([404, 404, 404]),
         ),
         r(
             "POST",
             "/v3/{p}/snapshots/{s}/action",
             Some(json!({"os-force_delete": {}})),
-            [401, 401, 403, 403, 403, 202],
+            [401, 401, 404, 403, 403, 202],
+            Some([404, 404, 404]),
         ),
         // A volume and its snapshots: revert (3.40), delete with them, and
         // the admin's tree of its images.
@@ -533,31 +664,37 @@ fn rows() -> Vec<Row> {
             "/v3/{p}/volumes/{v}/action",
             Some(json!({"revert": {"snapshot_id": "{s}"}})),
             [401, 401, 404, 403, 202, 202],
+            Some([404, 404, 404]),
         ),
         r(
             "DELETE",
             "/v3/{p}/volumes/{v}?cascade=true",
             None,
             [401, 401, 404, 403, 202, 202],
+            Some([404, 404, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/scoria-volumes/{v}/tree",
             None,
-            [401, 401, 403, 403, 403, 200],
+            [401, 401, 404, 403, 403, 200],
+            Some([404, 404, 404]),
         ),
-        // Admin-only actions: refused by policy before the volume is looked up.
+        // Admin-only actions: the volume is looked up first (another
+        // project's is a 404, Cinder's order), then refused by policy.
         r(
             "POST",
             "/v3/{p}/volumes/{v}/action",
             Some(json!({"os-reset_status": {"status": "error"}})),
-            [401, 401, 403, 403, 403, 202],
+            [401, 401, 404, 403, 403, 202],
+            Some([404, 404, 404]),
         ),
         r(
             "POST",
             "/v3/{p}/volumes/{v}/action",
             Some(json!({"os-force_delete": {}})),
-            [401, 401, 403, 403, 403, 202],
+            [401, 401, 404, 403, 403, 202],
+            Some([404, 404, 404]),
         ),
         // Operator APIs: admin only.
         r(
@@ -565,36 +702,42 @@ fn rows() -> Vec<Row> {
             "/v3/{p}/os-services",
             None,
             [401, 401, 403, 403, 403, 200],
+            None,
         ),
         r(
             "PUT",
             "/v3/{p}/os-services/enable",
             Some(json!({"host": "scoria", "binary": "cinder-scheduler"})),
             [401, 401, 403, 403, 403, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/os-hosts",
             None,
             [401, 401, 403, 403, 403, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/os-hosts/scoria@file",
             None,
             [401, 401, 403, 403, 403, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/scheduler-stats/get_pools",
             None,
             [401, 401, 403, 403, 403, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/capabilities/scoria@file",
             None,
             [401, 401, 403, 403, 403, 200],
+            None,
         ),
         // User messages (3.3): `{m}` is a fresh message of project A.
         r(
@@ -602,36 +745,42 @@ fn rows() -> Vec<Row> {
             "/v3/{p}/messages",
             None,
             [401, 401, 200, 200, 200, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/messages/{m}",
             None,
             [401, 401, 404, 200, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "DELETE",
             "/v3/{p}/messages/{m}",
             None,
             [401, 401, 404, 403, 204, 204],
+            Some([404, 404, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/scoria-operations",
             None,
             [401, 401, 403, 403, 403, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/scoria-operations?state=stuck",
             None,
             [401, 401, 403, 403, 403, 200],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/scoria-operations/{u}",
             None,
             [401, 401, 403, 403, 403, 404],
+            None,
         ),
         // Group types (3.11) and groups (3.13; reset_status 3.20). `{gt}`: a
         // fresh public group type with the spec k=v; `{g}`: a fresh group of
@@ -641,118 +790,137 @@ fn rows() -> Vec<Row> {
             "/v3/{p}/group_types",
             None,
             [401, 401, 200, 200, 200, 200],
+            None,
         ),
         r(
             "POST",
             "/v3/{p}/group_types",
             Some(json!({"group_type": {"name": "policy-group-type"}})),
             [401, 401, 403, 403, 403, 202],
+            None,
         ),
         r(
             "GET",
             "/v3/{p}/group_types/{gt}",
             None,
             [401, 401, 200, 200, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/group_types/default",
             None,
             [401, 401, 404, 404, 404, 404],
+            None,
         ),
         r(
             "PUT",
             "/v3/{p}/group_types/{gt}",
             Some(json!({"group_type": {"description": "d"}})),
             [401, 401, 403, 403, 403, 200],
+            Some([403, 403, 404]),
         ),
         r(
             "DELETE",
             "/v3/{p}/group_types/{gt}",
             None,
             [401, 401, 403, 403, 403, 202],
+            Some([403, 403, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/group_types/{gt}/group_specs",
             None,
             [401, 401, 403, 403, 403, 200],
+            Some([403, 403, 404]),
         ),
         r(
             "POST",
             "/v3/{p}/group_types/{gt}/group_specs",
             Some(json!({"group_specs": {"k2": "v"}})),
             [401, 401, 403, 403, 403, 202],
+            Some([403, 403, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/group_types/{gt}/group_specs/k",
             None,
             [401, 401, 403, 403, 403, 200],
+            Some([403, 403, 404]),
         ),
         r(
             "PUT",
             "/v3/{p}/group_types/{gt}/group_specs/k",
             Some(json!({"k": "w"})),
             [401, 401, 403, 403, 403, 200],
+            Some([403, 403, 404]),
         ),
         r(
             "DELETE",
             "/v3/{p}/group_types/{gt}/group_specs/k",
             None,
             [401, 401, 403, 403, 403, 202],
+            Some([403, 403, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/groups",
             None,
             [401, 401, 200, 200, 200, 200],
+            None,
         ),
         r(
             "POST",
             "/v3/{p}/groups",
             Some(json!({"group": {"group_type": "{gt}", "volume_types": ["__DEFAULT__"]}})),
             [401, 401, 202, 403, 202, 202],
+            Some([403, 404, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/groups/detail",
             None,
             [401, 401, 200, 200, 200, 200],
+            None,
         ),
         r(
             "POST",
             "/v3/{p}/groups/action",
             Some(json!({"create-from-src": {"source_group_id": "{g}"}})),
             [401, 401, 404, 403, 400, 400],
+            Some([403, 404, 404]),
         ),
         r(
             "GET",
             "/v3/{p}/groups/{g}",
             None,
             [401, 401, 404, 200, 200, 200],
+            Some([404, 404, 404]),
         ),
         r(
             "PUT",
             "/v3/{p}/groups/{g}",
             Some(json!({"group": {"name": "n"}})),
             [401, 401, 404, 403, 202, 202],
+            Some([404, 404, 404]),
         ),
         r(
             "POST",
             "/v3/{p}/groups/{g}/action",
             Some(json!({"delete": {"delete-volumes": true}})),
             [401, 401, 404, 403, 202, 202],
+            Some([404, 404, 404]),
         ),
         r(
             "POST",
             "/v3/{p}/groups/{g}/action",
             Some(json!({"reset_status": {"status": "error"}})),
-            [401, 401, 403, 403, 403, 202],
+            [401, 401, 404, 403, 403, 202],
+            Some([404, 404, 404]),
         ),
         // Public documents.
-        r("GET", "/", None, [300, 300, 300, 300, 300, 300]),
-        r("GET", "/v3/", None, [200, 200, 200, 200, 200, 200]),
+        r("GET", "/", None, [300, 300, 300, 300, 300, 300], None),
+        r("GET", "/v3/", None, [200, 200, 200, 200, 200, 200], None),
     ]
 }
 
@@ -856,6 +1024,7 @@ async fn every_route_with_every_caller() {
         other: (b_member, _),
     } = t.personas().await;
     t.user(&admin, "a-admin", "pw-a-admin", &a, "admin").await;
+    // A's admin makes the fixtures (the URL's project is the token's).
     let (a_admin, _) = t.login("a-admin", "pw-a-admin", "project-a").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
@@ -884,7 +1053,7 @@ async fn every_route_with_every_caller() {
                 .replace("{a}", &a)
                 .replace("{u}", "3f1c2b9e-8d4a-4e6f-9b7c-1a2b3c4d5e6f");
             let mut body = row.body.as_ref().map(|b| b.to_string());
-            // Fresh type and QoS fixtures, made by the admin, for rows that
+            // Fresh type and QoS fixtures, made by A's admin, for rows that
             // name them.
             for (placeholder, fixture) in [
                 ("{t}", Fixture::PublicType),
@@ -895,7 +1064,7 @@ async fn every_route_with_every_caller() {
             ] {
                 let in_body = body.as_ref().is_some_and(|b| b.contains(placeholder));
                 if path.contains(placeholder) || in_body {
-                    let id = make(&t, &admin, &a, fixture).await;
+                    let id = make(&t, &a_admin, &a, fixture).await;
                     path = path.replace(placeholder, &id);
                     body = body.map(|b| b.replace(placeholder, &id));
                 }
@@ -914,7 +1083,7 @@ async fn every_route_with_every_caller() {
                     .call(
                         "PUT",
                         &format!("/v3/{a}/os-quota-sets/{a}"),
-                        Some(&admin),
+                        Some(&a_admin),
                         Some(
                             json!({"quota_set": {"volumes": -1, "gigabytes": -1, "snapshots": -1}}),
                         ),
@@ -925,12 +1094,12 @@ async fn every_route_with_every_caller() {
             let needs_group =
                 path.contains("{g}") || body.as_ref().is_some_and(|b| b.contains("{g}"));
             if needs_group {
-                let g = group(&t, &admin, &a_member, &a).await;
+                let g = group(&t, &a_admin, &a_member, &a).await;
                 path = path.replace("{g}", &g);
                 body = body.map(|b| b.replace("{g}", &g));
             }
             if path.contains("{m}") {
-                let m = message(&t, &admin, &a_member, &a).await;
+                let m = message(&t, &a_admin, &a_member, &a).await;
                 path = path.replace("{m}", &m);
             }
             if needs_volume {
@@ -951,7 +1120,7 @@ async fn every_route_with_every_caller() {
                             .call(
                                 "POST",
                                 &format!("/v3/{a}/snapshots/{s}/action"),
-                                Some(&admin),
+                                Some(&a_admin),
                                 Some(json!({"os-reset_status": {"status": "creating"}})),
                             )
                             .await;
@@ -979,19 +1148,7 @@ async fn every_route_with_every_caller() {
                     body = body.map(|b| b.replace("{k}", key));
                 }
             }
-            // The summary exists from microversion 3.12 on.
-            let headers: &[(&str, &str)] = if path.ends_with("/summary") {
-                &[("OpenStack-API-Version", "volume 3.12")]
-            } else if path.contains("/messages") {
-                &[("OpenStack-API-Version", "volume 3.3")]
-            } else if path.contains("/group_types") || path.contains("/groups") {
-                &[("OpenStack-API-Version", "volume 3.20")]
-            } else if body.as_ref().is_some_and(|b| b.contains("\"revert\"")) {
-                // Revert exists from microversion 3.40 on.
-                &[("OpenStack-API-Version", "volume 3.40")]
-            } else {
-                &[]
-            };
+            let headers = headers_for(&path, body.as_deref());
             let body = body.map(String::into_bytes);
             let r = t.raw(row.method, &path, *token, headers, body).await;
             if r.status != row.expect[i] {
@@ -1016,6 +1173,162 @@ async fn every_route_with_every_caller() {
             }
         }
     }
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Fixture placeholders a row may name, in its path or its body.
+const FIXTURES: &[&str] = &[
+    "{v}", "{sc}", "{s}", "{x}", "{t}", "{pt}", "{et}", "{q}", "{gt}", "{g}", "{m}",
+];
+
+/// The headers a row's request is sent with (routes that exist from a
+/// microversion on).
+fn headers_for(path: &str, body: Option<&str>) -> &'static [(&'static str, &'static str)] {
+    if path.contains("/default-types") {
+        &[("OpenStack-API-Version", "volume 3.62")]
+    } else if path.ends_with("/resource_filters") {
+        &[("OpenStack-API-Version", "volume 3.33")]
+    } else if path.ends_with("/summary") {
+        &[("OpenStack-API-Version", "volume 3.12")]
+    } else if path.contains("/messages") {
+        &[("OpenStack-API-Version", "volume 3.3")]
+    } else if path.contains("/group_types") || path.contains("/groups") {
+        &[("OpenStack-API-Version", "volume 3.20")]
+    } else if body.is_some_and(|b| b.contains("\"revert\"")) {
+        &[("OpenStack-API-Version", "volume 3.40")]
+    } else {
+        &[]
+    }
+}
+
+/// Cinder's precedence: every row again, (1) with each fixture an id that
+/// exists nowhere, as A's reader, member and admin (`Row::missing`), and
+/// (2) with a URL project that is not the caller's — B's member on A's URL,
+/// the cloud admin on A's URL, A's admin on B's URL —, which is 400
+/// "Malformed request url" before anything else, whatever the route (the
+/// target of an admin's quota route is a later segment, and stays open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_ids_and_foreign_url_projects() {
+    let t = TestApp::new().await;
+    let support::Personas {
+        a,
+        b,
+        admin: (admin, _),
+        member: (a_member, _),
+        reader: (a_reader, _),
+        other: (b_member, _),
+    } = t.personas().await;
+    t.user(&admin, "a-admin", "pw-a-admin", &a, "admin").await;
+    let (a_admin, _) = t.login("a-admin", "pw-a-admin", "project-a").await;
+    let cloud_project = {
+        let r = t
+            .call("GET", "/identity/v3/auth/projects", Some(&admin), None)
+            .await;
+        r.body["projects"][0]["id"].as_str().expect("id").to_owned()
+    };
+    let nowhere = "5d7e2a51-0c7b-4b8e-9f3a-6c1d2e3f4a5b";
+    let mut failures = Vec::new();
+    let mut walked = 0;
+    for row in rows() {
+        let names_fixture = |s: &str| FIXTURES.iter().any(|f| s.contains(f));
+        let in_body = row
+            .body
+            .as_ref()
+            .is_some_and(|b| names_fixture(&b.to_string()));
+        assert_eq!(
+            row.missing.is_some(),
+            names_fixture(row.path) || in_body,
+            "{} {}: `missing` is given exactly for rows that name a fixture",
+            row.method,
+            row.path
+        );
+        let fill = |s: &str, project: &str| {
+            let mut s = s
+                .replace("{p}", project)
+                .replace("{a}", &a)
+                .replace("{u}", nowhere)
+                .replace("{k}", "0123456789abcdef");
+            for f in FIXTURES {
+                s = s.replace(f, nowhere);
+            }
+            s
+        };
+        let body_for = |project: &str| {
+            row.body
+                .as_ref()
+                .map(|b| fill(&b.to_string(), project).into_bytes())
+        };
+        let headers = headers_for(
+            row.path,
+            row.body.as_ref().map(|b| b.to_string()).as_deref(),
+        );
+        if let Some(missing) = row.missing {
+            walked += 1;
+            for (i, token) in [&a_reader, &a_member, &a_admin].iter().enumerate() {
+                let path = fill(row.path, &a);
+                let r = t
+                    .raw(row.method, &path, Some(token), headers, body_for(&a))
+                    .await;
+                if r.status != missing[i] {
+                    failures.push(format!(
+                        "{} {} (missing ids) as {}: got {}, expected {} ({})",
+                        row.method,
+                        row.path,
+                        ["reader", "member", "admin"][i],
+                        r.status,
+                        missing[i],
+                        r.body
+                    ));
+                }
+            }
+        }
+        if !row.path.starts_with("/v3/{p}") {
+            continue;
+        }
+        for (who, token, url_project) in [
+            ("B's member on A's URL", &b_member, &a),
+            ("the cloud admin on A's URL", &admin, &a),
+            ("A's admin on B's URL", &a_admin, &b),
+        ] {
+            let path = fill(row.path, url_project);
+            let r = t
+                .raw(
+                    row.method,
+                    &path,
+                    Some(token),
+                    headers,
+                    body_for(url_project),
+                )
+                .await;
+            if (r.status, &r.body)
+                != (
+                    400,
+                    &json!({"badRequest": {"code": 400, "message": "Malformed request url"}}),
+                )
+            {
+                failures.push(format!(
+                    "{} {} as {who}: got {} {}",
+                    row.method, row.path, r.status, r.body
+                ));
+            }
+        }
+    }
+    // The project an admin's quota route acts on is its target, not the URL's.
+    let r = t
+        .call(
+            "GET",
+            &format!("/v3/{cloud_project}/os-quota-sets/{a}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(walked > 60, "only {walked} rows name a fixture");
     assert!(
         failures.is_empty(),
         "{} mismatches:\n{}",

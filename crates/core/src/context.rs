@@ -109,6 +109,10 @@ ops! {
     TypeList => ProjectReader, "volume_extension:type_get_all";
     TypeGet => ProjectReader, "volume_extension:type_get";
     TypeManage => Admin, "volume_extension:types_manage";
+    DefaultTypeSet => Admin, "volume_extension:default_set_or_update";
+    DefaultTypeGet => Admin, "volume_extension:default_get";
+    DefaultTypeList => Admin, "volume_extension:default_get_all";
+    DefaultTypeUnset => Admin, "volume_extension:default_unset";
     TypeExtraSpecsList => ProjectReader, "volume_extension:types_extra_specs:index";
     TypeExtraSpecsGet => ProjectReader, "volume_extension:types_extra_specs:show";
     TypeExtraSpecsCreate => Admin, "volume_extension:types_extra_specs:create";

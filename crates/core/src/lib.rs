@@ -23,6 +23,7 @@ pub use scoria_store::{Durability, StoreOptions};
 
 pub mod capacity;
 pub mod context;
+pub mod default_types;
 pub mod error;
 pub mod flows;
 pub mod groups;

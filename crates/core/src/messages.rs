@@ -190,16 +190,17 @@ async fn visible(conn: &mut Conn, ctx: &Context, id: MessageId) -> Result<Messag
 
 /// One message (another project's is not found).
 pub async fn get(app: &App, ctx: &Context, id: MessageId) -> Result<Message> {
-    ctx.authorize(Op::MessageGet)?;
     let mut conn = app.store().read().await?;
-    visible(&mut conn, ctx, id).await
+    let m = visible(&mut conn, ctx, id).await?;
+    ctx.authorize(Op::MessageGet)?;
+    Ok(m)
 }
 
 /// Delete a message.
 pub async fn delete(app: &App, ctx: &Context, id: MessageId) -> Result<()> {
-    ctx.authorize(Op::MessageDelete)?;
     let mut tx = app.store().begin().await?;
     visible(&mut tx, ctx, id).await?;
+    ctx.authorize(Op::MessageDelete)?;
     store::message_delete(&mut tx, id).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(())

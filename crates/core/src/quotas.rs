@@ -185,6 +185,13 @@ async fn resolve(conn: &mut Conn, changes: &[(NamedKey, i64)]) -> Result<Vec<(Qu
                 "Invalid input received: Quota limit {v} for {key} must be -1 or greater."
             )));
         }
+        // Cinder's `validate_integer` bound: limits are 32-bit in its schema.
+        if *v > i64::from(i32::MAX) {
+            return Err(Error::Invalid(format!(
+                "Invalid input received: {key} must be <= {}.",
+                i32::MAX
+            )));
+        }
         let k = match key {
             NamedKey::Global(r) => QuotaKey::Global(*r),
             NamedKey::PerType(r, name) => {

@@ -218,7 +218,7 @@ pub async fn create(
     name: Option<String>,
     no_snapshots: bool,
 ) -> Result<Offer> {
-    ctx.authorize(Op::TransferCreate)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, volume_id, Op::TransferCreate).await?;
     let name = normalize_name(name)?;
     let mut tx = app.store().begin().await?;
     let volume = crate::rules::volumes::visible(&mut tx, ctx, volume_id).await?;
@@ -230,12 +230,13 @@ pub async fn create(
 
 /// One transfer the caller may see.
 pub async fn get(app: &App, ctx: &Context, id: TransferId) -> Result<Transfer> {
-    ctx.authorize(Op::TransferGet)?;
     let mut conn = app.store().read().await?;
-    match store::transfer_get(&mut conn, id).await? {
-        Some(t) if may_see(ctx, &t) => Ok(t),
-        _ => Err(not_found(id)),
-    }
+    let t = match store::transfer_get(&mut conn, id).await? {
+        Some(t) if may_see(ctx, &t) => t,
+        _ => return Err(not_found(id)),
+    };
+    ctx.authorize(Op::TransferGet)?;
+    Ok(t)
 }
 
 /// The caller's project's transfers (every project's for an admin who asks).
@@ -258,12 +259,12 @@ pub async fn list(app: &App, ctx: &Context, req: ListRequest) -> Result<Vec<Tran
 
 /// Withdraw an offer: the transfer goes and the volume is `available` again.
 pub async fn delete(app: &App, ctx: &Context, id: TransferId) -> Result<()> {
-    ctx.authorize(Op::TransferDelete)?;
     let mut tx = app.store().begin().await?;
     let t = match store::transfer_get(&mut tx, id).await? {
         Some(t) if may_see(ctx, &t) => t,
         _ => return Err(not_found(id)),
     };
+    ctx.authorize(Op::TransferDelete)?;
     store::transfer_delete(&mut tx, id).await?;
     if !volume_store::volume_set_status(
         &mut tx,

@@ -127,9 +127,8 @@ async fn find(conn: &mut Conn, id: &str) -> Result<VolumeType> {
 /// type, which everyone may see (volumes get it when they name no type).
 async fn find_visible(conn: &mut Conn, ctx: &Context, id: &str) -> Result<VolumeType> {
     if id == "default" {
-        return store::volume_type_get(conn, default_type_id()?)
-            .await?
-            .ok_or_else(|| type_not_found(id));
+        // The type a volume created now without one would get.
+        return crate::rules::types::resolve(conn, ctx, None).await;
     }
     let t = find(conn, id).await?;
     if may_use(conn, ctx, &t).await? {
@@ -272,6 +271,13 @@ pub async fn delete(app: &App, ctx: &Context, id: &str) -> Result<()> {
     if t.id == default_type_id()? {
         return Err(Error::Invalid(format!(
             "The Default Volume Type with id {id} cannot be deleted."
+        )));
+    }
+    let projects = scoria_store::default_types::default_type_projects(&mut tx, t.id).await?;
+    if !projects.is_empty() {
+        return Err(Error::Invalid(format!(
+            "Volume type {id} is the default volume type of project(s) {} and cannot be deleted; unset it first (default-types).",
+            projects.join(", ")
         )));
     }
     match store::volume_type_delete(&mut tx, t.id).await? {

@@ -51,6 +51,13 @@ pub struct Server {
     pub node_id: Option<String>,
     pub public_url: Option<String>,
     pub region: Option<String>,
+    /// Seconds to wait for a request's head (also a kept-alive connection's
+    /// idle wait for its next request).
+    pub header_read_timeout_seconds: Option<u64>,
+    /// Seconds to wait for the next bytes of a request body.
+    pub body_read_timeout_seconds: Option<u64>,
+    /// Connections served at once.
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +117,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8776";
 pub struct Resolved {
     pub core: Config,
     pub listen: SocketAddr,
+    pub http: scoria_api::HttpLimits,
     pub log_filter: String,
 }
 
@@ -225,9 +233,29 @@ pub fn resolve(
         }
         core.image_service.inspect_limits.address_space = mib << 20;
     }
+    let mut http = scoria_api::HttpLimits::default();
+    let secs = |what: &str, v: u64| {
+        if v == 0 {
+            bail!("server.{what} must be at least 1");
+        }
+        Ok(Duration::from_secs(v))
+    };
+    if let Some(s) = file.server.header_read_timeout_seconds {
+        http.header_read_timeout = secs("header_read_timeout_seconds", s)?;
+    }
+    if let Some(s) = file.server.body_read_timeout_seconds {
+        http.body_read_timeout = secs("body_read_timeout_seconds", s)?;
+    }
+    if let Some(n) = file.server.max_connections {
+        if n == 0 {
+            bail!("server.max_connections must be at least 1");
+        }
+        http.max_connections = n;
+    }
     Ok(Resolved {
         core,
         listen,
+        http,
         log_filter: file.log.filter.unwrap_or_else(|| "info".into()),
     })
 }

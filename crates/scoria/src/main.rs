@@ -159,7 +159,7 @@ async fn serve(mut r: config::Resolved) -> Result<()> {
         }
         tracing::info!("shutting down: finishing requests, pausing flows at a step boundary");
     };
-    scoria_api::serve(app.clone(), listener, shutdown)
+    scoria_api::serve(app.clone(), listener, r.http, shutdown)
         .await
         .context("serving HTTP")?;
     app.shutdown(Duration::from_secs(30)).await;

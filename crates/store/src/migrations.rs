@@ -59,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "volume_images",
         include_str!("../migrations/0014_volume_images.sql"),
     ),
+    (
+        15,
+        "default_types",
+        include_str!("../migrations/0015_default_types.sql"),
+    ),
 ];
 
 /// Apply every migration not yet applied whose version is below `before`

@@ -627,6 +627,8 @@ pub struct VolumeQuery {
     /// always appended as the tie-breaker.
     pub sort: Vec<(SortKey, SortDir)>,
     pub limit: Option<i64>,
+    /// Skip this many volumes (after the marker).
+    pub offset: Option<i64>,
     /// Start after this volume (which must match the query's project).
     pub marker: Option<VolumeId>,
 }
@@ -655,7 +657,7 @@ pub async fn volume_list(conn: &mut Conn, q: &VolumeQuery) -> Result<Vec<Volume>
         query.after(&after);
     }
     let order: Vec<_> = sort.iter().map(|(k, d)| (k.expr(), *d)).collect();
-    query.order_and_page(&order, q.limit, None);
+    query.order_and_page(&order, q.limit, q.offset);
     let rows = query.fetch_all(&mut *conn).await?;
     let mut vols = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
     attach_metadata(conn, &mut vols).await?;

@@ -147,6 +147,12 @@ impl<S: Send + Sync> FromRequest<S> for IdJson {
     type Rejection = IdError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, IdError> {
+        // Keystone refuses another declared type as a validation error (400).
+        if !crate::body::json_content_type(req.headers()) {
+            return Err(IdError::bad_request(
+                "Expecting to find application/json in Content-Type header - the server could not comply with the request since it is either malformed or otherwise incorrect. The client is assumed to be in error.",
+            ));
+        }
         JsonBody::from_request(req, state)
             .await
             .map(|b| IdJson(b.0))

@@ -33,8 +33,6 @@ use view::detail;
 
 /// From 3.22 a list may be filtered by metadata.
 const METADATA_FILTER: u32 = 22;
-/// From 3.33 a list refuses filters it does not know.
-const STRICT_FILTERS: u32 = 33;
 /// From 3.45 a list may count what matches (`with_count`).
 const WITH_COUNT: u32 = 45;
 /// From 3.66 an `in-use` volume is snapshotted without `force`.
@@ -147,33 +145,8 @@ pub async fn show(
     Ok(Json(json!({"snapshot": detail(&view, v, true, status)})))
 }
 
-/// Query keys of a snapshot list that are not filters.
-const LIST_PARAMS: &[&str] = &[
-    "limit",
-    "marker",
-    "offset",
-    "sort",
-    "sort_key",
-    "sort_dir",
-    "all_tenants",
-    "all_projects",
-    "project_id",
-    "with_count",
-    "with_progress",
-];
-/// Filters a snapshot list takes (`metadata` from 3.22).
-const LIST_FILTERS: &[&str] = &["name", "display_name", "status", "volume_id", "metadata"];
-
 fn list_request(ctx: &scoria_core::Context, q: &Params, v: Version) -> ApiResult<ListRequest> {
-    if v.at_least(STRICT_FILTERS)
-        && let Some((k, _)) = q.0.iter().find(|(k, _)| {
-            !LIST_PARAMS.contains(&k.as_str()) && !LIST_FILTERS.contains(&k.as_str())
-        })
-    {
-        return Err(ApiError::bad_request(format!(
-            "Invalid input received: Invalid filters {k} are found in query options."
-        )));
-    }
+    crate::filters::SNAPSHOT.check(q, v)?;
     // A marker names a snapshot: one that is not an id names none (404, as
     // for an unknown one).
     let marker = match q.get("marker") {

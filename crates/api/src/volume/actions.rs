@@ -68,6 +68,17 @@ pub async fn dispatch(
     action::run(ACTIONS, name, call).await
 }
 
+/// The migration statuses an admin may set (Cinder's `os-reset_status`
+/// schema).
+const MIGRATION_STATUSES: &[&str] = &[
+    "migrating",
+    "error",
+    "success",
+    "completing",
+    "none",
+    "starting",
+];
+
 fn accepted() -> ApiResult<Response> {
     Ok(StatusCode::ACCEPTED.into_response())
 }
@@ -222,7 +233,22 @@ async fn reset_status(c: Call<'_, VolumeId>) -> ApiResult<Response> {
             })
         })
         .transpose()?;
-    let migration = body::nullable_str(c.args, "migration_status")?;
+    // Cinder's schema: one of its migration statuses, or null.
+    let migration = body::nullable_str(c.args, "migration_status")?
+        .map(|m| {
+            m.map(|s| {
+                let l = s.to_ascii_lowercase();
+                if MIGRATION_STATUSES.contains(&l.as_str()) {
+                    Ok(l)
+                } else {
+                    Err(ApiError::bad_request(format!(
+                        "Invalid input for field/attribute migration_status. Value: {s}. '{s}' is not one of {MIGRATION_STATUSES:?}"
+                    )))
+                }
+            })
+            .transpose()
+        })
+        .transpose()?;
     if status.is_none() && attach.is_none() && migration.is_none() {
         return Err(ApiError::bad_request(
             "Must specify 'status', 'attach_status' or 'migration_status' for update.",

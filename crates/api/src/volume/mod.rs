@@ -175,6 +175,7 @@ pub(crate) fn metadata_filter(raw: &str) -> ApiResult<Vec<(String, String)>> {
 }
 
 fn list_request(ctx: &scoria_core::Context, q: &Params, v: Version) -> ApiResult<ListRequest> {
+    crate::filters::VOLUME.check(q, v)?;
     let page = Paging::<VolumeId>::parse(q)?;
     let bootable =
         match q.get("bootable") {
@@ -214,6 +215,7 @@ fn list_request(ctx: &scoria_core::Context, q: &Params, v: Version) -> ApiResult
         },
         sort: query::sort(q, &SORT_KEYS)?,
         limit: Some(page.size()),
+        offset: q.uint("offset")?,
         marker: page.marker,
         with_count: v.at_least(45) && q.flag("with_count")?,
     })
@@ -251,7 +253,7 @@ async fn list_any(
         let url = format!("{}/volumes{}", links.0, if full { "/detail" } else { "" });
         out.insert(
             "volumes_links".into(),
-            query::next_link(&q, &url, &[], size, last.volume.id),
+            query::next_link(&q, &url, &["offset"], size, last.volume.id),
         );
     }
     out.insert("volumes".into(), Value::Array(items));

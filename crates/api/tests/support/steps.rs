@@ -288,10 +288,12 @@ impl World {
     }
 
     async fn wait_group(&self, var: &str, want: &str) -> bool {
-        let a = self.vars["a"].clone();
+        // The admin asks under its own project (the URL's project is the
+        // token's); it sees every project's groups.
+        let own = self.vars["admin_p"].clone();
         let id = self.vars[var].clone();
         for _ in 0..2000 {
-            let r = self.get(&format!("/v3/{a}/groups/{id}")).await;
+            let r = self.get(&format!("/v3/{own}/groups/{id}")).await;
             if (want == "gone" && r.status == 404) || r.body["group"]["status"] == want {
                 return true;
             }

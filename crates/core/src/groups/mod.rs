@@ -235,14 +235,14 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Grou
 
 /// One group.
 pub async fn get(app: &App, ctx: &Context, id: GroupId) -> Result<Group> {
-    ctx.authorize(Op::GroupGet)?;
+    crate::rules::groups::authorize_on(app.store(), ctx, id, Op::GroupGet).await?;
     let mut conn = app.store().read().await?;
     visible(&mut conn, ctx, id).await
 }
 
 /// The ids of a group's volumes (`list_volume`, 3.25).
 pub async fn volume_ids(app: &App, ctx: &Context, id: GroupId) -> Result<Vec<VolumeId>> {
-    ctx.authorize(Op::GroupGet)?;
+    crate::rules::groups::authorize_on(app.store(), ctx, id, Op::GroupGet).await?;
     let mut conn = app.store().read().await?;
     visible(&mut conn, ctx, id).await?;
     Ok(store::group_volume_ids(&mut conn, id).await?)
@@ -279,7 +279,7 @@ fn invalid_volume(msg: String) -> Error {
 /// `available`. A name or description equal to the current one is no change;
 /// a request that changes nothing is refused, as Cinder refuses it.
 pub async fn update(app: &App, ctx: &Context, id: GroupId, req: UpdateRequest) -> Result<()> {
-    ctx.authorize(Op::GroupUpdate)?;
+    crate::rules::groups::authorize_on(app.store(), ctx, id, Op::GroupUpdate).await?;
     let UpdateRequest {
         name,
         description,
@@ -413,7 +413,7 @@ pub async fn update(app: &App, ctx: &Context, id: GroupId, req: UpdateRequest) -
 /// `group_delete` flow and returns once the group is `deleting` (a group with
 /// volumes and no `delete-volumes` is refused, 400).
 pub async fn delete(app: &App, ctx: &Context, id: GroupId, delete_volumes: bool) -> Result<()> {
-    ctx.authorize(Op::GroupDelete)?;
+    crate::rules::groups::authorize_on(app.store(), ctx, id, Op::GroupDelete).await?;
     let project = {
         let mut conn = app.store().read().await?;
         visible(&mut conn, ctx, id).await?.project_id
@@ -437,7 +437,7 @@ pub async fn reset_status(
     id: GroupId,
     status: GroupStatus,
 ) -> Result<()> {
-    ctx.authorize(Op::GroupResetStatus)?;
+    crate::rules::groups::authorize_on(app.store(), ctx, id, Op::GroupResetStatus).await?;
     let mut tx = app.store().begin().await?;
     visible(&mut tx, ctx, id).await?;
     let busy = flow_store::flow_list_unsettled_for(&mut tx, &id.to_string())

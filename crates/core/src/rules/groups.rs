@@ -8,7 +8,7 @@ use scoria_model::{GroupId, VolumeId, VolumeTypeId};
 use scoria_store::Conn;
 use scoria_store::groups::{self as store, Group};
 
-use crate::context::Context;
+use crate::context::{Context, Op};
 use crate::error::{Error, Result};
 
 pub(crate) fn group_not_found(id: impl std::fmt::Display) -> Error {
@@ -114,6 +114,19 @@ pub(crate) async fn visible(conn: &mut Conn, ctx: &Context, id: GroupId) -> Resu
         }
         _ => Err(group_not_found(id)),
     }
+}
+
+/// Cinder's precedence on a route that names a group: looked up first (404
+/// whoever asks), then `op` checked (see [`super::volumes::authorize_on`]).
+pub(crate) async fn authorize_on(
+    store: &scoria_store::Store,
+    ctx: &Context,
+    id: GroupId,
+    op: Op,
+) -> Result<()> {
+    let mut conn = store.read().await?;
+    visible(&mut conn, ctx, id).await?;
+    ctx.authorize(op)
 }
 
 /// Can a group delete delete a volume in this status? Cinder deletes members

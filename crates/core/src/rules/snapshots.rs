@@ -5,7 +5,7 @@ use scoria_model::SnapshotId;
 use scoria_store::Conn;
 use scoria_store::snapshots::{self as store, Snapshot};
 
-use crate::context::Context;
+use crate::context::{Context, Op};
 use crate::error::{Error, Result};
 
 /// Cinder's 404 for a snapshot.
@@ -29,4 +29,18 @@ pub(crate) async fn visible(conn: &mut Conn, ctx: &Context, id: SnapshotId) -> R
         }
         _ => Err(not_found(id)),
     }
+}
+
+/// Cinder's precedence on a route that names a snapshot: looked up first
+/// (404 whoever asks), then `op` checked (see
+/// [`super::volumes::authorize_on`]).
+pub(crate) async fn authorize_on(
+    store: &scoria_store::Store,
+    ctx: &Context,
+    id: SnapshotId,
+    op: Op,
+) -> Result<()> {
+    let mut conn = store.read().await?;
+    visible(&mut conn, ctx, id).await?;
+    ctx.authorize(op)
 }

@@ -11,13 +11,21 @@ use crate::error::{Error, Result};
 /// Find a volume type by id or name, as the caller may use it (a type that is
 /// not public nor shared with the caller's project is absent). An id-like
 /// name is looked up as an id first, then as a name, as Cinder does. The
-/// default type (`wanted` is `None`) is always usable.
+/// default type (`wanted` is `None`) is always usable: the caller's
+/// project's default type when an admin set one (`default-types`, 3.62),
+/// else the installation's `__DEFAULT__`.
 pub(crate) async fn resolve(
     conn: &mut Conn,
     ctx: &Context,
     wanted: Option<&str>,
 ) -> Result<store::VolumeType> {
     let Some(w) = wanted else {
+        if let Some(p) = &ctx.project_id
+            && let Some(d) = scoria_store::default_types::default_type_get(conn, &p.0).await?
+            && let Some(t) = store::volume_type_get(conn, d.volume_type_id).await?
+        {
+            return Ok(t);
+        }
         return store::volume_type_get(
             conn,
             store::DEFAULT_TYPE_ID

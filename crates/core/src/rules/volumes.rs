@@ -9,7 +9,7 @@ use scoria_store::Conn;
 use scoria_store::volume_types;
 use scoria_store::volumes::{self as store, Volume};
 
-use crate::context::Context;
+use crate::context::{Context, Op};
 use crate::error::{Error, Result};
 
 /// Parse a volume id from a URL segment: anything that is not a UUID names no
@@ -31,6 +31,21 @@ pub(crate) async fn visible(conn: &mut Conn, ctx: &Context, id: VolumeId) -> Res
         }
         _ => Err(Error::volume_not_found(id)),
     }
+}
+
+/// Cinder's precedence on a route that names a volume: the volume is looked
+/// up first, so one that does not exist or that the caller may not see is a
+/// 404 whoever asks; only then is `op` checked (403 for a volume the caller
+/// can see but may not act on).
+pub(crate) async fn authorize_on(
+    store: &scoria_store::Store,
+    ctx: &Context,
+    id: VolumeId,
+    op: Op,
+) -> Result<()> {
+    let mut conn = store.read().await?;
+    visible(&mut conn, ctx, id).await?;
+    ctx.authorize(op)
 }
 
 /// Refuse to change `id` (`what`: "deleted", "extended", …) while it is held:

@@ -15,7 +15,7 @@ use crate::rules::volumes::{assert_not_held, visible};
 
 /// Set or clear the bootable flag.
 pub async fn set_bootable(app: &App, ctx: &Context, id: VolumeId, bootable: bool) -> Result<()> {
-    ctx.authorize(Op::VolumeSetBootable)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeSetBootable).await?;
     let mut tx = app.store().begin().await?;
     visible(&mut tx, ctx, id).await?;
     store::volume_set_bootable(&mut tx, id, bootable).await?;
@@ -25,7 +25,7 @@ pub async fn set_bootable(app: &App, ctx: &Context, id: VolumeId, bootable: bool
 
 /// Set or clear the read-only flag (only while `available`, as Cinder).
 pub async fn set_readonly(app: &App, ctx: &Context, id: VolumeId, readonly: bool) -> Result<()> {
-    ctx.authorize(Op::VolumeUpdateReadonly)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeUpdateReadonly).await?;
     let mut tx = app.store().begin().await?;
     let v = visible(&mut tx, ctx, id).await?;
     if v.status != VolumeStatus::Available {
@@ -49,7 +49,7 @@ pub async fn reset_status(
     attach_status: Option<AttachStatus>,
     migration_status: Option<Option<String>>,
 ) -> Result<()> {
-    ctx.authorize(Op::VolumeResetStatus)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeResetStatus).await?;
     let mut tx = app.store().begin().await?;
     let v = visible(&mut tx, ctx, id).await?;
     let busy = flow_store::flow_list_unsettled_for(&mut tx, &id.to_string())
@@ -97,7 +97,7 @@ pub async fn reset_status(
 /// Reserve a volume for an attachment (`available` → `attaching`), as Nova does
 /// before it attaches.
 pub async fn reserve(app: &App, ctx: &Context, id: VolumeId) -> Result<()> {
-    ctx.authorize(Op::VolumeAttach)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeAttach).await?;
     let mut tx = app.store().begin().await?;
     let v = visible(&mut tx, ctx, id).await?;
     let from: &[VolumeStatus] = if v.multiattach {
@@ -117,7 +117,7 @@ pub async fn reserve(app: &App, ctx: &Context, id: VolumeId) -> Result<()> {
 
 /// Undo [`reserve`] (`attaching` → `available`).
 pub async fn unreserve(app: &App, ctx: &Context, id: VolumeId) -> Result<()> {
-    ctx.authorize(Op::VolumeAttach)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeAttach).await?;
     let mut tx = app.store().begin().await?;
     let v = visible(&mut tx, ctx, id).await?;
     if !store::volume_set_status(

@@ -21,7 +21,7 @@ pub async fn metadata_get(
     ctx: &Context,
     id: VolumeId,
 ) -> Result<BTreeMap<String, String>> {
-    ctx.authorize(Op::VolumeMetadataGet)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeMetadataGet).await?;
     let mut conn = app.store().read().await?;
     Ok(visible(&mut conn, ctx, id).await?.metadata)
 }
@@ -34,7 +34,7 @@ pub async fn metadata_set(
     items: BTreeMap<String, String>,
     replace: bool,
 ) -> Result<BTreeMap<String, String>> {
-    ctx.authorize(Op::VolumeMetadataUpdate)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeMetadataUpdate).await?;
     validate_metadata(&items)?;
     let mut tx = app.store().begin().await?;
     visible(&mut tx, ctx, id).await?;
@@ -50,7 +50,7 @@ pub async fn metadata_set(
 
 /// Delete one metadata key (404 when absent).
 pub async fn metadata_delete(app: &App, ctx: &Context, id: VolumeId, key: &str) -> Result<()> {
-    ctx.authorize(Op::VolumeMetadataDelete)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeMetadataDelete).await?;
     let mut tx = app.store().begin().await?;
     visible(&mut tx, ctx, id).await?;
     if !store::volume_metadata_delete(&mut tx, id, key).await? {

@@ -98,6 +98,8 @@ pub struct ListRequest {
     pub group_id: Option<GroupId>,
     pub sort: Vec<(SortKey, SortDir)>,
     pub limit: Option<i64>,
+    /// Skip this many volumes first (after the marker, as Cinder).
+    pub offset: Option<i64>,
     pub marker: Option<VolumeId>,
     pub with_count: bool,
 }
@@ -469,7 +471,7 @@ async fn get_unchecked(app: &App, id: VolumeId) -> Result<VolumeView> {
 
 /// One volume.
 pub async fn get(app: &App, ctx: &Context, id: VolumeId) -> Result<VolumeView> {
-    ctx.authorize(Op::VolumeGet)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeGet).await?;
     let mut conn = app.store().read().await?;
     let v = visible(&mut conn, ctx, id).await?;
     let mut views = views(&mut conn, vec![v]).await?;
@@ -494,6 +496,7 @@ pub async fn list(app: &App, ctx: &Context, req: ListRequest) -> Result<ListResu
         group_id: req.group_id,
         sort: req.sort,
         limit: req.limit,
+        offset: req.offset,
         marker: req.marker,
     };
     let mut conn = app.store().read().await?;
@@ -535,7 +538,7 @@ pub async fn update(
     description: Option<Option<String>>,
     metadata: Option<BTreeMap<String, String>>,
 ) -> Result<VolumeView> {
-    ctx.authorize(Op::VolumeUpdate)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeUpdate).await?;
     if let Some(Some(n)) = &name {
         validate_text("name", n, MAX_NAME_LEN)?;
     }
@@ -575,17 +578,14 @@ pub async fn delete(
     force: bool,
     cascade: bool,
 ) -> Result<()> {
-    ctx.authorize(if force {
+    // Existence and visibility first, so another project's volume is a 404
+    // whatever its state and whoever asks.
+    let op = if force {
         Op::VolumeForceDelete
     } else {
         Op::VolumeDelete
-    })?;
-    {
-        // Existence and visibility first, so another project's volume is a 404
-        // whatever its state.
-        let mut conn = app.store().read().await?;
-        visible(&mut conn, ctx, id).await?;
-    }
+    };
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, op).await?;
     let params = volume_delete::Params {
         volume_id: id,
         project_id: if ctx.is_admin() {
@@ -604,7 +604,7 @@ pub async fn delete(
 
 /// Grow a volume to `new_size` GiB. Returns once the quota is reserved.
 pub async fn extend(app: &App, ctx: &Context, id: VolumeId, new_size: i64) -> Result<()> {
-    ctx.authorize(Op::VolumeExtend)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeExtend).await?;
     validate_size(new_size)?;
     {
         let mut conn = app.store().read().await?;

@@ -40,7 +40,7 @@ pub async fn retype(
     new_type: &str,
     policy: MigrationPolicy,
 ) -> Result<()> {
-    ctx.authorize(Op::VolumeRetype)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeRetype).await?;
     let mut tx = app.store().begin().await?;
     let v = visible(&mut tx, ctx, id).await?;
     if !matches!(v.status, VolumeStatus::Available | VolumeStatus::InUse) {

@@ -13,7 +13,7 @@ use crate::rules::volumes::visible;
 /// Start the revert; returns once the volume is `reverting` (the flow's first
 /// step): bad states are refused synchronously, and change nothing.
 pub async fn revert(app: &App, ctx: &Context, id: VolumeId, snapshot: SnapshotId) -> Result<()> {
-    ctx.authorize(Op::VolumeRevert)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeRevert).await?;
     {
         let mut conn = app.store().read().await?;
         visible(&mut conn, ctx, id).await?;

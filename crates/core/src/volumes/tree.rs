@@ -44,7 +44,7 @@ pub struct VolumeTree {
 
 /// The tree of a volume (admins: it names backends and files).
 pub async fn tree(app: &App, ctx: &Context, id: VolumeId) -> Result<VolumeTree> {
-    ctx.authorize(Op::VolumeAdminFields)?;
+    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeAdminFields).await?;
     let mut conn = app.store().read().await?;
     let v = visible(&mut conn, ctx, id).await?;
     let chain = match v.image_id {
