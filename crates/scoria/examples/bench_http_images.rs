@@ -114,7 +114,13 @@ fn main() -> anyhow::Result<()> {
         let url = format!("http://{}", listener.local_addr()?);
         let serving = app.clone();
         tokio::spawn(async move {
-            let _ = scoria_api::serve(serving, listener, std::future::pending()).await;
+            let _ = scoria_api::serve(
+                serving,
+                listener,
+                scoria_api::HttpLimits::default(),
+                std::future::pending(),
+            )
+            .await;
         });
         Ok::<_, anyhow::Error>((app, url))
     })?;
