@@ -559,6 +559,50 @@ fn rows() -> Vec<Row> {
             Some(json!({"os-force_delete": {}})),
             [401, 401, 403, 403, 403, 202],
         ),
+        // Attachments (3.44 here). `{at}`: a fresh attachment (reserved, no
+        // connector) of a fresh volume `{v}`, made by A's member.
+        r(
+            "POST",
+            "/v3/{p}/attachments",
+            Some(json!({"attachment": {"volume_uuid": "{v}"}})),
+            [401, 401, 404, 403, 200, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/attachments",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/attachments/detail",
+            None,
+            [401, 401, 200, 200, 200, 200],
+        ),
+        r(
+            "GET",
+            "/v3/{p}/attachments/{at}",
+            None,
+            [401, 401, 404, 200, 200, 200],
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/attachments/{at}",
+            Some(json!({"attachment": {"connector": {"host": "policy-host"}}})),
+            [401, 401, 404, 403, 200, 200],
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/attachments/{at}",
+            None,
+            [401, 401, 404, 403, 200, 200],
+        ),
+        r(
+            "POST",
+            "/v3/{p}/attachments/{at}/action",
+            Some(json!({"os-complete": null})),
+            [401, 401, 404, 403, 400, 400],
+        ),
         // Operator APIs: admin only.
         r(
             "GET",
@@ -765,6 +809,7 @@ fn template(path: &str) -> String {
         .replace("{s}", "{id}")
         .replace("?cascade=true", "")
         .replace("{x}", "{id}")
+        .replace("{at}", "{id}")
         .replace("{t}", "{id}")
         .replace("{pt}", "{id}")
         .replace("{et}", "{id}")
@@ -906,6 +951,7 @@ async fn every_route_with_every_caller() {
                 || body.as_ref().is_some_and(|b| b.contains("{s}"));
             let needs_volume = path.contains("{v}")
                 || path.contains("{x}")
+                || path.contains("{at}")
                 || needs_snapshot
                 || body.as_ref().is_some_and(|b| b.contains("{v}"));
             if needs_volume || path.contains("{m}") {
@@ -963,6 +1009,24 @@ async fn every_route_with_every_caller() {
                 }
                 path = path.replace("{v}", &v);
                 body = body.map(|b| b.replace("{v}", &v));
+                if path.contains("{at}") {
+                    let r = t
+                        .raw(
+                            "POST",
+                            &format!("/v3/{a}/attachments"),
+                            Some(&a_member),
+                            &[("OpenStack-API-Version", "volume 3.44")],
+                            Some(
+                                json!({"attachment": {"volume_uuid": v}})
+                                    .to_string()
+                                    .into_bytes(),
+                            ),
+                        )
+                        .await;
+                    assert_eq!(r.status, 200, "{:?}", r.body);
+                    let id = r.body["attachment"]["id"].as_str().expect("id");
+                    path = path.replace("{at}", id);
+                }
                 if path.contains("{x}") {
                     let r = t
                         .call(
@@ -984,6 +1048,8 @@ async fn every_route_with_every_caller() {
                 &[("OpenStack-API-Version", "volume 3.12")]
             } else if path.contains("/messages") {
                 &[("OpenStack-API-Version", "volume 3.3")]
+            } else if path.contains("/attachments") {
+                &[("OpenStack-API-Version", "volume 3.44")]
             } else if path.contains("/group_types") || path.contains("/groups") {
                 &[("OpenStack-API-Version", "volume 3.20")]
             } else if body.as_ref().is_some_and(|b| b.contains("\"revert\"")) {

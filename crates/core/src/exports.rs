@@ -434,3 +434,15 @@ pub(crate) fn spawn_reconciler(
         }
     })
 }
+
+/// Kill every export daemon under `run_dir` (the `[exports]` run directory)
+/// at once, without waiting: for test fixtures' `Drop`, so that no test
+/// leaves a daemon behind. Daemons outlive Scoria by design; a test's must
+/// not.
+pub fn kill_all_for_tests(run_dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(run_dir) {
+        for backend in entries.flatten() {
+            FileExporter::kill_all_for_tests(&backend.path());
+        }
+    }
+}

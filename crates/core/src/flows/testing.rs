@@ -333,12 +333,7 @@ impl World {
 impl Drop for World {
     fn drop(&mut self) {
         // Export daemons outlive engines by design; a test's do not.
-        let run = self.dir.path().join("run").join("exports");
-        if let Ok(entries) = std::fs::read_dir(&run) {
-            for backend in entries.flatten() {
-                scoria_storage::export::FileExporter::kill_all_for_tests(&backend.path());
-            }
-        }
+        crate::exports::kill_all_for_tests(&self.dir.path().join("run").join("exports"));
     }
 }
 

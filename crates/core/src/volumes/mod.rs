@@ -49,6 +49,8 @@ pub struct VolumeView {
     pub progress: Option<Progress>,
     /// The active image's health and chain depth (VDSM's status), once placed.
     pub image: Option<scoria_store::images::ImageStatus>,
+    /// Its attachments that are attached (Cinder's volume views list those).
+    pub attachments: Vec<scoria_store::attachments::Attachment>,
 }
 
 /// A create request, as parsed from the API.
