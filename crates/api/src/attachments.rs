@@ -169,8 +169,7 @@ pub async fn create(
             )));
         }
     };
-    let view =
-        attachments::create(&state.app, &ctx, volume_id, instance, connector, mode).await?;
+    let view = attachments::create(&state.app, &ctx, volume_id, instance, connector, mode).await?;
     Ok(Json(json!({"attachment": detail(&view)})).into_response())
 }
 
@@ -219,7 +218,12 @@ pub async fn show(
     Ok(Json(json!({"attachment": detail(&view)})))
 }
 
-async fn list_any(state: State, ctx: scoria_core::Context, q: Params, full: bool) -> ApiResult<Json<Value>> {
+async fn list_any(
+    state: State,
+    ctx: scoria_core::Context,
+    q: Params,
+    full: bool,
+) -> ApiResult<Json<Value>> {
     let page = Paging::<AttachmentId>::parse(&q)?;
     let status = match q.get("status").or(q.get("attach_status")) {
         None => None,

@@ -13,8 +13,8 @@ use axum::routing::{delete, get, post, put};
 
 use crate::fault::ApiError;
 use crate::{
-    State, attachments, groups, identity, messages, microversion, misc, operations, qos, quota, request_id,
-    services, snapshot, transfer, types, volume,
+    State, attachments, groups, identity, messages, microversion, misc, operations, qos, quota,
+    request_id, services, snapshot, transfer, types, volume,
 };
 
 pub use crate::glance::IMAGE;

@@ -366,7 +366,10 @@ pub async fn legacy_attach(
         .iter()
         .filter(|a| a.status == AttachmentStatus::Attaching)
         .find(|a| host_name.is_none() || a.host_name == host_name)
-        .or_else(|| atts.iter().find(|a| a.status == AttachmentStatus::Attaching))
+        .or_else(|| {
+            atts.iter()
+                .find(|a| a.status == AttachmentStatus::Attaching)
+        })
         .cloned();
     let Some(a) = pending else {
         return Err(Error::InvalidState(format!(

@@ -204,7 +204,11 @@ pub fn connection_info(env: &Env, a: &Attachment, backend: Option<&str>) -> Opti
 
 /// Plan an export for attachment `id`: its transport, and for TCP a port no
 /// other attachment has (and nothing listens on now) and a fresh key.
-pub(crate) async fn plan(env: &Env, c: &mut scoria_store::Conn, id: AttachmentId) -> Result<ExportPlan> {
+pub(crate) async fn plan(
+    env: &Env,
+    c: &mut scoria_store::Conn,
+    id: AttachmentId,
+) -> Result<ExportPlan> {
     let cfg = &env.exports_config;
     if cfg.unix {
         return Ok(ExportPlan {
@@ -329,7 +333,11 @@ pub(crate) async fn ensure(env: &Env, id: AttachmentId) -> Result<()> {
             Some(i) => scoria_store::images::image_get(&mut c, i).await?,
             None => None,
         };
-        (a, image.as_ref().map(|i| i.backend.clone()), image.map(|i| i.name))
+        (
+            a,
+            image.as_ref().map(|i| i.backend.clone()),
+            image.map(|i| i.name),
+        )
     };
     let (Some(backend), Some(image)) = (backend, image) else {
         return Err(Error::InvalidState(format!(
@@ -385,7 +393,9 @@ pub async fn reconcile(env: &Env) -> Result<()> {
             match spec_of(&a, &image) {
                 Ok(Some(spec)) => specs.push(spec),
                 Ok(None) => {}
-                Err(e) => tracing::warn!(attachment = %a.id, error = %e.chain(), "an export cannot be served"),
+                Err(e) => {
+                    tracing::warn!(attachment = %a.id, error = %e.chain(), "an export cannot be served")
+                }
             }
         }
         let report = exports

@@ -147,7 +147,10 @@ async fn check_attachments(
             bad.push(format!("attachment {} is {}", a.id, a.status));
         }
         match by_id.get(&a.volume_id) {
-            None => bad.push(format!("attachment {}'s volume {} does not exist", a.id, a.volume_id)),
+            None => bad.push(format!(
+                "attachment {}'s volume {} does not exist",
+                a.id, a.volume_id
+            )),
             Some(v) if v.project_id != a.project_id => bad.push(format!(
                 "attachment {} is in project {}, its volume {} in {}",
                 a.id, a.project_id, v.id, v.project_id
@@ -187,7 +190,9 @@ async fn check_attachments(
         let states = match exports.exporter.list().await {
             Ok(s) => s,
             Err(e) => {
-                bad.push(format!("the exports of backend {name} cannot be listed: {e}"));
+                bad.push(format!(
+                    "the exports of backend {name} cannot be listed: {e}"
+                ));
                 continue;
             }
         };
@@ -199,10 +204,14 @@ async fn check_attachments(
         }
     }
     for id in wanted.difference(&served) {
-        bad.push(format!("attachment {id} wants an export that is not served"));
+        bad.push(format!(
+            "attachment {id} wants an export that is not served"
+        ));
     }
     for id in served.difference(&wanted) {
-        bad.push(format!("export {id} is served without an attachment that wants it"));
+        bad.push(format!(
+            "export {id} is served without an attachment that wants it"
+        ));
     }
 }
 

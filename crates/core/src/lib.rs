@@ -339,9 +339,8 @@ impl App {
         let mut exporters = BTreeMap::new();
         for b in &config.backends {
             if let DriverConfig::File { path, .. } = &b.driver {
-                std::fs::create_dir_all(path).map_err(|e| {
-                    Error::internal(format!("cannot create {}", path.display()), e)
-                })?;
+                std::fs::create_dir_all(path)
+                    .map_err(|e| Error::internal(format!("cannot create {}", path.display()), e))?;
                 exporters.insert(
                     b.name.clone(),
                     exports::open(path, &config.exports.run_dir.join(&b.name)).await?,

@@ -163,7 +163,10 @@ impl Api {
         let id = v["volume"]["id"].as_str().context("id")?.to_owned();
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.volume(&id)?["status"] != "available" {
-            ensure!(Instant::now() < deadline, "volume {id} never became available");
+            ensure!(
+                Instant::now() < deadline,
+                "volume {id} never became available"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(id)
@@ -238,7 +241,10 @@ impl Client {
         Ok(Client {
             host: ci["host"].as_str().context("host")?.to_owned(),
             port: u16::try_from(ci["port"].as_u64().context("port")?)?,
-            export: ci["export_name"].as_str().context("export_name")?.to_owned(),
+            export: ci["export_name"]
+                .as_str()
+                .context("export_name")?
+                .to_owned(),
             psk: Some((keys_dir.to_owned(), identity.to_owned())),
         })
     }
@@ -419,7 +425,10 @@ impl Client {
             let _ = e.read_to_string(&mut err);
         }
         std::fs::write(log, format!("{text}\n--- stderr ---\n{err}"))?;
-        ensure!(booted, "no BOOT-FROM-VOLUME-OK (exit {status}); serial:\n{text}\n{err}");
+        ensure!(
+            booted,
+            "no BOOT-FROM-VOLUME-OK (exit {status}); serial:\n{text}\n{err}"
+        );
         counter.with_context(|| format!("no BFV-WRITE-OK counter; serial:\n{text}"))
     }
 }
@@ -465,7 +474,9 @@ struct Daemons(PathBuf);
 impl Drop for Daemons {
     fn drop(&mut self) {
         for pid in qsd_pids(&self.0) {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
         }
     }
 }
@@ -501,11 +512,15 @@ fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) -> Result<()> 
 #[test]
 fn a_vm_boots_from_an_attached_volume_and_its_writes_persist() -> Result<()> {
     let Some(image) = boot_image() else {
-        println!("SKIPPED: no boot image (set SCORIA_BOOT_IMAGE or provide ../shared/images/boot.qcow2)");
+        println!(
+            "SKIPPED: no boot image (set SCORIA_BOOT_IMAGE or provide ../shared/images/boot.qcow2)"
+        );
         return Ok(());
     };
     if !have("qemu-system-x86_64") {
-        println!("SKIPPED: qemu-system-x86_64 is not installed (apt-get install -t bookworm-backports qemu-system-x86)");
+        println!(
+            "SKIPPED: qemu-system-x86_64 is not installed (apt-get install -t bookworm-backports qemu-system-x86)"
+        );
         return Ok(());
     }
     let tmp = tempfile::tempdir()?;
@@ -519,7 +534,10 @@ fn a_vm_boots_from_an_attached_volume_and_its_writes_persist() -> Result<()> {
     let a1 = api.attach(&vol, "rw")?;
     let attach_ms = t0.elapsed().as_millis();
     let c1 = Client::of(&a1, &tmp.path().join("keys1"))?;
-    ensure!(c1.can_read(), "the export is not readable right after POST /attachments");
+    ensure!(
+        c1.can_read(),
+        "the export is not readable right after POST /attachments"
+    );
     println!("POST /attachments + os-complete to a readable export: {attach_ms} ms");
     let v = api.volume(&vol)?;
     ensure!(v["status"] == "in-use", "{v}");
@@ -537,7 +555,10 @@ fn a_vm_boots_from_an_attached_volume_and_its_writes_persist() -> Result<()> {
 
     api.detach(&a1)?;
     let v = api.volume(&vol)?;
-    ensure!(v["status"] == "available" && v["attachments"] == json!([]), "{v}");
+    ensure!(
+        v["status"] == "available" && v["attachments"] == json!([]),
+        "{v}"
+    );
     ensure!(!c1.can_read(), "the export still serves after the detach");
 
     let a2 = api.attach(&vol, "rw")?;
@@ -545,7 +566,10 @@ fn a_vm_boots_from_an_attached_volume_and_its_writes_persist() -> Result<()> {
     let c2 = Client::of(&a2, &tmp.path().join("keys2"))?;
     let second = c2.boot(&tmp.path().join("boot2.log"))?;
     println!("second boot: counter={second}");
-    ensure!(second > first, "the boot counter did not go up: {first} then {second}");
+    ensure!(
+        second > first,
+        "the boot counter did not go up: {first} then {second}"
+    );
     api.detach(&a2)?;
     drop(server);
     Ok(())
@@ -564,10 +588,19 @@ fn an_export_opens_only_with_its_own_key_and_keeps_what_was_written() -> Result<
     let a2 = api.attach(&v2, "rw")?;
     let c1 = Client::of(&a1, &tmp.path().join("k1"))?;
     let c2 = Client::of(&a2, &tmp.path().join("k2"))?;
-    ensure!(c1.can_read() && c2.can_read(), "each key opens its own export");
+    ensure!(
+        c1.can_read() && c2.can_read(),
+        "each key opens its own export"
+    );
     ensure!(!c1.without_key().can_read(), "an export opened without TLS");
-    ensure!(!c1.with_key_of(&c2).can_read(), "an export opened with another attachment's key");
-    ensure!(!c2.with_key_of(&c1).can_read(), "an export opened with another attachment's key");
+    ensure!(
+        !c1.with_key_of(&c2).can_read(),
+        "an export opened with another attachment's key"
+    );
+    ensure!(
+        !c2.with_key_of(&c1).can_read(),
+        "an export opened with another attachment's key"
+    );
 
     // 256 MiB of known data through the export.
     const LEN: usize = 256 << 20;
@@ -576,7 +609,10 @@ fn an_export_opens_only_with_its_own_key_and_keeps_what_was_written() -> Result<
     let t0 = Instant::now();
     if have("nbdcopy") {
         c1.nbdcopy_from(&src)?;
-        println!("nbdcopy wrote 256 MiB through the export in {:?}", t0.elapsed());
+        println!(
+            "nbdcopy wrote 256 MiB through the export in {:?}",
+            t0.elapsed()
+        );
     } else {
         println!("nbdcopy is not installed: writing with qemu-img convert");
         c1.write_from(&src, "raw")?;
@@ -589,16 +625,25 @@ fn an_export_opens_only_with_its_own_key_and_keeps_what_was_written() -> Result<
     let cr = Client::of(&r, &tmp.path().join("kr"))?;
     let back = tmp.path().join("back.raw");
     cr.read_to(&back)?;
-    ensure!(same_prefix(&src, &back, LEN as u64)?, "the volume does not hold what was written");
+    ensure!(
+        same_prefix(&src, &back, LEN as u64)?,
+        "the volume does not hold what was written"
+    );
     ensure!(
         std::fs::metadata(&back)?.len() == 1 << 30,
         "the export is not the volume's size"
     );
     // A read-only export refuses writes.
-    ensure!(cr.write_from(&src, "raw").is_err(), "a read-only export took a write");
+    ensure!(
+        cr.write_from(&src, "raw").is_err(),
+        "a read-only export took a write"
+    );
     api.detach(&r)?;
     api.detach(&a2)?;
-    ensure!(qsd_pids(&data).is_empty(), "daemons left after every detach");
+    ensure!(
+        qsd_pids(&data).is_empty(),
+        "daemons left after every detach"
+    );
     Ok(())
 }
 
@@ -629,26 +674,39 @@ fn exports_survive_a_scoria_crash_and_come_back_after_a_daemon_crash() -> Result
         again["connection_info"],
         a["connection_info"]
     );
-    ensure!(qsd_pids(&data) == pids, "the daemon was replaced, not adopted");
+    ensure!(
+        qsd_pids(&data) == pids,
+        "the daemon was replaced, not adopted"
+    );
     let list = api.ok("GET", "/attachments", None, 200)?;
-    ensure!(list["attachments"].as_array().map(Vec::len) == Some(1), "{list}");
+    ensure!(
+        list["attachments"].as_array().map(Vec::len) == Some(1),
+        "{list}"
+    );
 
     // The daemon dies: the reconciler starts it again, same connection.
     for pid in &pids {
-        Command::new("kill").args(["-KILL", &pid.to_string()]).status()?;
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()?;
     }
     wait_until("the daemon's restart", 30, || {
         let now = qsd_pids(&data);
         !now.is_empty() && now != pids && c.can_read()
     })?;
     let again = api.ok("GET", &format!("/attachments/{id}"), None, 200)?["attachment"].clone();
-    ensure!(again["connection_info"] == a["connection_info"], "connection_info changed");
+    ensure!(
+        again["connection_info"] == a["connection_info"],
+        "connection_info changed"
+    );
 
     // Both die: Scoria's next start serves it again.
     let pids = qsd_pids(&data);
     server.kill9();
     for pid in &pids {
-        Command::new("kill").args(["-KILL", &pid.to_string()]).status()?;
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()?;
     }
     ensure!(!c.can_read(), "nothing serves while both are down");
     let server = Server::start(&data)?;

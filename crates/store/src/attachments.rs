@@ -450,7 +450,10 @@ mod tests {
         let got = attachment_get(&mut tx, a.id).await.unwrap().unwrap();
         assert_eq!(got.status, AttachmentStatus::Attached);
         assert!(got.attached_at.is_some());
-        assert!(!format!("{got:?}").contains(&"00".repeat(32)), "key in Debug");
+        assert!(
+            !format!("{got:?}").contains(&"00".repeat(32)),
+            "key in Debug"
+        );
         let q = AttachmentQuery {
             project_id: Some("p2".into()),
             ..Default::default()
@@ -463,6 +466,11 @@ mod tests {
         assert_eq!(attachment_list(&mut tx, &q).await.unwrap().len(), 1);
         assert!(attachment_delete(&mut tx, a.id).await.unwrap());
         assert!(!attachment_delete(&mut tx, a.id).await.unwrap());
-        assert!(attachment_list_for_volume(&mut tx, vol).await.unwrap().is_empty());
+        assert!(
+            attachment_list_for_volume(&mut tx, vol)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -84,7 +84,13 @@ async fn type_allows_multiattach(c: &mut Conn, v: &volumes::Volume) -> Result<bo
 async fn reserve(cx: &Cx<AttachmentAttach>, c: &mut Conn) -> Result<Value, StepError> {
     let p = &cx.params;
     let v = match volumes::volume_get(c, p.volume_id).await? {
-        Some(v) if p.project_id.as_ref().is_none_or(|proj| *proj == v.project_id) => v,
+        Some(v)
+            if p.project_id
+                .as_ref()
+                .is_none_or(|proj| *proj == v.project_id) =>
+        {
+            v
+        }
         _ => return Err(Error::volume_not_found(p.volume_id).into()),
     };
     if !p.create {

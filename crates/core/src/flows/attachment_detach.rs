@@ -70,7 +70,9 @@ async fn begin_detach(cx: &Cx<AttachmentDetach>, c: &mut Conn) -> Result<Value, 
     let a = match store::attachment_get(c, p.attachment_id).await? {
         Some(a)
             if a.volume_id == p.volume_id
-                && p.project_id.as_ref().is_none_or(|proj| *proj == a.project_id) =>
+                && p.project_id
+                    .as_ref()
+                    .is_none_or(|proj| *proj == a.project_id) =>
         {
             a
         }

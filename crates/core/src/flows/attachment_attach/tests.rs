@@ -70,7 +70,9 @@ impl Scenario for Attach {
                     .map_err(testing::text)?
             };
             let served = served(e).await?;
-            let done = a.as_ref().is_some_and(|a| a.status == AttachmentStatus::Attaching)
+            let done = a
+                .as_ref()
+                .is_some_and(|a| a.status == AttachmentStatus::Attaching)
                 && v.status == VolumeStatus::Reserved
                 && served == vec![(self.attachment.to_string(), true)];
             let failed = a.is_none() && v.status == VolumeStatus::Available && served.is_empty();

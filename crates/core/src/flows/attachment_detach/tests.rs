@@ -83,7 +83,9 @@ impl Scenario for Detach {
             };
             let served = served(e).await?;
             let done = a.is_none() && v.status == VolumeStatus::Available && served.is_empty();
-            let failed = a.as_ref().is_some_and(|a| a.status == AttachmentStatus::Attached)
+            let failed = a
+                .as_ref()
+                .is_some_and(|a| a.status == AttachmentStatus::Attached)
                 && v.status == VolumeStatus::InUse
                 && served == vec![(self.attachment.to_string(), true)];
             let ok = match expect {
