@@ -223,6 +223,25 @@ async fn plan_export(cx: &Cx<AttachmentAttach>, c: &mut Conn) -> Result<Value, S
         .await?
         .ok_or_else(|| Error::volume_not_found(a.volume_id))?;
     let mode = mode_of(a.attach_mode, connector, v.read_only == Some(true))?;
+    // One export per volume for now: two daemons cannot open one image (its
+    // lock, and qcow2's metadata, have one writer), and one daemon serving
+    // two exports would let either key open both (see docs/attachments.md).
+    if a.export.is_none()
+        && let Some(other) = store::attachment_list_for_volume(c, a.volume_id)
+            .await?
+            .into_iter()
+            .find(|o| {
+                o.id != a.id && o.export.is_some() && AttachmentStatus::EXPORTED.contains(&o.status)
+            })
+    {
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: Volume {} is served to attachment {} (instance {}) already; Scoria serves one connection per volume at a time (multiattach records are kept, a second data path is not built yet).",
+            a.volume_id,
+            other.id,
+            other.instance_uuid.as_deref().unwrap_or("none")
+        ))
+        .into());
+    }
     // A new connector for an attachment that has an export keeps it: the
     // same address and key.
     let plan = match &a.export {
