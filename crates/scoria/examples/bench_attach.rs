@@ -2,8 +2,12 @@
 //! from `POST /attachments` (with a connector) to an export a client can
 //! open, and 4 KiB sequential and strided (pseudo-random: a prime stride
 //! through the whole volume) read and write throughput through the
-//! attachment's export, next to bare `qemu-nbd` serving the same file with
-//! the same TLS-PSK, in the same run, as a ratio. Figures only.
+//! attachment's export, next to bare `qemu-nbd` serving the same file, in
+//! the same run, as a ratio. Figures only. The time to a readable export is
+//! over TCP with TLS-PSK (Scoria's default); throughput is over unix sockets
+//! on both sides (`[exports] unix = true`), because `qemu-img bench` takes no
+//! TLS credentials — the transport is the same for both servers, so the
+//! ratio compares the servers.
 //!
 //! ```text
 //! cargo build -p scoria && cargo run -p scoria --example bench_attach -- [ROUNDS] [COUNT]
@@ -50,17 +54,23 @@ fn call(
     }
 }
 
-/// `qemu-img bench` through `opts`; MiB/s.
-fn bench(object: &str, opts: &str, write: bool, step: u64, count: u64) -> Result<f64> {
+/// `qemu-img bench` of the NBD URI `uri` (no TLS: `qemu-img bench` takes no
+/// `--object`); MiB/s.
+fn bench(uri: &str, write: bool, step: u64, count: u64) -> Result<f64> {
+    bench_sized(uri, write, 4096, step, count)
+}
+
+fn bench_sized(uri: &str, write: bool, size: u64, step: u64, count: u64) -> Result<f64> {
     let mut cmd = Command::new("qemu-img");
-    cmd.args(["bench", "-c", &count.to_string(), "-d", "16", "-s", "4096"])
+    cmd.args(["bench", "-c", &count.to_string(), "-d", "16"])
+        .args(["-s", &size.to_string()])
         .args(["-S", &step.to_string()]);
     if write {
         cmd.args(["-w", "--pattern=0x5a"]);
     }
     let t0 = Instant::now();
     let out = cmd
-        .args(["--object", object, "--image-opts", opts])
+        .args(["-f", "raw", uri])
         .stdout(Stdio::null())
         .output()?;
     let secs = t0.elapsed().as_secs_f64();
@@ -69,7 +79,7 @@ fn bench(object: &str, opts: &str, write: bool, step: u64, count: u64) -> Result
         "qemu-img bench: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok((count * 4096) as f64 / (1 << 20) as f64 / secs)
+    Ok((count * size) as f64 / (1 << 20) as f64 / secs)
 }
 
 fn opens(object: &str, opts: &str) -> bool {
@@ -83,7 +93,7 @@ fn opens(object: &str, opts: &str) -> bool {
 
 /// Sequential (step 4 KiB) and strided (a prime number of 4 KiB blocks)
 /// read and write, `rounds` times each; the best MiB/s of each.
-fn measure(object: &str, opts: &str, rounds: usize, count: u64) -> Result<[f64; 4]> {
+fn measure(uri: &str, rounds: usize, count: u64) -> Result<[f64; 4]> {
     let strided = 4096 * 7919;
     let mut best = [0f64; 4];
     for _ in 0..rounds {
@@ -96,39 +106,46 @@ fn measure(object: &str, opts: &str, rounds: usize, count: u64) -> Result<[f64; 
         .into_iter()
         .enumerate()
         {
-            best[i] = best[i].max(bench(object, opts, write, step, count)?);
+            best[i] = best[i].max(bench(uri, write, step, count)?);
         }
     }
     Ok(best)
 }
 
-fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
-    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
-    let count: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(20000);
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("scoria"))
-        .context("the scoria binary's directory")?;
-    ensure!(
-        bin.exists(),
-        "{} is missing: cargo build -p scoria first",
-        bin.display()
-    );
-    let tmp = tempfile::tempdir()?;
-    let data = std::fs::canonicalize(tmp.path())?.join("data");
-    std::fs::create_dir_all(&data)?;
-    let mut server = Command::new(&bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
+struct Scoria {
+    child: std::process::Child,
+    agent: ureq::Agent,
+    token: String,
+    base: String,
+}
+
+impl Drop for Scoria {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `scoria serve` on `data`, exporting over unix sockets if `unix`, logged in.
+fn start(bin: &Path, data: &Path, unix: bool) -> Result<Scoria> {
+    std::fs::create_dir_all(data)?;
+    let config = data.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[exports]\nunix = {unix}\n",
+            data.to_string_lossy()
+        ),
+    )?;
+    let mut child = Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
         .env("SCORIA_ADMIN_PASSWORD", PASSWORD)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
-    let stdout = server.stdout.take().context("stdout")?;
+    let stdout = child.stdout.take().context("stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
         let line = lines.next().context("scoria exited")??;
@@ -153,149 +170,173 @@ fn main() -> Result<()> {
         "{url}/v3/{}",
         v["token"]["project"]["id"].as_str().context("project")?
     );
+    Ok(Scoria {
+        child,
+        agent,
+        token,
+        base,
+    })
+}
 
-    let vol = call(
-        &agent,
-        &token,
-        "POST",
-        &format!("{base}/volumes"),
-        Some(json!({"volume": {"size": 1}})),
-    )?;
-    let vol = vol["volume"]["id"].as_str().context("id")?.to_owned();
-    while call(
-        &agent,
-        &token,
-        "GET",
-        &format!("{base}/volumes/{vol}"),
-        None,
-    )?["volume"]["status"]
-        != "available"
-    {
-        std::thread::sleep(Duration::from_millis(20));
+impl Scoria {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
+        call(
+            &self.agent,
+            &self.token,
+            method,
+            &format!("{}{path}", self.base),
+            body,
+        )
     }
-    let keys = tmp.path().join("keys");
-    std::fs::create_dir_all(&keys)?;
 
-    // Time from POST /attachments to a readable export, a few times.
-    let mut times = Vec::new();
-    let mut last = Value::Null;
-    for i in 0..5 {
-        let t0 = Instant::now();
-        let a = call(
-            &agent,
-            &token,
-            "POST",
-            &format!("{base}/attachments"),
-            Some(json!({"attachment": {
-            "volume_uuid": vol, "connector": {"host": "bench"}, "mode": "rw"}})),
-        )?["attachment"]
-            .clone();
-        let ci = &a["connection_info"];
-        std::fs::write(
-            keys.join("keys.psk"),
-            format!(
-                "{}:{}\n",
-                ci["psk_identity"].as_str().unwrap_or(""),
-                ci["psk_key"].as_str().unwrap_or("")
-            ),
-        )?;
-        let object = format!(
-            "tls-creds-psk,id=tls0,endpoint=client,dir={},username={}",
-            keys.display(),
-            ci["psk_identity"].as_str().unwrap_or("")
-        );
-        let opts = format!(
-            "driver=raw,file.driver=nbd,file.host={},file.port={},file.export={},file.tls-creds=tls0",
-            ci["host"].as_str().unwrap_or(""),
-            ci["port"],
-            ci["export_name"].as_str().unwrap_or("")
-        );
-        ensure!(opens(&object, &opts), "the export does not open");
-        times.push(t0.elapsed());
-        if i < 4 {
-            call(
-                &agent,
-                &token,
-                "DELETE",
-                &format!("{base}/attachments/{}", a["id"].as_str().unwrap_or("")),
-                None,
-            )?;
-        } else {
-            last = json!({"a": a, "object": object, "opts": opts});
+    fn volume(&self) -> Result<String> {
+        let v = self.call("POST", "/volumes", Some(json!({"volume": {"size": 1}})))?;
+        let id = v["volume"]["id"].as_str().context("id")?.to_owned();
+        while self.call("GET", &format!("/volumes/{id}"), None)?["volume"]["status"] != "available"
+        {
+            std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(id)
     }
-    times.sort();
-    println!(
-        "POST /attachments -> readable export (qemu-img info opens it): median {:?}, min {:?}, max {:?} (5 runs)",
-        times[2], times[0], times[4]
+
+    fn attach(&self, vol: &str) -> Result<Value> {
+        Ok(self.call(
+            "POST",
+            "/attachments",
+            Some(json!({"attachment": {"volume_uuid": vol, "connector": {"host": "bench"}, "mode": "rw"}})),
+        )?["attachment"]
+            .clone())
+    }
+
+    fn detach(&self, a: &Value) -> Result<()> {
+        self.call(
+            "DELETE",
+            &format!("/attachments/{}", a["id"].as_str().unwrap_or("")),
+            None,
+        )?;
+        Ok(())
+    }
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
+    let count: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(20000);
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("scoria"))
+        .context("the scoria binary's directory")?;
+    ensure!(
+        bin.exists(),
+        "{} is missing: cargo build -p scoria first",
+        bin.display()
     );
+    let tmp = tempfile::tempdir()?;
+    let root = std::fs::canonicalize(tmp.path())?;
 
-    let object = last["object"].as_str().context("object")?.to_owned();
-    let opts = last["opts"].as_str().context("opts")?.to_owned();
-    // Fill the volume once so that reads read data.
-    bench(&object, &opts, true, 4096, (1u64 << 30) / 4096)?;
-    let scoria = measure(&object, &opts, rounds, count)?;
-    let id = last["a"]["id"].as_str().context("id")?.to_owned();
-    call(
-        &agent,
-        &token,
-        "DELETE",
-        &format!("{base}/attachments/{id}"),
-        None,
-    )?;
+    // Time from POST /attachments to a readable export, over TCP with TLS-PSK.
+    {
+        let s = start(&bin, &root.join("tls"), false)?;
+        let vol = s.volume()?;
+        let keys = root.join("keys");
+        std::fs::create_dir_all(&keys)?;
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            let a = s.attach(&vol)?;
+            let ci = &a["connection_info"];
+            let identity = ci["psk_identity"].as_str().unwrap_or("");
+            std::fs::write(
+                keys.join("keys.psk"),
+                format!("{identity}:{}\n", ci["psk_key"].as_str().unwrap_or("")),
+            )?;
+            let object = format!(
+                "tls-creds-psk,id=tls0,endpoint=client,dir={},username={identity}",
+                keys.display()
+            );
+            let opts = format!(
+                "driver=raw,file.driver=nbd,file.host={},file.port={},file.export={},file.tls-creds=tls0",
+                ci["host"].as_str().unwrap_or(""),
+                ci["port"],
+                ci["export_name"].as_str().unwrap_or("")
+            );
+            ensure!(opens(&object, &opts), "the export does not open");
+            times.push(t0.elapsed());
+            s.detach(&a)?;
+        }
+        times.sort();
+        println!(
+            "POST /attachments -> export readable over TLS-PSK (qemu-img info opens it): median {:?}, min {:?}, max {:?} (5 runs)",
+            times[2], times[0], times[4]
+        );
+    }
 
-    // Bare qemu-nbd on the same file, with the same key.
+    // Throughput, over unix sockets (qemu-img bench takes no TLS object):
+    // Scoria's export, then bare qemu-nbd on the same file.
+    let data = root.join("unix");
+    let s = start(&bin, &data, true)?;
+    let vol = s.volume()?;
     let files: Vec<PathBuf> = std::fs::read_dir(data.join("volumes"))?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "qcow2"))
         .collect();
     ensure!(files.len() == 1, "one volume file: {files:?}");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let srv_keys = tmp.path().join("srv");
-    std::fs::create_dir_all(&srv_keys)?;
-    std::fs::copy(keys.join("keys.psk"), srv_keys.join("keys.psk"))?;
-    let mut nbd = Command::new("qemu-nbd")
-        .args([
-            "-f",
-            "qcow2",
-            "-x",
-            "bare",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .args(["--persistent", "--discard=unmap"])
-        .arg("--object")
-        .arg(format!(
-            "tls-creds-psk,id=t0,endpoint=server,dir={}",
-            srv_keys.display()
-        ))
-        .args(["--tls-creds", "t0"])
-        .arg(&files[0])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let bare_opts = format!(
-        "driver=raw,file.driver=nbd,file.host=127.0.0.1,file.port={port},file.export=bare,file.tls-creds=tls0"
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !opens(&object, &bare_opts) {
-        ensure!(Instant::now() < deadline, "qemu-nbd did not start");
-        std::thread::sleep(Duration::from_millis(50));
+    let socket = root.join("bare.sock");
+    let bare_uri = format!("nbd+unix:///bare?socket={}", socket.display());
+    // Rounds alternate between the servers, so that a busy machine slows
+    // both alike; the best of each is kept.
+    let (mut scoria, mut bare) = ([0f64; 4], [0f64; 4]);
+    for round in 0..rounds {
+        let a = s.attach(&vol)?;
+        let ci = &a["connection_info"];
+        let uri = format!(
+            "nbd+unix:///{}?socket={}",
+            ci["export_name"].as_str().context("export")?,
+            ci["socket"].as_str().context("socket")?
+        );
+        if round == 0 {
+            // Fill the whole volume once (1 MiB writes) so that reads read
+            // data and both servers' writes land in allocated clusters.
+            bench_sized(&uri, true, 1 << 20, 1 << 20, 1024)?;
+        }
+        let m = measure(&uri, 1, count)?;
+        s.detach(&a)?;
+        let mut nbd = Command::new("qemu-nbd")
+            .args([
+                "-f",
+                "qcow2",
+                "-x",
+                "bare",
+                "--persistent",
+                "--discard=unmap",
+                "-k",
+            ])
+            .arg(&socket)
+            .arg(&files[0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while bench(&bare_uri, false, 4096, 1).is_err() {
+            ensure!(Instant::now() < deadline, "qemu-nbd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let b = measure(&bare_uri, 1, count);
+        let _ = nbd.kill();
+        let _ = nbd.wait();
+        let b = b?;
+        for i in 0..4 {
+            scoria[i] = scoria[i].max(m[i]);
+            bare[i] = bare[i].max(b[i]);
+        }
     }
-    let bare = measure(&object, &bare_opts, rounds, count);
-    let _ = nbd.kill();
-    let _ = nbd.wait();
-    let bare = bare?;
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(s);
 
     println!(
-        "4 KiB requests, queue depth 16, {count} per run, best of {rounds}; MiB/s through TLS-PSK NBD:"
+        "4 KiB requests, queue depth 16, {count} per run, best of {rounds}, NBD over a unix socket; MiB/s:"
     );
     for (i, name) in [
         "sequential read",
