@@ -537,3 +537,44 @@ async fn bad_input_is_refused_with_a_fault_and_changes_nothing() {
     let (_, l) = w.m("GET", "/attachments", None).await;
     assert_eq!(l["attachments"], json!([]), "nothing was attached");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_and_plain_transports_are_what_the_operator_configured() {
+    for (unix, tls) in [(true, true), (false, false)] {
+        let t = TestApp::with_config(|c| {
+            c.exports.unix = unix;
+            c.exports.tls = tls;
+        })
+        .await;
+        let p = t.personas().await;
+        let w = T { t, p };
+        let vol = w.volume().await;
+        let (s, a) = w.attach(&vol, Some(json!({"host": "local"}))).await;
+        assert_eq!(s, 200, "{a}");
+        let ci = &a["attachment"]["connection_info"];
+        assert_eq!(ci["tls"], false, "{ci}");
+        assert!(ci.get("psk_key").is_none(), "no key without TLS: {ci}");
+        if unix {
+            let socket = ci["socket"].as_str().expect("a socket");
+            assert!(std::path::Path::new(socket).exists(), "{socket}");
+            assert!(
+                ci["uri"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("nbd+unix:///")),
+                "{ci}"
+            );
+            assert!(ci.get("port").is_none(), "{ci}");
+        } else {
+            assert!(
+                ci["uri"].as_str().is_some_and(|u| u.starts_with("nbd://")),
+                "{ci}"
+            );
+            assert!(ci["port"].as_u64().is_some(), "{ci}");
+        }
+        let id = a["attachment"]["id"].as_str().expect("id");
+        assert_eq!(
+            w.m("DELETE", &format!("/attachments/{id}"), None).await.0,
+            200
+        );
+    }
+}

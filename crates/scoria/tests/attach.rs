@@ -6,7 +6,9 @@
 //!   `boot.qcow2`'s data through its export, and a guest boots from the
 //!   export (`BOOT-FROM-VOLUME-OK`); detached, attached again (new key, new
 //!   export), it boots again and the boot counter the guest keeps in sector
-//!   2047 went up: the write path works and persists;
+//!   2047 went up: the write path works and persists; volumes made from a
+//!   snapshot of it (overlays) boot the same way and their writes never
+//!   reach the snapshot;
 //! - a client without the key, or with another attachment's key, cannot
 //!   read an export;
 //! - 256 MiB of known data written through an export is exactly what the
@@ -571,6 +573,59 @@ fn a_vm_boots_from_an_attached_volume_and_its_writes_persist() -> Result<()> {
         "the boot counter did not go up: {first} then {second}"
     );
     api.detach(&a2)?;
+
+    // A volume made from a snapshot of it (an overlay on the snapshot, the
+    // space strategy) boots the same way, and its writes never reach the
+    // snapshot: a second volume from the same snapshot counts from the
+    // snapshot's value again.
+    let snap = api.ok(
+        "POST",
+        "/snapshots",
+        Some(json!({"snapshot": {"volume_id": vol, "name": "boot-snap"}})),
+        202,
+    )?["snapshot"]["id"]
+        .as_str()
+        .context("snapshot id")?
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api.ok("GET", &format!("/snapshots/{snap}"), None, 200)?["snapshot"]["status"]
+        != "available"
+    {
+        ensure!(
+            Instant::now() < deadline,
+            "snapshot {snap} never became available"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut from_snapshot = Vec::new();
+    for i in 0..2 {
+        let clone = api.ok(
+            "POST",
+            "/volumes",
+            Some(json!({"volume": {"snapshot_id": snap, "size": 1}})),
+            202,
+        )?["volume"]["id"]
+            .as_str()
+            .context("id")?
+            .to_owned();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while api.volume(&clone)?["status"] != "available" {
+            ensure!(
+                Instant::now() < deadline,
+                "volume {clone} never became available"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let a = api.attach(&clone, "rw")?;
+        let c = Client::of(&a, &tmp.path().join(format!("keys-clone{i}")))?;
+        from_snapshot.push(c.boot(&tmp.path().join(format!("boot-clone{i}.log")))?);
+        api.detach(&a)?;
+    }
+    println!("boots from volumes made from the snapshot: counters {from_snapshot:?}");
+    ensure!(
+        from_snapshot == vec![second + 1, second + 1],
+        "a volume from the snapshot did not boot from the snapshot's data, or its writes reached the snapshot: {from_snapshot:?} after {second}"
+    );
     drop(server);
     Ok(())
 }
