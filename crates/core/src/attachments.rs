@@ -491,7 +491,10 @@ pub async fn force_detach(
     detach_any(app, ctx, volume_id, attachment_id, true).await
 }
 
-async fn detach_any(
+/// Detach every attachment of `volume_id` (or the one named), `force`d for
+/// an admin: the exports go, the rows go, the volume settles. Also what an
+/// admin's forced delete of an attached volume does first.
+pub(crate) async fn detach_any(
     app: &App,
     ctx: &Context,
     volume_id: VolumeId,

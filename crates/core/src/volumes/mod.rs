@@ -580,6 +580,11 @@ pub async fn delete(
         let mut conn = app.store().read().await?;
         visible(&mut conn, ctx, id).await?;
     }
+    if force {
+        // An admin's forced delete settles the volume's attachments first:
+        // their exports are removed and their rows go (as os-force_detach).
+        crate::attachments::detach_any(app, ctx, id, None, true).await?;
+    }
     let params = volume_delete::Params {
         volume_id: id,
         project_id: if ctx.is_admin() {
