@@ -13,8 +13,8 @@
 //!   read an export;
 //! - 256 MiB of known data written through an export is exactly what the
 //!   volume holds after the detach;
-//! - Scoria killed with SIGKILL while an export serves: the daemon keeps
-//!   serving; restarted, the attachment and its `connection_info` are the
+//! - Scoria killed with SIGKILL while a client writes 256 MiB through an
+//!   export: the daemon keeps serving, the write completes intact; restarted, the attachment and its `connection_info` are the
 //!   same; the daemon killed: it is started again with the same
 //!   `connection_info`.
 //!
@@ -716,9 +716,34 @@ fn exports_survive_a_scoria_crash_and_come_back_after_a_daemon_crash() -> Result
     let pids = qsd_pids(&data);
     ensure!(pids.len() == 1, "one daemon per export: {pids:?}");
 
-    // Scoria dies: the daemon stays and serves.
+    // Scoria dies while a client writes 256 MiB through the export: the
+    // daemon stays, the client finishes, the data is all there.
+    const LEN: usize = 256 << 20;
+    let src = tmp.path().join("pattern.raw");
+    pattern_file(&src, LEN)?;
+    let writer = {
+        let c = Client {
+            host: c.host.clone(),
+            port: c.port,
+            export: c.export.clone(),
+            psk: c.psk.clone(),
+        };
+        let src = src.clone();
+        std::thread::spawn(move || c.write_from(&src, "raw"))
+    };
+    std::thread::sleep(Duration::from_millis(300));
     server.kill9();
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer panicked"))?
+        .context("the client's write across Scoria's kill -9")?;
     ensure!(c.can_read(), "the export stopped with Scoria");
+    let back = tmp.path().join("back.raw");
+    c.read_to(&back)?;
+    ensure!(
+        same_prefix(&src, &back, LEN as u64)?,
+        "the data written across the kill is not all there"
+    );
     let server = Server::start(&data)?;
     let api = Api::login(&server.url)?;
     let id = a["id"].as_str().context("id")?;
