@@ -26,10 +26,14 @@
 // The test drives the binary under test and qemu's tools as processes.
 #![allow(clippy::disallowed_methods)]
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use support::{Daemons, qsd_pids};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
@@ -467,39 +471,6 @@ fn same_prefix(a: &Path, b: &Path, len: u64) -> Result<bool> {
             return Ok(true);
         }
     }
-}
-
-/// Every qemu-storage-daemon serving this data directory's exports is
-/// killed when the test ends (they outlive Scoria by design).
-struct Daemons(PathBuf);
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        for pid in qsd_pids(&self.0) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
-    }
-}
-
-/// The pids of the qemu-storage-daemons whose command line names `dir`.
-fn qsd_pids(dir: &Path) -> Vec<u32> {
-    let needle = dir.to_string_lossy().into_owned();
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse().ok()) else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd);
-        if cmd.starts_with("qemu-storage-daemon") && cmd.contains(&needle) {
-            pids.push(pid);
-        }
-    }
-    pids
 }
 
 fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) -> Result<()> {

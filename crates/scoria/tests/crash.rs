@@ -27,6 +27,8 @@
 // The test drives the binary under test and qemu-img as processes.
 #![allow(clippy::disallowed_methods)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -34,6 +36,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use support::Daemons;
 
 use anyhow::{Context, Result, bail};
 use rand::Rng;
@@ -478,34 +482,6 @@ fn client(
             }
             // The server died under us: that is the point.
             Err(_) => return,
-        }
-    }
-}
-
-/// The export daemons of the test's data directory are killed when it ends
-/// (they outlive Scoria by design).
-struct Daemons(PathBuf);
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        let needle = self.0.to_string_lossy().into_owned();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|p| p.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            let cmd = String::from_utf8_lossy(&cmd);
-            if cmd.starts_with("qemu-storage-daemon") && cmd.contains(&needle) {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-            }
         }
     }
 }
