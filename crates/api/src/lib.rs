@@ -19,6 +19,7 @@ use axum::Router;
 use scoria_core::App;
 
 pub mod action;
+pub mod attachments;
 pub mod auth;
 pub mod body;
 #[cfg(feature = "failpoints")]

@@ -13,8 +13,8 @@ use axum::routing::{delete, get, post, put};
 
 use crate::fault::ApiError;
 use crate::{
-    State, default_types, filters, groups, identity, messages, microversion, misc, operations, qos,
-    quota, request_id, services, snapshot, transfer, types, volume,
+    State, attachments, default_types, filters, groups, identity, messages, microversion, misc,
+    operations, qos, quota, request_id, services, snapshot, transfer, types, volume,
 };
 
 pub use crate::glance::IMAGE;
@@ -61,6 +61,13 @@ table! {
     put "/snapshots/{id}/metadata/{key}" => snapshot::metadata_key_set;
     delete "/snapshots/{id}/metadata/{key}" => snapshot::metadata_key_delete;
     get "/scoria-volumes/{id}/tree" => volume::tree::show;
+    post "/attachments" => attachments::create;
+    get "/attachments" => attachments::list;
+    get "/attachments/detail" => attachments::list_detail;
+    get "/attachments/{id}" => attachments::show;
+    put "/attachments/{id}" => attachments::update;
+    delete "/attachments/{id}" => attachments::delete;
+    post "/attachments/{id}/action" => attachments::dispatch;
     get "/os-quota-sets/{target}" => quota::show;
     put "/os-quota-sets/{target}" => quota::update;
     delete "/os-quota-sets/{target}" => quota::delete;

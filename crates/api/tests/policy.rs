@@ -696,6 +696,57 @@ fn rows() -> Vec<Row> {
             [401, 401, 404, 403, 403, 202],
             Some([404, 404, 404]),
         ),
+        // Attachments (3.44 here). `{at}`: a fresh attachment (reserved, no
+        // connector) of a fresh volume `{v}`, made by A's member.
+        r(
+            "POST",
+            "/v3/{p}/attachments",
+            Some(json!({"attachment": {"volume_uuid": "{v}"}})),
+            [401, 401, 404, 403, 200, 200],
+            Some([404, 404, 404]),
+        ),
+        r(
+            "GET",
+            "/v3/{p}/attachments",
+            None,
+            [401, 401, 200, 200, 200, 200],
+            None,
+        ),
+        r(
+            "GET",
+            "/v3/{p}/attachments/detail",
+            None,
+            [401, 401, 200, 200, 200, 200],
+            None,
+        ),
+        r(
+            "GET",
+            "/v3/{p}/attachments/{at}",
+            None,
+            [401, 401, 404, 200, 200, 200],
+            Some([404, 404, 404]),
+        ),
+        r(
+            "PUT",
+            "/v3/{p}/attachments/{at}",
+            Some(json!({"attachment": {"connector": {"host": "policy-host"}}})),
+            [401, 401, 404, 403, 200, 200],
+            Some([404, 404, 404]),
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/attachments/{at}",
+            None,
+            [401, 401, 404, 403, 200, 200],
+            Some([404, 404, 404]),
+        ),
+        r(
+            "POST",
+            "/v3/{p}/attachments/{at}/action",
+            Some(json!({"os-complete": null})),
+            [401, 401, 404, 403, 400, 400],
+            Some([404, 404, 404]),
+        ),
         // Operator APIs: admin only.
         r(
             "GET",
@@ -933,6 +984,7 @@ fn template(path: &str) -> String {
         .replace("{s}", "{id}")
         .replace("?cascade=true", "")
         .replace("{x}", "{id}")
+        .replace("{at}", "{id}")
         .replace("{t}", "{id}")
         .replace("{pt}", "{id}")
         .replace("{et}", "{id}")
@@ -1075,6 +1127,7 @@ async fn every_route_with_every_caller() {
                 || body.as_ref().is_some_and(|b| b.contains("{s}"));
             let needs_volume = path.contains("{v}")
                 || path.contains("{x}")
+                || path.contains("{at}")
                 || needs_snapshot
                 || body.as_ref().is_some_and(|b| b.contains("{v}"));
             if needs_volume || path.contains("{m}") {
@@ -1132,6 +1185,24 @@ async fn every_route_with_every_caller() {
                 }
                 path = path.replace("{v}", &v);
                 body = body.map(|b| b.replace("{v}", &v));
+                if path.contains("{at}") {
+                    let r = t
+                        .raw(
+                            "POST",
+                            &format!("/v3/{a}/attachments"),
+                            Some(&a_member),
+                            &[("OpenStack-API-Version", "volume 3.44")],
+                            Some(
+                                json!({"attachment": {"volume_uuid": v}})
+                                    .to_string()
+                                    .into_bytes(),
+                            ),
+                        )
+                        .await;
+                    assert_eq!(r.status, 200, "{:?}", r.body);
+                    let id = r.body["attachment"]["id"].as_str().expect("id");
+                    path = path.replace("{at}", id);
+                }
                 if path.contains("{x}") {
                     let r = t
                         .call(
@@ -1183,7 +1254,7 @@ async fn every_route_with_every_caller() {
 
 /// Fixture placeholders a row may name, in its path or its body.
 const FIXTURES: &[&str] = &[
-    "{v}", "{sc}", "{s}", "{x}", "{t}", "{pt}", "{et}", "{q}", "{gt}", "{g}", "{m}",
+    "{v}", "{sc}", "{s}", "{x}", "{t}", "{pt}", "{et}", "{q}", "{gt}", "{g}", "{m}", "{at}",
 ];
 
 /// The headers a row's request is sent with (routes that exist from a
@@ -1197,6 +1268,8 @@ fn headers_for(path: &str, body: Option<&str>) -> &'static [(&'static str, &'sta
         &[("OpenStack-API-Version", "volume 3.12")]
     } else if path.contains("/messages") {
         &[("OpenStack-API-Version", "volume 3.3")]
+    } else if path.contains("/attachments") {
+        &[("OpenStack-API-Version", "volume 3.44")]
     } else if path.contains("/group_types") || path.contains("/groups") {
         &[("OpenStack-API-Version", "volume 3.20")]
     } else if body.is_some_and(|b| b.contains("\"revert\"")) {

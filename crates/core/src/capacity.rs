@@ -206,6 +206,8 @@ mod tests {
             ),
             inspect_limits: Default::default(),
             fp: Failpoints::new(),
+            exports: Default::default(),
+            exports_config: crate::exports::ExportsConfig::with_data_dir(dir.path()),
         };
         let nbd_backend = env.backend("nbd").expect("backend");
         assert_eq!(

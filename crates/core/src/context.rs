@@ -83,6 +83,15 @@ ops! {
     VolumeSetBootable => ProjectMember, "volume:update_volume_bootable";
     VolumeUpdateReadonly => ProjectMember, "volume:update_readonly_flag";
     VolumeAttach => ProjectMember, "volume:attach";
+    VolumeDetach => ProjectMember, "volume:detach";
+    VolumeInitializeConnection => ProjectMember, "volume_extension:volume_actions:initialize_connection";
+    VolumeTerminateConnection => ProjectMember, "volume_extension:volume_actions:terminate_connection";
+    VolumeForceDetach => Admin, "volume_extension:volume_admin_actions:force_detach";
+    AttachmentCreate => ProjectMember, "volume:attachment_create";
+    AttachmentUpdate => ProjectMember, "volume:attachment_update";
+    AttachmentComplete => ProjectMember, "volume:attachment_complete";
+    AttachmentDelete => ProjectMember, "volume:attachment_delete";
+    AttachmentGet => ProjectReader, "volume:attachment_get";
     VolumeMetadataGet => ProjectReader, "volume:get_volume_metadata";
     VolumeMetadataUpdate => ProjectMember, "volume:update_volume_metadata";
     VolumeMetadataDelete => ProjectMember, "volume:delete_volume_metadata";

@@ -31,6 +31,12 @@
 //!   size, whose md5 and sha512 are the recorded ones; every other image has
 //!   no file, and no file lacks an image.
 //!
+//! - attachments: none is `detaching` (a flow's status); each one's volume
+//!   exists in its project; a volume is `in-use` (or `detaching`) and
+//!   `attached` exactly while one of its attachments is `attached`, and
+//!   `available` and `detached` when it has none; the exports served are
+//!   exactly those of the attachments that want one, each serving.
+//!
 //! Volumes left in an error status by a failed operation may lack their
 //! image's data (that is what the error says) and may have data of another
 //! size than recorded.
@@ -67,6 +73,7 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
     let all_images = images::image_list_all(&mut conn).await?;
     let all_snapshots = snapshots::snapshot_list_all(&mut conn).await?;
     let cache = scoria_store::volume_images::cache_list_all(&mut conn).await?;
+    let atts = scoria_store::attachments::attachment_list_all(&mut conn).await?;
     drop(conn);
     for e in &cache {
         if !e.ready {
@@ -116,11 +123,96 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
             bad.push(format!("volume {} still points at a reservation", v.id));
         }
     }
+    check_attachments(env, &atts, &vols, &mut bad).await;
     check_snapshots(&all_snapshots, &all_images, &vols, &mut bad);
     let cached: BTreeSet<ImageId> = cache.iter().map(|e| e.image_id).collect();
     check_images(env, &all_images, &vols, &all_snapshots, &cached, &mut bad).await;
     check_image_service(env, &mut bad).await?;
     Ok(bad)
+}
+
+/// The attachments' promises (see the module doc).
+async fn check_attachments(
+    env: &Env,
+    atts: &[scoria_store::attachments::Attachment],
+    vols: &[volumes::Volume],
+    bad: &mut Vec<String>,
+) {
+    use scoria_model::attachment::AttachmentStatus;
+    use scoria_model::volume::AttachStatus;
+    use scoria_storage::export::Exporter;
+    let by_id: BTreeMap<_, _> = vols.iter().map(|v| (v.id, v)).collect();
+    for a in atts {
+        if a.status.is_transitional() {
+            bad.push(format!("attachment {} is {}", a.id, a.status));
+        }
+        match by_id.get(&a.volume_id) {
+            None => bad.push(format!(
+                "attachment {}'s volume {} does not exist",
+                a.id, a.volume_id
+            )),
+            Some(v) if v.project_id != a.project_id => bad.push(format!(
+                "attachment {} is in project {}, its volume {} in {}",
+                a.id, a.project_id, v.id, v.project_id
+            )),
+            Some(_) => {}
+        }
+    }
+    for v in vols {
+        let mine: Vec<_> = atts.iter().filter(|a| a.volume_id == v.id).collect();
+        let attached = mine.iter().any(|a| a.status == AttachmentStatus::Attached);
+        if attached
+            && (!matches!(v.status, VolumeStatus::InUse | VolumeStatus::Detaching)
+                || v.attach_status != AttachStatus::Attached)
+        {
+            bad.push(format!(
+                "volume {} has an attached attachment but is {}/{}",
+                v.id, v.status, v.attach_status
+            ));
+        }
+        if mine.is_empty()
+            && (matches!(v.status, VolumeStatus::InUse | VolumeStatus::Reserved)
+                || v.attach_status != AttachStatus::Detached)
+        {
+            bad.push(format!(
+                "volume {} has no attachment but is {}/{}",
+                v.id, v.status, v.attach_status
+            ));
+        }
+    }
+    let wanted: BTreeSet<String> = atts
+        .iter()
+        .filter(|a| a.export.is_some() && AttachmentStatus::EXPORTED.contains(&a.status))
+        .map(|a| a.id.to_string())
+        .collect();
+    let mut served = BTreeSet::new();
+    for (name, exports) in &env.exports {
+        let states = match exports.exporter.list().await {
+            Ok(s) => s,
+            Err(e) => {
+                bad.push(format!(
+                    "the exports of backend {name} cannot be listed: {e}"
+                ));
+                continue;
+            }
+        };
+        for s in states {
+            if !s.serving {
+                bad.push(format!("export {} on backend {name} does not serve", s.id));
+            }
+            served.insert(s.id);
+        }
+    }
+    for id in wanted.difference(&served) {
+        bad.push(format!(
+            "attachment {id} wants an export that is not served"
+        ));
+    }
+    for id in served.difference(&wanted) {
+        bad.push(format!(
+            "export {id} is served without an attachment that wants it"
+        ));
+    }
 }
 
 /// The image service's promises (see the module doc).

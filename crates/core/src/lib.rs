@@ -21,10 +21,12 @@ use scoria_storage::{DynDriver, Format};
 use scoria_store::Store;
 pub use scoria_store::{Durability, StoreOptions};
 
+pub mod attachments;
 pub mod capacity;
 pub mod context;
 pub mod default_types;
 pub mod error;
+pub mod exports;
 pub mod flows;
 pub mod groups;
 pub mod identity;
@@ -113,6 +115,8 @@ pub struct Config {
     pub node_id: String,
     /// The image service (Glance subset): where its files live and its limits.
     pub image_service: ImageServiceConfig,
+    /// How attachments' exports are served (see [`exports`]).
+    pub exports: exports::ExportsConfig,
 }
 
 /// The image service's store and limits.
@@ -148,7 +152,9 @@ impl Config {
     /// Defaults for a data directory: one qcow2 file backend inside it.
     pub fn with_data_dir(data_dir: PathBuf) -> Config {
         let images = data_dir.join("images");
+        let exports = exports::ExportsConfig::with_data_dir(&data_dir);
         Config {
+            exports,
             backends: vec![BackendConfig {
                 name: "file".into(),
                 driver: DriverConfig::File {
@@ -228,6 +234,10 @@ pub struct Env {
     /// The limits of `qemu-img info` on uploaded images.
     pub inspect_limits: scoria_storage::qemu::untrusted::Limits,
     pub fp: Arc<Failpoints>,
+    /// The exporters of the backends that can export (file backends), by
+    /// backend name.
+    pub exports: BTreeMap<String, Arc<exports::BackendExports>>,
+    pub exports_config: exports::ExportsConfig,
 }
 
 impl Env {
@@ -296,6 +306,11 @@ impl App {
                 app.engine.ended(),
                 app.config.capacity_refresh,
             ),
+            exports::spawn_reconciler(
+                app.env.clone(),
+                app.engine.ended(),
+                app.config.exports.reconcile_period,
+            ),
         ]);
         identity::bootstrap(&app).await?;
         image_service::recover(&app.env).await?;
@@ -322,7 +337,16 @@ impl App {
         })?;
         let store = Store::open(&config.data_dir.join("scoria.db"), &config.store).await?;
         let mut backends = BTreeMap::new();
+        let mut exporters = BTreeMap::new();
         for b in &config.backends {
+            if let DriverConfig::File { path, .. } = &b.driver {
+                std::fs::create_dir_all(path)
+                    .map_err(|e| Error::internal(format!("cannot create {}", path.display()), e))?;
+                exporters.insert(
+                    b.name.clone(),
+                    exports::open(path, &config.exports.run_dir.join(&b.name)).await?,
+                );
+            }
             let driver: DynDriver = match &b.driver {
                 DriverConfig::File { path, fsync } => Arc::new(
                     scoria_storage::file::FileDriver::new(
@@ -365,6 +389,8 @@ impl App {
             image_store,
             inspect_limits: config.image_service.inspect_limits,
             fp: fp.clone(),
+            exports: exporters,
+            exports_config: config.exports.clone(),
         });
         let engine = Engine::new(store, env.clone(), fp, options);
         flows::register(&engine);

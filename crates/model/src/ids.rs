@@ -76,6 +76,11 @@ uuid_id!(
     TransferId
 );
 uuid_id!(
+    /// An attachment of a volume to an instance (Cinder's volume attachment):
+    /// the record of one use, and the intent that an export serves it.
+    AttachmentId
+);
+uuid_id!(
     /// A generic volume group (Cinder's `group`).
     GroupId
 );

@@ -3,6 +3,7 @@
 //! arithmetic. Pure data and pure functions: nothing here does I/O, so everything
 //! here is unit-tested without a database or a disk.
 
+pub mod attachment;
 pub mod flow;
 pub mod glance;
 pub mod group;

@@ -27,6 +27,25 @@ pub struct File {
     pub log: Log,
     #[serde(default)]
     pub image_service: ImageService,
+    #[serde(default)]
+    pub exports: Exports,
+}
+
+/// How attached volumes are served (NBD exports by qemu-storage-daemon).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exports {
+    /// The address exports listen on and `connection_info` names.
+    pub host: Option<std::net::IpAddr>,
+    /// The ports TCP exports get, inclusive.
+    pub port_min: Option<u16>,
+    pub port_max: Option<u16>,
+    /// TLS-PSK on TCP exports; `false` serves plain NBD (a warning each time).
+    pub tls: Option<bool>,
+    /// Serve on unix sockets instead (consumers on this host).
+    pub unix: Option<bool>,
+    /// How often every export is checked and a dead daemon restarted.
+    pub reconcile_period_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,6 +270,36 @@ pub fn resolve(
             bail!("server.max_connections must be at least 1");
         }
         http.max_connections = n;
+    }
+    let exports = file.exports;
+    if let Some(h) = exports.host {
+        core.exports.host = h;
+    }
+    if let Some(p) = exports.port_min {
+        core.exports.port_min = p;
+    }
+    if let Some(p) = exports.port_max {
+        core.exports.port_max = p;
+    }
+    if core.exports.port_min == 0 || core.exports.port_min > core.exports.port_max {
+        bail!("exports.port_min must be at least 1 and at most exports.port_max");
+    }
+    if let Some(t) = exports.tls {
+        core.exports.tls = t;
+        if !t {
+            tracing::warn!(
+                "exports.tls = false: TCP exports are plain NBD, readable by anyone who reaches their port"
+            );
+        }
+    }
+    if let Some(u) = exports.unix {
+        core.exports.unix = u;
+    }
+    if let Some(ms) = exports.reconcile_period_ms {
+        if ms == 0 {
+            bail!("exports.reconcile_period_ms must be positive");
+        }
+        core.exports.reconcile_period = std::time::Duration::from_millis(ms);
     }
     Ok(Resolved {
         core,

@@ -20,10 +20,16 @@
 //!   size (so no layer a volume stands on was freed), every file on the
 //!   backend is a recorded image and every record has its file, no temporary
 //!   is left, and Scoria's own invariant check (images, snapshots, chains)
-//!   agrees.
+//!   agrees;
+//! - attachments (made with a connector and completed, and detached, by the
+//!   clients too) are consistent with their volumes, and the export daemons
+//!   serve exactly the attachments that want an export (Scoria's invariant
+//!   check lists the daemons): none lost, none left over.
 #![cfg(feature = "failpoints")]
 // The test drives the binary under test and qemu-img as processes.
 #![allow(clippy::disallowed_methods)]
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -32,6 +38,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use support::Daemons;
 
 use anyhow::{Context, Result, bail};
 use rand::Rng;
@@ -97,6 +105,15 @@ const EXIT_POINTS: &[&str] = &[
     "storage.delete.after",
     "storage.extend.before",
     "storage.extend.after",
+    "flow.attachment_attach.reserve.done",
+    "flow.attachment_attach.plan_export.done",
+    "flow.attachment_attach.export.started",
+    "flow.attachment_attach.export.ran",
+    "flow.attachment_attach.finished",
+    "flow.attachment_detach.begin_detach.done",
+    "flow.attachment_detach.unexport.started",
+    "flow.attachment_detach.unexport.ran",
+    "flow.attachment_detach.finished",
 ];
 
 struct Server {
@@ -291,6 +308,7 @@ fn client(
     taken: Arc<AtomicUsize>,
     image: String,
     imaged: Arc<AtomicUsize>,
+    attached: Arc<AtomicUsize>,
 ) {
     let mut rng = rand::thread_rng();
     while !stop.load(Ordering::Relaxed) {
@@ -333,6 +351,57 @@ fn client(
             .iter()
             .filter(|s| s["status"] == "available")
             .collect();
+        if rng.gen_range(0..6) == 0 {
+            // Attach an available volume (with a connector, then complete),
+            // or detach an attachment.
+            let available: Vec<&Value> =
+                vols.iter().filter(|v| v["status"] == "available").collect();
+            let result = if rng.gen_range(0..2) == 0 && !available.is_empty() {
+                let v = available[rng.gen_range(0..available.len())];
+                let r = api.call_at(
+                    "3.44",
+                    "POST",
+                    "/attachments",
+                    Some(json!({"attachment": {"volume_uuid": v["id"],
+                        "instance_uuid": "0b9c8d7e-6f5a-4b3c-9d2e-1f0a9b8c7d6e",
+                        "connector": {"host": "crash-host"}}})),
+                );
+                match r {
+                    Ok((200, body)) => {
+                        attached.fetch_add(1, Ordering::Relaxed);
+                        let id = body["attachment"]["id"].as_str().unwrap_or_default();
+                        api.call_at(
+                            "3.44",
+                            "POST",
+                            &format!("/attachments/{id}/action"),
+                            Some(json!({"os-complete": null})),
+                        )
+                    }
+                    other => other,
+                }
+            } else {
+                match api.call_at("3.44", "GET", "/attachments", None) {
+                    Ok((200, body)) => {
+                        let list = body["attachments"].as_array().cloned().unwrap_or_default();
+                        if list.is_empty() {
+                            continue;
+                        }
+                        let a = &list[rng.gen_range(0..list.len())];
+                        let id = a["id"].as_str().unwrap_or_default();
+                        api.call_at("3.44", "DELETE", &format!("/attachments/{id}"), None)
+                    }
+                    other => other,
+                }
+            };
+            match result {
+                Ok((code, body)) => {
+                    assert!(code < 500 || code == 503, "server error {code}: {body}");
+                    ops.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => return,
+            }
+            continue;
+        }
         if rng.gen_range(0..3) == 0 {
             // The snapshot operations, a third of the time.
             let pick = rng.gen_range(0..5);
@@ -504,7 +573,7 @@ fn upload_image(url: &str, token: &str, scratch: &Path) -> Result<String> {
 
 fn qemu_virtual_size(path: &Path) -> Result<u64> {
     let out = Command::new("qemu-img")
-        .args(["info", "--output=json", "-f", "qcow2"])
+        .args(["info", "-U", "--output=json", "-f", "qcow2"])
         .arg(path)
         .output()
         .context("running qemu-img")?;
@@ -530,6 +599,8 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     let clones = Arc::new(AtomicUsize::new(0));
     let taken = Arc::new(AtomicUsize::new(0));
     let imaged = Arc::new(AtomicUsize::new(0));
+    let attached = Arc::new(AtomicUsize::new(0));
+    let _daemons = Daemons(data.clone());
     let exit_seen: Arc<Mutex<BTreeMap<String, usize>>> = Default::default();
 
     // First start: raise the quota so the run is limited by time, not quota,
@@ -611,7 +682,7 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
                 base: format!("{}/v3/{project}", server.url),
                 token: token.clone(),
             };
-            let (stop, ops, clones, taken, gt, img, imaged) = (
+            let (stop, ops, clones, taken, gt, img, imaged, att) = (
                 stop.clone(),
                 ops.clone(),
                 clones.clone(),
@@ -619,9 +690,10 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
                 group_type.clone(),
                 image.clone(),
                 imaged.clone(),
+                attached.clone(),
             );
             threads.push(std::thread::spawn(move || {
-                client(api, gt, stop, ops, clones, taken, img, imaged)
+                client(api, gt, stop, ops, clones, taken, img, imaged, att)
             }));
         }
         std::thread::sleep(Duration::from_millis(rng.gen_range(100..700)));
@@ -658,7 +730,12 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
             .iter()
             .chain(&groups)
             .chain(&snaps)
-            .filter(|v| !matches!(v["status"].as_str(), Some("available" | "error")))
+            .filter(|v| {
+                !matches!(
+                    v["status"].as_str(),
+                    Some("available" | "error" | "in-use" | "reserved")
+                )
+            })
             .count();
         if busy == 0 {
             break (vols, groups, snaps);
@@ -702,6 +779,21 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     assert_eq!(q["quota_set"]["gigabytes"]["reserved"], 0, "{q}");
     assert_eq!(q["quota_set"]["groups"]["in_use"], groups.len(), "{q}");
     let members = vols.iter().filter(|v| !v["group_id"].is_null()).count();
+    // Every attachment's volume shows it (once completed), and an in-use
+    // volume has its attachment listed.
+    let (code, atts) = api
+        .call_at("3.44", "GET", "/attachments/detail", None)
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(code, 200, "{atts}");
+    let atts = atts["attachments"].as_array().cloned().unwrap_or_default();
+    for v in vols.iter().filter(|v| v["status"] == "in-use") {
+        assert!(
+            atts.iter()
+                .any(|a| a["volume_id"] == v["id"] && a["status"] == "attached"),
+            "in-use volume {} has no attached attachment: {atts:?}",
+            v["id"]
+        );
+    }
     server.stop()?;
 
     // Scoria's own invariant check agrees (flows, reservations, images), and
@@ -787,14 +879,16 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
 
     println!(
         "crash test: {} crash points exercised ({kills} kill -9, {exits} failpoint exits) over {} requests \
-         ({} clones, {} snapshots, {} image operations accepted; {} images at the end); {} volumes checked ({errors} in error, {members} in {} groups), {} snapshots left; \
+         ({} clones, {} snapshots, {} image operations, {} attachments accepted; {} images, {} attachments at the end); {} volumes checked ({errors} in error, {members} in {} groups), {} snapshots left; \
          exit failpoints reached: {:?}",
         kills + exits,
         ops.load(Ordering::Relaxed),
         clones.load(Ordering::Relaxed),
         taken.load(Ordering::Relaxed),
         imaged.load(Ordering::Relaxed),
+        attached.load(Ordering::Relaxed),
         images.len(),
+        atts.len(),
         vols.len(),
         groups.len(),
         snaps.len(),

@@ -51,6 +51,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+pub mod attachments;
 pub mod default_types;
 pub mod flows;
 pub mod glance;

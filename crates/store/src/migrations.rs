@@ -55,6 +55,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0012_image_service.sql"),
     ),
     (
+        13,
+        "attachments",
+        include_str!("../migrations/0013_attachments.sql"),
+    ),
+    (
         14,
         "volume_images",
         include_str!("../migrations/0014_volume_images.sql"),

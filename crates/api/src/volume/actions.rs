@@ -1,11 +1,12 @@
 //! `POST /v3/{project_id}/volumes/{id}/action`: the volume actions, one row
-//! of [`ACTIONS`] each (see [`crate::action`]). The attachment actions
-//! (`os-attach`, `os-detach`, `os-initialize_connection`, …) come as rows
-//! when their core functions do.
+//! of [`ACTIONS`] each (see [`crate::action`]). The legacy attachment
+//! actions (`os-attach`, `os-detach`, `os-initialize_connection`, …) are
+//! rows over `scoria_core::attachments`.
 
 use axum::extract::{Extension, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use scoria_core::attachments;
 use scoria_core::volumes::{self, MigrationPolicy};
 use scoria_model::glance::Visibility;
 use scoria_model::volume::{AttachStatus, VolumeStatus};
@@ -30,6 +31,17 @@ pub const ACTIONS: &[Action<VolumeId>] = &[
     Action::new("os-retype", |c| Box::pin(retype(c))),
     Action::new("os-reserve", |c| Box::pin(reserve(c))),
     Action::new("os-unreserve", |c| Box::pin(unreserve(c))),
+    Action::new("os-initialize_connection", |c| {
+        Box::pin(initialize_connection(c))
+    }),
+    Action::new("os-terminate_connection", |c| {
+        Box::pin(terminate_connection(c))
+    }),
+    Action::new("os-attach", |c| Box::pin(attach(c))),
+    Action::new("os-detach", |c| Box::pin(detach(c))),
+    Action::new("os-begin_detaching", |c| Box::pin(begin_detaching(c))),
+    Action::new("os-roll_detaching", |c| Box::pin(roll_detaching(c))),
+    Action::new("os-force_detach", |c| Box::pin(force_detach(c))),
     Action::new("revert", |c| Box::pin(revert(c))).since(REVERT),
     Action::new("os-set_image_metadata", |c| Box::pin(set_image_metadata(c))),
     Action::new("os-unset_image_metadata", |c| {
@@ -311,6 +323,106 @@ async fn reserve(c: Call<'_, VolumeId>) -> ApiResult<Response> {
 /// `os-unreserve` (202).
 async fn unreserve(c: Call<'_, VolumeId>) -> ApiResult<Response> {
     volumes::unreserve(c.app, c.ctx, c.id).await?;
+    accepted()
+}
+
+/// The `connector` object of an action.
+fn connector_of(c: &Call<'_, VolumeId>, action: &str) -> ApiResult<serde_json::Value> {
+    match c.args.get("connector") {
+        Some(v @ serde_json::Value::Object(_)) => Ok(v.clone()),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "Invalid input for {action}: connector must be an object."
+        ))),
+        None => Err(ApiError::bad_request(format!(
+            "Invalid input for {action}: connector is required."
+        ))),
+    }
+}
+
+fn attachment_id_of(c: &Call<'_, VolumeId>) -> ApiResult<Option<scoria_model::AttachmentId>> {
+    body::opt_str(c.args, "attachment_id")?
+        .map(|raw| {
+            raw.parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Invalid input for field/attribute attachment_id. Value: {raw}. '{raw}' is not a 'uuid'."
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// `os-initialize_connection` `{"connector": {...}}` (200,
+/// `{"connection_info": {"driver_volume_type": "nbd", "data": {...}}}`).
+async fn initialize_connection(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    body::only(c.args, "os-initialize_connection", &["connector"])?;
+    let connector = connector_of(&c, "os-initialize_connection")?;
+    let ci = attachments::initialize_connection(c.app, c.ctx, c.id, connector).await?;
+    Ok(axum::Json(
+        serde_json::json!({"connection_info": crate::attachments::connection_nested(&ci)}),
+    )
+    .into_response())
+}
+
+/// `os-terminate_connection` `{"connector": {...}}` (202).
+async fn terminate_connection(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    body::only(c.args, "os-terminate_connection", &["connector"])?;
+    let connector = connector_of(&c, "os-terminate_connection")?;
+    attachments::terminate_connection(c.app, c.ctx, c.id, connector).await?;
+    accepted()
+}
+
+/// `os-attach` `{"instance_uuid", "host_name", "mountpoint", "mode"}` (202).
+async fn attach(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    body::only(
+        c.args,
+        "os-attach",
+        &["instance_uuid", "host_name", "mountpoint", "mode"],
+    )?;
+    let instance = body::opt_str(c.args, "instance_uuid")?;
+    let host = body::opt_str(c.args, "host_name")?;
+    if instance.is_none() && host.is_none() {
+        return Err(ApiError::bad_request(
+            "Invalid request to attach volume to an invalid target",
+        ));
+    }
+    let mountpoint = body::opt_str(c.args, "mountpoint")?;
+    if let Some(m) = body::opt_str(c.args, "mode")?
+        && m != "rw"
+        && m != "ro"
+    {
+        return Err(ApiError::bad_request(
+            "Invalid request to attach volume with an invalid mode. Attaching mode should be 'rw' or 'ro'",
+        ));
+    }
+    attachments::legacy_attach(c.app, c.ctx, c.id, instance, host, mountpoint).await?;
+    accepted()
+}
+
+/// `os-detach` `{"attachment_id"}` (202).
+async fn detach(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    body::only(c.args, "os-detach", &["attachment_id"])?;
+    let id = attachment_id_of(&c)?;
+    attachments::legacy_detach(c.app, c.ctx, c.id, id).await?;
+    accepted()
+}
+
+/// `os-begin_detaching` (202).
+async fn begin_detaching(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    attachments::begin_detaching(c.app, c.ctx, c.id).await?;
+    accepted()
+}
+
+/// `os-roll_detaching` (202).
+async fn roll_detaching(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    attachments::roll_detaching(c.app, c.ctx, c.id).await?;
+    accepted()
+}
+
+/// `os-force_detach` `{"attachment_id", "connector"}` (202, admins).
+async fn force_detach(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    body::only(c.args, "os-force_detach", &["attachment_id", "connector"])?;
+    let id = attachment_id_of(&c)?;
+    attachments::force_detach(c.app, c.ctx, c.id, id).await?;
     accepted()
 }
 

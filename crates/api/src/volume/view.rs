@@ -46,7 +46,15 @@ pub fn detail(
         "replication_status": null,
         "consistencygroup_id": null,
         "multiattach": vol.multiattach,
-        "attachments": [],
+        "attachments": view.attachments.iter().map(|a| json!({
+            "id": vol.id.to_string(),
+            "attachment_id": a.id.to_string(),
+            "volume_id": vol.id.to_string(),
+            "server_id": a.instance_uuid,
+            "host_name": a.host_name,
+            "device": a.mountpoint,
+            "attached_at": a.attached_at,
+        })).collect::<Vec<_>>(),
     });
     let m = o.as_object_mut().expect("object");
     // The `os-vol-*` attributes are Cinder's extension attributes: they

@@ -33,6 +33,12 @@ pub fn config(dir: &std::path::Path) -> Config {
     c
 }
 
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        scoria_core::exports::kill_all_for_tests(&self.app.config.exports.run_dir);
+    }
+}
+
 /// The reply to one request.
 #[derive(Debug)]
 pub struct Reply {

@@ -10,6 +10,8 @@ use scoria_storage::StorageError;
 use crate::Env;
 use crate::error::Error;
 
+pub mod attachment_attach;
+pub mod attachment_detach;
 pub mod group_create_from_src;
 pub mod group_delete;
 pub mod snapshot_create;
@@ -31,6 +33,8 @@ pub fn register(engine: &Engine<Env>) {
     engine.register::<group_create_from_src::GroupCreateFromSrc>();
     engine.register::<snapshot_create::SnapshotCreate>();
     engine.register::<snapshot_delete::SnapshotDelete>();
+    engine.register::<attachment_attach::AttachmentAttach>();
+    engine.register::<attachment_detach::AttachmentDetach>();
 }
 
 /// A storage failure as a step error: the user reads `what failed`, the log

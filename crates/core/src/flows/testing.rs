@@ -329,6 +329,13 @@ impl World {
     }
 }
 
+impl Drop for World {
+    fn drop(&mut self) {
+        // Export daemons outlive engines by design; a test's do not.
+        crate::exports::kill_all_for_tests(&self.dir.path().join("run").join("exports"));
+    }
+}
+
 /// A world and the scenario run in it.
 struct Case<S> {
     world: World,

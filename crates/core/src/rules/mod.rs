@@ -19,6 +19,8 @@
 //!   and spec keys.
 //! - [`volumes`]: a volume as the caller may see it, and the holds that keep
 //!   a volume readable while it is copied.
+//! - [`attachments`]: attachments as the caller may see them, the volume
+//!   status they imply, and the hold they put on their volume.
 //! - [`types`]: volume types as the caller may use them.
 //! - [`groups`]: a group as the caller may see it, and a volume joining one.
 //! - [`images`]: the names and formats the application gives images.
@@ -27,6 +29,7 @@
 //! - [`hosts`]: the service hosts of this process and the state
 //!   administrators set on them (disabled, frozen).
 
+pub mod attachments;
 pub mod groups;
 pub mod hosts;
 pub mod images;

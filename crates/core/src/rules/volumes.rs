@@ -55,6 +55,19 @@ pub(crate) async fn authorize_on(
 /// inside the transaction that changes `id`, after its status change (see
 /// `scoria_store::volumes::volume_hold_for_read` for why that order).
 pub(crate) async fn assert_not_held(conn: &mut Conn, id: VolumeId, what: &str) -> Result<()> {
+    assert_not_held_by_copies(conn, id, what).await?;
+    // An attached volume is served by a running export: its image must stay
+    // what the export serves.
+    crate::rules::attachments::assert_not_attached(conn, id, what).await
+}
+
+/// The part of [`assert_not_held`] about copies: clones and snapshots being
+/// made of `id` (an attach asks only this one).
+pub(crate) async fn assert_not_held_by_copies(
+    conn: &mut Conn,
+    id: VolumeId,
+    what: &str,
+) -> Result<()> {
     let clones = store::volume_clones_in_progress(conn, id).await?;
     if !clones.is_empty() {
         let clones: Vec<String> = clones.iter().map(ToString::to_string).collect();

@@ -57,6 +57,8 @@ pub struct VolumeView {
     /// Cinder's `volume_image_metadata`: what the volume keeps of the image
     /// it was made from (empty for other volumes).
     pub image_metadata: BTreeMap<String, String>,
+    /// Its attachments that are attached (Cinder's volume views list those).
+    pub attachments: Vec<scoria_store::attachments::Attachment>,
 }
 
 /// A create request, as parsed from the API.
@@ -586,6 +588,11 @@ pub async fn delete(
         Op::VolumeDelete
     };
     crate::rules::volumes::authorize_on(app.store(), ctx, id, op).await?;
+    if force {
+        // An admin's forced delete settles the volume's attachments first:
+        // their exports are removed and their rows go (as os-force_detach).
+        crate::attachments::detach_any(app, ctx, id, None, true).await?;
+    }
     let params = volume_delete::Params {
         volume_id: id,
         project_id: if ctx.is_admin() {

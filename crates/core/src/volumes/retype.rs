@@ -49,6 +49,9 @@ pub async fn retype(
             v.status
         )));
     }
+    // Its multiattach flag and backend follow the type: not under a running
+    // export.
+    crate::rules::attachments::assert_not_attached(&mut tx, id, "retyped").await?;
     let new = resolve_type(&mut tx, ctx, Some(new_type)).await?;
     if new.id == v.volume_type_id {
         return Err(Error::Invalid(format!(

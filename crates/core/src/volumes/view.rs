@@ -43,12 +43,22 @@ pub(super) async fn views(conn: &mut Conn, vols: Vec<Volume>) -> Result<Vec<Volu
             .map(crate::rules::progress::of_flow);
         let image = v.image_id.and_then(|i| statuses.get(&i).cloned());
         let image_metadata = image_metadata.remove(&v.id.to_string()).unwrap_or_default();
+        let attachments = if v.attach_status == scoria_model::volume::AttachStatus::Detached {
+            Vec::new()
+        } else {
+            scoria_store::attachments::attachment_list_for_volume(conn, v.id)
+                .await?
+                .into_iter()
+                .filter(|a| a.status == scoria_model::attachment::AttachmentStatus::Attached)
+                .collect()
+        };
         out.push(VolumeView {
             image_metadata,
             volume: v,
             volume_type_name: type_name,
             progress,
             image,
+            attachments,
         });
     }
     Ok(out)

@@ -498,8 +498,7 @@ impl Daemon {
 
 /// Kill the daemon of `dir`, if any, at once and without waiting: for test
 /// fixtures' `Drop`, so that no test leaves a daemon behind.
-#[cfg(test)]
-pub(crate) fn kill_for_tests(dir: &Path) {
+pub fn kill_for_tests(dir: &Path) {
     if let Some(running) = search_processes(dir) {
         signal_daemon(dir, running.pid, libc::SIGKILL);
     }

@@ -204,6 +204,21 @@ impl FileExporter {
         &self.run
     }
 
+    /// Kill every daemon of `run_dir` at once, without waiting (test fixtures'
+    /// `Drop`: no test leaves a daemon behind).
+    pub fn kill_all_for_tests(run_dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(run_dir) {
+            for entry in entries.flatten() {
+                qsd::kill_for_tests(&entry.path());
+            }
+        }
+    }
+
+    /// Where export `id`'s NBD socket is, for [`Transport::Unix`].
+    pub fn socket_path(&self, id: &str) -> PathBuf {
+        self.export_dir(id).join(NBD_SOCKET)
+    }
+
     fn export_dir(&self, id: &str) -> PathBuf {
         self.run.join(id)
     }

@@ -1,0 +1,458 @@
+//! Exports from desired state: the attachment records are the intent, and
+//! this module makes each storage host's `qemu-storage-daemon`s match it.
+//!
+//! ```text
+//!   attachments (store)            reconciler task (one per process)
+//!   status attaching|attached  ──► every `reconcile_period`, and after each
+//!   with an export planned         attach/detach: per backend, under its lock,
+//!                                  read the rows, Exporter::reconcile(specs)
+//! ```
+//!
+//! The attach and detach flows also `ensure` and `remove` their own export
+//! directly (so that `POST /attachments` answers with an export that serves
+//! already), under the same per-backend lock the reconciler holds while it
+//! reads the rows and converges: a reconcile that read the rows before an
+//! attach committed its plan cannot remove that attach's fresh export, and
+//! one that starts after it sees the plan. Daemons are not children of
+//! Scoria: they keep serving while it restarts, and a daemon that died is
+//! started again by the next reconcile with the same address, export name
+//! and key (all chosen once, in the attachment's row).
+//!
+//! The file exporter of a backend is shared by every [`Env`] of this process
+//! on the same run directory (tests open several on one data directory), and
+//! locked against other processes by the exporter itself.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use scoria_model::AttachmentId;
+use scoria_model::attachment::AttachMode;
+use scoria_storage::export::{ExportSpec, Exporter, FileExporter, Psk, Tls, Transport};
+use scoria_store::attachments::{self as store, Attachment, ExportPlan};
+
+use crate::Env;
+use crate::error::{Error, Result};
+
+/// Transport names as stored in `attachments.export_transport`.
+pub const TCP_PSK: &str = "tcp-psk";
+pub const TCP_PLAIN: &str = "tcp";
+pub const UNIX: &str = "unix";
+
+/// How exports are served (the `[exports]` section of the config).
+#[derive(Clone, Debug)]
+pub struct ExportsConfig {
+    /// The address TCP exports listen on and that `connection_info` names.
+    pub host: IpAddr,
+    /// The ports TCP exports are given (inclusive), each kept by its
+    /// attachment.
+    pub port_min: u16,
+    pub port_max: u16,
+    /// TLS with a pre-shared key per attachment on TCP exports. Turning it
+    /// off serves plain NBD, which anyone who reaches the port can read: it
+    /// is logged as a warning at each export.
+    pub tls: bool,
+    /// Serve exports on unix sockets on this host instead of TCP (for
+    /// consumers on the same host; no TLS needed, the socket's directory is
+    /// private to Scoria's user).
+    pub unix: bool,
+    /// How often the reconciler checks every export (a dead daemon is
+    /// restarted within this).
+    pub reconcile_period: Duration,
+    /// Where the exporters keep their daemons' directories (one
+    /// subdirectory per backend).
+    pub run_dir: PathBuf,
+}
+
+impl ExportsConfig {
+    pub fn with_data_dir(data_dir: &Path) -> ExportsConfig {
+        ExportsConfig {
+            host: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            port_min: 20000,
+            port_max: 29999,
+            tls: true,
+            unix: false,
+            reconcile_period: Duration::from_secs(5),
+            run_dir: data_dir.join("run").join("exports"),
+        }
+    }
+}
+
+/// One backend's exporter and the lock that orders its convergences.
+#[derive(Debug)]
+pub struct BackendExports {
+    pub exporter: Arc<FileExporter>,
+    lock: tokio::sync::Mutex<()>,
+}
+
+type Registry = Mutex<HashMap<PathBuf, Weak<BackendExports>>>;
+
+fn registry() -> &'static Registry {
+    static REGISTRY: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// The exporter of the backend directory `backend` with its daemons in
+/// `run`: the one this process already has for `run`, or a new one.
+pub async fn open(backend: &Path, run: &Path) -> Result<Arc<BackendExports>> {
+    std::fs::create_dir_all(run)
+        .map_err(|e| Error::internal(format!("cannot create {}", run.display()), e))?;
+    let key = std::fs::canonicalize(run)
+        .map_err(|e| Error::internal(format!("cannot open {}", run.display()), e))?;
+    if let Some(found) = registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .and_then(Weak::upgrade)
+    {
+        return Ok(found);
+    }
+    let exporter = FileExporter::new(backend, run)
+        .await
+        .map_err(|e| Error::internal("the exporter cannot start", e))?;
+    let made = Arc::new(BackendExports {
+        exporter: Arc::new(exporter),
+        lock: tokio::sync::Mutex::new(()),
+    });
+    let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = reg.get(&key).and_then(Weak::upgrade) {
+        // Opened concurrently: ours is dropped (its lock released).
+        return Ok(found);
+    }
+    reg.insert(key, Arc::downgrade(&made));
+    Ok(made)
+}
+
+/// What a client needs to reach an attachment's export.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    pub attachment_id: AttachmentId,
+    pub volume_id: scoria_model::VolumeId,
+    /// The NBD export name.
+    pub export_name: String,
+    pub read_only: bool,
+    pub address: Address,
+    /// The pre-shared key (identity, hex key) when TLS is required. Secret.
+    pub psk: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for ConnectionInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionInfo")
+            .field("attachment_id", &self.attachment_id)
+            .field("export_name", &self.export_name)
+            .field("address", &self.address)
+            .field("psk_identity", &self.psk.as_ref().map(|p| &p.0))
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    Tcp { host: String, port: u16 },
+    Unix { path: PathBuf },
+}
+
+impl ConnectionInfo {
+    /// The export's NBD URI (`nbds://` when TLS is required).
+    pub fn uri(&self) -> String {
+        match &self.address {
+            Address::Tcp { host, port } => {
+                let scheme = if self.psk.is_some() { "nbds" } else { "nbd" };
+                let host = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                };
+                format!("{scheme}://{host}:{port}/{}", self.export_name)
+            }
+            Address::Unix { path } => {
+                format!("nbd+unix:///{}?socket={}", self.export_name, path.display())
+            }
+        }
+    }
+}
+
+/// The connection info of an attachment whose export is planned.
+pub fn connection_info(env: &Env, a: &Attachment, backend: Option<&str>) -> Option<ConnectionInfo> {
+    let plan = a.export.as_ref()?;
+    let address = if plan.transport == UNIX {
+        let exports = backend.and_then(|b| env.exports.get(b))?;
+        Address::Unix {
+            path: exports.exporter.socket_path(&a.id.to_string()),
+        }
+    } else {
+        Address::Tcp {
+            host: plan.host.clone()?,
+            port: plan.port?,
+        }
+    };
+    Some(ConnectionInfo {
+        attachment_id: a.id,
+        volume_id: a.volume_id,
+        export_name: a.id.to_string(),
+        read_only: a.attach_mode == AttachMode::ReadOnly,
+        address,
+        psk: match (&plan.psk_identity, &plan.psk_key) {
+            (Some(i), Some(k)) if plan.transport == TCP_PSK => Some((i.clone(), k.clone())),
+            _ => None,
+        },
+    })
+}
+
+/// Plan an export for attachment `id`: its transport, and for TCP a port no
+/// other attachment has (and nothing listens on now) and a fresh key.
+pub(crate) async fn plan(
+    env: &Env,
+    c: &mut scoria_store::Conn,
+    id: AttachmentId,
+) -> Result<ExportPlan> {
+    let cfg = &env.exports_config;
+    if cfg.unix {
+        return Ok(ExportPlan {
+            transport: UNIX.into(),
+            host: None,
+            port: None,
+            psk_identity: None,
+            psk_key: None,
+        });
+    }
+    let host = cfg.host.to_string();
+    let used: std::collections::HashSet<u16> = store::attachment_ports_in_use(c)
+        .await?
+        .into_iter()
+        .filter(|(h, _)| *h == host)
+        .map(|(_, p)| p)
+        .collect();
+    let span = u32::from(cfg.port_max.saturating_sub(cfg.port_min)) + 1;
+    let start: u32 = rand::random::<u32>() % span;
+    let mut port = None;
+    for i in 0..span {
+        let candidate = cfg.port_min + ((start + i) % span) as u16;
+        if used.contains(&candidate) {
+            continue;
+        }
+        if std::net::TcpListener::bind((cfg.host, candidate)).is_ok() {
+            port = Some(candidate);
+            break;
+        }
+    }
+    let port = port.ok_or_else(|| {
+        Error::Unavailable(format!(
+            "No port is free for an export in {}..={}.",
+            cfg.port_min, cfg.port_max
+        ))
+    })?;
+    let (transport, identity, key) = if cfg.tls {
+        let psk = Psk::generate(format!("scoria-{id}"))
+            .map_err(|e| Error::internal("cannot make an export key", e))?;
+        (
+            TCP_PSK,
+            Some(psk.identity().to_owned()),
+            Some(psk.key_hex().to_owned()),
+        )
+    } else {
+        (TCP_PLAIN, None, None)
+    };
+    Ok(ExportPlan {
+        transport: transport.into(),
+        host: Some(host),
+        port: Some(port),
+        psk_identity: identity,
+        psk_key: key,
+    })
+}
+
+/// The export spec of an attachment serving `image`.
+fn spec_of(a: &Attachment, image: &str) -> Result<Option<ExportSpec>> {
+    let Some(plan) = &a.export else {
+        return Ok(None);
+    };
+    let transport = match plan.transport.as_str() {
+        UNIX => Transport::Unix,
+        t @ (TCP_PSK | TCP_PLAIN) => {
+            let host = plan
+                .host
+                .as_deref()
+                .and_then(|h| h.parse::<IpAddr>().ok())
+                .ok_or_else(|| Error::Internal {
+                    message: format!("attachment {} has no export host", a.id),
+                    source: None,
+                })?;
+            let port = plan.port.ok_or_else(|| Error::Internal {
+                message: format!("attachment {} has no export port", a.id),
+                source: None,
+            })?;
+            let tls = if t == TCP_PSK {
+                let (Some(i), Some(k)) = (&plan.psk_identity, &plan.psk_key) else {
+                    return Err(Error::Internal {
+                        message: format!("attachment {} has no export key", a.id),
+                        source: None,
+                    });
+                };
+                Tls::Psk(
+                    Psk::new(i.clone(), k.clone())
+                        .map_err(|e| Error::internal("an export key is invalid", e))?,
+                )
+            } else {
+                Tls::Disabled
+            };
+            Transport::Tcp { host, port, tls }
+        }
+        other => {
+            return Err(Error::Internal {
+                message: format!("attachment {} has an unknown transport {other}", a.id),
+                source: None,
+            });
+        }
+    };
+    Ok(Some(ExportSpec {
+        id: a.id.to_string(),
+        image: image.to_owned(),
+        read_only: a.attach_mode == AttachMode::ReadOnly,
+        transport,
+    }))
+}
+
+fn export_error(what: &str, e: scoria_storage::export::ExportError) -> Error {
+    Error::internal(format!("The storage host failed to {what} the export."), e)
+}
+
+/// Serve attachment `id` now, as its row says (no-op when it has no export
+/// or is not in an exported status). Idempotent.
+pub(crate) async fn ensure(env: &Env, id: AttachmentId) -> Result<()> {
+    let (a, backend, image) = {
+        let mut c = env.store.read().await?;
+        let Some(a) = store::attachment_get(&mut c, id).await? else {
+            return Ok(());
+        };
+        let v = scoria_store::volumes::volume_get(&mut c, a.volume_id).await?;
+        let image = match v.as_ref().and_then(|v| v.image_id) {
+            Some(i) => scoria_store::images::image_get(&mut c, i).await?,
+            None => None,
+        };
+        (
+            a,
+            image.as_ref().map(|i| i.backend.clone()),
+            image.map(|i| i.name),
+        )
+    };
+    let (Some(backend), Some(image)) = (backend, image) else {
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: Volume {} has no data to export.",
+            a.volume_id
+        )));
+    };
+    let Some(spec) = spec_of(&a, &image)? else {
+        return Ok(());
+    };
+    let exports = env.exports.get(&backend).ok_or_else(|| {
+        Error::Invalid(format!(
+            "Invalid volume: the backend of volume {} cannot export volumes.",
+            a.volume_id
+        ))
+    })?;
+    let _order = exports.lock.lock().await;
+    exports
+        .exporter
+        .ensure(&spec)
+        .await
+        .map_err(|e| export_error("start", e))?;
+    Ok(())
+}
+
+/// Stop serving attachment `id` on every backend. Idempotent.
+pub(crate) async fn remove(env: &Env, id: AttachmentId) -> Result<()> {
+    for exports in env.exports.values() {
+        let _order = exports.lock.lock().await;
+        exports
+            .exporter
+            .remove(&id.to_string())
+            .await
+            .map_err(|e| export_error("remove", e))?;
+    }
+    Ok(())
+}
+
+/// Converge every backend's exports to the attachment rows once.
+pub async fn reconcile(env: &Env) -> Result<()> {
+    for (name, exports) in &env.exports {
+        let _order = exports.lock.lock().await;
+        let rows = {
+            let mut c = env.store.read().await?;
+            store::attachment_list_exported(&mut c).await?
+        };
+        let mut specs = Vec::new();
+        for (a, backend, image) in rows {
+            if backend.as_deref() != Some(name.as_str()) {
+                continue;
+            }
+            let Some(image) = image else { continue };
+            match spec_of(&a, &image) {
+                Ok(Some(spec)) => specs.push(spec),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(attachment = %a.id, error = %e.chain(), "an export cannot be served")
+                }
+            }
+        }
+        let report = exports
+            .exporter
+            .reconcile(&specs)
+            .await
+            .map_err(|e| export_error("reconcile", e))?;
+        if !report.started.is_empty() || !report.restarted.is_empty() || !report.removed.is_empty()
+        {
+            tracing::info!(
+                backend = %name,
+                started = ?report.started,
+                restarted = ?report.restarted,
+                removed = ?report.removed,
+                kept = report.kept.len(),
+                "exports reconciled"
+            );
+        }
+        for (id, e) in &report.failed {
+            tracing::warn!(backend = %name, export = %id, error = %e, "an export could not be reconciled");
+        }
+    }
+    Ok(())
+}
+
+/// Reconcile now, then every `period` and whenever a flow ended.
+pub(crate) fn spawn_reconciler(
+    env: Arc<Env>,
+    mut ended: tokio::sync::watch::Receiver<u64>,
+    period: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = reconcile(&env).await {
+                tracing::warn!(error = %e.chain(), "reconciling exports failed");
+            }
+            tokio::select! {
+                changed = ended.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    ended.borrow_and_update();
+                }
+                () = tokio::time::sleep(period) => {}
+            }
+        }
+    })
+}
+
+/// Kill every export daemon under `run_dir` (the `[exports]` run directory)
+/// at once, without waiting: for test fixtures' `Drop`, so that no test
+/// leaves a daemon behind. Daemons outlive Scoria by design; a test's must
+/// not.
+pub fn kill_all_for_tests(run_dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(run_dir) {
+        for backend in entries.flatten() {
+            FileExporter::kill_all_for_tests(&backend.path());
+        }
+    }
+}
