@@ -112,6 +112,34 @@ fn measure(uri: &str, rounds: usize, count: u64) -> Result<[f64; 4]> {
     Ok(best)
 }
 
+/// Kills, on drop, the export daemons under a directory (they outlive
+/// Scoria by design; the benchmark's must not, even when it fails).
+struct Daemons(PathBuf);
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        let needle = self.0.to_string_lossy().into_owned();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.starts_with("qemu-storage-daemon") && cmd.contains(&needle) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
 struct Scoria {
     child: std::process::Child,
     agent: ureq::Agent,
@@ -235,6 +263,7 @@ fn main() -> Result<()> {
     );
     let tmp = tempfile::tempdir()?;
     let root = std::fs::canonicalize(tmp.path())?;
+    let _daemons = Daemons(root.clone());
 
     // Time from POST /attachments to a readable export, over TCP with TLS-PSK.
     {

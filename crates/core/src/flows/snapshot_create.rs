@@ -27,9 +27,11 @@
 //! raw backend is qcow2. The backend's format governs blank volumes only.
 //!
 //! Snapshots of an `in-use` volume need `force` below microversion 3.66, as
-//! in Cinder. Scoria does not export volumes yet, so nothing writes to an
-//! `in-use` volume while the snapshot is taken; once exports exist, a
-//! snapshot of an exported volume will be taken inside its daemon.
+//! in Cinder. A volume with an attachment is refused for now
+//! (`rules::attachments::assert_not_attached`, through `assert_not_held`):
+//! its export's daemon writes the active image, which freezing it here
+//! would not stop. A snapshot of an exported volume is to be taken inside
+//! its daemon (`blockdev-snapshot`, see docs/attachments.md).
 
 use std::collections::BTreeMap;
 
