@@ -56,6 +56,8 @@ pub struct Call {
     save: Vec<(&'static str, &'static str)>,
     /// Values expected: (JSON pointer, value), both with placeholders.
     has: Vec<(String, Value)>,
+    /// Values expected, any of several: (JSON pointer, the values).
+    one_of: Vec<(String, Vec<Value>)>,
     /// JSON pointers (with placeholders) the body must not have.
     lacks: Vec<String>,
     /// Headers sent (a `content-type` here replaces the JSON one).
@@ -90,6 +92,7 @@ pub fn call(who: Who, method: &'static str, path: &str, body: Option<Value>, sta
         says: None,
         save: vec![],
         has: vec![],
+        one_of: vec![],
         lacks: vec![],
         headers: vec![],
         bytes: None,
@@ -125,6 +128,15 @@ impl Step {
     /// The body must hold `value` at `pointer`.
     pub fn has(mut self, pointer: &str, value: Value) -> Step {
         self.call_mut().has.push((pointer.to_owned(), value));
+        self
+    }
+
+    /// The body must have one of `values` at `pointer` (a state that may
+    /// already have moved on when the answer is built).
+    pub fn has_one_of(mut self, pointer: &str, values: &[Value]) -> Step {
+        self.call_mut()
+            .one_of
+            .push((pointer.to_owned(), values.to_vec()));
         self
     }
 
@@ -315,6 +327,7 @@ impl World {
             says,
             save,
             has,
+            one_of,
             lacks,
             headers: extra,
             bytes,
@@ -349,7 +362,8 @@ impl World {
             ));
             return;
         }
-        let expects_body = body_is.is_some() || !has.is_empty() || !save.is_empty();
+        let expects_body =
+            body_is.is_some() || !has.is_empty() || !one_of.is_empty() || !save.is_empty();
         let creates = method == "POST" && !path.ends_with("/action");
         for (pointer, want) in has {
             let pointer = self.fill(&pointer, &project);
@@ -357,6 +371,15 @@ impl World {
             match r.body.pointer(&pointer) {
                 Some(got) if *got == want => {}
                 got => failures.push(format!("{what}: {pointer} is {got:?}, expected {want}")),
+            }
+        }
+        for (pointer, wants) in one_of {
+            let pointer = self.fill(&pointer, &project);
+            match r.body.pointer(&pointer) {
+                Some(got) if wants.contains(got) => {}
+                got => failures.push(format!(
+                    "{what}: {pointer} is {got:?}, expected one of {wants:?}"
+                )),
             }
         }
         for pointer in lacks {
