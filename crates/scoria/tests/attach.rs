@@ -2,9 +2,9 @@
 //! path: `qemu-img` and `nbdcopy` write through an attachment's NBD export
 //! over TLS-PSK, `qemu-system-x86_64 -accel tcg` boots a guest from it.
 //!
-//! - a volume attached through the attachments API (with a connector) takes
-//!   `boot.qcow2`'s data through its export, and a guest boots from the
-//!   export (`BOOT-FROM-VOLUME-OK`); detached, attached again (new key, new
+//! - `boot.qcow2` uploaded to the image service, a volume made from it
+//!   (`imageRef`), attached through the attachments API (with a connector):
+//!   a guest boots from the export (`BOOT-FROM-VOLUME-OK`); detached, attached again (new key, new
 //!   export), it boots again and the boot counter the guest keeps in sector
 //!   2047 went up: the write path works and persists; volumes made from a
 //!   snapshot of it (overlays) boot the same way and their writes never
@@ -20,9 +20,6 @@
 //!
 //! The boot test is skipped, saying why, when `qemu-system-x86_64` or the
 //! boot image is missing; `nbdcopy` falls back to `qemu-img` when missing.
-//! The boot image is the volume's data loaded through the export (the
-//! "volume from image" path lands separately; once it does, the volume can
-//! be made with `imageRef` instead).
 // The test drives the binary under test and qemu's tools as processes.
 #![allow(clippy::disallowed_methods)]
 
@@ -160,12 +157,29 @@ impl Api {
     }
 
     fn create_volume(&self, size: u64) -> Result<String> {
-        let v = self.ok(
-            "POST",
-            "/volumes",
-            Some(json!({"volume": {"size": size}})),
-            202,
-        )?;
+        self.create_volume_with(json!({"volume": {"size": size}}))
+    }
+
+    /// Upload `file` to the image service as a qcow2 image; its id.
+    fn upload_image(&self, file: &Path) -> Result<String> {
+        let root = self.base.split("/v3/").next().context("url")?;
+        let created: Value = self
+            .agent
+            .post(&format!("{root}/image/v2/images"))
+            .set("X-Auth-Token", &self.token)
+            .send_json(json!({"name": "boot", "disk_format": "qcow2", "container_format": "bare"}))?
+            .into_json()?;
+        let id = created["id"].as_str().context("image id")?.to_owned();
+        self.agent
+            .put(&format!("{root}/image/v2/images/{id}/file"))
+            .set("X-Auth-Token", &self.token)
+            .set("Content-Type", "application/octet-stream")
+            .send_bytes(&std::fs::read(file)?)?;
+        Ok(id)
+    }
+
+    fn create_volume_with(&self, body: Value) -> Result<String> {
+        let v = self.ok("POST", "/volumes", Some(body), 202)?;
         let id = v["volume"]["id"].as_str().context("id")?.to_owned();
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.volume(&id)?["status"] != "available" {
@@ -501,7 +515,11 @@ fn a_vm_boots_from_an_attached_volume_and_its_writes_persist() -> Result<()> {
     let _daemons = Daemons(data.clone());
     let server = Server::start(&data)?;
     let api = Api::login(&server.url)?;
-    let vol = api.create_volume(1)?;
+    // Through the API only: the boot image goes to the image service, the
+    // volume is made from it (hardened import, bootable).
+    let glance_image = api.upload_image(&image)?;
+    let vol = api.create_volume_with(json!({"volume": {"size": 1, "imageRef": glance_image}}))?;
+    ensure!(api.volume(&vol)?["bootable"] == "true", "not bootable");
 
     let t0 = Instant::now();
     let a1 = api.attach(&vol, "rw")?;
@@ -521,8 +539,6 @@ fn a_vm_boots_from_an_attached_volume_and_its_writes_persist() -> Result<()> {
         "deleting an attached volume: {status} {body}"
     );
 
-    // The image's data, through the export (see the module doc).
-    c1.write_from(&image, "qcow2")?;
     let first = c1.boot(&tmp.path().join("boot1.log"))?;
     println!("first boot: counter={first}");
 
