@@ -13,7 +13,7 @@
 //!   image is used (by a volume, or as the base of another), and every base
 //!   is immutable and recorded;
 //! - every file on a backend has an image record (no orphan), once the reaper
-//!   freed what nothing uses (`crate::reaper`);
+//!   freed what nothing uses (the reaper, `reaper.rs`);
 //! - every image cache entry's image is `ready` and immutable (an entry is a
 //!   use of its image, as a snapshot is);
 //! - no snapshot is in a transitional status or holds a reservation; every

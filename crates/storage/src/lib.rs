@@ -145,6 +145,7 @@ pub mod inspect;
 pub mod memory;
 pub mod qcow2;
 pub mod qemu;
+pub mod vet;
 
 pub use scoria_failpoints::{Failpoints, Fault};
 

@@ -6,7 +6,7 @@
 //! the parameters of the flow under test, and what must hold once everything
 //! settled. This module only provides the world and the checks every
 //! scenario shares ([`World::check_common`]): the invariants of
-//! `crate::invariants`, no temporary file left on the backend. [`generic`]
+//! the invariant check (`invariants.rs`), no temporary file left on the backend. [`generic`]
 //! hands a scenario to `scoria_flows::testkit::run_all`, which knows nothing
 //! of volumes.
 

@@ -316,7 +316,7 @@ async fn image_source(
         .ok_or_else(|| {
             Error::Unavailable("The image store cannot be read by the backends.".into())
         })?;
-    let seen = scoria_storage::inspect::check(&path, format, u64::MAX, app.env.inspect_limits)
+    let seen = scoria_storage::vet::check(&path, format, u64::MAX, app.env.inspect_limits)
         .await
         .map_err(|e| match e {
             scoria_storage::StorageError::Refused { refusal, .. } => {

@@ -63,7 +63,6 @@ pub(crate) mod create;
 pub(crate) mod layers;
 pub(crate) mod streams;
 
-pub(crate) use streams::check_untrusted as streams_check_untrusted;
 #[cfg(test)]
 mod tests;
 
@@ -490,7 +489,7 @@ impl Driver for FileDriver {
         format: crate::inspect::DiskFormat,
         limits: crate::qemu::untrusted::Limits,
     ) -> Result<crate::inspect::Inspection> {
-        crate::file::streams_check_untrusted(source, format, u64::MAX, limits).await
+        crate::vet::check(source, format, u64::MAX, limits).await
     }
 
     async fn import_untrusted(

@@ -14,7 +14,7 @@ use std::path::Path;
 use super::FileDriver;
 use super::create::{CreateJob, blocking};
 use super::layers::chain_of;
-use crate::inspect::{DiskFormat, Inspection, Refusal};
+use crate::inspect::{DiskFormat, Inspection};
 use crate::qemu::untrusted::Limits;
 use crate::{
     Format, ImageInfo, ImageSpec, Progress, Result, StorageError, format_of_name, io_error,
@@ -121,7 +121,7 @@ impl FileDriver {
             blocking(move || job.existing()).await?
         };
         // The checks run again on a re-run: what they learn is the answer.
-        let inspection = check_untrusted(source, format, spec.size, limits).await?;
+        let inspection = crate::vet::check(source, format, spec.size, limits).await?;
         if let Some(found) = found {
             same_shape(spec, None, found)?;
             return Ok(inspection);
@@ -210,54 +210,6 @@ pub(crate) fn fits(spec: &ImageSpec, source: &str, info: &ImageInfo) -> Result<(
         });
     }
     Ok(())
-}
-
-/// The whole sequence of checks an untrusted file passes before its data is
-/// converted (see `crate::inspect`): its bytes are its declared format, it
-/// refers to no other file, its stated virtual size fits `size`; then
-/// qemu-img, under `limits`, agrees on all of that.
-pub(crate) async fn check_untrusted(
-    source: &Path,
-    format: DiskFormat,
-    size: u64,
-    limits: Limits,
-) -> Result<Inspection> {
-    let shown = || source.display().to_string();
-    if !source.is_absolute() {
-        return Err(StorageError::InvalidName(shown()));
-    }
-    let refused = |r: Refusal| StorageError::Refused {
-        name: shown(),
-        refusal: r,
-    };
-    let path = source.to_owned();
-    let inspection = tokio::task::spawn_blocking(move || crate::inspect::inspect(&path, format))
-        .await
-        .map_err(|e| StorageError::Io {
-            op: "inspecting an image".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?
-        .map_err(refused)?;
-    let too_big = |virtual_size: u64| StorageError::InvalidSize {
-        size,
-        detail: format!("smaller than the image, whose virtual size is {virtual_size} bytes"),
-    };
-    if let Some(v) = inspection.virtual_size
-        && v > size
-    {
-        return Err(too_big(v));
-    }
-    let view = crate::qemu::untrusted::info_untrusted(source, format, limits)
-        .await
-        .map_err(refused)?;
-    crate::inspect::check_qemu_view(&view, format, source).map_err(refused)?;
-    if view.virtual_size > size {
-        return Err(too_big(view.virtual_size));
-    }
-    Ok(Inspection {
-        format,
-        virtual_size: Some(view.virtual_size),
-    })
 }
 
 /// Describe the outside file `source` (absolute) as `qemu-img info -f

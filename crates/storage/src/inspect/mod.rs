@@ -337,19 +337,5 @@ pub fn check_qemu_view(view: &QemuView, declared: DiskFormat, path: &Path) -> Re
     Ok(())
 }
 
-/// Every check an import makes of an untrusted file, without importing it
-/// (callers that want to refuse a hostile image before anything exists):
-/// the inspector, a virtual size within `max_size`, then `qemu-img info`
-/// under `limits` and the same rules on its answer. `Refused` or
-/// `InvalidSize` when it fails.
-pub async fn check(
-    source: &Path,
-    declared: DiskFormat,
-    max_size: u64,
-    limits: crate::qemu::untrusted::Limits,
-) -> crate::Result<Inspection> {
-    crate::file::streams_check_untrusted(source, declared, max_size, limits).await
-}
-
 #[cfg(test)]
 mod tests;

@@ -597,7 +597,7 @@ impl Driver for MemoryDriver {
         format: crate::inspect::DiskFormat,
         limits: crate::qemu::untrusted::Limits,
     ) -> Result<crate::inspect::Inspection> {
-        crate::file::streams_check_untrusted(source, format, u64::MAX, limits).await
+        crate::vet::check(source, format, u64::MAX, limits).await
     }
 
     async fn import_untrusted(
@@ -610,8 +610,7 @@ impl Driver for MemoryDriver {
     ) -> Result<crate::inspect::Inspection> {
         spec.validate()?;
         self.holds(spec.format)?;
-        let inspection =
-            crate::file::streams_check_untrusted(source, format, spec.size, limits).await?;
+        let inspection = crate::vet::check(source, format, spec.size, limits).await?;
         // Its data, as raw bytes made by qemu-img from the checked file, is then
         // imported like any trusted file.
         let scratch = Scratch::new();
