@@ -8,9 +8,9 @@
 //! when the path has none ([`links_base`]).
 //!
 //! A segment that is not UTF-8 answers with Cinder's fault body, never
-//! axum's plain text: 400 "Malformed request url" when it is the project
-//! (as for any project that is not the token's, see [`crate::auth`]), 404
-//! for an id (it names nothing).
+//! axum's plain text: 400 "Malformed request url" when it is the project (as
+//! for any project that is not the token's, which the caller's check
+//! refuses), 404 for an id (it names nothing).
 
 use std::collections::BTreeMap;
 use std::ops::Deref;

@@ -173,3 +173,66 @@ async fn volume_lists_honour_offset() {
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lists_sort_and_page_like_volumes() {
+    let t = TestApp::new().await;
+    let (admin, own) = t.admin().await;
+    for n in ["t-b", "t-c", "t-a"] {
+        let r = t
+            .call(
+                "POST",
+                &format!("/v3/{own}/types"),
+                Some(&admin),
+                Some(json!({"volume_type": {"name": n}})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = t
+            .call(
+                "POST",
+                &format!("/v3/{own}/qos-specs"),
+                Some(&admin),
+                Some(json!({"qos_specs": {"name": format!("q{n}")}})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let names = |body: &Value, key: &str| -> Vec<String> {
+        body[key]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|v| v["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    let get = |path: String| {
+        let t = &t;
+        let admin = admin.clone();
+        async move { t.call("GET", &path, Some(&admin), None).await }
+    };
+    // Types, by name ascending (__DEFAULT__ sorts first), a page at a time.
+    let r = get(format!("/v3/{own}/types?sort=name:asc")).await;
+    let all = names(&r.body, "volume_types");
+    assert_eq!(all, ["__DEFAULT__", "t-a", "t-b", "t-c"]);
+    let ids: Vec<String> = r.body["volume_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_owned())
+        .collect();
+    let r = get(format!(
+        "/v3/{own}/types?sort=name:asc&marker={}&limit=2",
+        ids[1]
+    ))
+    .await;
+    assert_eq!(names(&r.body, "volume_types"), ["t-b", "t-c"]);
+    let r = get(format!(
+        "/v3/{own}/types?sort_key=name&sort_dir=desc&offset=1&limit=1"
+    ))
+    .await;
+    assert_eq!(names(&r.body, "volume_types"), ["t-b"]);
+    // QoS specs likewise.
+    let r = get(format!("/v3/{own}/qos-specs?sort=name:desc&limit=2")).await;
+    assert_eq!(names(&r.body, "qos_specs"), ["qt-c", "qt-b"]);
+}

@@ -122,6 +122,7 @@ pub async fn project_create(app: &App, ctx: &Context, req: ProjectCreate) -> Res
         Some(d) => existing_domain(&mut tx, d).await?.id,
         None => caller_domain(&mut tx, ctx).await?,
     };
+    super::names::refuse_taken_project(&mut tx, &domain_id, &req.name, None).await?;
     let p = store::new_project(
         &req.name,
         domain_id,
@@ -180,6 +181,9 @@ pub async fn project_update(
         return Err(Error::Conflict(
             "The bootstrap admin project cannot be disabled.".into(),
         ));
+    }
+    if let Some(n) = &change.name {
+        super::names::refuse_taken_project(&mut tx, &before.domain_id, n, Some(id)).await?;
     }
     let update = store::ProjectUpdate {
         name: change.name,
@@ -316,6 +320,7 @@ pub async fn user_create(app: &App, ctx: &Context, req: UserCreate) -> Result<Us
         Some(p) => Some(existing_project(&mut tx, p).await?),
         None => None,
     };
+    super::names::refuse_taken_user(&mut tx, &domain_id, &req.name, None).await?;
     let u = User {
         id: UserId::new(),
         name: req.name,
@@ -378,6 +383,9 @@ pub async fn user_update(app: &App, ctx: &Context, id: &str, change: UserChange)
         return Err(Error::Conflict(
             "The bootstrap admin user cannot be disabled.".into(),
         ));
+    }
+    if let Some(n) = &change.name {
+        super::names::refuse_taken_user(&mut tx, &before.domain_id, n, Some(id)).await?;
     }
     let default_project_id = match change.default_project_id {
         Some(Some(p)) => Some(Some(existing_project(&mut tx, &p).await?)),

@@ -41,6 +41,7 @@ use crate::{App, Config};
 
 pub mod cache;
 pub mod manage;
+pub mod names;
 pub mod password;
 pub mod tokens;
 
@@ -314,7 +315,7 @@ pub(crate) fn validate_name(what: &str, name: &str, max: usize) -> Result<()> {
             "Invalid input for field 'name': the {what} name is longer than {max} characters."
         )));
     }
-    Ok(())
+    names::refuse_invisible(what, name)
 }
 
 pub(crate) fn validate_len(field: &str, value: &str, max: usize) -> Result<()> {
