@@ -47,3 +47,17 @@ def test_system_reader_may_list_but_a_user_without_a_system_role_may_not(server)
     osc(admin, "role", "add", "--system", "all", "--user", "sys-reader", "reader", parse=False)
     services = osc(env, "--os-system-scope", "all", "volume", "service", "list")
     assert services
+
+
+def test_system_scoped_volume_list_all_projects(server):
+    admin = cloud_env(server)
+    vol = osc(admin, "volume", "create", "--size", "1", "sys-seen")
+    env = system_env(server)
+    listed = osc(env, "--os-system-scope", "all", "volume", "list", "--all-projects")
+    assert vol["id"] in {v["ID"] for v in listed}, listed
+    # A system token creates nothing in a project: the CLI reports the 403.
+    try:
+        osc(env, "--os-system-scope", "all", "volume", "create", "--size", "1", "nope")
+        raise AssertionError("a system token created a volume")
+    except CliError as e:
+        assert "403" in e.stderr or "system-scoped" in e.stderr, e.stderr

@@ -361,6 +361,31 @@ async fn what_system_admins_and_readers_may_do_in_block_storage() {
         .map(|v| v["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, [vol.as_str()]);
+    // Without a project in the URL (3.67 routes, where the CLI goes with a
+    // system token): the all-projects list, but not a list of "its own".
+    let r = t
+        .call(
+            "GET",
+            "/v3/volumes/detail?all_tenants=1",
+            Some(&sys_reader),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["volumes"][0]["id"], vol.as_str());
+    let r = t.call("GET", "/v3/volumes", Some(&sys_reader), None).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let r = t
+        .call(
+            "GET",
+            &format!("/v3/volumes/{vol}"),
+            Some(&sys_reader),
+            None,
+        )
+        .await;
+    // Looked up first (Cinder's precedence): no project names it here.
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    assert_eq!(r.body["itemNotFound"]["code"], 404);
     // The reader's refused quota update changed nothing; the admin's did.
     let r = t
         .call(

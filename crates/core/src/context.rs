@@ -13,7 +13,10 @@
 //! scope (the API layer sets [`Context::project_id`] to it, the project must
 //! exist): a system reader passes the read rules ([`Rule::ProjectReader`],
 //! [`Rule::AdminOrSystemReader`]) of any project, a system admin also the
-//! admin ones ([`Rule::Admin`]). No system token passes [`Rule::ProjectMember`]:
+//! admin ones ([`Rule::Admin`]). On the routes without a project (3.67) a
+//! system reader passes only the reads that name no project's resource
+//! (`Op::reads_without_project`: the `all_tenants` lists, types, zones).
+//! No system token passes [`Rule::ProjectMember`]:
 //! resources belong to projects, and a system token creates or changes none of
 //! them (403 naming the policy and the scope needed).
 //!
@@ -246,6 +249,23 @@ ops! {
     IdentityEndpointList => AdminOrSystemReader, "identity:list_endpoints";
 }
 
+impl Op {
+    /// Reads a system-scoped token may make on the routes without a project
+    /// (3.67): the lists that take `all_tenants` (a list of "its own"
+    /// project still needs one: `Context::project` refuses it) and the
+    /// public catalogue of types and zones.
+    fn reads_without_project(self) -> bool {
+        matches!(
+            self,
+            Op::VolumeList
+                | Op::SnapshotList
+                | Op::TypeList
+                | Op::TypeGet
+                | Op::AvailabilityZoneList
+        )
+    }
+}
+
 impl Context {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.contains(role)
@@ -264,7 +284,10 @@ impl Context {
     pub fn authorize(&self, op: Op) -> Result<()> {
         let ok = match op.rule() {
             Rule::Authenticated => true,
-            Rule::ProjectReader => self.project_id.is_some() && self.is_reader(),
+            Rule::ProjectReader => {
+                (self.project_id.is_some() || (self.system && op.reads_without_project()))
+                    && self.is_reader()
+            }
             Rule::ProjectMember if self.system => {
                 return Err(Error::Forbidden(format!(
                     "Policy doesn't allow {} to be performed with a system-scoped token: \
@@ -387,6 +410,22 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn system_tokens_without_a_project_read_only_the_cross_project_lists() {
+        let reader = Context {
+            project_id: None,
+            ..sys(&["reader"])
+        };
+        assert!(reader.authorize(Op::VolumeList).is_ok());
+        assert!(reader.authorize(Op::SnapshotList).is_ok());
+        assert!(reader.authorize(Op::ServiceList).is_ok());
+        // Nothing that reads one project's resources without naming it.
+        assert!(reader.authorize(Op::VolumeGet).is_err());
+        assert!(reader.authorize(Op::ImageList).is_err());
+        assert!(reader.authorize(Op::MessageList).is_err());
+        assert!(reader.project().is_err());
     }
 
     #[test]
