@@ -7,9 +7,14 @@
 //!
 //! On a Block Storage route under `/v3/{project_id}`, the URL's project must
 //! be the token's (Cinder's WSGI layer: 400 "Malformed request url"
-//! otherwise, admins included; an unscoped or system-scoped token has no
-//! project and uses the routes without one, 3.67). A project an admin acts
-//! *on* is a later segment (`os-quota-sets/{target}`), not this one.
+//! otherwise, admins included; an unscoped token has no project and uses the
+//! routes without one, 3.67). A project an admin acts *on* is a later segment
+//! (`os-quota-sets/{target}`), not this one. A **system-scoped** token has no
+//! project either: on `/v3/{project_id}/…` the URL's project (which must
+//! exist) is its target, and the policy table decides what it may do there
+//! (`scoria_core::context`: reads for a system reader, also the operator
+//! routes for a system admin, never creating or changing a project's
+//! resources).
 
 use axum::Json;
 use axum::extract::{FromRequestParts, MatchedPath, OriginalUri};
@@ -48,6 +53,7 @@ impl FromRequestParts<State> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, Self::Rejection> {
         match caller(parts, state).await {
+            Ok(ctx) if ctx.system => system_target(parts, state, ctx).await.map(Auth),
             Ok(ctx) => {
                 url_project_is_callers(parts, &ctx).map_err(IntoResponse::into_response)?;
                 Ok(Auth(ctx))
@@ -76,14 +82,15 @@ pub async fn caller(parts: &Parts, state: &State) -> Result<Context, Error> {
     Ok(ctx)
 }
 
-/// Refuse a `/v3/{project_id}/…` request whose project is not the caller's.
-fn url_project_is_callers(parts: &Parts, ctx: &Context) -> Result<(), crate::fault::ApiError> {
+/// The URL's project of a `/v3/{project_id}/…` request: `None` on other
+/// routes, `Some(None)` when the segment is not UTF-8.
+fn url_project(parts: &Parts) -> Option<Option<String>> {
     let under_project = parts
         .extensions
         .get::<MatchedPath>()
         .is_some_and(|m| m.as_str().starts_with("/v3/{project_id}"));
     if !under_project {
-        return Ok(());
+        return None;
     }
     // The project is the segment after `/v3/` of the path as sent (a nested
     // router sees the rest only).
@@ -91,10 +98,33 @@ fn url_project_is_callers(parts: &Parts, ctx: &Context) -> Result<(), crate::fau
         .extensions
         .get::<OriginalUri>()
         .map_or_else(|| parts.uri.path(), |u| u.0.path());
-    let segment = path.split('/').nth(2).unwrap_or("");
-    match (percent_decode(segment), &ctx.project_id) {
-        (Some(u), Some(p)) if u == p.0 => Ok(()),
+    Some(percent_decode(path.split('/').nth(2).unwrap_or("")))
+}
+
+/// Refuse a `/v3/{project_id}/…` request whose project is not the caller's.
+fn url_project_is_callers(parts: &Parts, ctx: &Context) -> Result<(), crate::fault::ApiError> {
+    match (url_project(parts), &ctx.project_id) {
+        (None, _) => Ok(()),
+        (Some(Some(u)), Some(p)) if u == p.0 => Ok(()),
         _ => Err(crate::path::malformed_url()),
+    }
+}
+
+/// A system-scoped caller: on a `/v3/{project_id}/…` route the URL's project
+/// is the target the policy table sees (`scoria_core::context`); one that does
+/// not exist is 400 "Malformed request url", as for a project caller.
+async fn system_target(parts: &Parts, state: &State, ctx: Context) -> Result<Context, Response> {
+    let malformed = || crate::path::malformed_url().into_response();
+    match url_project(parts) {
+        None => Ok(ctx),
+        Some(None) => Err(malformed()),
+        Some(Some(project)) => {
+            match scoria_core::identity::system_target(&state.app, &ctx, &project).await {
+                Ok(ctx) => Ok(ctx),
+                Err(Error::NotFound(_)) => Err(malformed()),
+                Err(e) => Err(crate::fault::ApiError::from(e).into_response()),
+            }
+        }
     }
 }
 

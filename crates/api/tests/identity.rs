@@ -368,12 +368,21 @@ async fn failed_logins_and_malformed_requests_get_keystone_errors() {
         ("not JSON", json!("{nope"), 400),
         ("no auth", json!({"x": 1}), 400),
         (
-            "system scope",
+            // Scoria has no domain roles (system scope: `system_scope.rs`).
+            "domain scope",
             json!({"auth": {
                 "identity": {"methods": ["password"], "password": {"user": {
                     "name": "admin", "domain": {"name": "Default"}, "password": "admin-secret"}}},
-                "scope": {"system": {"all": true}}}}),
+                "scope": {"domain": {"id": "default"}}}}),
             401,
+        ),
+        (
+            "a system other than all",
+            json!({"auth": {
+                "identity": {"methods": ["password"], "password": {"user": {
+                    "name": "admin", "domain": {"name": "Default"}, "password": "admin-secret"}}},
+                "scope": {"system": {"all": false}}}}),
+            400,
         ),
     ];
     let mut messages = vec![];
@@ -928,8 +937,10 @@ async fn management_round_trips_and_policy() {
         ("?group.id=g".to_string(), vec![]),
         (
             "?include_names".to_string(),
-            vec!["admin/admin/admin", "alice/p1/member"],
+            vec!["admin/admin/admin", "admin/system/admin", "alice/p1/member"],
         ),
+        // The bootstrap admin is admin of the system (system rows only).
+        ("?scope.system=all".to_string(), vec!["admin/system/admin"]),
     ];
     for (q, want) in cases {
         let r = api
@@ -941,10 +952,16 @@ async fn management_round_trips_and_policy() {
             .unwrap()
             .iter()
             .map(|a| {
+                let scope = match a["scope"].get("system") {
+                    Some(s) => {
+                        assert_eq!(s, &json!({"all": true}));
+                        "system"
+                    }
+                    None => a["scope"]["project"]["name"].as_str().unwrap(),
+                };
                 format!(
-                    "{}/{}/{}",
+                    "{}/{scope}/{}",
                     a["user"]["name"].as_str().unwrap(),
-                    a["scope"]["project"]["name"].as_str().unwrap(),
                     a["role"]["name"].as_str().unwrap()
                 )
             })

@@ -136,6 +136,35 @@ fn rows() -> Vec<Row> {
         r("GET", "/identity/v3/roles/{r}", None, admin),
         r("GET", "/identity/v3/role_inferences", None, admin),
         r("GET", "/identity/v3/role_assignments", None, admin),
+        r(
+            "GET",
+            "/identity/v3/role_assignments?scope.system=all",
+            None,
+            admin,
+        ),
+        // Grants on the system: admins only (the project admin here holds
+        // the admin role on a project, as Scoria's admin rule reads it).
+        r("GET", "/identity/v3/system/users/{ua}/roles", None, admin),
+        r(
+            "PUT",
+            "/identity/v3/system/users/{nu}/roles/{r}",
+            None,
+            [401, 401, 403, 403, 403, 204],
+        ),
+        r(
+            "HEAD",
+            "/identity/v3/system/users/{nu}/roles/{r}",
+            None,
+            // A fresh user holds no system role: 404 once authorized.
+            [401, 401, 403, 403, 403, 404],
+        ),
+        r(
+            "DELETE",
+            "/identity/v3/system/users/{nu}/roles/{r}",
+            None,
+            // A fresh user holds no system role: 404 once authorized.
+            [401, 401, 403, 403, 403, 404],
+        ),
         r("GET", "/identity/v3/services", None, admin),
         r("GET", "/identity/v3/endpoints", None, admin),
         // Anyone may log in; the caller's token plays no part.
@@ -160,7 +189,10 @@ fn rows() -> Vec<Row> {
 }
 
 fn template(path: &str) -> String {
-    path.trim_start_matches("/identity")
+    path.split('?')
+        .next()
+        .unwrap_or(path)
+        .trim_start_matches("/identity")
         .replace("{a}", "{project_id}")
         .replace("{np}", "{project_id}")
         .replace("{me}", "{user_id}")

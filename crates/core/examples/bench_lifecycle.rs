@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!(e.chain()))?;
     let project = ProjectId::new();
     let ctx = Arc::new(Context {
+        system: false,
         request_id: "bench".into(),
         user_id: UserId::new(),
         user_name: "bench".into(),

@@ -118,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))?;
     let ctx = Context {
+        system: false,
         request_id: "bench".into(),
         user_id: UserId::new(),
         user_name: "bench".into(),

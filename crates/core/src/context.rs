@@ -7,6 +7,19 @@
 //! including the admin-only actions. Roles are hierarchical (admin ⊃ member ⊃
 //! reader) and a token lists the implied roles, as Keystone does.
 //!
+//! A **system-scoped** token (`"scope": {"system": {"all": true}}`) carries
+//! the roles its user holds on the system and no project of its own. On a
+//! `/v3/{project_id}/…` route the URL's project is then a *target*, not a
+//! scope (the API layer sets [`Context::project_id`] to it, the project must
+//! exist): a system reader passes the read rules ([`Rule::ProjectReader`],
+//! [`Rule::AdminOrSystemReader`]) of any project, a system admin also the
+//! admin ones ([`Rule::Admin`]). On the routes without a project (3.67) a
+//! system reader passes only the reads that name no project's resource
+//! (`Op::reads_without_project`: the `all_tenants` lists, types, zones).
+//! No system token passes [`Rule::ProjectMember`]:
+//! resources belong to projects, and a system token creates or changes none of
+//! them (403 naming the policy and the scope needed).
+//!
 //! A resource of another project is reported as absent (404), never as
 //! forbidden: callers must not learn that it exists. That check lives with each
 //! resource's lookup (`volumes::get_visible`), not here.
@@ -28,6 +41,9 @@ pub struct Context {
     pub project_name: Option<String>,
     /// Role names, implied ones included.
     pub roles: BTreeSet<String>,
+    /// The token is scoped to the system; `project_id` is then the URL's
+    /// project (a target) or `None` (module doc).
+    pub system: bool,
 }
 
 /// What a rule requires of the caller.
@@ -39,8 +55,11 @@ pub enum Rule {
     ProjectReader,
     /// A token scoped to a project with at least the `member` role.
     ProjectMember,
-    /// The `admin` role.
+    /// The `admin` role (on a project or on the system).
     Admin,
+    /// The `admin` role, or a system-scoped token with the `reader` role:
+    /// the read side of the operator routes (Cinder's system reader).
+    AdminOrSystemReader,
     /// The `admin` role, or the caller is the target's owner (their own user,
     /// project or token; the operation decides, see
     /// [`Context::authorize_owned`]). Scope does not matter.
@@ -76,7 +95,7 @@ ops! {
     VolumeCreate => ProjectMember, "volume:create";
     VolumeGet => ProjectReader, "volume:get";
     VolumeList => ProjectReader, "volume:get_all";
-    VolumeListAllProjects => Admin, "volume:get_all_tenants";
+    VolumeListAllProjects => AdminOrSystemReader, "volume:get_all_tenants";
     VolumeUpdate => ProjectMember, "volume:update";
     VolumeDelete => ProjectMember, "volume:delete";
     VolumeExtend => ProjectMember, "volume:extend";
@@ -102,37 +121,37 @@ ops! {
     VolumeUploadPublic => Admin, "volume_extension:volume_actions:upload_public";
     VolumeResetStatus => Admin, "volume_extension:volume_admin_actions:reset_status";
     VolumeForceDelete => Admin, "volume_extension:volume_admin_actions:force_delete";
-    VolumeAdminFields => Admin, "volume_extension:volume_host_attribute";
+    VolumeAdminFields => AdminOrSystemReader, "volume_extension:volume_host_attribute";
     TransferCreate => ProjectMember, "volume:create_transfer";
     TransferGet => ProjectReader, "volume:get_transfer";
     TransferList => ProjectReader, "volume:get_all_transfers";
     TransferDelete => ProjectMember, "volume:delete_transfer";
     TransferAccept => ProjectMember, "volume:accept_transfer";
     QuotaShowOwn => ProjectReader, "volume_extension:quotas:show";
-    QuotaShowAny => Admin, "volume_extension:quotas:show_any";
+    QuotaShowAny => AdminOrSystemReader, "volume_extension:quotas:show_any";
     QuotaUpdate => Admin, "volume_extension:quotas:update";
     QuotaDelete => Admin, "volume_extension:quotas:delete";
-    QuotaClassShow => Admin, "volume_extension:quota_classes";
+    QuotaClassShow => AdminOrSystemReader, "volume_extension:quota_classes";
     QuotaClassUpdate => Admin, "volume_extension:quota_classes:update";
     LimitsGet => ProjectReader, "limits_extension:used_limits";
     TypeList => ProjectReader, "volume_extension:type_get_all";
     TypeGet => ProjectReader, "volume_extension:type_get";
     TypeManage => Admin, "volume_extension:types_manage";
     DefaultTypeSet => Admin, "volume_extension:default_set_or_update";
-    DefaultTypeGet => Admin, "volume_extension:default_get";
-    DefaultTypeList => Admin, "volume_extension:default_get_all";
+    DefaultTypeGet => AdminOrSystemReader, "volume_extension:default_get";
+    DefaultTypeList => AdminOrSystemReader, "volume_extension:default_get_all";
     DefaultTypeUnset => Admin, "volume_extension:default_unset";
     TypeExtraSpecsList => ProjectReader, "volume_extension:types_extra_specs:index";
     TypeExtraSpecsGet => ProjectReader, "volume_extension:types_extra_specs:show";
     TypeExtraSpecsCreate => Admin, "volume_extension:types_extra_specs:create";
     TypeExtraSpecsUpdate => Admin, "volume_extension:types_extra_specs:update";
     TypeExtraSpecsDelete => Admin, "volume_extension:types_extra_specs:delete";
-    TypeExtraSpecsReadSensitive => Admin, "volume_extension:types_extra_specs:read_sensitive";
-    TypeQosSpecsIdRead => Admin, "volume_extension:access_types_qos_specs_id";
-    TypeAccessList => Admin, "volume_extension:volume_type_access:get_all_for_type";
+    TypeExtraSpecsReadSensitive => AdminOrSystemReader, "volume_extension:types_extra_specs:read_sensitive";
+    TypeQosSpecsIdRead => AdminOrSystemReader, "volume_extension:access_types_qos_specs_id";
+    TypeAccessList => AdminOrSystemReader, "volume_extension:volume_type_access:get_all_for_type";
     TypeAccessAdd => Admin, "volume_extension:volume_type_access:addProjectAccess";
     TypeAccessRemove => Admin, "volume_extension:volume_type_access:removeProjectAccess";
-    TypeEncryptionGet => Admin, "volume_extension:volume_type_encryption:get";
+    TypeEncryptionGet => AdminOrSystemReader, "volume_extension:volume_type_encryption:get";
     TypeEncryptionCreate => Admin, "volume_extension:volume_type_encryption:create";
     TypeEncryptionUpdate => Admin, "volume_extension:volume_type_encryption:update";
     TypeEncryptionDelete => Admin, "volume_extension:volume_type_encryption:delete";
@@ -141,7 +160,7 @@ ops! {
     SnapshotCreate => ProjectMember, "volume:create_snapshot";
     SnapshotGet => ProjectReader, "volume:get_snapshot";
     SnapshotList => ProjectReader, "volume:get_all_snapshots";
-    SnapshotListAllProjects => Admin, "volume:get_all_snapshots:all_tenants";
+    SnapshotListAllProjects => AdminOrSystemReader, "volume:get_all_snapshots:all_tenants";
     SnapshotUpdate => ProjectMember, "volume:update_snapshot";
     SnapshotDelete => ProjectMember, "volume:delete_snapshot";
     SnapshotMetadataGet => ProjectReader, "volume:get_snapshot_metadata";
@@ -150,28 +169,28 @@ ops! {
     SnapshotResetStatus => Admin, "volume_extension:snapshot_admin_actions:reset_status";
     SnapshotForceDelete => Admin, "volume_extension:snapshot_admin_actions:force_delete";
     SnapshotUpdateStatus => ProjectMember, "snapshot_extension:snapshot_actions:update_snapshot_status";
-    QosSpecsList => Admin, "volume_extension:qos_specs_manage:get_all";
-    QosSpecsGet => Admin, "volume_extension:qos_specs_manage:get";
+    QosSpecsList => AdminOrSystemReader, "volume_extension:qos_specs_manage:get_all";
+    QosSpecsGet => AdminOrSystemReader, "volume_extension:qos_specs_manage:get";
     QosSpecsCreate => Admin, "volume_extension:qos_specs_manage:create";
     QosSpecsUpdate => Admin, "volume_extension:qos_specs_manage:update";
     QosSpecsDelete => Admin, "volume_extension:qos_specs_manage:delete";
     ExtensionList => Authenticated, "extensions:list";
     AvailabilityZoneList => ProjectReader, "volume_extension:availability_zone_list";
-    FlowListStuck => Admin, "scoria:operations:list";
-    ServiceList => Admin, "volume_extension:services:index";
+    FlowListStuck => AdminOrSystemReader, "scoria:operations:list";
+    ServiceList => AdminOrSystemReader, "volume_extension:services:index";
     ServiceUpdate => Admin, "volume_extension:services:update";
     ServiceFreeze => Admin, "volume:freeze_host";
     ServiceThaw => Admin, "volume:thaw_host";
-    HostList => Admin, "volume_extension:hosts";
-    PoolList => Admin, "scheduler_extension:scheduler_stats:get_pools";
-    CapabilitiesGet => Admin, "volume_extension:capabilities";
+    HostList => AdminOrSystemReader, "volume_extension:hosts";
+    PoolList => AdminOrSystemReader, "scheduler_extension:scheduler_stats:get_pools";
+    CapabilitiesGet => AdminOrSystemReader, "volume_extension:capabilities";
     MessageList => ProjectReader, "message:get_all";
     MessageGet => ProjectReader, "message:get";
     MessageDelete => ProjectMember, "message:delete";
     GroupTypeList => ProjectReader, "scoria:group_types:get_all";
     GroupTypeGet => ProjectReader, "scoria:group_types:get";
     GroupTypeManage => Admin, "group:group_types_manage";
-    GroupTypeSpecsRead => Admin, "group:access_group_types_specs";
+    GroupTypeSpecsRead => AdminOrSystemReader, "group:access_group_types_specs";
     GroupTypeSpecs => Admin, "group:group_types_specs";
     GroupList => ProjectReader, "group:get_all";
     GroupGet => ProjectReader, "group:get";
@@ -179,35 +198,39 @@ ops! {
     GroupUpdate => ProjectMember, "group:update";
     GroupDelete => ProjectMember, "group:delete";
     GroupResetStatus => Admin, "group:reset_status";
-    GroupProjectAttribute => Admin, "group:group_project_attribute";
+    GroupProjectAttribute => AdminOrSystemReader, "group:group_project_attribute";
     IdentityTokenValidate => AdminOrOwner, "identity:validate_token";
     IdentityTokenCheck => AdminOrOwner, "identity:check_token";
     IdentityTokenRevoke => AdminOrOwner, "identity:revoke_token";
     IdentityAuthProjects => Authenticated, "identity:get_auth_projects";
     IdentityAuthCatalog => Authenticated, "identity:get_auth_catalog";
-    IdentityDomainList => Admin, "identity:list_domains";
+    IdentityDomainList => AdminOrSystemReader, "identity:list_domains";
     IdentityDomainGet => AdminOrOwner, "identity:get_domain";
-    IdentityProjectList => Admin, "identity:list_projects";
+    IdentityProjectList => AdminOrSystemReader, "identity:list_projects";
     IdentityProjectGet => AdminOrOwner, "identity:get_project";
     IdentityProjectCreate => Admin, "identity:create_project";
     IdentityProjectUpdate => Admin, "identity:update_project";
     IdentityProjectDelete => Admin, "identity:delete_project";
-    IdentityUserList => Admin, "identity:list_users";
+    IdentityUserList => AdminOrSystemReader, "identity:list_users";
     IdentityUserGet => AdminOrOwner, "identity:get_user";
     IdentityUserCreate => Admin, "identity:create_user";
     IdentityUserUpdate => Admin, "identity:update_user";
     IdentityUserDelete => Admin, "identity:delete_user";
     IdentityUserProjects => AdminOrOwner, "identity:list_user_projects";
     IdentityUserChangePassword => Owner, "identity:change_password";
-    IdentityRoleList => Admin, "identity:list_roles";
-    IdentityRoleGet => Admin, "identity:get_role";
-    IdentityRoleInferenceList => Admin, "identity:list_role_inference_rules";
+    IdentityRoleList => AdminOrSystemReader, "identity:list_roles";
+    IdentityRoleGet => AdminOrSystemReader, "identity:get_role";
+    IdentityRoleInferenceList => AdminOrSystemReader, "identity:list_role_inference_rules";
     IdentityGrantCreate => Admin, "identity:create_grant";
-    IdentityGrantCheck => Admin, "identity:check_grant";
-    IdentityGrantList => Admin, "identity:list_grants";
+    IdentityGrantCheck => AdminOrSystemReader, "identity:check_grant";
+    IdentityGrantList => AdminOrSystemReader, "identity:list_grants";
     IdentityGrantRevoke => Admin, "identity:revoke_grant";
-    IdentityAssignmentList => Admin, "identity:list_role_assignments";
-    IdentityServiceList => Admin, "identity:list_services";
+    IdentitySystemGrantCreate => Admin, "identity:create_system_grant_for_user";
+    IdentitySystemGrantCheck => AdminOrSystemReader, "identity:check_system_grant_for_user";
+    IdentitySystemGrantList => AdminOrSystemReader, "identity:list_system_grants_for_user";
+    IdentitySystemGrantRevoke => Admin, "identity:revoke_system_grant_for_user";
+    IdentityAssignmentList => AdminOrSystemReader, "identity:list_role_assignments";
+    IdentityServiceList => AdminOrSystemReader, "identity:list_services";
     ImageCreate => ProjectMember, "add_image";
     ImageGet => ProjectReader, "get_image";
     ImageList => ProjectReader, "get_images";
@@ -223,7 +246,24 @@ ops! {
     ImageMemberList => ProjectReader, "get_members";
     ImageMemberUpdate => ProjectMember, "modify_member";
     ImageMemberDelete => ProjectMember, "delete_member";
-    IdentityEndpointList => Admin, "identity:list_endpoints";
+    IdentityEndpointList => AdminOrSystemReader, "identity:list_endpoints";
+}
+
+impl Op {
+    /// Reads a system-scoped token may make on the routes without a project
+    /// (3.67): the lists that take `all_tenants` (a list of "its own"
+    /// project still needs one: `Context::project` refuses it) and the
+    /// public catalogue of types and zones.
+    fn reads_without_project(self) -> bool {
+        matches!(
+            self,
+            Op::VolumeList
+                | Op::SnapshotList
+                | Op::TypeList
+                | Op::TypeGet
+                | Op::AvailabilityZoneList
+        )
+    }
 }
 
 impl Context {
@@ -235,19 +275,31 @@ impl Context {
         self.has_role("admin")
     }
 
+    fn is_reader(&self) -> bool {
+        self.has_role("reader") || self.has_role("member") || self.is_admin()
+    }
+
     /// Check the policy table. An unscoped token only passes `Authenticated`
     /// rules (and admin ones: an admin acts on any project).
     pub fn authorize(&self, op: Op) -> Result<()> {
         let ok = match op.rule() {
             Rule::Authenticated => true,
             Rule::ProjectReader => {
-                self.project_id.is_some()
-                    && (self.has_role("reader") || self.has_role("member") || self.is_admin())
+                (self.project_id.is_some() || (self.system && op.reads_without_project()))
+                    && self.is_reader()
+            }
+            Rule::ProjectMember if self.system => {
+                return Err(Error::Forbidden(format!(
+                    "Policy doesn't allow {} to be performed with a system-scoped token: \
+                     it needs a token scoped to the project.",
+                    op.name()
+                )));
             }
             Rule::ProjectMember => {
                 self.project_id.is_some() && (self.has_role("member") || self.is_admin())
             }
             Rule::Admin | Rule::AdminOrOwner => self.is_admin(),
+            Rule::AdminOrSystemReader => self.is_admin() || (self.system && self.is_reader()),
             Rule::Owner => false,
         };
         if ok {
@@ -290,22 +342,51 @@ mod tests {
             project_id: scoped.then(ProjectId::new),
             project_name: None,
             roles: roles.iter().map(|s| s.to_string()).collect(),
+            system: false,
+        }
+    }
+
+    /// A system-scoped caller with `roles`, targeting a project.
+    fn sys(roles: &[&str]) -> Context {
+        Context {
+            system: true,
+            ..ctx(roles, true)
         }
     }
 
     #[test]
     fn each_rule_admits_exactly_the_roles_it_should() {
-        // (rule, [none, reader, member, admin, unscoped admin, unscoped member])
-        let table: &[(Rule, [bool; 6])] = &[
-            (Rule::Authenticated, [true, true, true, true, true, true]),
-            (Rule::ProjectReader, [false, true, true, true, false, false]),
+        // (rule, [none, reader, member, admin, unscoped admin, unscoped member,
+        //         system reader, system admin])
+        let table: &[(Rule, [bool; 8])] = &[
+            (
+                Rule::Authenticated,
+                [true, true, true, true, true, true, true, true],
+            ),
+            (
+                Rule::ProjectReader,
+                [false, true, true, true, false, false, true, true],
+            ),
             (
                 Rule::ProjectMember,
-                [false, false, true, true, false, false],
+                [false, false, true, true, false, false, false, false],
             ),
-            (Rule::Admin, [false, false, false, true, true, false]),
-            (Rule::AdminOrOwner, [false, false, false, true, true, false]),
-            (Rule::Owner, [false, false, false, false, false, false]),
+            (
+                Rule::Admin,
+                [false, false, false, true, true, false, false, true],
+            ),
+            (
+                Rule::AdminOrSystemReader,
+                [false, false, false, true, true, false, true, true],
+            ),
+            (
+                Rule::AdminOrOwner,
+                [false, false, false, true, true, false, false, true],
+            ),
+            (
+                Rule::Owner,
+                [false, false, false, false, false, false, false, false],
+            ),
         ];
         let callers = [
             ctx(&[], true),
@@ -314,6 +395,8 @@ mod tests {
             ctx(&["admin", "member", "reader"], true),
             ctx(&["admin", "member", "reader"], false),
             ctx(&["member", "reader"], false),
+            sys(&["reader"]),
+            sys(&["admin", "member", "reader"]),
         ];
         for (rule, expect) in table {
             let op = Op::ALL.iter().copied().find(|o| o.rule() == *rule).unwrap();
@@ -327,6 +410,22 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn system_tokens_without_a_project_read_only_the_cross_project_lists() {
+        let reader = Context {
+            project_id: None,
+            ..sys(&["reader"])
+        };
+        assert!(reader.authorize(Op::VolumeList).is_ok());
+        assert!(reader.authorize(Op::SnapshotList).is_ok());
+        assert!(reader.authorize(Op::ServiceList).is_ok());
+        // Nothing that reads one project's resources without naming it.
+        assert!(reader.authorize(Op::VolumeGet).is_err());
+        assert!(reader.authorize(Op::ImageList).is_err());
+        assert!(reader.authorize(Op::MessageList).is_err());
+        assert!(reader.project().is_err());
     }
 
     #[test]
@@ -356,6 +455,14 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "Policy doesn't allow volume:create to be performed."
+        );
+        let e = sys(&["admin", "member", "reader"])
+            .authorize(Op::VolumeCreate)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Policy doesn't allow volume:create to be performed with a system-scoped token: \
+             it needs a token scoped to the project."
         );
     }
 }

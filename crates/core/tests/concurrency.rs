@@ -12,6 +12,7 @@ use scoria_model::{ProjectId, UserId};
 
 fn member(project: &ProjectId) -> Context {
     Context {
+        system: false,
         request_id: "req-test".into(),
         user_id: UserId::new(),
         user_name: "member".into(),

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha512};
 
 fn member(project: &ProjectId) -> Context {
     Context {
+        system: false,
         request_id: "req-test".into(),
         user_id: UserId::new(),
         user_name: "member".into(),

@@ -11,6 +11,7 @@ use scoria_model::{ProjectId, UserId, VolumeTypeId};
 
 fn member(project: &ProjectId, request_id: &str) -> Context {
     Context {
+        system: false,
         request_id: request_id.into(),
         user_id: UserId::new(),
         user_name: "member".into(),

@@ -14,6 +14,7 @@ use scoria_store::{Store, StoreOptions, images};
 
 fn admin() -> Context {
     Context {
+        system: false,
         request_id: "req-test".into(),
         user_id: UserId::new(),
         user_name: "admin".into(),

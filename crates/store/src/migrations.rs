@@ -69,6 +69,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "default_types",
         include_str!("../migrations/0015_default_types.sql"),
     ),
+    (
+        16,
+        "system_scope",
+        include_str!("../migrations/0016_system_scope.sql"),
+    ),
 ];
 
 /// Apply every migration not yet applied whose version is below `before`

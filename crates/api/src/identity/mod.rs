@@ -18,6 +18,7 @@ use crate::State;
 
 pub mod error;
 pub mod resources;
+pub mod system;
 pub mod tokens;
 pub mod views;
 
@@ -66,6 +67,10 @@ table! {
     get "/v3/roles/{role_id}" => resources::role_show;
     get "/v3/role_inferences" => resources::role_inferences;
     get "/v3/role_assignments" => resources::assignment_list;
+    get "/v3/system/users/{user_id}/roles" => system::grant_list;
+    put "/v3/system/users/{user_id}/roles/{role_id}" => system::grant_create;
+    head "/v3/system/users/{user_id}/roles/{role_id}" => system::grant_check;
+    delete "/v3/system/users/{user_id}/roles/{role_id}" => system::grant_revoke;
     get "/v3/services" => resources::service_list;
     get "/v3/endpoints" => resources::endpoint_list;
 }

@@ -455,9 +455,11 @@ pub async fn grant_list(
     )))
 }
 
-/// `GET /v3/role_assignments` with `user.id`, `scope.project.id`, `role.id`,
-/// `effective` and `include_names`. Filters on what Scoria does not have
-/// (groups, domain and system scopes, inheritance) match nothing.
+/// `GET /v3/role_assignments` with `user.id`, `scope.project.id`,
+/// `scope.system`, `role.id`, `effective` and `include_names`: the project
+/// rows, then the system rows (only these with `scope.system`, only project
+/// rows with `scope.project.id`). Filters on what Scoria does not have
+/// (groups, domain scope, inheritance) match nothing.
 pub async fn assignment_list(
     AxState(state): AxState<State>,
     IdAuth(ctx): IdAuth,
@@ -471,19 +473,47 @@ pub async fn assignment_list(
         role_id: q.get("role.id"),
         effective: q.flag("effective"),
     };
+    let system_only = q.0.get("scope.system").is_some();
+    let (user, role, effective) = (
+        query.user_id.clone(),
+        query.role_id.clone(),
+        query.effective,
+    );
+    let project_only = query.project_id.is_some();
     let mut list = identity::assignment_list(&state.app, &ctx, query).await?;
-    let elsewhere = ["group.id", "scope.domain.id", "scope.system"]
+    let mut system = if project_only {
+        vec![]
+    } else {
+        identity::system_assignment_list(
+            &state.app,
+            &ctx,
+            user.as_deref(),
+            role.as_deref(),
+            effective,
+        )
+        .await?
+    };
+    if system_only {
+        list.clear();
+    }
+    let elsewhere = ["group.id", "scope.domain.id"]
         .iter()
         .any(|k| q.0.get(k).is_some())
         || q.0.0.iter().any(|(k, _)| k.starts_with("scope.OS-INHERIT"));
     if elsewhere {
         list.clear();
+        system.clear();
     }
     let names = q.flag("include_names");
     Ok(Json(views::list(
         "role_assignments",
         list.iter()
             .map(|e| views::assignment(&b, e, names))
+            .chain(
+                system
+                    .iter()
+                    .map(|e| views::system_assignment(&b, e, names)),
+            )
             .collect(),
         self_link(&state, &uri),
     )))

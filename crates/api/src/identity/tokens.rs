@@ -140,9 +140,18 @@ pub fn parse_auth(body: &Map<String, Value>) -> IdResult<AuthRequest> {
                     .as_object()
                     .ok_or_else(|| field_error("scope", "'domain' must be an object."))?;
                 ScopeRequest::Domain(domain_ref(d, "domain")?)
-            } else {
-                // system, OS-TRUST:trust, …: nothing Scoria can grant.
+            } else if let Some(sys) = s.get("system") {
+                // Keystone's only system is `{"all": true}`.
+                if sys != &serde_json::json!({"all": true}) {
+                    return Err(field_error("scope", "'system' must be {\"all\": true}."));
+                }
                 ScopeRequest::System
+            } else {
+                // OS-TRUST:trust, …: nothing Scoria can grant.
+                return Err(IdError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "Scoria issues project-scoped, system-scoped and unscoped tokens only.",
+                ));
             }
         }
         Some(_) => return Err(field_error("scope", "must be an object or \"unscoped\".")),
@@ -153,8 +162,10 @@ pub fn parse_auth(body: &Map<String, Value>) -> IdResult<AuthRequest> {
 /// The token view, with the catalog unless `?nocatalog`.
 fn token_body(state: &State, info: &TokenInfo, q: &IdQuery) -> Value {
     let catalog = match (&info.project, q.flag("nocatalog")) {
+        (_, true) => None,
         (Some(p), false) => Some(identity::catalog(&state.app, &p.id)),
-        _ => None,
+        (None, false) if info.system => Some(identity::system_catalog(&state.app)),
+        (None, false) => None,
     };
     views::token(info, catalog.as_deref())
 }
@@ -300,6 +311,19 @@ mod tests {
         check(
             json!({"auth": {"identity": {"methods": ["token"], "token": {"id": "t"}}}}),
             Ok("Token { .. } Default"),
+        );
+        // A system other than `all`, or a scope Scoria cannot grant.
+        check(
+            with_scope(pw(alice.clone()), json!({"system": {"all": false}})),
+            Err(400),
+        );
+        check(
+            with_scope(pw(alice.clone()), json!({"system": "all"})),
+            Err(400),
+        );
+        check(
+            with_scope(pw(alice.clone()), json!({"OS-TRUST:trust": {"id": "t"}})),
+            Err(401),
         );
         // Malformed: 400; unsupported methods: 401.
         check(json!({}), Err(400));

@@ -1,7 +1,7 @@
 //! Identity's JSON shapes, with Keystone's field names.
 
 use scoria_core::identity::{
-    AssignmentEntry, CatalogService, Domain, Project, Role, TokenInfo, User,
+    AssignmentEntry, CatalogService, Domain, Project, Role, SystemAssignment, TokenInfo, User,
 };
 use serde_json::{Value, json};
 
@@ -141,6 +141,30 @@ pub fn assignment(b: &Base, e: &AssignmentEntry, names: bool) -> Value {
     })
 }
 
+/// One system row of `GET /role_assignments`.
+pub fn system_assignment(b: &Base, e: &SystemAssignment, names: bool) -> Value {
+    let g = &e.grant;
+    let granted = e.prior_role.as_ref().unwrap_or(&g.role);
+    let mut links = json!({
+        "assignment": b.link(&format!("/system/users/{}/roles/{}", g.user_id, granted.id)),
+    });
+    if let Some(p) = &e.prior_role {
+        links["prior_role"] = json!(b.link(&format!("/roles/{}", p.id)));
+    }
+    let (mut role, mut user) = (json!({"id": g.role.id}), json!({"id": g.user_id}));
+    if names {
+        role["name"] = json!(g.role.name);
+        user["name"] = json!(g.user.name);
+        user["domain"] = json!({"id": g.user.domain_id, "name": g.user.domain_name});
+    }
+    json!({
+        "links": links,
+        "role": role,
+        "scope": {"system": {"all": true}},
+        "user": user,
+    })
+}
+
 pub fn catalog(services: &[CatalogService]) -> Value {
     Value::Array(
         services
@@ -194,7 +218,8 @@ pub fn endpoints(b: &Base, s: &CatalogService) -> Vec<Value> {
         .collect()
 }
 
-/// `{"token": {...}}`; `catalog` only for a scoped token.
+/// `{"token": {...}}`; `catalog` only for a scoped token (project or
+/// system: then `"system": {"all": true}` and no `project`).
 pub fn token(info: &TokenInfo, catalog: Option<&[CatalogService]>) -> Value {
     let mut t = json!({
         "methods": info.methods,
@@ -215,6 +240,17 @@ pub fn token(info: &TokenInfo, catalog: Option<&[CatalogService]>) -> Value {
             "name": p.name,
         });
         t["is_domain"] = json!(false);
+        t["roles"] = json!(
+            info.roles
+                .iter()
+                .map(|r| json!({"id": r.id, "name": r.name}))
+                .collect::<Vec<_>>()
+        );
+        if let Some(c) = catalog {
+            t["catalog"] = self::catalog(c);
+        }
+    } else if info.system {
+        t["system"] = json!({"all": true});
         t["roles"] = json!(
             info.roles
                 .iter()

@@ -159,7 +159,10 @@ fn list_request(ctx: &scoria_core::Context, q: &Params, v: Version) -> ApiResult
     let limit = query::limit(q)?.unwrap_or(MAX_LIMIT);
     let all_projects = q.flag("all_tenants")? || q.flag("all_projects")?;
     Ok(ListRequest {
-        all_projects: all_projects && ctx.is_admin(),
+        all_projects: all_projects
+            && ctx
+                .authorize(scoria_core::Op::SnapshotListAllProjects)
+                .is_ok(),
         project_id: q
             .get("project_id")
             .filter(|p| !p.is_empty())

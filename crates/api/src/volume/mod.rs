@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::{Extension, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use scoria_core::Op;
 use scoria_core::volumes::SortKey;
 use scoria_core::volumes::{self, CreateRequest, ListRequest};
 use scoria_model::VolumeId;
@@ -26,6 +27,12 @@ pub mod tree;
 pub mod view;
 
 use view::detail;
+
+/// Whether the caller sees the admin fields (host, tenant, migration…): an
+/// admin, or a system reader.
+fn admin_fields(ctx: &scoria_core::Context) -> bool {
+    ctx.authorize(Op::VolumeAdminFields).is_ok()
+}
 
 /// The keys a volume list sorts by.
 const SORT_KEYS: SortKeys<SortKey> = SortKeys {
@@ -138,7 +145,7 @@ pub async fn create(
     let links = links_base(&state, &ctx, &path);
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"volume": detail(&view, ctx.is_admin(), false, v, &links, false)})),
+        Json(json!({"volume": detail(&view, admin_fields(&ctx), false, v, &links, false)})),
     )
         .into_response())
 }
@@ -158,7 +165,7 @@ pub async fn show(
     let view = volumes::get(&state.app, &ctx, id).await?;
     let links = links_base(&state, &ctx, &path);
     Ok(Json(
-        json!({"volume": detail(&view, ctx.is_admin(), true, v, &links, progress)}),
+        json!({"volume": detail(&view, admin_fields(&ctx), true, v, &links, progress)}),
     ))
 }
 
@@ -186,7 +193,7 @@ fn list_request(ctx: &scoria_core::Context, q: &Params, v: Version) -> ApiResult
         };
     let all_projects = q.flag("all_tenants")? || q.flag("all_projects")?;
     Ok(ListRequest {
-        all_projects: all_projects && ctx.is_admin(),
+        all_projects: all_projects && ctx.authorize(Op::VolumeListAllProjects).is_ok(),
         project_id: q
             .get("project_id")
             .filter(|p| !p.is_empty())
@@ -240,7 +247,7 @@ async fn list_any(
         .iter()
         .map(|view| {
             if full {
-                detail(view, ctx.is_admin(), true, v, &links, progress)
+                detail(view, admin_fields(&ctx), true, v, &links, progress)
             } else {
                 view::summary(view, &links)
             }
@@ -294,7 +301,8 @@ pub async fn summary(
             "The volume summary needs microversion 3.12 or later.",
         ));
     }
-    let all = (q.flag("all_tenants")? || q.flag("all_projects")?) && ctx.is_admin();
+    let all = (q.flag("all_tenants")? || q.flag("all_projects")?)
+        && ctx.authorize(Op::VolumeListAllProjects).is_ok();
     let (count, size, metadata) = volumes::summary(&state.app, &ctx, all).await?;
     let mut s = json!({"total_size": size, "total_count": count});
     if v.at_least(36) {
@@ -338,7 +346,7 @@ pub async fn update(
     let view = volumes::update(&state.app, &ctx, id, name, description, metadata).await?;
     let links = links_base(&state, &ctx, &path);
     Ok(Json(
-        json!({"volume": detail(&view, ctx.is_admin(), false, v, &links, false)}),
+        json!({"volume": detail(&view, admin_fields(&ctx), false, v, &links, false)}),
     ))
 }
 

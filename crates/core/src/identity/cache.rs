@@ -115,6 +115,7 @@ mod tests {
                 domain_name: "Default".into(),
             },
             project: None,
+            system: false,
             roles: vec![],
             methods: vec!["password".into()],
             audit_ids: vec!["a".into()],

@@ -33,11 +33,11 @@ fn project_not_found(id: &str) -> Error {
     Error::NotFound(format!("Could not find project: {id}."))
 }
 
-fn user_not_found(id: &str) -> Error {
+pub(super) fn user_not_found(id: &str) -> Error {
     Error::NotFound(format!("Could not find user: {id}."))
 }
 
-fn role_not_found(id: &str) -> Error {
+pub(super) fn role_not_found(id: &str) -> Error {
     Error::NotFound(format!("Could not find role: {id}."))
 }
 

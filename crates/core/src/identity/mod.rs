@@ -43,12 +43,14 @@ pub mod cache;
 pub mod manage;
 pub mod names;
 pub mod password;
+pub mod system;
 pub mod tokens;
 
 #[cfg(test)]
 mod tests;
 
 pub use manage::*;
+pub use system::*;
 pub use tokens::*;
 
 /// The one message of every failed authentication (Keystone's).
@@ -236,6 +238,8 @@ pub async fn bootstrap(app: &App) -> Result<Bootstrap> {
     };
     store::role_assignment_add(&mut tx, &user.id, &project.id, &RoleId::from(ADMIN_ROLE_ID))
         .await?;
+    // As `keystone-manage bootstrap`: the admin is also admin of the system.
+    store::system_grant_add(&mut tx, &user.id, &RoleId::from(ADMIN_ROLE_ID)).await?;
     commit(tx).await?;
     app.identity.invalidate();
 

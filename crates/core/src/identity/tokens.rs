@@ -21,6 +21,7 @@ use scoria_store::identity::{self as store, AssignmentFilter, TokenRecord};
 use sha2::{Digest as _, Sha256};
 
 use super::cache::Digest;
+use super::system::system_roles;
 use super::{Domain, Project, Role, UNAUTHORIZED, User, authorize, commit};
 use crate::App;
 use crate::context::{Context, Op};
@@ -44,10 +45,12 @@ pub struct Named<Id> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenInfo {
     pub user: Named<UserId>,
-    /// `None`: unscoped.
+    /// `None`: unscoped or system-scoped.
     pub project: Option<Named<ProjectId>>,
-    /// Effective roles on the project (implied ones included): the direct
-    /// ones by name, then those they imply. Empty when unscoped.
+    /// Scoped to the system (`"system": {"all": true}`).
+    pub system: bool,
+    /// Effective roles on the project or the system (implied ones included):
+    /// the direct ones by name, then those they imply. Empty when unscoped.
     pub roles: Vec<Role>,
     pub methods: Vec<String>,
     /// This token's audit id, then that of the token it was made from.
@@ -66,6 +69,7 @@ impl TokenInfo {
             project_id: self.project.as_ref().map(|p| p.id.clone()),
             project_name: self.project.as_ref().map(|p| p.name.clone()),
             roles: self.roles.iter().map(|r| r.name.clone()).collect(),
+            system: self.system,
         }
     }
 }
@@ -127,7 +131,7 @@ pub enum ScopeRequest {
     Project(ProjectRef),
     /// Not supported: no domain roles exist.
     Domain(DomainRef),
-    /// Not supported: no system roles exist.
+    /// `"system": {"all": true}`: needs a role on the system.
     System,
 }
 
@@ -220,6 +224,7 @@ async fn load(conn: &mut Conn, hash: &str) -> Result<TokenInfo> {
             let (project, roles) = project_access(conn, &user.id, p.as_str()).await?;
             (Some(project), roles)
         }
+        None if t.system => (None, system_access(conn, &user.id).await?),
         None => (None, vec![]),
     };
     let mut audit_ids = vec![t.audit_id];
@@ -227,6 +232,7 @@ async fn load(conn: &mut Conn, hash: &str) -> Result<TokenInfo> {
     Ok(TokenInfo {
         user: named_user(&user, &domain),
         project,
+        system: t.system,
         roles,
         methods: t.methods,
         audit_ids,
@@ -287,6 +293,15 @@ async fn project_access(
         },
         roles,
     ))
+}
+
+/// The user's effective roles on the system; `Unauthorized` when none.
+async fn system_access(conn: &mut Conn, user: &UserId) -> Result<Vec<Role>> {
+    let roles = system_roles(conn, user).await?;
+    if roles.is_empty() {
+        return Err(denied("no role on the system"));
+    }
+    Ok(roles)
 }
 
 /// A user's roles on a project, implied ones included.
@@ -401,7 +416,14 @@ pub async fn authenticate(app: &App, req: AuthRequest) -> Result<Issued> {
 
     let mut conn = app.store().read().await?;
     let (user, domain) = active_user(&mut conn, user_id.as_str()).await?;
+    let system = matches!(req.scope, ScopeRequest::System);
+    let system_roles = if system {
+        system_access(&mut conn, &user.id).await?
+    } else {
+        vec![]
+    };
     let scoped = match &req.scope {
+        ScopeRequest::System => None,
         ScopeRequest::Unscoped => None,
         ScopeRequest::Default if token_method => None,
         ScopeRequest::Default => match &user.default_project_id {
@@ -430,11 +452,11 @@ pub async fn authenticate(app: &App, req: AuthRequest) -> Result<Issued> {
             };
             Some(project_access(&mut conn, &user.id, &id).await?)
         }
-        ScopeRequest::Domain(_) | ScopeRequest::System => {
+        ScopeRequest::Domain(_) => {
             tracing::info!(user = %user.id, scope = ?req.scope, "refused an unsupported scope");
             return Err(Error::Unauthorized(
-                "Scoria issues project-scoped and unscoped tokens only; \
-                 system and domain scopes are not supported."
+                "Scoria issues project-scoped, system-scoped and unscoped tokens only; \
+                 the domain scope is not supported."
                     .into(),
             ));
         }
@@ -453,6 +475,7 @@ pub async fn authenticate(app: &App, req: AuthRequest) -> Result<Issued> {
         issued_at: now,
         expires_at,
         revoked: false,
+        system,
     };
     let mut tx = app.store().begin().await?;
     if app.identity.purge_due(PURGE_EVERY) {
@@ -468,18 +491,19 @@ pub async fn authenticate(app: &App, req: AuthRequest) -> Result<Issued> {
     audit_ids.extend(record.parent_audit_id);
     let (project, roles) = match scoped {
         Some((p, r)) => (Some(p), r),
-        None => (None, vec![]),
+        None => (None, system_roles),
     };
     let info = Arc::new(TokenInfo {
         user: named_user(&user, &domain),
         project,
+        system,
         roles,
         methods: record.methods,
         audit_ids,
         issued_at: record.issued_at,
         expires_at: record.expires_at,
     });
-    tracing::info!(user = %user.id, project = ?info.project.as_ref().map(|p| &p.id), "issued a token");
+    tracing::info!(user = %user.id, project = ?info.project.as_ref().map(|p| &p.id), system, "issued a token");
     app.identity.cache.put(key, info.clone(), generation);
     Ok(Issued { token, info })
 }
@@ -530,6 +554,9 @@ pub async fn auth_projects(app: &App, ctx: &Context) -> Result<Vec<Project>> {
 /// `GET /auth/catalog`: the catalog of the caller's project.
 pub async fn auth_catalog(app: &App, ctx: &Context) -> Result<Vec<CatalogService>> {
     authorize(ctx, Op::IdentityAuthCatalog, true)?;
+    if ctx.system {
+        return Ok(system_catalog(app));
+    }
     let project = ctx.project_id.as_ref().ok_or_else(|| {
         Error::Forbidden("A project-scoped token is required to produce a service catalog.".into())
     })?;
@@ -590,6 +617,12 @@ pub fn catalog(app: &App, project: &ProjectId) -> Vec<CatalogService> {
     build_catalog(app, project.as_str())
 }
 
+/// The catalog of a system-scoped token: Block Storage at `{public_url}/v3`,
+/// its routes without a project (clients find `volumev3` there).
+pub fn system_catalog(app: &App) -> Vec<CatalogService> {
+    build_catalog(app, "")
+}
+
 /// `GET /services` and `GET /endpoints`: the catalog as registered, Block
 /// Storage URLs templated with `%(project_id)s` as Keystone stores them.
 pub fn catalog_template(app: &App, ctx: &Context, op: Op) -> Result<Vec<CatalogService>> {
@@ -603,6 +636,7 @@ fn build_catalog(app: &App, project: &str) -> Vec<CatalogService> {
         .iter()
         .map(|(service_type, name, at)| {
             let url = match at {
+                ServiceUrl::BlockStorage if project.is_empty() => format!("{base}/v3"),
                 ServiceUrl::BlockStorage => format!("{base}/v3/{project}"),
                 ServiceUrl::Identity => format!("{base}/identity/v3"),
                 ServiceUrl::Image => format!("{base}/image"),

@@ -483,7 +483,7 @@ pub async fn get(app: &App, ctx: &Context, id: VolumeId) -> Result<VolumeView> {
 /// A page of volumes.
 pub async fn list(app: &App, ctx: &Context, req: ListRequest) -> Result<ListResult> {
     ctx.authorize(Op::VolumeList)?;
-    let project_id = if req.all_projects && ctx.is_admin() {
+    let project_id = if req.all_projects && ctx.authorize(Op::VolumeListAllProjects).is_ok() {
         req.project_id.clone()
     } else {
         Some(ctx.project()?.0.clone())
@@ -521,7 +521,7 @@ pub async fn summary(
     all_projects: bool,
 ) -> Result<(i64, i64, BTreeMap<String, Vec<String>>)> {
     ctx.authorize(Op::VolumeList)?;
-    let project = if all_projects && ctx.is_admin() {
+    let project = if all_projects && ctx.authorize(Op::VolumeListAllProjects).is_ok() {
         None
     } else {
         Some(ctx.project()?.0.clone())

@@ -7,8 +7,8 @@
 //! tokens (foreign keys cascade).
 //!
 //! One file per kind of record: `projects.rs`, `users.rs`, `roles.rs` (with
-//! their inference rules and the assignments of roles to users on projects) and
-//! `tokens.rs`; domains, the namespace of users and projects, are here. Their
+//! their inference rules and the assignments of roles to users on projects),
+//! `system.rs` (roles given on the system) and `tokens.rs`; domains, the namespace of users and projects, are here. Their
 //! items are re-exported from here: `identity::project_create` and the like are
 //! the paths to use.
 
@@ -20,6 +20,7 @@ use crate::{Conn, Result};
 
 mod projects;
 mod roles;
+mod system;
 mod tokens;
 mod users;
 
@@ -28,6 +29,7 @@ mod tests;
 
 pub use projects::*;
 pub use roles::*;
+pub use system::*;
 pub use tokens::*;
 pub use users::*;
 

@@ -397,6 +397,7 @@ async fn tokens_revoke_expire_and_cascade() {
         issued_at: t0,
         expires_at: t0 + chrono::Duration::seconds(ttl_secs),
         revoked: false,
+        system: false,
     };
     let live = token("h1", Some(&p.id), 3600);
     let unscoped = TokenRecord {
@@ -405,7 +406,11 @@ async fn tokens_revoke_expire_and_cascade() {
         ..token("h2", None, 3600)
     };
     let old = token("h3", None, -10);
-    for t in [&live, &unscoped, &old] {
+    let system = TokenRecord {
+        system: true,
+        ..token("h4", None, 3600)
+    };
+    for t in [&live, &unscoped, &old, &system] {
         token_insert(&mut tx, t).await.unwrap();
     }
     // Times round-trip to the microsecond.
@@ -419,11 +424,13 @@ async fn tokens_revoke_expire_and_cascade() {
     assert_eq!(got2.methods, ["token", "password"]);
     assert_eq!(got2.parent_audit_id.as_deref(), Some("audit-h1"));
     assert!(token_get(&mut tx, "nope").await.unwrap().is_none());
+    assert!(!got2.system);
+    assert!(token_get(&mut tx, "h4").await.unwrap().unwrap().system);
 
     assert!(token_revoke(&mut tx, "h1").await.unwrap());
     assert!(!token_revoke(&mut tx, "h1").await.unwrap());
     assert!(token_get(&mut tx, "h1").await.unwrap().unwrap().revoked);
-    assert_eq!(token_revoke_user(&mut tx, &u.id).await.unwrap(), 2);
+    assert_eq!(token_revoke_user(&mut tx, &u.id).await.unwrap(), 3);
     assert_eq!(
         token_delete_expired(&mut tx, chrono::Utc::now())
             .await
@@ -436,4 +443,43 @@ async fn tokens_revoke_expire_and_cascade() {
     assert!(token_get(&mut tx, "h1").await.unwrap().is_none());
     user_delete(&mut tx, &u.id).await.unwrap();
     assert!(token_get(&mut tx, "h2").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn system_grants_add_remove_list_and_cascade() {
+    let (s, _d) = testing::store().await;
+    let mut tx = s.begin().await.unwrap();
+    let (a, b) = (user("sa"), user("sb"));
+    user_create(&mut tx, &a).await.unwrap();
+    user_create(&mut tx, &b).await.unwrap();
+    let admin = RoleId::from(ADMIN_ROLE_ID);
+    let reader = RoleId::from(READER_ROLE_ID);
+    assert!(system_grant_add(&mut tx, &a.id, &admin).await.unwrap());
+    assert!(!system_grant_add(&mut tx, &a.id, &admin).await.unwrap());
+    assert!(system_grant_add(&mut tx, &b.id, &reader).await.unwrap());
+    let all = system_grant_list(&mut tx, None, None).await.unwrap();
+    let pairs: Vec<(&str, &str)> = all
+        .iter()
+        .map(|g| (g.user_id.as_str(), g.role.name.as_str()))
+        .collect();
+    assert_eq!(pairs, [(a.id.as_str(), "admin"), (b.id.as_str(), "reader")]);
+    let only_b = system_grant_list(&mut tx, Some(&b.id), None).await.unwrap();
+    assert_eq!(only_b.len(), 1);
+    assert_eq!(only_b[0].user.name, "sb");
+    assert!(
+        system_grant_list(&mut tx, Some(&b.id), Some(&admin))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(system_grant_remove(&mut tx, &a.id, &admin).await.unwrap());
+    assert!(!system_grant_remove(&mut tx, &a.id, &admin).await.unwrap());
+    // A user's system roles go with the user.
+    user_delete(&mut tx, &b.id).await.unwrap();
+    assert!(
+        system_grant_list(&mut tx, None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -14,8 +14,10 @@ pub struct TokenRecord {
     /// Hex SHA-256 of the token.
     pub hash: String,
     pub user_id: UserId,
-    /// `None`: an unscoped token.
+    /// `None`: an unscoped or system-scoped token.
     pub project_id: Option<ProjectId>,
+    /// Scoped to the system (`"system": {"all": true}`); no project then.
+    pub system: bool,
     pub audit_id: String,
     /// The audit id of the token this one was made from (re-scoping).
     pub parent_audit_id: Option<String>,
@@ -37,6 +39,7 @@ fn token_from_row(r: &SqliteRow) -> Result<TokenRecord> {
         hash: r.try_get("token_hash")?,
         user_id: UserId(r.try_get("user_id")?),
         project_id: r.try_get::<Option<String>, _>("project_id")?.map(ProjectId),
+        system: r.try_get("system")?,
         audit_id: r.try_get("audit_id")?,
         parent_audit_id: r.try_get("parent_audit_id")?,
         methods: methods
@@ -53,8 +56,8 @@ fn token_from_row(r: &SqliteRow) -> Result<TokenRecord> {
 pub async fn token_insert(conn: &mut Conn, t: &TokenRecord) -> Result<()> {
     sqlx::query(
         "INSERT INTO tokens (token_hash, user_id, project_id, audit_id, parent_audit_id, methods,
-                             issued_at, expires_at, revoked)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                             issued_at, expires_at, revoked, system)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&t.hash)
     .bind(t.user_id.as_str())
@@ -65,6 +68,7 @@ pub async fn token_insert(conn: &mut Conn, t: &TokenRecord) -> Result<()> {
     .bind(format_time(t.issued_at))
     .bind(format_time(t.expires_at))
     .bind(t.revoked)
+    .bind(t.system)
     .execute(conn)
     .await?;
     Ok(())

@@ -222,6 +222,8 @@ async fn bootstrap_is_idempotent_and_applies_the_configured_password() {
 enum Expect {
     Scoped(&'static str, &'static [&'static str]),
     Unscoped,
+    /// A system-scoped token with these roles.
+    System(&'static [&'static str]),
     Unauthorized,
 }
 
@@ -361,8 +363,14 @@ async fn authentication_table() {
             Expect::Unauthorized,
         ),
         (
-            "system scope",
+            "system scope: the bootstrap admin is admin of the system",
             pw(by_name("admin"), "admin-secret"),
+            ScopeRequest::System,
+            Expect::System(&["admin", "member", "reader"]),
+        ),
+        (
+            "system scope without a role on the system",
+            pw(by_name("alice"), "alice-pw"),
             ScopeRequest::System,
             Expect::Unauthorized,
         ),
@@ -400,6 +408,13 @@ async fn authentication_table() {
                 );
                 let ctx = w.ctx(&t.token).await.unwrap();
                 assert!(ctx.project_id.is_none(), "{what}");
+            }
+            (Expect::System(roles), Ok(t)) => {
+                assert!(t.info.system && t.info.project.is_none(), "{what}");
+                assert_eq!(role_names(&t.info), *roles, "{what}");
+                let ctx = w.ctx(&t.token).await.unwrap();
+                assert!(ctx.system && ctx.project_id.is_none(), "{what}");
+                assert!(ctx.is_admin(), "{what}");
             }
             (Expect::Unauthorized, Err(Error::Unauthorized(_))) => {}
             _ => panic!("{what}: expected {expect:?}, got {got:?}"),
