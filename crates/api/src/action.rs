@@ -90,6 +90,27 @@ pub fn one(body: &Map<String, Value>) -> ApiResult<(&str, &Map<String, Value>)> 
     }
 }
 
+/// An action request's body (`{"<name>": {args}}`) for the resource `id`:
+/// its one action, run from `table`. Every `…/action` route ends here.
+pub async fn dispatch<Id>(
+    table: &'static [Action<Id>],
+    app: &App,
+    ctx: &Context,
+    version: Version,
+    id: Id,
+    body: &Map<String, Value>,
+) -> ApiResult<Response> {
+    let (name, args) = one(body)?;
+    let call = Call {
+        app,
+        ctx,
+        id,
+        version,
+        args,
+    };
+    run(table, name, call).await
+}
+
 /// Run the action `name` of `table`.
 pub async fn run<Id>(
     table: &'static [Action<Id>],

@@ -537,15 +537,7 @@ pub async fn action(
             "Invalid input for field/attribute delete. Value: None. None is not of type 'object'",
         ));
     }
-    let (name, args) = action::one(&b)?;
-    let call = Call {
-        app: &state.app,
-        ctx: &ctx,
-        id: path_group(&p)?,
-        version,
-        args,
-    };
-    action::run(ACTIONS, name, call).await
+    action::dispatch(ACTIONS, &state.app, &ctx, version, path_group(&p)?, &b).await
 }
 
 /// `delete` `{"delete-volumes": bool}`.

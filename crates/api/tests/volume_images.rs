@@ -310,6 +310,59 @@ async fn a_volume_from_an_image_reads_as_the_image_and_the_next_one_is_an_overla
     assert!(left.is_empty(), "files left on the backend: {left:?}");
 }
 
+/// The backend's cache entries: (service image id, overlays standing on it).
+async fn cache(w: &World) -> Vec<(String, i64)> {
+    let mut conn = w.t.app.store().read().await.expect("read");
+    let mut out: Vec<(String, i64)> = scoria_store::volume_images::cache_list_all(&mut conn)
+        .await
+        .expect("cache")
+        .into_iter()
+        .map(|e| (e.glance_image_id.to_string(), e.overlays))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn the_cache_evicts_the_least_recently_used_copy_nothing_stands_on() {
+    let w = World::with_config(|c| c.backends[0].image_cache_max_count = 1).await;
+    let a = w.image(&w.honest_qcow2("a.qcow2").await, "qcow2").await;
+    let b = w.image(&w.honest_qcow2("b.qcow2").await, "qcow2").await;
+
+    let va = w.volume_from_image(&a, Some(1)).await;
+    assert_eq!(cache(&w).await, vec![(a.clone(), 1)]);
+    let r = w
+        .call("DELETE", &format!("/v3/{}/volumes/{va}", w.p), None)
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    w.gone(&va).await;
+    // Once the reaper freed the volume's overlay, nothing stands on A's copy.
+    for _ in 0..500 {
+        if cache(&w).await == vec![(a.clone(), 0)] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(cache(&w).await, vec![(a.clone(), 0)]);
+
+    // B's first volume makes room: A's unused copy is evicted.
+    let vb = w.volume_from_image(&b, Some(1)).await;
+    assert_eq!(cache(&w).await, vec![(b.clone(), 1)]);
+    assert_eq!(w.chain(&vb).await[1]["cache_of"], b.as_str());
+
+    // A again: B's copy has a volume on it and stays, over the limit.
+    let va2 = w.volume_from_image(&a, Some(1)).await;
+    let mut want = vec![(a.clone(), 1), (b.clone(), 1)];
+    want.sort();
+    assert_eq!(cache(&w).await, want);
+    let (path, format) = w.file(&va2).await;
+    assert!(
+        qemu::compare(&w.path("a.qcow2"), Format::Qcow2, &path, format)
+            .await
+            .expect("compare")
+    );
+}
+
 #[tokio::test]
 async fn image_metadata_is_shown_set_and_unset() {
     let w = World::new().await;

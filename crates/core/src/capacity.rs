@@ -149,7 +149,7 @@ mod tests {
                 reserved_percentage: 0,
                 clone_strategy: scoria_model::snapshot::CloneStrategy::Space,
                 max_chain_depth: 16,
-                image_cache_max_count: 50,
+                image_cache_max_count: crate::DEFAULT_IMAGE_CACHE_MAX_COUNT,
                 image_cache_max_bytes: 0,
             },
             driver,

@@ -85,6 +85,9 @@ pub struct BackendConfig {
     pub image_cache_max_bytes: u64,
 }
 
+/// How many images a backend's image cache keeps unless configured.
+pub const DEFAULT_IMAGE_CACHE_MAX_COUNT: usize = 50;
+
 /// Everything the application layer needs to start.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -167,7 +170,7 @@ impl Config {
                 reserved_percentage: 0,
                 clone_strategy: scoria_model::snapshot::CloneStrategy::Space,
                 max_chain_depth: scoria_model::snapshot::DEFAULT_MAX_CHAIN_DEPTH,
-                image_cache_max_count: 50,
+                image_cache_max_count: DEFAULT_IMAGE_CACHE_MAX_COUNT,
                 image_cache_max_bytes: 0,
             }],
             data_dir,

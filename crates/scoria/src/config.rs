@@ -373,7 +373,9 @@ fn backend(b: Backend, data_dir: &Path) -> Result<BackendConfig> {
             .parse()
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("backend {}: clone_strategy (space, performance)", name))?,
-        image_cache_max_count: b.image_cache_max_count.unwrap_or(50),
+        image_cache_max_count: b
+            .image_cache_max_count
+            .unwrap_or(scoria_core::DEFAULT_IMAGE_CACHE_MAX_COUNT),
         image_cache_max_bytes: b.image_cache_max_gib.unwrap_or(0) << 30,
         max_chain_depth: match b.max_chain_depth {
             Some(0) => bail!("backend {name}: max_chain_depth must be at least 1"),

@@ -34,16 +34,7 @@ pub async fn dispatch(
     path: PathParams,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    let id = path_id(&path)?;
-    let (name, args) = action::one(&body)?;
-    let call = Call {
-        app: &state.app,
-        ctx: &ctx,
-        id,
-        version,
-        args,
-    };
-    action::run(ACTIONS, name, call).await
+    action::dispatch(ACTIONS, &state.app, &ctx, version, path_id(&path)?, &body).await
 }
 
 fn accepted() -> ApiResult<Response> {

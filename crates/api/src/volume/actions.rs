@@ -68,16 +68,7 @@ pub async fn dispatch(
     path: PathParams,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    let id = path_id(&path)?;
-    let (name, args) = action::one(&body)?;
-    let call = Call {
-        app: &state.app,
-        ctx: &ctx,
-        id,
-        version,
-        args,
-    };
-    action::run(ACTIONS, name, call).await
+    action::dispatch(ACTIONS, &state.app, &ctx, version, path_id(&path)?, &body).await
 }
 
 /// The migration statuses an admin may set (Cinder's `os-reset_status`
@@ -142,17 +133,7 @@ async fn show_image_metadata(c: Call<'_, VolumeId>) -> ApiResult<Response> {
 async fn upload_image(c: Call<'_, VolumeId>) -> ApiResult<Response> {
     let image_name = body::opt_str(c.args, "image_name")?
         .ok_or_else(|| ApiError::bad_request("No image_name was specified in request."))?;
-    let force = match c.args.get("force") {
-        None | Some(serde_json::Value::Null) => false,
-        Some(serde_json::Value::Bool(b)) => *b,
-        Some(serde_json::Value::String(s)) => body::parse_bool(s)
-            .ok_or_else(|| ApiError::bad_request(format!("Invalid value for 'force': '{s}'")))?,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "Invalid value for 'force': '{other}'"
-            )));
-        }
-    };
+    let force = body::boolean(c.args, "force")?.unwrap_or(false);
     let (mut visibility, mut protected) = (Visibility::Private, false);
     if c.version.at_least(UPLOAD_IMAGE_PARAMS) {
         if let Some(v) = body::opt_str(c.args, "visibility")? {
@@ -162,18 +143,7 @@ async fn upload_image(c: Call<'_, VolumeId>) -> ApiResult<Response> {
                 ))
             })?;
         }
-        protected = match c.args.get("protected") {
-            None | Some(serde_json::Value::Null) => false,
-            Some(serde_json::Value::Bool(b)) => *b,
-            Some(serde_json::Value::String(s)) => body::parse_bool(s).ok_or_else(|| {
-                ApiError::bad_request(format!("Invalid value for 'protected': '{s}'"))
-            })?,
-            Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid value for 'protected': '{other}'"
-                )));
-            }
-        };
+        protected = body::boolean(c.args, "protected")?.unwrap_or(false);
     }
     let req = volumes::UploadRequest {
         image_name,

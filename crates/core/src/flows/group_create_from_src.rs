@@ -250,6 +250,7 @@ async fn start_clones(cx: &Cx<GroupCreateFromSrc>) -> Result<Value, StepError> {
             source_volid: Some(cl.source),
             snapshot_id: None,
             glance_image_id: None,
+            glance_image_virtual_size: None,
             group_id: Some(p.group_id),
         })?;
         match h.wait_step("commit_quota").await {

@@ -82,6 +82,7 @@ pub fn create_params(volume: VolumeId, size: i64) -> volume_create::Params {
         source_volid: None,
         snapshot_id: None,
         glance_image_id: None,
+        glance_image_virtual_size: None,
     }
 }
 
@@ -153,8 +154,10 @@ impl World {
         file: &std::path::Path,
         disk_format: &str,
     ) {
-        use md5::Digest as _;
         let bytes = std::fs::read(file).expect("read the image");
+        let mut hasher = scoria_digest::ImageHasher::new();
+        hasher.update(&bytes);
+        let digest = hasher.finish();
         let dir = self.dir.path().join("images");
         std::fs::create_dir_all(&dir).expect("image store dir");
         std::fs::write(dir.join(id.to_string()), &bytes).expect("write the image file");
@@ -180,9 +183,9 @@ impl World {
             id,
             &scoria_store::glance::UploadedData {
                 size: bytes.len() as i64,
-                checksum: hex::encode(md5::Md5::digest(&bytes)),
+                checksum: digest.md5,
                 os_hash_algo: "sha512".into(),
-                os_hash_value: hex::encode(sha2::Sha512::digest(&bytes)),
+                os_hash_value: digest.sha512,
             },
         )
         .await

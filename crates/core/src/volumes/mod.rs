@@ -266,6 +266,10 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
         source_volid: req.source_volid,
         snapshot_id: req.snapshot_id,
         glance_image_id: image.as_ref().map(|i| i.id),
+        glance_image_virtual_size: image
+            .as_ref()
+            .and_then(|i| i.virtual_size)
+            .map(|v| v as u64),
     };
     let handle = app.engine.start::<volume_create::VolumeCreate>(params)?;
     handle

@@ -96,6 +96,11 @@ pub struct Params {
     /// holds it (it must still be `active`) and records its metadata.
     #[serde(default)]
     pub glance_image_id: Option<scoria_model::GlanceImageId>,
+    /// The image's virtual size (bytes) as the caller's checks found it
+    /// (`scoria_storage::vet::check`); a cache fill sizes its copy by it
+    /// instead of inspecting the file once more (the import checks again).
+    #[serde(default)]
+    pub glance_image_virtual_size: Option<u64>,
     /// The group the volume is made in: `create_entry` records the membership
     /// (the group must still accept it) and `schedule` places the volume on
     /// the group's backend.
@@ -188,7 +193,7 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
         return Err(crate::rules::types::type_not_found(p.volume_type_id).into());
     }
     crate::rules::volumes::refuse_encrypted(c, p.volume_type_id).await?;
-    let held = source::hold(cx, c).await?;
+    let (held, image) = source::hold(cx, c).await?;
     volumes::volume_create(
         c,
         &volumes::NewVolume {
@@ -214,7 +219,7 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
         },
     )
     .await?;
-    source::record(cx, c).await?;
+    source::record(cx, c, image.as_ref()).await?;
     if let Some(g) = p.group_id {
         crate::rules::groups::join_on_create(c, g, p.volume_id, &p.project_id, p.volume_type_id)
             .await?;

@@ -165,8 +165,13 @@ async fn ready_image(c: &mut Conn, v: &Volume) -> Result<images::Image, StepErro
 
 /// Hold the source in `create_entry`'s transaction: a source volume must be
 /// readable (`available` or `in-use`), a snapshot `available`, both of the
-/// caller's project. Returns the new volume's bootable flag and strategy.
-pub(super) async fn hold(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Held, StepError> {
+/// caller's project, an image of the image service `active`. Returns the
+/// new volume's bootable flag and strategy, and the image held (for
+/// [`record`]).
+pub(super) async fn hold(
+    cx: &Cx<VolumeCreate>,
+    c: &mut Conn,
+) -> Result<(Held, Option<glance::GlanceImage>), StepError> {
     let p = &cx.params;
     if let Some(source) = p.source_volid {
         let held = volumes::volume_hold_for_read(c, source).await?;
@@ -197,10 +202,13 @@ pub(super) async fn hold(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Held, St
                 .into());
             }
         }
-        return Ok(Held {
-            bootable: v.bootable,
-            strategy,
-        });
+        return Ok((
+            Held {
+                bootable: v.bootable,
+                strategy,
+            },
+            None,
+        ));
     }
     if let Some(snapshot) = p.snapshot_id {
         let held = snapshots::snapshot_hold_for_read(c, snapshot).await?;
@@ -216,7 +224,7 @@ pub(super) async fn hold(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Held, St
         let bootable = volumes::volume_get(c, s.volume_id)
             .await?
             .map_or(p.bootable, |v| v.bootable);
-        return Ok(Held { bootable, strategy });
+        return Ok((Held { bootable, strategy }, None));
     }
     if let Some(image) = p.glance_image_id {
         let held = volume_images::glance_image_hold_for_read(c, image).await?;
@@ -232,29 +240,37 @@ pub(super) async fn hold(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Held, St
         }
         disk_format_of(&i)?;
         // Cinder makes every volume made from an image bootable.
-        return Ok(Held {
-            bootable: true,
-            strategy: CloneStrategy::Space,
-        });
+        return Ok((
+            Held {
+                bootable: true,
+                strategy: CloneStrategy::Space,
+            },
+            Some(i),
+        ));
     }
-    Ok(Held {
-        bootable: p.bootable,
-        strategy: CloneStrategy::Performance,
-    })
+    Ok((
+        Held {
+            bootable: p.bootable,
+            strategy: CloneStrategy::Performance,
+        },
+        None,
+    ))
 }
 
 /// In `create_entry`, once the volume's row exists: a volume made from an
-/// image names it and keeps its metadata (`volume_image_metadata`).
-pub(super) async fn record(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<(), StepError> {
-    let p = &cx.params;
-    let Some(image) = p.glance_image_id else {
+/// image (the one [`hold`] held) names it and keeps its metadata
+/// (`volume_image_metadata`).
+pub(super) async fn record(
+    cx: &Cx<VolumeCreate>,
+    c: &mut Conn,
+    image: Option<&glance::GlanceImage>,
+) -> Result<(), StepError> {
+    let Some(i) = image else {
         return Ok(());
     };
-    let i = glance::glance_image_get(c, image)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("Image {image} could not be found.")))?;
-    volume_images::volume_set_glance_image(c, p.volume_id, image).await?;
-    volume_images::volume_image_metadata_merge(c, p.volume_id, &image_metadata(&i)).await?;
+    let volume = cx.params.volume_id;
+    volume_images::volume_set_glance_image(c, volume, i.id).await?;
+    volume_images::volume_image_metadata_merge(c, volume, &image_metadata(i)).await?;
     Ok(())
 }
 
@@ -553,15 +569,17 @@ async fn make_from_image(
             Ok(Made::default())
         }
         Via::Fill { name, .. } => {
-            let seen = driver
-                .inspect_untrusted(&image.path, image.disk_format, limits)
-                .await
-                .map_err(|e| image_error(e, image))?;
-            let size = seen
-                .virtual_size
-                .unwrap_or(0)
-                .div_ceil(scoria_storage::SECTOR_SIZE)
-                * scoria_storage::SECTOR_SIZE;
+            let virtual_size = match cx.params.glance_image_virtual_size {
+                Some(v) => v,
+                None => driver
+                    .inspect_untrusted(&image.path, image.disk_format, limits)
+                    .await
+                    .map_err(|e| image_error(e, image))?
+                    .virtual_size
+                    .unwrap_or(0),
+            };
+            let size =
+                virtual_size.div_ceil(scoria_storage::SECTOR_SIZE) * scoria_storage::SECTOR_SIZE;
             if size > spec.size {
                 return Err(Error::Invalid(format!(
                     "Invalid input received: image {} has a virtual size of {size} bytes, more than the volume's {} GiB.",
