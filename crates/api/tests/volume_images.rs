@@ -325,7 +325,13 @@ async fn cache(w: &World) -> Vec<(String, i64)> {
 
 #[tokio::test]
 async fn the_cache_evicts_the_least_recently_used_copy_nothing_stands_on() {
-    let w = World::with_config(|c| c.backends[0].image_cache_max_count = 1).await;
+    // Room for one copy, by count and then by bytes (each image is 64 MiB).
+    evicts(|c| c.backends[0].image_cache_max_count = 1).await;
+    evicts(|c| c.backends[0].image_cache_max_bytes = 64 << 20).await;
+}
+
+async fn evicts(limit: impl FnOnce(&mut scoria_core::Config)) {
+    let w = World::with_config(limit).await;
     let a = w.image(&w.honest_qcow2("a.qcow2").await, "qcow2").await;
     let b = w.image(&w.honest_qcow2("b.qcow2").await, "qcow2").await;
 

@@ -354,7 +354,14 @@ pub(super) async fn plan_image(
         }
         Some(_) => Via::Direct,
         None if layering && b.config.image_cache_max_count > 0 => {
-            evict(c, b, 1).await?;
+            // The incoming copy is as large as the image (the API's check
+            // measured it; else what the image service recorded).
+            let incoming = cx
+                .params
+                .glance_image_virtual_size
+                .or(i.virtual_size.or(i.size).map(|v| v.max(0) as u64))
+                .unwrap_or(0);
+            evict(c, b, incoming).await?;
             let id = ImageId::new();
             let format = b.config.format;
             let name = crate::rules::images::name_for(id, format);
@@ -388,13 +395,17 @@ pub(super) async fn plan_image(
     Ok(())
 }
 
-/// Make room for `adding` more entries in `b`'s cache: drop the least
-/// recently used entries nothing stands on until the count and byte limits
-/// hold (the reaper then frees their images).
-async fn evict(c: &mut Conn, b: &crate::Backend, adding: usize) -> Result<(), StepError> {
+/// Make room in `b`'s cache for one more entry of `incoming` bytes: drop the
+/// least recently used entries nothing stands on until the count and byte
+/// limits hold with it (the reaper then frees their images).
+async fn evict(c: &mut Conn, b: &crate::Backend, incoming: u64) -> Result<(), StepError> {
     let entries = volume_images::cache_list(c, &b.config.name).await?;
-    let mut count = entries.len() + adding;
-    let mut bytes: u64 = entries.iter().map(|e| e.virtual_size.max(0) as u64).sum();
+    let mut count = entries.len() + 1;
+    let mut bytes: u64 = incoming
+        + entries
+            .iter()
+            .map(|e| e.virtual_size.max(0) as u64)
+            .sum::<u64>();
     let max_bytes = b.config.image_cache_max_bytes;
     for e in entries.iter().filter(|e| e.ready && e.overlays == 0) {
         let over = count > b.config.image_cache_max_count || (max_bytes > 0 && bytes > max_bytes);
