@@ -100,6 +100,18 @@ impl From<scoria_flows::EngineError> for Error {
     }
 }
 
+/// A storage failure as a step error: the user reads `what failed`, the log
+/// gets the driver's detail; a crash injected by a test stays a crash.
+pub(crate) fn storage_error(
+    what: &str,
+    e: scoria_storage::StorageError,
+) -> scoria_flows::StepError {
+    if e.is_crash() {
+        return scoria_flows::StepError::new(e);
+    }
+    scoria_flows::StepError::new(Error::internal(format!("The backend failed to {what}."), e))
+}
+
 impl From<Error> for scoria_flows::StepError {
     fn from(e: Error) -> Self {
         scoria_flows::StepError::new(e)

@@ -28,13 +28,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use scoria_model::AttachmentId;
-use scoria_model::attachment::AttachMode;
+use scoria_model::attachment::{AttachMode, AttachmentStatus};
+use scoria_model::{AttachmentId, VolumeId};
 use scoria_storage::export::{ExportSpec, Exporter, FileExporter, Psk, Tls, Transport};
 use scoria_store::attachments::{self as store, Attachment, ExportPlan};
 
 use crate::Env;
-use crate::error::{Error, Result};
+use scoria_flows::StepError;
+
+use crate::error::{Error, Result, storage_error};
 
 /// Transport names as stored in `attachments.export_transport`.
 pub const TCP_PSK: &str = "tcp-psk";
@@ -372,6 +374,112 @@ pub(crate) async fn remove(env: &Env, id: AttachmentId) -> Result<()> {
             .remove(&id.to_string())
             .await
             .map_err(|e| export_error("remove", e))?;
+    }
+    Ok(())
+}
+
+/// The attachments of `volume` whose export is desired (the reconciler's
+/// rule: attaching or attached, with an export planned).
+async fn exported_of(env: &Env, volume: VolumeId) -> Result<Vec<Attachment>> {
+    let mut c = env.store.read().await?;
+    Ok(store::attachment_list_for_volume(&mut c, volume)
+        .await?
+        .into_iter()
+        .filter(|a| {
+            a.export.is_some()
+                && matches!(
+                    a.status,
+                    AttachmentStatus::Attaching | AttachmentStatus::Attached
+                )
+        })
+        .collect())
+}
+
+/// After a snapshot moved `volume` onto `overlay` (a new top layer on the
+/// image its exports serve), move each of its exports onto it too, without
+/// interrupting their clients: until then they still write the frozen image.
+/// An export that cannot be switched live is served again from the new
+/// chain (its client reconnects), and as a last resort stopped (the
+/// reconciler serves it again): in every case, once this returns, nothing
+/// writes the frozen image any more. Holds the backend's lock, so the
+/// reconciler neither reads the rows nor converges in between.
+pub(crate) async fn snapshot_live(
+    env: &Env,
+    volume: VolumeId,
+    backend: &str,
+    overlay: &str,
+) -> Result<()> {
+    let Some(exports) = env.exports.get(backend) else {
+        return Ok(());
+    };
+    let _order = exports.lock.lock().await;
+    for a in exported_of(env, volume).await? {
+        let Some(spec) = spec_of(&a, overlay)? else {
+            continue;
+        };
+        let e = match exports.exporter.snapshot(&spec.id, overlay).await {
+            Ok(_) => continue,
+            Err(e) => e,
+        };
+        tracing::warn!(attachment = %a.id, error = %scoria_storage::export::error_chain(&e), "an export could not take its new layer live; serving it again");
+        let e = match exports.exporter.ensure(&spec).await {
+            Ok(_) => continue,
+            Err(e) => e,
+        };
+        tracing::warn!(attachment = %a.id, error = %scoria_storage::export::error_chain(&e), "an export could not be served again on its new layer; stopping it");
+        exports
+            .exporter
+            .remove(&spec.id)
+            .await
+            .map_err(|e| export_error("stop", e))?;
+    }
+    Ok(())
+}
+
+/// Grow `image` (the active image of `volume`, on `backend`) to `size`
+/// bytes, through the daemons that serve it when it is exported (their
+/// clients reconnect and see the new size), else with the driver. Holds
+/// the backend's lock, so no export starts or stops in between.
+pub(crate) async fn extend(
+    env: &Env,
+    volume: VolumeId,
+    backend: &str,
+    image: &str,
+    size: u64,
+) -> Result<(), StepError> {
+    let driver = &env.backend(backend)?.driver;
+    let grow = || async {
+        driver
+            .extend(image, size)
+            .await
+            .map_err(|e| storage_error("extend the volume", e))
+    };
+    let Some(exports) = env.exports.get(backend) else {
+        return grow().await;
+    };
+    let _order = exports.lock.lock().await;
+    let mut offline = Vec::new();
+    for a in exported_of(env, volume).await? {
+        let Some(spec) = spec_of(&a, image)? else {
+            continue;
+        };
+        let live = exports
+            .exporter
+            .resize(&spec.id, size)
+            .await
+            .map_err(|e| export_error("grow", e))?;
+        if !live {
+            offline.push(spec);
+        }
+    }
+    // Already that big when a daemon grew it: nothing to do.
+    grow().await?;
+    for spec in offline {
+        exports
+            .exporter
+            .ensure(&spec)
+            .await
+            .map_err(|e| export_error("start", e))?;
     }
     Ok(())
 }

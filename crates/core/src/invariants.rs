@@ -161,9 +161,13 @@ async fn check_attachments(
     for v in vols {
         let mine: Vec<_> = atts.iter().filter(|a| a.volume_id == v.id).collect();
         let attached = mine.iter().any(|a| a.status == AttachmentStatus::Attached);
+        // A failed extend of an attached volume leaves it `error_extending`
+        // (as Cinder), still attached.
         if attached
-            && (!matches!(v.status, VolumeStatus::InUse | VolumeStatus::Detaching)
-                || v.attach_status != AttachStatus::Attached)
+            && (!matches!(
+                v.status,
+                VolumeStatus::InUse | VolumeStatus::Detaching | VolumeStatus::ErrorExtending
+            ) || v.attach_status != AttachStatus::Attached)
         {
             bad.push(format!(
                 "volume {} has an attached attachment but is {}/{}",

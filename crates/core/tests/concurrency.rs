@@ -219,15 +219,15 @@ async fn lifecycle_through_the_application_layer() {
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
-        volumes::extend(&app, &other, id, 2).await,
+        volumes::extend(&app, &other, id, 2, false).await,
         Err(Error::NotFound(_))
     ));
     // Extend: only growing.
     assert!(matches!(
-        volumes::extend(&app, &ctx, id, 1).await,
+        volumes::extend(&app, &ctx, id, 1, false).await,
         Err(Error::Invalid(_))
     ));
-    volumes::extend(&app, &ctx, id, 3).await.unwrap();
+    volumes::extend(&app, &ctx, id, 3, false).await.unwrap();
     volumes::wait_settled(&app, id).await.unwrap();
     let got = volumes::get(&app, &ctx, id).await.unwrap();
     assert_eq!(

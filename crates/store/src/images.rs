@@ -202,8 +202,13 @@ pub async fn image_set_health(
 /// Record that an image can no longer change (its data was frozen by the
 /// driver): from now on other images may be layered on it.
 pub async fn image_freeze(conn: &mut Conn, id: ImageId) -> Result<bool> {
-    let r = sqlx::query("UPDATE images SET mutable = FALSE, updated_at = $2 WHERE id = $1")
+    image_set_mutable(conn, id, false).await
+}
+
+async fn image_set_mutable(conn: &mut Conn, id: ImageId, mutable: bool) -> Result<bool> {
+    let r = sqlx::query("UPDATE images SET mutable = $2, updated_at = $3 WHERE id = $1")
         .bind(id.to_string())
+        .bind(mutable)
         .bind(now())
         .execute(conn)
         .await?;

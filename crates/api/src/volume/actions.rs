@@ -56,6 +56,8 @@ pub const ACTIONS: &[Action<VolumeId>] = &[
 /// Microversion from which an upload names the image's visibility and
 /// protection.
 const UPLOAD_IMAGE_PARAMS: u32 = 1;
+/// From 3.42 an `in-use` volume can be extended.
+const EXTEND_IN_USE: u32 = 42;
 
 /// Microversion from which a volume may be reverted to a snapshot.
 const REVERT: u32 = 40;
@@ -91,7 +93,7 @@ async fn extend(c: Call<'_, VolumeId>) -> ApiResult<Response> {
     let size = body::int(c.args, "new_size")?.ok_or_else(|| {
         ApiError::bad_request("Invalid input for os-extend: new_size is required.")
     })?;
-    volumes::extend(c.app, c.ctx, c.id, size).await?;
+    volumes::extend(c.app, c.ctx, c.id, size, c.version.at_least(EXTEND_IN_USE)).await?;
     accepted()
 }
 

@@ -4,11 +4,9 @@
 //! → commit quota → place → act on the backend → mark the result) and passes the
 //! generic flow tests of `scoria_flows::testkit` on the real file backend.
 
-use scoria_flows::{Engine, StepError};
-use scoria_storage::StorageError;
+use scoria_flows::Engine;
 
 use crate::Env;
-use crate::error::Error;
 
 pub mod attachment_attach;
 pub mod attachment_detach;
@@ -37,14 +35,7 @@ pub fn register(engine: &Engine<Env>) {
     engine.register::<attachment_detach::AttachmentDetach>();
 }
 
-/// A storage failure as a step error: the user reads `what failed`, the log
-/// gets the driver's detail.
-pub(crate) fn storage_error(what: &str, e: StorageError) -> StepError {
-    if e.is_crash() {
-        return StepError::new(e);
-    }
-    StepError::new(Error::internal(format!("The backend failed to {what}."), e))
-}
+pub(crate) use crate::error::storage_error;
 
 #[cfg(all(test, feature = "failpoints"))]
 pub(crate) mod testing;

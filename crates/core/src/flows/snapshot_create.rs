@@ -1,15 +1,19 @@
 //! Take a snapshot of a volume: freeze its active image, and let the volume
-//! go on on a new overlay. Constant time, whatever the volume's size or data.
+//! go on on a new overlay. Constant time, whatever the volume's size or data,
+//! and the same whether or not the volume is attached.
 //!
 //! ```text
-//!  reserve_quota ─► create_entry ──────────► commit_quota ─► freeze ───────────────► switch
-//!   +1 snapshot,     snapshot `creating`;     (the API       make the volume's      the base is recorded
-//!   +size GiB        the overlay's record     answers)       image immutable, an    immutable, the overlay
-//!   undo: release    (`creating`) on the                     overlay on it          `ready`, the volume on
-//!                    volume's image                          undo: delete the       the overlay, the
-//!                    undo: drop both, or                     overlay, make the      snapshot `available`
-//!                    snapshot `error`                        image mutable again    on the frozen image
-//!                    once quota committed
+//!  reserve_quota ─► create_entry ─► commit_quota ─► freeze ──────────► switch ─────────► go_live ──────────► finish
+//!   +1 snapshot,     snapshot        (the API        make the volume's  the volume on     each export of the  the snapshot
+//!   +size GiB        `creating`;     answers)        image immutable,   the overlay, the  volume moves onto   `available` on
+//!   undo: release    the overlay's                   an overlay on it   base recorded     the overlay inside  the frozen image
+//!                    record on the                   undo: delete the   immutable         its daemon; the
+//!                    volume's image                  overlay, make the                    frozen image stops
+//!                    undo: drop both,                image mutable                        changing
+//!                    or snapshot                     again
+//!                    `error` once                                        once the volume is on
+//!                    quota committed                                     the overlay, no undo
+//!                                                                        goes back (see below)
 //! ```
 //!
 //! Before:  volume ──► I1 (mutable)
@@ -22,16 +26,31 @@
 //! asked for at the same moment: the second is refused (400) until the first
 //! is taken, which is milliseconds.
 //!
+//! # An attached volume
+//!
+//! Its export's `qemu-storage-daemon` writes the active image until told
+//! otherwise, so freezing the file is not enough. The records move first
+//! (`switch`: the volume, and so the export's desired state, is on the
+//! overlay), the daemon after (`go_live`: `blockdev-snapshot` puts the
+//! overlay under the running export; the guest keeps writing and never sees
+//! the switch), and only then is the snapshot `available`, when nothing
+//! writes its image any more. In that order a reconcile between the two
+//! steps can only serve the newer chain (the export's client reconnects),
+//! never drop what was written to the overlay; and the exporter refuses
+//! outright to serve an image below what a daemon serves.
+//!
+//! Once `switch` committed there is no going back: the overlay may hold the
+//! guest's writes. A failure after it (or while unwinding from one) leaves
+//! the volume on the overlay — one layer deeper, which is consistent — and
+//! the snapshot `error`: `thaw` and `remove_entry` keep the overlay and the
+//! frozen image when the volume is on the overlay.
+//!
 //! A raw volume's image is frozen like any other; the overlay is qcow2 (on a
 //! raw base, its format pinned), so after its first snapshot a volume of a
 //! raw backend is qcow2. The backend's format governs blank volumes only.
 //!
 //! Snapshots of an `in-use` volume need `force` below microversion 3.66, as
-//! in Cinder. A volume with an attachment is refused for now
-//! (`rules::attachments::assert_not_attached`, through `assert_not_held`):
-//! its export's daemon writes the active image, which freezing it here
-//! would not stop. A snapshot of an exported volume is to be taken inside
-//! its daemon (`blockdev-snapshot`, see docs/attachments.md).
+//! in Cinder.
 
 use std::collections::BTreeMap;
 
@@ -102,7 +121,29 @@ impl Flow for SnapshotCreate {
             Step::external("freeze", |cx| Box::pin(freeze(cx)))
                 .undo_external(|cx| Box::pin(thaw(cx))),
             Step::db("switch", |cx, c| Box::pin(switch(cx, c))),
+            Step::external("go_live", |cx| Box::pin(go_live(cx))),
+            Step::db("finish", |cx, c| Box::pin(finish(cx, c))),
         ]
+    }
+
+    /// 2: the daemon of an attached volume's export moves onto the overlay
+    /// (`go_live`) before the snapshot is `available` (`finish`).
+    const VERSION: u32 = 2;
+
+    fn legacy() -> Vec<(u32, Vec<Step<Self>>)> {
+        vec![(
+            1,
+            vec![
+                Step::db("reserve_quota", |cx, c| Box::pin(reserve_quota(cx, c)))
+                    .undo_db(|cx, c| Box::pin(release_quota(cx, c))),
+                Step::db("create_entry", |cx, c| Box::pin(create_entry(cx, c)))
+                    .undo_db(|cx, c| Box::pin(remove_entry(cx, c))),
+                Step::db("commit_quota", |cx, c| Box::pin(commit_quota(cx, c))),
+                Step::external("freeze", |cx| Box::pin(freeze(cx)))
+                    .undo_external(|cx| Box::pin(thaw(cx))),
+                Step::db("switch", |cx, c| Box::pin(switch_v1(cx, c))),
+            ],
+        )]
     }
 
     fn meta(p: &Params) -> FlowMeta {
@@ -171,7 +212,8 @@ async fn create_entry(cx: &Cx<SnapshotCreate>, c: &mut Conn) -> Result<Value, St
         ))
         .into());
     }
-    crate::rules::volumes::assert_not_held(c, v.id, "snapshotted").await?;
+    // Attached is fine: the export moves onto the overlay (`go_live`).
+    crate::rules::volumes::assert_not_held_by_copies(c, v.id, "snapshotted").await?;
     crate::rules::hosts::assert_not_frozen(c, v.backend.as_deref()).await?;
     let base = crate::rules::images::active_image(c, &v)
         .await?
@@ -243,7 +285,9 @@ async fn create_entry(cx: &Cx<SnapshotCreate>, c: &mut Conn) -> Result<Value, St
 /// it, and stays as `error` (told to its project once) after.
 async fn remove_entry(cx: &Cx<SnapshotCreate>, c: &mut Conn) -> Result<(), StepError> {
     let p = &cx.params;
-    if let Some(plan) = cx.output_opt::<Plan>("create_entry") {
+    if let Some(plan) = cx.output_opt::<Plan>("create_entry")
+        && !on_overlay(c, p.volume_id, &plan).await?
+    {
         images::image_delete(c, plan.overlay_id).await?;
     }
     if cx.output_opt::<Value>("commit_quota").is_some() {
@@ -312,6 +356,13 @@ async fn thaw(cx: &Cx<SnapshotCreate>) -> Result<(), StepError> {
     let Some(plan) = cx.output_opt::<Plan>("create_entry") else {
         return Ok(());
     };
+    {
+        let mut c = cx.env.store.read().await?;
+        if on_overlay(&mut c, cx.params.volume_id, &plan).await? {
+            // Past the point of no return: the volume writes the overlay.
+            return Ok(());
+        }
+    }
     let driver = &cx.env.backend(&plan.backend)?.driver;
     driver
         .delete(&plan.overlay_name)
@@ -324,6 +375,8 @@ async fn thaw(cx: &Cx<SnapshotCreate>) -> Result<(), StepError> {
     Ok(())
 }
 
+/// The volume moves onto the overlay in the records (and so does the desired
+/// state of its exports); the snapshot stays `creating` until `finish`.
 async fn switch(cx: &Cx<SnapshotCreate>, c: &mut Conn) -> Result<Value, StepError> {
     let p = &cx.params;
     let plan: Plan = cx.output("create_entry")?;
@@ -342,6 +395,51 @@ async fn switch(cx: &Cx<SnapshotCreate>, c: &mut Conn) -> Result<Value, StepErro
         ))
         .into());
     }
+    Ok(Value::Null)
+}
+
+/// Whether `switch` moved the volume onto the overlay.
+async fn on_overlay(c: &mut Conn, volume: VolumeId, plan: &Plan) -> Result<bool, StepError> {
+    Ok(volumes::volume_get(c, volume)
+        .await?
+        .is_some_and(|v| v.image_id == Some(plan.overlay_id)))
+}
+
+/// The volume's exports, if it has any, move onto the overlay inside their
+/// daemons (see the module doc): from here on nothing writes the frozen image.
+async fn go_live(cx: &Cx<SnapshotCreate>) -> Result<Value, StepError> {
+    let plan: Plan = cx.output("create_entry")?;
+    crate::exports::snapshot_live(
+        &cx.env,
+        cx.params.volume_id,
+        &plan.backend,
+        &plan.overlay_name,
+    )
+    .await?;
+    Ok(Value::Null)
+}
+
+/// The snapshot is `available` on the frozen image. Nothing here may fail
+/// on a state another caller changed: the volume already writes the overlay,
+/// so there is no going back (a snapshot an admin reset or force-deleted
+/// meanwhile stays as they left it).
+async fn finish(cx: &Cx<SnapshotCreate>, c: &mut Conn) -> Result<Value, StepError> {
+    let p = &cx.params;
+    let plan: Plan = cx.output("create_entry")?;
+    if !snapshots::snapshot_mark_available(c, p.snapshot_id, plan.base_id).await? {
+        tracing::warn!(snapshot = %p.snapshot_id, "the snapshot was no longer being created when it was taken");
+    }
+    let max = cx.env.backend(&plan.backend)?.config.max_chain_depth;
+    mark_depth(c, plan.overlay_id, max).await?;
+    Ok(Value::Null)
+}
+
+/// Version 1's last step: `switch` and `finish` in one (flows persisted
+/// before `go_live`, whose volumes had no export).
+async fn switch_v1(cx: &Cx<SnapshotCreate>, c: &mut Conn) -> Result<Value, StepError> {
+    switch(cx, c).await?;
+    let p = &cx.params;
+    let plan: Plan = cx.output("create_entry")?;
     if !snapshots::snapshot_mark_available(c, p.snapshot_id, plan.base_id).await? {
         return Err(Error::InvalidState(format!(
             "Snapshot {} is no longer being created.",
@@ -373,127 +471,4 @@ pub(crate) async fn mark_depth(c: &mut Conn, image: ImageId, max: usize) -> Resu
 }
 
 #[cfg(all(test, feature = "failpoints"))]
-mod tests {
-    use scoria_flows::Engine;
-    use scoria_flows::testkit::{BoxFut, Expect};
-    use scoria_model::snapshot::SnapshotStatus::{Available, Error};
-    use scoria_model::volume::VolumeStatus;
-    use scoria_model::{SnapshotId, VolumeId};
-    use scoria_storage::{Format, qemu};
-
-    use super::{Params, SnapshotCreate};
-    use crate::Env;
-    use crate::flows::testing::{self, PROJECT, Scenario, USER, World, text};
-
-    /// Guest data: before the snapshot, and written after it.
-    const BEFORE: (u64, u64, u8) = (0, 1 << 20, 0xab);
-    const AFTER: (u64, u64, u8) = (0, 1 << 20, 0xcd);
-
-    /// A snapshot of an available 1 GiB volume holding known data. Done: the
-    /// snapshot is `available` on the volume's old image, the volume on an
-    /// overlay reading the same; a write to the volume afterwards does not
-    /// reach the snapshot. Failed: no snapshot (or one in `error`, told once),
-    /// the volume on its own image, which can be written again.
-    struct Snap {
-        volume: VolumeId,
-        snapshot: SnapshotId,
-    }
-
-    impl Scenario for Snap {
-        type F = SnapshotCreate;
-        const NAME: &'static str = "snapshot_create";
-
-        fn prepare<'a>(&'a self, w: &'a World) -> BoxFut<'a, ()> {
-            Box::pin(async move {
-                let e = w.plain().await;
-                w.create_volume(&e, self.volume, 1).await;
-                let (o, l, b) = BEFORE;
-                qemu::write_pattern(&w.image_of(&e, self.volume).await, Format::Qcow2, o, l, b)
-                    .await
-                    .expect("write the volume's data");
-            })
-        }
-
-        fn params(&self) -> Params {
-            Params {
-                snapshot_id: self.snapshot,
-                project_id: PROJECT.into(),
-                user_id: USER.into(),
-                volume_id: self.volume,
-                name: Some("s".into()),
-                description: None,
-                metadata: [("k".to_string(), "v".to_string())].into(),
-                allow_in_use: false,
-                request_id: Some("req-test".into()),
-            }
-        }
-
-        fn check<'a>(
-            &'a self,
-            w: &'a World,
-            e: &'a Engine<Env>,
-            expect: Expect,
-        ) -> BoxFut<'a, Result<(), String>> {
-            Box::pin(async move {
-                let snap = w.snapshot(e, self.snapshot).await?;
-                let status = snap.as_ref().map(|s| s.status);
-                let ok = match expect {
-                    Expect::Either => true,
-                    Expect::Done => status == Some(Available),
-                    Expect::Failed => matches!(status, None | Some(Error)),
-                };
-                if !ok {
-                    return Err(format!("expected {expect:?}, the snapshot is {status:?}"));
-                }
-                let told = w.messages_about(e, self.snapshot).await?;
-                if told != usize::from(status == Some(Error)) {
-                    return Err(format!(
-                        "snapshot is {status:?} and {told} messages tell of it"
-                    ));
-                }
-                let v = w
-                    .volume(e, self.volume)
-                    .await?
-                    .ok_or("the volume is gone")?;
-                if v.status != VolumeStatus::Available {
-                    return Err(format!("the volume is {}", v.status));
-                }
-                // The volume reads its data, and takes a write.
-                let image = w.image_of(e, self.volume).await;
-                let (o, l, b) = BEFORE;
-                if !qemu::read_pattern(&image, Format::Qcow2, o, l, b)
-                    .await
-                    .map_err(text)?
-                {
-                    return Err("the volume does not read its data".into());
-                }
-                let (o, l, b) = AFTER;
-                qemu::write_pattern(&image, Format::Qcow2, o, l, b)
-                    .await
-                    .map_err(|e| format!("the volume cannot be written: {e}"))?;
-                if let Some(s) = snap.filter(|s| s.status == Available) {
-                    let frozen = w.image_path(e, s.image_id.ok_or("no image")?).await?;
-                    let (o, l, b) = BEFORE;
-                    if !qemu::read_pattern(&frozen, Format::Qcow2, o, l, b)
-                        .await
-                        .map_err(text)?
-                    {
-                        return Err("the snapshot does not read the old data".into());
-                    }
-                }
-                Ok(())
-            })
-        }
-    }
-
-    #[tokio::test]
-    async fn passes_the_generic_flow_tests_on_the_file_backend() {
-        let report = testing::generic(|| Snap {
-            volume: VolumeId::new(),
-            snapshot: SnapshotId::new(),
-        })
-        .await;
-        println!("snapshot_create: {report:?}");
-        assert!(report.crash_points >= 8, "{report:?}");
-    }
-}
+mod tests;

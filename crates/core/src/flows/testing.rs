@@ -139,6 +139,50 @@ impl World {
         e.wait_idle().await;
     }
 
+    /// Attach volume `id` with a connector (the attach flow) and complete
+    /// the attachment: the volume is `in-use`, its export served.
+    pub async fn attach(&self, e: &Engine<Env>, volume: VolumeId) -> scoria_model::AttachmentId {
+        use scoria_model::attachment::AttachmentStatus;
+        let id = scoria_model::AttachmentId::new();
+        let params = crate::flows::attachment_attach::Params {
+            attachment_id: id,
+            volume_id: volume,
+            project_id: Some(PROJECT.into()),
+            instance_uuid: Some("instance-1".into()),
+            connector: Some(serde_json::json!({"host": "compute-1"})),
+            mode: None,
+            create: true,
+        };
+        self.run::<crate::flows::attachment_attach::AttachmentAttach>(e, params, "an attachment")
+            .await;
+        let mut tx = e.store().begin().await.expect("begin");
+        assert!(
+            scoria_store::attachments::attachment_set_status(
+                &mut tx,
+                id,
+                &[AttachmentStatus::Attaching],
+                AttachmentStatus::Attached,
+            )
+            .await
+            .expect("complete")
+        );
+        crate::rules::attachments::settle(&mut tx, volume)
+            .await
+            .expect("settle");
+        tx.commit().await.expect("commit");
+        id
+    }
+
+    /// What the file backend's exporter serves now, as found.
+    pub async fn exports(
+        &self,
+        e: &Engine<Env>,
+    ) -> Result<Vec<scoria_storage::export::ExportState>, String> {
+        use scoria_storage::export::Exporter;
+        let exports = e.env().exports.get("file").ok_or("no exporter")?;
+        exports.exporter.list().await.map_err(text)
+    }
+
     /// Make an available volume of `size` GiB with the create flow.
     pub async fn create_volume(&self, e: &Engine<Env>, id: VolumeId, size: i64) {
         self.run::<volume_create::VolumeCreate>(e, create_params(id, size), "a volume")

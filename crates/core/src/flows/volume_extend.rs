@@ -9,6 +9,12 @@
 //!   once the backend was touched
 //! ```
 //!
+//! An attached volume (`in-use`, from microversion 3.42 as in Cinder) is
+//! grown by its export's daemon: the export is taken down, its image grown
+//! and the export added again at the same address with the same key; its
+//! client reconnects and sees the new size (see `exports::extend`). It goes
+//! `in-use` → `extending` → `in-use`.
+//!
 //! The API answers 202 once the quota is reserved; a bad status or size, a
 //! frozen backend, a clone being copied from the volume (400) and an exceeded
 //! quota (413) are answered synchronously
@@ -24,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::{Env, flows::storage_error, messages};
+use crate::{Env, messages};
 
 pub struct VolumeExtend;
 
@@ -38,6 +44,9 @@ pub struct Params {
     /// The request that asked for the extend (named by a failure message).
     #[serde(default)]
     pub request_id: Option<String>,
+    /// An `in-use` volume may be extended (microversion 3.42+).
+    #[serde(default)]
+    pub allow_in_use: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -96,10 +105,17 @@ async fn begin_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, Step
         }
         _ => return Err(Error::volume_not_found(p.volume_id).into()),
     };
-    if !VolumeStatus::EXTENDABLE.contains(&v.status) {
+    let in_use = p.allow_in_use && v.status == VolumeStatus::InUse;
+    if !VolumeStatus::EXTENDABLE.contains(&v.status) && !in_use {
         return Err(Error::InvalidState(format!(
-            "Invalid volume: Volume {} status must be available to extend, but current status is: {}.",
-            v.id, v.status
+            "Invalid volume: Volume {} status must be {} to extend, but current status is: {}.",
+            v.id,
+            if p.allow_in_use {
+                "available or in-use"
+            } else {
+                "available"
+            },
+            v.status
         ))
         .into());
     }
@@ -114,7 +130,7 @@ async fn begin_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, Step
     let moved = volumes::volume_set_status_by_flow(
         c,
         v.id,
-        &[VolumeStatus::Available],
+        &[v.status],
         VolumeStatus::Extending,
         Some(&cx.flow_id.to_string()),
     )
@@ -126,7 +142,8 @@ async fn begin_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, Step
         ))
         .into());
     }
-    crate::rules::volumes::assert_not_held(c, v.id, "extended").await?;
+    // Attached is fine (when allowed): the export's daemon grows the image.
+    crate::rules::volumes::assert_not_held_by_copies(c, v.id, "extended").await?;
     let image = crate::rules::images::active_image(c, &v).await?;
     let begun = Begun {
         project_id: v.project_id,
@@ -152,6 +169,8 @@ async fn abort_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<(), StepErr
     };
     let id = cx.params.volume_id;
     let moved = volumes::volume_set_status(c, id, &[VolumeStatus::Extending], to).await?;
+    // An attached volume is `in-use` again.
+    crate::rules::attachments::settle(c, id).await?;
     if moved && touched {
         // The owner learns why the volume is `error_extending`.
         let begun: Begun = cx.output("begin_extend")?;
@@ -205,12 +224,14 @@ async fn extend_on_backend(cx: &Cx<VolumeExtend>) -> Result<Value, StepError> {
         ))
         .into());
     };
-    cx.env
-        .backend(&backend)?
-        .driver
-        .extend(&location, cx.params.new_size as u64 * GIB)
-        .await
-        .map_err(|e| storage_error("extend the volume", e))?;
+    crate::exports::extend(
+        &cx.env,
+        cx.params.volume_id,
+        &backend,
+        &location,
+        cx.params.new_size as u64 * GIB,
+    )
+    .await?;
     crate::capacity::refresh(&cx.env, &backend).await;
     Ok(Value::Null)
 }
@@ -234,6 +255,8 @@ async fn finish_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, Ste
         ))
         .into());
     }
+    // `available`, or `in-use` when it is attached.
+    crate::rules::attachments::settle(c, cx.params.volume_id).await?;
     Ok(Value::Null)
 }
 
@@ -242,15 +265,17 @@ mod tests {
     use scoria_flows::Engine;
     use scoria_flows::testkit::{BoxFut, Expect};
     use scoria_model::VolumeId;
-    use scoria_model::volume::VolumeStatus::{Available, ErrorExtending};
+    use scoria_model::volume::VolumeStatus::{Available, ErrorExtending, InUse};
 
     use super::{Params, VolumeExtend};
     use crate::Env;
     use crate::flows::testing::{self, PROJECT, Scenario, World};
 
-    /// An available 1 GiB volume grown to 2 GiB by its owner.
+    /// A 1 GiB volume grown to 2 GiB by its owner: available, or attached
+    /// with its export served (then the export's daemon grows it).
     struct Extend {
         volume: VolumeId,
+        attached: bool,
     }
 
     impl Scenario for Extend {
@@ -261,6 +286,9 @@ mod tests {
             Box::pin(async move {
                 let e = w.plain().await;
                 w.create_volume(&e, self.volume, 1).await;
+                if self.attached {
+                    w.attach(&e, self.volume).await;
+                }
             })
         }
 
@@ -270,6 +298,7 @@ mod tests {
                 project_id: Some(PROJECT.into()),
                 new_size: 2,
                 request_id: Some("req-test".into()),
+                allow_in_use: self.attached,
             }
         }
 
@@ -281,13 +310,33 @@ mod tests {
         ) -> BoxFut<'a, Result<(), String>> {
             Box::pin(async move {
                 let state = w.volume(e, self.volume).await?.map(|v| (v.status, v.size));
+                let idle = if self.attached { InUse } else { Available };
                 let ok = match expect {
                     Expect::Either => true,
-                    Expect::Done => state == Some((Available, 2)),
-                    Expect::Failed => matches!(state, Some((Available | ErrorExtending, 1))),
+                    Expect::Done => state == Some((idle, 2)),
+                    Expect::Failed => {
+                        state == Some((idle, 1)) || state == Some((ErrorExtending, 1))
+                    }
                 };
                 if !ok {
                     return Err(format!("expected {expect:?}, the volume is {state:?}"));
+                }
+                if state.is_some_and(|(_, size)| size == 2) {
+                    let image = w.image_of(e, self.volume).await;
+                    // The header, as the daemon (which holds the file) wrote it.
+                    let info = scoria_storage::qcow2::read_header(&image)
+                        .map_err(|e| format!("{e:?}"))?;
+                    if info.virtual_size != 2 << 30 {
+                        return Err(format!("the image is {} bytes", info.virtual_size));
+                    }
+                }
+                if self.attached {
+                    // The export serves again, whatever happened.
+                    crate::exports::reconcile(e.env()).await.map_err(|e| e.chain())?;
+                    let exports = w.exports(e).await?;
+                    if exports.len() != 1 || !exports[0].serving {
+                        return Err(format!("the export is {exports:?}"));
+                    }
                 }
                 w.check_told(e, self.volume).await
             })
@@ -298,9 +347,21 @@ mod tests {
     async fn passes_the_generic_flow_tests_on_the_file_backend() {
         let report = testing::generic(|| Extend {
             volume: VolumeId::new(),
+            attached: false,
         })
         .await;
         println!("volume_extend: {report:?}");
+        assert!(report.crash_points >= 5, "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn an_attached_volume_passes_the_generic_flow_tests() {
+        let report = testing::generic(|| Extend {
+            volume: VolumeId::new(),
+            attached: true,
+        })
+        .await;
+        println!("volume_extend (attached): {report:?}");
         assert!(report.crash_points >= 5, "{report:?}");
     }
 }

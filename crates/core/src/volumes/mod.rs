@@ -613,8 +613,15 @@ pub async fn delete(
     handle.wait_step("begin_delete").await.map_err(from_outcome)
 }
 
-/// Grow a volume to `new_size` GiB. Returns once the quota is reserved.
-pub async fn extend(app: &App, ctx: &Context, id: VolumeId, new_size: i64) -> Result<()> {
+/// Grow a volume to `new_size` GiB; an `in-use` one too when `allow_in_use`
+/// (microversion 3.42+). Returns once the quota is reserved.
+pub async fn extend(
+    app: &App,
+    ctx: &Context,
+    id: VolumeId,
+    new_size: i64,
+    allow_in_use: bool,
+) -> Result<()> {
     crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeExtend).await?;
     validate_size(new_size)?;
     {
@@ -630,6 +637,7 @@ pub async fn extend(app: &App, ctx: &Context, id: VolumeId, new_size: i64) -> Re
         },
         new_size,
         request_id: Some(ctx.request_id.clone()),
+        allow_in_use,
     };
     let handle = app.engine.start::<volume_extend::VolumeExtend>(params)?;
     handle

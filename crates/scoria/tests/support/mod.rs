@@ -3,6 +3,8 @@
 //! Scoria by design; a test's must not).
 #![allow(dead_code)]
 
+pub mod serve;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -56,6 +56,8 @@ use crate::qemu::qsd::DaemonError;
 
 pub mod file;
 #[cfg(test)]
+mod live_tests;
+#[cfg(test)]
 mod tests;
 
 pub use file::FileExporter;
@@ -370,6 +372,23 @@ pub trait Exporter: Send + Sync + std::fmt::Debug {
     /// success. Connected clients are cut off.
     async fn remove(&self, id: &str) -> Result<()>;
 
+    /// Put `overlay` on top of what export `id` serves while it serves, so
+    /// that the image it served stops changing (a snapshot): `overlay` is a
+    /// new, empty qcow2 image of the backend whose backing file is the image
+    /// served now. Clients keep their connection and notice nothing. Returns
+    /// `false` when nothing serves `id` now (there is nothing to switch: the
+    /// next [`Exporter::ensure`] of a spec naming `overlay` serves its chain).
+    /// Idempotent.
+    async fn snapshot(&self, id: &str, overlay: &str) -> Result<bool>;
+
+    /// Grow the image export `id` serves to `size` bytes while it is served.
+    /// Clients are disconnected and see the new size when they reconnect
+    /// (NBD gives the size at connection). Returns `false` when this cannot
+    /// be done live (nothing serves `id`, or it is served read-only, in which
+    /// case it is stopped): the caller grows the image offline and ensures
+    /// the export again. Idempotent.
+    async fn resize(&self, id: &str, size: u64) -> Result<bool>;
+
     /// The exports that exist now, sorted by id, as found.
     async fn list(&self) -> Result<Vec<ExportState>>;
 
@@ -424,7 +443,7 @@ fn log_report(report: &ReconcileReport) {
 }
 
 /// An error and its sources, for the log.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

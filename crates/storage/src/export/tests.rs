@@ -15,18 +15,18 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use super::*;
 use crate::qemu::{self, qsd};
 
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-const SIZE: u64 = 16 << 20;
-const MIB: u64 = 1 << 20;
+pub(super) const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub(super) const SIZE: u64 = 16 << 20;
+pub(super) const MIB: u64 = 1 << 20;
 
-struct Fixture {
-    tmp: tempfile::TempDir,
-    backend: PathBuf,
-    run: PathBuf,
+pub(super) struct Fixture {
+    pub(super) tmp: tempfile::TempDir,
+    pub(super) backend: PathBuf,
+    pub(super) run: PathBuf,
 }
 
 impl Fixture {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
         let root = std::fs::canonicalize(tmp.path()).expect("canonical");
         let backend = root.join("backend");
@@ -38,14 +38,14 @@ impl Fixture {
         }
     }
 
-    async fn exporter(&self) -> FileExporter {
+    pub(super) async fn exporter(&self) -> FileExporter {
         FileExporter::new(&self.backend, &self.run)
             .await
             .expect("exporter")
     }
 
     /// A 16 MiB image named `name` in the backend whose first MiB is 0xab.
-    async fn image(&self, name: &str) -> PathBuf {
+    pub(super) async fn image(&self, name: &str) -> PathBuf {
         let path = self.backend.join(name);
         let format = crate::format_of_name(name).expect("image name");
         qemu::create(&path, format, SIZE).await.expect("create");
@@ -56,7 +56,7 @@ impl Fixture {
     }
 
     /// A client's TLS directory holding `psk` as `identity`.
-    fn client_keys(&self, label: &str, identity: &str, psk: &Psk) -> PathBuf {
+    pub(super) fn client_keys(&self, label: &str, identity: &str, psk: &Psk) -> PathBuf {
         let dir = self.tmp.path().join(format!("client-{label}"));
         std::fs::create_dir(&dir).expect("client dir");
         std::fs::write(
@@ -68,7 +68,7 @@ impl Fixture {
     }
 
     /// Every `qemu-storage-daemon` whose command line names this run directory.
-    fn daemon_pids(&self) -> Vec<u32> {
+    pub(super) fn daemon_pids(&self) -> Vec<u32> {
         let run = self.run.to_string_lossy().into_owned();
         let mut pids = Vec::new();
         for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
@@ -113,18 +113,18 @@ impl Drop for Fixture {
 }
 
 /// A port nothing listens on now.
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind((LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .expect("bind 127.0.0.1:0")
         .port()
 }
 
-fn psk(identity: &str) -> Psk {
+pub(super) fn psk(identity: &str) -> Psk {
     Psk::generate(identity).expect("psk")
 }
 
-fn unix(id: &str, image: &str, read_only: bool) -> ExportSpec {
+pub(super) fn unix(id: &str, image: &str, read_only: bool) -> ExportSpec {
     ExportSpec {
         id: id.into(),
         image: image.into(),
@@ -133,7 +133,7 @@ fn unix(id: &str, image: &str, read_only: bool) -> ExportSpec {
     }
 }
 
-fn tls(id: &str, image: &str, read_only: bool, psk: &Psk) -> ExportSpec {
+pub(super) fn tls(id: &str, image: &str, read_only: bool, psk: &Psk) -> ExportSpec {
     ExportSpec {
         id: id.into(),
         image: image.into(),
@@ -146,12 +146,12 @@ fn tls(id: &str, image: &str, read_only: bool, psk: &Psk) -> ExportSpec {
     }
 }
 
-fn nbd(info: &ConnectionInfo) -> &NbdConnection {
+pub(super) fn nbd(info: &ConnectionInfo) -> &NbdConnection {
     let ConnectionInfo::Nbd(nbd) = info;
     nbd
 }
 
-async fn run(program: &str, args: &[String]) -> Output {
+pub(super) async fn run(program: &str, args: &[String]) -> Output {
     let child = qemu::command(program)
         .args(args)
         .stdin(Stdio::null())
@@ -162,7 +162,7 @@ async fn run(program: &str, args: &[String]) -> Output {
         .expect("the client runs")
 }
 
-fn succeeded(out: &Output) -> bool {
+pub(super) fn succeeded(out: &Output) -> bool {
     if !out.status.success() {
         eprintln!(
             "client failed: {}{}",
@@ -174,14 +174,15 @@ fn succeeded(out: &Output) -> bool {
 }
 
 /// An NBD client of one export, as qemu options.
-struct Client {
+#[derive(Clone)]
+pub(super) struct Client {
     object: Option<String>,
     opts: String,
 }
 
 impl Client {
     /// A client of `info`, with TLS credentials `(dir, identity)` if given.
-    fn new(info: &ConnectionInfo, creds: Option<(&Path, &str)>) -> Self {
+    pub(super) fn new(info: &ConnectionInfo, creds: Option<(&Path, &str)>) -> Self {
         let nbd = nbd(info);
         let mut opts = format!("driver=raw,file.driver=nbd,file.export={}", nbd.export_name);
         match &nbd.address {
@@ -205,7 +206,7 @@ impl Client {
 
     /// The same client, reconnecting for up to `seconds` when the server goes
     /// away (as a VM's NBD client is configured).
-    fn reconnecting(mut self, seconds: u32) -> Self {
+    pub(super) fn reconnecting(mut self, seconds: u32) -> Self {
         self.opts
             .push_str(&format!(",file.reconnect-delay={seconds}"));
         self
@@ -220,7 +221,7 @@ impl Client {
 
     /// `qemu-img compare` of the export with the local image at `local` (which
     /// the daemon holds open: `-U` shares it).
-    async fn compare(&self, local: &Path) -> Output {
+    pub(super) async fn compare(&self, local: &Path) -> Output {
         let format = crate::format_of_name(&local.file_name().expect("name").to_string_lossy())
             .expect("image name");
         let mut args = vec!["compare".into(), "-U".into()];
@@ -236,8 +237,16 @@ impl Client {
         run(qemu::QEMU_IMG, &args).await
     }
 
+    /// `qemu-img info --output=json` of the export.
+    pub(super) async fn info(&self) -> Output {
+        let mut args = vec!["info".into(), "--output=json".into()];
+        args.extend(self.object_args());
+        args.extend(["--image-opts".into(), self.opts.clone()]);
+        run(qemu::QEMU_IMG, &args).await
+    }
+
     /// `qemu-io -c command` on the export, opened read-only or read-write.
-    async fn io(&self, read_only: bool, commands: &[&str]) -> Output {
+    pub(super) async fn io(&self, read_only: bool, commands: &[&str]) -> Output {
         let mut args: Vec<String> = Vec::new();
         if read_only {
             args.push("-r".into());
@@ -252,8 +261,20 @@ impl Client {
 
     /// A `qemu-io` process holding a read-only connection open, taking commands
     /// on its stdin.
-    async fn session(&self) -> Session {
-        let mut args = vec!["-r".to_owned()];
+    pub(super) async fn session(&self) -> Session {
+        self.session_with(true).await
+    }
+
+    /// A `qemu-io` process holding a read-write connection open.
+    pub(super) async fn writable_session(&self) -> Session {
+        self.session_with(false).await
+    }
+
+    async fn session_with(&self, read_only: bool) -> Session {
+        let mut args = Vec::new();
+        if read_only {
+            args.push("-r".to_owned());
+        }
         args.extend(self.object_args());
         args.extend(["--image-opts".into(), self.opts.clone()]);
         let mut child = qemu::command(qemu::QEMU_IO)
@@ -274,7 +295,7 @@ impl Client {
 }
 
 /// A running interactive `qemu-io`; killed on drop.
-struct Session {
+pub(super) struct Session {
     _child: tokio::process::Child,
     stdin: tokio::process::ChildStdin,
     stdout: BufReader<tokio::process::ChildStdout>,
@@ -283,8 +304,20 @@ struct Session {
 impl Session {
     /// Read `len` bytes at `offset` over the open connection and check they are
     /// all `pattern`.
-    async fn reads(&mut self, pattern: u8, offset: u64, len: u64) -> bool {
-        let command = format!("read -P {pattern} {offset} {len}\n");
+    pub(super) async fn reads(&mut self, pattern: u8, offset: u64, len: u64) -> bool {
+        self.runs(&format!("read -P {pattern} {offset} {len}\n"))
+            .await
+    }
+
+    /// Write `len` bytes of `pattern` at `offset` over the open connection.
+    pub(super) async fn writes(&mut self, pattern: u8, offset: u64, len: u64) -> bool {
+        self.runs(&format!("write -P {pattern} {offset} {len}\n"))
+            .await
+    }
+
+    /// Run one read or write command; whether it completed (and, for a read,
+    /// found its pattern).
+    async fn runs(&mut self, command: &str) -> bool {
         if self.stdin.write_all(command.as_bytes()).await.is_err() {
             return false;
         }
@@ -300,7 +333,7 @@ impl Session {
                 _ => return false,
             }
             mismatch |= line.contains("Pattern verification failed");
-            if line.contains("read failed") {
+            if line.contains("read failed") || line.contains("write failed") {
                 return false;
             }
             if line.contains("bytes at offset") {
@@ -311,7 +344,7 @@ impl Session {
 }
 
 /// `qemu-io` on the image file itself (after its export is gone).
-async fn local_io(path: &Path, commands: &[&str]) -> Output {
+pub(super) async fn local_io(path: &Path, commands: &[&str]) -> Output {
     let format = crate::format_of_name(&path.file_name().expect("name").to_string_lossy())
         .expect("image name");
     let mut args = vec!["-r".into(), "-f".into(), format.as_str().into()];
@@ -322,12 +355,12 @@ async fn local_io(path: &Path, commands: &[&str]) -> Output {
     run(qemu::QEMU_IO, &args).await
 }
 
-async fn pid_of(exporter: &FileExporter, id: &str) -> Option<u32> {
+pub(super) async fn pid_of(exporter: &FileExporter, id: &str) -> Option<u32> {
     let states = exporter.list().await.expect("list");
     states.iter().find(|s| s.id == id).and_then(|s| s.pid)
 }
 
-async fn wait_gone(pid: u32) {
+pub(super) async fn wait_gone(pid: u32) {
     for _ in 0..500 {
         if !qsd::is_running(pid) {
             return;
@@ -337,7 +370,7 @@ async fn wait_gone(pid: u32) {
     panic!("pid {pid} still runs");
 }
 
-fn kill9(pid: u32) {
+pub(super) fn kill9(pid: u32) {
     // SAFETY: a signal to a daemon this test started.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
 }

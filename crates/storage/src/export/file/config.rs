@@ -28,7 +28,7 @@ pub(super) struct Served {
     pub(super) tls: bool,
 }
 
-fn path_str(path: &Path) -> &str {
+pub(super) fn path_str(path: &Path) -> &str {
     // Both directories were checked to be UTF-8 when the exporter was made, and
     // ids and image names are ASCII.
     path.to_str().unwrap_or_default()

@@ -57,7 +57,19 @@
 //! (validate, adopt or replace its daemon, remove) and [`Exporter`]'s
 //! operations. `chain.rs` reads and checks backing chains, `config.rs` turns a
 //! spec into a daemon's command line and reads one back, `dir.rs` prepares an
-//! export's directory (key file, DH group, stale socket).
+//! export's directory (key file, DH group, stale socket), `live.rs` changes
+//! what a running daemon serves (a new top layer for a snapshot, a bigger
+//! image) without stopping it.
+//!
+//! # Never back down a chain
+//!
+//! After a live snapshot the daemon serves an overlay its command line does
+//! not name; what it serves is read from QMP. A spec naming an image *below*
+//! what a daemon serves (the daemon is ahead of the records) is refused
+//! rather than served: replacing the daemon would drop everything written to
+//! the newer layer since the switch. The records move first (the volume's
+//! active image), the daemon after, so this happens only when something is
+//! wrong, and then it is reported, not acted on.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -76,6 +88,7 @@ use crate::qemu::qsd::{self, Daemon};
 mod chain;
 mod config;
 mod dir;
+mod live;
 
 #[cfg(test)]
 mod tests;
@@ -364,11 +377,27 @@ impl FileExporter {
             .await
             .map_err(io_err(format!("looking for {}", dir.display())))?;
         if let Some(daemon) = self.current(&spec.id, slot.take()).await? {
-            let served = served_by_options(&qsd::options_of(daemon.args()));
+            let served = served_now(&daemon).await;
             let key = read_key_file(&dir).await?;
             if served.as_ref() == Some(&want) && key == key_line && serves(&daemon).await {
                 *slot = Some(daemon);
                 return Ok((info, Outcome::Kept));
+            }
+            if let Some(served) = &served
+                && served.image != want.image
+                && self.is_above(&served.image, &spec.image).await
+            {
+                let detail = format!(
+                    "its daemon serves {}, a newer layer on {}: serving {} again would drop what was written since",
+                    served.image.display(),
+                    spec.image,
+                    spec.image
+                );
+                *slot = Some(daemon);
+                return Err(ExportError::InvalidSpec {
+                    id: spec.id.clone(),
+                    detail,
+                });
             }
             tracing::info!(
                 export = %spec.id,
@@ -463,7 +492,7 @@ impl FileExporter {
                 connection: None,
             }));
         };
-        let served = served_by_options(&qsd::options_of(daemon.args()));
+        let served = served_now(&daemon).await;
         let identity = match read_key_file(&dir).await? {
             Some(line) => line
                 .split_once(':')
@@ -493,6 +522,41 @@ impl FileExporter {
         *slot = Some(daemon);
         Ok(Some(state))
     }
+}
+
+impl FileExporter {
+    /// Whether the image at `served` has `image` (a name of this backend) in
+    /// its backing chain below it.
+    async fn is_above(&self, served: &Path, image: &str) -> bool {
+        let Some(name) = served
+            .strip_prefix(&self.backend)
+            .ok()
+            .and_then(|n| n.to_str())
+        else {
+            return false;
+        };
+        self.chain(name).await.is_ok_and(|layers| {
+            layers
+                .iter()
+                .skip(1)
+                .any(|l| l.path == self.backend.join(image))
+        })
+    }
+}
+
+/// What a running daemon serves: its command line, with the image it serves
+/// now as QMP reports it (a live snapshot put a newer layer on top of the one
+/// the command line names).
+async fn served_now(daemon: &Daemon) -> Option<config::Served> {
+    let mut served = served_by_options(&qsd::options_of(daemon.args()))?;
+    match live::live_top(daemon).await {
+        Ok(Some(top)) => served.image = top.path,
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(pid = daemon.pid(), error = %super::error_chain(&e), "reading what a daemon serves failed");
+        }
+    }
+    Some(served)
 }
 
 /// Whether the daemon's export is up (present and not shutting down).
@@ -526,6 +590,14 @@ impl Exporter for FileExporter {
 
     async fn remove(&self, id: &str) -> Result<()> {
         self.remove_one(id).await.map(drop)
+    }
+
+    async fn snapshot(&self, id: &str, overlay: &str) -> Result<bool> {
+        self.snapshot_live(id, overlay).await
+    }
+
+    async fn resize(&self, id: &str, size: u64) -> Result<bool> {
+        self.resize_live(id, size).await
     }
 
     async fn list(&self) -> Result<Vec<ExportState>> {
