@@ -130,6 +130,14 @@ impl Server {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
+        // SCORIA_CRASH_LOG=FILE keeps every run's log (for a failure's why).
+        if let Some(log) = std::env::var_os("SCORIA_CRASH_LOG") {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)?;
+            cmd.stderr(Stdio::from(file));
+        }
         if let Some(fp) = failpoints {
             cmd.env("SCORIA_FAILPOINTS", fp);
         }
