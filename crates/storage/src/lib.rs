@@ -135,9 +135,10 @@
 //! to a size the image already has before `storage.extend.after`, a
 //! `make_immutable` of an immutable image before `storage.immutable.after`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod backup_repo;
 pub mod export;
 pub mod file;
 pub mod image_store;
@@ -518,6 +519,13 @@ pub enum StorageError {
     Unsupported(String),
     #[error("no space left on the backend")]
     NoSpace,
+    #[error("backup {backup}: chunk {index} ({hash}) is {problem}")]
+    BadChunk {
+        backup: String,
+        index: u64,
+        hash: String,
+        problem: String,
+    },
     #[error("{op} failed")]
     Io {
         op: String,
@@ -720,9 +728,27 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         dest_format: Format,
         progress: Progress<'_>,
     ) -> Result<()>;
+
+    // Backups.
+
+    /// The file of the image `name` (its active layer; its bases are found
+    /// by qemu through it), for the backup engine, which reads ranges of it,
+    /// keeps dirty bitmaps in it and restores over it. Only while the caller
+    /// keeps every other writer away (the volume is `backing-up` or
+    /// `restoring-backup`). An absent image is `NotFound`; a backend whose
+    /// images are not local files is `Unsupported`.
+    async fn local_file(&self, name: &str) -> Result<LocalFile>;
 }
 
 pub type DynDriver = Arc<dyn Driver>;
+
+/// An image's file on the local host, as the backup engine
+/// ([`backup_repo::engine`]) reads and writes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalFile {
+    pub path: PathBuf,
+    pub format: Format,
+}
 
 #[cfg(test)]
 mod conformance;
