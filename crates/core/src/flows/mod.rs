@@ -12,6 +12,9 @@ use crate::error::Error;
 
 pub mod attachment_attach;
 pub mod attachment_detach;
+pub mod backup_create;
+pub mod backup_delete;
+pub mod backup_restore;
 pub mod group_create_from_src;
 pub mod group_delete;
 pub mod snapshot_create;
@@ -35,6 +38,9 @@ pub fn register(engine: &Engine<Env>) {
     engine.register::<snapshot_delete::SnapshotDelete>();
     engine.register::<attachment_attach::AttachmentAttach>();
     engine.register::<attachment_detach::AttachmentDetach>();
+    engine.register::<backup_create::BackupCreate>();
+    engine.register::<backup_delete::BackupDelete>();
+    engine.register::<backup_restore::BackupRestore>();
 }
 
 /// A storage failure as a step error: the user reads `what failed`, the log
