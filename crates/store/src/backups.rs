@@ -235,7 +235,11 @@ pub struct Finished<'a> {
 }
 
 /// Make a `creating` backup `available` with what it recorded.
-pub async fn backup_mark_available(conn: &mut Conn, id: BackupId, f: &Finished<'_>) -> Result<bool> {
+pub async fn backup_mark_available(
+    conn: &mut Conn,
+    id: BackupId,
+    f: &Finished<'_>,
+) -> Result<bool> {
     let r = sqlx::query(
         "UPDATE backups SET status = 'available', object_count = $2, tracking = $3,
                 fallback_reason = $4, bytes_read = $5, stored_bytes = $6, updated_at = $7,

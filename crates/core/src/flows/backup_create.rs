@@ -88,7 +88,8 @@ impl Flow for BackupCreate {
             Step::db("create_entry", |cx, c| Box::pin(create_entry(cx, c)))
                 .undo_db(|cx, c| Box::pin(remove_entry(cx, c))),
             Step::db("commit_quota", |cx, c| Box::pin(commit_quota(cx, c))),
-            Step::external("copy", |cx| Box::pin(copy(cx))).undo_external(|cx| Box::pin(uncopy(cx))),
+            Step::external("copy", |cx| Box::pin(copy(cx)))
+                .undo_external(|cx| Box::pin(uncopy(cx))),
             Step::db("finish", |cx, c| Box::pin(finish(cx, c))),
         ]
     }
@@ -180,7 +181,11 @@ async fn create_entry(cx: &Cx<BackupCreate>, c: &mut Conn) -> Result<Value, Step
     )
     .await?
     {
-        return Err(Error::InvalidState(format!("Invalid volume: volume {} changed status.", v.id)).into());
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: volume {} changed status.",
+            v.id
+        ))
+        .into());
     }
     let reservation_id = reserved
         .reservation
@@ -217,8 +222,13 @@ async fn create_entry(cx: &Cx<BackupCreate>, c: &mut Conn) -> Result<Value, Step
 async fn remove_entry(cx: &Cx<BackupCreate>, c: &mut Conn) -> Result<(), StepError> {
     let p = &cx.params;
     if let Some(plan) = cx.output_opt::<Plan>("create_entry") {
-        volumes::volume_set_status(c, p.volume_id, &[VolumeStatus::BackingUp], plan.prior_status)
-            .await?;
+        volumes::volume_set_status(
+            c,
+            p.volume_id,
+            &[VolumeStatus::BackingUp],
+            plan.prior_status,
+        )
+        .await?;
     }
     if cx.output_opt::<Value>("commit_quota").is_some() {
         let reason = cx
@@ -243,7 +253,11 @@ async fn remove_entry(cx: &Cx<BackupCreate>, c: &mut Conn) -> Result<(), StepErr
 async fn commit_quota(cx: &Cx<BackupCreate>, c: &mut Conn) -> Result<Value, StepError> {
     quotas::reservation_release_flow(c, cx.flow_id).await?;
     if !backups::backup_commit_quota(c, cx.params.backup_id).await? {
-        return Err(Error::NotFound(format!("Backup {} could not be found.", cx.params.backup_id)).into());
+        return Err(Error::NotFound(format!(
+            "Backup {} could not be found.",
+            cx.params.backup_id
+        ))
+        .into());
     }
     Ok(json!(true))
 }
@@ -345,8 +359,18 @@ async fn finish(cx: &Cx<BackupCreate>, c: &mut Conn) -> Result<Value, StepError>
     )
     .await?
     {
-        return Err(Error::InvalidState(format!("Backup {} is no longer being created.", p.backup_id)).into());
+        return Err(Error::InvalidState(format!(
+            "Backup {} is no longer being created.",
+            p.backup_id
+        ))
+        .into());
     }
-    volumes::volume_set_status(c, p.volume_id, &[VolumeStatus::BackingUp], plan.prior_status).await?;
+    volumes::volume_set_status(
+        c,
+        p.volume_id,
+        &[VolumeStatus::BackingUp],
+        plan.prior_status,
+    )
+    .await?;
     Ok(Value::Null)
 }

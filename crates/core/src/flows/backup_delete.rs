@@ -56,7 +56,11 @@ async fn begin_delete(cx: &Cx<BackupDelete>, c: &mut Conn) -> Result<Value, Step
     let p = &cx.params;
     let b = backups::backup_get(c, p.backup_id)
         .await?
-        .filter(|b| p.project_id.as_deref().is_none_or(|mine| mine == b.project_id))
+        .filter(|b| {
+            p.project_id
+                .as_deref()
+                .is_none_or(|mine| mine == b.project_id)
+        })
         .ok_or_else(|| crate::backups::not_found(p.backup_id))?;
     if !BackupStatus::DELETABLE.contains(&b.status) {
         return Err(Error::InvalidState(format!(
@@ -71,10 +75,19 @@ async fn begin_delete(cx: &Cx<BackupDelete>, c: &mut Conn) -> Result<Value, Step
         )
         .into());
     }
-    if !backups::backup_set_status(c, b.id, &[b.status], BackupStatus::Deleting, Some(&cx.flow_id.to_string()), None)
-        .await?
+    if !backups::backup_set_status(
+        c,
+        b.id,
+        &[b.status],
+        BackupStatus::Deleting,
+        Some(&cx.flow_id.to_string()),
+        None,
+    )
+    .await?
     {
-        return Err(Error::InvalidState("Invalid backup: the backup changed status.".into()).into());
+        return Err(
+            Error::InvalidState("Invalid backup: the backup changed status.".into()).into(),
+        );
     }
     Ok(json!({ "prior_status": b.status }))
 }
@@ -89,7 +102,15 @@ async fn abort_delete(cx: &Cx<BackupDelete>, c: &mut Conn) -> Result<(), StepErr
             .and_then(|v| serde_json::from_value(v["prior_status"].clone()).ok())
             .unwrap_or(BackupStatus::Error)
     };
-    backups::backup_set_status(c, cx.params.backup_id, &[BackupStatus::Deleting], to, None, None).await?;
+    backups::backup_set_status(
+        c,
+        cx.params.backup_id,
+        &[BackupStatus::Deleting],
+        to,
+        None,
+        None,
+    )
+    .await?;
     Ok(())
 }
 

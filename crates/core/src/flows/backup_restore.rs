@@ -53,7 +53,8 @@ impl Flow for BackupRestore {
 
     fn steps() -> Vec<Step<Self>> {
         vec![
-            Step::db("begin", |cx, c| Box::pin(begin(cx, c))).undo_db(|cx, c| Box::pin(abort(cx, c))),
+            Step::db("begin", |cx, c| Box::pin(begin(cx, c)))
+                .undo_db(|cx, c| Box::pin(abort(cx, c))),
             Step::external("restore", |cx| Box::pin(restore(cx))),
             Step::db("finish", |cx, c| Box::pin(finish(cx, c))),
         ]
@@ -104,7 +105,9 @@ async fn begin(cx: &Cx<BackupRestore>, c: &mut Conn) -> Result<Value, StepError>
     crate::rules::volumes::assert_not_held(c, v.id, "restored onto").await?;
     let image = crate::rules::images::active_image(c, &v)
         .await?
-        .ok_or_else(|| Error::InvalidState(format!("Invalid volume: Volume {} has no image.", v.id)))?;
+        .ok_or_else(|| {
+            Error::InvalidState(format!("Invalid volume: Volume {} has no image.", v.id))
+        })?;
     let flow = cx.flow_id.to_string();
     let moved = backups::backup_set_status(
         c,
@@ -124,7 +127,10 @@ async fn begin(cx: &Cx<BackupRestore>, c: &mut Conn) -> Result<Value, StepError>
         )
         .await?;
     if !moved {
-        return Err(Error::InvalidState("Invalid backup: the backup or the volume changed status.".into()).into());
+        return Err(Error::InvalidState(
+            "Invalid backup: the backup or the volume changed status.".into(),
+        )
+        .into());
     }
     Ok(json!(Plan {
         backend: image.backend,
@@ -178,10 +184,14 @@ async fn restore(cx: &Cx<BackupRestore>) -> Result<Value, StepError> {
                 p.backup_id
             )))
         })?;
-    let done = engine::restore(&file, &repo, &manifest).await.map_err(|e| match e {
-        e @ StorageError::BadChunk { .. } => StepError::new(Error::Invalid(format!("Invalid backup: {e}."))),
-        e => storage_error("restore the backup", e),
-    })?;
+    let done = engine::restore(&file, &repo, &manifest)
+        .await
+        .map_err(|e| match e {
+            e @ StorageError::BadChunk { .. } => {
+                StepError::new(Error::Invalid(format!("Invalid backup: {e}.")))
+            }
+            e => storage_error("restore the backup", e),
+        })?;
     tracing::info!(backup = %p.backup_id, volume = %p.volume_id, chunks = done.chunks, bytes = done.bytes, "backup restored");
     crate::capacity::refresh(&cx.env, &plan.backend).await;
     Ok(json!({"chunks": done.chunks, "bytes": done.bytes}))
@@ -189,9 +199,21 @@ async fn restore(cx: &Cx<BackupRestore>) -> Result<Value, StepError> {
 
 async fn finish(cx: &Cx<BackupRestore>, c: &mut Conn) -> Result<Value, StepError> {
     let p = &cx.params;
-    backups::backup_set_status(c, p.backup_id, &[BackupStatus::Restoring], BackupStatus::Available, None, None)
-        .await?;
-    volumes::volume_set_status(c, p.volume_id, &[VolumeStatus::RestoringBackup], VolumeStatus::Available)
-        .await?;
+    backups::backup_set_status(
+        c,
+        p.backup_id,
+        &[BackupStatus::Restoring],
+        BackupStatus::Available,
+        None,
+        None,
+    )
+    .await?;
+    volumes::volume_set_status(
+        c,
+        p.volume_id,
+        &[VolumeStatus::RestoringBackup],
+        VolumeStatus::Available,
+    )
+    .await?;
     Ok(Value::Null)
 }
