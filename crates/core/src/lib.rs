@@ -423,6 +423,25 @@ impl App {
             )
             .map_err(|e| Error::internal("the backup repository cannot open", e))?,
         );
+        // Before any flow resumes: the chunks of backups interrupted before
+        // their manifest (and restores' temporaries) go now; a resumed backup
+        // writes what it needs again.
+        let repo = backup_repo.clone();
+        match tokio::task::spawn_blocking(move || repo.collect()).await {
+            Ok(Ok(c)) if c.chunks + c.temporaries > 0 => {
+                tracing::info!(
+                    chunks = c.chunks,
+                    bytes = c.bytes,
+                    temporaries = c.temporaries,
+                    "backup repository collected"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the backup repository could not be collected")
+            }
+            Err(e) => tracing::warn!(error = %e, "the backup repository collection did not run"),
+        }
         let env = Arc::new(Env {
             store: store.clone(),
             backends,
