@@ -55,7 +55,7 @@ pub const MAX_CHUNK_SIZE: u64 = 64 << 20;
 
 /// Whether `size` can be a chunk size.
 pub fn valid_chunk_size(size: u64) -> bool {
-    size >= CHUNK_ALIGN && size <= MAX_CHUNK_SIZE && size.is_multiple_of(CHUNK_ALIGN)
+    (CHUNK_ALIGN..=MAX_CHUNK_SIZE).contains(&size) && size.is_multiple_of(CHUNK_ALIGN)
 }
 
 /// How a backup found the data it read.
