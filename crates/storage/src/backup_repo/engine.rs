@@ -5,8 +5,11 @@
 //! Every backup of a qcow2 volume adds an enabled persistent bitmap
 //! `scoria-backup-<backup id>` to the volume's active image before it reads
 //! anything (the volume is `backing-up`: nothing writes to it meanwhile), and
-//! once its manifest is durable removes every older `scoria-backup-*` bitmap
-//! ([`retire_bitmaps`]). From then on every qemu process that writes to the
+//! removes every other `scoria-backup-*` bitmap but those the caller keeps
+//! ([`BackupJob::keep_bitmaps`]: the volume's latest backup's, the one an
+//! incremental reads). Older bitmaps are dropped at the *start* of the next
+//! backup, never at the end of this one: a backup undone after it read keeps
+//! the previous backup's bitmap usable. From then on every qemu process that writes to the
 //! image (an export's `qemu-storage-daemon`, `qemu-img convert`, `qemu-io`)
 //! marks what it writes in the bitmap. An incremental on top of backup P then
 //! reads only the chunks that P's bitmap marks — listed by exporting the image
@@ -69,6 +72,9 @@ pub struct BackupJob {
     pub chunk_size: u64,
     /// The backup this one is an increment on (its manifest).
     pub parent: Option<Manifest>,
+    /// Backups whose bitmaps stay (the volume's latest backup, whether or
+    /// not this one builds on it); every other backup bitmap is removed.
+    pub keep_bitmaps: Vec<String>,
 }
 
 /// Back up the image `file` into `repo` as `job` says, and return the durable
@@ -94,6 +100,10 @@ pub async fn backup(file: &LocalFile, repo: &DynRepo, job: &BackupJob) -> Result
     let count = size.div_ceil(chunk) as usize;
     if file.format == Format::Qcow2 {
         q::bitmap_add(&file.path, &bitmap_name(&job.backup_id)).await?;
+        let mut keep: Vec<&str> = job.keep_bitmaps.iter().map(String::as_str).collect();
+        keep.push(&job.backup_id);
+        keep.extend(job.parent.as_ref().map(|p| p.backup_id.as_str()));
+        retire_bitmaps(file, &keep).await?;
     }
     let (to_read, mut chunks, tracking, fallback_reason) = match &job.parent {
         None => (
@@ -246,15 +256,15 @@ async fn dirty_since(
     }
 }
 
-/// Once `keep`'s manifest is durable: remove every other backup bitmap of the
-/// image (they are superseded). A raw image has none.
-pub async fn retire_bitmaps(file: &LocalFile, keep: &str) -> Result<()> {
+/// Remove every backup bitmap of the image but those of the backups `keep`.
+/// A raw image has none.
+pub async fn retire_bitmaps(file: &LocalFile, keep: &[&str]) -> Result<()> {
     if file.format != Format::Qcow2 {
         return Ok(());
     }
-    let keep = bitmap_name(keep);
+    let keep: Vec<String> = keep.iter().map(|k| bitmap_name(k)).collect();
     for b in q::bitmaps(&file.path).await? {
-        if b.name.starts_with(BITMAP_PREFIX) && b.name != keep {
+        if b.name.starts_with(BITMAP_PREFIX) && !keep.contains(&b.name) {
             q::bitmap_remove(&file.path, &b.name).await?;
         }
     }

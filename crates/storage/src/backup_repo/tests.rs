@@ -124,9 +124,9 @@ async fn full_and_incremental_backups_restore_what_they_saw() {
         backup_id: id.into(),
         chunk_size: DEFAULT_CHUNK_SIZE,
         parent,
+        keep_bitmaps: Vec::new(),
     };
     let full = engine::backup(&vol, &r, &job("full", None)).await.unwrap();
-    engine::retire_bitmaps(&vol, "full").await.unwrap();
     assert_eq!(full.tracking, Tracking::Full);
     assert_eq!(
         full.bytes_read,
@@ -149,7 +149,6 @@ async fn full_and_incremental_backups_restore_what_they_saw() {
     let inc = engine::backup(&vol, &r, &job("inc1", Some(full.clone())))
         .await
         .unwrap();
-    engine::retire_bitmaps(&vol, "inc1").await.unwrap();
     assert_eq!(
         inc.tracking,
         Tracking::DirtyBitmap,
@@ -163,9 +162,16 @@ async fn full_and_incremental_backups_restore_what_they_saw() {
     );
     assert_eq!(inc.new_chunks, 2);
     assert_eq!(inc.parent.as_deref(), Some("full"));
-    let bitmaps = qemu::backup::bitmaps(&vol.path).await.unwrap();
-    assert_eq!(bitmaps.len(), 1);
-    assert_eq!(bitmaps[0].name, engine::bitmap_name("inc1"));
+    // The parent's bitmap stays until the next backup starts.
+    let names = |b: Vec<qemu::backup::Bitmap>| b.into_iter().map(|b| b.name).collect::<Vec<_>>();
+    let bitmaps = names(qemu::backup::bitmaps(&vol.path).await.unwrap());
+    assert_eq!(
+        bitmaps,
+        vec![engine::bitmap_name("full"), engine::bitmap_name("inc1")]
+    );
+    engine::retire_bitmaps(&vol, &["inc1"]).await.unwrap();
+    let bitmaps = names(qemu::backup::bitmaps(&vol.path).await.unwrap());
+    assert_eq!(bitmaps, vec![engine::bitmap_name("inc1")]);
 
     // Restore both and compare with what the volume was.
     let target = qcow2(&dir, "t.qcow2", 64 * MIB).await;
