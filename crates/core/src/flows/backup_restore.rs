@@ -217,3 +217,148 @@ async fn finish(cx: &Cx<BackupRestore>, c: &mut Conn) -> Result<Value, StepError
     .await?;
     Ok(Value::Null)
 }
+
+#[cfg(all(test, feature = "failpoints"))]
+mod tests {
+    use scoria_flows::Engine;
+    use scoria_flows::testkit::{BoxFut, Expect};
+    use scoria_model::backup::BackupStatus;
+    use scoria_model::volume::VolumeStatus;
+    use scoria_model::{BackupId, VolumeId};
+    use scoria_storage::{Format, qemu};
+    use scoria_store::backups;
+
+    use super::{BackupRestore, Params};
+    use crate::Env;
+    use crate::flows::backup_create::{self, BackupCreate};
+    use crate::flows::testing::{self, PROJECT, Scenario, USER, World, text};
+
+    const DATA: (u64, u64, u8) = (4 << 20, 1 << 20, 0x5a);
+    const OTHER: (u64, u64, u8) = (0, 8 << 20, 0x11);
+
+    /// A backup of a volume holding DATA restored onto a second volume
+    /// holding OTHER. Done: the target reads DATA and not OTHER, both
+    /// `available`. Failed: the backup `available` (with a reason), the
+    /// target `error_restoring`, or untouched and `available` when refused
+    /// before it began. Either way the backup still verifies.
+    struct Restore {
+        source: VolumeId,
+        target: VolumeId,
+        backup: BackupId,
+    }
+
+    impl Scenario for Restore {
+        type F = BackupRestore;
+        const NAME: &'static str = "backup_restore";
+
+        fn prepare<'a>(&'a self, w: &'a World) -> BoxFut<'a, ()> {
+            Box::pin(async move {
+                let e = w.plain().await;
+                w.create_volume(&e, self.source, 1).await;
+                w.create_volume(&e, self.target, 1).await;
+                let (o, l, b) = DATA;
+                qemu::write_pattern(&w.image_of(&e, self.source).await, Format::Qcow2, o, l, b)
+                    .await
+                    .expect("write");
+                let (o, l, b) = OTHER;
+                qemu::write_pattern(&w.image_of(&e, self.target).await, Format::Qcow2, o, l, b)
+                    .await
+                    .expect("write");
+                let params = backup_create::Params {
+                    backup_id: self.backup,
+                    project_id: PROJECT.into(),
+                    user_id: USER.into(),
+                    volume_id: self.source,
+                    name: None,
+                    description: None,
+                    container: None,
+                    incremental: false,
+                };
+                w.run::<BackupCreate>(&e, params, "a backup").await;
+            })
+        }
+
+        fn params(&self) -> Params {
+            Params {
+                backup_id: self.backup,
+                project_id: Some(PROJECT.into()),
+                volume_id: self.target,
+            }
+        }
+
+        fn check<'a>(
+            &'a self,
+            w: &'a World,
+            e: &'a Engine<Env>,
+            expect: Expect,
+        ) -> BoxFut<'a, Result<(), String>> {
+            Box::pin(async move {
+                let mut c = e.store().read().await.map_err(text)?;
+                let b = backups::backup_get(&mut c, self.backup)
+                    .await
+                    .map_err(text)?
+                    .ok_or("the backup is gone")?;
+                drop(c);
+                if b.status != BackupStatus::Available {
+                    return Err(format!("the backup is {}", b.status));
+                }
+                let t = w
+                    .volume(e, self.target)
+                    .await?
+                    .ok_or("the target is gone")?;
+                let image = w.image_of(e, self.target).await;
+                let untouched = qemu::read_pattern(&image, Format::Qcow2, 0, 1 << 20, OTHER.2)
+                    .await
+                    .map_err(text)?;
+                // A restore refused before it began leaves the target as it
+                // was; one that began and failed leaves it `error_restoring`.
+                let ok = match expect {
+                    Expect::Either => true,
+                    Expect::Done => t.status == VolumeStatus::Available && !untouched,
+                    Expect::Failed => {
+                        t.status == VolumeStatus::ErrorRestoring
+                            || (t.status == VolumeStatus::Available && untouched)
+                    }
+                };
+                if !ok {
+                    return Err(format!(
+                        "expected {expect:?}, the target is {} (old data: {untouched})",
+                        t.status
+                    ));
+                }
+                if t.status == VolumeStatus::Available && !untouched {
+                    let (o, l, byte) = DATA;
+                    if !qemu::read_pattern(&image, Format::Qcow2, o, l, byte)
+                        .await
+                        .map_err(text)?
+                    {
+                        return Err("the restored volume does not read the backup".into());
+                    }
+                } else if t.status == VolumeStatus::ErrorRestoring && b.fail_reason.is_none() {
+                    return Err("a failed restore left no reason".into());
+                }
+                let repo = e.env().backup_repo.clone();
+                let m = repo
+                    .get_manifest(&self.backup.to_string())
+                    .map_err(text)?
+                    .ok_or("the manifest is gone")?;
+                scoria_storage::backup_repo::engine::verify(&repo, &m)
+                    .await
+                    .map_err(text)?;
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn passes_the_generic_flow_tests_on_the_file_backend() {
+        let report = testing::generic(|| Restore {
+            source: VolumeId::new(),
+            target: VolumeId::new(),
+            backup: BackupId::new(),
+        })
+        .await;
+        println!("backup_restore: {report:?}");
+        assert!(report.crash_points >= 4, "{report:?}");
+    }
+}
