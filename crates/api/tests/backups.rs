@@ -270,6 +270,7 @@ async fn full_and_incremental_backups_restore_exactly_and_read_only_what_changed
     );
     let r = w.call("GET", "/v3/{a}/backups/detail", None).await;
     assert_eq!(r.body["backups"].as_array().unwrap().len(), 3);
+
     assert_eq!(r.body["backups"][0]["id"], inc2["id"], "newest first");
 
     // Restore each into a new volume; each equals its reference.
@@ -305,6 +306,48 @@ async fn full_and_incremental_backups_restore_exactly_and_read_only_what_changed
     let (path, format) = w.volume_file(&v).await;
     assert!(
         qemu::compare(&path, format, &ref_a, Format::Qcow2)
+            .await
+            .unwrap()
+    );
+
+    // A snapshot moves the volume onto a new overlay, which has no bitmap:
+    // the next incremental reads the volume in full, compares chunk hashes,
+    // stores only what is new, and says why.
+    let r = w
+        .call(
+            "POST",
+            "/v3/{a}/snapshots",
+            Some(json!({"snapshot": {"volume_id": v}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    w.wait_volume(&v, &["available"]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    w.write(&v, &[(700 * MIB, MIB, 0xd4)]).await;
+    let inc3 = w.backup(&v, true).await;
+    let ref_d = w.reference(&v, "ref-d").await;
+    let (i3_read, i3_stored, i3_tracking) = figures(&inc3);
+    let reason = inc3["scoria:backup"]["fallback_reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    println!(
+        "inc 3 (after a snapshot): tracking={i3_tracking} bytes_read={i3_read} stored={i3_stored} reason={reason}"
+    );
+    assert_eq!(i3_tracking, "full-read");
+    assert!(
+        reason.contains("not in the volume's active image"),
+        "{reason}"
+    );
+    let nv = w.restore_new(&id(&inc3)).await;
+    assert_eq!(
+        w.wait_volume(&nv, &["available", "error_restoring"]).await,
+        "available"
+    );
+    w.wait_backup(&id(&inc3), "available").await;
+    let (path, format) = w.volume_file(&nv).await;
+    assert!(
+        qemu::compare(&path, format, &ref_d, Format::Qcow2)
             .await
             .unwrap()
     );
@@ -438,7 +481,7 @@ async fn full_and_incremental_backups_restore_exactly_and_read_only_what_changed
     );
 
     // Delete newest first; the chunks go with the last manifest that used them.
-    for b in [&inc2, &inc1, &full] {
+    for b in [&inc3, &inc2, &inc1, &full] {
         let r = w
             .call("DELETE", &format!("/v3/{{a}}/backups/{}", id(b)), None)
             .await;
