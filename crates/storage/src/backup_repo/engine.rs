@@ -50,7 +50,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::{ChunkRead, DynRepo, Manifest, Tracking, chunk_hash};
+use super::{ChunkRead, DynRepo, Manifest, Tracking};
 use crate::file::create::blocking;
 use crate::qemu::backup::{self as q, Extent};
 use crate::{Format, LocalFile, Result, StorageError, io_error};
@@ -205,11 +205,10 @@ fn store_run(
         f.read_exact_at(&mut buf[..len], off)
             .map_err(|e| io_error(format!("reading {}", tmp.display()), e))?;
         let data = &buf[..len];
-        if data.iter().all(|b| *b == 0) {
+        let Some(hash) = scoria_digest::chunk_digest(data) else {
             out.push((None, 0));
             continue;
-        }
-        let hash = chunk_hash(data);
+        };
         let written = repo.put_chunk(&hash, data)?;
         out.push((Some(hash), written));
     }

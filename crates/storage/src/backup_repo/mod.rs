@@ -39,6 +39,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 
+#[cfg(test)]
+mod bench;
 mod dir;
 pub mod engine;
 #[cfg(test)]
@@ -204,8 +206,8 @@ pub trait BackupRepo: Send + Sync + std::fmt::Debug {
 
 pub type DynRepo = Arc<dyn BackupRepo>;
 
-/// sha256 of `data`, lower-case hex.
+/// sha256 of `data`, lower-case hex (computed in `scoria-digest`, optimized
+/// in every build profile).
 pub fn chunk_hash(data: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(data))
+    scoria_digest::sha256_hex(data)
 }
