@@ -146,7 +146,7 @@ pub async fn backup_list(
         "SELECT * FROM backups
          WHERE ($1 IS NULL OR project_id = $1) AND ($2 IS NULL OR volume_id = $2)
            AND ($3 IS NULL OR status = $3)
-         ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
+         ORDER BY created_at DESC, rowid DESC LIMIT $4 OFFSET $5",
     )
     .bind(project)
     .bind(volume_id.map(|v| v.to_string()))
