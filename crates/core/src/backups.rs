@@ -169,6 +169,8 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Back
             )));
         }
     }
+    // `force` only matters for an `in-use` volume, refused above for now; on
+    // an available one Cinder accepts it and so does Scoria.
     let _ = req.force;
     let id = BackupId::new();
     let params = backup_create::Params {
