@@ -51,6 +51,9 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "crash-test-password";
 
+/// Backup operations (create, restore, delete) accepted (202).
+static BACKUP_OPS: AtomicUsize = AtomicUsize::new(0);
+
 /// Failpoints that end the process on the spot (armed one per round, at a
 /// random hit): every durable boundary of the engine and the file driver.
 const EXIT_POINTS: &[&str] = &[
@@ -412,6 +415,9 @@ fn client(
                 Ok((code, body)) => {
                     assert!(code < 500 || code == 503, "server error {code}: {body}");
                     ops.fetch_add(1, Ordering::Relaxed);
+                    if code == 202 {
+                        BACKUP_OPS.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Err(_) => return,
             }
@@ -994,7 +1000,7 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
 
     println!(
         "crash test: {} crash points exercised ({kills} kill -9, {exits} failpoint exits) over {} requests \
-         ({} clones, {} snapshots, {} image operations, {} attachments accepted; {} images, {} attachments at the end); {} volumes checked ({errors} in error, {members} in {} groups), {} snapshots left; \
+         ({} clones, {} snapshots, {} image operations, {} attachments, {} backup operations accepted; {} images, {} attachments, {} backups at the end); {} volumes checked ({errors} in error, {members} in {} groups), {} snapshots left; \
          exit failpoints reached: {:?}",
         kills + exits,
         ops.load(Ordering::Relaxed),
@@ -1002,8 +1008,10 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
         taken.load(Ordering::Relaxed),
         imaged.load(Ordering::Relaxed),
         attached.load(Ordering::Relaxed),
+        BACKUP_OPS.load(Ordering::Relaxed),
         images.len(),
         atts.len(),
+        backups.len(),
         vols.len(),
         groups.len(),
         snaps.len(),
