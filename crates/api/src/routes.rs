@@ -13,8 +13,8 @@ use axum::routing::{delete, get, post, put};
 
 use crate::fault::ApiError;
 use crate::{
-    State, attachments, default_types, filters, groups, identity, messages, microversion, misc,
-    operations, qos, quota, request_id, services, snapshot, transfer, types, volume,
+    State, attachments, backup, default_types, filters, groups, identity, messages, microversion,
+    misc, operations, qos, quota, request_id, services, snapshot, transfer, types, volume,
 };
 
 pub use crate::glance::IMAGE;
@@ -47,6 +47,12 @@ table! {
     get "/volumes/{id}/metadata/{key}" => volume::metadata_key_show;
     put "/volumes/{id}/metadata/{key}" => volume::metadata_key_set;
     delete "/volumes/{id}/metadata/{key}" => volume::metadata_key_delete;
+    get "/backups" => backup::list;
+    post "/backups" => backup::create;
+    get "/backups/detail" => backup::list_detail;
+    get "/backups/{id}" => backup::show;
+    delete "/backups/{id}" => backup::delete;
+    post "/backups/{id}/restore" => backup::restore;
     get "/snapshots" => snapshot::list;
     post "/snapshots" => snapshot::create;
     get "/snapshots/detail" => snapshot::list_detail;

@@ -548,6 +548,49 @@ fn rows() -> Vec<Row> {
             [401, 401, 202, 403, 202, 202],
             Some([403, 404, 404]),
         ),
+        // Backups.
+        r(
+            "GET",
+            "/v3/{p}/backups",
+            None,
+            [401, 401, 200, 200, 200, 200],
+            None,
+        ),
+        r(
+            "POST",
+            "/v3/{p}/backups",
+            Some(json!({"backup": {"volume_id": "{v}"}})),
+            [401, 401, 404, 403, 202, 202],
+            Some([404, 404, 404]),
+        ),
+        r(
+            "GET",
+            "/v3/{p}/backups/detail",
+            None,
+            [401, 401, 200, 200, 200, 200],
+            None,
+        ),
+        r(
+            "GET",
+            "/v3/{p}/backups/{bk}",
+            None,
+            [401, 401, 404, 200, 200, 200],
+            Some([404, 404, 404]),
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/backups/{bk}",
+            None,
+            [401, 401, 404, 403, 202, 202],
+            Some([404, 404, 404]),
+        ),
+        r(
+            "POST",
+            "/v3/{p}/backups/{bk}/restore",
+            Some(json!({"restore": {}})),
+            [401, 401, 404, 403, 202, 202],
+            Some([404, 404, 404]),
+        ),
         // Snapshots and their metadata.
         r(
             "GET",
@@ -982,6 +1025,7 @@ fn template(path: &str) -> String {
         .replace("{v}", "{id}")
         .replace("{sc}", "{id}")
         .replace("{s}", "{id}")
+        .replace("{bk}", "{id}")
         .replace("?cascade=true", "")
         .replace("{x}", "{id}")
         .replace("{at}", "{id}")
@@ -1125,7 +1169,9 @@ async fn every_route_with_every_caller() {
             let needs_snapshot = path.contains("{s}")
                 || path.contains("{sc}")
                 || body.as_ref().is_some_and(|b| b.contains("{s}"));
+            let needs_backup = path.contains("{bk}");
             let needs_volume = path.contains("{v}")
+                || needs_backup
                 || path.contains("{x}")
                 || path.contains("{at}")
                 || needs_snapshot
@@ -1138,7 +1184,7 @@ async fn every_route_with_every_caller() {
                         &format!("/v3/{a}/os-quota-sets/{a}"),
                         Some(&a_admin),
                         Some(
-                            json!({"quota_set": {"volumes": -1, "gigabytes": -1, "snapshots": -1}}),
+                            json!({"quota_set": {"volumes": -1, "gigabytes": -1, "snapshots": -1, "backups": -1, "backup_gigabytes": -1}}),
                         ),
                     )
                     .await;
@@ -1182,6 +1228,10 @@ async fn every_route_with_every_caller() {
                     }
                     path = path.replace("{s}", &s);
                     body = body.map(|b| b.replace("{s}", &s));
+                }
+                if needs_backup {
+                    let b = backup(&t, &a_member, &a, &v).await;
+                    path = path.replace("{bk}", &b);
                 }
                 path = path.replace("{v}", &v);
                 body = body.map(|b| b.replace("{v}", &v));
@@ -1254,7 +1304,7 @@ async fn every_route_with_every_caller() {
 
 /// Fixture placeholders a row may name, in its path or its body.
 const FIXTURES: &[&str] = &[
-    "{v}", "{sc}", "{s}", "{x}", "{t}", "{pt}", "{et}", "{q}", "{gt}", "{g}", "{m}", "{at}",
+    "{v}", "{bk}", "{sc}", "{s}", "{x}", "{t}", "{pt}", "{et}", "{q}", "{gt}", "{g}", "{m}", "{at}",
 ];
 
 /// The headers a row's request is sent with (routes that exist from a
@@ -1438,6 +1488,30 @@ async fn snapshot(t: &TestApp, member: &str, a: &str, v: &str) -> String {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     panic!("snapshot {id} never became available");
+}
+
+/// A fresh available full backup of the volume `v`, made by A's member.
+async fn backup(t: &TestApp, member: &str, a: &str, v: &str) -> String {
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{a}/backups"),
+            Some(member),
+            Some(json!({"backup": {"volume_id": v}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let id = r.body["backup"]["id"].as_str().expect("id").to_owned();
+    for _ in 0..2000 {
+        let r = t
+            .call("GET", &format!("/v3/{a}/backups/{id}"), Some(member), None)
+            .await;
+        if r.body["backup"]["status"] == "available" {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("backup {id} never became available");
 }
 
 #[derive(Clone, Copy)]

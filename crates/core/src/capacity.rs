@@ -208,6 +208,11 @@ mod tests {
             fp: Failpoints::new(),
             exports: Default::default(),
             exports_config: crate::exports::ExportsConfig::with_data_dir(dir.path()),
+            backup_repo: std::sync::Arc::new(
+                scoria_storage::backup_repo::DirRepo::open(dir.path().join("backups"), false)
+                    .unwrap(),
+            ),
+            backup_chunk_size: scoria_storage::backup_repo::DEFAULT_CHUNK_SIZE,
         };
         let nbd_backend = env.backend("nbd").expect("backend");
         assert_eq!(

@@ -157,6 +157,12 @@ ops! {
     TypeEncryptionDelete => Admin, "volume_extension:volume_type_encryption:delete";
     VolumeRetype => ProjectMember, "volume:retype";
     VolumeRevert => ProjectMember, "volume:revert_to_snapshot";
+    BackupCreate => ProjectMember, "backup:create";
+    BackupGet => ProjectReader, "backup:get";
+    BackupList => ProjectReader, "backup:get_all";
+    BackupListAllProjects => AdminOrSystemReader, "backup:backup_project_attribute";
+    BackupDelete => ProjectMember, "backup:delete";
+    BackupRestore => ProjectMember, "backup:restore";
     SnapshotCreate => ProjectMember, "volume:create_snapshot";
     SnapshotGet => ProjectReader, "volume:get_snapshot";
     SnapshotList => ProjectReader, "volume:get_all_snapshots";

@@ -22,6 +22,7 @@ use scoria_store::Store;
 pub use scoria_store::{Durability, StoreOptions};
 
 pub mod attachments;
+pub mod backups;
 pub mod capacity;
 pub mod context;
 pub mod default_types;
@@ -120,6 +121,20 @@ pub struct Config {
     pub image_service: ImageServiceConfig,
     /// How attachments' exports are served (see [`exports`]).
     pub exports: exports::ExportsConfig,
+    /// Where backups live and how they are cut (see [`backups`]).
+    pub backups: BackupConfig,
+}
+
+/// The backup repository.
+#[derive(Clone, Debug)]
+pub struct BackupConfig {
+    /// The repository directory (`<data_dir>/backups` by default), outside
+    /// every backend.
+    pub path: PathBuf,
+    /// Sync chunks and manifests before a backup is `available`.
+    pub fsync: bool,
+    /// Bytes per chunk (4 MiB by default; a multiple of 64 KiB).
+    pub chunk_size: u64,
 }
 
 /// The image service's store and limits.
@@ -155,6 +170,7 @@ impl Config {
     /// Defaults for a data directory: one qcow2 file backend inside it.
     pub fn with_data_dir(data_dir: PathBuf) -> Config {
         let images = data_dir.join("images");
+        let backups = data_dir.join("backups");
         let exports = exports::ExportsConfig::with_data_dir(&data_dir);
         Config {
             exports,
@@ -184,6 +200,11 @@ impl Config {
             password_cost: PasswordCost::Default,
             capacity_refresh: Duration::from_secs(10),
             node_id: "local".into(),
+            backups: BackupConfig {
+                path: backups,
+                fsync: true,
+                chunk_size: scoria_storage::backup_repo::DEFAULT_CHUNK_SIZE,
+            },
             image_service: ImageServiceConfig {
                 path: images,
                 fsync: true,
@@ -241,6 +262,9 @@ pub struct Env {
     /// backend name.
     pub exports: BTreeMap<String, Arc<exports::BackendExports>>,
     pub exports_config: exports::ExportsConfig,
+    /// The backup repository and its chunk size.
+    pub backup_repo: scoria_storage::backup_repo::DynRepo,
+    pub backup_chunk_size: u64,
 }
 
 impl Env {
@@ -386,6 +410,38 @@ impl App {
             .await
             .map_err(|e| Error::internal("the image store cannot start", e))?,
         );
+        if !scoria_storage::backup_repo::valid_chunk_size(config.backups.chunk_size) {
+            return Err(Error::Invalid(format!(
+                "backups.chunk_size {} is not a multiple of 64 KiB between 64 KiB and 64 MiB",
+                config.backups.chunk_size
+            )));
+        }
+        let backup_repo: scoria_storage::backup_repo::DynRepo = Arc::new(
+            scoria_storage::backup_repo::DirRepo::open(
+                config.backups.path.clone(),
+                config.backups.fsync,
+            )
+            .map_err(|e| Error::internal("the backup repository cannot open", e))?,
+        );
+        // Before any flow resumes: the chunks of backups interrupted before
+        // their manifest (and restores' temporaries) go now; a resumed backup
+        // writes what it needs again.
+        let repo = backup_repo.clone();
+        match tokio::task::spawn_blocking(move || repo.collect()).await {
+            Ok(Ok(c)) if c.chunks + c.temporaries > 0 => {
+                tracing::info!(
+                    chunks = c.chunks,
+                    bytes = c.bytes,
+                    temporaries = c.temporaries,
+                    "backup repository collected"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the backup repository could not be collected")
+            }
+            Err(e) => tracing::warn!(error = %e, "the backup repository collection did not run"),
+        }
         let env = Arc::new(Env {
             store: store.clone(),
             backends,
@@ -394,6 +450,8 @@ impl App {
             fp: fp.clone(),
             exports: exporters,
             exports_config: config.exports.clone(),
+            backup_repo,
+            backup_chunk_size: config.backups.chunk_size,
         });
         let engine = Engine::new(store, env.clone(), fp, options);
         flows::register(&engine);

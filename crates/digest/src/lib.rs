@@ -1,6 +1,6 @@
 //! The hashes the image service records of an image's bytes: Glance's
 //! `checksum` (md5) and `os_hash_value` (sha512), computed together in one
-//! pass.
+//! pass; and the names of backup chunks (sha256).
 //!
 //! Why a crate of its own: the hash functions are generic, so their code is
 //! generated in the crate that calls them. Called from `scoria-core`, a test
@@ -52,6 +52,24 @@ impl ImageHasher {
     }
 }
 
+/// A backup chunk's name: the sha256 of `data` (lower-case hex), or `None`
+/// when `data` is all zeroes (a chunk a backup does not store). Here for the
+/// same reason as [`ImageHasher`]: every byte of a backed-up volume passes
+/// through it.
+#[inline(never)]
+pub fn chunk_digest(data: &[u8]) -> Option<String> {
+    if data.iter().all(|b| *b == 0) {
+        return None;
+    }
+    Some(sha256_hex(data))
+}
+
+/// sha256 of `data`, lower-case hex.
+#[inline(never)]
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(data))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +83,14 @@ mod tests {
         assert_eq!(d.len, 3);
         assert_eq!(d.md5, "900150983cd24fb0d6963f7d28e17f72");
         assert!(d.sha512.starts_with("ddaf35a193617aba"), "{}", d.sha512);
+    }
+
+    #[test]
+    fn chunk_digests() {
+        assert_eq!(chunk_digest(&[0; 4096]), None);
+        assert_eq!(
+            chunk_digest(b"abc").as_deref(),
+            Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
     }
 }

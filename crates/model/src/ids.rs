@@ -52,6 +52,10 @@ uuid_id!(
     VolumeTypeId
 );
 uuid_id!(
+    /// A backup.
+    BackupId
+);
+uuid_id!(
     /// A user message (what a user should learn of a failed operation).
     MessageId
 );

@@ -4,6 +4,7 @@
 //! here is unit-tested without a database or a disk.
 
 pub mod attachment;
+pub mod backup;
 pub mod flow;
 pub mod glance;
 pub mod group;

@@ -315,6 +315,15 @@ pub fn snapshot_deltas(volume_type: VolumeTypeId, size: i64) -> [(QuotaKey, i64)
     ]
 }
 
+/// What a backup of a volume of `size` GiB counts against (Cinder's
+/// `backups` and `backup_gigabytes`).
+pub fn backup_deltas(size: i64) -> [(QuotaKey, i64); 2] {
+    [
+        (QuotaResource::Backups.into(), 1),
+        (QuotaResource::BackupGigabytes.into(), size),
+    ]
+}
+
 /// Decide whether adding `deltas` to `usage` stays within `limits`.
 ///
 /// Only positive deltas are checked (giving back never fails). A missing limit

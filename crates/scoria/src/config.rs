@@ -29,6 +29,19 @@ pub struct File {
     pub image_service: ImageService,
     #[serde(default)]
     pub exports: Exports,
+    #[serde(default)]
+    pub backups: Backups,
+}
+
+/// The backup repository.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backups {
+    /// Directory of the repository; relative to the data directory.
+    pub path: Option<PathBuf>,
+    pub fsync: Option<bool>,
+    /// Bytes per chunk, in KiB (a multiple of 64, from 64 to 65536).
+    pub chunk_size_kib: Option<u64>,
 }
 
 /// How attached volumes are served (NBD exports by qemu-storage-daemon).
@@ -212,6 +225,20 @@ pub fn resolve(
         if names.windows(2).any(|w| w[0] == w[1]) {
             bail!("two backends have the same name");
         }
+    }
+    let backups = file.backups;
+    if let Some(p) = backups.path {
+        core.backups.path = if p.is_absolute() { p } else { data_dir.join(p) };
+    }
+    if let Some(f) = backups.fsync {
+        core.backups.fsync = f;
+    }
+    if let Some(kib) = backups.chunk_size_kib {
+        let bytes = kib.saturating_mul(1024);
+        if !scoria_core::backups::valid_chunk_size(bytes) {
+            bail!("backups.chunk_size_kib must be a multiple of 64 from 64 to 65536");
+        }
+        core.backups.chunk_size = bytes;
     }
     let images = file.image_service;
     if let Some(p) = images.path {
@@ -399,6 +426,9 @@ mod tests {
         assert_eq!(r.core.image_service.max_image_size, 1 << 40);
         assert_eq!(r.core.image_service.image_size_total, 1000 << 30);
         assert!(r.core.image_service.path.ends_with("images"));
+        assert!(r.core.backups.path.ends_with("backups"));
+        assert_eq!(r.core.backups.chunk_size, 4 << 20);
+        assert!(r.core.backups.fsync);
     }
 
     #[test]
@@ -407,6 +437,9 @@ mod tests {
             "nonsense = 1",
             "[server]\nlisten = \"not an address\"",
             "[server]\nport = 1",
+            "[backups]\nchunk_size_kib = 100",
+            "[backups]\nchunk_size_kib = 0",
+            "[backups]\nchunk = 1",
             "[[backend]]\nname = \"a\"\ndriver = \"ceph\"",
             "[[backend]]\nname = \"a\"\nformat = \"vmdk\"",
             "[[backend]]\nname = \"a\"\n[[backend]]\nname = \"a\"",

@@ -24,7 +24,11 @@
 //! - attachments (made with a connector and completed, and detached, by the
 //!   clients too) are consistent with their volumes, and the export daemons
 //!   serve exactly the attachments that want an export (Scoria's invariant
-//!   check lists the daemons): none lost, none left over.
+//!   check lists the daemons): none lost, none left over;
+//! - backups (full and incremental ones made, restored into new volumes and
+//!   deleted by the clients too) are `available` or `error`, counted exactly
+//!   by the `backups` and `backup_gigabytes` quotas, and the repository holds
+//!   a manifest for exactly the available ones, with every chunk they name.
 #![cfg(feature = "failpoints")]
 // The test drives the binary under test and qemu-img as processes.
 #![allow(clippy::disallowed_methods)]
@@ -46,6 +50,9 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "crash-test-password";
+
+/// Backup operations (create, restore, delete) accepted (202).
+static BACKUP_OPS: AtomicUsize = AtomicUsize::new(0);
 
 /// Failpoints that end the process on the spot (armed one per round, at a
 /// random hit): every durable boundary of the engine and the file driver.
@@ -71,6 +78,18 @@ const EXIT_POINTS: &[&str] = &[
     "flow.group_delete.delete_volumes.started",
     "flow.group_delete.delete_volumes.ran",
     "flow.group_delete.finished",
+    "flow.backup_create.create_entry.done",
+    "flow.backup_create.commit_quota.done",
+    "flow.backup_create.copy.started",
+    "flow.backup_create.copy.ran",
+    "flow.backup_create.finished",
+    "flow.backup_restore.begin.done",
+    "flow.backup_restore.restore.started",
+    "flow.backup_restore.restore.ran",
+    "flow.backup_restore.finished",
+    "flow.backup_delete.begin_delete.done",
+    "flow.backup_delete.delete_data.started",
+    "flow.backup_delete.delete_data.ran",
     "flow.snapshot_create.create_entry.done",
     "flow.snapshot_create.commit_quota.done",
     "flow.snapshot_create.freeze.started",
@@ -292,6 +311,13 @@ impl Api {
         }
     }
 
+    fn backups(&self) -> Result<Vec<Value>> {
+        match self.call("GET", "/backups/detail", None) {
+            Ok((200, v)) => Ok(v["backups"].as_array().cloned().unwrap_or_default()),
+            other => bail!("listing backups: {other:?}"),
+        }
+    }
+
     fn groups(&self) -> Result<Vec<Value>> {
         match self.call("GET", "/groups/detail", None) {
             Ok((200, v)) => Ok(v["groups"].as_array().cloned().unwrap_or_default()),
@@ -359,6 +385,52 @@ fn client(
             .iter()
             .filter(|s| s["status"] == "available")
             .collect();
+        if rng.gen_range(0..7) == 0 {
+            // The backup operations: a full or incremental backup of an
+            // available volume, a restore into a new volume, a delete.
+            let Ok(backups) = api.backups() else { return };
+            let done: Vec<&Value> = backups
+                .iter()
+                .filter(|b| b["status"] == "available")
+                .collect();
+            let available: Vec<&Value> =
+                vols.iter().filter(|v| v["status"] == "available").collect();
+            let pick = rng.gen_range(0..4);
+            let result = if pick < 2 || done.is_empty() {
+                if available.is_empty() {
+                    continue;
+                }
+                let v = available[rng.gen_range(0..available.len())];
+                api.call(
+                    "POST",
+                    "/backups",
+                    Some(json!({"backup": {"volume_id": v["id"], "incremental": pick == 1, "name": "crash-backup"}})),
+                )
+            } else {
+                let b = done[rng.gen_range(0..done.len())];
+                let id = b["id"].as_str().unwrap_or_default();
+                if pick == 2 {
+                    api.call(
+                        "POST",
+                        &format!("/backups/{id}/restore"),
+                        Some(json!({"restore": {}})),
+                    )
+                } else {
+                    api.call("DELETE", &format!("/backups/{id}"), None)
+                }
+            };
+            match result {
+                Ok((code, body)) => {
+                    assert!(code < 500 || code == 503, "server error {code}: {body}");
+                    ops.fetch_add(1, Ordering::Relaxed);
+                    if code == 202 {
+                        BACKUP_OPS.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(_) => return,
+            }
+            continue;
+        }
         if rng.gen_range(0..6) == 0 {
             // Attach an available volume (with a connector, then complete),
             // or detach an attachment.
@@ -627,7 +699,7 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
                 "PUT",
                 &format!("/os-quota-sets/{project}"),
                 Some(
-                    json!({"quota_set": {"volumes": 10000, "gigabytes": 100000, "groups": 10000, "snapshots": 10000}}),
+                    json!({"quota_set": {"volumes": 10000, "gigabytes": 100000, "groups": 10000, "snapshots": 10000, "backups": 10000, "backup_gigabytes": 100000}}),
                 ),
             )
             .map_err(anyhow::Error::msg)?;
@@ -732,25 +804,31 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
         token,
     };
     let deadline = Instant::now() + Duration::from_secs(120);
-    let (vols, groups, snaps) = loop {
-        let (vols, groups, snaps) = (api.volumes()?, api.groups()?, api.snapshots()?);
+    let (vols, groups, snaps, backups) = loop {
+        let (vols, groups, snaps, backups) = (
+            api.volumes()?,
+            api.groups()?,
+            api.snapshots()?,
+            api.backups()?,
+        );
         let busy = vols
             .iter()
             .chain(&groups)
             .chain(&snaps)
+            .chain(&backups)
             .filter(|v| {
                 !matches!(
                     v["status"].as_str(),
-                    Some("available" | "error" | "in-use" | "reserved")
+                    Some("available" | "error" | "in-use" | "reserved" | "error_restoring")
                 )
             })
             .count();
         if busy == 0 {
-            break (vols, groups, snaps);
+            break (vols, groups, snaps, backups);
         }
         if Instant::now() > deadline {
             bail!(
-                "{busy} volumes, groups or snapshots still transitional: {vols:?} {groups:?} {snaps:?}"
+                "{busy} volumes, groups, snapshots or backups still transitional: {vols:?} {groups:?} {snaps:?} {backups:?}"
             );
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -786,6 +864,49 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     assert_eq!(q["quota_set"]["volumes"]["reserved"], 0, "{q}");
     assert_eq!(q["quota_set"]["gigabytes"]["reserved"], 0, "{q}");
     assert_eq!(q["quota_set"]["groups"]["in_use"], groups.len(), "{q}");
+    assert_eq!(q["quota_set"]["backups"]["in_use"], backups.len(), "{q}");
+    assert_eq!(q["quota_set"]["backups"]["reserved"], 0, "{q}");
+    let backup_gb: i64 = backups
+        .iter()
+        .map(|b| b["size"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        q["quota_set"]["backup_gigabytes"]["in_use"], backup_gb,
+        "{q}"
+    );
+    // The repository holds a manifest for exactly the available backups,
+    // and every chunk a manifest names.
+    let repo = data.join("backups");
+    let mut manifests: Vec<String> = std::fs::read_dir(repo.join("manifests"))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .map(str::to_owned)
+        })
+        .collect();
+    manifests.sort();
+    let mut wanted: Vec<String> = backups
+        .iter()
+        .filter(|b| b["status"] == "available")
+        .map(|b| b["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    wanted.sort();
+    assert_eq!(manifests, wanted, "manifests vs available backups");
+    for id in &manifests {
+        let m: Value = serde_json::from_slice(&std::fs::read(
+            repo.join("manifests").join(format!("{id}.json")),
+        )?)?;
+        for h in m["chunks"].as_array().cloned().unwrap_or_default() {
+            if let Some(h) = h.as_str() {
+                assert!(
+                    repo.join("chunks").join(&h[..2]).join(h).exists(),
+                    "backup {id} lacks chunk {h}"
+                );
+            }
+        }
+    }
     let members = vols.iter().filter(|v| !v["group_id"].is_null()).count();
     // Every attachment's volume shows it (once completed), and an in-use
     // volume has its attachment listed.
@@ -887,7 +1008,7 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
 
     println!(
         "crash test: {} crash points exercised ({kills} kill -9, {exits} failpoint exits) over {} requests \
-         ({} clones, {} snapshots, {} image operations, {} attachments accepted; {} images, {} attachments at the end); {} volumes checked ({errors} in error, {members} in {} groups), {} snapshots left; \
+         ({} clones, {} snapshots, {} image operations, {} attachments, {} backup operations accepted; {} images, {} attachments, {} backups at the end); {} volumes checked ({errors} in error, {members} in {} groups), {} snapshots left; \
          exit failpoints reached: {:?}",
         kills + exits,
         ops.load(Ordering::Relaxed),
@@ -895,8 +1016,10 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
         taken.load(Ordering::Relaxed),
         imaged.load(Ordering::Relaxed),
         attached.load(Ordering::Relaxed),
+        BACKUP_OPS.load(Ordering::Relaxed),
         images.len(),
         atts.len(),
+        backups.len(),
         vols.len(),
         groups.len(),
         snaps.len(),

@@ -74,6 +74,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "system_scope",
         include_str!("../migrations/0016_system_scope.sql"),
     ),
+    (
+        18,
+        "backups",
+        include_str!("../migrations/0018_backups.sql"),
+    ),
 ];
 
 /// Apply every migration not yet applied whose version is below `before`

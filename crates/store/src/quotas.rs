@@ -204,6 +204,9 @@ pub async fn quota_usage(conn: &mut Conn, project: &str) -> Result<BTreeMap<Quot
          UNION ALL
          SELECT 'groups', '', CAST(COUNT(*) AS BIGINT), 0 FROM volume_groups WHERE project_id = $1
          UNION ALL
+         SELECT 'backups', '', CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(size), 0) AS BIGINT)
+         FROM backups WHERE project_id = $1 AND reservation_id IS NULL
+         UNION ALL
          SELECT 'reserved', resource, CAST(SUM(delta) AS BIGINT), 0 FROM reservations
          WHERE project_id = $1 GROUP BY resource",
     )
@@ -238,6 +241,18 @@ pub async fn quota_usage(conn: &mut Conn, project: &str) -> Result<BTreeMap<Quot
             ] {
                 usage.entry(key).or_default().in_use += amount;
             }
+        } else if kind == "backups" {
+            // A backup counts against `backups` and `backup_gigabytes` (its
+            // volume's size) from its committed create until its delete.
+            let (n, gb): (i64, i64) = (r.try_get("n")?, r.try_get("gb")?);
+            usage
+                .entry(QuotaKey::Global(QuotaResource::Backups))
+                .or_default()
+                .in_use += n;
+            usage
+                .entry(QuotaKey::Global(QuotaResource::BackupGigabytes))
+                .or_default()
+                .in_use += gb;
         } else if kind == "groups" {
             // Every group counts from the transaction that inserts it (a
             // group is made in one transaction, or by a flow's first step

@@ -10,6 +10,9 @@ use crate::Env;
 
 pub mod attachment_attach;
 pub mod attachment_detach;
+pub mod backup_create;
+pub mod backup_delete;
+pub mod backup_restore;
 pub mod group_create_from_src;
 pub mod group_delete;
 pub mod snapshot_create;
@@ -33,6 +36,9 @@ pub fn register(engine: &Engine<Env>) {
     engine.register::<snapshot_delete::SnapshotDelete>();
     engine.register::<attachment_attach::AttachmentAttach>();
     engine.register::<attachment_detach::AttachmentDetach>();
+    engine.register::<backup_create::BackupCreate>();
+    engine.register::<backup_delete::BackupDelete>();
+    engine.register::<backup_restore::BackupRestore>();
 }
 
 pub(crate) use crate::error::storage_error;

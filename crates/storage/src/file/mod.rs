@@ -524,6 +524,15 @@ impl Driver for FileDriver {
     ) -> Result<()> {
         self.export_image(name, dest, dest_format, progress).await
     }
+
+    async fn local_file(&self, name: &str) -> Result<crate::LocalFile> {
+        let format = format_of_name(name)?;
+        let path = self.dir.join(name);
+        if !exists(&path).await? {
+            return Err(StorageError::NotFound(name.to_owned()));
+        }
+        Ok(crate::LocalFile { path, format })
+    }
 }
 
 fn statvfs(dir: &Path) -> Result<Capacity> {

@@ -745,6 +745,13 @@ impl Driver for MemoryDriver {
         self.fp.hit("storage.export.after")?;
         Ok(())
     }
+
+    async fn local_file(&self, name: &str) -> Result<crate::LocalFile> {
+        format_of_name(name)?;
+        Err(StorageError::Unsupported(
+            "the memory backend's images are not files: it cannot be backed up".into(),
+        ))
+    }
 }
 
 #[cfg(test)]

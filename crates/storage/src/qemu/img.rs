@@ -41,7 +41,7 @@ const CHECK_UNSUPPORTED: i32 = 63;
 /// Run `program` with `args` and collect its output. The exit status is left to the
 /// caller.
 ///
-async fn run(program: &str, args: &[OsString]) -> Result<Output> {
+pub(super) async fn run(program: &str, args: &[OsString]) -> Result<Output> {
     tracing::debug!(program, args = ?args, "running");
     super::command(program)
         .args(args)
@@ -140,37 +140,37 @@ fn parse_progress(record: &[u8]) -> Option<u8> {
 
 /// A `qemu-img` (or `qemu-io`) invocation: its arguments and, for messages, its
 /// command line.
-struct QemuImg {
+pub(super) struct QemuImg {
     program: &'static str,
     args: Vec<OsString>,
 }
 
 impl QemuImg {
-    fn new(subcommand: &str) -> Self {
+    pub(super) fn new(subcommand: &str) -> Self {
         Self {
             program: QEMU_IMG,
             args: vec![subcommand.into()],
         }
     }
 
-    fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+    pub(super) fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
         self.args.push(arg.as_ref().to_owned());
         self
     }
 
-    fn format(self, format: Format) -> Self {
+    pub(super) fn format(self, format: Format) -> Self {
         self.arg("-f").arg(format.as_str())
     }
 
     /// The image path, which must be absolute.
-    fn image(self, path: &Path) -> Result<Self> {
+    pub(super) fn image(self, path: &Path) -> Result<Self> {
         if !path.is_absolute() {
             return Err(StorageError::InvalidName(path.display().to_string()));
         }
         Ok(self.arg(path))
     }
 
-    fn command_line(&self) -> String {
+    pub(super) fn command_line(&self) -> String {
         let mut line = self.program.to_owned();
         for arg in &self.args {
             line.push(' ');
@@ -184,7 +184,7 @@ impl QemuImg {
     }
 
     /// Run and require success; return stdout.
-    async fn run(&self) -> Result<Vec<u8>> {
+    pub(super) async fn run(&self) -> Result<Vec<u8>> {
         let out = self.output().await?;
         if out.status.success() {
             Ok(out.stdout)
@@ -209,7 +209,7 @@ impl QemuImg {
         }
     }
 
-    fn parse<'a, T: Deserialize<'a>>(&self, stdout: &'a [u8]) -> Result<T> {
+    pub(super) fn parse<'a, T: Deserialize<'a>>(&self, stdout: &'a [u8]) -> Result<T> {
         serde_json::from_slice(stdout).map_err(|source| StorageError::QemuOutput {
             command: self.command_line(),
             source,

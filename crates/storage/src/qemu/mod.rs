@@ -9,6 +9,10 @@
 //! - [`img`]: `qemu-img` (create, create an overlay, info, resize, convert,
 //!   compare, check) and, for tests and tools, `qemu-io` (write and read
 //!   guest data).
+//! - [`backup`]: what a backup reads and a restore writes: persistent dirty
+//!   bitmaps (`qemu-img bitmap`), allocation and dirty maps (`qemu-img map`,
+//!   over a `qemu-nbd` unix socket for a bitmap), byte ranges out of an
+//!   image and a raw file written over one.
 //! - [`qmp`]: a client of the QEMU Machine Protocol, to talk to running daemons.
 //! - [`untrusted`]: `qemu-img info` on an uploaded image, under CPU-time and
 //!   address-space limits, after `crate::inspect` passed it.
@@ -17,6 +21,7 @@
 
 use std::ffi::OsStr;
 
+pub mod backup;
 pub mod img;
 pub mod qmp;
 pub mod qsd;

@@ -1,0 +1,278 @@
+//! Backups (see migration 0018). Status changes are conditional updates, as
+//! for volumes; usage against `backups` and `backup_gigabytes` is derived from
+//! the rows whose reservation is cleared (`quotas::quota_usage`).
+
+use scoria_model::backup::BackupStatus;
+use scoria_model::{BackupId, ReservationId, SnapshotId, VolumeId};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::{Conn, Result, StoreError, now, parse};
+
+/// A backup as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Backup {
+    pub id: BackupId,
+    pub project_id: String,
+    pub user_id: String,
+    pub volume_id: VolumeId,
+    pub snapshot_id: Option<SnapshotId>,
+    /// The backup this one is an increment on.
+    pub parent_id: Option<BackupId>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub container: Option<String>,
+    pub availability_zone: Option<String>,
+    /// GiB: the volume's size.
+    pub size: i64,
+    pub status: BackupStatus,
+    pub fail_reason: Option<String>,
+    pub object_count: i64,
+    pub tracking: Option<String>,
+    pub fallback_reason: Option<String>,
+    pub bytes_read: Option<i64>,
+    pub stored_bytes: Option<i64>,
+    pub reservation_id: Option<ReservationId>,
+    pub last_flow_id: Option<String>,
+    pub data_timestamp: String,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+}
+
+/// What a create flow writes when it makes the entry.
+#[derive(Clone, Debug)]
+pub struct NewBackup {
+    pub id: BackupId,
+    pub project_id: String,
+    pub user_id: String,
+    pub volume_id: VolumeId,
+    pub parent_id: Option<BackupId>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub container: Option<String>,
+    pub availability_zone: Option<String>,
+    pub size: i64,
+    pub reservation_id: Option<ReservationId>,
+    pub last_flow_id: Option<String>,
+}
+
+fn from_row(r: &SqliteRow) -> Result<Backup> {
+    let opt_id = |col: &str| -> Result<Option<String>> { Ok(r.try_get::<Option<String>, _>(col)?) };
+    Ok(Backup {
+        id: parse("backup id", r.try_get::<&str, _>("id")?)?,
+        project_id: r.try_get("project_id")?,
+        user_id: r.try_get("user_id")?,
+        volume_id: parse("volume id", r.try_get::<&str, _>("volume_id")?)?,
+        snapshot_id: opt_id("snapshot_id")?
+            .map(|s| parse("snapshot id", &s))
+            .transpose()?,
+        parent_id: opt_id("parent_id")?
+            .map(|s| parse("backup id", &s))
+            .transpose()?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        container: r.try_get("container")?,
+        availability_zone: r.try_get("availability_zone")?,
+        size: r.try_get("size")?,
+        status: parse("backup status", r.try_get::<&str, _>("status")?)?,
+        fail_reason: r.try_get("fail_reason")?,
+        object_count: r.try_get("object_count")?,
+        tracking: r.try_get("tracking")?,
+        fallback_reason: r.try_get("fallback_reason")?,
+        bytes_read: r.try_get("bytes_read")?,
+        stored_bytes: r.try_get("stored_bytes")?,
+        reservation_id: opt_id("reservation_id")?
+            .map(|s| parse("reservation id", &s))
+            .transpose()?,
+        last_flow_id: r.try_get("last_flow_id")?,
+        data_timestamp: r.try_get("data_timestamp")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+/// Insert a new backup (`creating`). An entry with that id already present
+/// is `Duplicate`.
+pub async fn backup_create(conn: &mut Conn, b: &NewBackup) -> Result<()> {
+    let at = now();
+    let r = sqlx::query(
+        "INSERT INTO backups (id, project_id, user_id, volume_id, parent_id, name, description,
+                container, availability_zone, size, status, reservation_id, last_flow_id,
+                data_timestamp, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'creating', $11, $12, $13, $13)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(b.id.to_string())
+    .bind(&b.project_id)
+    .bind(&b.user_id)
+    .bind(b.volume_id.to_string())
+    .bind(b.parent_id.map(|p| p.to_string()))
+    .bind(&b.name)
+    .bind(&b.description)
+    .bind(&b.container)
+    .bind(&b.availability_zone)
+    .bind(b.size)
+    .bind(b.reservation_id.map(|r| r.to_string()))
+    .bind(&b.last_flow_id)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Err(StoreError::Duplicate(format!("backup {}", b.id)));
+    }
+    Ok(())
+}
+
+pub async fn backup_get(conn: &mut Conn, id: BackupId) -> Result<Option<Backup>> {
+    let row = sqlx::query("SELECT * FROM backups WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// A project's backups (every project's with `None`), newest first, at most
+/// `limit` after skipping `offset`; optionally only those of `volume_id` or
+/// in `status`.
+pub async fn backup_list(
+    conn: &mut Conn,
+    project: Option<&str>,
+    volume_id: Option<VolumeId>,
+    status: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Backup>> {
+    let rows = sqlx::query(
+        "SELECT * FROM backups
+         WHERE ($1 IS NULL OR project_id = $1) AND ($2 IS NULL OR volume_id = $2)
+           AND ($3 IS NULL OR status = $3)
+         ORDER BY created_at DESC, rowid DESC LIMIT $4 OFFSET $5",
+    )
+    .bind(project)
+    .bind(volume_id.map(|v| v.to_string()))
+    .bind(status)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The newest `available` backup of a volume: what an incremental builds on.
+pub async fn backup_latest_available(conn: &mut Conn, volume: VolumeId) -> Result<Option<Backup>> {
+    let row = sqlx::query(
+        "SELECT * FROM backups WHERE volume_id = $1 AND status = 'available'
+         ORDER BY created_at DESC, rowid DESC LIMIT 1",
+    )
+    .bind(volume.to_string())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// How many backups are increments on `id`.
+pub async fn backup_dependents(conn: &mut Conn, id: BackupId) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM backups WHERE parent_id = $1")
+            .bind(id.to_string())
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+/// Of `ids`, those with at least one dependent backup.
+pub async fn backup_with_dependents(conn: &mut Conn, ids: &[BackupId]) -> Result<Vec<BackupId>> {
+    let mut out = Vec::new();
+    for id in ids {
+        if backup_dependents(conn, *id).await? > 0 {
+            out.push(*id);
+        }
+    }
+    Ok(out)
+}
+
+/// Move a backup to `to` if it is in one of `from` (any when empty); `flow`,
+/// when given, becomes its last flow; `fail_reason` is replaced when given
+/// (`Some(None)` clears it). Reports whether it moved.
+pub async fn backup_set_status(
+    conn: &mut Conn,
+    id: BackupId,
+    from: &[BackupStatus],
+    to: BackupStatus,
+    flow: Option<&str>,
+    fail_reason: Option<Option<&str>>,
+) -> Result<bool> {
+    let mut sql = String::from(
+        "UPDATE backups SET status = $2, updated_at = $3, last_flow_id = COALESCE($4, last_flow_id),
+                fail_reason = CASE WHEN $5 THEN $6 ELSE fail_reason END
+         WHERE id = $1",
+    );
+    if !from.is_empty() {
+        let params: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 7)).collect();
+        sql.push_str(&format!(" AND status IN ({})", params.join(", ")));
+    }
+    let mut q = sqlx::query(&sql)
+        .bind(id.to_string())
+        .bind(to.as_str())
+        .bind(now())
+        .bind(flow)
+        .bind(fail_reason.is_some())
+        .bind(fail_reason.flatten());
+    for s in from {
+        q = q.bind(s.as_str());
+    }
+    Ok(q.execute(conn).await?.rows_affected() == 1)
+}
+
+/// What a finished backup read and stored.
+#[derive(Clone, Debug)]
+pub struct Finished<'a> {
+    pub object_count: i64,
+    pub tracking: &'a str,
+    pub fallback_reason: Option<&'a str>,
+    pub bytes_read: i64,
+    pub stored_bytes: i64,
+}
+
+/// Make a `creating` backup `available` with what it recorded.
+pub async fn backup_mark_available(
+    conn: &mut Conn,
+    id: BackupId,
+    f: &Finished<'_>,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE backups SET status = 'available', object_count = $2, tracking = $3,
+                fallback_reason = $4, bytes_read = $5, stored_bytes = $6, updated_at = $7,
+                fail_reason = NULL
+         WHERE id = $1 AND status = 'creating'",
+    )
+    .bind(id.to_string())
+    .bind(f.object_count)
+    .bind(f.tracking)
+    .bind(f.fallback_reason)
+    .bind(f.bytes_read)
+    .bind(f.stored_bytes)
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// The backup counts against its project on its own: clear its reservation
+/// (the caller deletes the reservation in the same transaction).
+pub async fn backup_commit_quota(conn: &mut Conn, id: BackupId) -> Result<bool> {
+    let r = sqlx::query("UPDATE backups SET reservation_id = NULL WHERE id = $1")
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Remove the entry whatever its status; returns whether a row went.
+pub async fn backup_delete(conn: &mut Conn, id: BackupId) -> Result<bool> {
+    let r = sqlx::query("DELETE FROM backups WHERE id = $1")
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
