@@ -180,7 +180,10 @@ fn run<T: Send>(
         }
         Ok::<_, anyhow::Error>(())
     })?;
-    Ok((out.into_inner().unwrap_or_else(|e| e.into_inner()), t.elapsed()))
+    Ok((
+        out.into_inner().unwrap_or_else(|e| e.into_inner()),
+        t.elapsed(),
+    ))
 }
 
 fn pct(v: &mut [Duration], p: f64) -> f64 {
@@ -295,7 +298,10 @@ fn main() -> anyhow::Result<()> {
     let cold = t0.elapsed().as_secs_f64() * 1000.0;
     std::thread::sleep(Duration::from_millis(500));
     let rss_idle = server.mem_mib("VmRSS");
-    table.push(("cold start → first authenticated request".into(), format!("{cold:.0} ms")));
+    table.push((
+        "cold start → first authenticated request".into(),
+        format!("{cold:.0} ms"),
+    ));
     table.push(("RSS idle".into(), format!("{rss_idle:.1} MiB")));
     report.insert("cold_start_ms".into(), json!(cold));
     report.insert("rss_idle_mib".into(), json!(rss_idle));
@@ -363,7 +369,10 @@ fn main() -> anyhow::Result<()> {
             let t = Instant::now();
             let (code, v) = client.call("GET", "/volumes/detail?limit=1000", None)?;
             ensure!(code == 200, "list: {code}");
-            ensure!(v["volumes"].as_array().map_or(0, Vec::len) == 1000, "list length");
+            ensure!(
+                v["volumes"].as_array().map_or(0, Vec::len) == 1000,
+                "list length"
+            );
             lat.push(t.elapsed());
         }
         let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
@@ -384,12 +393,19 @@ fn main() -> anyhow::Result<()> {
     }
     let n = 6000;
     let (_, wall) = run(8, n, |i| {
-        let (code, _) = client.call("GET", &format!("/volumes/{}", sample[i % sample.len()]), None)?;
+        let (code, _) = client.call(
+            "GET",
+            &format!("/volumes/{}", sample[i % sample.len()]),
+            None,
+        )?;
         ensure!(code == 200, "show: {code}");
         Ok(())
     })?;
     let show_rate = n as f64 / wall.as_secs_f64();
-    table.push(("GET /volumes/{id} per second (c 8)".into(), format!("{show_rate:.0}")));
+    table.push((
+        "GET /volumes/{id} per second (c 8)".into(),
+        format!("{show_rate:.0}"),
+    ));
     report.insert("show_per_s".into(), json!(show_rate));
 
     // Logins, 8 at a time.
@@ -398,7 +414,10 @@ fn main() -> anyhow::Result<()> {
     let login_rate = logins as f64 / t.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(500));
     let (rss_after, hwm) = (server.mem_mib("VmRSS"), server.mem_mib("VmHWM"));
-    table.push((format!("logins/s ({logins}, c 8)"), format!("{login_rate:.1}")));
+    table.push((
+        format!("logins/s ({logins}, c 8)"),
+        format!("{login_rate:.1}"),
+    ));
     table.push((
         format!("RSS with {have} volumes · after {logins} logins · peak"),
         format!("{rss_volumes:.1} · {rss_after:.1} · {hwm:.1} MiB"),
@@ -409,8 +428,15 @@ fn main() -> anyhow::Result<()> {
     report.insert("rss_after_logins_mib".into(), json!(rss_after));
     report.insert("rss_peak_mib".into(), json!(hwm));
 
-    let w = table.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
-    println!("{:<w$}  figure", "scoria serve, over HTTP, durability = full");
+    let w = table
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    println!(
+        "{:<w$}  figure",
+        "scoria serve, over HTTP, durability = full"
+    );
     println!("{}", "-".repeat(w + 24));
     for (k, v) in &table {
         println!("{k:<w$}  {v}");
