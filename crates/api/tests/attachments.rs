@@ -220,17 +220,36 @@ async fn statuses_follow_cinder_through_reserve_connect_complete_and_delete() {
     let token = w.p.member.0.clone();
     let extend = json!({"os-extend": {"new_size": 2}});
     let (s, b) = w
-        .at("volume 3.41", "POST", &format!("/volumes/{vol}/action"), &token, Some(extend.clone()))
+        .at(
+            "volume 3.41",
+            "POST",
+            &format!("/volumes/{vol}/action"),
+            &token,
+            Some(extend.clone()),
+        )
         .await;
     assert!(s == 400 && fault(&b, 400), "{s} {b}");
     assert!(b.to_string().contains("in-use"), "{b}");
     assert_eq!(w.status(&vol).await["size"], 1);
     let (s, b) = w
-        .m("POST", "/snapshots", Some(json!({"snapshot": {"volume_id": vol}})))
+        .m(
+            "POST",
+            "/snapshots",
+            Some(json!({"snapshot": {"volume_id": vol}})),
+        )
         .await;
-    assert!(s == 400 && fault(&b, 400), "an in-use snapshot needs force: {s} {b}");
+    assert!(
+        s == 400 && fault(&b, 400),
+        "an in-use snapshot needs force: {s} {b}"
+    );
     let (s, b) = w
-        .at("volume 3.42", "POST", &format!("/volumes/{vol}/action"), &token, Some(extend))
+        .at(
+            "volume 3.42",
+            "POST",
+            &format!("/volumes/{vol}/action"),
+            &token,
+            Some(extend),
+        )
         .await;
     assert_eq!(s, 202, "{b}");
     for _ in 0..200 {
@@ -250,7 +269,10 @@ async fn statuses_follow_cinder_through_reserve_connect_complete_and_delete() {
         )
         .await;
     assert_eq!(s, 202, "{b}");
-    let snap = b["snapshot"]["id"].as_str().expect("snapshot id").to_owned();
+    let snap = b["snapshot"]["id"]
+        .as_str()
+        .expect("snapshot id")
+        .to_owned();
     for _ in 0..200 {
         let (_, b) = w.m("GET", &format!("/snapshots/{snap}"), None).await;
         if b["snapshot"]["status"] == "available" {

@@ -28,7 +28,9 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::serve::{Api, Client, Server, boot_image, have, pattern_file, same_prefix, wait_until};
+use support::serve::{
+    Api, Client, Server, boot_image, have, pattern_file, same_prefix, wait_until,
+};
 use support::{Daemons, qsd_pids};
 
 use anyhow::{Context, Result, ensure};

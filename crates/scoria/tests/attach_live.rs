@@ -41,7 +41,8 @@ fn wait_status(api: &Api, path: &str, key: &str, want: &str) -> Result<Value> {
             return Ok(v);
         }
         ensure!(
-            Instant::now() < deadline && !v["status"].as_str().is_some_and(|s| s.starts_with("error")),
+            Instant::now() < deadline
+                && !v["status"].as_str().is_some_and(|s| s.starts_with("error")),
             "{path} is {} (waiting for {want})",
             v["status"]
         );
@@ -67,7 +68,11 @@ fn export_size(client: &Client) -> Result<u64> {
         .args(client.object())
         .args(["--image-opts", &client.opts()])
         .output()?;
-    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let info: Value = serde_json::from_slice(&out.stdout)?;
     info["virtual-size"].as_u64().context("virtual-size")
 }
@@ -114,13 +119,26 @@ fn a_volume_is_snapshotted_and_extended_while_a_client_writes_through_its_export
     )?["snapshot"]
         .clone();
     let snap_id = snap["id"].as_str().context("snapshot id")?.to_owned();
-    wait_status(&api, &format!("/snapshots/{snap_id}"), "snapshot", "available")?;
+    wait_status(
+        &api,
+        &format!("/snapshots/{snap_id}"),
+        "snapshot",
+        "available",
+    )?;
     println!("live snapshot: POST → available in {:?}", t0.elapsed());
     let status = writer.wait()?;
     let mut out = String::new();
-    writer.stdout.take().context("stdout")?.read_to_string(&mut out)?;
+    writer
+        .stdout
+        .take()
+        .context("stdout")?
+        .read_to_string(&mut out)?;
     let mut err = String::new();
-    writer.stderr.take().context("stderr")?.read_to_string(&mut err)?;
+    writer
+        .stderr
+        .take()
+        .context("stderr")?
+        .read_to_string(&mut err)?;
     ensure!(
         status.success() && !out.contains("failed") && err.is_empty(),
         "the writer saw the switch: {status} {out} {err}"
@@ -132,7 +150,11 @@ fn a_volume_is_snapshotted_and_extended_while_a_client_writes_through_its_export
     ensure!(api.volume(&volume)?["status"] == "in-use");
     // Written after the snapshot.
     let after = qemu_io(&client, &[format!("write -P 0x77 {AFTER_AT} 4M")]).output()?;
-    ensure!(after.status.success(), "{}", String::from_utf8_lossy(&after.stderr));
+    ensure!(
+        after.status.success(),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
 
     // Every image file of the backend is consistent.
     let mut checked = 0;
@@ -152,7 +174,10 @@ fn a_volume_is_snapshotted_and_extended_while_a_client_writes_through_its_export
             checked += 1;
         }
     }
-    ensure!(checked >= 2, "the volume and its snapshot: {checked} images");
+    ensure!(
+        checked >= 2,
+        "the volume and its snapshot: {checked} images"
+    );
 
     // What the snapshot holds, read through a volume made from it.
     let copy = api.create_volume_with(json!({"volume": {"size": 1, "snapshot_id": snap_id}}))?;
@@ -202,7 +227,10 @@ fn a_volume_is_snapshotted_and_extended_while_a_client_writes_through_its_export
         &format!("/volumes/{volume}/action"),
         Some(json!({"os-extend": {"new_size": 2}})),
     )?;
-    ensure!(code == 400 && body["badRequest"]["message"].is_string(), "{code} {body}");
+    ensure!(
+        code == 400 && body["badRequest"]["message"].is_string(),
+        "{code} {body}"
+    );
     ensure!(api.volume(&volume)?["size"] == 1);
     let t0 = Instant::now();
     api.ok(
@@ -216,12 +244,20 @@ fn a_volume_is_snapshotted_and_extended_while_a_client_writes_through_its_export
             .is_ok_and(|v| v["size"] == 2 && v["status"] == "in-use")
     })?;
     println!("live extend: POST → in-use at 2 GiB in {:?}", t0.elapsed());
-    let shown = api.ok("GET", &format!("/attachments/{}", att["id"].as_str().context("id")?), None, 200)?;
+    let shown = api.ok(
+        "GET",
+        &format!("/attachments/{}", att["id"].as_str().context("id")?),
+        None,
+        200,
+    )?;
     ensure!(
         shown["attachment"]["connection_info"] == att["connection_info"],
         "the connection_info changed: {shown}"
     );
-    ensure!(export_size(&client)? == 2 << 30, "a new connection does not see 2 GiB");
+    ensure!(
+        export_size(&client)? == 2 << 30,
+        "a new connection does not see 2 GiB"
+    );
     let past = qemu_io(
         &client,
         &[

@@ -324,15 +324,17 @@ mod tests {
                 if state.is_some_and(|(_, size)| size == 2) {
                     let image = w.image_of(e, self.volume).await;
                     // The header, as the daemon (which holds the file) wrote it.
-                    let info = scoria_storage::qcow2::read_header(&image)
-                        .map_err(|e| format!("{e:?}"))?;
+                    let info =
+                        scoria_storage::qcow2::read_header(&image).map_err(|e| format!("{e:?}"))?;
                     if info.virtual_size != 2 << 30 {
                         return Err(format!("the image is {} bytes", info.virtual_size));
                     }
                 }
                 if self.attached {
                     // The export serves again, whatever happened.
-                    crate::exports::reconcile(e.env()).await.map_err(|e| e.chain())?;
+                    crate::exports::reconcile(e.env())
+                        .await
+                        .map_err(|e| e.chain())?;
                     let exports = w.exports(e).await?;
                     if exports.len() != 1 || !exports[0].serving {
                         return Err(format!("the export is {exports:?}"));

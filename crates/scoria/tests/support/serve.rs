@@ -483,4 +483,3 @@ pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) -> Result<
     }
     Ok(())
 }
-

@@ -39,7 +39,12 @@ async fn overlay(fx: &Fixture, name: &str, base: &str) {
 async fn file_io(path: &Path, commands: &[&str]) -> Output {
     let format = crate::format_of_name(&path.file_name().expect("name").to_string_lossy())
         .expect("image name");
-    let mut args = vec!["-r".into(), "-U".into(), "-f".into(), format.as_str().into()];
+    let mut args = vec![
+        "-r".into(),
+        "-U".into(),
+        "-f".into(),
+        format.as_str().into(),
+    ];
     for c in commands {
         args.extend(["-c".into(), (*c).to_owned()]);
     }
@@ -88,7 +93,9 @@ async fn a_live_snapshot_freezes_the_served_image_under_a_writing_client() {
         for i in 0..48u64 {
             done.push((
                 i,
-                writer.writes(0x11, 4 * MIB + i * (64 << 10), 64 << 10).await,
+                writer
+                    .writes(0x11, 4 * MIB + i * (64 << 10), 64 << 10)
+                    .await,
             ));
             tokio::task::yield_now().await;
         }
@@ -96,7 +103,10 @@ async fn a_live_snapshot_freezes_the_served_image_under_a_writing_client() {
     };
     let (switched, done) = tokio::join!(snapshot, writes);
     assert!(switched.expect("snapshot"), "a daemon served the export");
-    assert!(done.iter().all(|(_, ok)| *ok), "every write completed: {done:?}");
+    assert!(
+        done.iter().all(|(_, ok)| *ok),
+        "every write completed: {done:?}"
+    );
     // After the switch: new data over the same connection.
     assert!(writer.writes(0x22, MIB, MIB).await);
     assert!(writer.writes(0x33, 8 * MIB, MIB).await);
@@ -120,17 +130,20 @@ async fn a_live_snapshot_freezes_the_served_image_under_a_writing_client() {
         ],
     )
     .await;
-    assert!(succeeded(&check), "qemu-img check of the frozen image is clean");
+    assert!(
+        succeeded(&check),
+        "qemu-img check of the frozen image is clean"
+    );
     let frozen = file_io(
         &base,
-        &[
-            "read -P 0xab 0 1M",
-            "read -P 0xcd 1M 1M",
-            "read -P 0 8M 1M",
-        ],
+        &["read -P 0xab 0 1M", "read -P 0xcd 1M 1M", "read -P 0 8M 1M"],
     )
     .await;
-    assert!(all_read(&frozen), "{}", String::from_utf8_lossy(&frozen.stdout));
+    assert!(
+        all_read(&frozen),
+        "{}",
+        String::from_utf8_lossy(&frozen.stdout)
+    );
     // Every 64 KiB write is whole in one of the two layers: either in the
     // frozen image, or (written after the switch) only in the overlay.
     let mut in_base = 0;
@@ -144,7 +157,10 @@ async fn a_live_snapshot_freezes_the_served_image_under_a_writing_client() {
             assert!(all_read(&zero), "write {i} is half in the frozen image");
         }
     }
-    eprintln!("{in_base} of {} concurrent writes landed before the switch", done.len());
+    eprintln!(
+        "{in_base} of {} concurrent writes landed before the switch",
+        done.len()
+    );
     // The export reads everything, through a new connection.
     let all = client
         .io(
@@ -178,7 +194,10 @@ async fn a_live_snapshot_freezes_the_served_image_under_a_writing_client() {
     // An overlay that is not on the served image is refused.
     overlay(&fx, "stray.qcow2", "v0.qcow2").await;
     let stray = ex.snapshot("live", "stray.qcow2").await;
-    assert!(matches!(stray, Err(ExportError::InvalidSpec { .. })), "{stray:?}");
+    assert!(
+        matches!(stray, Err(ExportError::InvalidSpec { .. })),
+        "{stray:?}"
+    );
 
     // A restarted daemon serves the whole chain from its command line.
     kill9(pid);
@@ -215,10 +234,18 @@ async fn a_served_image_grows_and_a_new_connection_sees_the_size() {
     let grown = client
         .io(
             false,
-            &["read -P 0xab 0 1M", "write -P 0x44 24M 1M", "read -P 0x44 24M 1M"],
+            &[
+                "read -P 0xab 0 1M",
+                "write -P 0x44 24M 1M",
+                "read -P 0x44 24M 1M",
+            ],
         )
         .await;
-    assert!(all_read(&grown), "{}", String::from_utf8_lossy(&grown.stdout));
+    assert!(
+        all_read(&grown),
+        "{}",
+        String::from_utf8_lossy(&grown.stdout)
+    );
     // The old connection came back (it still sees the old size).
     assert!(session.reads(0xab, 0, 64 << 10).await);
     drop(session);
@@ -233,7 +260,9 @@ async fn a_served_image_grows_and_a_new_connection_sees_the_size() {
     // A read-only export cannot grow its image: its daemon stops, and the
     // caller grows the image offline.
     fx.image("ro.qcow2").await;
-    ex.ensure(&unix("ro", "ro.qcow2", true)).await.expect("ensure");
+    ex.ensure(&unix("ro", "ro.qcow2", true))
+        .await
+        .expect("ensure");
     assert!(!ex.resize("ro", 2 * SIZE).await.expect("read-only"));
     assert_eq!(pid_of(&ex, "ro").await, None);
     assert!(!ex.resize("nothing", SIZE).await.expect("no daemon"));

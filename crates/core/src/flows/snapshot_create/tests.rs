@@ -192,9 +192,14 @@ impl Scenario for SnapAttached {
                 return Err(format!("the volume is {}", v.status));
             }
             // The export serves the volume's active image, whatever happened.
-            crate::exports::reconcile(e.env()).await.map_err(|e| e.chain())?;
+            crate::exports::reconcile(e.env())
+                .await
+                .map_err(|e| e.chain())?;
             let active = w.image_of(e, self.volume).await;
-            let active = active.file_name().and_then(|n| n.to_str()).map(str::to_owned);
+            let active = active
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_owned);
             let exports = w.exports(e).await?;
             if exports.len() != 1 || !exports[0].serving || exports[0].image != active {
                 return Err(format!(
@@ -203,7 +208,13 @@ impl Scenario for SnapAttached {
             }
             if let Some(s) = snap.filter(|s| s.status == Available) {
                 let frozen = w.image_path(e, s.image_id.ok_or("no image")?).await?;
-                if Some(frozen.file_name().and_then(|n| n.to_str()).map(str::to_owned)) == Some(active) {
+                if Some(
+                    frozen
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .map(str::to_owned),
+                ) == Some(active)
+                {
                     return Err("the export still serves the snapshot's image".into());
                 }
                 let (o, l, b) = BEFORE;

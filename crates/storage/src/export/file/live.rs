@@ -204,12 +204,13 @@ async fn snapshot_in(daemon: &Daemon, id: &str, overlay: &str, layers: &[Layer])
     let qmp = daemon.qmp();
     let err = || qmp_err(id);
     let overlay_path = &layers[0].path;
-    let top = live_top(daemon).await.map_err(err())?.ok_or_else(|| {
-        ExportError::InvalidSpec {
+    let top = live_top(daemon)
+        .await
+        .map_err(err())?
+        .ok_or_else(|| ExportError::InvalidSpec {
             id: id.to_owned(),
             detail: "its daemon serves no export to put a new layer under".into(),
-        }
-    })?;
+        })?;
     if &top.path == overlay_path {
         return Ok(());
     }
