@@ -17,6 +17,40 @@ use crate::flows::testing::{self, PROJECT, Scenario, USER, World, text};
 const BEFORE: (u64, u64, u8) = (0, 1 << 20, 0xab);
 const AFTER: (u64, u64, u8) = (0, 1 << 20, 0xcd);
 
+/// The snapshot's status is what the outcome allows.
+fn as_expected(
+    status: Option<scoria_model::snapshot::SnapshotStatus>,
+    expect: Expect,
+) -> Result<(), String> {
+    let ok = match expect {
+        Expect::Either => true,
+        Expect::Done => status == Some(Available),
+        Expect::Failed => matches!(status, None | Some(Error)),
+    };
+    if !ok {
+        return Err(format!("expected {expect:?}, the snapshot is {status:?}"));
+    }
+    Ok(())
+}
+
+/// The file of an available snapshot's frozen image, which reads the data
+/// written before the snapshot.
+async fn frozen_with_data(
+    w: &World,
+    e: &Engine<Env>,
+    s: &scoria_store::snapshots::Snapshot,
+) -> Result<std::path::PathBuf, String> {
+    let frozen = w.image_path(e, s.image_id.ok_or("no image")?).await?;
+    let (o, l, b) = BEFORE;
+    if !qemu::read_pattern(&frozen, Format::Qcow2, o, l, b)
+        .await
+        .map_err(text)?
+    {
+        return Err("the snapshot does not read the data written before it".into());
+    }
+    Ok(frozen)
+}
+
 /// A snapshot of an available 1 GiB volume holding known data. Done: the
 /// snapshot is `available` on the volume's old image, the volume on an
 /// overlay reading the same; a write to the volume afterwards does not
@@ -65,14 +99,7 @@ impl Scenario for Snap {
         Box::pin(async move {
             let snap = w.snapshot(e, self.snapshot).await?;
             let status = snap.as_ref().map(|s| s.status);
-            let ok = match expect {
-                Expect::Either => true,
-                Expect::Done => status == Some(Available),
-                Expect::Failed => matches!(status, None | Some(Error)),
-            };
-            if !ok {
-                return Err(format!("expected {expect:?}, the snapshot is {status:?}"));
-            }
+            as_expected(status, expect)?;
             let told = w.messages_about(e, self.snapshot).await?;
             if told != usize::from(status == Some(Error)) {
                 return Err(format!(
@@ -100,14 +127,7 @@ impl Scenario for Snap {
                 .await
                 .map_err(|e| format!("the volume cannot be written: {e}"))?;
             if let Some(s) = snap.filter(|s| s.status == Available) {
-                let frozen = w.image_path(e, s.image_id.ok_or("no image")?).await?;
-                let (o, l, b) = BEFORE;
-                if !qemu::read_pattern(&frozen, Format::Qcow2, o, l, b)
-                    .await
-                    .map_err(text)?
-                {
-                    return Err("the snapshot does not read the old data".into());
-                }
+                frozen_with_data(w, e, &s).await?;
             }
             Ok(())
         })
@@ -176,14 +196,7 @@ impl Scenario for SnapAttached {
         Box::pin(async move {
             let snap = w.snapshot(e, self.snapshot).await?;
             let status = snap.as_ref().map(|s| s.status);
-            let ok = match expect {
-                Expect::Either => true,
-                Expect::Done => status == Some(Available),
-                Expect::Failed => matches!(status, None | Some(Error)),
-            };
-            if !ok {
-                return Err(format!("expected {expect:?}, the snapshot is {status:?}"));
-            }
+            as_expected(status, expect)?;
             let v = w
                 .volume(e, self.volume)
                 .await?
@@ -207,7 +220,7 @@ impl Scenario for SnapAttached {
                 ));
             }
             if let Some(s) = snap.filter(|s| s.status == Available) {
-                let frozen = w.image_path(e, s.image_id.ok_or("no image")?).await?;
+                let frozen = frozen_with_data(w, e, &s).await?;
                 if Some(
                     frozen
                         .file_name()
@@ -216,13 +229,6 @@ impl Scenario for SnapAttached {
                 ) == Some(active)
                 {
                     return Err("the export still serves the snapshot's image".into());
-                }
-                let (o, l, b) = BEFORE;
-                if !qemu::read_pattern(&frozen, Format::Qcow2, o, l, b)
-                    .await
-                    .map_err(text)?
-                {
-                    return Err("the snapshot does not read the data".into());
                 }
             }
             Ok(())
