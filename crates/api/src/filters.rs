@@ -70,6 +70,13 @@ pub const SNAPSHOT: Filters = Filters {
     params: VOLUME.params,
 };
 
+pub const BACKUP: Filters = Filters {
+    resource: "backup",
+    filters: &["name", "status", "volume_id"],
+    aliases: &["display_name"],
+    params: VOLUME.params,
+};
+
 pub const GROUP: Filters = Filters {
     resource: "group",
     filters: &["name", "status"],
@@ -102,7 +109,7 @@ pub const MESSAGE: Filters = Filters {
 };
 
 /// Every list whose filters are checked, in the order they are published.
-pub const RESOURCES: &[&Filters] = &[&VOLUME, &SNAPSHOT, &GROUP, &MESSAGE];
+pub const RESOURCES: &[&Filters] = &[&VOLUME, &SNAPSHOT, &BACKUP, &GROUP, &MESSAGE];
 
 impl Filters {
     /// Refuse (400, Cinder's message) a query key that is neither a filter,

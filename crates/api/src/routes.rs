@@ -50,9 +50,13 @@ table! {
     get "/backups" => backup::list;
     post "/backups" => backup::create;
     get "/backups/detail" => backup::list_detail;
+    post "/backups/import_record" => backup::actions::import_record;
     get "/backups/{id}" => backup::show;
+    put "/backups/{id}" => backup::update;
     delete "/backups/{id}" => backup::delete;
     post "/backups/{id}/restore" => backup::restore;
+    post "/backups/{id}/action" => backup::actions::dispatch;
+    get "/backups/{id}/export_record" => backup::actions::export_record;
     get "/snapshots" => snapshot::list;
     post "/snapshots" => snapshot::create;
     get "/snapshots/detail" => snapshot::list_detail;

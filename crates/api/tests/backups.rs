@@ -106,6 +106,19 @@ impl W {
         panic!("backup {id} never became {want}");
     }
 
+    async fn wait_backup_status(&self, id: &str, want: &str) {
+        for _ in 0..3000 {
+            let r = self
+                .call("GET", &format!("/v3/{{a}}/backups/{id}"), None)
+                .await;
+            if r.body["backup"]["status"] == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("backup {id} never became {want}");
+    }
+
     async fn wait_volume(&self, id: &str, want: &[&str]) -> String {
         for _ in 0..3000 {
             let r = self
@@ -462,10 +475,61 @@ async fn full_and_incremental_backups_restore_exactly_and_read_only_what_changed
         .expect("chunk 75 holds data")
         .to_owned();
     std::fs::write(repo.join("chunks").join(&hash[..2]).join(&hash), b"bit rot").unwrap();
+    let volumes_before = w.call("GET", "/v3/{a}/volumes", None).await.body["volumes"]
+        .as_array()
+        .map(Vec::len);
+    // Verification (an admin's action) names the chunk and changes nothing.
+    let r =
+        w.t.call(
+            "POST",
+            &format!("/v3/{}/backups/{}/action", p.admin.1, id(&inc1)),
+            Some(&p.admin.0),
+            Some(json!({"scoria-verify": {}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    println!("verify of a corrupt backup: {}", r.body["verify"]);
+    assert_eq!(r.body["verify"]["ok"], json!(false));
+    assert_eq!(r.body["verify"]["bad"][0]["index"], json!(75));
+    assert_eq!(r.body["verify"]["bad"][0]["hash"], json!(hash));
+    assert_eq!(r.body["verify"]["bad"].as_array().map(Vec::len), Some(1));
+    let r =
+        w.t.call(
+            "POST",
+            &format!("/v3/{}/backups/{}/action", p.admin.1, id(&full)),
+            Some(&p.admin.0),
+            Some(json!({"scoria-verify": {}})),
+        )
+        .await;
+    assert_eq!(r.body["verify"]["ok"], json!(true), "{:?}", r.body);
+    // A member may not verify (an admin's action).
+    let r = w
+        .call(
+            "POST",
+            &format!("/v3/{{a}}/backups/{}/action", id(&full)),
+            Some(json!({"scoria-verify": {}})),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    // A restore into a new volume: the volume goes again (the user asked for
+    // a restore, not a volume), the backup stays `available` with the reason.
     let nv = w.restore_new(&id(&inc1)).await;
+    for _ in 0..3000 {
+        let r = w
+            .call("GET", &format!("/v3/{{a}}/volumes/{nv}"), None)
+            .await;
+        if r.status == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = w
+        .call("GET", &format!("/v3/{{a}}/volumes/{nv}"), None)
+        .await;
     assert_eq!(
-        w.wait_volume(&nv, &["available", "error_restoring"]).await,
-        "error_restoring"
+        r.status, 404,
+        "the volume made for a failed restore stays: {:?}",
+        r.body
     );
     let b = w.wait_backup(&id(&inc1), "available").await;
     let reason = b["fail_reason"].as_str().expect("fail_reason").to_owned();
@@ -473,6 +537,35 @@ async fn full_and_incremental_backups_restore_exactly_and_read_only_what_changed
     assert!(
         reason.contains(&hash) && reason.contains(&id(&inc1)) && reason.contains("chunk 75"),
         "{reason}"
+    );
+    let volumes_after = w.call("GET", "/v3/{a}/volumes", None).await.body["volumes"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(volumes_before, volumes_after, "nothing else changed");
+    // Onto an existing volume: it is `error_restoring` (Cinder's), its data
+    // untouched.
+    let target = w.t.volume(&w.member, &w.a).await;
+    w.write(&target, &[(0, MIB, 0x77)]).await;
+    let before = w.reference(&target, "target-before").await;
+    let r = w
+        .call(
+            "POST",
+            &format!("/v3/{{a}}/backups/{}/restore", id(&inc1)),
+            Some(json!({"restore": {"volume_id": target}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(
+        w.wait_volume(&target, &["available", "error_restoring"])
+            .await,
+        "error_restoring"
+    );
+    let (path, format) = w.volume_file(&target).await;
+    assert!(
+        qemu::compare(&before, Format::Qcow2, &path, format)
+            .await
+            .unwrap(),
+        "a failed restore leaves the target's data as it was"
     );
     let nv = w.restore_new(&id(&full)).await;
     assert_eq!(
@@ -500,6 +593,313 @@ async fn full_and_incremental_backups_restore_exactly_and_read_only_what_changed
     assert_eq!(r.body["backups"], json!([]));
     let left: Vec<_> = walk(&repo.join("chunks"));
     assert!(left.is_empty(), "chunks left behind: {left:?}");
+}
+
+/// Cinder's other backup calls on real data: a volume made from a backup
+/// (3.47) and a record exported, imported under a new id and restored read
+/// what was backed up; update (3.9) and metadata (3.43); sorting, markers and
+/// counts; an admin's reset-status and force-delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_updates_volumes_from_backups_and_admin_actions() {
+    let t = TestApp::new().await;
+    let p = t.personas().await;
+    let w = W {
+        member: p.member.0.clone(),
+        a: p.a.clone(),
+        t,
+    };
+    let admin = |method: &'static str, path: String, body: Option<Value>| {
+        let w = &w;
+        let token = p.admin.0.clone();
+        let project = p.admin.1.clone();
+        async move {
+            w.t.call(method, &path.replace("{adm}", &project), Some(&token), body)
+                .await
+        }
+    };
+    let v = w.t.volume(&w.member, &w.a).await;
+    w.write(&v, &[(0, 8 * MIB, 0x5a), (700 * MIB, MIB, 0x5b)])
+        .await;
+    let b = w.backup(&v, false).await;
+    let reference = w.reference(&v, "ref").await;
+    let id = b["id"].as_str().unwrap().to_owned();
+
+    // A volume from the backup (3.47), larger than it: the backup's data, then
+    // zeroes.
+    let r =
+        w.t.call_v(
+            "POST",
+            &format!("/v3/{}/volumes", w.a),
+            Some(&w.member),
+            Some(json!({"volume": {"backup_id": id, "size": 2, "name": "from-backup"}})),
+            "3.47",
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let nv = r.body["volume"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        w.wait_volume(&nv, &["available", "error"]).await,
+        "available"
+    );
+    w.wait_backup(&id, "available").await;
+    let (path, format) = w.volume_file(&nv).await;
+    let info = qemu::info(&path, format).await.unwrap();
+    assert_eq!(info.virtual_size, 2 * GIB);
+    // qemu-img compare reads the larger image's extra gigabyte as zeroes.
+    assert!(
+        qemu::compare(&reference, Format::Qcow2, &path, format)
+            .await
+            .unwrap(),
+        "the volume made from the backup differs from what was backed up"
+    );
+    // A backup that does not exist is a 404.
+    let r =
+        w.t.call_v(
+            "POST",
+            &format!("/v3/{}/volumes", w.a),
+            Some(&w.member),
+            Some(
+                json!({"volume": {"backup_id": "5b1c2a4e-63a4-4c8e-9ad5-3b7e0a1d2c3f", "size": 1}}),
+            ),
+            "3.47",
+        )
+        .await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+
+    // Update (3.9), metadata (3.43).
+    let r =
+        w.t.call_v(
+            "PUT",
+            &format!("/v3/{}/backups/{id}", w.a),
+            Some(&w.member),
+            Some(
+                json!({"backup": {"name": "renamed", "description": "d", "metadata": {"k": "v"}}}),
+            ),
+            "3.43",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["backup"]["name"], json!("renamed"));
+    let r =
+        w.t.call_v(
+            "GET",
+            &format!("/v3/{}/backups/{id}", w.a),
+            Some(&w.member),
+            None,
+            "3.43",
+        )
+        .await;
+    assert_eq!(r.body["backup"]["metadata"], json!({"k": "v"}));
+    assert_eq!(r.body["backup"]["description"], json!("d"));
+    let r =
+        w.t.call_v(
+            "PUT",
+            &format!("/v3/{}/backups/{id}", w.a),
+            Some(&w.member),
+            Some(json!({"backup": {"metadata": {"k": "v"}}})),
+            "3.9",
+        )
+        .await;
+    assert_eq!(r.status, 400, "metadata before 3.43: {:?}", r.body);
+    let r =
+        w.t.call_v(
+            "PUT",
+            &format!("/v3/{}/backups/{id}", w.a),
+            Some(&w.member),
+            Some(json!({"backup": {"name": "x"}})),
+            "3.8",
+        )
+        .await;
+    assert_eq!(r.status, 404, "update before 3.9: {:?}", r.body);
+
+    // Export the record, import it under a new id (what tempest does), and
+    // restore the imported backup: the same data.
+    let r = admin(
+        "GET",
+        format!("/v3/{{adm}}/backups/{id}/export_record"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let rec = r.body["backup-record"].clone();
+    let service = rec["backup_service"].as_str().unwrap().to_owned();
+    let url = rec["backup_url"].as_str().unwrap().to_owned();
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut fields: Value = serde_json::from_slice(&engine.decode(&url).unwrap()).unwrap();
+    let new_id = "0d4b8f2e-7c1a-4e5b-9f3d-2a6c8e1b4d70";
+    fields["id"] = json!(new_id);
+    let new_url = engine.encode(serde_json::to_vec(&fields).unwrap());
+    let r = admin(
+        "POST",
+        "/v3/{adm}/backups/import_record".into(),
+        Some(json!({"backup-record": {"backup_service": service, "backup_url": new_url}})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["backup"]["id"], json!(new_id));
+    // The same record again: it exists (400); another service's: 400.
+    let r = admin(
+        "POST",
+        "/v3/{adm}/backups/import_record".into(),
+        Some(json!({"backup-record": {"backup_service": service, "backup_url": new_url}})),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let r = admin(
+        "POST",
+        "/v3/{adm}/backups/import_record".into(),
+        Some(json!({"backup-record": {"backup_service": "cinder.backup.drivers.swift", "backup_url": new_url}})),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let r = admin(
+        "POST",
+        format!("/v3/{{adm}}/backups/{new_id}/restore"),
+        Some(json!({"restore": {}})),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let rv = r.body["restore"]["volume_id"].as_str().unwrap().to_owned();
+    for _ in 0..3000 {
+        let r = admin("GET", format!("/v3/{{adm}}/volumes/{rv}"), None).await;
+        if r.body["volume"]["status"] == "available" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (path, format) = w.volume_file(&rv).await;
+    assert!(
+        qemu::compare(&reference, Format::Qcow2, &path, format)
+            .await
+            .unwrap(),
+        "the imported backup's restore differs"
+    );
+    // Deleting the original leaves the imported one whole (shared chunks).
+    let r = w
+        .call("DELETE", &format!("/v3/{{a}}/backups/{id}"), None)
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    for _ in 0..3000 {
+        let r = w
+            .call("GET", &format!("/v3/{{a}}/backups/{id}"), None)
+            .await;
+        if r.status == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = admin(
+        "POST",
+        format!("/v3/{{adm}}/backups/{new_id}/action"),
+        Some(json!({"scoria-verify": {}})),
+    )
+    .await;
+    assert_eq!(r.body["verify"]["ok"], json!(true), "{:?}", r.body);
+
+    // Sorting, markers, counts.
+    let mut ids = Vec::new();
+    for name in ["c", "a", "b"] {
+        let r = w
+            .call(
+                "POST",
+                "/v3/{a}/backups",
+                Some(json!({"backup": {"volume_id": v, "name": name}})),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        let bid = r.body["backup"]["id"].as_str().unwrap().to_owned();
+        w.wait_backup(&bid, "available").await;
+        w.t.wait_status(&w.member, &w.a, &v, "available").await;
+        ids.push(bid);
+    }
+    let names = |r: &support::Reply| -> Vec<String> {
+        r.body["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    let r = w.call("GET", "/v3/{a}/backups?sort=name:asc", None).await;
+    assert_eq!(names(&r), ["a", "b", "c"], "{:?}", r.body);
+    let r = w
+        .call("GET", "/v3/{a}/backups?sort=name:asc&limit=2", None)
+        .await;
+    assert_eq!(names(&r), ["a", "b"]);
+    assert!(
+        r.body["backups_links"][0]["href"]
+            .as_str()
+            .unwrap()
+            .contains("marker=")
+    );
+    let marker = r.body["backups"][1]["id"].as_str().unwrap().to_owned();
+    let r = w
+        .call(
+            "GET",
+            &format!("/v3/{{a}}/backups?sort=name:asc&marker={marker}"),
+            None,
+        )
+        .await;
+    assert_eq!(names(&r), ["c"]);
+    let r =
+        w.t.call_v(
+            "GET",
+            &format!("/v3/{}/backups/detail?with_count=true&name=b", w.a),
+            Some(&w.member),
+            None,
+            "3.45",
+        )
+        .await;
+    assert_eq!(r.body["count"], json!(1), "{:?}", r.body);
+    let r = w.call("GET", "/v3/{a}/backups?bogus=1", None).await;
+    assert_eq!(r.status, 200, "unknown filters are refused from 3.33 only");
+
+    // An admin's reset-status and force-delete; a member may do neither.
+    let target = &ids[0];
+    let r = w
+        .call(
+            "POST",
+            &format!("/v3/{{a}}/backups/{target}/action"),
+            Some(json!({"os-reset_status": {"status": "error"}})),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let r = admin(
+        "POST",
+        format!("/v3/{{adm}}/backups/{target}/action"),
+        Some(json!({"os-reset_status": {"status": "restoring"}})),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let r = admin(
+        "POST",
+        format!("/v3/{{adm}}/backups/{target}/action"),
+        Some(json!({"os-reset_status": {"status": "error"}})),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    w.wait_backup_status(target, "error").await;
+    let r = admin(
+        "POST",
+        format!("/v3/{{adm}}/backups/{target}/action"),
+        Some(json!({"os-force_delete": {}})),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    for _ in 0..3000 {
+        let r = w
+            .call("GET", &format!("/v3/{{a}}/backups/{target}"), None)
+            .await;
+        if r.status == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = w
+        .call("GET", &format!("/v3/{{a}}/backups/{target}"), None)
+        .await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
 }
 
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {

@@ -163,6 +163,12 @@ ops! {
     BackupListAllProjects => AdminOrSystemReader, "backup:backup_project_attribute";
     BackupDelete => ProjectMember, "backup:delete";
     BackupRestore => ProjectMember, "backup:restore";
+    BackupUpdate => ProjectMember, "backup:update";
+    BackupResetStatus => Admin, "volume_extension:backup_admin_actions:reset_status";
+    BackupForceDelete => Admin, "volume_extension:backup_admin_actions:force_delete";
+    BackupExportRecord => Admin, "backup:export-import";
+    BackupImportRecord => Admin, "backup:backup-import";
+    BackupVerify => Admin, "scoria:backup:verify";
     SnapshotCreate => ProjectMember, "volume:create_snapshot";
     SnapshotGet => ProjectReader, "volume:get_snapshot";
     SnapshotList => ProjectReader, "volume:get_all_snapshots";

@@ -137,6 +137,24 @@ pub struct BackupConfig {
     pub chunk_size: u64,
 }
 
+impl BackupConfig {
+    /// Open the repository this configuration names (also for the command
+    /// line's `scoria backup verify`, with or without a running server: it
+    /// only reads).
+    pub fn open(&self) -> Result<scoria_storage::backup_repo::DynRepo> {
+        if !scoria_storage::backup_repo::valid_chunk_size(self.chunk_size) {
+            return Err(Error::Invalid(format!(
+                "backups.chunk_size {} is not a multiple of 64 KiB between 64 KiB and 64 MiB",
+                self.chunk_size
+            )));
+        }
+        Ok(Arc::new(
+            scoria_storage::backup_repo::DirRepo::open(self.path.clone(), self.fsync)
+                .map_err(|e| Error::internal("the backup repository cannot open", e))?,
+        ))
+    }
+}
+
 /// The image service's store and limits.
 #[derive(Clone, Debug)]
 pub struct ImageServiceConfig {
@@ -410,19 +428,7 @@ impl App {
             .await
             .map_err(|e| Error::internal("the image store cannot start", e))?,
         );
-        if !scoria_storage::backup_repo::valid_chunk_size(config.backups.chunk_size) {
-            return Err(Error::Invalid(format!(
-                "backups.chunk_size {} is not a multiple of 64 KiB between 64 KiB and 64 MiB",
-                config.backups.chunk_size
-            )));
-        }
-        let backup_repo: scoria_storage::backup_repo::DynRepo = Arc::new(
-            scoria_storage::backup_repo::DirRepo::open(
-                config.backups.path.clone(),
-                config.backups.fsync,
-            )
-            .map_err(|e| Error::internal("the backup repository cannot open", e))?,
-        );
+        let backup_repo = config.backups.open()?;
         // Before any flow resumes: the chunks of backups interrupted before
         // their manifest (and restores' temporaries) go now; a resumed backup
         // writes what it needs again.

@@ -4,9 +4,12 @@
 
 use scoria_model::backup::BackupStatus;
 use scoria_model::{BackupId, ReservationId, SnapshotId, VolumeId};
+use std::collections::BTreeMap;
+
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use crate::shared::{Keyset, SortDir, SqlValue};
 use crate::{Conn, Result, StoreError, now, parse};
 
 /// A backup as stored.
@@ -37,6 +40,8 @@ pub struct Backup {
     pub data_timestamp: String,
     pub created_at: String,
     pub updated_at: Option<String>,
+    /// Cinder's backup metadata (3.43).
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// What a create flow writes when it makes the entry.
@@ -88,6 +93,8 @@ fn from_row(r: &SqliteRow) -> Result<Backup> {
         data_timestamp: r.try_get("data_timestamp")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        metadata: serde_json::from_str(r.try_get::<&str, _>("metadata")?)
+            .map_err(|e| StoreError::Corrupt(format!("backup metadata: {e}")))?,
     })
 }
 
@@ -131,31 +138,92 @@ pub async fn backup_get(conn: &mut Conn, id: BackupId) -> Result<Option<Backup>>
     row.as_ref().map(from_row).transpose()
 }
 
-/// A project's backups (every project's with `None`), newest first, at most
-/// `limit` after skipping `offset`; optionally only those of `volume_id` or
-/// in `status`.
-pub async fn backup_list(
-    conn: &mut Conn,
-    project: Option<&str>,
-    volume_id: Option<VolumeId>,
-    status: Option<&str>,
-    limit: i64,
-    offset: i64,
-) -> Result<Vec<Backup>> {
-    let rows = sqlx::query(
-        "SELECT * FROM backups
-         WHERE ($1 IS NULL OR project_id = $1) AND ($2 IS NULL OR volume_id = $2)
-           AND ($3 IS NULL OR status = $3)
-         ORDER BY created_at DESC, rowid DESC LIMIT $4 OFFSET $5",
-    )
-    .bind(project)
-    .bind(volume_id.map(|v| v.to_string()))
-    .bind(status)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(conn)
-    .await?;
+/// Backups sort by the keys snapshots do (the same columns, Cinder's
+/// spellings).
+pub use crate::snapshots::SortKey;
+
+fn sort_value(k: SortKey, b: &Backup) -> SqlValue {
+    match k {
+        SortKey::Id => SqlValue::Text(b.id.to_string()),
+        SortKey::Name => SqlValue::Text(b.name.clone().unwrap_or_default()),
+        SortKey::Size => SqlValue::Int(b.size),
+        SortKey::Status => SqlValue::Text(b.status.as_str().to_owned()),
+        SortKey::CreatedAt => SqlValue::Text(b.created_at.clone()),
+        SortKey::UpdatedAt => SqlValue::Text(b.updated_at.clone().unwrap_or_default()),
+        SortKey::VolumeId => SqlValue::Text(b.volume_id.to_string()),
+        SortKey::Description => SqlValue::Text(b.description.clone().unwrap_or_default()),
+        SortKey::ProjectId => SqlValue::Text(b.project_id.clone()),
+    }
+}
+
+/// Filters, order and page of a backup list.
+#[derive(Clone, Debug, Default)]
+pub struct BackupQuery {
+    /// Only this project's backups; `None` lists every project's (admins).
+    pub project_id: Option<String>,
+    pub volume_id: Option<VolumeId>,
+    pub status: Option<String>,
+    pub name: Option<String>,
+    /// Sort keys in priority order; empty means `created_at desc`; `id` is
+    /// always appended as the tie-breaker.
+    pub sort: Vec<(SortKey, SortDir)>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+    /// Start after this backup (which must match the query's project).
+    pub marker: Option<BackupId>,
+}
+
+fn filtered(select: &str, q: &BackupQuery) -> Keyset {
+    let mut k = Keyset::new(select);
+    if let Some(p) = &q.project_id {
+        k.filter("project_id", SqlValue::Text(p.clone()));
+    }
+    if let Some(v) = &q.volume_id {
+        k.filter("volume_id", SqlValue::Text(v.to_string()));
+    }
+    if let Some(s) = &q.status {
+        k.filter("status", SqlValue::Text(s.clone()));
+    }
+    if let Some(n) = &q.name {
+        k.filter("name", SqlValue::Text(n.clone()));
+    }
+    k
+}
+
+/// A page of backups; `MarkerNotFound` when the marker names no visible one.
+pub async fn backup_list(conn: &mut Conn, q: &BackupQuery) -> Result<Vec<Backup>> {
+    let mut sort = if q.sort.is_empty() {
+        vec![(SortKey::CreatedAt, SortDir::Desc)]
+    } else {
+        q.sort.clone()
+    };
+    if !sort.iter().any(|(k, _)| *k == SortKey::Id) {
+        let last_dir = sort.last().map(|s| s.1).unwrap_or(SortDir::Desc);
+        sort.push((SortKey::Id, last_dir));
+    }
+    let mut query = filtered("SELECT * FROM backups WHERE 1 = 1", q);
+    if let Some(marker) = q.marker {
+        let m = match backup_get(conn, marker).await? {
+            Some(m) if q.project_id.as_ref().is_none_or(|p| *p == m.project_id) => m,
+            _ => return Err(StoreError::MarkerNotFound(marker.to_string())),
+        };
+        let after: Vec<_> = sort
+            .iter()
+            .map(|(k, d)| (k.expr(), *d, sort_value(*k, &m)))
+            .collect();
+        query.after(&after);
+    }
+    let order: Vec<_> = sort.iter().map(|(k, d)| (k.expr(), *d)).collect();
+    query.order_and_page(&order, q.limit, q.offset);
+    let rows = query.fetch_all(&mut *conn).await?;
     rows.iter().map(from_row).collect()
+}
+
+/// How many backups match the query's filters (ignoring sort and paging).
+pub async fn backup_count(conn: &mut Conn, q: &BackupQuery) -> Result<i64> {
+    filtered("SELECT COUNT(*) FROM backups WHERE 1 = 1", q)
+        .fetch_count(conn)
+        .await
 }
 
 /// The newest `available` backup of a volume: what an incremental builds on.
@@ -275,4 +343,92 @@ pub async fn backup_delete(conn: &mut Conn, id: BackupId) -> Result<bool> {
         .execute(conn)
         .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// Hold an `available` backup for flow `flow` to restore it: `restoring`
+/// with the flow as its last. Reports whether it moved.
+pub async fn backup_hold_for_restore(conn: &mut Conn, id: BackupId, flow: &str) -> Result<bool> {
+    backup_set_status(
+        conn,
+        id,
+        &[BackupStatus::Available],
+        BackupStatus::Restoring,
+        Some(flow),
+        Some(None),
+    )
+    .await
+}
+
+/// Let go of a backup flow `flow` held ([`backup_hold_for_restore`]): back
+/// to `available`, with `fail_reason` when the restore failed. A backup
+/// another flow holds (or none) is left alone.
+pub async fn backup_release_by_flow(
+    conn: &mut Conn,
+    id: BackupId,
+    flow: &str,
+    fail_reason: Option<&str>,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE backups SET status = 'available', updated_at = $3, fail_reason = $4
+         WHERE id = $1 AND status = 'restoring' AND last_flow_id = $2",
+    )
+    .bind(id.to_string())
+    .bind(flow)
+    .bind(now())
+    .bind(fail_reason)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Replace a backup's metadata.
+pub async fn backup_set_metadata(
+    conn: &mut Conn,
+    id: BackupId,
+    metadata: &BTreeMap<String, String>,
+) -> Result<bool> {
+    let json = serde_json::to_string(metadata)
+        .map_err(|e| StoreError::Corrupt(format!("backup metadata: {e}")))?;
+    let r = sqlx::query("UPDATE backups SET metadata = $2, updated_at = $3 WHERE id = $1")
+        .bind(id.to_string())
+        .bind(json)
+        .bind(now())
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// What an update changes: each field only when given (`Some(None)` clears
+/// a name or description).
+#[derive(Clone, Debug, Default)]
+pub struct BackupUpdate {
+    pub name: Option<Option<String>>,
+    pub description: Option<Option<String>>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// Apply `u` to a backup; reports whether it exists.
+pub async fn backup_update(conn: &mut Conn, id: BackupId, u: &BackupUpdate) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE backups SET
+            name = CASE WHEN $2 THEN $3 ELSE name END,
+            description = CASE WHEN $4 THEN $5 ELSE description END,
+            updated_at = $6
+         WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .bind(u.name.is_some())
+    .bind(u.name.clone().flatten())
+    .bind(u.description.is_some())
+    .bind(u.description.clone().flatten())
+    .bind(now())
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() != 1 {
+        return Ok(false);
+    }
+    if let Some(m) = &u.metadata {
+        backup_set_metadata(conn, id, m).await?;
+    }
+    Ok(true)
 }

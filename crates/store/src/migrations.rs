@@ -79,6 +79,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "backups",
         include_str!("../migrations/0018_backups.sql"),
     ),
+    (
+        20,
+        "backup_metadata",
+        include_str!("../migrations/0020_backup_metadata.sql"),
+    ),
 ];
 
 /// Apply every migration not yet applied whose version is below `before`

@@ -373,7 +373,7 @@ impl SortKey {
         })
     }
 
-    fn expr(self) -> &'static str {
+    pub(crate) fn expr(self) -> &'static str {
         match self {
             SortKey::Id => "id",
             SortKey::Name => "COALESCE(name, '')",

@@ -307,7 +307,7 @@ pub async fn volume_mark_available(conn: &mut Conn, id: VolumeId) -> Result<bool
     let t = now();
     let r = sqlx::query(
         "UPDATE volumes SET status = 'available', launched_at = $2, updated_at = $2
-         WHERE id = $1 AND status IN ('creating', 'downloading')",
+         WHERE id = $1 AND status IN ('creating', 'downloading', 'restoring-backup')",
     )
     .bind(id.to_string())
     .bind(&t)

@@ -67,13 +67,15 @@ pub async fn create(
             })
         })
         .transpose()?;
-    // Sources Scoria cannot copy from yet. A source that does not exist is a
-    // 404, as Cinder answers; one that exists would be refused as not supported.
-    if let Some(s) = body::opt_str(vol, "backup_id")? {
-        return Err(ApiError::not_found(format!(
-            "Backup {s} could not be found."
-        )));
-    }
+    // A volume from a backup (3.47 on; before, Cinder ignores the field).
+    let backup_id = match body::opt_str(vol, "backup_id")? {
+        Some(s) if v.at_least(47) => Some(s.parse::<scoria_model::BackupId>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "Invalid input for field/attribute backup_id. Value: {s}. '{s}' is not a 'uuid'"
+            ))
+        })?),
+        _ => None,
+    };
     // A clone: Cinder's schema wants a UUID here (400), and an unknown or
     // invisible one is a 404.
     let source_volid = body::opt_str(vol, "source_volid")?
@@ -114,7 +116,12 @@ pub async fn create(
         })?),
         _ => None,
     };
-    if size.is_none() && source_volid.is_none() && snapshot_id.is_none() && image_id.is_none() {
+    if size.is_none()
+        && source_volid.is_none()
+        && snapshot_id.is_none()
+        && image_id.is_none()
+        && backup_id.is_none()
+    {
         return Err(ApiError::bad_request(
             "Invalid input for field/attribute size. Value: None. None is not of type 'integer', 'string'.",
         ));
@@ -140,6 +147,8 @@ pub async fn create(
         bootable: false,
         multiattach: body::boolean(vol, "multiattach")?.unwrap_or(false),
         group_id,
+        backup_id,
+        remove_on_failure: false,
     };
     let view = volumes::create(&state.app, &ctx, req).await?;
     let links = links_base(&state, &ctx, &path);

@@ -127,6 +127,26 @@ impl TestApp {
         .await
     }
 
+    /// [`call`](Self::call) at microversion `version` (e.g. "3.47").
+    pub async fn call_v(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        version: &str,
+    ) -> Reply {
+        let header = format!("volume {version}");
+        self.raw(
+            method,
+            path,
+            token,
+            &[("OpenStack-API-Version", header.as_str())],
+            body.map(|b| serde_json::to_vec(&b).expect("json")),
+        )
+        .await
+    }
+
     /// A token for `user` scoped to `project` (names in the Default domain).
     pub async fn login(&self, user: &str, password: &str, project: &str) -> (String, String) {
         let body = json!({"auth": {

@@ -50,6 +50,9 @@ pub struct Params {
     pub description: Option<String>,
     pub container: Option<String>,
     pub incremental: bool,
+    /// Cinder's backup metadata (3.43).
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -214,6 +217,9 @@ async fn create_entry(cx: &Cx<BackupCreate>, c: &mut Conn) -> Result<Value, Step
         },
     )
     .await?;
+    if !p.metadata.is_empty() {
+        backups::backup_set_metadata(c, p.backup_id, &p.metadata).await?;
+    }
     Ok(json!(Plan {
         backend: image.backend,
         image_name: image.name,
@@ -417,6 +423,7 @@ mod tests {
             description: None,
             container: None,
             incremental,
+            metadata: Default::default(),
         }
     }
 

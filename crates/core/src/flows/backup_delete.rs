@@ -9,6 +9,10 @@
 //!   or `error_deleting` once        writes: the next one does)
 //!   the data was touched
 //! ```
+//!
+//! An admin's force delete (`force`) takes a backup in any status that no
+//! running flow works on: Scoria's flows always end, so only a backup whose
+//! flow is `stuck` (or one an admin reset) needs it.
 
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
 use scoria_model::BackupId;
@@ -27,6 +31,10 @@ pub struct Params {
     pub backup_id: BackupId,
     /// The caller's project; `None` for an admin acting on any project.
     pub project_id: Option<String>,
+    /// An admin's `os-force_delete`: any status, as long as no other flow is
+    /// working on the backup (a stuck one does not count).
+    #[serde(default)]
+    pub force: bool,
 }
 
 impl Flow for BackupDelete {
@@ -62,7 +70,19 @@ async fn begin_delete(cx: &Cx<BackupDelete>, c: &mut Conn) -> Result<Value, Step
                 .is_none_or(|mine| mine == b.project_id)
         })
         .ok_or_else(|| crate::backups::not_found(p.backup_id))?;
-    if !BackupStatus::DELETABLE.contains(&b.status) {
+    if p.force {
+        let busy = scoria_store::flows::flow_list_unsettled_for(c, &b.id.to_string())
+            .await?
+            .into_iter()
+            .any(|f| f.id != cx.flow_id && f.state != scoria_model::flow::FlowState::Stuck);
+        if busy {
+            return Err(Error::InvalidState(format!(
+                "Invalid backup: backup {} is {} and a flow is still working on it; it ends by itself.",
+                b.id, b.status
+            ))
+            .into());
+        }
+    } else if !BackupStatus::DELETABLE.contains(&b.status) {
         return Err(Error::InvalidState(format!(
             "Invalid backup: Backup status must be available or error, but is {}.",
             b.status
@@ -172,6 +192,7 @@ mod tests {
             description: None,
             container: None,
             incremental: false,
+            metadata: Default::default(),
         }
     }
 
@@ -201,6 +222,7 @@ mod tests {
             Params {
                 backup_id: self.backup,
                 project_id: Some(PROJECT.into()),
+                force: false,
             }
         }
 

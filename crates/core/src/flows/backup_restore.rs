@@ -21,8 +21,8 @@ use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
 use scoria_model::backup::BackupStatus;
 use scoria_model::volume::VolumeStatus;
 use scoria_model::{BackupId, VolumeId};
-use scoria_storage::StorageError;
 use scoria_storage::backup_repo::engine;
+use scoria_storage::{LocalFile, StorageError};
 use scoria_store::{Conn, backups, volumes};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -171,30 +171,41 @@ async fn restore(cx: &Cx<BackupRestore>) -> Result<Value, StepError> {
         .local_file(&plan.image_name)
         .await
         .map_err(|e| storage_error("find the volume's image", e))?;
-    let repo = cx.env.backup_repo.clone();
+    let done = restore_into(&cx.env, p.backup_id, &file).await?;
+    tracing::info!(backup = %p.backup_id, volume = %p.volume_id, chunks = done.chunks, bytes = done.bytes, "backup restored");
+    crate::capacity::refresh(&cx.env, &plan.backend).await;
+    Ok(json!({"chunks": done.chunks, "bytes": done.bytes}))
+}
+
+/// Write backup `id` over the image `file`: its manifest read, every chunk
+/// checked before anything is written (a missing or corrupt one is a 400
+/// naming the backup and the chunk, and `file` is unchanged). Also how a
+/// volume made from a backup gets its data (`volume_create`).
+pub(crate) async fn restore_into(
+    env: &Env,
+    id: BackupId,
+    file: &LocalFile,
+) -> Result<engine::Restored, StepError> {
+    let repo = env.backup_repo.clone();
     let r = repo.clone();
-    let id = p.backup_id.to_string();
-    let manifest = tokio::task::spawn_blocking(move || r.get_manifest(&id))
+    let name = id.to_string();
+    let manifest = tokio::task::spawn_blocking(move || r.get_manifest(&name))
         .await
         .map_err(|e| StepError::msg(e.to_string()))?
         .map_err(|e| storage_error("read the backup's manifest", e))?
         .ok_or_else(|| {
             StepError::new(Error::Invalid(format!(
-                "Invalid backup: backup {} has no manifest in the repository.",
-                p.backup_id
+                "Invalid backup: backup {id} has no manifest in the repository."
             )))
         })?;
-    let done = engine::restore(&file, &repo, &manifest)
+    engine::restore(file, &repo, &manifest)
         .await
         .map_err(|e| match e {
             e @ StorageError::BadChunk { .. } => {
                 StepError::new(Error::Invalid(format!("Invalid backup: {e}.")))
             }
             e => storage_error("restore the backup", e),
-        })?;
-    tracing::info!(backup = %p.backup_id, volume = %p.volume_id, chunks = done.chunks, bytes = done.bytes, "backup restored");
-    crate::capacity::refresh(&cx.env, &plan.backend).await;
-    Ok(json!({"chunks": done.chunks, "bytes": done.bytes}))
+        })
 }
 
 async fn finish(cx: &Cx<BackupRestore>, c: &mut Conn) -> Result<Value, StepError> {
@@ -273,6 +284,7 @@ mod tests {
                     description: None,
                     container: None,
                     incremental: false,
+                    metadata: Default::default(),
                 };
                 w.run::<BackupCreate>(&e, params, "a backup").await;
             })

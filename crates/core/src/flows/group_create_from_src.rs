@@ -251,6 +251,7 @@ async fn start_clones(cx: &Cx<GroupCreateFromSrc>) -> Result<Value, StepError> {
             snapshot_id: None,
             glance_image_id: None,
             glance_image_virtual_size: None,
+            backup: None,
             group_id: Some(p.group_id),
         })?;
         match h.wait_step("commit_quota").await {

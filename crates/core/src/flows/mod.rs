@@ -12,6 +12,7 @@ pub mod attachment_attach;
 pub mod attachment_detach;
 pub mod backup_create;
 pub mod backup_delete;
+pub mod backup_import;
 pub mod backup_restore;
 pub mod group_create_from_src;
 pub mod group_delete;
@@ -39,6 +40,7 @@ pub fn register(engine: &Engine<Env>) {
     engine.register::<backup_create::BackupCreate>();
     engine.register::<backup_delete::BackupDelete>();
     engine.register::<backup_restore::BackupRestore>();
+    engine.register::<backup_import::BackupImport>();
 }
 
 pub(crate) use crate::error::storage_error;

@@ -83,6 +83,12 @@ pub struct CreateRequest {
     /// Make the volume in this group (3.13): the group must be the caller's,
     /// `available`, and accept the volume's type.
     pub group_id: Option<GroupId>,
+    /// Make the volume from this backup (Cinder's `backup_id`, 3.47): it must
+    /// be the caller's and `available`; the size defaults to the backup's.
+    pub backup_id: Option<scoria_model::BackupId>,
+    /// Remove the volume if it cannot be made, instead of leaving it `error`:
+    /// for the volume a restore makes for itself.
+    pub remove_on_failure: bool,
 }
 
 /// List filters and paging, as parsed from the API.
@@ -169,9 +175,28 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
         Some(id) => Some(image_source(app, &mut conn, ctx, id).await?),
         None => None,
     };
+    let backup = match req.backup_id {
+        Some(_) if source.is_some() || image.is_some() => {
+            return Err(Error::Invalid(
+                "Invalid input received: a volume is made from one source at most: give backup_id, imageRef, source_volid or snapshot_id, not several.".into(),
+            ));
+        }
+        Some(id) => Some(crate::backups::restorable(&mut conn, ctx, id).await?),
+        None => None,
+    };
     let req_size = match (&image, req.size) {
         (Some(i), size) => Some(image_fits(i, size)?),
         (None, size) => size,
+    };
+    let req_size = match (&backup, req_size) {
+        (Some(b), Some(size)) if size < b.size => {
+            return Err(Error::Invalid(format!(
+                "Invalid input received: Volume size {size}GB must not be smaller than the backup size {}GB.",
+                b.size
+            )));
+        }
+        (Some(b), None) => Some(b.size),
+        (_, size) => size,
     };
     let size = match (req_size, &source) {
         (Some(size), Some(src)) if size < src.size => {
@@ -270,6 +295,10 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
             .as_ref()
             .and_then(|i| i.virtual_size)
             .map(|v| v as u64),
+        backup: backup.map(|b| volume_create::FromBackup {
+            backup_id: b.id,
+            remove_on_failure: req.remove_on_failure,
+        }),
     };
     let handle = app.engine.start::<volume_create::VolumeCreate>(params)?;
     handle

@@ -312,20 +312,70 @@ pub struct Restored {
     pub bytes: u64,
 }
 
+/// A chunk a verification found missing or corrupt.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BadChunk {
+    pub index: u64,
+    pub hash: String,
+    pub problem: String,
+}
+
+/// What [`verify_all`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Verified {
+    pub backup_id: String,
+    /// Data chunks checked, and their (decompressed) bytes.
+    pub chunks: u64,
+    pub bytes: u64,
+    /// Every chunk that is missing or not the bytes its hash says.
+    pub bad: Vec<BadChunk>,
+}
+
 /// Check every chunk of `manifest` (present, decompresses, hash matches)
-/// without writing anything. Returns the data chunks checked.
+/// without writing anything. Returns the data chunks checked; the first bad
+/// chunk is an error naming it ([`StorageError::BadChunk`]).
 pub async fn verify(repo: &DynRepo, manifest: &Manifest) -> Result<u64> {
+    let v = verify_all(repo, manifest).await?;
+    match v.bad.into_iter().next() {
+        None => Ok(v.chunks),
+        Some(b) => Err(StorageError::BadChunk {
+            backup: v.backup_id,
+            index: b.index,
+            hash: b.hash,
+            problem: b.problem,
+        }),
+    }
+}
+
+/// Check every chunk of `manifest` and report each bad one (a repository
+/// that cannot be read at all is an error).
+pub async fn verify_all(repo: &DynRepo, manifest: &Manifest) -> Result<Verified> {
     let r = repo.clone();
     let m = manifest.clone();
     blocking(move || {
-        let mut n = 0;
+        let mut out = Verified {
+            backup_id: m.backup_id.clone(),
+            ..Verified::default()
+        };
         for (i, h) in m.chunks.iter().enumerate() {
-            if let Some(h) = h {
-                checked_chunk(&r, &m, i, h)?;
-                n += 1;
+            let Some(h) = h else { continue };
+            out.chunks += 1;
+            match checked_chunk(&r, &m, i, h) {
+                Ok(d) => out.bytes += d.len() as u64,
+                Err(StorageError::BadChunk {
+                    index,
+                    hash,
+                    problem,
+                    ..
+                }) => out.bad.push(BadChunk {
+                    index,
+                    hash,
+                    problem,
+                }),
+                Err(e) => return Err(e),
             }
         }
-        Ok(n)
+        Ok(out)
     })
     .await
 }

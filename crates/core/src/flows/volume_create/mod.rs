@@ -106,6 +106,9 @@ pub struct Params {
     /// the group's backend.
     #[serde(default)]
     pub group_id: Option<GroupId>,
+    /// The backup to make the volume from: `from_backup.rs`.
+    #[serde(default)]
+    pub backup: Option<from_backup::FromBackup>,
 }
 
 /// Where the schedule step put the volume.
@@ -128,7 +131,10 @@ pub struct Placement {
     data: source::DataPlan,
 }
 
+mod from_backup;
 mod source;
+
+pub use from_backup::FromBackup;
 
 pub(crate) use source::snapshot_not_readable;
 
@@ -194,6 +200,7 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
     }
     crate::rules::volumes::refuse_encrypted(c, p.volume_type_id).await?;
     let (held, image) = source::hold(cx, c).await?;
+    from_backup::hold(cx, c).await?;
     volumes::volume_create(
         c,
         &volumes::NewVolume {
@@ -229,11 +236,27 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
 
 /// Undo of `create_entry`: before the quota was committed nobody was told of the
 /// volume, so it goes; after, it stays as `error` (the user knows its id) and
-/// the project gets a message saying why, in the same transaction.
+/// the project gets a message saying why, in the same transaction. A backup
+/// held is let go; the volume a restore made for itself goes in any case
+/// (`from_backup.rs`).
 async fn remove_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<(), StepError> {
     let id = cx.params.volume_id;
+    let failure = cx
+        .failure()
+        .map(|f| f.message.clone())
+        .unwrap_or_else(|| "the volume could not be created".into());
+    from_backup::release(cx, c, Some(&failure)).await?;
+    let remove = cx
+        .params
+        .backup
+        .as_ref()
+        .is_some_and(|b| b.remove_on_failure);
     if cx.output_opt::<Value>("commit_quota").is_some() {
-        if volumes::volume_set_status(c, id, &[], VolumeStatus::Error).await? {
+        if remove {
+            volumes::volume_purge(c, id).await?;
+        }
+        let marked = !remove && volumes::volume_set_status(c, id, &[], VolumeStatus::Error).await?;
+        if remove || marked {
             let (action, detail) = match cx.failure() {
                 Some(f) if f.step == "schedule" && f.message.starts_with(NO_VALID_BACKEND) => (
                     messages::SCHEDULE_ALLOCATE_VOLUME,
@@ -349,15 +372,16 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
         ))
         .into());
     }
-    if data.image.is_some() {
-        // Cinder's status while an image's data is copied in.
-        volumes::volume_set_status(
-            c,
-            p.volume_id,
-            &[VolumeStatus::Creating],
-            VolumeStatus::Downloading,
-        )
-        .await?;
+    // Cinder's status while an image's (a backup's) data is copied in.
+    let filling = if data.image.is_some() {
+        Some(VolumeStatus::Downloading)
+    } else if p.backup.is_some() {
+        Some(VolumeStatus::RestoringBackup)
+    } else {
+        None
+    };
+    if let Some(status) = filling {
+        volumes::volume_set_status(c, p.volume_id, &[VolumeStatus::Creating], status).await?;
     }
     serde_json::to_value(Placement {
         backend,
@@ -389,6 +413,7 @@ async fn unplace(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<(), StepError> {
 async fn create_on_backend(cx: &Cx<VolumeCreate>) -> Result<Value, StepError> {
     let place: Placement = cx.output("schedule")?;
     let made = source::make(cx, &place).await?;
+    from_backup::restore(cx, &place).await?;
     crate::capacity::refresh(&cx.env, &place.backend).await;
     serde_json::to_value(made).map_err(|e| StepError::msg(e.to_string()))
 }
@@ -410,6 +435,7 @@ async fn mark_available(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, St
     if let Some(place) = cx.output_opt::<Placement>("schedule") {
         source::finish(cx, c, &place).await?;
     }
+    from_backup::release(cx, c, None).await?;
     if !volumes::volume_mark_available(c, cx.params.volume_id).await? {
         return Err(Error::InvalidState(format!(
             "Volume {} is no longer being created.",

@@ -9,17 +9,23 @@
 //! `full-read`, with `fallback_reason`), the bytes read from the volume and
 //! the bytes the backup added to the repository.
 //!
-//! Not yet: update (3.9), metadata (3.43), `export_record`/`import_record`,
-//! `os-reset_status`, `os-force_delete`, sorting and markers; `force` for an
-//! `in-use` volume and `snapshot_id` are refused (400, "not yet supported").
+//! From 3.18 an admin also sees `os-backup-project-attr:project_id`, from
+//! 3.43 everyone the backup's `metadata`, from 3.56 an admin its `user_id`.
+//! Lists sort, page (`marker`, `limit`, `offset`) and count (3.45) as the
+//! snapshot lists do. `actions.rs`: the admin actions, Cinder's backup
+//! records and Scoria's verification.
+//!
+//! Not yet: `force` for an `in-use` volume and `snapshot_id` are refused
+//! (400, "not yet supported").
 
 use std::collections::BTreeMap;
 
 use axum::Json;
+use axum::extract::Extension;
 use axum::extract::State as AxState;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use scoria_core::backups::{self, BackupView, CreateRequest, ListRequest};
+use scoria_core::backups::{self, BackupView, CreateRequest, ListRequest, SortKey};
 use scoria_model::BackupId;
 use serde_json::{Map, Value, json};
 
@@ -27,8 +33,23 @@ use crate::State;
 use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
+use crate::microversion::Version;
 use crate::path::{PathParams, links_base, seg};
-use crate::query::{self, MAX_LIMIT, Params};
+use crate::query::{self, MAX_LIMIT, Params, SortKeys};
+
+pub mod actions;
+
+/// Project and user of a backup in its views (admins), and metadata.
+const PROJECT_ATTR: u32 = 18;
+const METADATA: u32 = 43;
+const USER_ID: u32 = 56;
+const UPDATE: u32 = 9;
+const WITH_COUNT: u32 = 45;
+
+const SORT_KEYS: SortKeys<SortKey> = SortKeys {
+    parse: SortKey::parse,
+    default: SortKey::CreatedAt,
+};
 
 fn path_id(p: &BTreeMap<String, String>) -> ApiResult<BackupId> {
     Ok(backups::parse_id(seg(p, "id"))?)
@@ -47,8 +68,28 @@ fn summary(view: &BackupView, base: &(String, String)) -> Value {
     json!({"id": b.id.to_string(), "name": b.name, "links": links(base, b.id)})
 }
 
+/// What a view shows beyond Cinder's base fields.
+#[derive(Clone, Copy)]
+struct Shown {
+    version: Version,
+    admin: bool,
+    progress: bool,
+}
+
+impl Shown {
+    fn new(ctx: &scoria_core::Context, version: Version, progress: bool) -> Shown {
+        Shown {
+            version,
+            admin: ctx
+                .authorize(scoria_core::Op::BackupListAllProjects)
+                .is_ok(),
+            progress,
+        }
+    }
+}
+
 /// The detailed view (show, detailed list).
-fn detail(view: &BackupView, base: &(String, String), status: bool) -> Value {
+fn detail(view: &BackupView, base: &(String, String), shown: Shown) -> Value {
     let b = &view.backup;
     let mut o = json!({
         "id": b.id.to_string(),
@@ -69,8 +110,20 @@ fn detail(view: &BackupView, base: &(String, String), status: bool) -> Value {
         "snapshot_id": b.snapshot_id.map(|s| s.to_string()),
         "data_timestamp": b.data_timestamp,
     });
-    if status {
-        let m = o.as_object_mut().expect("object");
+    let m = o.as_object_mut().expect("object");
+    if shown.admin && shown.version.at_least(PROJECT_ATTR) {
+        m.insert(
+            "os-backup-project-attr:project_id".into(),
+            json!(b.project_id),
+        );
+    }
+    if shown.admin && shown.version.at_least(USER_ID) {
+        m.insert("user_id".into(), json!(b.user_id));
+    }
+    if shown.version.at_least(METADATA) {
+        m.insert("metadata".into(), json!(b.metadata));
+    }
+    if shown.progress {
         m.insert(
             "scoria:backup".into(),
             json!({
@@ -101,6 +154,7 @@ fn uuid_field(field: &str, raw: &str) -> ApiResult<()> {
 pub async fn create(
     AxState(state): AxState<State>,
     Auth(ctx): Auth,
+    Extension(v): Extension<Version>,
     path: PathParams,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
@@ -145,6 +199,11 @@ pub async fn create(
         incremental: body::boolean(b, "incremental")?.unwrap_or(false),
         force: body::boolean(b, "force")?.unwrap_or(false),
         snapshot_id,
+        metadata: if v.at_least(METADATA) {
+            body::opt_metadata(b, "metadata")?.unwrap_or_default()
+        } else {
+            Default::default()
+        },
     };
     let view = backups::create(&state.app, &ctx, req).await?;
     let base = links_base(&state, &ctx, &path.0);
@@ -159,56 +218,97 @@ pub async fn create(
 pub async fn show(
     AxState(state): AxState<State>,
     Auth(ctx): Auth,
+    Extension(v): Extension<Version>,
     path: PathParams,
     q: Params,
 ) -> ApiResult<Json<Value>> {
-    let status = q.flag("with_progress")?;
+    let shown = Shown::new(&ctx, v, q.flag("with_progress")?);
     let view = backups::get(&state.app, &ctx, path_id(&path)?).await?;
     let base = links_base(&state, &ctx, &path.0);
-    Ok(Json(json!({"backup": detail(&view, &base, status)})))
+    Ok(Json(json!({"backup": detail(&view, &base, shown)})))
 }
 
-async fn list_any(
-    state: State,
-    ctx: scoria_core::Context,
-    path: BTreeMap<String, String>,
-    q: Params,
-    full: bool,
-) -> ApiResult<Json<Value>> {
+fn list_request(ctx: &scoria_core::Context, q: &Params, v: Version) -> ApiResult<ListRequest> {
+    crate::filters::BACKUP.check(q, v)?;
+    let marker = match q.get("marker") {
+        None | Some("") => None,
+        Some(m) => Some(
+            m.parse::<BackupId>()
+                .map_err(|_| ApiError::not_found(format!("Marker {m} could not be found.")))?,
+        ),
+    };
     let volume_id = match q.get("volume_id") {
         None | Some("") => None,
-        Some(v) => match v.parse() {
-            Ok(v) => Some(v),
-            Err(_) => return Ok(Json(json!({"backups": []}))),
-        },
+        Some(v) => v.parse().ok(),
     };
     let all_projects = q.flag("all_tenants")? || q.flag("all_projects")?;
-    let req = ListRequest {
-        all_projects,
+    Ok(ListRequest {
+        all_projects: all_projects
+            && ctx
+                .authorize(scoria_core::Op::BackupListAllProjects)
+                .is_ok(),
         project_id: q
             .get("project_id")
             .filter(|p| !p.is_empty())
             .map(str::to_owned),
         volume_id,
         status: q.get("status").map(str::to_owned),
-        limit: Some(query::limit(&q)?.unwrap_or(MAX_LIMIT)),
+        name: q
+            .get("name")
+            .or_else(|| q.get("display_name"))
+            .map(str::to_owned),
+        sort: query::sort(q, &SORT_KEYS)?,
+        limit: Some(query::limit(q)?.unwrap_or(MAX_LIMIT)),
         offset: q.uint("offset")?,
-    };
-    let status = q.flag("with_progress")?;
-    let all = backups::list(&state.app, &ctx, req).await?;
+        marker,
+        with_count: v.at_least(WITH_COUNT) && q.flag("with_count")?,
+    })
+}
+
+async fn list_any(
+    state: State,
+    ctx: scoria_core::Context,
+    v: Version,
+    path: BTreeMap<String, String>,
+    q: Params,
+    full: bool,
+) -> ApiResult<Json<Value>> {
+    let req = list_request(&ctx, &q, v)?;
+    // A volume id that is not a UUID names no volume: nothing matches.
+    if req.volume_id.is_none() && q.get("volume_id").is_some_and(|v| !v.is_empty()) {
+        return Ok(Json(json!({"backups": []})));
+    }
+    let size = req.limit.unwrap_or(MAX_LIMIT);
+    let with_count = req.with_count;
+    let shown = Shown::new(&ctx, v, q.flag("with_progress")?);
+    let res = backups::list(&state.app, &ctx, req).await?;
     let base = links_base(&state, &ctx, &path);
-    let items: Vec<Value> = all
+    let items: Vec<Value> = res
+        .backups
         .iter()
         .map(|b| {
             if full {
-                detail(b, &base, status)
+                detail(b, &base, shown)
             } else {
                 summary(b, &base)
             }
         })
         .collect();
     let mut out = Map::new();
+    if size > 0
+        && res.backups.len() as i64 == size
+        && let Some(last) = res.backups.last()
+    {
+        let url = format!("{}/backups{}", base.0, if full { "/detail" } else { "" });
+        out.insert(
+            "backups_links".into(),
+            query::next_link(&q, &url, &["offset"], size, last.backup.id),
+        );
+    }
     out.insert("backups".into(), Value::Array(items));
+    if with_count {
+        out.insert("count".into(), json!(res.count.unwrap_or(0)));
+    }
     Ok(Json(Value::Object(out)))
 }
 
@@ -216,20 +316,53 @@ async fn list_any(
 pub async fn list(
     AxState(state): AxState<State>,
     Auth(ctx): Auth,
+    Extension(v): Extension<Version>,
     path: PathParams,
     q: Params,
 ) -> ApiResult<Json<Value>> {
-    list_any(state, ctx, path.0, q, false).await
+    list_any(state, ctx, v, path.0, q, false).await
 }
 
 /// `GET /backups/detail`.
 pub async fn list_detail(
     AxState(state): AxState<State>,
     Auth(ctx): Auth,
+    Extension(v): Extension<Version>,
     path: PathParams,
     q: Params,
 ) -> ApiResult<Json<Value>> {
-    list_any(state, ctx, path.0, q, true).await
+    list_any(state, ctx, v, path.0, q, true).await
+}
+
+/// `PUT /backups/{id}` (3.9) `{"backup": {name, description, metadata
+/// (3.43)}}` (200, the summary view, as Cinder answers).
+pub async fn update(
+    AxState(state): AxState<State>,
+    Auth(ctx): Auth,
+    Extension(v): Extension<Version>,
+    path: PathParams,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    if !v.at_least(UPDATE) {
+        return Err(crate::microversion::not_supported(v));
+    }
+    let id = path_id(&path)?;
+    body::only(&body, "request body", &["backup"])?;
+    let b = body::object(&body, "backup")?;
+    let keys: &[&str] = if v.at_least(METADATA) {
+        &["name", "description", "metadata"]
+    } else {
+        &["name", "description"]
+    };
+    body::only(b, "backup", keys)?;
+    let req = backups::admin::UpdateRequest {
+        name: body::nullable_str(b, "name")?,
+        description: body::nullable_str(b, "description")?,
+        metadata: body::opt_metadata(b, "metadata")?,
+    };
+    let view = backups::admin::update(&state.app, &ctx, id, req).await?;
+    let base = links_base(&state, &ctx, &path.0);
+    Ok(Json(json!({"backup": summary(&view, &base)})))
 }
 
 /// `DELETE /backups/{id}` (202); refused while an incremental depends on it.

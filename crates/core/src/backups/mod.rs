@@ -11,12 +11,14 @@
 //! daemon — are refused with 400; update, metadata, export/import records,
 //! reset-status and force-delete are not there yet.
 
+pub mod admin;
+
 use scoria_model::backup::BackupStatus;
 use scoria_model::flow::Progress;
 use scoria_model::volume::{MAX_DESCRIPTION_LEN, MAX_NAME_LEN, VolumeStatus};
 use scoria_model::{BackupId, VolumeId};
 pub use scoria_storage::backup_repo::{DEFAULT_CHUNK_SIZE, valid_chunk_size};
-pub use scoria_store::backups::Backup;
+pub use scoria_store::backups::{Backup, SortKey};
 use scoria_store::{Conn, backups as store, flows as flow_store};
 
 use crate::App;
@@ -53,6 +55,8 @@ pub struct CreateRequest {
     pub incremental: bool,
     pub force: bool,
     pub snapshot_id: Option<String>,
+    /// 3.43.
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 /// List filters and paging.
@@ -62,8 +66,19 @@ pub struct ListRequest {
     pub project_id: Option<String>,
     pub volume_id: Option<VolumeId>,
     pub status: Option<String>,
+    pub name: Option<String>,
+    pub sort: Vec<(store::SortKey, scoria_store::snapshots::SortDir)>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
+    pub marker: Option<BackupId>,
+    pub with_count: bool,
+}
+
+/// A page of backups and, when asked (3.45), how many match the filters.
+#[derive(Clone, Debug)]
+pub struct ListResult {
+    pub backups: Vec<BackupView>,
+    pub count: Option<i64>,
 }
 
 /// What a restore was started on.
@@ -182,6 +197,7 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Back
         description: req.description,
         container: req.container,
         incremental: req.incremental,
+        metadata: req.metadata,
     };
     let handle = app.engine.start::<backup_create::BackupCreate>(params)?;
     handle
@@ -202,8 +218,8 @@ pub async fn get(app: &App, ctx: &Context, id: BackupId) -> Result<BackupView> {
         .ok_or_else(|| not_found(id))
 }
 
-/// A page of backups, newest first.
-pub async fn list(app: &App, ctx: &Context, req: ListRequest) -> Result<Vec<BackupView>> {
+/// A page of backups (newest first unless sorted otherwise).
+pub async fn list(app: &App, ctx: &Context, req: ListRequest) -> Result<ListResult> {
     ctx.authorize(Op::BackupList)?;
     let project = if req.all_projects && ctx.authorize(Op::BackupListAllProjects).is_ok() {
         req.project_id.clone()
@@ -213,21 +229,38 @@ pub async fn list(app: &App, ctx: &Context, req: ListRequest) -> Result<Vec<Back
     if let Some(s) = &req.status
         && s.parse::<BackupStatus>().is_err()
     {
-        return Ok(Vec::new());
+        return Ok(ListResult {
+            backups: Vec::new(),
+            count: req.with_count.then_some(0),
+        });
     }
-    let limit = req.limit.unwrap_or(1000).clamp(0, 1000);
-    let offset = req.offset.unwrap_or(0).max(0);
+    let q = store::BackupQuery {
+        project_id: project,
+        volume_id: req.volume_id,
+        status: req.status,
+        name: req.name,
+        sort: req.sort,
+        limit: Some(req.limit.unwrap_or(1000).clamp(0, 1000)),
+        offset: req.offset.map(|o| o.max(0)),
+        marker: req.marker,
+    };
     let mut conn = app.store().read().await?;
-    let all = store::backup_list(
-        &mut conn,
-        project.as_deref(),
-        req.volume_id,
-        req.status.as_deref(),
-        limit,
-        offset,
-    )
-    .await?;
-    views(&mut conn, all).await
+    let all = match store::backup_list(&mut conn, &q).await {
+        // Cinder's `MarkerNotFound` is a 404, as for the other lists.
+        Err(scoria_store::StoreError::MarkerNotFound(m)) => {
+            return Err(Error::NotFound(format!("Marker {m} could not be found.")));
+        }
+        other => other?,
+    };
+    let count = if req.with_count {
+        Some(store::backup_count(&mut conn, &q).await?)
+    } else {
+        None
+    };
+    Ok(ListResult {
+        backups: views(&mut conn, all).await?,
+        count,
+    })
 }
 
 /// Delete a backup (refused while an incremental depends on it). Returns
@@ -245,6 +278,7 @@ pub async fn delete(app: &App, ctx: &Context, id: BackupId) -> Result<()> {
         } else {
             Some(ctx.project()?.0.clone())
         },
+        force: false,
     };
     let handle = app.engine.start::<backup_delete::BackupDelete>(params)?;
     handle
@@ -290,6 +324,14 @@ pub async fn restore(
             (v, vol.name)
         }
         None => {
+            // One create flow makes the volume and writes the backup into
+            // it (`flows::volume_create`'s `from_backup.rs`); a volume that
+            // cannot be made is removed again.
+            if ctx.project()?.0 != b.project_id {
+                return Err(Error::Invalid(format!(
+                    "Invalid input received: backup {id} belongs to another project: restore it onto a volume of that project (volume_id)."
+                )));
+            }
             let name = name.unwrap_or_else(|| format!("restore_backup_{id}"));
             let made = crate::volumes::create(
                 app,
@@ -299,12 +341,17 @@ pub async fn restore(
                     description: Some(format!("auto-created to restore backup {id}")),
                     size: Some(b.size),
                     availability_zone: b.availability_zone.clone(),
+                    backup_id: Some(id),
+                    remove_on_failure: true,
                     ..Default::default()
                 },
             )
             .await?;
-            wait_available(app, made.volume.id).await?;
-            (made.volume.id, Some(name))
+            return Ok(RestoreStarted {
+                backup_id: id,
+                volume_id: made.volume.id,
+                volume_name: Some(name),
+            });
         }
     };
     let params = backup_restore::Params {
@@ -325,25 +372,16 @@ pub async fn restore(
     })
 }
 
-/// A blank volume made for a restore is `available` within moments.
-async fn wait_available(app: &App, id: VolumeId) -> Result<()> {
-    for _ in 0..600 {
-        let mut conn = app.store().read().await?;
-        match scoria_store::volumes::volume_get(&mut conn, id).await? {
-            Some(v) if v.status == VolumeStatus::Available => return Ok(()),
-            Some(v) if v.status != VolumeStatus::Creating => {
-                return Err(Error::InvalidState(format!(
-                    "Invalid volume: the volume {id} made for the restore is {}.",
-                    v.status
-                )));
-            }
-            None => return Err(Error::volume_not_found(id)),
-            Some(_) => {}
-        }
-        drop(conn);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+/// A backup the caller may restore now: visible, `available`. (The flow
+/// that restores it holds it again, atomically.)
+pub(crate) async fn restorable(conn: &mut Conn, ctx: &Context, id: BackupId) -> Result<Backup> {
+    let b = visible(conn, ctx, id).await?;
+    ctx.authorize(Op::BackupRestore)?;
+    if b.status != BackupStatus::Available {
+        return Err(Error::InvalidState(format!(
+            "Invalid backup: Backup status must be available, but is {}.",
+            b.status
+        )));
     }
-    Err(Error::InvalidState(format!(
-        "Invalid volume: the volume {id} made for the restore is still being created."
-    )))
+    Ok(b)
 }
