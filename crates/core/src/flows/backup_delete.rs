@@ -172,6 +172,8 @@ mod tests {
             description: None,
             container: None,
             incremental: false,
+            force: false,
+            snapshot_id: None,
         }
     }
 

@@ -273,6 +273,8 @@ mod tests {
                     description: None,
                     container: None,
                     incremental: false,
+                    force: false,
+                    snapshot_id: None,
                 };
                 w.run::<BackupCreate>(&e, params, "a backup").await;
             })
