@@ -10,8 +10,9 @@
 //! the bytes the backup added to the repository.
 //!
 //! Not yet: update (3.9), metadata (3.43), `export_record`/`import_record`,
-//! `os-reset_status`, `os-force_delete`, sorting and markers; `force` for an
-//! `in-use` volume and `snapshot_id` are refused (400, "not yet supported").
+//! `os-reset_status`, `os-force_delete`, sorting and markers. `force` backs
+//! up an `in-use` volume (through its export's daemon) and `snapshot_id` a
+//! snapshot of the volume (see `scoria_core::backups`).
 
 use std::collections::BTreeMap;
 
