@@ -308,3 +308,98 @@ async fn a_snapshot_backup_passes_the_generic_flow_tests() {
     println!("backup_create (snapshot): {report:?}");
     assert!(report.crash_points >= 8, "{report:?}");
 }
+
+/// While a backup reads them, the snapshot cannot be deleted (it is
+/// `backing-up`) and the in-use volume cannot be detached (it is
+/// `backing-up`); both return to their status after. The backups are held
+/// in `copy` by a sleeping failpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn what_a_backup_reads_is_held_until_it_ends() {
+    use scoria_failpoints::{Action, Failpoints};
+    use scoria_flows::{EngineOptions, Outcome};
+
+    use crate::flows::{attachment_detach, snapshot_delete};
+
+    let w = World::new_for_tests();
+    let fp = Failpoints::new();
+    let e = w.open(fp.clone(), EngineOptions::default()).await;
+    let (volume, snapshot) = (VolumeId::new(), SnapshotId::new());
+    w.create_volume(&e, volume, 1).await;
+    w.create_snapshot(&e, snapshot, volume).await;
+    let attachment = w.attach(&e, volume).await;
+    let failed = |o: Outcome, says: &str| match o {
+        Outcome::Failed(err) if err.to_string().contains(says) => {}
+        other => panic!("expected a refusal saying {says:?}, got {other:?}"),
+    };
+
+    fp.arm(
+        "flow.backup_create.copy.run",
+        Action::Sleep(1500),
+        0,
+        Some(1),
+    );
+    let b = e
+        .start::<BackupCreate>(Params {
+            snapshot_id: Some(snapshot),
+            ..params(volume, BackupId::new(), false)
+        })
+        .expect("start");
+    b.wait_step("commit_quota").await.expect("entry");
+    let s = w
+        .snapshot(&e, snapshot)
+        .await
+        .expect("read")
+        .expect("snapshot");
+    assert_eq!(s.status, SnapshotStatus::BackingUp);
+    let del = e
+        .start::<snapshot_delete::SnapshotDelete>(snapshot_delete::Params {
+            snapshot_id: snapshot,
+            project_id: Some(PROJECT.into()),
+            force: false,
+            request_id: None,
+        })
+        .expect("start");
+    failed(del.wait().await, "backing-up");
+    assert!(matches!(b.wait().await, Outcome::Done));
+    let s = w
+        .snapshot(&e, snapshot)
+        .await
+        .expect("read")
+        .expect("snapshot");
+    assert_eq!(s.status, SnapshotStatus::Available);
+    let v = w.volume(&e, volume).await.expect("read").expect("volume");
+    assert_eq!(
+        v.status,
+        VolumeStatus::InUse,
+        "a snapshot's backup leaves the volume as it is"
+    );
+
+    fp.arm(
+        "flow.backup_create.copy.run",
+        Action::Sleep(1500),
+        0,
+        Some(1),
+    );
+    let b = e
+        .start::<BackupCreate>(Params {
+            force: true,
+            ..params(volume, BackupId::new(), false)
+        })
+        .expect("start");
+    b.wait_step("commit_quota").await.expect("entry");
+    let v = w.volume(&e, volume).await.expect("read").expect("volume");
+    assert_eq!(v.status, VolumeStatus::BackingUp);
+    let detach = e
+        .start::<attachment_detach::AttachmentDetach>(attachment_detach::Params {
+            attachment_id: attachment,
+            volume_id: volume,
+            project_id: Some(PROJECT.into()),
+            force: false,
+        })
+        .expect("start");
+    failed(detach.wait().await, "backing-up");
+    assert!(matches!(b.wait().await, Outcome::Done));
+    let v = w.volume(&e, volume).await.expect("read").expect("volume");
+    assert_eq!(v.status, VolumeStatus::InUse);
+    e.wait_idle().await;
+}
