@@ -344,7 +344,9 @@ async fn snapshot_of(
 
 /// The attachment whose daemon writes the in-use volume `volume`: the one
 /// writable exported attachment. Several writers are refused (no one daemon
-/// sees every write, so none can give one instant of the volume), and so is
+/// sees every write, so none can give one instant of the volume; today a
+/// multiattach volume's second attachment gets no export, so this cannot
+/// happen yet), and so is
 /// a volume attached only read-only (its daemons opened the image read-only:
 /// they can neither track writes nor copy them aside; nothing writes it, but
 /// its image is held by them, so detach it or attach it read-write).

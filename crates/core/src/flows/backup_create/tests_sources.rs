@@ -403,3 +403,44 @@ async fn what_a_backup_reads_is_held_until_it_ends() {
     assert_eq!(v.status, VolumeStatus::InUse);
     e.wait_idle().await;
 }
+
+/// A volume attached read-only only is refused an in-use backup, saying why
+/// (its daemon opened the image read-only), and stays as it was.
+#[tokio::test]
+async fn a_read_only_attachment_is_refused_an_in_use_backup() {
+    use scoria_flows::Outcome;
+
+    let w = World::new_for_tests();
+    let e = w.plain().await;
+    let volume = VolumeId::new();
+    w.create_volume(&e, volume, 1).await;
+    w.attach_as(
+        &e,
+        volume,
+        Some(scoria_model::attachment::AttachMode::ReadOnly),
+    )
+    .await;
+    let before = w.volume(&e, volume).await.expect("read").expect("volume");
+    let backup = BackupId::new();
+    let h = e
+        .start::<BackupCreate>(Params {
+            force: true,
+            ..params(volume, backup, false)
+        })
+        .expect("start");
+    match h.wait().await {
+        Outcome::Failed(err) => {
+            assert!(err.to_string().contains("read-only"), "{err}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let after = w.volume(&e, volume).await.expect("read").expect("volume");
+    assert_eq!(after.status, before.status);
+    let mut c = e.store().read().await.expect("read");
+    assert!(
+        backups::backup_get(&mut c, backup)
+            .await
+            .expect("read")
+            .is_none()
+    );
+}
