@@ -7,7 +7,7 @@
 //! chunk: the restore fails naming it, nothing else changes; the Cinder rules
 //! (another project's backups are 404, an incremental needs a backup, a
 //! parent is not deleted while an incremental depends on it, an `in-use`
-//! volume is refused); deleting everything leaves no chunk behind.
+//! volume needs `force` and an export that writes it); deleting everything leaves no chunk behind.
 
 mod support;
 
@@ -427,7 +427,8 @@ async fn full_and_incremental_backups_restore_exactly_and_read_only_what_changed
         .await;
     assert_eq!(r.status, 400, "{:?}", r.body);
 
-    // An in-use volume: not yet supported, said clearly.
+    // An in-use volume needs `force`, and an export that writes it: one
+    // set in-use by hand has none, said clearly.
     let r =
         w.t.call(
             "POST",
@@ -437,20 +438,21 @@ async fn full_and_incremental_backups_restore_exactly_and_read_only_what_changed
         )
         .await;
     assert_eq!(r.status, 202, "{:?}", r.body);
-    let r = w
-        .call(
-            "POST",
-            "/v3/{a}/backups",
-            Some(json!({"backup": {"volume_id": v, "force": true}})),
-        )
-        .await;
-    assert_eq!(r.status, 400, "{:?}", r.body);
-    assert!(
-        r.body["badRequest"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not yet supported")
-    );
+    for (force, says) in [
+        (false, "must use the force flag"),
+        (true, "through no export"),
+    ] {
+        let r = w
+            .call(
+                "POST",
+                "/v3/{a}/backups",
+                Some(json!({"backup": {"volume_id": v, "force": force}})),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{:?}", r.body);
+        let message = r.body["badRequest"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+    }
     let r =
         w.t.call(
             "POST",

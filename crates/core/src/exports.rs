@@ -30,6 +30,8 @@ use std::time::Duration;
 
 use scoria_model::attachment::{AttachMode, AttachmentStatus};
 use scoria_model::{AttachmentId, VolumeId};
+use scoria_storage::backup_repo::engine::{BITMAP_PREFIX, bitmap_name};
+use scoria_storage::export::file::Fleece;
 use scoria_storage::export::{ExportSpec, Exporter, FileExporter, Psk, Tls, Transport};
 use scoria_store::attachments::{self as store, Attachment, ExportPlan};
 
@@ -482,6 +484,110 @@ pub(crate) async fn extend(
             .map_err(|e| export_error("start", e))?;
     }
     Ok(())
+}
+
+/// Start backup `backup`'s fleecing export in the daemon of `attachment`
+/// (on `backend`), after removing the daemon's backup bitmaps not in `keep`
+/// (names): the point-in-time view an in-use backup reads (see
+/// `scoria_storage::export::file`'s fleece). The export is ensured first (a
+/// daemon that died is started again). Holds the backend's lock while it
+/// changes the daemon, so the reconciler does not restart it mid-way.
+/// Idempotent.
+pub(crate) async fn fleece(
+    env: &Env,
+    backend: &str,
+    attachment: AttachmentId,
+    backup: &str,
+    parent_bitmap: Option<&str>,
+    keep: &[String],
+) -> Result<Fleece, StepError> {
+    let exports = env.exports.get(backend).ok_or_else(|| {
+        Error::Invalid(format!(
+            "Invalid volume: the backend {backend} cannot export volumes, so it cannot back up in-use ones."
+        ))
+    })?;
+    ensure(env, attachment).await?;
+    let _order = exports.lock.lock().await;
+    let id = attachment.to_string();
+    let retire = |name: &str| name.starts_with(BITMAP_PREFIX) && !keep.iter().any(|k| k == name);
+    exports
+        .exporter
+        .remove_bitmaps_live(&id, &retire)
+        .await
+        .map_err(|e| export_error("retire the bitmaps of", e))?;
+    exports
+        .exporter
+        .fleece(&id, backup, &bitmap_name(backup), parent_bitmap)
+        .await
+        .map_err(|e| export_error("make a point-in-time view of", e))?
+        .ok_or_else(|| {
+            Error::Unavailable(format!(
+                "No daemon serves attachment {attachment}, so its volume cannot be backed up in use now."
+            ))
+            .into()
+        })
+}
+
+/// Take down backup `backup`'s fleecing export in the daemon of
+/// `attachment`, and with `forget` also its new bitmap (in the daemon, or in
+/// the image file when no daemon runs: none can start meanwhile, this holds
+/// the backend's lock). Idempotent.
+pub(crate) async fn unfleece(
+    env: &Env,
+    backend: &str,
+    attachment: AttachmentId,
+    backup: &str,
+    forget: bool,
+) -> Result<(), StepError> {
+    let Some(exports) = env.exports.get(backend) else {
+        return Ok(());
+    };
+    let _order = exports.lock.lock().await;
+    let id = attachment.to_string();
+    exports
+        .exporter
+        .unfleece(&id, backup)
+        .await
+        .map_err(|e| export_error("end the point-in-time view of", e))?;
+    if !forget {
+        return Ok(());
+    }
+    let name = bitmap_name(backup);
+    let live = exports
+        .exporter
+        .remove_bitmaps_live(&id, &|b| b == name)
+        .await
+        .map_err(|e| export_error("remove the backup's bitmap from", e))?;
+    if live {
+        return Ok(());
+    }
+    let image = {
+        let mut c = env.store.read().await?;
+        let a = store::attachment_get(&mut c, attachment).await?;
+        let v = match a {
+            Some(a) => scoria_store::volumes::volume_get(&mut c, a.volume_id).await?,
+            None => None,
+        };
+        match v.and_then(|v| v.image_id) {
+            Some(i) => scoria_store::images::image_get(&mut c, i).await?,
+            None => None,
+        }
+    };
+    let Some(image) = image else {
+        return Ok(());
+    };
+    match env
+        .backend(&image.backend)?
+        .driver
+        .local_file(&image.name)
+        .await
+    {
+        Ok(file) => scoria_storage::backup_repo::engine::forget_bitmap(&file, backup)
+            .await
+            .map_err(|e| storage_error("remove the backup's dirty bitmap", e)),
+        Err(scoria_storage::StorageError::NotFound(_)) => Ok(()),
+        Err(e) => Err(storage_error("find the volume's image", e)),
+    }
 }
 
 /// Converge every backend's exports to the attachment rows once.

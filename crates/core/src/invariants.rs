@@ -162,11 +162,14 @@ async fn check_attachments(
         let mine: Vec<_> = atts.iter().filter(|a| a.volume_id == v.id).collect();
         let attached = mine.iter().any(|a| a.status == AttachmentStatus::Attached);
         // A failed extend of an attached volume leaves it `error_extending`
-        // (as Cinder), still attached.
+        // (as Cinder), still attached; an in-use backup holds it `backing-up`.
         if attached
             && (!matches!(
                 v.status,
-                VolumeStatus::InUse | VolumeStatus::Detaching | VolumeStatus::ErrorExtending
+                VolumeStatus::InUse
+                    | VolumeStatus::Detaching
+                    | VolumeStatus::ErrorExtending
+                    | VolumeStatus::BackingUp
             ) || v.attach_status != AttachStatus::Attached)
         {
             bad.push(format!(

@@ -59,6 +59,11 @@ pub struct NewBackup {
     pub size: i64,
     pub reservation_id: Option<ReservationId>,
     pub last_flow_id: Option<String>,
+    /// The snapshot backed up, when the backup reads one.
+    pub snapshot_id: Option<SnapshotId>,
+    /// When the data was as backed up (Cinder's `data_timestamp`): the
+    /// snapshot's `created_at` for a backup of a snapshot, else now.
+    pub data_timestamp: Option<String>,
 }
 
 fn from_row(r: &SqliteRow) -> Result<Backup> {
@@ -105,8 +110,9 @@ pub async fn backup_create(conn: &mut Conn, b: &NewBackup) -> Result<()> {
     let r = sqlx::query(
         "INSERT INTO backups (id, project_id, user_id, volume_id, parent_id, name, description,
                 container, availability_zone, size, status, reservation_id, last_flow_id,
-                data_timestamp, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'creating', $11, $12, $13, $13)
+                data_timestamp, created_at, snapshot_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'creating', $11, $12,
+                 COALESCE($14, $13), $13, $15)
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(b.id.to_string())
@@ -122,6 +128,8 @@ pub async fn backup_create(conn: &mut Conn, b: &NewBackup) -> Result<()> {
     .bind(b.reservation_id.map(|r| r.to_string()))
     .bind(&b.last_flow_id)
     .bind(at)
+    .bind(&b.data_timestamp)
+    .bind(b.snapshot_id.map(|s| s.to_string()))
     .execute(&mut *conn)
     .await?;
     if r.rows_affected() == 0 {
@@ -226,11 +234,12 @@ pub async fn backup_count(conn: &mut Conn, q: &BackupQuery) -> Result<i64> {
         .await
 }
 
-/// The newest `available` backup of a volume: what an incremental builds on.
+/// The `available` backup of a volume with the newest data (by
+/// `data_timestamp`, as Cinder picks an incremental's parent).
 pub async fn backup_latest_available(conn: &mut Conn, volume: VolumeId) -> Result<Option<Backup>> {
     let row = sqlx::query(
         "SELECT * FROM backups WHERE volume_id = $1 AND status = 'available'
-         ORDER BY created_at DESC, rowid DESC LIMIT 1",
+         ORDER BY data_timestamp DESC, created_at DESC, rowid DESC LIMIT 1",
     )
     .bind(volume.to_string())
     .fetch_optional(conn)

@@ -13,10 +13,9 @@
 //! 3.43 everyone the backup's `metadata`, from 3.56 an admin its `user_id`.
 //! Lists sort, page (`marker`, `limit`, `offset`) and count (3.45) as the
 //! snapshot lists do. `actions.rs`: the admin actions, Cinder's backup
-//! records and Scoria's verification.
-//!
-//! Not yet: `force` for an `in-use` volume and `snapshot_id` are refused
-//! (400, "not yet supported").
+//! records and Scoria's verification. `force` backs up an `in-use` volume
+//! (through its export's daemon) and `snapshot_id` a snapshot of the volume
+//! (see `scoria_core::backups`).
 
 use std::collections::BTreeMap;
 

@@ -6,10 +6,13 @@
 //! backup counts against its project's `backups` and `backup_gigabytes` (its
 //! volume's size) from the request that makes it until it is deleted.
 //!
-//! Not yet: backups of `in-use` volumes (`force`) and of snapshots
-//! (`snapshot_id`) — both need a point-in-time snapshot through the storage
-//! daemon — are refused with 400; update, metadata, export/import records,
-//! reset-status and force-delete are not there yet.
+//! An `in-use` volume is backed up with `force` through its export's daemon
+//! (a point-in-time fleecing export, no new layer), a snapshot of the volume
+//! with `snapshot_id` (its frozen image); see `flows::backup_create`. A
+//! restore onto a new volume, and a volume created from a backup (3.47), is
+//! one volume create flow (`flows::volume_create`'s `from_backup.rs`).
+//! `admin.rs`: update and metadata, an admin's reset-status, force-delete
+//! and verification, and Cinder's backup records.
 
 pub mod admin;
 
@@ -159,11 +162,13 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Back
     let volume_id: VolumeId = volume_id
         .parse()
         .map_err(|_| Error::volume_not_found(volume_id))?;
-    if req.snapshot_id.is_some() {
-        return Err(Error::Invalid(
-            "Invalid input received: backups of a snapshot (snapshot_id) are not yet supported by Scoria.".into(),
-        ));
-    }
+    let snapshot_id = match req.snapshot_id.as_deref() {
+        Some(s) => Some(
+            s.parse::<scoria_model::SnapshotId>()
+                .map_err(|_| Error::NotFound(format!("Snapshot {s} could not be found.")))?,
+        ),
+        None => None,
+    };
     {
         let mut conn = app.store().read().await?;
         let v = crate::rules::volumes::visible(&mut conn, ctx, volume_id).await?;
@@ -172,21 +177,21 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Back
                 "Invalid input received: volume {volume_id} belongs to another project; back it up with a token of that project."
             )));
         }
-        if v.status == VolumeStatus::InUse {
+        if v.status == VolumeStatus::InUse && !req.force && snapshot_id.is_none() {
             return Err(Error::Invalid(format!(
-                "Invalid volume: Volume {volume_id} is in-use: backups of in-use volumes (force) are not yet supported by Scoria; detach it first."
+                "Invalid volume: Backing up an in-use volume must use the force flag (volume {volume_id})."
             )));
         }
-        if v.status != VolumeStatus::Available {
+        if !matches!(v.status, VolumeStatus::Available | VolumeStatus::InUse) {
             return Err(Error::InvalidState(format!(
-                "Invalid volume: The volume {volume_id} must be available to be backed up, but its status is {}.",
+                "Invalid volume: The volume {volume_id} must be available or in-use to be backed up, but its status is {}.",
                 v.status
             )));
         }
     }
-    // `force` only matters for an `in-use` volume, refused above for now; on
-    // an available one Cinder accepts it and so does Scoria.
-    let _ = req.force;
+    // The flow's first transaction checks the rest (the snapshot's status
+    // and volume, the attachment whose daemon writes an in-use volume) and
+    // its refusals are this request's answer.
     let id = BackupId::new();
     let params = backup_create::Params {
         backup_id: id,
@@ -198,6 +203,8 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Back
         container: req.container,
         incremental: req.incremental,
         metadata: req.metadata,
+        force: req.force,
+        snapshot_id,
     };
     let handle = app.engine.start::<backup_create::BackupCreate>(params)?;
     handle

@@ -85,6 +85,17 @@ async fn begin_detach(cx: &Cx<AttachmentDetach>, c: &mut Conn) -> Result<Value, 
         ))
         .into());
     }
+    // An in-use backup reads through this attachment's daemon.
+    if !p.force
+        && let Some(v) = scoria_store::volumes::volume_get(c, a.volume_id).await?
+        && v.status == scoria_model::volume::VolumeStatus::BackingUp
+    {
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: Volume {} is backing-up: it cannot be detached until its backup ends.",
+            v.id
+        ))
+        .into());
+    }
     store::attachment_set_status(c, a.id, &[a.status], AttachmentStatus::Detaching).await?;
     Ok(json!({
         "prior_status": a.status,

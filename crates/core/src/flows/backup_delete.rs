@@ -193,6 +193,8 @@ mod tests {
             container: None,
             incremental: false,
             metadata: Default::default(),
+            force: false,
+            snapshot_id: None,
         }
     }
 

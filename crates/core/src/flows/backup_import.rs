@@ -138,6 +138,8 @@ async fn create_entry(cx: &Cx<BackupImport>, c: &mut Conn) -> Result<Value, Step
             size: r.size,
             reservation_id: None,
             last_flow_id: Some(cx.flow_id.to_string()),
+            snapshot_id: r.snapshot_id,
+            data_timestamp: r.data_timestamp.clone(),
         },
     )
     .await?;

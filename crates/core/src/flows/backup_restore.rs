@@ -285,6 +285,8 @@ mod tests {
                     container: None,
                     incremental: false,
                     metadata: Default::default(),
+                    force: false,
+                    snapshot_id: None,
                 };
                 w.run::<BackupCreate>(&e, params, "a backup").await;
             })

@@ -143,6 +143,16 @@ impl World {
     /// Attach volume `id` with a connector (the attach flow) and complete
     /// the attachment: the volume is `in-use`, its export served.
     pub async fn attach(&self, e: &Engine<Env>, volume: VolumeId) -> scoria_model::AttachmentId {
+        self.attach_as(e, volume, None).await
+    }
+
+    /// [`World::attach`] in `mode` (`None`: the default, read-write).
+    pub async fn attach_as(
+        &self,
+        e: &Engine<Env>,
+        volume: VolumeId,
+        mode: Option<scoria_model::attachment::AttachMode>,
+    ) -> scoria_model::AttachmentId {
         use scoria_model::attachment::AttachmentStatus;
         let id = scoria_model::AttachmentId::new();
         let params = crate::flows::attachment_attach::Params {
@@ -151,7 +161,7 @@ impl World {
             project_id: Some(PROJECT.into()),
             instance_uuid: Some("instance-1".into()),
             connector: Some(serde_json::json!({"host": "compute-1"})),
-            mode: None,
+            mode,
             create: true,
         };
         self.run::<crate::flows::attachment_attach::AttachmentAttach>(e, params, "an attachment")

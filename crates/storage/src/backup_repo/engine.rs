@@ -32,6 +32,17 @@
 //! never added because the volume is raw), flagged `in-use` (a writer did not
 //! close the image cleanly), or the volume's size changed.
 //!
+//! # Sources
+//!
+//! A backup reads a [`Source`]: the volume's image file ([`Source::File`],
+//! an `available` volume nothing writes; bitmaps handled here as above), a
+//! frozen image ([`Source::Frozen`], a snapshot's: never given a bitmap, an
+//! incremental reads everything and stores only the new chunks), or an NBD
+//! export ([`Source::Nbd`], the point-in-time view of an attached volume that
+//! its export's daemon serves: the daemon added the new bitmap and froze the
+//! changes since the parent into a bitmap the export offers, so nothing here
+//! touches bitmaps). The same reading, hashing and storing serves all three.
+//!
 //! Reads go through `qemu-img convert` of a byte range (the chain flattened),
 //! at most [`RUN_CHUNKS`] chunks per process, into a temporary of the
 //! repository; only the chunks a backup must read are read, and the bytes
@@ -53,12 +64,13 @@ use std::path::Path;
 use super::{ChunkRead, DynRepo, Manifest, Tracking};
 use crate::file::create::blocking;
 use crate::qemu::backup::{self as q, Extent};
+use crate::qemu::nbd::{self, NbdSource};
 use crate::{Format, LocalFile, Result, StorageError, io_error};
 
 /// The most chunks read by one `qemu-img` process.
 pub const RUN_CHUNKS: usize = 16;
 
-const BITMAP_PREFIX: &str = "scoria-backup-";
+pub const BITMAP_PREFIX: &str = "scoria-backup-";
 
 /// The dirty bitmap a backup starts.
 pub fn bitmap_name(backup_id: &str) -> String {
@@ -77,10 +89,64 @@ pub struct BackupJob {
     pub keep_bitmaps: Vec<String>,
 }
 
-/// Back up the image `file` into `repo` as `job` says, and return the durable
+/// What a backup reads (see the module doc).
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A volume's image that nothing writes while it is read.
+    File(LocalFile),
+    /// An image that never changes (a snapshot's): no bitmap is added to it.
+    Frozen(LocalFile),
+    /// A point-in-time export of an attached volume.
+    Nbd(NbdExport),
+}
+
+/// A fleecing export and what it offers for an incremental.
+#[derive(Clone, Debug)]
+pub struct NbdExport {
+    pub source: NbdSource,
+    /// The bitmap the export offers: what changed since the parent backup.
+    pub changes: Option<String>,
+    /// Why there is none (told in the manifest's `fallback_reason`).
+    pub no_changes: Option<String>,
+}
+
+impl Source {
+    async fn size(&self) -> Result<u64> {
+        match self {
+            Self::File(f) | Self::Frozen(f) => {
+                Ok(crate::qemu::info(&f.path, f.format).await?.virtual_size)
+            }
+            Self::Nbd(n) => nbd::size(&n.source).await,
+        }
+    }
+
+    async fn data_extents(&self) -> Result<Vec<Extent>> {
+        match self {
+            Self::File(f) | Self::Frozen(f) => q::data_extents(&f.path, f.format).await,
+            Self::Nbd(n) => nbd::data_extents(&n.source).await,
+        }
+    }
+
+    async fn read_range(&self, offset: u64, len: u64, dest: &Path) -> Result<()> {
+        match self {
+            Self::File(f) | Self::Frozen(f) => {
+                q::read_range(&f.path, f.format, offset, len, dest).await
+            }
+            Self::Nbd(n) => nbd::read_range(&n.source, offset, len, dest).await,
+        }
+    }
+}
+
+/// Back up the image `file` (nothing writes it meanwhile) into `repo`: see
+/// [`backup_from`].
+pub async fn backup(file: &LocalFile, repo: &DynRepo, job: &BackupJob) -> Result<Manifest> {
+    backup_from(&Source::File(file.clone()), repo, job).await
+}
+
+/// Back up `source` into `repo` as `job` says, and return the durable
 /// manifest. A manifest already stored for the backup is returned as it is
 /// (a re-run after a crash).
-pub async fn backup(file: &LocalFile, repo: &DynRepo, job: &BackupJob) -> Result<Manifest> {
+pub async fn backup_from(source: &Source, repo: &DynRepo, job: &BackupJob) -> Result<Manifest> {
     if !super::valid_chunk_size(job.chunk_size) {
         return Err(StorageError::InvalidSize {
             size: job.chunk_size,
@@ -93,12 +159,12 @@ pub async fn backup(file: &LocalFile, repo: &DynRepo, job: &BackupJob) -> Result
         return Ok(m);
     }
     let _writing = repo.writer();
-    let size = crate::qemu::info(&file.path, file.format)
-        .await?
-        .virtual_size;
+    let size = source.size().await?;
     let chunk = job.chunk_size;
     let count = size.div_ceil(chunk) as usize;
-    if file.format == Format::Qcow2 {
+    if let Source::File(file) = source
+        && file.format == Format::Qcow2
+    {
         q::bitmap_add(&file.path, &bitmap_name(&job.backup_id)).await?;
         let mut keep: Vec<&str> = job.keep_bitmaps.iter().map(String::as_str).collect();
         keep.push(&job.backup_id);
@@ -107,16 +173,12 @@ pub async fn backup(file: &LocalFile, repo: &DynRepo, job: &BackupJob) -> Result
     }
     let (to_read, mut chunks, tracking, fallback_reason) = match &job.parent {
         None => (
-            overlapping(
-                &q::data_extents(&file.path, file.format).await?,
-                chunk,
-                count,
-            ),
+            overlapping(&source.data_extents().await?, chunk, count),
             vec![None; count],
             Tracking::Full,
             None,
         ),
-        Some(p) => match dirty_since(file, p, size, chunk).await {
+        Some(p) => match changed_since(source, p, size, chunk).await {
             Ok(dirty) => (
                 overlapping(&dirty, chunk, count),
                 p.chunks.clone(),
@@ -126,11 +188,7 @@ pub async fn backup(file: &LocalFile, repo: &DynRepo, job: &BackupJob) -> Result
             Err(reason) => {
                 tracing::info!(backup = %job.backup_id, %reason, "incremental backup falls back to a full read");
                 (
-                    overlapping(
-                        &q::data_extents(&file.path, file.format).await?,
-                        chunk,
-                        count,
-                    ),
+                    overlapping(&source.data_extents().await?, chunk, count),
                     vec![None; count],
                     Tracking::FullRead,
                     Some(reason),
@@ -145,7 +203,7 @@ pub async fn backup(file: &LocalFile, repo: &DynRepo, job: &BackupJob) -> Result
         let start = run[0] as u64 * chunk;
         let end = ((run[run.len() - 1] as u64 + 1) * chunk).min(size);
         let tmp = repo.temp_path("read");
-        let read = q::read_range(&file.path, file.format, start, end - start, &tmp).await;
+        let read = source.read_range(start, end - start, &tmp).await;
         if let Err(e) = read {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
@@ -215,17 +273,43 @@ fn store_run(
     Ok(out)
 }
 
-/// What changed since the parent backup, by its bitmap; or why that cannot
-/// be known.
-async fn dirty_since(
-    file: &LocalFile,
+/// What changed since the parent backup, as `source` can tell; or why that
+/// cannot be known.
+async fn changed_since(
+    source: &Source,
     parent: &Manifest,
     size: u64,
     chunk: u64,
 ) -> std::result::Result<Vec<Extent>, String> {
-    if file.format != Format::Qcow2 {
-        return Err("the volume is raw: raw images have no dirty bitmap".into());
+    let same_shape = same_shape(parent, size, chunk);
+    match source {
+        Source::File(file) => {
+            same_shape?;
+            dirty_since(file, parent).await
+        }
+        Source::Frozen(_) => Err(format!(
+            "a backup from a snapshot reads the snapshot's whole frozen image: a frozen image carries no dirty bitmap (parent backup {})",
+            parent.backup_id
+        )),
+        Source::Nbd(n) => {
+            same_shape?;
+            match (&n.changes, &n.no_changes) {
+                (Some(bitmap), _) => nbd::dirty_extents(&n.source, bitmap).await.map_err(|e| {
+                    format!("reading the dirty bitmap through the export failed: {e}")
+                }),
+                (None, Some(why)) => Err(why.clone()),
+                (None, None) => Err(format!(
+                    "the export offers no dirty bitmap for backup {}",
+                    parent.backup_id
+                )),
+            }
+        }
     }
+}
+
+/// Whether an incremental of a `size`-byte volume in `chunk`-byte chunks can
+/// build on `parent`'s manifest entry by entry.
+fn same_shape(parent: &Manifest, size: u64, chunk: u64) -> std::result::Result<(), String> {
     if parent.volume_size != size {
         return Err(format!(
             "the volume's size changed since backup {} ({} → {size} bytes)",
@@ -237,6 +321,17 @@ async fn dirty_since(
             "the chunk size changed since backup {}",
             parent.backup_id
         ));
+    }
+    Ok(())
+}
+
+/// What changed in the image `file` since `parent`, by its bitmap.
+async fn dirty_since(
+    file: &LocalFile,
+    parent: &Manifest,
+) -> std::result::Result<Vec<Extent>, String> {
+    if file.format != Format::Qcow2 {
+        return Err("the volume is raw: raw images have no dirty bitmap".into());
     }
     let name = bitmap_name(&parent.backup_id);
     let bitmaps = q::bitmaps(&file.path).await.map_err(|e| e.to_string())?;

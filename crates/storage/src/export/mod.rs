@@ -56,6 +56,8 @@ use crate::qemu::qsd::DaemonError;
 
 pub mod file;
 #[cfg(test)]
+mod fleece_tests;
+#[cfg(test)]
 mod live_tests;
 #[cfg(test)]
 mod tests;

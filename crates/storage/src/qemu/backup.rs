@@ -69,13 +69,13 @@ struct BitmapJson {
 }
 
 #[derive(Debug, Deserialize)]
-struct MapEntry {
-    start: u64,
-    length: u64,
+pub(super) struct MapEntry {
+    pub(super) start: u64,
+    pub(super) length: u64,
     #[serde(default)]
-    zero: bool,
+    pub(super) zero: bool,
     #[serde(default)]
-    data: bool,
+    pub(super) data: bool,
 }
 
 /// The persistent bitmaps of the qcow2 image at `path` (not of its bases).
@@ -275,12 +275,12 @@ pub async fn write_raw(source: &Path, target: &Path, format: Format) -> Result<(
 }
 
 /// A value for qemu's `key=value,…` option syntax: a comma is doubled.
-fn escape(value: &str) -> String {
+pub(super) fn escape(value: &str) -> String {
     value.replace(',', ",,")
 }
 
 /// Sorted, adjacent ranges joined.
-fn merge(extents: impl Iterator<Item = Extent>) -> Vec<Extent> {
+pub(super) fn merge(extents: impl Iterator<Item = Extent>) -> Vec<Extent> {
     let mut all: Vec<Extent> = extents.filter(|e| e.length > 0).collect();
     all.sort_by_key(|e| e.start);
     let mut out: Vec<Extent> = Vec::with_capacity(all.len());

@@ -23,6 +23,7 @@ use std::ffi::OsStr;
 
 pub mod backup;
 pub mod img;
+pub mod nbd;
 pub mod qmp;
 pub mod qsd;
 pub mod untrusted;

@@ -51,7 +51,7 @@ pub(super) struct Top {
 }
 
 /// The daemon's named block nodes (`query-named-block-nodes`, flat).
-async fn nodes(daemon: &Daemon) -> Result<Vec<Value>, QmpError> {
+pub(super) async fn nodes(daemon: &Daemon) -> Result<Vec<Value>, QmpError> {
     let nodes = daemon
         .qmp()
         .execute("query-named-block-nodes", json!({"flat": true}))
@@ -60,7 +60,7 @@ async fn nodes(daemon: &Daemon) -> Result<Vec<Value>, QmpError> {
 }
 
 /// The node export `EXPORT_ID` serves, if the export exists.
-async fn exported_node(daemon: &Daemon) -> Result<Option<String>, QmpError> {
+pub(super) async fn exported_node(daemon: &Daemon) -> Result<Option<String>, QmpError> {
     let exports = daemon
         .qmp()
         .execute("query-block-exports", Value::Null)
@@ -137,7 +137,7 @@ fn free_name(nodes: &[Value], prefix: &str) -> String {
         .unwrap_or_else(|| prefix.to_owned())
 }
 
-fn qmp_err(id: &str) -> impl FnOnce(QmpError) -> ExportError {
+pub(super) fn qmp_err(id: &str) -> impl FnOnce(QmpError) -> ExportError {
     let id = id.to_owned();
     move |e| ExportError::Daemon {
         id,

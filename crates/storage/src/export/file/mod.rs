@@ -59,7 +59,8 @@
 //! spec into a daemon's command line and reads one back, `dir.rs` prepares an
 //! export's directory (key file, DH group, stale socket), `live.rs` changes
 //! what a running daemon serves (a new top layer for a snapshot, a bigger
-//! image) without stopping it.
+//! image) without stopping it, `fleece.rs` gives a backup a point-in-time
+//! view of a served volume and manages the daemon's dirty bitmaps.
 //!
 //! # Never back down a chain
 //!
@@ -88,7 +89,10 @@ use crate::qemu::qsd::{self, Daemon};
 mod chain;
 mod config;
 mod dir;
+mod fleece;
 mod live;
+
+pub use fleece::{Fleece, LiveBitmap};
 
 #[cfg(test)]
 mod tests;
