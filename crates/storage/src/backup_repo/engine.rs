@@ -92,7 +92,10 @@ pub async fn backup(file: &LocalFile, repo: &DynRepo, job: &BackupJob) -> Result
     if let Some(m) = blocking(move || r.get_manifest(&id)).await? {
         return Ok(m);
     }
-    let _writing = repo.writer();
+    // Taken on a blocking thread: it waits while a collection runs, which
+    // for an object store is many requests long.
+    let r = repo.clone();
+    let _writing = blocking(move || Ok(r.writer())).await?;
     let size = crate::qemu::info(&file.path, file.format)
         .await?
         .virtual_size;
@@ -364,7 +367,10 @@ pub async fn restore(file: &LocalFile, repo: &DynRepo, manifest: &Manifest) -> R
             ),
         });
     }
-    let _writing = repo.writer();
+    // Taken on a blocking thread: it waits while a collection runs, which
+    // for an object store is many requests long.
+    let r = repo.clone();
+    let _writing = blocking(move || Ok(r.writer())).await?;
     let tmp = repo.temp_path("restore");
     let r = repo.clone();
     let m = manifest.clone();

@@ -250,8 +250,8 @@ impl S3Client {
         }
     }
 
-    /// Create the bucket (tests; Scoria expects an existing one).
-    #[cfg(test)]
+    /// Create the bucket; one that exists is success. For tests and setup:
+    /// Scoria itself expects an existing bucket and never creates one.
     pub fn create_bucket(&self) -> Result<()> {
         match self.request("PUT", None, &[], &[]) {
             Ok(_) => Ok(()),
@@ -355,7 +355,12 @@ impl S3Client {
 }
 
 fn read_body(resp: ureq::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
+    // Sized up front from the announced length (capped): no regrowth.
+    let len: usize = resp
+        .header("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let mut body = Vec::with_capacity(len.min(MAX_BODY as usize + 1));
     resp.into_reader()
         .take(MAX_BODY + 1)
         .read_to_end(&mut body)
