@@ -91,6 +91,11 @@ fn errors_name_the_bucket_and_key() {
             .contains("https")
     );
     config.endpoint = "http://127.0.0.1:1".into();
+    for prefix in ["a/../b", "./a", "a//b"] {
+        let mut c = config.clone();
+        c.prefix = prefix.into();
+        assert!(S3Client::new(c).is_err(), "{prefix}");
+    }
     config.bucket = "Bad_Bucket".into();
     assert!(S3Client::new(config).is_err());
 }

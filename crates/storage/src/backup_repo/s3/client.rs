@@ -128,6 +128,18 @@ impl S3Client {
             .unwrap_or(authority)
             .to_owned();
         let prefix = config.prefix.trim_matches('/');
+        // A URL path normalizes `.`, `..` and `//`: such a prefix would name
+        // other keys than it says.
+        if !prefix.is_empty()
+            && prefix
+                .split('/')
+                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err(invalid(format!(
+                "prefix {:?} has an empty, . or .. segment",
+                config.prefix
+            )));
+        }
         let prefix = if prefix.is_empty() {
             String::new()
         } else {
@@ -206,28 +218,10 @@ impl S3Client {
     /// small pages to cross continuation tokens).
     pub fn list_pages(&self, prefix: &str, page: Option<u32>) -> Result<Vec<Object>> {
         let full = self.full_key(prefix);
-        let page = page.map(|p| p.to_string());
         let mut token: Option<String> = None;
         let mut all = Vec::new();
         loop {
-            let mut query = vec![("list-type", "2"), ("prefix", full.as_str())];
-            if let Some(p) = &page {
-                query.push(("max-keys", p));
-            }
-            if let Some(t) = &token {
-                query.push(("continuation-token", t));
-            }
-            let answer = self
-                .request("GET", None, &query, &[])
-                .map_err(|f| self.error("ListObjectsV2", &full, f))?;
-            let text = String::from_utf8_lossy(&answer.body);
-            let listing = xml::parse_listing(&text).map_err(|why| {
-                self.error(
-                    "ListObjectsV2",
-                    &full,
-                    Failure::Other(format!("unreadable listing: {why}")),
-                )
-            })?;
+            let listing = self.list_page(&full, page, token.as_deref())?;
             for o in listing.objects {
                 if let Some(rel) = o.key.strip_prefix(&self.prefix) {
                     all.push(Object {
@@ -248,6 +242,41 @@ impl S3Client {
                 None => return Ok(all),
             }
         }
+    }
+
+    /// One listing request (at most one key): the bucket is there and the
+    /// credentials are good, whatever it holds.
+    pub fn check(&self) -> Result<()> {
+        self.list_page(&self.full_key("manifests/"), Some(1), None)
+            .map(|_| ())
+    }
+
+    /// One ListObjectsV2 page of keys starting with `full` (a full key).
+    fn list_page(
+        &self,
+        full: &str,
+        page: Option<u32>,
+        token: Option<&str>,
+    ) -> Result<xml::Listing> {
+        let page = page.map(|p| p.to_string());
+        let mut query = vec![("list-type", "2"), ("prefix", full)];
+        if let Some(p) = &page {
+            query.push(("max-keys", p));
+        }
+        if let Some(t) = token {
+            query.push(("continuation-token", t));
+        }
+        let answer = self
+            .request("GET", None, &query, &[])
+            .map_err(|f| self.error("ListObjectsV2", full, f))?;
+        let text = String::from_utf8_lossy(&answer.body);
+        xml::parse_listing(&text).map_err(|why| {
+            self.error(
+                "ListObjectsV2",
+                full,
+                Failure::Other(format!("unreadable listing: {why}")),
+            )
+        })
     }
 
     /// Create the bucket; one that exists is success. For tests and setup:

@@ -69,7 +69,7 @@ impl S3Repo {
         fs::create_dir_all(&temp_dir)
             .map_err(|e| io_error(format!("creating {}", temp_dir.display()), e))?;
         let client = S3Client::new(config)?;
-        client.list_pages("manifests/", Some(1))?;
+        client.check()?;
         Ok(Self {
             client,
             temp_dir,
