@@ -70,7 +70,7 @@ pub(super) const TEST_BUCKET: &str = "scoria-test";
 pub(super) fn s3_config(test: &str) -> Option<S3Config> {
     let Ok(endpoint) = std::env::var("SCORIA_TEST_S3") else {
         println!(
-            "SKIPPED {test} on S3: SCORIA_TEST_S3 is not set (.ci/run starts a server and sets it)"
+            "SKIPPED {test} on S3: SCORIA_TEST_S3 is not set (scripts/with-s3 starts a server and sets it; .ci/run runs the tests under it)"
         );
         return None;
     };
