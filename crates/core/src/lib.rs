@@ -129,29 +129,58 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct BackupConfig {
     /// The repository directory (`<data_dir>/backups` by default), outside
-    /// every backend.
+    /// every backend; used when `repository` is [`BackupRepository::Dir`].
     pub path: PathBuf,
-    /// Sync chunks and manifests before a backup is `available`.
+    /// Sync chunks and manifests before a backup is `available` (the
+    /// directory; an object store's PUT is durable when it answers).
     pub fsync: bool,
     /// Bytes per chunk (4 MiB by default; a multiple of 64 KiB).
     pub chunk_size: u64,
+    /// Where chunks and manifests are kept.
+    pub repository: BackupRepository,
+}
+
+/// Which backup repository (see `scoria_storage::backup_repo`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackupRepository {
+    /// The directory at [`BackupConfig::path`].
+    Dir,
+    /// A bucket of an S3-compatible object store, with local temporaries
+    /// (restore staging) in `temp_dir`.
+    S3 {
+        s3: scoria_storage::backup_repo::S3Config,
+        temp_dir: PathBuf,
+    },
 }
 
 impl BackupConfig {
     /// Open the repository this configuration names (also for the command
     /// line's `scoria backup verify`, with or without a running server: it
     /// only reads).
-    pub fn open(&self) -> Result<scoria_storage::backup_repo::DynRepo> {
+    pub async fn open(&self) -> Result<scoria_storage::backup_repo::DynRepo> {
         if !scoria_storage::backup_repo::valid_chunk_size(self.chunk_size) {
             return Err(Error::Invalid(format!(
                 "backups.chunk_size {} is not a multiple of 64 KiB between 64 KiB and 64 MiB",
                 self.chunk_size
             )));
         }
-        Ok(Arc::new(
-            scoria_storage::backup_repo::DirRepo::open(self.path.clone(), self.fsync)
-                .map_err(|e| Error::internal("the backup repository cannot open", e))?,
-        ))
+        Ok(match &self.repository {
+            BackupRepository::Dir => Arc::new(
+                scoria_storage::backup_repo::DirRepo::open(self.path.clone(), self.fsync)
+                    .map_err(|e| Error::internal("the backup repository cannot open", e))?,
+            ),
+            BackupRepository::S3 { s3, temp_dir } => {
+                // Blocking: the bucket is listed once, so bad settings fail here.
+                let (s3, temp_dir) = (s3.clone(), temp_dir.clone());
+                let repo = tokio::task::spawn_blocking(move || {
+                    scoria_storage::backup_repo::S3Repo::open(s3, temp_dir)
+                })
+                .await
+                .map_err(|e| Error::internal("the backup repository cannot open", e))?
+                .map_err(|e| Error::internal("the backup repository cannot open", e))?;
+                Arc::new(repo)
+            }
+        })
     }
 }
 
@@ -222,6 +251,7 @@ impl Config {
                 path: backups,
                 fsync: true,
                 chunk_size: scoria_storage::backup_repo::DEFAULT_CHUNK_SIZE,
+                repository: BackupRepository::Dir,
             },
             image_service: ImageServiceConfig {
                 path: images,
@@ -428,7 +458,7 @@ impl App {
             .await
             .map_err(|e| Error::internal("the image store cannot start", e))?,
         );
-        let backup_repo = config.backups.open()?;
+        let backup_repo = config.backups.open().await?;
         // Before any flow resumes: the chunks of backups interrupted before
         // their manifest (and restores' temporaries) go now; a resumed backup
         // writes what it needs again.

@@ -42,6 +42,44 @@ pub struct Backups {
     pub fsync: Option<bool>,
     /// Bytes per chunk, in KiB (a multiple of 64, from 64 to 65536).
     pub chunk_size_kib: Option<u64>,
+    /// `dir` (the default: the directory `path`) or `s3` (`[backups.s3]`).
+    pub repository: Option<String>,
+    pub s3: Option<BackupsS3>,
+}
+
+/// An S3-compatible bucket holding the backup repository.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupsS3 {
+    /// `http://host[:port]`; requests are path-style.
+    pub endpoint: Option<String>,
+    /// `us-east-1` by default.
+    pub region: Option<String>,
+    pub bucket: Option<String>,
+    /// Prepended to every key (empty by default).
+    pub prefix: Option<String>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    /// Local directory for temporaries (restore staging), relative to the
+    /// data directory; `backups-tmp` by default.
+    pub temp_path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for BackupsS3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupsS3")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("access_key", &self.access_key)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("temp_path", &self.temp_path)
+            .finish()
+    }
 }
 
 /// How attached volumes are served (NBD exports by qemu-storage-daemon).
@@ -240,6 +278,15 @@ pub fn resolve(
         }
         core.backups.chunk_size = bytes;
     }
+    core.backups.repository = match (backups.repository.as_deref(), backups.s3) {
+        (None | Some("dir"), None) => scoria_core::BackupRepository::Dir,
+        (None | Some("dir"), Some(_)) => {
+            bail!("[backups.s3] is set but backups.repository is not \"s3\"")
+        }
+        (Some("s3"), Some(s3)) => backups_s3(s3, &data_dir)?,
+        (Some("s3"), None) => bail!("backups.repository = \"s3\" needs a [backups.s3] section"),
+        (Some(other), _) => bail!("backups.repository must be \"dir\" or \"s3\", not {other:?}"),
+    };
     let images = file.image_service;
     if let Some(p) = images.path {
         core.image_service.path = if p.is_absolute() { p } else { data_dir.join(p) };
@@ -412,6 +459,32 @@ fn backend(b: Backend, data_dir: &Path) -> Result<BackendConfig> {
     })
 }
 
+fn backups_s3(s3: BackupsS3, data_dir: &Path) -> Result<scoria_core::BackupRepository> {
+    let required = |v: Option<String>, key: &str| match v {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(anyhow::anyhow!("backups.s3.{key} is required")),
+    };
+    let config = scoria_core::backups::S3Config {
+        endpoint: required(s3.endpoint, "endpoint")?,
+        region: s3.region.unwrap_or_else(|| "us-east-1".into()),
+        bucket: required(s3.bucket, "bucket")?,
+        prefix: s3.prefix.unwrap_or_default(),
+        access_key: required(s3.access_key, "access_key")?,
+        secret_key: required(s3.secret_key, "secret_key")?,
+    };
+    // The settings' own checks (endpoint form, bucket name), before start.
+    scoria_core::backups::S3Client::new(config.clone()).context("backups.s3")?;
+    let temp = s3.temp_path.unwrap_or_else(|| "backups-tmp".into());
+    Ok(scoria_core::BackupRepository::S3 {
+        s3: config,
+        temp_dir: if temp.is_absolute() {
+            temp
+        } else {
+            data_dir.join(temp)
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,6 +502,41 @@ mod tests {
         assert!(r.core.backups.path.ends_with("backups"));
         assert_eq!(r.core.backups.chunk_size, 4 << 20);
         assert!(r.core.backups.fsync);
+        assert_eq!(
+            r.core.backups.repository,
+            scoria_core::BackupRepository::Dir
+        );
+    }
+
+    #[test]
+    fn an_s3_repository() {
+        let text = "data_dir = \"/srv/scoria\"\n[backups]\nrepository = \"s3\"\n[backups.s3]\n\
+                    endpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\nprefix = \"p/\"\n\
+                    access_key = \"ak\"\nsecret_key = \"sk-secret\"\n";
+        let f: File = toml::from_str(text).unwrap();
+        assert!(
+            !format!("{f:?}").contains("sk-secret"),
+            "the secret is not printed"
+        );
+        let r = resolve(f, None, None).unwrap();
+        let scoria_core::BackupRepository::S3 { s3, temp_dir } = &r.core.backups.repository else {
+            panic!("{:?}", r.core.backups.repository);
+        };
+        assert_eq!(
+            (
+                s3.endpoint.as_str(),
+                s3.region.as_str(),
+                s3.bucket.as_str(),
+                s3.prefix.as_str()
+            ),
+            ("http://127.0.0.1:9000", "us-east-1", "b", "p/")
+        );
+        assert_eq!(
+            (s3.access_key.as_str(), s3.secret_key.as_str()),
+            ("ak", "sk-secret")
+        );
+        assert_eq!(temp_dir, &PathBuf::from("/srv/scoria/backups-tmp"));
+        assert!(!format!("{:?}", r.core.backups).contains("sk-secret"));
     }
 
     #[test]
@@ -440,6 +548,12 @@ mod tests {
             "[backups]\nchunk_size_kib = 100",
             "[backups]\nchunk_size_kib = 0",
             "[backups]\nchunk = 1",
+            "[backups]\nrepository = \"tape\"",
+            "[backups]\nrepository = \"s3\"",
+            "[backups.s3]\nbucket = \"b\"",
+            "[backups]\nrepository = \"s3\"\n[backups.s3]\nbucket = \"b\"\naccess_key = \"a\"\nsecret_key = \"s\"",
+            "[backups]\nrepository = \"s3\"\n[backups.s3]\nendpoint = \"https://s3.example\"\nbucket = \"b\"\naccess_key = \"a\"\nsecret_key = \"s\"",
+            "[backups]\nrepository = \"s3\"\n[backups.s3]\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\naccess_key = \"a\"\nsecret_key = \"s\"\nsecret = \"x\"",
             "[[backend]]\nname = \"a\"\ndriver = \"ceph\"",
             "[[backend]]\nname = \"a\"\nformat = \"vmdk\"",
             "[[backend]]\nname = \"a\"\n[[backend]]\nname = \"a\"",

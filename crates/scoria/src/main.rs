@@ -125,7 +125,7 @@ async fn verify_backup(backups: &scoria_core::BackupConfig, id: &str, json: bool
     let id: scoria_model::BackupId = id
         .parse()
         .map_err(|_| anyhow::anyhow!("{id} is not a backup id"))?;
-    let repo = backups.open()?;
+    let repo = backups.open().await?;
     let v = scoria_core::backups::admin::verify_in(&repo, id).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);

@@ -526,6 +526,15 @@ pub enum StorageError {
         hash: String,
         problem: String,
     },
+    /// An object store's request failed: which object, and the HTTP status
+    /// and S3 error code, or the transport's error.
+    #[error("object store: {op} of {bucket}/{key} failed: {detail}")]
+    ObjectStore {
+        op: String,
+        bucket: String,
+        key: String,
+        detail: String,
+    },
     #[error("{op} failed")]
     Io {
         op: String,

@@ -20,7 +20,7 @@ use scoria_model::backup::BackupStatus;
 use scoria_model::flow::Progress;
 use scoria_model::volume::{MAX_DESCRIPTION_LEN, MAX_NAME_LEN, VolumeStatus};
 use scoria_model::{BackupId, VolumeId};
-pub use scoria_storage::backup_repo::{DEFAULT_CHUNK_SIZE, valid_chunk_size};
+pub use scoria_storage::backup_repo::{DEFAULT_CHUNK_SIZE, S3Client, S3Config, valid_chunk_size};
 pub use scoria_store::backups::{Backup, SortKey};
 use scoria_store::{Conn, backups as store, flows as flow_store};
 

@@ -17,7 +17,7 @@ use crate::{Format, LocalFile, qemu};
 const MIB: u64 = 1 << 20;
 
 /// A cheap pseudo-random stream (xorshift): incompressible enough for zstd.
-fn random(len: usize, seed: u64) -> Vec<u8> {
+pub(super) fn random(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     let mut out = Vec::with_capacity(len);
     while out.len() < len {

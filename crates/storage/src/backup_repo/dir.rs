@@ -10,25 +10,21 @@
 //! (which never replaces a file) and the temporary unlinked; the directory
 //! holding the name is synced.
 
-use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use super::{BackupRepo, ChunkRead, Collected, Manifest, WriterGuard, chunk_hash};
+use super::codec::{self, Writers};
+use super::{BackupRepo, ChunkRead, Collected, Manifest, WriterGuard};
 use crate::{Result, StorageError, io_error};
-
-/// zstd level: fast, and most of the gain on block data.
-const ZSTD_LEVEL: i32 = 3;
 
 /// A backup repository in a directory. See the module doc.
 #[derive(Debug)]
 pub struct DirRepo {
     root: PathBuf,
     fsync: bool,
-    writers: Arc<Mutex<u64>>,
+    writers: Writers,
     next_temp: AtomicU64,
 }
 
@@ -47,7 +43,7 @@ impl DirRepo {
         Ok(Self {
             root,
             fsync,
-            writers: Arc::new(Mutex::new(0)),
+            writers: Writers::default(),
             next_temp: AtomicU64::new(0),
         })
     }
@@ -58,22 +54,11 @@ impl DirRepo {
 
     /// Where the chunk `hash` is stored (for tests and `verify`).
     pub fn chunk_path(&self, hash: &str) -> Result<PathBuf> {
-        valid_hash(hash)?;
-        Ok(self.root.join("chunks").join(&hash[..2]).join(hash))
+        Ok(self.root.join(codec::chunk_key(hash)?))
     }
 
     fn manifest_path(&self, backup_id: &str) -> Result<PathBuf> {
-        if backup_id.is_empty()
-            || !backup_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err(StorageError::InvalidName(backup_id.to_owned()));
-        }
-        Ok(self
-            .root
-            .join("manifests")
-            .join(format!("{backup_id}.json")))
+        Ok(self.root.join(codec::manifest_key(backup_id)?))
     }
 
     /// Write `bytes` to `dest` through a synced temporary; an existing `dest`
@@ -106,28 +91,6 @@ impl DirRepo {
             Err(e) => Err(io_error(format!("linking {}", dest.display()), e)),
         }
     }
-
-    fn referenced(&self) -> Result<HashSet<String>> {
-        let mut all = HashSet::new();
-        for id in self.list_manifests()? {
-            if let Some(m) = self.get_manifest(&id)? {
-                all.extend(m.chunks.into_iter().flatten());
-            }
-        }
-        Ok(all)
-    }
-}
-
-fn valid_hash(hash: &str) -> Result<()> {
-    if hash.len() == 64
-        && hash
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    {
-        Ok(())
-    } else {
-        Err(StorageError::InvalidName(hash.to_owned()))
-    }
 }
 
 fn read_dir_names(dir: &Path) -> Result<Vec<String>> {
@@ -155,8 +118,7 @@ impl BackupRepo for DirRepo {
         }
         let dir = path.parent().expect("a chunk path has a parent");
         fs::create_dir_all(dir).map_err(|e| io_error(format!("creating {}", dir.display()), e))?;
-        let compressed = zstd::bulk::compress(data, ZSTD_LEVEL)
-            .map_err(|e| io_error("compressing a chunk", e))?;
+        let compressed = codec::compress(data)?;
         if self.publish(&path, &compressed)? {
             Ok(compressed.len() as u64)
         } else {
@@ -175,28 +137,16 @@ impl BackupRepo for DirRepo {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(ChunkRead::Missing),
             Err(e) => return Err(io_error(format!("reading {}", path.display()), e)),
         };
-        let mut data = Vec::new();
-        if let Err(e) = zstd::stream::copy_decode(&stored[..], &mut data) {
-            return Ok(ChunkRead::Corrupt(format!("does not decompress: {e}")));
-        }
-        let got = chunk_hash(&data);
-        if got != hash {
-            return Ok(ChunkRead::Corrupt(format!("its data hashes to {got}")));
-        }
-        Ok(ChunkRead::Data(data))
+        Ok(codec::decode_chunk(hash, &stored))
     }
 
     fn put_manifest(&self, manifest: &Manifest) -> Result<()> {
         let path = self.manifest_path(&manifest.backup_id)?;
-        let bytes = serde_json::to_vec_pretty(manifest)
-            .map_err(|e| io_error("encoding a manifest", std::io::Error::other(e)))?;
+        let bytes = codec::encode_manifest(manifest)?;
         if !self.publish(&path, &bytes)? {
             let there = self.get_manifest(&manifest.backup_id)?;
             if there.as_ref() != Some(manifest) {
-                return Err(StorageError::Mismatch {
-                    name: manifest.backup_id.clone(),
-                    detail: "a different manifest is stored for this backup".into(),
-                });
+                return Err(codec::manifest_mismatch(&manifest.backup_id));
             }
         }
         Ok(())
@@ -205,12 +155,7 @@ impl BackupRepo for DirRepo {
     fn get_manifest(&self, backup_id: &str) -> Result<Option<Manifest>> {
         let path = self.manifest_path(backup_id)?;
         match fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| StorageError::BadImage {
-                    name: format!("manifest of backup {backup_id}"),
-                    detail: e.to_string(),
-                }),
+            Ok(b) => codec::decode_manifest(backup_id, &b).map(Some),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error(format!("reading {}", path.display()), e)),
         }
@@ -241,20 +186,17 @@ impl BackupRepo for DirRepo {
     }
 
     fn writer(&self) -> WriterGuard {
-        *self.writers.lock().expect("writers lock") += 1;
-        let writers = self.writers.clone();
-        WriterGuard::new(move || *writers.lock().expect("writers lock") -= 1)
+        self.writers.guard()
     }
 
     fn collect(&self) -> Result<Collected> {
         // The count stays locked for the whole collection: no writer starts.
-        let writers = self.writers.lock().expect("writers lock");
-        if *writers > 0 {
+        let Some(writers) = self.writers.idle() else {
             return Ok(Collected {
                 skipped_busy: true,
                 ..Collected::default()
             });
-        }
+        };
         let mut done = Collected::default();
         let tmp = self.root.join("tmp");
         for n in read_dir_names(&tmp)? {
@@ -263,7 +205,7 @@ impl BackupRepo for DirRepo {
                 done.temporaries += 1;
             }
         }
-        let keep = self.referenced()?;
+        let keep = codec::referenced(self)?;
         let chunks = self.root.join("chunks");
         for prefix in read_dir_names(&chunks)? {
             let dir = chunks.join(&prefix);

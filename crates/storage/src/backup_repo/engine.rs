@@ -158,7 +158,10 @@ pub async fn backup_from(source: &Source, repo: &DynRepo, job: &BackupJob) -> Re
     if let Some(m) = blocking(move || r.get_manifest(&id)).await? {
         return Ok(m);
     }
-    let _writing = repo.writer();
+    // Taken on a blocking thread: it waits while a collection runs, which
+    // for an object store is many requests long.
+    let r = repo.clone();
+    let _writing = blocking(move || Ok(r.writer())).await?;
     let size = source.size().await?;
     let chunk = job.chunk_size;
     let count = size.div_ceil(chunk) as usize;
@@ -509,7 +512,10 @@ pub async fn restore(file: &LocalFile, repo: &DynRepo, manifest: &Manifest) -> R
             ),
         });
     }
-    let _writing = repo.writer();
+    // Taken on a blocking thread: it waits while a collection runs, which
+    // for an object store is many requests long.
+    let r = repo.clone();
+    let _writing = blocking(move || Ok(r.writer())).await?;
     let tmp = repo.temp_path("restore");
     let r = repo.clone();
     let m = manifest.clone();

@@ -11,13 +11,15 @@
 //! manifest, never a chain.
 //!
 //! The repository is behind the [`BackupRepo`] trait; [`DirRepo`] is a
-//! directory (`<data_dir>/backups` by default). An object store can come
-//! next behind the same trait.
+//! directory (`<data_dir>/backups` by default), [`S3Repo`] a bucket of an
+//! S3-compatible object store. Both store the same bytes under the same
+//! relative names (`codec.rs`).
 //!
 //! # Crash safety
 //!
-//! Chunks and manifests are written to a temporary, synced, and linked into
-//! place without replacing anything (a chunk already there is the same
+//! (The directory's way; `s3/mod.rs` says how the object store gets the
+//! same guarantees from S3's atomic PUT.) Chunks and manifests are written
+//! to a temporary, synced, and linked into place without replacing anything (a chunk already there is the same
 //! bytes, by its name). The manifest is written last: a backup exists, for a
 //! restore and for the collector, exactly when its manifest is durable. The
 //! chunks of a backup interrupted before its manifest are referenced by no
@@ -41,12 +43,19 @@ use crate::Result;
 
 #[cfg(test)]
 mod bench;
+mod codec;
 mod dir;
 pub mod engine;
+#[cfg(test)]
+mod fixtures;
+mod s3;
+#[cfg(test)]
+mod s3_tests;
 #[cfg(test)]
 mod tests;
 
 pub use dir::DirRepo;
+pub use s3::{Object, S3Client, S3Config, S3Repo};
 
 /// 4 MiB.
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
