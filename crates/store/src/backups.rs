@@ -42,6 +42,8 @@ pub struct Backup {
     pub updated_at: Option<String>,
     /// Cinder's backup metadata (3.43).
     pub metadata: BTreeMap<String, String>,
+    /// The volume's metadata as it was backed up; a restore applies it.
+    pub volume_metadata: BTreeMap<String, String>,
 }
 
 /// What a create flow writes when it makes the entry.
@@ -100,6 +102,8 @@ fn from_row(r: &SqliteRow) -> Result<Backup> {
         updated_at: r.try_get("updated_at")?,
         metadata: serde_json::from_str(r.try_get::<&str, _>("metadata")?)
             .map_err(|e| StoreError::Corrupt(format!("backup metadata: {e}")))?,
+        volume_metadata: serde_json::from_str(r.try_get::<&str, _>("volume_metadata")?)
+            .map_err(|e| StoreError::Corrupt(format!("backup volume metadata: {e}")))?,
     })
 }
 
@@ -440,4 +444,20 @@ pub async fn backup_update(conn: &mut Conn, id: BackupId, u: &BackupUpdate) -> R
         backup_set_metadata(conn, id, m).await?;
     }
     Ok(true)
+}
+
+/// Record the backed-up volume's metadata with the backup.
+pub async fn backup_set_volume_metadata(
+    conn: &mut Conn,
+    id: BackupId,
+    metadata: &BTreeMap<String, String>,
+) -> Result<bool> {
+    let json = serde_json::to_string(metadata)
+        .map_err(|e| StoreError::Corrupt(format!("backup volume metadata: {e}")))?;
+    let r = sqlx::query("UPDATE backups SET volume_metadata = $2 WHERE id = $1")
+        .bind(id.to_string())
+        .bind(json)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
 }

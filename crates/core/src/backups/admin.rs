@@ -24,7 +24,6 @@ use scoria_model::volume::{MAX_DESCRIPTION_LEN, MAX_NAME_LEN};
 use scoria_storage::backup_repo::DynRepo;
 use scoria_storage::backup_repo::engine::{self, Verified};
 use scoria_store::backups as store;
-use serde::{Deserialize, Serialize};
 
 use super::{BackupView, get_unchecked, not_found, visible};
 use crate::App;
@@ -188,38 +187,7 @@ pub async fn verify(app: &App, ctx: &Context, id: BackupId) -> Result<Verified> 
     verify_in(&repo, id).await
 }
 
-/// The fields of a backup record (`backup_url`, decoded).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Record {
-    pub id: BackupId,
-    pub volume_id: scoria_model::VolumeId,
-    #[serde(default)]
-    pub snapshot_id: Option<scoria_model::SnapshotId>,
-    #[serde(default)]
-    pub parent_id: Option<BackupId>,
-    #[serde(default)]
-    pub display_name: Option<String>,
-    #[serde(default)]
-    pub display_description: Option<String>,
-    #[serde(default)]
-    pub container: Option<String>,
-    #[serde(default)]
-    pub availability_zone: Option<String>,
-    pub size: i64,
-    #[serde(default)]
-    pub object_count: i64,
-    #[serde(default)]
-    pub user_id: Option<String>,
-    #[serde(default)]
-    pub project_id: Option<String>,
-    #[serde(default)]
-    pub data_timestamp: Option<String>,
-    #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
-    /// The backup whose manifest describes the data (the exported one's id).
-    #[serde(default)]
-    pub scoria_manifest: Option<BackupId>,
-}
+pub use crate::flows::backup_import::Record;
 
 /// An exported record: Cinder's `backup_service` and `backup_url`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -30,10 +30,8 @@ use crate::error::{Error, Result, from_outcome};
 use crate::flows::{backup_create, backup_delete, backup_restore};
 use crate::rules::validate::validate_text;
 
-/// Cinder's 404 for a backup.
-pub fn not_found(id: impl std::fmt::Display) -> Error {
-    Error::NotFound(format!("Backup {id} could not be found."))
-}
+pub use crate::rules::backups::not_found;
+use crate::rules::backups::visible;
 
 /// A backup id from a URL: anything not a UUID names no backup (404).
 pub fn parse_id(s: &str) -> Result<BackupId> {
@@ -90,17 +88,6 @@ pub struct RestoreStarted {
     pub backup_id: BackupId,
     pub volume_id: VolumeId,
     pub volume_name: Option<String>,
-}
-
-async fn visible(conn: &mut Conn, ctx: &Context, id: BackupId) -> Result<Backup> {
-    match store::backup_get(conn, id).await? {
-        Some(b)
-            if ctx.is_admin() || ctx.project_id.as_ref().is_some_and(|p| p.0 == b.project_id) =>
-        {
-            Ok(b)
-        }
-        _ => Err(not_found(id)),
-    }
 }
 
 async fn views(conn: &mut Conn, all: Vec<Backup>) -> Result<Vec<BackupView>> {
@@ -377,18 +364,4 @@ pub async fn restore(
         volume_id,
         volume_name,
     })
-}
-
-/// A backup the caller may restore now: visible, `available`. (The flow
-/// that restores it holds it again, atomically.)
-pub(crate) async fn restorable(conn: &mut Conn, ctx: &Context, id: BackupId) -> Result<Backup> {
-    let b = visible(conn, ctx, id).await?;
-    ctx.authorize(Op::BackupRestore)?;
-    if b.status != BackupStatus::Available {
-        return Err(Error::InvalidState(format!(
-            "Invalid backup: Backup status must be available, but is {}.",
-            b.status
-        )));
-    }
-    Ok(b)
 }

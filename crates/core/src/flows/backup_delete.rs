@@ -69,7 +69,7 @@ async fn begin_delete(cx: &Cx<BackupDelete>, c: &mut Conn) -> Result<Value, Step
                 .as_deref()
                 .is_none_or(|mine| mine == b.project_id)
         })
-        .ok_or_else(|| crate::backups::not_found(p.backup_id))?;
+        .ok_or_else(|| crate::rules::backups::not_found(p.backup_id))?;
     if p.force {
         let busy = scoria_store::flows::flow_list_unsettled_for(c, &b.id.to_string())
             .await?

@@ -15,17 +15,51 @@
 //! As in Cinder, an import is an administrator's act and not limited by the
 //! project's quota; it is counted (usage is derived from the rows).
 
+use std::collections::BTreeMap;
+
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
 use scoria_model::BackupId;
 use scoria_store::{Conn, backups};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::backups::admin::Record;
 use crate::error::Error;
 use crate::{Env, flows::storage_error};
 
 pub struct BackupImport;
+
+/// The fields of a backup record (`backup_url`, decoded).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Record {
+    pub id: BackupId,
+    pub volume_id: scoria_model::VolumeId,
+    #[serde(default)]
+    pub snapshot_id: Option<scoria_model::SnapshotId>,
+    #[serde(default)]
+    pub parent_id: Option<BackupId>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub display_description: Option<String>,
+    #[serde(default)]
+    pub container: Option<String>,
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+    pub size: i64,
+    #[serde(default)]
+    pub object_count: i64,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub project_id: Option<String>,
+    #[serde(default)]
+    pub data_timestamp: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// The backup whose manifest describes the data (the exported one's id).
+    #[serde(default)]
+    pub scoria_manifest: Option<BackupId>,
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Params {

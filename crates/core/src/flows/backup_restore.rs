@@ -75,7 +75,7 @@ async fn begin(cx: &Cx<BackupRestore>, c: &mut Conn) -> Result<Value, StepError>
     let b = backups::backup_get(c, p.backup_id)
         .await?
         .filter(|b| mine(&b.project_id))
-        .ok_or_else(|| crate::backups::not_found(p.backup_id))?;
+        .ok_or_else(|| crate::rules::backups::not_found(p.backup_id))?;
     let v = volumes::volume_get(c, p.volume_id)
         .await?
         .filter(|v| mine(&v.project_id))
@@ -177,6 +177,21 @@ async fn restore(cx: &Cx<BackupRestore>) -> Result<Value, StepError> {
     Ok(json!({"chunks": done.chunks, "bytes": done.bytes}))
 }
 
+/// A restored volume gets the backed-up volume's metadata (its keys set,
+/// the volume's other keys kept), as Cinder's restores give it.
+pub(crate) async fn give_volume_metadata(
+    c: &mut Conn,
+    backup: BackupId,
+    volume: VolumeId,
+) -> Result<(), StepError> {
+    if let Some(b) = backups::backup_get(c, backup).await?
+        && !b.volume_metadata.is_empty()
+    {
+        volumes::volume_metadata_merge(c, volume, &b.volume_metadata).await?;
+    }
+    Ok(())
+}
+
 /// Write backup `id` over the image `file`: its manifest read, every chunk
 /// checked before anything is written (a missing or corrupt one is a 400
 /// naming the backup and the chunk, and `file` is unchanged). Also how a
@@ -226,6 +241,7 @@ async fn finish(cx: &Cx<BackupRestore>, c: &mut Conn) -> Result<Value, StepError
         VolumeStatus::Available,
     )
     .await?;
+    give_volume_metadata(c, p.backup_id, p.volume_id).await?;
     Ok(Value::Null)
 }
 

@@ -30,6 +30,7 @@
 //!   administrators set on them (disabled, frozen).
 
 pub mod attachments;
+pub mod backups;
 pub mod groups;
 pub mod hosts;
 pub mod images;

@@ -181,7 +181,7 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
                 "Invalid input received: a volume is made from one source at most: give backup_id, imageRef, source_volid or snapshot_id, not several.".into(),
             ));
         }
-        Some(id) => Some(crate::backups::restorable(&mut conn, ctx, id).await?),
+        Some(id) => Some(crate::rules::backups::restorable(&mut conn, ctx, id).await?),
         None => None,
     };
     let req_size = match (&image, req.size) {

@@ -1,7 +1,7 @@
 //! Reading an image through an NBD export instead of its file: what the
 //! backup engine does for an attached volume, whose point-in-time view only
-//! its `qemu-storage-daemon` has (a fleecing export, see
-//! `crate::export::file::fleece`).
+//! its `qemu-storage-daemon` has (a fleecing export, which the file
+//! exporter's fleece module sets up).
 //!
 //! Every function here is one `qemu-img` process opening the export with
 //! `--image-opts driver=nbd,…` (and, for a TCP export with TLS, a client

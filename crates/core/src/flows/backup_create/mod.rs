@@ -302,6 +302,11 @@ async fn create_entry(cx: &Cx<BackupCreate>, c: &mut Conn) -> Result<Value, Step
     if !p.metadata.is_empty() {
         backups::backup_set_metadata(c, p.backup_id, &p.metadata).await?;
     }
+    // The volume's metadata goes with its data: a restore gives it back.
+    let volume_metadata = volumes::volume_metadata_get(c, v.id).await?;
+    if !volume_metadata.is_empty() {
+        backups::backup_set_volume_metadata(c, p.backup_id, &volume_metadata).await?;
+    }
     Ok(json!(Plan {
         backend: image.backend,
         image_name: image.name,

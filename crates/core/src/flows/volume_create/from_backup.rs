@@ -14,8 +14,9 @@
 //! - `create_on_backend` makes the blank image and [`restore`]s the backup
 //!   into it: every chunk checked before anything is written (a missing or
 //!   corrupt chunk fails the create naming the backup and the chunk);
-//! - `mark_available` lets go of the backup ([`release`]); an undo does too,
-//!   with the failure as the backup's `fail_reason`.
+//! - `mark_available` lets go of the backup ([`release`]) and gives the
+//!   volume the backed-up volume's metadata; an undo lets go too, with the
+//!   failure as the backup's `fail_reason`.
 //!
 //! A failed create leaves the volume `error`, as Cinder does, except the
 //! volume a restore made for itself ([`FromBackup::remove_on_failure`]): the
@@ -53,7 +54,7 @@ pub(super) async fn hold(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<(), Step
     let b = backups::backup_get(c, from.backup_id)
         .await?
         .filter(|b| b.project_id == p.project_id)
-        .ok_or_else(|| crate::backups::not_found(from.backup_id))?;
+        .ok_or_else(|| crate::rules::backups::not_found(from.backup_id))?;
     if b.status != BackupStatus::Available {
         return Err(Error::InvalidState(format!(
             "Invalid backup: Backup status must be available, but is {}.",
@@ -86,6 +87,14 @@ pub(super) async fn release(
     failure: Option<&str>,
 ) -> Result<(), StepError> {
     if let Some(from) = &cx.params.backup {
+        if failure.is_none() {
+            crate::flows::backup_restore::give_volume_metadata(
+                c,
+                from.backup_id,
+                cx.params.volume_id,
+            )
+            .await?;
+        }
         let reason = failure.map(|f| {
             format!(
                 "restore into new volume {} failed: {f}",

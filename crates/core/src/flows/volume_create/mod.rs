@@ -448,3 +448,5 @@ async fn mark_available(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, St
 
 #[cfg(all(test, feature = "failpoints"))]
 mod tests;
+#[cfg(all(test, feature = "failpoints"))]
+mod tests_backup;
