@@ -4,6 +4,10 @@
 //! command exits 1 naming that chunk's index and hash, and changes nothing
 //! (the corrupt object is still there, the manifests are as they were).
 
+// The test runs the scoria binary itself, which the rule that only the qemu
+// module spawns processes does not cover.
+#![allow(clippy::disallowed_methods)]
+
 use std::process::Command;
 
 use scoria_storage::backup_repo::engine::{self, BackupJob};
