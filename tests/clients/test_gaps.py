@@ -22,6 +22,7 @@ def test_resource_filters_are_the_enforced_table(conn):
     assert table == {
         "volume": ["name", "status", "metadata", "bootable", "availability_zone", "group_id"],
         "snapshot": ["name", "status", "volume_id", "metadata"],
+        "backup": ["name", "status", "volume_id"],
         "group": ["name", "status"],
         "message": ["resource_uuid", "resource_type", "event_id", "request_id",
                     "message_level"],

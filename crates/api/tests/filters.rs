@@ -33,7 +33,10 @@ async fn the_published_filters_are_the_enforced_ones() {
         .iter()
         .map(|row| row["resource"].as_str().expect("resource"))
         .collect();
-    assert_eq!(resources, ["volume", "snapshot", "group", "message"]);
+    assert_eq!(
+        resources,
+        ["volume", "snapshot", "backup", "group", "message"]
+    );
     assert_eq!(
         table[0],
         json!({"resource": "volume", "filters": ["name", "status", "metadata", "bootable",
@@ -48,6 +51,12 @@ async fn the_published_filters_are_the_enforced_ones() {
             "filters": ["name", "status", "volume_id", "metadata"]}]})
     );
     let r = get(format!("/v3/{a}/resource_filters?resource=backup"), V33).await;
+    assert_eq!(
+        r.body,
+        json!({"resource_filters": [{"resource": "backup",
+            "filters": ["name", "status", "volume_id"]}]})
+    );
+    let r = get(format!("/v3/{a}/resource_filters?resource=attachment"), V33).await;
     assert_eq!(r.body, json!({"resource_filters": []}));
 
     // Every published filter is accepted by its list, and a key that is in
@@ -55,6 +64,7 @@ async fn the_published_filters_are_the_enforced_ones() {
     let lists = [
         ("volume", "volumes", "volume 3.33"),
         ("snapshot", "snapshots", "volume 3.33"),
+        ("backup", "backups", "volume 3.33"),
         ("group", "groups", "volume 3.33"),
         ("message", "messages", "volume 3.33"),
     ];

@@ -591,6 +591,52 @@ fn rows() -> Vec<Row> {
             [401, 401, 404, 403, 202, 202],
             Some([404, 404, 404]),
         ),
+        // Update exists from 3.9: at the default version the route answers
+        // 404 (Cinder's "not supported"), after authentication.
+        r(
+            "PUT",
+            "/v3/{p}/backups/{bk}",
+            Some(json!({"backup": {"name": "n"}})),
+            [401, 401, 404, 404, 404, 404],
+            Some([404, 404, 404]),
+        ),
+        r(
+            "POST",
+            "/v3/{p}/backups/{bk}/action",
+            Some(json!({"os-reset_status": {"status": "error"}})),
+            [401, 401, 404, 403, 403, 202],
+            Some([404, 404, 404]),
+        ),
+        r(
+            "POST",
+            "/v3/{p}/backups/{bk}/action",
+            Some(json!({"scoria-verify": {}})),
+            [401, 401, 404, 403, 403, 200],
+            Some([404, 404, 404]),
+        ),
+        r(
+            "POST",
+            "/v3/{p}/backups/{bk}/action",
+            Some(json!({"os-force_delete": {}})),
+            [401, 401, 404, 403, 403, 202],
+            Some([404, 404, 404]),
+        ),
+        r(
+            "GET",
+            "/v3/{p}/backups/{bk}/export_record",
+            None,
+            [401, 401, 404, 403, 403, 200],
+            Some([404, 404, 404]),
+        ),
+        // No resource named: the policy answers; an admin's record that is
+        // not Scoria's is a 400.
+        r(
+            "POST",
+            "/v3/{p}/backups/import_record",
+            Some(json!({"backup-record": {"backup_service": "other", "backup_url": "e30="}})),
+            [401, 401, 403, 403, 403, 400],
+            None,
+        ),
         // Snapshots and their metadata.
         r(
             "GET",

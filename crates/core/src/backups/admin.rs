@@ -80,11 +80,25 @@ pub async fn update(
     get_unchecked(app, id).await
 }
 
+/// Cinder's precedence for a project resource: a backup the caller cannot
+/// see is a 404 whoever asks; the policy (403) comes after.
+async fn lookup_then_authorize(
+    app: &App,
+    ctx: &Context,
+    id: BackupId,
+    op: Op,
+) -> Result<scoria_store::backups::Backup> {
+    let mut conn = app.store().read().await?;
+    let b = visible(&mut conn, ctx, id).await?;
+    ctx.authorize(op)?;
+    Ok(b)
+}
+
 /// `os-reset_status`: an admin sets a backup `available` or `error` (Cinder's
 /// two), refused while a flow works on it (it ends by itself: Scoria's
 /// flows resume or unwind after any crash).
 pub async fn reset_status(app: &App, ctx: &Context, id: BackupId, status: &str) -> Result<()> {
-    ctx.authorize(Op::BackupResetStatus)?;
+    lookup_then_authorize(app, ctx, id, Op::BackupResetStatus).await?;
     let to: BackupStatus = status
         .parse()
         .ok()
@@ -123,13 +137,7 @@ pub async fn reset_status(app: &App, ctx: &Context, id: BackupId, status: &str) 
 
 /// `os-force_delete`: delete a backup in any status no running flow holds.
 pub async fn force_delete(app: &App, ctx: &Context, id: BackupId) -> Result<()> {
-    ctx.authorize(Op::BackupForceDelete)?;
-    {
-        let mut conn = app.store().read().await?;
-        store::backup_get(&mut conn, id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-    }
+    lookup_then_authorize(app, ctx, id, Op::BackupForceDelete).await?;
     let handle = app
         .engine
         .start::<backup_delete::BackupDelete>(backup_delete::Params {
@@ -171,13 +179,7 @@ pub async fn verify_in(repo: &DynRepo, id: BackupId) -> Result<Verified> {
 
 /// Verify a backup through the API (admin).
 pub async fn verify(app: &App, ctx: &Context, id: BackupId) -> Result<Verified> {
-    ctx.authorize(Op::BackupVerify)?;
-    let b = {
-        let mut conn = app.store().read().await?;
-        store::backup_get(&mut conn, id)
-            .await?
-            .ok_or_else(|| not_found(id))?
-    };
+    let b = lookup_then_authorize(app, ctx, id, Op::BackupVerify).await?;
     if b.status == BackupStatus::Creating {
         return Err(Error::InvalidState(format!(
             "Invalid backup: backup {id} is still being created."
@@ -198,13 +200,7 @@ pub struct ExportedRecord {
 
 /// `export_record` (admin): the record of an `available` backup.
 pub async fn export_record(app: &App, ctx: &Context, id: BackupId) -> Result<ExportedRecord> {
-    ctx.authorize(Op::BackupExportRecord)?;
-    let b = {
-        let mut conn = app.store().read().await?;
-        store::backup_get(&mut conn, id)
-            .await?
-            .ok_or_else(|| not_found(id))?
-    };
+    let b = lookup_then_authorize(app, ctx, id, Op::BackupExportRecord).await?;
     if b.status != BackupStatus::Available {
         return Err(Error::InvalidState(format!(
             "Invalid backup: Backup status must be available and not {}.",
