@@ -108,6 +108,17 @@ impl W {
         panic!("backup {id} never became {want}");
     }
 
+    /// Wait until `path` answers 404 (a deletion done).
+    async fn wait_gone(&self, path: &str) {
+        for _ in 0..3000 {
+            if self.call("GET", path, None).await.status == 404 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{path} is still there");
+    }
+
     async fn wait_backup_status(&self, id: &str, want: &str) {
         for _ in 0..3000 {
             let r = self
@@ -518,15 +529,7 @@ async fn full_and_incremental_backups_restore_exactly_and_read_only_what_changed
     // A restore into a new volume: the volume goes again (the user asked for
     // a restore, not a volume), the backup stays `available` with the reason.
     let nv = w.restore_new(&id(&inc1)).await;
-    for _ in 0..3000 {
-        let r = w
-            .call("GET", &format!("/v3/{{a}}/volumes/{nv}"), None)
-            .await;
-        if r.status == 404 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    w.wait_gone(&format!("/v3/{{a}}/volumes/{nv}")).await;
     let r = w
         .call("GET", &format!("/v3/{{a}}/volumes/{nv}"), None)
         .await;
@@ -583,15 +586,7 @@ async fn full_and_incremental_backups_restore_exactly_and_read_only_what_changed
             .call("DELETE", &format!("/v3/{{a}}/backups/{}", id(b)), None)
             .await;
         assert_eq!(r.status, 202, "{:?}", r.body);
-        for _ in 0..3000 {
-            let r = w
-                .call("GET", &format!("/v3/{{a}}/backups/{}", id(b)), None)
-                .await;
-            if r.status == 404 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        w.wait_gone(&format!("/v3/{{a}}/backups/{}", id(b))).await;
     }
     let r = w.call("GET", "/v3/{a}/backups", None).await;
     assert_eq!(r.body["backups"], json!([]));
@@ -784,15 +779,7 @@ async fn records_updates_volumes_from_backups_and_admin_actions() {
         .call("DELETE", &format!("/v3/{{a}}/backups/{id}"), None)
         .await;
     assert_eq!(r.status, 202, "{:?}", r.body);
-    for _ in 0..3000 {
-        let r = w
-            .call("GET", &format!("/v3/{{a}}/backups/{id}"), None)
-            .await;
-        if r.status == 404 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    w.wait_gone(&format!("/v3/{{a}}/backups/{id}")).await;
     let r = admin(
         "POST",
         format!("/v3/{{adm}}/backups/{new_id}/action"),
@@ -891,15 +878,7 @@ async fn records_updates_volumes_from_backups_and_admin_actions() {
     )
     .await;
     assert_eq!(r.status, 202, "{:?}", r.body);
-    for _ in 0..3000 {
-        let r = w
-            .call("GET", &format!("/v3/{{a}}/backups/{target}"), None)
-            .await;
-        if r.status == 404 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    w.wait_gone(&format!("/v3/{{a}}/backups/{target}")).await;
     let r = w
         .call("GET", &format!("/v3/{{a}}/backups/{target}"), None)
         .await;
@@ -1024,15 +1003,7 @@ async fn backups_into_an_s3_bucket_restore_and_are_collected() {
             .call("DELETE", &format!("/v3/{{a}}/backups/{}", id(b)), None)
             .await;
         assert_eq!(r.status, 202, "{:?}", r.body);
-        for _ in 0..3000 {
-            let r = w
-                .call("GET", &format!("/v3/{{a}}/backups/{}", id(b)), None)
-                .await;
-            if r.status == 404 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        w.wait_gone(&format!("/v3/{{a}}/backups/{}", id(b))).await;
     }
     assert!(list("manifests/").await.is_empty());
     assert!(list("chunks/").await.is_empty(), "chunks left behind");

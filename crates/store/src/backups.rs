@@ -263,13 +263,26 @@ pub async fn backup_dependents(conn: &mut Conn, id: BackupId) -> Result<i64> {
 
 /// Of `ids`, those with at least one dependent backup.
 pub async fn backup_with_dependents(conn: &mut Conn, ids: &[BackupId]) -> Result<Vec<BackupId>> {
-    let mut out = Vec::new();
-    for id in ids {
-        if backup_dependents(conn, *id).await? > 0 {
-            out.push(*id);
-        }
+    // One query for a whole page (`backups_by_parent` serves it), not one per
+    // backup.
+    if ids.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(out)
+    let params: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT DISTINCT parent_id FROM backups WHERE parent_id IN ({})",
+        params.join(", ")
+    );
+    let mut q = sqlx::query_scalar::<_, String>(&sql);
+    for id in ids {
+        q = q.bind(id.to_string());
+    }
+    let parents: std::collections::HashSet<String> = q.fetch_all(conn).await?.into_iter().collect();
+    Ok(ids
+        .iter()
+        .filter(|id| parents.contains(&id.to_string()))
+        .copied()
+        .collect())
 }
 
 /// Move a backup to `to` if it is in one of `from` (any when empty); `flow`,

@@ -108,6 +108,16 @@ pub async fn reset_status(app: &App, ctx: &Context, id: BackupId, status: &str) 
                 "Invalid input for field/attribute status. Value: {status}. '{status}' is not one of ['available', 'error']"
             ))
         })?;
+    // The repository is read before the write transaction opens: no I/O
+    // outside the database while the one writer is held.
+    if to == BackupStatus::Available {
+        let repo = app.env.backup_repo.clone();
+        if manifest(&repo, id).await?.is_none() {
+            return Err(Error::InvalidState(format!(
+                "Invalid backup: backup {id} has no data in the repository; it cannot be available."
+            )));
+        }
+    }
     let mut w = app.store().begin().await?;
     let b = store::backup_get(&mut w, id)
         .await?
@@ -121,14 +131,6 @@ pub async fn reset_status(app: &App, ctx: &Context, id: BackupId, status: &str) 
             "Invalid backup: backup {id} is {} and a flow is still working on it; it ends by itself.",
             b.status
         )));
-    }
-    if to == BackupStatus::Available {
-        let repo = app.env.backup_repo.clone();
-        if manifest(&repo, id).await?.is_none() {
-            return Err(Error::InvalidState(format!(
-                "Invalid backup: backup {id} has no data in the repository; it cannot be available."
-            )));
-        }
     }
     store::backup_set_status(&mut w, id, &[], to, None, None).await?;
     w.commit().await.map_err(scoria_store::StoreError::from)?;

@@ -132,7 +132,8 @@ async fn uncopy(cx: &Cx<BackupImport>) -> Result<(), StepError> {
     let wrote = cx
         .output_opt::<Value>("copy_manifest")
         .is_some_and(|v| v["wrote"].as_bool() == Some(true));
-    if !wrote || p.record.id == source(p) {
+    // `wrote` is false when the manifest was there already (or is the source).
+    if !wrote {
         return Ok(());
     }
     let repo = cx.env.backup_repo.clone();
