@@ -4,6 +4,9 @@
 //! - no flow is running, unwinding or stuck, and no reservation is left;
 //! - no volume is in a transitional status, and every volume's quota is
 //!   committed (usage, derived from the volumes, is exactly what exists);
+//! - every maintained total (quota usage per project, kind and type;
+//!   provisioned capacity per backend) equals the same total derived by
+//!   scanning the records;
 //! - every `available`, `awaiting-transfer` or `in-use` volume has an active
 //!   image, `ready`, on the volume's backend, recorded at exactly its size;
 //! - every image record has its data (a file of the recorded format and
@@ -66,6 +69,18 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
         bad.push(format!(
             "reservation of {delta} {resource} for project {project} by flow {flow} is left"
         ));
+    }
+    let (kept, derived) = (
+        quotas::maintained_totals(&mut conn).await?,
+        quotas::derived_totals(&mut conn).await?,
+    );
+    for key in kept.keys().chain(derived.keys()).collect::<BTreeSet<_>>() {
+        let (k, d) = (kept.get(key), derived.get(key));
+        if k != d {
+            bad.push(format!(
+                "total {key:?} is {k:?} but the records sum to {d:?} ((n, gb); None: zero)"
+            ));
+        }
     }
     let vols = volumes::volume_list_all(&mut conn).await?;
     let offers = transfers::transfer_list(&mut conn, &transfers::TransferQuery::default()).await?;

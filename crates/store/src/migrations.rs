@@ -84,6 +84,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "backup_metadata",
         include_str!("../migrations/0020_backup_metadata.sql"),
     ),
+    (
+        21,
+        "usage_totals",
+        include_str!("../migrations/0021_usage_totals.sql"),
+    ),
 ];
 
 /// Apply every migration not yet applied whose version is below `before`

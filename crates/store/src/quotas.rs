@@ -1,17 +1,23 @@
-//! Quota limits, reservations, and usage derived from what exists.
+//! Quota limits, reservations, and usage.
 //!
-//! Usage of a project is computed, in the transaction that wants to change it,
-//! from two sources:
-//! - `in_use`: the resources that exist (volumes whose quota is committed: their
-//!   `reservation_id` is NULL; groups, each from the transaction that makes it;
-//!   later snapshots and backups);
+//! Usage of a project has two parts, read in the transaction that wants to
+//! change it:
+//! - `in_use`: the resources that exist (volumes, snapshots and backups whose
+//!   quota is committed: their `reservation_id` is NULL; groups, each from the
+//!   transaction that makes it). These are read from `usage_totals`, which the
+//!   triggers of migration 0021 change inside every statement that inserts,
+//!   deletes or updates such a record: a few rows per project, so a check costs
+//!   the same with 100 volumes or 100,000. The totals are a cache of a
+//!   derivation, not a second source: [`derived_usage_totals`] computes them
+//!   from the records and the invariant check compares the two.
 //! - `reserved`: the `reservations` rows of flows that have not finished.
 //!
 //! A create flow *reserves* (inserts a reservation after checking the limits),
 //! creates its entry pointing at the reservation, then *commits* (deletes the
 //! reservation and clears the entry's pointer, in one transaction): at every
 //! instant each unit of quota is counted exactly once. A failed flow *rolls back*
-//! by deleting its reservations. Nothing can drift because nothing is counted.
+//! by deleting its reservations. Nothing can drift: the only writer of a total
+//! is the trigger on the record it sums, in the same transaction.
 //!
 //! # Per-type keys
 //!
@@ -192,20 +198,13 @@ pub async fn quota_usage(conn: &mut Conn, project: &str) -> Result<BTreeMap<Quot
         .filter(|r| r.has_usage())
         .map(|r| (QuotaKey::Global(*r), Usage::default()))
         .collect();
+    // What exists comes from the totals the triggers of migration 0021 keep
+    // (a few rows per project, whatever its size); what is reserved from the
+    // flows in flight.
     let rows = sqlx::query(
-        "SELECT 'in_use' AS kind, volume_type_id AS resource, COUNT(*) AS n,
-                CAST(COALESCE(SUM(size), 0) AS BIGINT) AS gb
-         FROM volumes WHERE project_id = $1 AND reservation_id IS NULL
-         GROUP BY volume_type_id
-         UNION ALL
-         SELECT 'snapshots', volume_type_id, COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT)
-         FROM snapshots WHERE project_id = $1 AND reservation_id IS NULL
-         GROUP BY volume_type_id
-         UNION ALL
-         SELECT 'groups', '', CAST(COUNT(*) AS BIGINT), 0 FROM volume_groups WHERE project_id = $1
-         UNION ALL
-         SELECT 'backups', '', CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(size), 0) AS BIGINT)
-         FROM backups WHERE project_id = $1 AND reservation_id IS NULL
+        "SELECT CASE kind WHEN 'volumes' THEN 'in_use' ELSE kind END AS kind,
+                volume_type_id AS resource, n, gb
+         FROM usage_totals WHERE project_id = $1 AND (n != 0 OR gb != 0)
          UNION ALL
          SELECT 'reserved', resource, CAST(SUM(delta) AS BIGINT), 0 FROM reservations
          WHERE project_id = $1 GROUP BY resource",
@@ -351,6 +350,58 @@ pub async fn reservation_release_flow(conn: &mut Conn, flow: FlowId) -> Result<u
         .execute(conn)
         .await?;
     Ok(r.rows_affected())
+}
+
+/// Totals by `(project id or "@" + backend, kind, volume type id)`: `(n, gb)`.
+/// Kinds are `volumes`, `snapshots`, `backups`, `groups` per project and
+/// `placed` per backend; zero totals are left out.
+pub type Totals = BTreeMap<(String, String, String), (i64, i64)>;
+
+/// The totals the triggers of migration 0021 maintain (`usage_totals`,
+/// `backend_totals`), for the invariant check.
+pub async fn maintained_totals(conn: &mut Conn) -> Result<Totals> {
+    totals(
+        conn,
+        "SELECT project_id AS k, kind, volume_type_id AS t, n, gb FROM usage_totals
+         UNION ALL
+         SELECT '@' || backend, 'placed', '', n, gb FROM backend_totals",
+    )
+    .await
+}
+
+/// The same totals derived from the records by scanning them: what
+/// [`maintained_totals`] must always equal.
+pub async fn derived_totals(conn: &mut Conn) -> Result<Totals> {
+    totals(
+        conn,
+        "SELECT project_id AS k, 'volumes' AS kind, volume_type_id AS t, COUNT(*) AS n,
+                COALESCE(SUM(size), 0) AS gb
+         FROM volumes WHERE reservation_id IS NULL GROUP BY project_id, volume_type_id
+         UNION ALL
+         SELECT project_id, 'snapshots', volume_type_id, COUNT(*), COALESCE(SUM(size), 0)
+         FROM snapshots WHERE reservation_id IS NULL GROUP BY project_id, volume_type_id
+         UNION ALL
+         SELECT project_id, 'backups', '', COUNT(*), COALESCE(SUM(size), 0)
+         FROM backups WHERE reservation_id IS NULL GROUP BY project_id
+         UNION ALL
+         SELECT project_id, 'groups', '', COUNT(*), 0 FROM volume_groups GROUP BY project_id
+         UNION ALL
+         SELECT '@' || backend, 'placed', '', COUNT(*), COALESCE(SUM(size), 0)
+         FROM volumes WHERE backend IS NOT NULL GROUP BY backend",
+    )
+    .await
+}
+
+async fn totals(conn: &mut Conn, sql: &str) -> Result<Totals> {
+    let rows = sqlx::query(sql).fetch_all(conn).await?;
+    let mut out = Totals::new();
+    for r in rows {
+        let (n, gb): (i64, i64) = (r.try_get("n")?, r.try_get("gb")?);
+        if n != 0 || gb != 0 {
+            out.insert((r.try_get("k")?, r.try_get("kind")?, r.try_get("t")?), (n, gb));
+        }
+    }
+    Ok(out)
 }
 
 /// Every reservation, for invariant checks: (flow id, project, resource, delta).

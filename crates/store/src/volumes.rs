@@ -462,10 +462,11 @@ pub async fn volume_purge(conn: &mut Conn, id: VolumeId) -> Result<bool> {
     Ok(r.rows_affected() == 1)
 }
 
-/// Sum of the sizes (GiB) of the volumes placed on each backend (one query).
+/// Sum of the sizes (GiB) of the volumes placed on each backend, from the
+/// totals migration 0021's triggers keep (one row per backend).
 pub async fn volume_provisioned_by_backend(conn: &mut Conn) -> Result<BTreeMap<String, i64>> {
     let rows = sqlx::query(
-        "SELECT backend, COALESCE(SUM(size), 0) AS gb FROM volumes WHERE backend IS NOT NULL GROUP BY backend",
+        "SELECT backend, gb FROM backend_totals",
     )
     .fetch_all(conn)
     .await?;
@@ -477,7 +478,7 @@ pub async fn volume_provisioned_by_backend(conn: &mut Conn) -> Result<BTreeMap<S
 /// Sum of the sizes (GiB) of the volumes placed on a backend.
 pub async fn volume_provisioned_gib(conn: &mut Conn, backend: &str) -> Result<i64> {
     let gb: i64 =
-        sqlx::query_scalar("SELECT COALESCE(SUM(size), 0) FROM volumes WHERE backend = $1")
+        sqlx::query_scalar("SELECT COALESCE(SUM(gb), 0) FROM backend_totals WHERE backend = $1")
             .bind(backend)
             .fetch_one(conn)
             .await?;

@@ -1,11 +1,13 @@
 //! The quota ledger against a reference model.
 //!
-//! Random sequences of reserve / commit / roll back / delete / retype / rename
+//! Random sequences of reserve / commit / roll back / delete / extend /
+//! transfer / retype / rename
 //! a type / change a limit (project-wide, per type, or a per-type default) /
 //! crash (an uncommitted transaction dropped, or the store reopened) run
 //! against the real store and against a few lines of plain arithmetic, with
-//! two projects and two volume types. After every step the derived usage must
-//! equal the model's, overall and per type, and every reserve or retype must be
+//! two projects and two volume types. After every step the totals the store's
+//! triggers maintain must equal the records' sums, the usage read from them
+//! must equal the model's, overall and per type, and every reserve or retype must be
 //! accepted or refused exactly when the model says, naming the key the model
 //! names.
 
@@ -33,6 +35,10 @@ enum Op {
     /// The i-th existing volume takes the other type (check and move in one
     /// transaction).
     Retype { i: usize },
+    /// The i-th existing volume grows by `by` GiB (an extend flow's last step).
+    Extend { i: usize, by: i64 },
+    /// The i-th existing volume is given to the other project (a transfer).
+    Transfer { i: usize },
     /// Type `t` gets a new name.
     Rename { t: usize },
     /// Project-wide limits of project `p` change.
@@ -59,6 +65,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..8usize).prop_map(|i| Op::Rollback { i }),
         2 => (0..8usize).prop_map(|i| Op::Delete { i }),
         2 => (0..8usize).prop_map(|i| Op::Retype { i }),
+        1 => (0..8usize, 1..3i64).prop_map(|(i, by)| Op::Extend { i, by }),
+        1 => (0..8usize).prop_map(|i| Op::Transfer { i }),
         1 => (0..2usize).prop_map(|t| Op::Rename { t }),
         1 => (0..2usize, -1..6i64, -1..15i64).prop_map(|(p, volumes, gb)| Op::Limit { p, volumes, gb }),
         2 => (0..2usize, 0..2usize, -1..4i64, -1..10i64)
@@ -296,6 +304,46 @@ async fn run(ops: Vec<Op>) {
                 assert!(volumes::volume_purge(&mut tx, id).await.unwrap());
                 tx.commit().await.unwrap();
             }
+            Op::Extend { i, by } => {
+                if m.volumes.is_empty() {
+                    continue;
+                }
+                let i = i % m.volumes.len();
+                let (id, (_, _, gb)) = m.volumes[i];
+                let mut tx = store.begin().await.unwrap();
+                assert!(
+                    volumes::volume_set_status(&mut tx, id, &[], VolumeStatus::Extending)
+                        .await
+                        .unwrap()
+                );
+                assert!(
+                    volumes::volume_finish_extend(&mut tx, id, gb + by)
+                        .await
+                        .unwrap()
+                );
+                tx.commit().await.unwrap();
+                m.volumes[i].1.2 = gb + by;
+            }
+            Op::Transfer { i } => {
+                if m.volumes.is_empty() {
+                    continue;
+                }
+                let i = i % m.volumes.len();
+                let (id, (p, _, _)) = m.volumes[i];
+                let mut tx = store.begin().await.unwrap();
+                assert!(
+                    volumes::volume_set_status(&mut tx, id, &[], VolumeStatus::AwaitingTransfer)
+                        .await
+                        .unwrap()
+                );
+                assert!(
+                    volumes::volume_accept_transfer(&mut tx, id, PROJECTS[1 - p], "u2")
+                        .await
+                        .unwrap()
+                );
+                tx.commit().await.unwrap();
+                m.volumes[i].1.0 = 1 - p;
+            }
             Op::Retype { i } => {
                 if m.volumes.is_empty() {
                     continue;
@@ -414,8 +462,14 @@ async fn run(ops: Vec<Op>) {
                 store = Store::open(&path, &StoreOptions::default()).await.unwrap();
             }
         }
-        // After every step, the derived usage is exactly the model's.
+        // After every step, the totals the triggers keep are what the
+        // records sum to, and the usage read from them is exactly the model's.
         let mut c = store.read().await.unwrap();
+        assert_eq!(
+            quotas::maintained_totals(&mut c).await.unwrap(),
+            quotas::derived_totals(&mut c).await.unwrap(),
+            "{m:?}"
+        );
         for (p, name) in PROJECTS.iter().enumerate() {
             let u = quotas::quota_usage(&mut c, name).await.unwrap();
             let got = |k: QuotaKey| {
