@@ -53,7 +53,7 @@ impl Bench {
         volumes::wait_settled(&self.app, id)
             .await
             .map_err(|e| anyhow::anyhow!(e.chain()))?;
-        let v = volumes::get(&self.app, &self.ctx, id)
+        let v = volumes::get(&self.app, &self.ctx, id, true)
             .await
             .map_err(|e| anyhow::anyhow!(e.chain()))?;
         anyhow::ensure!(

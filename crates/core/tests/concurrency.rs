@@ -211,7 +211,7 @@ async fn lifecycle_through_the_application_layer() {
     volumes::wait_settled(&app, id).await.unwrap();
     // Another project cannot see it, change it or delete it: it does not exist for them.
     assert!(matches!(
-        volumes::get(&app, &other, id).await,
+        volumes::get(&app, &other, id, true).await,
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
@@ -229,7 +229,7 @@ async fn lifecycle_through_the_application_layer() {
     ));
     volumes::extend(&app, &ctx, id, 3, false).await.unwrap();
     volumes::wait_settled(&app, id).await.unwrap();
-    let got = volumes::get(&app, &ctx, id).await.unwrap();
+    let got = volumes::get(&app, &ctx, id, true).await.unwrap();
     assert_eq!(
         (got.volume.size, got.volume.status.as_str()),
         (3, "available")
@@ -279,7 +279,7 @@ async fn lifecycle_through_the_application_layer() {
     volumes::delete(&app, &ctx, id, false, false).await.unwrap();
     volumes::wait_settled(&app, id).await.unwrap();
     assert!(matches!(
-        volumes::get(&app, &ctx, id).await,
+        volumes::get(&app, &ctx, id, true).await,
         Err(Error::NotFound(_))
     ));
     let bad = scoria_core::invariants::check(&app.env).await.unwrap();

@@ -78,7 +78,7 @@ async fn an_unsatisfiable_type_leaves_the_volume_in_error_with_one_message() {
         .unwrap();
         let id = view.volume.id;
         volumes::wait_settled(&app, id).await.unwrap();
-        let v = volumes::get(&app, &ctx, id).await.unwrap().volume;
+        let v = volumes::get(&app, &ctx, id, true).await.unwrap().volume;
         let told: Vec<_> = messages::list(&app, &ctx, ListRequest::default())
             .await
             .unwrap()

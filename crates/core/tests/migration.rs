@@ -96,7 +96,7 @@ async fn a_release_7_data_directory_migrates_and_every_volume_reads_and_deletes(
 
     // Every volume reads as it was, and its image record names its file.
     for (v, name) in &made {
-        let view = volumes::get(&app, &ctx, v.id).await.expect("get");
+        let view = volumes::get(&app, &ctx, v.id, true).await.expect("get");
         assert_eq!(
             (
                 view.volume.status,
@@ -113,7 +113,9 @@ async fn a_release_7_data_directory_migrates_and_every_volume_reads_and_deletes(
         assert_eq!(&image.name, name);
         assert_eq!(image.virtual_size, GIB as i64);
     }
-    let view = volumes::get(&app, &ctx, unplaced.id).await.expect("get");
+    let view = volumes::get(&app, &ctx, unplaced.id, true)
+        .await
+        .expect("get");
     assert_eq!(view.volume.image_id, None);
 
     // Every volume deletes: the attached one once an admin marked it
@@ -135,7 +137,7 @@ async fn a_release_7_data_directory_migrates_and_every_volume_reads_and_deletes(
             .await
             .unwrap_or_else(|e| panic!("delete of a {} volume: {e:?}", v.status));
         volumes::wait_settled(&app, v.id).await.expect("settle");
-        let gone = volumes::get(&app, &ctx, v.id).await;
+        let gone = volumes::get(&app, &ctx, v.id, true).await;
         assert!(gone.is_err(), "the {} volume is still there", v.status);
     }
     app.engine.wait_idle().await;

@@ -158,6 +158,28 @@ pub async fn attachment_list_for_volume(
     rows.iter().map(from_row).collect()
 }
 
+/// The `attached` attachments of each of `volumes` (a page of volume views),
+/// oldest first, in one query.
+pub async fn attachment_list_attached_for(
+    conn: &mut Conn,
+    volumes: &[VolumeId],
+) -> Result<std::collections::BTreeMap<VolumeId, Vec<Attachment>>> {
+    let mut out: std::collections::BTreeMap<VolumeId, Vec<Attachment>> = Default::default();
+    let rows = sqlx::query(
+        "SELECT * FROM attachments WHERE status = 'attached'
+           AND volume_id IN (SELECT value FROM json_each($1))
+         ORDER BY created_at, id",
+    )
+    .bind(crate::shared::id_list(volumes))
+    .fetch_all(conn)
+    .await?;
+    for row in rows {
+        let a = from_row(&row)?;
+        out.entry(a.volume_id).or_default().push(a);
+    }
+    Ok(out)
+}
+
 /// Every attachment, oldest first (the invariants' check).
 pub async fn attachment_list_all(conn: &mut Conn) -> Result<Vec<Attachment>> {
     let rows = sqlx::query("SELECT * FROM attachments ORDER BY created_at, id")

@@ -268,15 +268,11 @@ pub async fn backup_with_dependents(conn: &mut Conn, ids: &[BackupId]) -> Result
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let params: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT DISTINCT parent_id FROM backups WHERE parent_id IN ({})",
-        params.join(", ")
-    );
-    let mut q = sqlx::query_scalar::<_, String>(&sql);
-    for id in ids {
-        q = q.bind(id.to_string());
-    }
+    let q = sqlx::query_scalar::<_, String>(
+        "SELECT DISTINCT parent_id FROM backups
+         WHERE parent_id IN (SELECT value FROM json_each($1))",
+    )
+    .bind(crate::shared::id_list(ids));
     let parents: std::collections::HashSet<String> = q.fetch_all(conn).await?.into_iter().collect();
     Ok(ids
         .iter()

@@ -175,17 +175,13 @@ pub async fn flow_get_many(
     ids: &[String],
 ) -> Result<std::collections::BTreeMap<String, FlowRecord>> {
     let mut out = std::collections::BTreeMap::new();
-    for chunk in ids.chunks(500) {
-        let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT * FROM flows WHERE id IN ({})", params.join(", "));
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(id);
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            let f = flow_from_row(&row)?;
-            out.insert(f.id.to_string(), f);
-        }
+    let rows = sqlx::query("SELECT * FROM flows WHERE id IN (SELECT value FROM json_each($1))")
+        .bind(crate::shared::id_list(ids))
+        .fetch_all(conn)
+        .await?;
+    for row in rows {
+        let f = flow_from_row(&row)?;
+        out.insert(f.id.to_string(), f);
     }
     Ok(out)
 }
@@ -546,24 +542,22 @@ pub async fn flow_renew_leases(
     until: &str,
 ) -> Result<Vec<(FlowId, i64)>> {
     let mut out = Vec::with_capacity(flows.len());
-    for chunk in flows.chunks(500) {
-        let ids: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
-        let sql = format!(
-            "UPDATE flows SET lease_expires_at = $2
-             WHERE owner = $1 AND state IN ('running', 'unwinding') AND id IN ({})
-             RETURNING id, generation",
-            ids.join(", ")
-        );
-        let mut q = sqlx::query(&sql).bind(owner).bind(until);
-        for id in chunk {
-            q = q.bind(id.to_string());
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            out.push((
-                parse("flow id", row.try_get::<&str, _>("id")?)?,
-                row.try_get("generation")?,
-            ));
-        }
+    let rows = sqlx::query(
+        "UPDATE flows SET lease_expires_at = $2
+         WHERE owner = $1 AND state IN ('running', 'unwinding')
+           AND id IN (SELECT value FROM json_each($3))
+         RETURNING id, generation",
+    )
+    .bind(owner)
+    .bind(until)
+    .bind(crate::shared::id_list(flows))
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in rows {
+        out.push((
+            parse("flow id", row.try_get::<&str, _>("id")?)?,
+            row.try_get("generation")?,
+        ));
     }
     Ok(out)
 }

@@ -317,10 +317,8 @@ pub async fn image_status_many(
     if ids.is_empty() {
         return Ok(out);
     }
-    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "WITH RECURSIVE chain (top, id, depth) AS (
-             SELECT id, id, 1 FROM images WHERE id IN ({})
+    let sql = "WITH RECURSIVE chain (top, id, depth) AS (
+             SELECT id, id, 1 FROM images WHERE id IN (SELECT value FROM json_each($1))
              UNION ALL
              SELECT chain.top, images.base_id, chain.depth + 1
              FROM chain JOIN images ON images.id = chain.id
@@ -328,13 +326,8 @@ pub async fn image_status_many(
          )
          SELECT i.id, i.health, i.health_reason, MAX(chain.depth) AS depth
          FROM chain JOIN images i ON i.id = chain.top
-         GROUP BY i.id, i.health, i.health_reason",
-        placeholders.join(", ")
-    );
-    let mut q = sqlx::query(&sql);
-    for id in ids {
-        q = q.bind(id.to_string());
-    }
+         GROUP BY i.id, i.health, i.health_reason";
+    let q = sqlx::query(sql).bind(crate::shared::id_list(ids));
     for r in q.fetch_all(conn).await? {
         out.insert(
             parse("image id", r.try_get::<&str, _>("id")?)?,

@@ -89,6 +89,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "usage_totals",
         include_str!("../migrations/0021_usage_totals.sql"),
     ),
+    (
+        23,
+        "page_indexes",
+        include_str!("../migrations/0023_page_indexes.sql"),
+    ),
 ];
 
 /// Apply every migration not yet applied whose version is below `before`

@@ -72,6 +72,25 @@ pub async fn volume_type_get(conn: &mut Conn, id: VolumeTypeId) -> Result<Option
     }
 }
 
+/// The names of the given types (those that exist), in one query.
+pub async fn volume_type_names(
+    conn: &mut Conn,
+    ids: &[VolumeTypeId],
+) -> Result<BTreeMap<VolumeTypeId, String>> {
+    let mut out = BTreeMap::new();
+    let rows = sqlx::query(
+        "SELECT id, name FROM volume_types WHERE id IN (SELECT value FROM json_each($1))",
+    )
+    .bind(crate::shared::id_list(ids))
+    .fetch_all(conn)
+    .await?;
+    for row in rows {
+        let id: &str = row.try_get("id")?;
+        out.insert(parse("volume type id", id)?, row.try_get("name")?);
+    }
+    Ok(out)
+}
+
 pub async fn volume_type_get_by_name(conn: &mut Conn, name: &str) -> Result<Option<VolumeType>> {
     let row = sqlx::query("SELECT * FROM volume_types WHERE name = $1")
         .bind(name)

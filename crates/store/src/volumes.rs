@@ -1,6 +1,7 @@
 //! Volumes and their metadata.
 
 use std::collections::BTreeMap;
+use std::str::FromStr;
 
 use scoria_model::volume::{AttachStatus, VolumeStatus};
 use scoria_model::{GlanceImageId, GroupId, ImageId, ReservationId, VolumeId, VolumeTypeId};
@@ -70,46 +71,111 @@ pub struct NewVolume {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// A volume's columns as one JSON array: a page of volumes is read as one
+/// value per row (`SELECT {JSON_ROW} …`) instead of 25, because copying and
+/// looking up each value was most of what reading a page of 1000 cost.
+/// [`Packed`] names the same columns in the same order.
+const JSON_ROW: &str = "json_array(id, project_id, user_id, name, description, size, status,
+    attach_status, migration_status, bootable, read_only, multiattach, availability_zone,
+    volume_type_id, snapshot_id, source_volid, backend, image_id, glance_image_id,
+    reservation_id, last_flow_id, created_at, updated_at, launched_at, group_id)";
+
+/// The stored columns of a volume, in [`JSON_ROW`]'s order (booleans as
+/// SQLite keeps them, 0 or 1), before their parsing into a [`Volume`].
+#[derive(serde::Deserialize)]
+struct Packed(
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 fn from_row(r: &SqliteRow) -> Result<Volume> {
+    let flag = |c: &str| -> Result<i64> { Ok(i64::from(r.try_get::<bool, _>(c)?)) };
+    from_packed(Packed(
+        r.try_get("id")?,
+        r.try_get("project_id")?,
+        r.try_get("user_id")?,
+        r.try_get("name")?,
+        r.try_get("description")?,
+        r.try_get("size")?,
+        r.try_get("status")?,
+        r.try_get("attach_status")?,
+        r.try_get("migration_status")?,
+        flag("bootable")?,
+        r.try_get::<Option<bool>, _>("read_only")?.map(i64::from),
+        flag("multiattach")?,
+        r.try_get("availability_zone")?,
+        r.try_get("volume_type_id")?,
+        r.try_get("snapshot_id")?,
+        r.try_get("source_volid")?,
+        r.try_get("backend")?,
+        r.try_get("image_id")?,
+        r.try_get("glance_image_id")?,
+        r.try_get("reservation_id")?,
+        r.try_get("last_flow_id")?,
+        r.try_get("created_at")?,
+        r.try_get("updated_at")?,
+        r.try_get("launched_at")?,
+        r.try_get("group_id")?,
+    ))
+}
+
+fn from_packed(p: Packed) -> Result<Volume> {
+    fn opt<T: FromStr>(what: &str, s: Option<String>) -> Result<Option<T>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        s.map(|s| parse(what, &s)).transpose()
+    }
     Ok(Volume {
-        id: parse("volume id", r.try_get::<&str, _>("id")?)?,
-        project_id: r.try_get("project_id")?,
-        user_id: r.try_get("user_id")?,
-        name: r.try_get("name")?,
-        description: r.try_get("description")?,
-        size: r.try_get("size")?,
-        status: parse("volume status", r.try_get::<&str, _>("status")?)?,
-        attach_status: parse("attach status", r.try_get::<&str, _>("attach_status")?)?,
-        migration_status: r.try_get("migration_status")?,
-        bootable: r.try_get("bootable")?,
-        read_only: r.try_get("read_only")?,
-        multiattach: r.try_get("multiattach")?,
-        availability_zone: r.try_get("availability_zone")?,
-        volume_type_id: parse("volume type id", r.try_get::<&str, _>("volume_type_id")?)?,
-        snapshot_id: r.try_get("snapshot_id")?,
-        source_volid: r.try_get("source_volid")?,
-        backend: r.try_get("backend")?,
-        image_id: r
-            .try_get::<Option<&str>, _>("image_id")?
-            .map(|s| parse("image id", s))
-            .transpose()?,
-        glance_image_id: r
-            .try_get::<Option<&str>, _>("glance_image_id")?
-            .map(|s| parse("image id", s))
-            .transpose()?,
-        reservation_id: r
-            .try_get::<Option<&str>, _>("reservation_id")?
-            .map(|s| parse("reservation id", s))
-            .transpose()?,
-        last_flow_id: r.try_get("last_flow_id")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        launched_at: r.try_get("launched_at")?,
+        id: parse("volume id", &p.0)?,
+        project_id: p.1,
+        user_id: p.2,
+        name: p.3,
+        description: p.4,
+        size: p.5,
+        status: parse("volume status", &p.6)?,
+        attach_status: parse("attach status", &p.7)?,
+        migration_status: p.8,
+        bootable: p.9 != 0,
+        read_only: p.10.map(|b| b != 0),
+        multiattach: p.11 != 0,
+        availability_zone: p.12,
+        volume_type_id: parse("volume type id", &p.13)?,
+        snapshot_id: p.14,
+        source_volid: p.15,
+        backend: p.16,
+        image_id: opt("image id", p.17)?,
+        glance_image_id: opt("image id", p.18)?,
+        reservation_id: opt("reservation id", p.19)?,
+        last_flow_id: p.20,
+        created_at: p.21,
+        updated_at: p.22,
+        launched_at: p.23,
         metadata: BTreeMap::new(),
-        group_id: r
-            .try_get::<Option<&str>, _>("group_id")?
-            .map(|s| parse("group id", s))
-            .transpose()?,
+        group_id: opt("group id", p.24)?,
     })
 }
 
@@ -465,11 +531,9 @@ pub async fn volume_purge(conn: &mut Conn, id: VolumeId) -> Result<bool> {
 /// Sum of the sizes (GiB) of the volumes placed on each backend, from the
 /// totals migration 0021's triggers keep (one row per backend).
 pub async fn volume_provisioned_by_backend(conn: &mut Conn) -> Result<BTreeMap<String, i64>> {
-    let rows = sqlx::query(
-        "SELECT backend, gb FROM backend_totals",
-    )
-    .fetch_all(conn)
-    .await?;
+    let rows = sqlx::query("SELECT backend, gb FROM backend_totals")
+        .fetch_all(conn)
+        .await?;
     rows.iter()
         .map(|r| Ok((r.try_get("backend")?, r.try_get("gb")?)))
         .collect()
@@ -645,7 +709,10 @@ pub async fn volume_list(conn: &mut Conn, q: &VolumeQuery) -> Result<Vec<Volume>
         let last_dir = sort.last().map(|s| s.1).unwrap_or(SortDir::Desc);
         sort.push((SortKey::Id, last_dir));
     }
-    let mut query = filtered("SELECT * FROM volumes WHERE 1 = 1", q);
+    let mut query = filtered(
+        &format!("SELECT {JSON_ROW} AS j FROM volumes WHERE 1 = 1"),
+        q,
+    );
     if let Some(marker) = q.marker {
         let m = match volume_get(conn, marker).await? {
             Some(m) if q.project_id.as_ref().is_none_or(|p| *p == m.project_id) => m,
@@ -660,7 +727,15 @@ pub async fn volume_list(conn: &mut Conn, q: &VolumeQuery) -> Result<Vec<Volume>
     let order: Vec<_> = sort.iter().map(|(k, d)| (k.expr(), *d)).collect();
     query.order_and_page(&order, q.limit, q.offset);
     let rows = query.fetch_all(&mut *conn).await?;
-    let mut vols = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    let mut vols = rows
+        .iter()
+        .map(|r| {
+            let j: &str = r.try_get("j")?;
+            let p: Packed = serde_json::from_str(j)
+                .map_err(|e| StoreError::Corrupt(format!("volume row: {e}")))?;
+            from_packed(p)
+        })
+        .collect::<Result<Vec<_>>>()?;
     attach_metadata(conn, &mut vols).await?;
     Ok(vols)
 }

@@ -171,7 +171,7 @@ pub async fn show(
 ) -> ApiResult<Json<Value>> {
     let id = path_id(&path)?;
     let progress = q.flag("with_progress")?;
-    let view = volumes::get(&state.app, &ctx, id).await?;
+    let view = volumes::get(&state.app, &ctx, id, progress).await?;
     let links = links_base(&state, &ctx, &path);
     Ok(Json(
         json!({"volume": detail(&view, admin_fields(&ctx), true, v, &links, progress)}),
@@ -234,6 +234,7 @@ fn list_request(ctx: &scoria_core::Context, q: &Params, v: Version) -> ApiResult
         offset: q.uint("offset")?,
         marker: page.marker,
         with_count: v.at_least(45) && q.flag("with_count")?,
+        with_status: q.flag("with_progress")?,
     })
 }
 
@@ -244,39 +245,71 @@ async fn list_any(
     path: BTreeMap<String, String>,
     q: Params,
     full: bool,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let req = list_request(&ctx, &q, v)?;
     let progress = q.flag("with_progress")?;
     let size = req.limit.unwrap_or(MAX_LIMIT);
     let with_count = req.with_count;
     let res = volumes::list(&state.app, &ctx, req).await?;
     let links = links_base(&state, &ctx, &path);
-    let items: Vec<Value> = res
-        .volumes
-        .iter()
-        .map(|view| {
-            if full {
-                detail(view, admin_fields(&ctx), true, v, &links, progress)
-            } else {
-                view::summary(view, &links)
-            }
+    let next = match res.volumes.last() {
+        Some(last) if res.volumes.len() as i64 == size => {
+            let url = format!("{}/volumes{}", links.0, if full { "/detail" } else { "" });
+            Some(query::next_link(
+                &q,
+                &url,
+                &["offset"],
+                size,
+                last.volume.id,
+            ))
+        }
+        _ => None,
+    };
+    let count = with_count.then(|| res.count.unwrap_or(0));
+    let admin = admin_fields(&ctx);
+    Ok(if full {
+        let volumes: Vec<_> = res
+            .volumes
+            .iter()
+            .map(|view| view::Detail {
+                view,
+                admin,
+                read: true,
+                v,
+                links: &links,
+                progress,
+            })
+            .collect();
+        Json(Page {
+            volumes,
+            volumes_links: next,
+            count,
         })
-        .collect();
-    let mut out = Map::new();
-    if res.volumes.len() as i64 == size
-        && let Some(last) = res.volumes.last()
-    {
-        let url = format!("{}/volumes{}", links.0, if full { "/detail" } else { "" });
-        out.insert(
-            "volumes_links".into(),
-            query::next_link(&q, &url, &["offset"], size, last.volume.id),
-        );
-    }
-    out.insert("volumes".into(), Value::Array(items));
-    if with_count {
-        out.insert("count".into(), json!(res.count.unwrap_or(0)));
-    }
-    Ok(Json(Value::Object(out)))
+        .into_response()
+    } else {
+        let volumes: Vec<Value> = res
+            .volumes
+            .iter()
+            .map(|view| view::summary(view, &links))
+            .collect();
+        Json(Page {
+            volumes,
+            volumes_links: next,
+            count,
+        })
+        .into_response()
+    })
+}
+
+/// A page of volumes as Cinder answers a list: the views, the link to the
+/// next page when this one is full, the count when asked (3.45).
+#[derive(serde::Serialize)]
+struct Page<T> {
+    volumes: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    volumes_links: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<i64>,
 }
 
 pub async fn list(
@@ -285,7 +318,7 @@ pub async fn list(
     Extension(v): Extension<Version>,
     path: PathParams,
     q: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     list_any(state, ctx, v, path.0, q, false).await
 }
 
@@ -295,7 +328,7 @@ pub async fn list_detail(
     Extension(v): Extension<Version>,
     path: PathParams,
     q: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     list_any(state, ctx, v, path.0, q, true).await
 }
 

@@ -4,9 +4,10 @@
 //! clients (tempest) check them against Cinder's exact schemas.
 
 use scoria_core::volumes::VolumeView;
-use scoria_model::VolumeId;
 use scoria_model::flow::Progress;
 use scoria_model::image::ImageHealth;
+use serde::ser::{SerializeMap as _, SerializeSeq as _};
+use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
 use crate::microversion::Version;
@@ -25,111 +26,196 @@ pub fn detail(
     links: &(String, String),
     progress: bool,
 ) -> Value {
-    let vol = &view.volume;
-    let mut o = json!({
-        "id": vol.id.to_string(),
-        "status": vol.status.as_str(),
-        "size": vol.size,
-        "availability_zone": vol.availability_zone,
-        "created_at": vol.created_at,
-        "updated_at": vol.updated_at,
-        "name": vol.name,
-        "description": vol.description,
-        "volume_type": view.volume_type_name,
-        "snapshot_id": vol.snapshot_id,
-        "source_volid": vol.source_volid,
-        "metadata": vol.metadata,
-        "links": link_list(links, &vol.id),
-        "user_id": vol.user_id,
-        "bootable": if vol.bootable { "true" } else { "false" },
-        "encrypted": false,
-        "replication_status": null,
-        "consistencygroup_id": null,
-        "multiattach": vol.multiattach,
-        "attachments": view.attachments.iter().map(|a| json!({
-            "id": vol.id.to_string(),
-            "attachment_id": a.id.to_string(),
-            "volume_id": vol.id.to_string(),
-            "server_id": a.instance_uuid,
-            "host_name": a.host_name,
-            "device": a.mountpoint,
-            "attached_at": a.attached_at,
-        })).collect::<Vec<_>>(),
-    });
-    let m = o.as_object_mut().expect("object");
-    // The `os-vol-*` attributes are Cinder's extension attributes: they
-    // extend the show and detail views only (`read`), never the answers of
-    // create and update (tempest's schemas refuse them there). Whoever may see
-    // a volume may read its project (`volume_extension:volume_tenant_attribute`
-    // is admin-or-owner): after a transfer the new owner reads it to confirm
-    // the move. Host and migration attributes are for admins.
-    if read {
-        m.insert("os-vol-tenant-attr:tenant_id".into(), json!(vol.project_id));
-    }
-    // Cinder's `volume_image_metadata` extension: in show and detail views of
-    // volumes made from an image.
-    if read && !view.image_metadata.is_empty() {
-        m.insert("volume_image_metadata".into(), json!(view.image_metadata));
-    }
-    if read && admin {
-        m.insert(
-            "os-vol-host-attr:host".into(),
-            json!(vol.backend.as_deref().map(scoria_core::services::pool_name)),
-        );
-        m.insert(
-            "os-vol-mig-status-attr:migstat".into(),
-            json!(vol.migration_status),
-        );
-        m.insert("os-vol-mig-status-attr:name_id".into(), Value::Null);
-    }
-    if admin {
-        m.insert("migration_status".into(), json!(vol.migration_status));
-    }
-    if let Some(ro) = vol.read_only {
+    serde_json::to_value(Detail {
+        view,
+        admin,
+        read,
+        v,
+        links,
+        progress,
+    })
+    .unwrap_or(Value::Null)
+}
+
+/// [`detail`] as a value that serializes itself: a page of 1000 volumes is
+/// written straight into the response body, without building a JSON tree of
+/// 40,000 entries first (which cost more than reading the page).
+pub struct Detail<'a> {
+    pub view: &'a VolumeView,
+    pub admin: bool,
+    pub read: bool,
+    pub v: Version,
+    pub links: &'a (String, String),
+    pub progress: bool,
+}
+
+impl Serialize for Detail<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (view, v, admin, read) = (self.view, self.v, self.admin, self.read);
+        let vol = &view.volume;
+        let id = vol.id.to_string();
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", &id)?;
+        m.serialize_entry("status", vol.status.as_str())?;
+        m.serialize_entry("size", &vol.size)?;
+        m.serialize_entry("availability_zone", &vol.availability_zone)?;
+        m.serialize_entry("created_at", &vol.created_at)?;
+        m.serialize_entry("updated_at", &vol.updated_at)?;
+        m.serialize_entry("name", &vol.name)?;
+        m.serialize_entry("description", &vol.description)?;
+        m.serialize_entry("volume_type", &view.volume_type_name)?;
+        m.serialize_entry("snapshot_id", &vol.snapshot_id)?;
+        m.serialize_entry("source_volid", &vol.source_volid)?;
         // Cinder shows the read-only flag, once set, as admin metadata inside
         // `metadata` ("True"/"False"), with the attach mode it implies.
-        if let Some(md) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            md.insert("readonly".into(), json!(if ro { "True" } else { "False" }));
-            md.insert("attached_mode".into(), json!(if ro { "ro" } else { "rw" }));
+        m.serialize_entry(
+            "metadata",
+            &Metadata {
+                user: &vol.metadata,
+                read_only: vol.read_only,
+            },
+        )?;
+        m.serialize_entry("links", &Links(self.links, &id))?;
+        m.serialize_entry("user_id", &vol.user_id)?;
+        m.serialize_entry("bootable", if vol.bootable { "true" } else { "false" })?;
+        m.serialize_entry("encrypted", &false)?;
+        m.serialize_entry("replication_status", &())?;
+        m.serialize_entry("consistencygroup_id", &())?;
+        m.serialize_entry("multiattach", &vol.multiattach)?;
+        m.serialize_entry("attachments", &Attachments(view))?;
+        // The `os-vol-*` attributes are Cinder's extension attributes: they
+        // extend the show and detail views only (`read`), never the answers
+        // of create and update (tempest's schemas refuse them there). Whoever
+        // may see a volume may read its project
+        // (`volume_extension:volume_tenant_attribute` is admin-or-owner):
+        // after a transfer the new owner reads it to confirm the move. Host
+        // and migration attributes are for admins.
+        if read {
+            m.serialize_entry("os-vol-tenant-attr:tenant_id", &vol.project_id)?;
         }
+        // Cinder's `volume_image_metadata` extension: in show and detail views
+        // of volumes made from an image.
+        if read && !view.image_metadata.is_empty() {
+            m.serialize_entry("volume_image_metadata", &view.image_metadata)?;
+        }
+        if read && admin {
+            m.serialize_entry(
+                "os-vol-host-attr:host",
+                &vol.backend.as_deref().map(scoria_core::services::pool_name),
+            )?;
+            m.serialize_entry("os-vol-mig-status-attr:migstat", &vol.migration_status)?;
+            m.serialize_entry("os-vol-mig-status-attr:name_id", &())?;
+        }
+        if admin {
+            m.serialize_entry("migration_status", &vol.migration_status)?;
+        }
+        if v.at_least(13) {
+            m.serialize_entry("group_id", &vol.group_id.map(|g| g.to_string()))?;
+        }
+        if v.at_least(21) && admin {
+            m.serialize_entry("provider_id", &())?;
+        }
+        if v.at_least(48) {
+            m.serialize_entry("shared_targets", &false)?;
+            m.serialize_entry("service_uuid", &())?;
+        }
+        if v.at_least(61) && admin {
+            m.serialize_entry("cluster_name", &())?;
+        }
+        if v.at_least(63) {
+            m.serialize_entry("volume_type_id", &vol.volume_type_id.to_string())?;
+        }
+        if v.at_least(64) {
+            m.serialize_entry("encryption_key_id", &())?;
+        }
+        if v.at_least(65) {
+            m.serialize_entry("consumes_quota", &true)?;
+        }
+        if self.progress {
+            let image = view.image.as_ref().map(|i| ImageBrief {
+                health: i.health,
+                reason: i.reason.as_deref(),
+                chain_depth: i.depth,
+            });
+            let mut keys = Map::new();
+            scoria_status(&mut keys, view.progress.as_ref(), image);
+            for (k, val) in &keys {
+                m.serialize_entry(k, val)?;
+            }
+        }
+        m.end()
     }
-    if v.at_least(13) {
-        m.insert(
-            "group_id".into(),
-            json!(vol.group_id.map(|g| g.to_string())),
-        );
+}
+
+/// A volume's metadata as Cinder shows it: the user's keys, plus `readonly`
+/// and `attached_mode` once the read-only flag was set.
+struct Metadata<'a> {
+    user: &'a std::collections::BTreeMap<String, String>,
+    read_only: Option<bool>,
+}
+
+impl Serialize for Metadata<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        for (k, val) in self.user {
+            if self.read_only.is_some() && (k == "readonly" || k == "attached_mode") {
+                continue;
+            }
+            m.serialize_entry(k, val)?;
+        }
+        if let Some(ro) = self.read_only {
+            m.serialize_entry("readonly", if ro { "True" } else { "False" })?;
+            m.serialize_entry("attached_mode", if ro { "ro" } else { "rw" })?;
+        }
+        m.end()
     }
-    if v.at_least(21) && admin {
-        m.insert("provider_id".into(), Value::Null);
+}
+
+/// Cinder's attachment summaries inside a volume view.
+struct Attachments<'a>(&'a VolumeView);
+
+impl Serialize for Attachments<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let vol = self.0.volume.id.to_string();
+        let mut l = s.serialize_seq(Some(self.0.attachments.len()))?;
+        for a in &self.0.attachments {
+            l.serialize_element(&json!({
+                "id": vol,
+                "attachment_id": a.id.to_string(),
+                "volume_id": vol,
+                "server_id": a.instance_uuid,
+                "host_name": a.host_name,
+                "device": a.mountpoint,
+                "attached_at": a.attached_at,
+            }))?;
+        }
+        l.end()
     }
-    if v.at_least(48) {
-        m.insert("shared_targets".into(), json!(false));
-        m.insert("service_uuid".into(), Value::Null);
+}
+
+/// The `self` and `bookmark` links of a volume.
+struct Links<'a>(&'a (String, String), &'a str);
+
+impl Serialize for Links<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Link<'b> {
+            rel: &'b str,
+            href: String,
+        }
+        let (base, id) = (self.0, self.1);
+        [
+            Link {
+                rel: "self",
+                href: format!("{}/volumes/{id}", base.0),
+            },
+            Link {
+                rel: "bookmark",
+                href: format!("{}/volumes/{id}", base.1),
+            },
+        ]
+        .serialize(s)
     }
-    if v.at_least(61) && admin {
-        m.insert("cluster_name".into(), Value::Null);
-    }
-    if v.at_least(63) {
-        m.insert(
-            "volume_type_id".into(),
-            json!(vol.volume_type_id.to_string()),
-        );
-    }
-    if v.at_least(64) {
-        m.insert("encryption_key_id".into(), Value::Null);
-    }
-    if v.at_least(65) {
-        m.insert("consumes_quota".into(), json!(true));
-    }
-    if progress {
-        let image = view.image.as_ref().map(|i| ImageBrief {
-            health: i.health,
-            reason: i.reason.as_deref(),
-            chain_depth: i.depth,
-        });
-        scoria_status(m, view.progress.as_ref(), image);
-    }
-    o
 }
 
 /// What `scoria:image` shows of an image.
@@ -176,17 +262,11 @@ pub fn scoria_status(
     }
 }
 
-fn link_list(links: &(String, String), id: &VolumeId) -> Value {
-    json!([
-        {"rel": "self", "href": format!("{}/volumes/{id}", links.0)},
-        {"rel": "bookmark", "href": format!("{}/volumes/{id}", links.1)},
-    ])
-}
-
 pub fn summary(view: &VolumeView, links: &(String, String)) -> Value {
+    let id = view.volume.id.to_string();
     json!({
-        "id": view.volume.id.to_string(),
+        "id": id,
         "name": view.volume.name,
-        "links": link_list(links, &view.volume.id),
+        "links": Links(links, &id),
     })
 }

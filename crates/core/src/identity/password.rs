@@ -33,8 +33,11 @@ pub const GENERATED_LEN: usize = 32;
 pub struct Hasher {
     params: Params,
     permits: Semaphore,
+    /// How many permits there are.
+    slots: usize,
     /// Working memories of finished hashes, for the next ones (at most one
-    /// per permit).
+    /// per permit), while hashes keep coming; freed when the last running
+    /// hash ends ([`Hasher::release_if_idle`]).
     memories: Mutex<Vec<Vec<Block>>>,
     dummy: OnceLock<String>,
 }
@@ -51,6 +54,7 @@ impl Hasher {
         Hasher {
             params,
             permits: Semaphore::new(cores.max(2)),
+            slots: cores.max(2),
             memories: Mutex::new(Vec::new()),
             dummy: OnceLock::new(),
         }
@@ -100,6 +104,20 @@ impl Hasher {
         })
     }
 
+    /// Free the kept working memories when no other hash is running (the
+    /// caller still holds its permit): a burst of logins reuses them, and an
+    /// idle server does not keep 19 MiB per permit. mimalloc, the binary's
+    /// allocator, gives memory this large back to the system when it is
+    /// freed.
+    fn release_if_idle(&self) {
+        if self.permits.available_permits() + 1 >= self.slots {
+            self.memories
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+    }
+
     /// Hash a password into a PHC string.
     pub async fn hash(self: &Arc<Self>, password: String) -> Result<String> {
         let _permit = self
@@ -108,9 +126,11 @@ impl Hasher {
             .await
             .map_err(|e| Error::internal("the password hasher is shut down", e))?;
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.hash_now(&password))
+        let done = tokio::task::spawn_blocking(move || me.hash_now(&password))
             .await
-            .map_err(|e| Error::internal("password hashing failed", e))?
+            .map_err(|e| Error::internal("password hashing failed", e))?;
+        self.release_if_idle();
+        done
     }
 
     fn hash_now(&self, password: &str) -> Result<String> {
@@ -186,7 +206,7 @@ impl Hasher {
             .await
             .map_err(|e| Error::internal("the password hasher is shut down", e))?;
         let me = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let done = tokio::task::spawn_blocking(move || {
             let (phc, real) = match phc {
                 Some(p) => (p, true),
                 None => (me.dummy()?, false),
@@ -195,7 +215,9 @@ impl Hasher {
             Ok(ok && real)
         })
         .await
-        .map_err(|e| Error::internal("password check failed", e))?
+        .map_err(|e| Error::internal("password check failed", e))?;
+        self.release_if_idle();
+        done
     }
 
     fn dummy(&self) -> Result<String> {
@@ -271,22 +293,31 @@ mod tests {
     }
 
     /// Many concurrent checks share the permits' working memories: no more
-    /// are ever kept than hashes may run at once.
+    /// are ever kept than hashes may run at once, and none once the last
+    /// check ended.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn working_memories_are_reused() {
+    async fn working_memories_are_reused_then_freed() {
         let h = Arc::new(Hasher::cheap());
         let phc = h.hash("pw".into()).await.unwrap();
+        assert_eq!(h.memories.lock().unwrap().len(), 0, "idle after one hash");
+        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let checks: Vec<_> = (0..64)
             .map(|_| {
-                let (h, phc) = (h.clone(), phc.clone());
-                tokio::spawn(async move { h.verify("pw".into(), Some(phc)).await })
+                let (h, phc, most) = (h.clone(), phc.clone(), most.clone());
+                tokio::spawn(async move {
+                    let ok = h.verify("pw".into(), Some(phc)).await;
+                    let kept = h.memories.lock().unwrap().len();
+                    most.fetch_max(kept, std::sync::atomic::Ordering::Relaxed);
+                    ok
+                })
             })
             .collect();
         for c in checks {
             assert!(c.await.unwrap().unwrap());
         }
-        let kept = h.memories.lock().unwrap().len();
-        assert!(kept >= 1 && kept <= h.permits.available_permits(), "{kept}");
+        let most = most.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(most >= 1 && most <= h.slots, "{most} kept at most");
+        assert_eq!(h.memories.lock().unwrap().len(), 0, "idle: all freed");
     }
 
     /// What one hash and one check cost at the production parameters

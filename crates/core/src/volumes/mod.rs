@@ -110,6 +110,9 @@ pub struct ListRequest {
     pub offset: Option<i64>,
     pub marker: Option<VolumeId>,
     pub with_count: bool,
+    /// Read each volume's last flow's progress and its image's health
+    /// (`with_progress`).
+    pub with_status: bool,
 }
 
 /// Page of volumes and, when asked, the number matching the filters.
@@ -500,16 +503,18 @@ async fn get_unchecked(app: &App, id: VolumeId) -> Result<VolumeView> {
     let v = store::volume_get(&mut conn, id)
         .await?
         .ok_or_else(|| Error::volume_not_found(id))?;
-    let mut views = views(&mut conn, vec![v]).await?;
+    let mut views = views(&mut conn, vec![v], false).await?;
     views.pop().ok_or_else(|| Error::volume_not_found(id))
 }
 
-/// One volume.
-pub async fn get(app: &App, ctx: &Context, id: VolumeId) -> Result<VolumeView> {
-    crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeGet).await?;
+/// One volume; with its last flow's progress and its image's health when
+/// `with_status`. The volume is looked up before the policy is asked (404
+/// before 403), on one connection.
+pub async fn get(app: &App, ctx: &Context, id: VolumeId, with_status: bool) -> Result<VolumeView> {
     let mut conn = app.store().read().await?;
     let v = visible(&mut conn, ctx, id).await?;
-    let mut views = views(&mut conn, vec![v]).await?;
+    ctx.authorize(Op::VolumeGet)?;
+    let mut views = views(&mut conn, vec![v], with_status).await?;
     views.pop().ok_or_else(|| Error::volume_not_found(id))
 }
 
@@ -542,7 +547,7 @@ pub async fn list(app: &App, ctx: &Context, req: ListRequest) -> Result<ListResu
         None
     };
     Ok(ListResult {
-        volumes: views(&mut conn, vols).await?,
+        volumes: views(&mut conn, vols, req.with_status).await?,
         count,
     })
 }

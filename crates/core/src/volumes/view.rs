@@ -1,5 +1,7 @@
-//! Volumes as the API shows them: the record, its type's name, and the
-//! progress of the last flow that worked on it (read in one query for a page).
+//! Volumes as the API shows them: the record, its type's name, its image
+//! metadata and attachments, and on request the progress of the last flow
+//! that worked on it and its image's health (each read in one query for a
+//! page).
 
 use std::collections::BTreeMap;
 
@@ -10,11 +12,22 @@ use scoria_store::{Conn, flows as flow_store, volume_types};
 use super::VolumeView;
 use crate::error::Result;
 
-pub(super) async fn views(conn: &mut Conn, vols: Vec<Volume>) -> Result<Vec<VolumeView>> {
-    let flow_ids: Vec<String> = vols.iter().filter_map(|v| v.last_flow_id.clone()).collect();
-    let flows = flow_store::flow_get_many(conn, &flow_ids).await?;
-    let images: Vec<_> = vols.iter().filter_map(|v| v.image_id).collect();
-    let statuses = scoria_store::images::image_status_many(conn, &images).await?;
+pub(super) async fn views(
+    conn: &mut Conn,
+    vols: Vec<Volume>,
+    with_status: bool,
+) -> Result<Vec<VolumeView>> {
+    // A page costs the same few queries whatever its length: type names,
+    // image metadata and attachments for the whole page at once; the last
+    // flow's progress and the image's health only when the caller shows them
+    // (`with_progress`), since reading them costs more than the rest.
+    let (mut flows, mut statuses) = (BTreeMap::new(), BTreeMap::new());
+    if with_status {
+        let flow_ids: Vec<String> = vols.iter().filter_map(|v| v.last_flow_id.clone()).collect();
+        flows = flow_store::flow_get_many(conn, &flow_ids).await?;
+        let images: Vec<_> = vols.iter().filter_map(|v| v.image_id).collect();
+        statuses = scoria_store::images::image_status_many(conn, &images).await?;
+    }
     let from_images: Vec<_> = vols
         .iter()
         .filter(|v| v.glance_image_id.is_some())
@@ -22,40 +35,38 @@ pub(super) async fn views(conn: &mut Conn, vols: Vec<Volume>) -> Result<Vec<Volu
         .collect();
     let mut image_metadata =
         scoria_store::volume_images::volume_image_metadata_get_many(conn, &from_images).await?;
-    let mut type_names: BTreeMap<VolumeTypeId, String> = BTreeMap::new();
+    let mut types: Vec<VolumeTypeId> = vols.iter().map(|v| v.volume_type_id).collect();
+    types.sort_unstable();
+    types.dedup();
+    let type_names = volume_types::volume_type_names(conn, &types).await?;
+    let attached: Vec<_> = vols
+        .iter()
+        .filter(|v| v.attach_status != scoria_model::volume::AttachStatus::Detached)
+        .map(|v| v.id)
+        .collect();
+    let mut attachments = if attached.is_empty() {
+        BTreeMap::new()
+    } else {
+        scoria_store::attachments::attachment_list_attached_for(conn, &attached).await?
+    };
     let mut out = Vec::with_capacity(vols.len());
     for v in vols {
-        let type_name = match type_names.get(&v.volume_type_id) {
-            Some(n) => n.clone(),
-            None => {
-                let n = volume_types::volume_type_get(conn, v.volume_type_id)
-                    .await?
-                    .map(|t| t.name)
-                    .unwrap_or_else(|| v.volume_type_id.to_string());
-                type_names.insert(v.volume_type_id, n.clone());
-                n
-            }
-        };
+        let volume_type_name = type_names
+            .get(&v.volume_type_id)
+            .cloned()
+            .unwrap_or_else(|| v.volume_type_id.to_string());
         let progress = v
             .last_flow_id
             .as_ref()
             .and_then(|id| flows.get(id))
             .map(crate::rules::progress::of_flow);
-        let image = v.image_id.and_then(|i| statuses.get(&i).cloned());
+        let image = v.image_id.and_then(|i| statuses.remove(&i));
         let image_metadata = image_metadata.remove(&v.id.to_string()).unwrap_or_default();
-        let attachments = if v.attach_status == scoria_model::volume::AttachStatus::Detached {
-            Vec::new()
-        } else {
-            scoria_store::attachments::attachment_list_for_volume(conn, v.id)
-                .await?
-                .into_iter()
-                .filter(|a| a.status == scoria_model::attachment::AttachmentStatus::Attached)
-                .collect()
-        };
+        let attachments = attachments.remove(&v.id).unwrap_or_default();
         out.push(VolumeView {
             image_metadata,
             volume: v,
-            volume_type_name: type_name,
+            volume_type_name,
             progress,
             image,
             attachments,
