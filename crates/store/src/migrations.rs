@@ -89,6 +89,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "usage_totals",
         include_str!("../migrations/0021_usage_totals.sql"),
     ),
+    (
+        22,
+        "image_unref",
+        include_str!("../migrations/0022_image_unref.sql"),
+    ),
 ];
 
 /// Apply every migration not yet applied whose version is below `before`

@@ -398,7 +398,10 @@ async fn totals(conn: &mut Conn, sql: &str) -> Result<Totals> {
     for r in rows {
         let (n, gb): (i64, i64) = (r.try_get("n")?, r.try_get("gb")?);
         if n != 0 || gb != 0 {
-            out.insert((r.try_get("k")?, r.try_get("kind")?, r.try_get("t")?), (n, gb));
+            out.insert(
+                (r.try_get("k")?, r.try_get("kind")?, r.try_get("t")?),
+                (n, gb),
+            );
         }
     }
     Ok(out)

@@ -465,11 +465,9 @@ pub async fn volume_purge(conn: &mut Conn, id: VolumeId) -> Result<bool> {
 /// Sum of the sizes (GiB) of the volumes placed on each backend, from the
 /// totals migration 0021's triggers keep (one row per backend).
 pub async fn volume_provisioned_by_backend(conn: &mut Conn) -> Result<BTreeMap<String, i64>> {
-    let rows = sqlx::query(
-        "SELECT backend, gb FROM backend_totals",
-    )
-    .fetch_all(conn)
-    .await?;
+    let rows = sqlx::query("SELECT backend, gb FROM backend_totals")
+        .fetch_all(conn)
+        .await?;
     rows.iter()
         .map(|r| Ok((r.try_get("backend")?, r.try_get("gb")?)))
         .collect()

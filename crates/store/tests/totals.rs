@@ -201,10 +201,12 @@ async fn apply(c: &mut scoria_store::Conn, op: &Op, types: &[String; 2]) {
 }
 
 async fn seed_group_type(c: &mut scoria_store::Conn) {
-    sqlx::query("INSERT INTO group_types (id, name, is_public, created_at) VALUES ('g', 'g', 1, 'now')")
-        .execute(c)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO group_types (id, name, is_public, created_at) VALUES ('g', 'g', 1, 'now')",
+    )
+    .execute(c)
+    .await
+    .unwrap();
 }
 
 async fn run(ops: Vec<Op>) {
@@ -215,23 +217,13 @@ async fn run(ops: Vec<Op>) {
     let other = scoria_model::VolumeTypeId::new();
     {
         let mut tx = store.begin().await.unwrap();
-        volume_types::volume_type_create(
-            &mut tx,
-            other,
-            "other",
-            None,
-            true,
-            &Default::default(),
-        )
-        .await
-        .unwrap();
+        volume_types::volume_type_create(&mut tx, other, "other", None, true, &Default::default())
+            .await
+            .unwrap();
         seed_group_type(&mut tx).await;
         tx.commit().await.unwrap();
     }
-    let types = [
-        volume_types::DEFAULT_TYPE_ID.to_string(),
-        other.to_string(),
-    ];
+    let types = [volume_types::DEFAULT_TYPE_ID.to_string(), other.to_string()];
     for op in &ops {
         let mut tx = store.begin().await.unwrap();
         match op {
