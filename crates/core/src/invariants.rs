@@ -15,6 +15,11 @@
 //!   no image is left `creating` or `deleting` without such a reason; every
 //!   image is used (by a volume, or as the base of another), and every base
 //!   is immutable and recorded;
+//! - every image nothing uses (`ready` or `deleting`) is a candidate of the
+//!   reaper's routine pass (`image_unref`, kept by triggers), which would
+//!   otherwise never free it (only the full scan on the timer would). Unlike
+//!   the rule above this holds at any moment, settled or not, and names the
+//!   cause: a reference dropped without its trigger;
 //! - every file on a backend has an image record (no orphan), once the reaper
 //!   freed what nothing uses (the reaper, `reaper.rs`);
 //! - every image cache entry's image is `ready` and immutable (an entry is a
@@ -89,6 +94,12 @@ pub async fn check(env: &Env) -> Result<Vec<String>> {
     let all_snapshots = snapshots::snapshot_list_all(&mut conn).await?;
     let cache = scoria_store::volume_images::cache_list_all(&mut conn).await?;
     let atts = scoria_store::attachments::attachment_list_all(&mut conn).await?;
+    for i in images::image_list_unused_not_candidates(&mut conn).await? {
+        bad.push(format!(
+            "image {} ({}) is unused but not a candidate: the reaper's routine pass would never free it",
+            i.id, i.name
+        ));
+    }
     drop(conn);
     for e in &cache {
         if !e.ready {

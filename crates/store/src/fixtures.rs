@@ -49,6 +49,17 @@ pub async fn insert_v7_volume(conn: &mut Conn, v: &V7Volume) -> Result<()> {
     Ok(())
 }
 
+/// Lose an image's candidate row (`image_unref`, migration 0022), as a writer
+/// that bypassed the triggers would: for the tests of the reaper's full scan,
+/// the safety net for such images.
+pub async fn image_unref_lose(conn: &mut Conn, id: scoria_model::ImageId) -> Result<()> {
+    sqlx::query("DELETE FROM image_unref WHERE image_id = $1")
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use scoria_model::ImageId;

@@ -215,23 +215,86 @@ async fn image_set_mutable(conn: &mut Conn, id: ImageId, mutable: bool) -> Resul
     Ok(r.rows_affected() == 1)
 }
 
+/// No row refers to image `i` (a condition on an image aliased `i`).
+const UNUSED: &str = "NOT EXISTS (SELECT 1 FROM images o WHERE o.base_id = i.id)
+       AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.image_id = i.id)
+       AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = i.id)
+       AND NOT EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = i.id)";
+
+async fn list(conn: &mut Conn, sql: &str) -> Result<Vec<Image>> {
+    sqlx::query(sql)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
 /// Images no row refers to any more, `ready` or already `deleting`: garbage
 /// for the reaper. An image still `creating` belongs to the flow making it
-/// (whose undo removes it) and is never listed.
+/// (whose undo removes it) and is never listed. A scan of every image: the
+/// reaper's safety net (at open and on its timer); its routine pass reads
+/// [`image_list_unused_candidates`].
 pub async fn image_list_unused(conn: &mut Conn) -> Result<Vec<Image>> {
-    sqlx::query(
-        "SELECT * FROM images i WHERE i.state IN ('ready', 'deleting')
-           AND NOT EXISTS (SELECT 1 FROM images o WHERE o.base_id = i.id)
-           AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.image_id = i.id)
-           AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = i.id)
-           AND NOT EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = i.id)
-         ORDER BY i.backend, i.name",
+    let sql = format!(
+        "SELECT i.* FROM images i WHERE i.state IN ('ready', 'deleting') AND {UNUSED}
+         ORDER BY i.backend, i.name"
+    );
+    list(conn, &sql).await
+}
+
+/// [`image_list_unused`] among the candidates only (`image_unref`, migration
+/// 0022: new images and images that lost a user): costs what changed since
+/// the last [`image_unref_prune`], whatever the number of images.
+pub async fn image_list_unused_candidates(conn: &mut Conn) -> Result<Vec<Image>> {
+    // CROSS JOIN: SQLite then keeps the candidates as the outer loop (with a
+    // plain JOIN and no statistics it scans every image and probes
+    // `image_unref`, the cost this function exists to avoid).
+    let sql = format!(
+        "SELECT i.* FROM image_unref u CROSS JOIN images i ON i.id = u.image_id
+         WHERE i.state IN ('ready', 'deleting') AND {UNUSED}
+         ORDER BY i.backend, i.name"
+    );
+    list(conn, &sql).await
+}
+
+/// Unused images (as [`image_list_unused`] lists them) that are not
+/// candidates: the reaper's routine pass would never free them (the check).
+pub async fn image_list_unused_not_candidates(conn: &mut Conn) -> Result<Vec<Image>> {
+    let sql = format!(
+        "SELECT i.* FROM images i WHERE i.state IN ('ready', 'deleting') AND {UNUSED}
+           AND NOT EXISTS (SELECT 1 FROM image_unref u WHERE u.image_id = i.id)
+         ORDER BY i.backend, i.name"
+    );
+    list(conn, &sql).await
+}
+
+/// The candidates, whatever their images' use (checks and tests).
+pub async fn image_unref_list(conn: &mut Conn) -> Result<Vec<ImageId>> {
+    let ids: Vec<String> = sqlx::query_scalar("SELECT image_id FROM image_unref ORDER BY image_id")
+        .fetch_all(conn)
+        .await?;
+    ids.iter().map(|s| parse("image id", s)).collect()
+}
+
+/// Drop the candidates that are settled: images gone, or used. One statement
+/// (run it in a write transaction), deciding on what is committed now — never
+/// on what a caller read before — so a candidate whose last user went after
+/// the caller's last look stays, and so does an unused image still `creating`
+/// (its flow gives it a user, which prunes it next time, or removes it, which
+/// drops its row). Returns how many went.
+pub async fn image_unref_prune(conn: &mut Conn) -> Result<u64> {
+    let r = sqlx::query(
+        "DELETE FROM image_unref AS u WHERE
+           NOT EXISTS (SELECT 1 FROM images i WHERE i.id = u.image_id)
+           OR EXISTS (SELECT 1 FROM images o WHERE o.base_id = u.image_id)
+           OR EXISTS (SELECT 1 FROM volumes v WHERE v.image_id = u.image_id)
+           OR EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = u.image_id)
+           OR EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = u.image_id)",
     )
-    .fetch_all(conn)
-    .await?
-    .iter()
-    .map(from_row)
-    .collect()
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
 }
 
 /// Who uses an image, one entry per row that refers to it.

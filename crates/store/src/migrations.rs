@@ -90,6 +90,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0021_usage_totals.sql"),
     ),
     (
+        22,
+        "image_unref",
+        include_str!("../migrations/0022_image_unref.sql"),
+    ),
+    (
         23,
         "page_indexes",
         include_str!("../migrations/0023_page_indexes.sql"),

@@ -22,13 +22,27 @@
 //! and the next pass finishes it. An image still `creating` belongs to the
 //! flow making it, whose undo removes it; the reaper never touches one.
 //!
-//! It runs when the application opens, a quarter of a second after flows of
-//! this process end (a burst of ends costs one pass: one pass per flow cost
-//! creates two thirds of their throughput, 218/s against 78/s in
-//! `bench_lifecycle` on a loaded machine),
-//! and on a timer (for flows of other processes and for retries after a
-//! backend refused a delete). Failpoints: `reaper.marked` (after the mark
-//! commits), `reaper.freed` (after the data is gone, before the record goes).
+//! Which images a pass looks at depends on why it runs. The routine pass, a
+//! quarter of a second after flows of this process end (a burst of ends
+//! costs one pass: one pass per flow cost creates two thirds of their
+//! throughput, 218/s against 78/s in `bench_lifecycle` on a loaded machine),
+//! reads only the *candidates* ([`Scan::Candidates`]): the images that
+//! triggers recorded as possibly unused in the transaction that made them or
+//! dropped a reference to them (migration 0022). Its cost is proportional to
+//! what changed since the last pass, so the control plane costs the same per
+//! operation with 100 or 100,000 images (issue 14); a full scan there ran
+//! every image through four subqueries several times a second under load. Each
+//! pass ends by pruning the candidates that are used or gone, in one
+//! statement on what is committed then, so a candidate that lost its last
+//! user meanwhile stays for the next pass.
+//!
+//! The full scan ([`Scan::Full`]) runs when the application opens and on a
+//! timer, at least every `every` even under a steady stream of flow ends: for
+//! flows of other processes, for retries after a backend refused a delete
+//! (those images stay candidates, too), and as the safety net for an image
+//! whose candidate row is missing for any reason. Failpoints: `reaper.marked`
+//! (after the mark commits), `reaper.freed` (after the data is gone, before
+//! the record goes).
 
 use std::time::Duration;
 
@@ -47,13 +61,56 @@ pub struct Reaped {
     pub failed: usize,
 }
 
-/// Free every image nothing uses, chains included.
+/// Which images a pass considers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scan {
+    /// Only the candidates: images that are new or lost a user since the last
+    /// prune (the routine pass).
+    Candidates,
+    /// Every image (at open, on the timer; the safety net).
+    Full,
+}
+
+/// Free every image nothing uses, chains included, scanning every image.
 pub async fn reap(env: &Env) -> Result<Reaped> {
+    reap_with(env, Scan::Full).await
+}
+
+/// Free every unused image among the candidates, chains included (a freed
+/// overlay makes its base a candidate), then prune the candidates.
+pub async fn reap_changed(env: &Env) -> Result<Reaped> {
+    reap_with(env, Scan::Candidates).await
+}
+
+/// One pass: free what `scan` finds unused, again until a round frees
+/// nothing, then prune the candidates that are used or gone.
+pub async fn reap_with(env: &Env, scan: Scan) -> Result<Reaped> {
+    let done = free_unused(env, scan).await?;
+    let pruned = {
+        let mut tx = env.store.begin().await?;
+        let pruned = images::image_unref_prune(&mut tx).await?;
+        tx.commit().await.map_err(scoria_store::StoreError::from)?;
+        pruned
+    };
+    tracing::debug!(
+        ?scan,
+        freed = done.freed,
+        failed = done.failed,
+        pruned,
+        "reaper pass"
+    );
+    Ok(done)
+}
+
+async fn free_unused(env: &Env, scan: Scan) -> Result<Reaped> {
     let mut done = Reaped::default();
     loop {
         let garbage = {
             let mut conn = env.store.read().await?;
-            images::image_list_unused(&mut conn).await?
+            match scan {
+                Scan::Candidates => images::image_list_unused_candidates(&mut conn).await?,
+                Scan::Full => images::image_list_unused(&mut conn).await?,
+            }
         };
         let mut progressed = false;
         for image in garbage {
@@ -100,8 +157,9 @@ fn crash(f: scoria_failpoints::Fault) -> crate::Error {
 /// deletes costs one pass, not one per flow.
 const SETTLE: Duration = Duration::from_millis(250);
 
-/// Reap now, then whenever `ended` changes (a flow ended; after [`SETTLE`]) or
-/// `every` passed, until the task is aborted (the application does at
+/// Reap now (a full scan), then over the candidates whenever `ended` changes
+/// (a flow ended; after [`SETTLE`]), and with a full scan once `every` passed
+/// since the last one, until the task is aborted (the application does at
 /// shutdown).
 pub fn spawn(
     env: std::sync::Arc<Env>,
@@ -109,21 +167,33 @@ pub fn spawn(
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut scan = Scan::Full;
+        // A deadline, not a sleep restarted after each pass: flows ending more
+        // often than `every` must not postpone the safety net for ever.
+        let mut full_at = tokio::time::Instant::now();
         loop {
-            if let Err(e) = reap(&env).await {
+            if scan == Scan::Full {
+                full_at = tokio::time::Instant::now() + every;
+            }
+            if let Err(e) = reap_with(&env, scan).await {
                 tracing::warn!(error = %e.chain(), "reaping unused images failed; trying again later");
             }
             ended.borrow_and_update();
-            tokio::select! {
+            scan = tokio::select! {
                 changed = ended.changed() => {
                     if changed.is_err() {
                         // The engine is gone.
                         return;
                     }
                     tokio::time::sleep(SETTLE).await;
+                    if tokio::time::Instant::now() >= full_at {
+                        Scan::Full
+                    } else {
+                        Scan::Candidates
+                    }
                 }
-                _ = tokio::time::sleep(every) => {}
-            }
+                _ = tokio::time::sleep_until(full_at) => Scan::Full,
+            };
         }
     })
 }

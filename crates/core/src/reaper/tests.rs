@@ -73,3 +73,135 @@ async fn frees_unused_images_and_survives_a_crash_at_each_step() {
         w.check_common(&e).await.expect("invariants");
     }
 }
+
+/// The routine pass reads only the candidates, and they are enough: a
+/// volume with two snapshots is taken apart (each snapshot deleted, then the
+/// volume), and each layer of its chain is freed, top down, as its last user
+/// goes. An unused image whose candidate row was lost is left by the routine
+/// pass (the invariant check names it) and freed by the full scan.
+#[tokio::test]
+async fn the_routine_pass_frees_each_layer_as_its_last_user_goes() {
+    use scoria_model::ImageId;
+    use scoria_model::image::{ImageFormat, ImageState};
+
+    use super::reap_changed;
+    use crate::flows::snapshot_delete;
+
+    let w = World::new_for_tests();
+    let e = w.plain().await;
+    let (volume, first, second) = (VolumeId::new(), SnapshotId::new(), SnapshotId::new());
+    w.create_volume(&e, volume, 1).await;
+    w.create_snapshot(&e, first, volume).await;
+    w.create_snapshot(&e, second, volume).await;
+    let mut frozen = Vec::new();
+    for s in [first, second] {
+        let s = w.snapshot(&e, s).await.expect("read").expect("snapshot");
+        frozen.push(s.image_id.expect("image"));
+    }
+    let (lower, upper) = (frozen[0], frozen[1]);
+    let files = [
+        w.image_path(&e, lower).await.expect("path"),
+        w.image_path(&e, upper).await.expect("path"),
+    ];
+    let candidates = || async {
+        let mut c = e.store().read().await.expect("read");
+        images::image_unref_list(&mut c).await.expect("candidates")
+    };
+
+    // A stray: an unused image (no data) whose candidate row is lost.
+    let stray = ImageId::new();
+    {
+        let backend = {
+            let mut c = e.store().read().await.expect("read");
+            images::image_get(&mut c, lower)
+                .await
+                .expect("read")
+                .expect("image")
+                .backend
+        };
+        let mut tx = e.store().begin().await.expect("begin");
+        images::image_create(
+            &mut tx,
+            &images::NewImage {
+                id: stray,
+                backend,
+                name: format!("image-{stray}.raw"),
+                format: ImageFormat::Raw,
+                virtual_size: 1 << 20,
+                base_id: None,
+                mutable: false,
+                state: ImageState::Ready,
+            },
+        )
+        .await
+        .expect("stray");
+        scoria_store::fixtures::image_unref_lose(&mut tx, stray)
+            .await
+            .expect("lose");
+        tx.commit().await.expect("commit");
+    }
+    assert_eq!(reap_changed(e.env()).await.expect("reap").freed, 0);
+    let bad = crate::invariants::check(e.env()).await.expect("check");
+    assert!(
+        bad.iter()
+            .any(|b| b.contains(&stray.to_string()) && b.contains("not a candidate")),
+        "{bad:?}"
+    );
+    // The pass pruned what it saw used: nothing is a candidate now.
+    assert_eq!(candidates().await, []);
+
+    // Each snapshot goes; its image is still under the volume's chain.
+    for s in [first, second] {
+        w.run::<snapshot_delete::SnapshotDelete>(
+            &e,
+            snapshot_delete::Params {
+                snapshot_id: s,
+                project_id: Some(PROJECT.into()),
+                force: false,
+                request_id: None,
+            },
+            "a snapshot delete",
+        )
+        .await;
+        assert!(
+            !candidates().await.is_empty(),
+            "the snapshot's image lost a user"
+        );
+        assert_eq!(reap_changed(e.env()).await.expect("reap").freed, 0);
+        assert!(files.iter().all(|f| f.exists()));
+        assert_eq!(candidates().await, []);
+    }
+
+    // The volume goes (its active image with it): the layers under it are
+    // freed top down by one routine pass, the lower one through the upper's
+    // delete making it a candidate.
+    w.run::<volume_delete::VolumeDelete>(
+        &e,
+        volume_delete::Params {
+            volume_id: volume,
+            project_id: Some(PROJECT.into()),
+            force: false,
+            request_id: None,
+            group_id: None,
+            cascade: false,
+        },
+        "the delete",
+    )
+    .await;
+    assert_eq!(candidates().await, [upper]);
+    assert_eq!(reap_changed(e.env()).await.expect("reap").freed, 2);
+    assert!(files.iter().all(|f| !f.exists()));
+    assert_eq!(candidates().await, []);
+
+    // Only the full scan finds the stray.
+    let mut c = e.store().read().await.expect("read");
+    assert!(
+        images::image_get(&mut c, stray)
+            .await
+            .expect("read")
+            .is_some()
+    );
+    drop(c);
+    assert_eq!(reap(e.env()).await.expect("reap").freed, 1);
+    w.check_common(&e).await.expect("invariants");
+}
