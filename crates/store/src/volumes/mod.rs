@@ -1,16 +1,20 @@
-//! Volumes and their metadata.
+//! Volumes and their metadata: writes and single reads here, how a row is
+//! read in `row.rs`, lists in `list.rs`.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 use scoria_model::volume::{AttachStatus, VolumeStatus};
 use scoria_model::{GlanceImageId, GroupId, ImageId, ReservationId, VolumeId, VolumeTypeId};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
+mod list;
+mod row;
+
+use crate::shared::KeyValues;
 pub use crate::shared::SortDir;
-use crate::shared::{KeyValues, Keyset, SqlValue};
 use crate::{Conn, Result, StoreError, now, parse};
+pub use list::{SortKey, VolumeQuery, volume_count, volume_list, volume_list_all, volume_summary};
+use row::{JSON_ROW, from_json};
 
 /// A volume as stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,114 +75,6 @@ pub struct NewVolume {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// A volume's columns as one JSON array: a page of volumes is read as one
-/// value per row (`SELECT {JSON_ROW} …`) instead of 25, because copying and
-/// looking up each value was most of what reading a page of 1000 cost.
-/// [`Packed`] names the same columns in the same order.
-const JSON_ROW: &str = "json_array(id, project_id, user_id, name, description, size, status,
-    attach_status, migration_status, bootable, read_only, multiattach, availability_zone,
-    volume_type_id, snapshot_id, source_volid, backend, image_id, glance_image_id,
-    reservation_id, last_flow_id, created_at, updated_at, launched_at, group_id)";
-
-/// The stored columns of a volume, in [`JSON_ROW`]'s order (booleans as
-/// SQLite keeps them, 0 or 1), before their parsing into a [`Volume`].
-#[derive(serde::Deserialize)]
-struct Packed(
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    i64,
-    String,
-    String,
-    Option<String>,
-    i64,
-    Option<i64>,
-    i64,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
-
-fn from_row(r: &SqliteRow) -> Result<Volume> {
-    let flag = |c: &str| -> Result<i64> { Ok(i64::from(r.try_get::<bool, _>(c)?)) };
-    from_packed(Packed(
-        r.try_get("id")?,
-        r.try_get("project_id")?,
-        r.try_get("user_id")?,
-        r.try_get("name")?,
-        r.try_get("description")?,
-        r.try_get("size")?,
-        r.try_get("status")?,
-        r.try_get("attach_status")?,
-        r.try_get("migration_status")?,
-        flag("bootable")?,
-        r.try_get::<Option<bool>, _>("read_only")?.map(i64::from),
-        flag("multiattach")?,
-        r.try_get("availability_zone")?,
-        r.try_get("volume_type_id")?,
-        r.try_get("snapshot_id")?,
-        r.try_get("source_volid")?,
-        r.try_get("backend")?,
-        r.try_get("image_id")?,
-        r.try_get("glance_image_id")?,
-        r.try_get("reservation_id")?,
-        r.try_get("last_flow_id")?,
-        r.try_get("created_at")?,
-        r.try_get("updated_at")?,
-        r.try_get("launched_at")?,
-        r.try_get("group_id")?,
-    ))
-}
-
-fn from_packed(p: Packed) -> Result<Volume> {
-    fn opt<T: FromStr>(what: &str, s: Option<String>) -> Result<Option<T>>
-    where
-        T::Err: std::fmt::Display,
-    {
-        s.map(|s| parse(what, &s)).transpose()
-    }
-    Ok(Volume {
-        id: parse("volume id", &p.0)?,
-        project_id: p.1,
-        user_id: p.2,
-        name: p.3,
-        description: p.4,
-        size: p.5,
-        status: parse("volume status", &p.6)?,
-        attach_status: parse("attach status", &p.7)?,
-        migration_status: p.8,
-        bootable: p.9 != 0,
-        read_only: p.10.map(|b| b != 0),
-        multiattach: p.11 != 0,
-        availability_zone: p.12,
-        volume_type_id: parse("volume type id", &p.13)?,
-        snapshot_id: p.14,
-        source_volid: p.15,
-        backend: p.16,
-        image_id: opt("image id", p.17)?,
-        glance_image_id: opt("image id", p.18)?,
-        reservation_id: opt("reservation id", p.19)?,
-        last_flow_id: p.20,
-        created_at: p.21,
-        updated_at: p.22,
-        launched_at: p.23,
-        metadata: BTreeMap::new(),
-        group_id: opt("group id", p.24)?,
-    })
-}
-
 /// Insert a new volume entry with its metadata. An entry with that id already
 /// present is reported as `Duplicate` (a re-run of the step finds it there).
 pub async fn volume_create(conn: &mut Conn, v: &NewVolume) -> Result<()> {
@@ -218,14 +114,12 @@ pub async fn volume_create(conn: &mut Conn, v: &NewVolume) -> Result<()> {
 
 /// One volume with its metadata, or `None`.
 pub async fn volume_get(conn: &mut Conn, id: VolumeId) -> Result<Option<Volume>> {
-    let row = sqlx::query("SELECT * FROM volumes WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let mut v = from_row(&row)?;
-    v.metadata = volume_metadata_get(conn, id).await?;
-    Ok(Some(v))
+    let j: Option<String> =
+        sqlx::query_scalar(&format!("SELECT {JSON_ROW} FROM volumes WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+    j.as_deref().map(from_json).transpose()
 }
 
 /// Conditionally move a volume to `to`: only if its status is one of `from`
@@ -606,228 +500,6 @@ pub async fn volume_metadata_delete(conn: &mut Conn, id: VolumeId, key: &str) ->
 }
 
 // ---------------------------------------------------------------------------
-// Listing
-
-/// Columns a list may be sorted by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SortKey {
-    Id,
-    Name,
-    Size,
-    Status,
-    CreatedAt,
-    UpdatedAt,
-    AvailabilityZone,
-    Bootable,
-    Description,
-    ProjectId,
-}
-
-impl SortKey {
-    /// Parse an API sort key (Cinder's spellings, including the `display_*`
-    /// synonyms).
-    pub fn parse(s: &str) -> Option<SortKey> {
-        Some(match s {
-            "id" => SortKey::Id,
-            "name" | "display_name" => SortKey::Name,
-            "size" => SortKey::Size,
-            "status" => SortKey::Status,
-            "created_at" => SortKey::CreatedAt,
-            "updated_at" => SortKey::UpdatedAt,
-            "availability_zone" => SortKey::AvailabilityZone,
-            "bootable" => SortKey::Bootable,
-            "description" | "display_description" => SortKey::Description,
-            "project_id" => SortKey::ProjectId,
-            _ => return None,
-        })
-    }
-
-    /// The SQL expression sorted on; nullable text sorts as the empty string so
-    /// that keyset pagination can compare it.
-    fn expr(self) -> &'static str {
-        match self {
-            SortKey::Id => "id",
-            SortKey::Name => "COALESCE(name, '')",
-            SortKey::Size => "size",
-            SortKey::Status => "status",
-            SortKey::CreatedAt => "created_at",
-            SortKey::UpdatedAt => "COALESCE(updated_at, '')",
-            SortKey::AvailabilityZone => "availability_zone",
-            SortKey::Bootable => "CASE WHEN bootable THEN 1 ELSE 0 END",
-            SortKey::Description => "COALESCE(description, '')",
-            SortKey::ProjectId => "project_id",
-        }
-    }
-
-    fn value(self, v: &Volume) -> SqlValue {
-        match self {
-            SortKey::Id => SqlValue::Text(v.id.to_string()),
-            SortKey::Name => SqlValue::Text(v.name.clone().unwrap_or_default()),
-            SortKey::Size => SqlValue::Int(v.size),
-            SortKey::Status => SqlValue::Text(v.status.as_str().to_owned()),
-            SortKey::CreatedAt => SqlValue::Text(v.created_at.clone()),
-            SortKey::UpdatedAt => SqlValue::Text(v.updated_at.clone().unwrap_or_default()),
-            SortKey::AvailabilityZone => SqlValue::Text(v.availability_zone.clone()),
-            SortKey::Bootable => SqlValue::Int(i64::from(v.bootable)),
-            SortKey::Description => SqlValue::Text(v.description.clone().unwrap_or_default()),
-            SortKey::ProjectId => SqlValue::Text(v.project_id.clone()),
-        }
-    }
-}
-
-/// Filters, order and page of a volume list.
-#[derive(Clone, Debug, Default)]
-pub struct VolumeQuery {
-    /// Only this project's volumes; `None` lists every project's (admins).
-    pub project_id: Option<String>,
-    pub name: Option<String>,
-    pub status: Option<String>,
-    pub availability_zone: Option<String>,
-    pub bootable: Option<bool>,
-    /// Every pair must be present in the volume's metadata.
-    pub metadata: Vec<(String, String)>,
-    /// Only the volumes of this group.
-    pub group_id: Option<GroupId>,
-    /// Sort keys in priority order; empty means `created_at desc`. `id` is
-    /// always appended as the tie-breaker.
-    pub sort: Vec<(SortKey, SortDir)>,
-    pub limit: Option<i64>,
-    /// Skip this many volumes (after the marker).
-    pub offset: Option<i64>,
-    /// Start after this volume (which must match the query's project).
-    pub marker: Option<VolumeId>,
-}
-
-/// A page of volumes; `MarkerNotFound` when the marker names no visible volume.
-pub async fn volume_list(conn: &mut Conn, q: &VolumeQuery) -> Result<Vec<Volume>> {
-    let mut sort = if q.sort.is_empty() {
-        vec![(SortKey::CreatedAt, SortDir::Desc)]
-    } else {
-        q.sort.clone()
-    };
-    if !sort.iter().any(|(k, _)| *k == SortKey::Id) {
-        let last_dir = sort.last().map(|s| s.1).unwrap_or(SortDir::Desc);
-        sort.push((SortKey::Id, last_dir));
-    }
-    let mut query = filtered(
-        &format!("SELECT {JSON_ROW} AS j FROM volumes WHERE 1 = 1"),
-        q,
-    );
-    if let Some(marker) = q.marker {
-        let m = match volume_get(conn, marker).await? {
-            Some(m) if q.project_id.as_ref().is_none_or(|p| *p == m.project_id) => m,
-            _ => return Err(StoreError::MarkerNotFound(marker.to_string())),
-        };
-        let after: Vec<_> = sort
-            .iter()
-            .map(|(k, d)| (k.expr(), *d, k.value(&m)))
-            .collect();
-        query.after(&after);
-    }
-    let order: Vec<_> = sort.iter().map(|(k, d)| (k.expr(), *d)).collect();
-    query.order_and_page(&order, q.limit, q.offset);
-    let rows = query.fetch_all(&mut *conn).await?;
-    let mut vols = rows
-        .iter()
-        .map(|r| {
-            let j: &str = r.try_get("j")?;
-            let p: Packed = serde_json::from_str(j)
-                .map_err(|e| StoreError::Corrupt(format!("volume row: {e}")))?;
-            from_packed(p)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    attach_metadata(conn, &mut vols).await?;
-    Ok(vols)
-}
-
-/// How many volumes match the query's filters (ignoring sort, limit, marker).
-pub async fn volume_count(conn: &mut Conn, q: &VolumeQuery) -> Result<i64> {
-    filtered("SELECT COUNT(*) FROM volumes WHERE 1 = 1", q)
-        .fetch_count(conn)
-        .await
-}
-
-/// The query's filters after `select`.
-fn filtered(select: &str, q: &VolumeQuery) -> Keyset {
-    let mut k = Keyset::new(select);
-    if let Some(p) = &q.project_id {
-        k.filter("project_id", SqlValue::Text(p.clone()));
-    }
-    if let Some(n) = &q.name {
-        k.filter("name", SqlValue::Text(n.clone()));
-    }
-    if let Some(s) = &q.status {
-        k.filter("status", SqlValue::Text(s.clone()));
-    }
-    if let Some(az) = &q.availability_zone {
-        k.filter("availability_zone", SqlValue::Text(az.clone()));
-    }
-    if let Some(g) = &q.group_id {
-        k.filter("group_id", SqlValue::Text(g.to_string()));
-    }
-    if let Some(b) = q.bootable {
-        k.filter(
-            "CASE WHEN bootable THEN 1 ELSE 0 END",
-            SqlValue::Int(i64::from(b)),
-        );
-    }
-    for (key, value) in &q.metadata {
-        k.push(" AND EXISTS (SELECT 1 FROM volume_metadata m WHERE m.volume_id = volumes.id AND m.key = ");
-        k.bind(SqlValue::Text(key.clone()));
-        k.push(" AND m.value = ");
-        k.bind(SqlValue::Text(value.clone()));
-        k.push(")");
-    }
-    k
-}
-
-async fn attach_metadata(conn: &mut Conn, vols: &mut [Volume]) -> Result<()> {
-    let ids: Vec<String> = vols.iter().map(|v| v.id.to_string()).collect();
-    let mut by_id = METADATA.get_many(conn, &ids).await?;
-    for v in vols.iter_mut() {
-        if let Some(m) = by_id.remove(&v.id.to_string()) {
-            v.metadata = m;
-        }
-    }
-    Ok(())
-}
-
-/// Every volume (for invariant checks and recovery), without metadata.
-pub async fn volume_list_all(conn: &mut Conn) -> Result<Vec<Volume>> {
-    let rows = sqlx::query("SELECT * FROM volumes ORDER BY created_at, id")
-        .fetch_all(conn)
-        .await?;
-    rows.iter().map(from_row).collect()
-}
-
-/// Count, total size and the union of metadata of the volumes a query matches
-/// (`GET /volumes/summary`).
-pub async fn volume_summary(
-    conn: &mut Conn,
-    project: Option<&str>,
-) -> Result<(i64, i64, BTreeMap<String, Vec<String>>)> {
-    let row = sqlx::query(
-        "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS gb FROM volumes
-         WHERE ($1 IS NULL OR project_id = $1)",
-    )
-    .bind(project)
-    .fetch_one(&mut *conn)
-    .await?;
-    let rows = sqlx::query(
-        "SELECT DISTINCT m.key, m.value FROM volume_metadata m JOIN volumes v ON v.id = m.volume_id
-         WHERE ($1 IS NULL OR v.project_id = $1) ORDER BY m.key, m.value",
-    )
-    .bind(project)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut meta: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in rows {
-        meta.entry(r.try_get("key")?)
-            .or_default()
-            .push(r.try_get("value")?);
-    }
-    Ok((row.try_get("n")?, row.try_get("gb")?, meta))
-}
 
 #[cfg(test)]
 mod tests {
