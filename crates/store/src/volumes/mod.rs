@@ -50,9 +50,6 @@ pub struct Volume {
     pub updated_at: Option<String>,
     pub launched_at: Option<String>,
     pub metadata: BTreeMap<String, String>,
-    /// Its volume type's name, when read with it (single reads and lists:
-    /// a status poll is then one query).
-    pub volume_type_name: Option<String>,
     /// The group the volume belongs to (see `groups/`).
     pub group_id: Option<GroupId>,
 }

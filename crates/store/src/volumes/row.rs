@@ -1,7 +1,6 @@
 //! How a volume row is read: as stored columns ([`from_row`]) or as one
-//! JSON value per volume with its metadata and its type's name
-//! ([`JSON_ROW`], for lists and single reads), both parsed by one function
-//! into a [`Volume`].
+//! JSON value per volume ([`JSON_ROW`], for lists and single reads), both
+//! parsed by one function into a [`Volume`].
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -24,8 +23,7 @@ pub(super) const JSON_ROW: &str =
     volume_type_id, snapshot_id, source_volid, backend, image_id, glance_image_id,
     reservation_id, last_flow_id, created_at, updated_at, launched_at, group_id,
     json((SELECT json_group_object(m.key, m.value) FROM volume_metadata m
-          WHERE m.volume_id = volumes.id)),
-    (SELECT t.name FROM volume_types t WHERE t.id = volumes.volume_type_id))";
+          WHERE m.volume_id = volumes.id)))";
 
 /// The stored columns of a volume, in [`JSON_ROW`]'s order (booleans as
 /// SQLite keeps them, 0 or 1), before their parsing into a [`Volume`].
@@ -59,9 +57,6 @@ struct Packed(
     /// The metadata (absent when read from a plain row).
     #[serde(default)]
     BTreeMap<String, String>,
-    /// The volume type's name (absent when read from a plain row).
-    #[serde(default)]
-    Option<String>,
 );
 
 pub(super) fn from_row(r: &SqliteRow) -> Result<Volume> {
@@ -93,7 +88,6 @@ pub(super) fn from_row(r: &SqliteRow) -> Result<Volume> {
         r.try_get("launched_at")?,
         r.try_get("group_id")?,
         BTreeMap::new(),
-        None,
     ))
 }
 
@@ -137,7 +131,6 @@ fn from_packed(p: Packed) -> Result<Volume> {
         updated_at: p.22,
         launched_at: p.23,
         metadata: p.25,
-        volume_type_name: p.26,
         group_id: opt("group id", p.24)?,
     })
 }
