@@ -202,8 +202,7 @@ pub async fn quota_usage(conn: &mut Conn, project: &str) -> Result<BTreeMap<Quot
     // (a few rows per project, whatever its size); what is reserved from the
     // flows in flight.
     let rows = sqlx::query(
-        "SELECT CASE kind WHEN 'volumes' THEN 'in_use' ELSE kind END AS kind,
-                volume_type_id AS resource, n, gb
+        "SELECT kind, volume_type_id AS resource, n, gb
          FROM usage_totals WHERE project_id = $1 AND (n != 0 OR gb != 0)
          UNION ALL
          SELECT 'reserved', resource, CAST(SUM(delta) AS BIGINT), 0 FROM reservations
@@ -215,7 +214,7 @@ pub async fn quota_usage(conn: &mut Conn, project: &str) -> Result<BTreeMap<Quot
     for r in rows {
         let kind: &str = r.try_get("kind")?;
         let resource: &str = r.try_get("resource")?;
-        if kind == "in_use" {
+        if kind == "volumes" {
             let (n, gb): (i64, i64) = (r.try_get("n")?, r.try_get("gb")?);
             let t: VolumeTypeId = parse("volume type id", resource)?;
             for (key, amount) in [

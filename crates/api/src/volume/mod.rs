@@ -267,45 +267,40 @@ async fn list_any(
     };
     let count = with_count.then(|| res.count.unwrap_or(0));
     let admin = admin_fields(&ctx);
+    let page = |volumes| Page {
+        volumes,
+        volumes_links: next,
+        count,
+    };
     Ok(if full {
-        let volumes: Vec<_> = res
-            .volumes
-            .iter()
-            .map(|view| view::Detail {
-                view,
-                admin,
-                read: true,
-                v,
-                links: &links,
-                progress,
-            })
-            .collect();
-        Json(Page {
-            volumes,
-            volumes_links: next,
-            count,
-        })
-        .into_response()
+        let details = res.volumes.iter().map(|view| view::Detail {
+            view,
+            admin,
+            read: true,
+            v,
+            links: &links,
+            progress,
+        });
+        Json(page(details.map(Item::Detail).collect())).into_response()
     } else {
-        let volumes: Vec<Value> = res
-            .volumes
-            .iter()
-            .map(|view| view::summary(view, &links))
-            .collect();
-        Json(Page {
-            volumes,
-            volumes_links: next,
-            count,
-        })
-        .into_response()
+        let summaries = res.volumes.iter().map(|view| view::summary(view, &links));
+        Json(page(summaries.map(Item::Summary).collect())).into_response()
     })
+}
+
+/// One volume of a list page: the detailed view or the summary.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Item<'a> {
+    Detail(view::Detail<'a>),
+    Summary(Value),
 }
 
 /// A page of volumes as Cinder answers a list: the views, the link to the
 /// next page when this one is full, the count when asked (3.45).
 #[derive(serde::Serialize)]
-struct Page<T> {
-    volumes: Vec<T>,
+struct Page<'a> {
+    volumes: Vec<Item<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     volumes_links: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
