@@ -38,7 +38,7 @@ impl World {
                 },
                 format,
                 availability_zone: zone.into(),
-                max_over_subscription_ratio: ratio,
+                max_over_subscription_ratio: scoria_core::scheduler::OverSubscription::Fixed(ratio),
                 ..file.clone()
             };
             c.backends.push(backend("b", Format::Raw, "nova", 1.0));

@@ -101,7 +101,7 @@ pub fn spawn_refresher(env: std::sync::Arc<Env>, every: Duration) -> tokio::task
 /// doc. A backend that never reported is left out, with the reason.
 pub async fn gather(env: &Env, conn: &mut Conn) -> Result<Vec<Candidate>> {
     let mut out = Vec::with_capacity(env.backends.len());
-    let provisioned_all = scoria_store::volumes::volume_provisioned_by_backend(conn).await?;
+    let totals = scoria_store::volumes::volume_totals_by_backend(conn).await?;
     let unschedulable = hosts::unschedulable_volume_hosts(conn).await?;
     for (name, b) in &env.backends {
         let Some(reading) = b.capacity_reading() else {
@@ -109,15 +109,25 @@ pub async fn gather(env: &Env, conn: &mut Conn) -> Result<Vec<Candidate>> {
             continue;
         };
         let cap = reading.capacity;
-        let provisioned = provisioned_all.get(name).copied().unwrap_or(0);
+        let (count, provisioned) = totals.get(name).copied().unwrap_or((0, 0));
         let capabilities = b.capabilities.clone();
+        let (total_gib, free_gib) = (cap.total as f64 / GIB_F, cap.free as f64 / GIB_F);
+        let thin = b.config.thin_provisioning;
         out.push(Candidate {
             name: name.clone(),
             availability_zone: b.config.availability_zone.clone(),
-            total_gib: cap.total as f64 / GIB_F,
-            free_gib: cap.free as f64 / GIB_F,
+            total_gib,
+            free_gib,
             provisioned_gib: provisioned as f64,
-            max_over_subscription_ratio: b.config.max_over_subscription_ratio,
+            allocated_gib: provisioned as f64,
+            volume_count: count.max(0) as u64,
+            thin,
+            max_over_subscription_ratio: b.config.max_over_subscription_ratio.ratio(
+                thin,
+                total_gib,
+                free_gib,
+                provisioned as f64,
+            ),
             reserved_percentage: b.config.reserved_percentage,
             capabilities,
             enabled: !unschedulable.contains(&hosts::backend_host(name)),
@@ -145,7 +155,10 @@ mod tests {
                 driver: DriverConfig::Memory { capacity_gib: 100 },
                 format: Format::Qcow2,
                 availability_zone: "nova".into(),
-                max_over_subscription_ratio: 1.0,
+                max_over_subscription_ratio: scheduler::OverSubscription::Fixed(1.0),
+                // Thick: placement weighs the real free space.
+                thin_provisioning: false,
+                capabilities: Default::default(),
                 reserved_percentage: 0,
                 clone_strategy: scoria_model::snapshot::CloneStrategy::Space,
                 max_chain_depth: 16,
@@ -213,6 +226,7 @@ mod tests {
                     .unwrap(),
             ),
             backup_chunk_size: scoria_storage::backup_repo::DEFAULT_CHUNK_SIZE,
+            scheduler: Default::default(),
         };
         let nbd_backend = env.backend("nbd").expect("backend");
         assert_eq!(
@@ -243,13 +257,14 @@ mod tests {
         assert!(gather(&env, &mut conn).await.expect("gather").is_empty());
         env.refresh_capacities().await;
         let candidates = gather(&env, &mut conn).await.expect("gather");
+        let cfg = scheduler::SchedulerConfig::default();
         let want_nbd = Request {
             size_gib: 1,
-            availability_zone: None,
             extra_specs: [("multiattach".to_string(), "<is> True".to_string())].into(),
+            ..Default::default()
         };
         assert_eq!(
-            scheduler::place(&want_nbd, &candidates, 1.0).expect("placed"),
+            scheduler::place(&cfg, &want_nbd, &candidates).expect("placed"),
             "nbd"
         );
         // Any backend: the one with more free space wins (spread).
@@ -258,7 +273,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            scheduler::place(&any, &candidates, 1.0).expect("placed"),
+            scheduler::place(&cfg, &any, &candidates).expect("placed"),
             "plain"
         );
 
@@ -269,12 +284,12 @@ mod tests {
         });
         let stale = gather(&env, &mut conn).await.expect("gather");
         assert_eq!(
-            scheduler::place(&want_nbd, &stale, 1.0).expect("placed"),
+            scheduler::place(&cfg, &want_nbd, &stale).expect("placed"),
             "nbd"
         );
         nbd_backend.refresh_capacity().await.expect("refresh");
         let fresh = gather(&env, &mut conn).await.expect("gather");
-        let err = scheduler::place(&want_nbd, &fresh, 1.0).expect_err("full");
+        let err = scheduler::place(&cfg, &want_nbd, &fresh).expect_err("full");
         assert!(err.to_string().contains("nbd:"), "{err}");
     }
 }

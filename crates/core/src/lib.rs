@@ -69,8 +69,16 @@ pub struct BackendConfig {
     /// Format of new volumes.
     pub format: Format,
     pub availability_zone: String,
-    /// Thin provisioning: how many times the free space may be promised.
-    pub max_over_subscription_ratio: f64,
+    /// Thin provisioning: how many times the total space may be promised
+    /// (a number, or `auto` as Cinder computes it).
+    pub max_over_subscription_ratio: scheduler::OverSubscription,
+    /// Whether the backend provisions thin (over-subscription applies) or
+    /// thick (a volume needs its size free).
+    pub thin_provisioning: bool,
+    /// Free-form capabilities the backend reports to the scheduler besides
+    /// the driver's (`tier = "ssd"`…); `volume_backend_name` here replaces
+    /// the default, the backend's name.
+    pub capabilities: BTreeMap<String, String>,
     /// Percent of the total space kept free.
     pub reserved_percentage: u8,
     /// How volumes are made from snapshots and other volumes, unless their
@@ -123,6 +131,8 @@ pub struct Config {
     pub exports: exports::ExportsConfig,
     /// Where backups live and how they are cut (see [`backups`]).
     pub backups: BackupConfig,
+    /// Which filters and weighers place volumes (see [`scheduler`]).
+    pub scheduler: scheduler::SchedulerConfig,
 }
 
 /// The backup repository.
@@ -229,7 +239,11 @@ impl Config {
                 },
                 format: Format::Qcow2,
                 availability_zone: "nova".into(),
-                max_over_subscription_ratio: 20.0,
+                max_over_subscription_ratio: scheduler::OverSubscription::Fixed(
+                    scheduler::DEFAULT_MAX_OVER_SUBSCRIPTION_RATIO,
+                ),
+                thin_provisioning: true,
+                capabilities: BTreeMap::new(),
                 reserved_percentage: 0,
                 clone_strategy: scoria_model::snapshot::CloneStrategy::Space,
                 max_chain_depth: scoria_model::snapshot::DEFAULT_MAX_CHAIN_DEPTH,
@@ -247,6 +261,7 @@ impl Config {
             password_cost: PasswordCost::Default,
             capacity_refresh: Duration::from_secs(10),
             node_id: "local".into(),
+            scheduler: scheduler::SchedulerConfig::default(),
             backups: BackupConfig {
                 path: backups,
                 fsync: true,
@@ -272,7 +287,8 @@ pub struct Backend {
     pub driver: DynDriver,
     /// What the scheduler matches volume types' extra specs against:
     /// Cinder's capability names, as the driver reports them
-    /// (`Capabilities::cinder`), and `volume_backend_name`, the backend's name.
+    /// (`Capabilities::cinder`), `volume_backend_name` (the backend's name
+    /// unless configured) and the configured free-form capabilities.
     pub capabilities: BTreeMap<String, String>,
     capacity: std::sync::RwLock<Option<capacity::Reading>>,
 }
@@ -286,6 +302,10 @@ impl Backend {
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
         capabilities.insert("volume_backend_name".into(), config.name.clone());
+        if !config.thin_provisioning {
+            capabilities.insert("thin_provisioning_support".into(), "False".into());
+        }
+        capabilities.extend(config.capabilities.clone());
         Backend {
             config,
             driver,
@@ -313,6 +333,8 @@ pub struct Env {
     /// The backup repository and its chunk size.
     pub backup_repo: scoria_storage::backup_repo::DynRepo,
     pub backup_chunk_size: u64,
+    /// How placements are made (the configuration's `[scheduler]`).
+    pub scheduler: scheduler::SchedulerConfig,
 }
 
 impl Env {
@@ -488,6 +510,7 @@ impl App {
             exports_config: config.exports.clone(),
             backup_repo,
             backup_chunk_size: config.backups.chunk_size,
+            scheduler: config.scheduler.clone(),
         });
         let engine = Engine::new(store, env.clone(), fp, options);
         flows::register(&engine);

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use scoria_core::scheduler::{Filter, OverSubscription, SchedulerConfig, Weigher};
 use scoria_core::{BackendConfig, Config, DriverConfig};
 use serde::Deserialize;
 
@@ -31,6 +32,31 @@ pub struct File {
     pub exports: Exports,
     #[serde(default)]
     pub backups: Backups,
+    #[serde(default)]
+    pub scheduler: Scheduler,
+}
+
+/// Which filters and weighers place volumes, and their multipliers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scheduler {
+    /// Filter names (Cinder's); default all five.
+    pub filters: Option<Vec<String>>,
+    /// Weigher names (Cinder's); default `["CapacityWeigher"]`.
+    pub weighers: Option<Vec<String>>,
+    pub capacity_weight_multiplier: Option<f64>,
+    pub allocated_capacity_weight_multiplier: Option<f64>,
+    pub volume_number_multiplier: Option<f64>,
+    /// Backends a create tries before it fails.
+    pub max_attempts: Option<u32>,
+}
+
+/// `max_over_subscription_ratio`: a number or `"auto"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Ratio {
+    Number(f64),
+    Word(String),
 }
 
 /// The backup repository.
@@ -155,8 +181,13 @@ pub struct Backend {
     pub path: Option<PathBuf>,
     pub format: Option<String>,
     pub availability_zone: Option<String>,
-    pub max_over_subscription_ratio: Option<f64>,
+    pub max_over_subscription_ratio: Option<Ratio>,
     pub reserved_percentage: Option<u8>,
+    /// Thin (default) or thick provisioning.
+    pub thin_provisioning: Option<bool>,
+    /// Free-form capabilities matched against volume types' extra specs.
+    #[serde(default)]
+    pub capabilities: std::collections::BTreeMap<String, String>,
     pub fsync: Option<bool>,
     pub capacity_gib: Option<u64>,
     pub clone_strategy: Option<String>,
@@ -264,6 +295,7 @@ pub fn resolve(
             bail!("two backends have the same name");
         }
     }
+    core.scheduler = scheduler(file.scheduler)?;
     let backups = file.backups;
     if let Some(p) = backups.path {
         core.backups.path = if p.is_absolute() { p } else { data_dir.join(p) };
@@ -383,6 +415,56 @@ pub fn resolve(
     })
 }
 
+/// The `[scheduler]` section; an unknown filter or weigher is an error.
+fn scheduler(s: Scheduler) -> Result<SchedulerConfig> {
+    let mut cfg = SchedulerConfig::default();
+    if let Some(names) = s.filters {
+        cfg.filters = names
+            .iter()
+            .map(|n| n.parse::<Filter>().map_err(anyhow::Error::msg))
+            .collect::<Result<_>>()
+            .context("scheduler.filters")?;
+    }
+    if let Some(names) = s.weighers {
+        cfg.weighers = names
+            .iter()
+            .map(|n| n.parse::<Weigher>().map_err(anyhow::Error::msg))
+            .collect::<Result<_>>()
+            .context("scheduler.weighers")?;
+    }
+    for (key, value, slot) in [
+        (
+            "capacity_weight_multiplier",
+            s.capacity_weight_multiplier,
+            &mut cfg.capacity_weight_multiplier,
+        ),
+        (
+            "allocated_capacity_weight_multiplier",
+            s.allocated_capacity_weight_multiplier,
+            &mut cfg.allocated_capacity_weight_multiplier,
+        ),
+        (
+            "volume_number_multiplier",
+            s.volume_number_multiplier,
+            &mut cfg.volume_number_multiplier,
+        ),
+    ] {
+        if let Some(v) = value {
+            if !v.is_finite() {
+                bail!("scheduler.{key} must be a finite number");
+            }
+            *slot = v;
+        }
+    }
+    if let Some(n) = s.max_attempts {
+        if n == 0 {
+            bail!("scheduler.max_attempts must be at least 1");
+        }
+        cfg.max_attempts = n;
+    }
+    Ok(cfg)
+}
+
 fn backend(b: Backend, data_dir: &Path) -> Result<BackendConfig> {
     if b.name.is_empty()
         || !b
@@ -416,12 +498,30 @@ fn backend(b: Backend, data_dir: &Path) -> Result<BackendConfig> {
             b.name
         ),
     };
-    let ratio = b.max_over_subscription_ratio.unwrap_or(20.0);
-    if !(ratio >= 1.0 && ratio.is_finite()) {
-        bail!(
-            "backend {}: max_over_subscription_ratio must be at least 1.0",
+    let ratio = match b.max_over_subscription_ratio {
+        None => {
+            OverSubscription::Fixed(scoria_core::scheduler::DEFAULT_MAX_OVER_SUBSCRIPTION_RATIO)
+        }
+        Some(Ratio::Word(w)) if w == "auto" => OverSubscription::Auto,
+        Some(Ratio::Number(r)) if r >= 1.0 && r.is_finite() => OverSubscription::Fixed(r),
+        Some(_) => bail!(
+            "backend {}: max_over_subscription_ratio must be a number at least 1.0 or \"auto\"",
             b.name
-        );
+        ),
+    };
+    for (k, v) in &b.capabilities {
+        if k.is_empty() || k.contains(':') || k.chars().any(char::is_whitespace) {
+            bail!(
+                "backend {}: capability name {k:?} must be non-empty, without ':' or spaces",
+                b.name
+            );
+        }
+        if v.len() > 255 {
+            bail!(
+                "backend {}: capability {k} is longer than 255 characters",
+                b.name
+            );
+        }
     }
     let reserved = b.reserved_percentage.unwrap_or(0);
     if reserved > 100 {
@@ -439,6 +539,8 @@ fn backend(b: Backend, data_dir: &Path) -> Result<BackendConfig> {
             .map_err(anyhow::Error::msg)?,
         availability_zone: b.availability_zone.unwrap_or_else(|| "nova".into()),
         max_over_subscription_ratio: ratio,
+        thin_provisioning: b.thin_provisioning.unwrap_or(true),
+        capabilities: b.capabilities,
         reserved_percentage: reserved,
         clone_strategy: b
             .clone_strategy
@@ -509,6 +611,50 @@ mod tests {
     }
 
     #[test]
+    fn scheduler_and_backend_placement_settings() {
+        // Defaults.
+        let r = resolve(File::default(), None, None).unwrap();
+        assert_eq!(r.core.scheduler, SchedulerConfig::default());
+        assert_eq!(r.core.scheduler.filters.len(), 5);
+        assert_eq!(r.core.scheduler.weighers, vec![Weigher::CapacityWeigher]);
+        assert_eq!(r.core.scheduler.max_attempts, 3);
+        assert_eq!(r.core.scheduler.allocated_capacity_weight_multiplier, -1.0);
+        let text = "[scheduler]\nfilters = [\"CapacityFilter\", \"AvailabilityZoneFilter\"]\n\
+                    weighers = [\"CapacityWeigher\", \"VolumeNumberWeigher\"]\n\
+                    capacity_weight_multiplier = -2\nvolume_number_multiplier = 0.5\n\
+                    allocated_capacity_weight_multiplier = 3.0\nmax_attempts = 5\n\
+                    [[backend]]\nname = \"a\"\nmax_over_subscription_ratio = \"auto\"\n\
+                    thin_provisioning = false\ncapabilities = { tier = \"ssd\", volume_backend_name = \"fast\" }\n\
+                    [[backend]]\nname = \"b\"\nmax_over_subscription_ratio = 3\n";
+        let r = resolve(toml::from_str(text).unwrap(), None, None).unwrap();
+        let s = &r.core.scheduler;
+        assert_eq!(
+            s.filters,
+            vec![Filter::CapacityFilter, Filter::AvailabilityZoneFilter]
+        );
+        assert_eq!(
+            s.weighers,
+            vec![Weigher::CapacityWeigher, Weigher::VolumeNumberWeigher]
+        );
+        assert_eq!(
+            (
+                s.capacity_weight_multiplier,
+                s.volume_number_multiplier,
+                s.allocated_capacity_weight_multiplier,
+                s.max_attempts
+            ),
+            (-2.0, 0.5, 3.0, 5)
+        );
+        let (a, b) = (&r.core.backends[0], &r.core.backends[1]);
+        assert_eq!(a.max_over_subscription_ratio, OverSubscription::Auto);
+        assert!(!a.thin_provisioning);
+        assert_eq!(a.capabilities.get("tier").map(String::as_str), Some("ssd"));
+        assert_eq!(b.max_over_subscription_ratio, OverSubscription::Fixed(3.0));
+        assert!(b.thin_provisioning);
+        assert!(b.capabilities.is_empty());
+    }
+
+    #[test]
     fn an_s3_repository() {
         let text = "data_dir = \"/srv/scoria\"\n[backups]\nrepository = \"s3\"\n[backups.s3]\n\
                     endpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\nprefix = \"p/\"\n\
@@ -560,6 +706,17 @@ mod tests {
             "[[backend]]\nname = \"a b\"",
             "[database]\ndurability = \"sometimes\"",
             "[[backend]]\nname = \"a\"\nmax_over_subscription_ratio = 0.5",
+            "[[backend]]\nname = \"a\"\nmax_over_subscription_ratio = \"lots\"",
+            "[[backend]]\nname = \"a\"\nthin_provisioning = \"yes\"",
+            "[[backend]]\nname = \"a\"\ncapabilities = { tier = 1 }",
+            "[[backend]]\nname = \"a\"\ncapabilities = { \"a:b\" = \"x\" }",
+            "[scheduler]\nfilters = [\"JsonFilter\"]",
+            "[scheduler]\nweighers = [\"GoodnessWeigher\"]",
+            "[scheduler]\nmax_attempts = 0",
+            "[scheduler]\nmax_attempts = -1",
+            "[scheduler]\nmultiplier = 1.0",
+            "[scheduler]\ncapacity_weight_multiplier = \"high\"",
+            "[scheduler]\ncapacity_weight_multiplier = nan",
             "[image_service]\nquota = 1",
             "[image_service]\nimage_size_total_mib = 18446744073709551615",
         ] {

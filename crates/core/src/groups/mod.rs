@@ -193,10 +193,11 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Grou
                 size_gib: 0,
                 availability_zone: req.availability_zone.clone(),
                 extra_specs: specs,
+                ..Default::default()
             }
         })
         .collect();
-    let backend = crate::scheduler::place_group(&requests, &candidates, 1.0)
+    let backend = crate::scheduler::place_group(&app.env.scheduler, &requests, &candidates)
         .map_err(|e| Error::Invalid(e.to_string()))?;
     let zone = app.env.backend(&backend)?.config.availability_zone.clone();
     let id = GroupId::new();

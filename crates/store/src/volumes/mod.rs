@@ -433,6 +433,17 @@ pub async fn volume_provisioned_by_backend(conn: &mut Conn) -> Result<BTreeMap<S
         .collect()
 }
 
+/// Per backend: how many volumes are placed on it and the sum of their sizes
+/// (GiB), from the same totals (the scheduler's weighers read both).
+pub async fn volume_totals_by_backend(conn: &mut Conn) -> Result<BTreeMap<String, (i64, i64)>> {
+    let rows = sqlx::query("SELECT backend, n, gb FROM backend_totals")
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("backend")?, (r.try_get("n")?, r.try_get("gb")?))))
+        .collect()
+}
+
 /// Sum of the sizes (GiB) of the volumes placed on a backend.
 pub async fn volume_provisioned_gib(conn: &mut Conn, backend: &str) -> Result<i64> {
     let gb: i64 =

@@ -129,6 +129,10 @@ pub struct Placement {
     /// copied `source`).
     #[serde(default)]
     data: source::DataPlan,
+    /// The scheduler's record of the placement ([`scheduler::Decision`]),
+    /// absent when the step ran before decisions were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<scheduler::Decision>,
 }
 
 mod from_backup;
@@ -296,7 +300,7 @@ async fn commit_quota(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
 }
 
 /// How a placement failure's message starts ([`scheduler::NoValidBackend`]).
-const NO_VALID_BACKEND: &str = "No valid backend was found.";
+const NO_VALID_BACKEND: &str = "No valid backend was found";
 
 async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepError> {
     let p = &cx.params;
@@ -310,6 +314,7 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
         size_gib: p.size,
         availability_zone: p.availability_zone.clone(),
         extra_specs: volume_types::volume_type_extra_specs_get(c, p.volume_type_id).await?,
+        ..Default::default()
     };
     let mut candidates = crate::capacity::gather(&cx.env, c).await?;
     // A group's volumes all live on the group's backend.
@@ -329,7 +334,10 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
             return Err(StepError::new(Error::Unavailable(e.to_string())));
         }
     }
-    let backend = scheduler::place(&request, &candidates, 1.0)
+    let decision = scheduler::decide(&cx.env.scheduler, &request, &candidates);
+    let backend = decision
+        .clone()
+        .into_result()
         .map_err(|e| StepError::new(Error::Unavailable(e.to_string())))?;
     let b = cx.env.backend(&backend)?;
     // A volume from the image service's image: from the backend's cache, or
@@ -390,6 +398,7 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
         source: None,
         image_id: Some(image_id),
         data,
+        decision: Some(decision),
     })
     .map_err(|e| StepError::msg(e.to_string()))
 }
