@@ -213,6 +213,7 @@ mod tests {
                     .unwrap(),
             ),
             backup_chunk_size: scoria_storage::backup_repo::DEFAULT_CHUNK_SIZE,
+            staging_dir: dir.path().join("staging"),
         };
         let nbd_backend = env.backend("nbd").expect("backend");
         assert_eq!(

@@ -313,6 +313,9 @@ pub struct Env {
     /// The backup repository and its chunk size.
     pub backup_repo: scoria_storage::backup_repo::DynRepo,
     pub backup_chunk_size: u64,
+    /// Where a migration stages a flattened copy of a volume's data between
+    /// two backends (`<data_dir>/staging`); each file is removed by its flow.
+    pub staging_dir: PathBuf,
 }
 
 impl Env {
@@ -488,6 +491,7 @@ impl App {
             exports_config: config.exports.clone(),
             backup_repo,
             backup_chunk_size: config.backups.chunk_size,
+            staging_dir: config.data_dir.join("staging"),
         });
         let engine = Engine::new(store, env.clone(), fp, options);
         flows::register(&engine);
