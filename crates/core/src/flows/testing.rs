@@ -71,7 +71,7 @@ fn config(dir: &std::path::Path, second: bool) -> Config {
         b.format = scoria_storage::Format::Raw;
         // Less room to promise than `file` on the same disk: new volumes go
         // to `file`, and a test moves them.
-        b.reserved_percentage = 10;
+        b.max_over_subscription_ratio = b.max_over_subscription_ratio / 2.0;
         b.driver = DriverConfig::File {
             path: dir.join("volumes-b"),
             fsync: false,
@@ -132,7 +132,7 @@ impl World {
     }
 
     /// A fresh world with two file backends: `file` (qcow2) and [`SECOND`]
-    /// (raw, 10 % reserved: new volumes go to `file`).
+    /// (raw, half the over-subscription ratio: new volumes go to `file`).
     pub fn with_second_backend() -> World {
         World {
             dir: tempfile::tempdir().expect("tempdir"),
