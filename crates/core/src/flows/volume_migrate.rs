@@ -22,7 +22,8 @@
 //! trigger of migration 0022 records it as the reaper's candidate) and the
 //! reaper frees it, and what stood under it when nothing else uses that.
 //!
-//! Only detached (`available`) volumes without snapshots move: live
+//! Only detached (`available`) volumes without snapshots, outside groups,
+//! move: live
 //! migration of an attached volume is not built, and a snapshot is an image
 //! on the source backend that would have to move with it (Cinder refuses
 //! both the same way). While a migration runs (`migration_status`
@@ -126,6 +127,14 @@ pub(crate) fn live_migration_refused(id: VolumeId) -> Error {
     ))
 }
 
+/// Cinder's refusal of a group's volume: a group's volumes live on its
+/// backend.
+pub(crate) fn group_refused(id: VolumeId, group: scoria_model::GroupId) -> Error {
+    Error::InvalidState(format!(
+        "Invalid volume: Volume {id} must not be part of a group (it is in group {group}, whose volumes all live on its backend)."
+    ))
+}
+
 async fn begin_migrate(cx: &Cx<VolumeMigrate>, c: &mut Conn) -> Result<Value, StepError> {
     let p = &cx.params;
     let v = volumes::volume_get(c, p.volume_id)
@@ -141,6 +150,9 @@ async fn begin_migrate(cx: &Cx<VolumeMigrate>, c: &mut Conn) -> Result<Value, St
             v.id, v.status
         ))
         .into());
+    }
+    if let Some(g) = v.group_id {
+        return Err(group_refused(v.id, g).into());
     }
     if !scoria_store::snapshots::snapshot_list_for_volume(c, v.id)
         .await?

@@ -107,6 +107,9 @@ pub(crate) fn precheck(v: &scoria_store::volumes::Volume) -> Result<()> {
     if v.status == VolumeStatus::InUse {
         return Err(volume_migrate::live_migration_refused(v.id));
     }
+    if let Some(g) = v.group_id {
+        return Err(volume_migrate::group_refused(v.id, g));
+    }
     if v.status != VolumeStatus::Available {
         return Err(Error::InvalidState(format!(
             "Invalid volume: Volume {} status must be available, but current status is: {}.",
