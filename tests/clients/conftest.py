@@ -18,14 +18,20 @@ VENV_BIN = HERE.parent.parent / ".venv" / "clients" / "bin"
 
 
 class Server:
-    def __init__(self, binary):
+    def __init__(self, binary, config=None):
+        """`config`: the text of a scoria.toml to serve with (its data_dir
+        and listen address are the flags')."""
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="scoria-clients-"))
         self.data = self.dir / "data"
         env = dict(os.environ, SCORIA_ADMIN_PASSWORD=ADMIN_PASSWORD, RUST_LOG="warn")
         self.log = open(self.dir / "scoria.log", "w")
+        args = [binary, "serve", "--data-dir", str(self.data), "--listen", "127.0.0.1:0"]
+        if config is not None:
+            path = self.dir / "scoria.toml"
+            path.write_text(config)
+            args += ["--config", str(path)]
         self.proc = subprocess.Popen(
-            [binary, "serve", "--data-dir", str(self.data), "--listen", "127.0.0.1:0"],
-            stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
+            args, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
         self.url = None
         deadline = time.time() + 60
         for line in self.proc.stdout:
@@ -56,6 +62,46 @@ def server():
     if not binary:
         raise RuntimeError("SCORIA_BIN must point at the scoria binary (scripts/test sets it)")
     s = Server(binary)
+    yield s
+    s.stop()
+
+
+def _binary():
+    binary = os.environ.get("SCORIA_BIN")
+    if not binary:
+        raise RuntimeError("SCORIA_BIN must point at the scoria binary (scripts/test sets it)")
+    return binary
+
+
+# Three file backends: two in zone nova, one in az2. Each keeps its files in
+# <data_dir>/volumes/<name>.
+MULTI_BACKEND_CONFIG = """
+[[backend]]
+name = "fast"
+driver = "file"
+availability_zone = "nova"
+fsync = false
+
+[[backend]]
+name = "slow"
+driver = "file"
+availability_zone = "nova"
+fsync = false
+
+[[backend]]
+name = "far"
+driver = "file"
+availability_zone = "az2"
+fsync = false
+"""
+
+
+@pytest.fixture(scope="module")
+def multi_backend_server():
+    """A server of its own with backends `fast`, `slow` (zone nova) and `far`
+    (zone az2). Capabilities beyond the drivers' own (a `tier`) are not
+    configurable here: types select a backend by `volume_backend_name`."""
+    s = Server(_binary(), MULTI_BACKEND_CONFIG)
     yield s
     s.stop()
 

@@ -778,6 +778,22 @@ fn rows() -> Vec<Row> {
             [401, 401, 404, 403, 403, 202],
             Some([404, 404, 404]),
         ),
+        // Migration (admins): an unknown host is refused once authorized;
+        // completion answers the volume itself.
+        r(
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            Some(json!({"os-migrate_volume": {"host": "scoria@nowhere"}})),
+            [401, 401, 404, 403, 403, 400],
+            Some([404, 404, 404]),
+        ),
+        r(
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            Some(json!({"os-migrate_volume_completion": {"new_volume": "{v}"}})),
+            [401, 401, 404, 403, 403, 200],
+            Some([404, 404, 404]),
+        ),
         r(
             "POST",
             "/v3/{p}/volumes/{v}/action",

@@ -227,6 +227,7 @@ mod tests {
             ),
             backup_chunk_size: scoria_storage::backup_repo::DEFAULT_CHUNK_SIZE,
             scheduler: Default::default(),
+            staging_dir: dir.path().join("staging"),
         };
         let nbd_backend = env.backend("nbd").expect("backend");
         assert_eq!(

@@ -121,6 +121,8 @@ ops! {
     VolumeUploadPublic => Admin, "volume_extension:volume_actions:upload_public";
     VolumeResetStatus => Admin, "volume_extension:volume_admin_actions:reset_status";
     VolumeForceDelete => Admin, "volume_extension:volume_admin_actions:force_delete";
+    VolumeMigrate => Admin, "volume_extension:volume_admin_actions:migrate_volume";
+    VolumeMigrateCompletion => Admin, "volume_extension:volume_admin_actions:migrate_volume_completion";
     VolumeAdminFields => AdminOrSystemReader, "volume_extension:volume_host_attribute";
     TransferCreate => ProjectMember, "volume:create_transfer";
     TransferGet => ProjectReader, "volume:get_transfer";

@@ -335,6 +335,9 @@ pub struct Env {
     pub backup_chunk_size: u64,
     /// How placements are made (the configuration's `[scheduler]`).
     pub scheduler: scheduler::SchedulerConfig,
+    /// Where a migration stages a flattened copy of a volume's data between
+    /// two backends (`<data_dir>/staging`); each file is removed by its flow.
+    pub staging_dir: PathBuf,
 }
 
 impl Env {
@@ -511,6 +514,7 @@ impl App {
             backup_repo,
             backup_chunk_size: config.backups.chunk_size,
             scheduler: config.scheduler.clone(),
+            staging_dir: config.data_dir.join("staging"),
         });
         let engine = Engine::new(store, env.clone(), fp, options);
         flows::register(&engine);

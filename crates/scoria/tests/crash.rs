@@ -3,7 +3,10 @@
 //! groups deleted with their volumes), take and delete snapshots, make volumes
 //! from them and revert volumes to them, make volumes from an image of the
 //! image service (through its cache) and upload volumes to new images; after
-//! a last restart everything settles and the promises hold.
+//! a last restart everything settles and the promises hold. The server has
+//! two file backends (`file` and `other`), and the clients move volumes
+//! between them (`os-migrate_volume`): a kill mid-migration loses no volume
+//! and leaves exactly one copy of its data.
 //!
 //! Each round starts the binary (sometimes with a failpoint armed to exit the
 //! process on the spot at its n-th hit), lets a few client threads issue random
@@ -53,6 +56,36 @@ const PASSWORD: &str = "crash-test-password";
 
 /// Backup operations (create, restore, delete) accepted (202).
 static BACKUP_OPS: AtomicUsize = AtomicUsize::new(0);
+/// Migrations accepted (202).
+static MIGRATIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// The second backend, beside the default `file` (in `<data>/volumes`).
+const OTHER: &str = "other";
+
+/// The configuration of every start: the two backends.
+fn config_file(data: &Path) -> PathBuf {
+    data.with_extension("toml")
+}
+
+fn write_config(data: &Path) -> Result<()> {
+    std::fs::write(
+        config_file(data),
+        format!(
+            "[[backend]]\nname = \"file\"\ndriver = \"file\"\npath = \"volumes\"\n\n\
+             [[backend]]\nname = \"{OTHER}\"\ndriver = \"file\"\npath = \"volumes-{OTHER}\"\n"
+        ),
+    )?;
+    Ok(())
+}
+
+/// The directory of a backend's files.
+fn backend_dir(data: &Path, backend: &str) -> PathBuf {
+    if backend == "file" {
+        data.join("volumes")
+    } else {
+        data.join(format!("volumes-{backend}"))
+    }
+}
 
 /// Failpoints that end the process on the spot (armed one per round, at a
 /// random hit): every durable boundary of the engine and the file driver.
@@ -74,6 +107,11 @@ const EXIT_POINTS: &[&str] = &[
     "flow.volume_extend.extend_on_backend.started",
     "flow.volume_extend.extend_on_backend.ran",
     "flow.volume_extend.finished",
+    "flow.volume_migrate.begin_migrate.done",
+    "flow.volume_migrate.record_target.done",
+    "flow.volume_migrate.copy_data.started",
+    "flow.volume_migrate.copy_data.ran",
+    "flow.volume_migrate.finished",
     "flow.group_delete.begin_delete.done",
     "flow.group_delete.delete_volumes.started",
     "flow.group_delete.delete_volumes.ran",
@@ -145,6 +183,8 @@ impl Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_scoria"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
+            .arg("--config")
+            .arg(config_file(data))
             .env("SCORIA_ADMIN_PASSWORD", PASSWORD)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -482,6 +522,36 @@ fn client(
             }
             continue;
         }
+        if rng.gen_range(0..9) == 0 {
+            // Move an available volume to the other backend.
+            let available: Vec<&Value> =
+                vols.iter().filter(|v| v["status"] == "available").collect();
+            if available.is_empty() {
+                continue;
+            }
+            let v = available[rng.gen_range(0..available.len())];
+            let here = v["os-vol-host-attr:host"].as_str().unwrap_or_default();
+            let to = if here.starts_with("scoria@file") {
+                OTHER
+            } else {
+                "file"
+            };
+            match api.call(
+                "POST",
+                &format!("/volumes/{}/action", v["id"].as_str().unwrap_or_default()),
+                Some(json!({"os-migrate_volume": {"host": format!("scoria@{to}"), "lock_volume": rng.gen_bool(0.5)}})),
+            ) {
+                Ok((code, body)) => {
+                    assert!(code < 500 || code == 503, "server error {code}: {body}");
+                    ops.fetch_add(1, Ordering::Relaxed);
+                    if code == 202 {
+                        MIGRATIONS.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(_) => return,
+            }
+            continue;
+        }
         if rng.gen_range(0..3) == 0 {
             // The snapshot operations, a third of the time.
             let pick = rng.gen_range(0..5);
@@ -681,6 +751,7 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     let imaged = Arc::new(AtomicUsize::new(0));
     let attached = Arc::new(AtomicUsize::new(0));
     let _daemons = Daemons(data.clone());
+    write_config(&data)?;
     let exit_seen: Arc<Mutex<BTreeMap<String, usize>>> = Default::default();
 
     // First start: raise the quota so the run is limited by time, not quota,
@@ -931,6 +1002,13 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     let (bad, names, mut recorded) = rt.block_on(async {
         let mut config = scoria_core::Config::with_data_dir(data.clone());
         config.admin_password = Some(PASSWORD.into());
+        let mut other = config.backends[0].clone();
+        other.name = OTHER.into();
+        other.driver = scoria_core::DriverConfig::File {
+            path: backend_dir(&data, OTHER),
+            fsync: true,
+        };
+        config.backends.push(other);
         let app = scoria_core::App::open(config, scoria_failpoints::Failpoints::new())
             .await
             .map_err(|e| anyhow::anyhow!(e.chain()))?;
@@ -949,7 +1027,7 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
                 .await
                 .map_err(anyhow::Error::msg)?
             {
-                recorded.push(i.name);
+                recorded.push(format!("{}/{}", i.backend, i.name));
             }
             for v in scoria_store::volumes::volume_list_all(&mut conn)
                 .await
@@ -960,7 +1038,7 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
                         .await
                         .map_err(anyhow::Error::msg)?
                         .context("a volume's image record")?;
-                    names.insert(v.id.to_string(), i.name);
+                    names.insert(v.id.to_string(), format!("{}/{}", i.backend, i.name));
                 }
             }
         }
@@ -972,11 +1050,24 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     // as its size (qemu-img says so, through its chain), and the backend holds
     // the recorded images and nothing else (the layers under volumes are
     // images too, recorded).
-    let backend = data.join("volumes");
-    let mut files: Vec<String> = std::fs::read_dir(&backend)?
-        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect::<std::io::Result<_>>()?;
+    // Files as `<backend>/<name>`, on both backends.
+    let mut files: Vec<String> = Vec::new();
+    for b in ["file", OTHER] {
+        let dir = backend_dir(&data, b);
+        if !dir.exists() {
+            continue;
+        }
+        for e in std::fs::read_dir(&dir)? {
+            files.push(format!("{b}/{}", e?.file_name().to_string_lossy()));
+        }
+    }
     files.sort();
+    // No migration is left running, and each volume's file is on its host.
+    for v in &vols {
+        assert_ne!(v["migration_status"], "migrating", "{v}");
+        assert_ne!(v["migration_status"], "starting", "{v}");
+        assert_ne!(v["migration_status"], "completing", "{v}");
+    }
     let mut expected: Vec<String> = Vec::new();
     let mut errors = 0;
     for v in &vols {
@@ -992,8 +1083,15 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
             continue;
         }
         let name = name.with_context(|| format!("volume {id} has no image"))?;
-        let size =
-            qemu_virtual_size(&backend.join(name)).with_context(|| format!("volume {id}"))?;
+        let host = v["os-vol-host-attr:host"].as_str().unwrap_or_default();
+        let (b, file) = name.split_once('/').context("backend/name")?;
+        assert_eq!(
+            host,
+            format!("scoria@{b}#{b}"),
+            "volume {id}'s image is on its host"
+        );
+        let size = qemu_virtual_size(&backend_dir(&data, b).join(file))
+            .with_context(|| format!("volume {id}"))?;
         assert_eq!(size, v["size"].as_u64().unwrap_or(0) << 30, "image of {id}");
         expected.push(name.clone());
     }
@@ -1008,7 +1106,7 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
 
     println!(
         "crash test: {} crash points exercised ({kills} kill -9, {exits} failpoint exits) over {} requests \
-         ({} clones, {} snapshots, {} image operations, {} attachments, {} backup operations accepted; {} images, {} attachments, {} backups at the end); {} volumes checked ({errors} in error, {members} in {} groups), {} snapshots left; \
+         ({} clones, {} snapshots, {} image operations, {} attachments, {} backup operations, {} migrations accepted; {} images, {} attachments, {} backups at the end); {} volumes checked ({errors} in error, {members} in {} groups), {} snapshots left; \
          exit failpoints reached: {:?}",
         kills + exits,
         ops.load(Ordering::Relaxed),
@@ -1017,6 +1115,7 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
         imaged.load(Ordering::Relaxed),
         attached.load(Ordering::Relaxed),
         BACKUP_OPS.load(Ordering::Relaxed),
+        MIGRATIONS.load(Ordering::Relaxed),
         images.len(),
         atts.len(),
         backups.len(),
@@ -1037,6 +1136,10 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     assert!(
         taken.load(Ordering::Relaxed) > 0,
         "no snapshot was taken: the snapshot path went untested"
+    );
+    assert!(
+        MIGRATIONS.load(Ordering::Relaxed) > 0,
+        "no migration was accepted: the migration path went untested"
     );
     Ok(())
 }

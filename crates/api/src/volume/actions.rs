@@ -29,6 +29,10 @@ pub const ACTIONS: &[Action<VolumeId>] = &[
     Action::new("os-reset_status", |c| Box::pin(reset_status(c))),
     Action::new("os-force_delete", |c| Box::pin(force_delete(c))),
     Action::new("os-retype", |c| Box::pin(retype(c))),
+    Action::new("os-migrate_volume", |c| Box::pin(migrate(c))),
+    Action::new("os-migrate_volume_completion", |c| {
+        Box::pin(migrate_completion(c))
+    }),
     Action::new("os-reserve", |c| Box::pin(reserve(c))),
     Action::new("os-unreserve", |c| Box::pin(unreserve(c))),
     Action::new("os-initialize_connection", |c| {
@@ -58,6 +62,9 @@ pub const ACTIONS: &[Action<VolumeId>] = &[
 const UPLOAD_IMAGE_PARAMS: u32 = 1;
 /// From 3.42 an `in-use` volume can be extended.
 const EXTEND_IN_USE: u32 = 42;
+
+/// Microversion from which `os-migrate_volume` takes a `cluster`.
+const MIGRATE_CLUSTER: u32 = 16;
 
 /// Microversion from which a volume may be reverted to a snapshot.
 const REVERT: u32 = 40;
@@ -265,6 +272,54 @@ async fn retype(c: Call<'_, VolumeId>) -> ApiResult<Response> {
     };
     volumes::retype(c.app, c.ctx, c.id, &new_type, policy).await?;
     accepted()
+}
+
+/// `os-migrate_volume` `{"host", "force_host_copy", "lock_volume"}`, from
+/// 3.16 also `"cluster"` (202, admins): the volume's data moves to another
+/// backend.
+async fn migrate(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    let cluster_ok = c.version.at_least(MIGRATE_CLUSTER);
+    let allowed: &[&str] = if cluster_ok {
+        &["host", "cluster", "force_host_copy", "lock_volume"]
+    } else {
+        &["host", "force_host_copy", "lock_volume"]
+    };
+    body::only(c.args, "os-migrate_volume", allowed)?;
+    let req = volumes::MigrateRequest {
+        host: body::opt_str(c.args, "host")?,
+        cluster: if cluster_ok {
+            body::opt_str(c.args, "cluster")?
+        } else {
+            None
+        },
+        force_host_copy: body::boolean(c.args, "force_host_copy")?.unwrap_or(false),
+        lock_volume: body::boolean(c.args, "lock_volume")?.unwrap_or(false),
+    };
+    volumes::migrate(c.app, c.ctx, c.id, req).await?;
+    accepted()
+}
+
+/// `os-migrate_volume_completion` `{"new_volume", "error"}` (200, admins):
+/// `{"save_volume_id": id}`; see `scoria_core::volumes::migrate_completion`.
+async fn migrate_completion(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    body::only(
+        c.args,
+        "os-migrate_volume_completion",
+        &["new_volume", "error"],
+    )?;
+    let raw = body::opt_str(c.args, "new_volume")?.ok_or_else(|| {
+        ApiError::bad_request(
+            "Invalid input for field/attribute os-migrate_volume_completion: 'new_volume' is a required property.",
+        )
+    })?;
+    let new_volume = raw.parse::<VolumeId>().map_err(|_| {
+        ApiError::bad_request(format!(
+            "Invalid input for field/attribute new_volume. Value: {raw}. '{raw}' is not a 'uuid'"
+        ))
+    })?;
+    let error = body::boolean(c.args, "error")?.unwrap_or(false);
+    let saved = volumes::migrate_completion(c.app, c.ctx, c.id, new_volume, error).await?;
+    Ok(axum::Json(serde_json::json!({"save_volume_id": saved.to_string()})).into_response())
 }
 
 /// `revert` `{"snapshot_id": id}` (3.40, 202): the volume reads as the

@@ -112,6 +112,13 @@ async fn reserve(cx: &Cx<AttachmentAttach>, c: &mut Conn) -> Result<Value, StepE
             _ => return Err(not_found(p.attachment_id).into()),
         }
     }
+    crate::rules::volumes::assert_not_migrating_for(
+        &v,
+        &format!(
+            "Volume {} is migrating; it cannot be attached until the migration ends.",
+            v.id
+        ),
+    )?;
     if v.image_id.is_none() {
         return Err(Error::InvalidState(format!(
             "Invalid volume: Volume {} has no data yet (it is {}).",

@@ -21,6 +21,7 @@ pub mod snapshot_delete;
 pub mod volume_create;
 pub mod volume_delete;
 pub mod volume_extend;
+pub mod volume_migrate;
 pub mod volume_revert;
 pub mod volume_upload;
 
@@ -29,6 +30,7 @@ pub fn register(engine: &Engine<Env>) {
     engine.register::<volume_create::VolumeCreate>();
     engine.register::<volume_delete::VolumeDelete>();
     engine.register::<volume_extend::VolumeExtend>();
+    engine.register::<volume_migrate::VolumeMigrate>();
     engine.register::<volume_revert::VolumeRevert>();
     engine.register::<volume_upload::VolumeUpload>();
     engine.register::<group_delete::GroupDelete>();

@@ -191,6 +191,10 @@ async fn create_entry(cx: &Cx<SnapshotCreate>, c: &mut Conn) -> Result<Value, St
     let p = &cx.params;
     let reserved: Reserved = cx.output("reserve_quota")?;
     let v = volume(cx, c).await?;
+    crate::rules::volumes::assert_not_migrating_for(
+        &v,
+        "Snapshot cannot be created while volume is migrating.",
+    )?;
     let readable = match v.status {
         VolumeStatus::Available => true,
         VolumeStatus::InUse => p.allow_in_use,

@@ -48,16 +48,37 @@ pub trait Scenario: Send + Sync + 'static {
     ) -> BoxFut<'a, Result<(), String>>;
 }
 
-/// A temporary data directory with a store and one qcow2 file backend.
+/// A temporary data directory with a store and one qcow2 file backend
+/// (`file`), or two (with [`World::with_second_backend`]: also
+/// [`SECOND`], raw, in `volumes-b`, same zone).
 pub struct World {
     dir: tempfile::TempDir,
+    second: bool,
 }
 
-fn config(dir: &std::path::Path) -> Config {
+/// The name of the second backend of [`World::with_second_backend`].
+pub const SECOND: &str = "other";
+
+fn config(dir: &std::path::Path, second: bool) -> Config {
     let mut c = Config::with_data_dir(dir.to_path_buf());
     c.store.durability = scoria_store::Durability::Normal;
     if let DriverConfig::File { fsync, .. } = &mut c.backends[0].driver {
         *fsync = false;
+    }
+    if second {
+        let mut b = c.backends[0].clone();
+        b.name = SECOND.into();
+        b.format = scoria_storage::Format::Raw;
+        // Less room to promise than `file` on the same disk: new volumes go
+        // to `file`, and a test moves them.
+        if let crate::scheduler::OverSubscription::Fixed(r) = b.max_over_subscription_ratio {
+            b.max_over_subscription_ratio = crate::scheduler::OverSubscription::Fixed(r / 2.0);
+        }
+        b.driver = DriverConfig::File {
+            path: dir.join("volumes-b"),
+            fsync: false,
+        };
+        c.backends.push(b);
     }
     c
 }
@@ -108,6 +129,24 @@ impl World {
     fn new() -> World {
         World {
             dir: tempfile::tempdir().expect("tempdir"),
+            second: false,
+        }
+    }
+
+    /// A fresh world with two file backends: `file` (qcow2) and [`SECOND`]
+    /// (raw, half the over-subscription ratio: new volumes go to `file`).
+    pub fn with_second_backend() -> World {
+        World {
+            dir: tempfile::tempdir().expect("tempdir"),
+            second: true,
+        }
+    }
+
+    /// The directory of a backend's files.
+    pub fn backend_dir(&self, backend: &str) -> std::path::PathBuf {
+        match backend {
+            SECOND => self.dir.path().join("volumes-b"),
+            _ => self.dir.path().join("volumes"),
         }
     }
 
@@ -118,7 +157,7 @@ impl World {
 
     /// An engine over this world's store and backend.
     pub async fn open(&self, fp: Arc<Failpoints>, options: EngineOptions) -> Engine<Env> {
-        App::assemble(config(self.dir.path()), fp, options)
+        App::assemble(config(self.dir.path(), self.second), fp, options)
             .await
             .expect("assemble")
             .engine
@@ -284,7 +323,7 @@ impl World {
             .await
             .expect("read image")
             .expect("the image");
-        self.dir.path().join("volumes").join(image.name)
+        self.backend_dir(&image.backend).join(image.name)
     }
 
     /// The file of an image, as its record names it.
@@ -298,7 +337,7 @@ impl World {
             .await
             .map_err(text)?
             .ok_or("no such image")?;
-        Ok(self.dir.path().join("volumes").join(image.name))
+        Ok(self.backend_dir(&image.backend).join(image.name))
     }
 
     /// A snapshot, if it exists.
@@ -353,17 +392,25 @@ impl World {
         Ok(())
     }
 
-    /// Temporary files left on the backend.
+    /// Temporary files left on the backends, and staging files left.
     pub fn temporaries(&self) -> Vec<String> {
-        std::fs::read_dir(self.dir.path().join("volumes"))
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with('.'))
-                    .collect()
-            })
-            .unwrap_or_default()
+        let names = |dir: std::path::PathBuf| -> Vec<String> {
+            std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut left: Vec<String> = names(self.dir.path().join("volumes"))
+            .into_iter()
+            .chain(names(self.dir.path().join("volumes-b")))
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        left.extend(names(self.dir.path().join("staging")));
+        left
     }
 
     /// What every scenario must satisfy once flows settled and the reaper
@@ -434,10 +481,15 @@ impl<S: Scenario> TestWorld<Env> for Case<S> {
 /// Run the generic tests of `S::F` in the scenario `make` makes (fresh for
 /// every run).
 pub async fn generic<S: Scenario>(make: impl Fn() -> S) -> Report {
+    generic_in(World::new, make).await
+}
+
+/// [`generic`] in worlds `world` makes (e.g. [`World::with_second_backend`]).
+pub async fn generic_in<S: Scenario>(world: fn() -> World, make: impl Fn() -> S) -> Report {
     let steps: Vec<&'static str> = S::F::steps().iter().map(|s| s.name).collect();
     testkit::run_all(S::F::KIND, &steps, || async {
         let case = Case {
-            world: World::new(),
+            world: world(),
             scenario: make(),
         };
         case.scenario.prepare(&case.world).await;

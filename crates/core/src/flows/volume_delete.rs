@@ -118,6 +118,10 @@ async fn begin_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, Step
         }
         _ => return Err(Error::volume_not_found(p.volume_id).into()),
     };
+    crate::rules::volumes::assert_not_migrating_for(
+        &v,
+        "Volume cannot be deleted while migrating",
+    )?;
     crate::rules::attachments::assert_not_attached(c, v.id, "deleted").await?;
     if v.attach_status != AttachStatus::Detached {
         return Err(Error::InvalidState(format!(

@@ -105,6 +105,13 @@ async fn begin_extend(cx: &Cx<VolumeExtend>, c: &mut Conn) -> Result<Value, Step
         }
         _ => return Err(Error::volume_not_found(p.volume_id).into()),
     };
+    crate::rules::volumes::assert_not_migrating_for(
+        &v,
+        &format!(
+            "Volume {} is migrating; it cannot be extended until the migration ends.",
+            v.id
+        ),
+    )?;
     let in_use = p.allow_in_use && v.status == VolumeStatus::InUse;
     if !VolumeStatus::EXTENDABLE.contains(&v.status) && !in_use {
         return Err(Error::InvalidState(format!(

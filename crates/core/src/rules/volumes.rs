@@ -108,3 +108,23 @@ pub(crate) fn source_not_readable(v: &Volume) -> Error {
         v.id, v.status
     ))
 }
+
+/// Refuse to act on a volume whose data is being moved to another backend
+/// (`flows::volume_migrate`; Cinder's words).
+pub(crate) fn assert_not_migrating(v: &Volume) -> Result<()> {
+    if store::is_migrating(v.migration_status.as_deref()) {
+        return Err(Error::InvalidState(format!(
+            "Invalid volume: Volume {} is already part of an active migration.",
+            v.id
+        )));
+    }
+    Ok(())
+}
+
+/// [`assert_not_migrating`] with the action's own message.
+pub(crate) fn assert_not_migrating_for(v: &Volume, message: &str) -> Result<()> {
+    if store::is_migrating(v.migration_status.as_deref()) {
+        return Err(Error::InvalidState(format!("Invalid volume: {message}")));
+    }
+    Ok(())
+}

@@ -100,6 +100,10 @@ pub async fn reserve(app: &App, ctx: &Context, id: VolumeId) -> Result<()> {
     crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeAttach).await?;
     let mut tx = app.store().begin().await?;
     let v = visible(&mut tx, ctx, id).await?;
+    crate::rules::volumes::assert_not_migrating_for(
+        &v,
+        &format!("Volume {id} is migrating; it cannot be attached until the migration ends."),
+    )?;
     let from: &[VolumeStatus] = if v.multiattach {
         &[VolumeStatus::Available, VolumeStatus::InUse]
     } else {

@@ -23,6 +23,7 @@ use crate::flows::{volume_create, volume_delete, volume_extend};
 
 mod actions;
 mod metadata;
+mod migrate;
 mod retype;
 mod revert;
 mod tree;
@@ -39,6 +40,7 @@ pub use metadata::{
     image_metadata_delete, image_metadata_get, image_metadata_set, metadata_delete, metadata_get,
     metadata_set,
 };
+pub use migrate::{MigrateRequest, migrate, migrate_completion};
 pub use retype::{MigrationPolicy, retype};
 pub use revert::revert;
 pub use tree::{ImageNode, VolumeTree, tree};

@@ -1,5 +1,6 @@
 //! Changing a volume's type (`os-retype`): in place, when the volume's backend
-//! satisfies the new type; moving data to another backend is not built yet.
+//! satisfies the new type; otherwise, with `migration_policy=on-demand`, by
+//! moving the data to a backend that does (`flows::volume_migrate`).
 
 use scoria_model::VolumeId;
 use scoria_model::quota::{QuotaKey, TypedResource};
@@ -18,15 +19,18 @@ use crate::rules::volumes::{refuse_encrypted, visible};
 pub enum MigrationPolicy {
     /// Refuse.
     Never,
-    /// Move the data to a backend that suits (not built yet: refused too).
+    /// Move the data to a backend that suits, chosen by the scheduler.
     OnDemand,
 }
 
 /// Change a volume's type (`os-retype`). The volume must be `available` or
 /// `in-use`. When the volume's backend still satisfies the new type's extra
 /// specs, the retype is a change of the record alone, made in one
-/// conditional update; moving data to another backend is not built yet, so a
-/// retype that would need it is refused (400) whatever the policy.
+/// conditional update. When it does not, policy `never` refuses (400) and
+/// `on-demand` moves the volume (`available` only: live migration is not
+/// built) to the backend the scheduler picks among the others, in the
+/// volume's zone as Cinder does, for the new type's extra specs; the type
+/// then changes in the flow's last commit, with the host.
 ///
 /// The volume's project must have room for it under the new type's limits
 /// (`volumes_<new>`, `gigabytes_<new>`; 413 otherwise), checked in the
@@ -43,6 +47,7 @@ pub async fn retype(
     crate::rules::volumes::authorize_on(app.store(), ctx, id, Op::VolumeRetype).await?;
     let mut tx = app.store().begin().await?;
     let v = visible(&mut tx, ctx, id).await?;
+    crate::rules::volumes::assert_not_migrating(&v)?;
     if !matches!(v.status, VolumeStatus::Available | VolumeStatus::InUse) {
         return Err(Error::InvalidState(format!(
             "Invalid volume: Volume status must be available or in-use, but current status is: {}.",
@@ -95,19 +100,13 @@ pub async fn retype(
         )));
     };
     let here = app.env.backend(backend)?;
-    if let Err(why) = crate::scheduler::capabilities_match(&new.extra_specs, &here.capabilities) {
-        let elsewhere = app.env.backends.iter().find_map(|(name, b)| {
-            (name.as_str() != backend
-                && crate::scheduler::capabilities_match(&new.extra_specs, &b.capabilities).is_ok())
-            .then_some(name)
-        });
-        return Err(match (policy, elsewhere) {
-            (MigrationPolicy::OnDemand, Some(b)) => Error::Invalid(format!(
-                "Retyping volume {id} to {} needs its data moved to backend {b}, which this Scoria cannot do yet.",
-                new.name
-            )),
-            _ => Error::Invalid(format!("No valid backend was found. {backend}: {why}")),
-        });
+    let must_move = crate::scheduler::capabilities_match(&new.extra_specs, &here.capabilities);
+    if let Err(why) = &must_move
+        && policy == MigrationPolicy::Never
+    {
+        return Err(Error::Invalid(format!(
+            "No valid backend was found. {backend}: {why}"
+        )));
     }
     scoria_store::quotas::quota_check(
         &mut tx,
@@ -119,6 +118,31 @@ pub async fn retype(
         None,
     )
     .await?;
+    if must_move.is_err() {
+        super::migrate::precheck(&v)?;
+        let request = crate::scheduler::Request {
+            size_gib: v.size,
+            availability_zone: Some(v.availability_zone.clone()),
+            extra_specs: new.extra_specs.clone(),
+            ..Default::default()
+        };
+        let mut candidates = crate::capacity::gather(&app.env, &mut tx).await?;
+        drop(tx);
+        candidates.retain(|c| c.name != backend);
+        let dest = crate::scheduler::place(&app.env.scheduler, &request, &candidates)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        return super::migrate::start(
+            app,
+            crate::flows::volume_migrate::Params {
+                volume_id: id,
+                destination: dest,
+                new_type: Some((new.id, multiattach)),
+                lock_volume: false,
+                request_id: Some(ctx.request_id.clone()),
+            },
+        )
+        .await;
+    }
     if !store::volume_retype(&mut tx, id, v.volume_type_id, new.id, multiattach).await? {
         return Err(Error::InvalidState(format!(
             "Invalid volume: Volume {id} changed while it was being retyped; try again."

@@ -8,12 +8,17 @@ use scoria_model::{GlanceImageId, GroupId, ImageId, ReservationId, VolumeId, Vol
 use sqlx::Row;
 
 mod list;
+mod migrate;
 mod row;
 
 use crate::shared::KeyValues;
 pub use crate::shared::SortDir;
 use crate::{Conn, Result, StoreError, now, parse};
 pub use list::{SortKey, VolumeQuery, volume_count, volume_list, volume_list_all, volume_summary};
+pub use migrate::{
+    MIGRATION_BUSY, Switch, is_migrating, volume_begin_migration, volume_fail_migration,
+    volume_switch_migration,
+};
 use row::{JSON_ROW, from_json};
 
 /// A volume as stored.
