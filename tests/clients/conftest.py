@@ -81,12 +81,14 @@ name = "fast"
 driver = "file"
 availability_zone = "nova"
 fsync = false
+capabilities = { tier = "ssd" }
 
 [[backend]]
 name = "slow"
 driver = "file"
 availability_zone = "nova"
 fsync = false
+capabilities = { tier = "hdd" }
 
 [[backend]]
 name = "far"
@@ -99,8 +101,8 @@ fsync = false
 @pytest.fixture(scope="module")
 def multi_backend_server():
     """A server of its own with backends `fast`, `slow` (zone nova) and `far`
-    (zone az2). Capabilities beyond the drivers' own (a `tier`) are not
-    configurable here: types select a backend by `volume_backend_name`."""
+    (zone az2); `fast` reports `tier = ssd`, `slow` `tier = hdd`. A module's
+    own: the tests count what is placed where."""
     s = Server(_binary(), MULTI_BACKEND_CONFIG)
     yield s
     s.stop()
