@@ -18,7 +18,7 @@ async fn two_backends() -> TestApp {
             fsync: false,
         };
         // Less to promise than `file` on the same disk: new volumes go there.
-        b.max_over_subscription_ratio = b.max_over_subscription_ratio / 2.0;
+        b.max_over_subscription_ratio /= 2.0;
         c.backends.push(b);
     })
     .await

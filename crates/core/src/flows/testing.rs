@@ -71,7 +71,7 @@ fn config(dir: &std::path::Path, second: bool) -> Config {
         b.format = scoria_storage::Format::Raw;
         // Less room to promise than `file` on the same disk: new volumes go
         // to `file`, and a test moves them.
-        b.max_over_subscription_ratio = b.max_over_subscription_ratio / 2.0;
+        b.max_over_subscription_ratio /= 2.0;
         b.driver = DriverConfig::File {
             path: dir.join("volumes-b"),
             fsync: false,
