@@ -4,67 +4,46 @@
 //! crash it at every step.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use scoria_flows::Engine;
 use scoria_flows::testkit::{BoxFut, Expect};
 use scoria_model::quota::{QuotaKey, QuotaResource, TypedResource};
 use scoria_model::volume::VolumeStatus;
 use scoria_model::{SnapshotId, VolumeId, VolumeTypeId};
+use scoria_storage::Format;
+use scoria_storage::qemu;
 
 use super::{Params, VolumeMigrate};
 use crate::Env;
 use crate::flows::testing::{self, PROJECT, SECOND, Scenario, World, text};
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("run a qemu tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Write recognisable data into a volume's (qcow2) file, with qemu-io.
+async fn write_pattern(file: &Path, pattern: u8, at: u64) {
+    qemu::write_pattern(file, Format::Qcow2, at, 1 << 20, pattern)
+        .await
+        .expect("write");
+    qemu::write_pattern(file, Format::Qcow2, 700 << 20, 64 << 10, pattern ^ 0xff)
+        .await
+        .expect("write");
 }
 
-/// Write recognisable data into a volume's file.
-fn write_pattern(file: &Path, format: &str, pattern: u8, at: &str) {
-    run(Command::new("qemu-io")
-        .args([
-            "-f",
-            format,
-            "-c",
-            &format!("write -P {pattern} {at} 1M"),
-            "-c",
-            &format!("write -P {} 700M 64k", pattern ^ 0xff),
-        ])
-        .arg(file));
+/// Keep what a 1 GiB volume reads (its whole chain), as a raw file outside
+/// the backends.
+async fn keep(file: &Path, dest: &Path) {
+    std::fs::File::create(dest)
+        .and_then(|f| f.set_len(1 << 30))
+        .expect("a blank raw file");
+    qemu::convert_into(file, Format::Qcow2, dest, Format::Raw, &|_| {})
+        .await
+        .expect("keep the data");
 }
 
-/// Keep what a volume reads (its whole chain), as a raw file outside the
-/// backends.
-fn keep(file: &Path, dest: &Path) {
-    run(Command::new("qemu-img")
-        .args(["convert", "-f", "qcow2", "-O", "raw"])
-        .arg(file)
-        .arg(dest));
-}
-
-/// Whether two images read the same.
-fn same(a: &Path, a_fmt: &str, b: &Path, b_fmt: &str) -> Result<(), String> {
-    let out = Command::new("qemu-img")
-        .args(["compare", "-f", a_fmt, "-F", b_fmt])
-        .arg(a)
-        .arg(b)
-        .output()
-        .map_err(text)?;
-    if out.status.success() {
+/// Whether two images read the same (`qemu-img compare`).
+async fn same(a: &Path, a_fmt: Format, b: &Path, b_fmt: Format) -> Result<(), String> {
+    if qemu::compare(a, a_fmt, b, b_fmt).await.map_err(text)? {
         Ok(())
     } else {
-        Err(format!(
-            "{} and {} differ: {}",
-            a.display(),
-            b.display(),
-            String::from_utf8_lossy(&out.stdout)
-        ))
+        Err(format!("{} and {} differ", a.display(), b.display()))
     }
 }
 
@@ -112,7 +91,7 @@ impl Scenario for Migrate {
             let e = w.plain().await;
             if let Some((origin, snap)) = self.from_snapshot {
                 w.create_volume(&e, origin, 1).await;
-                write_pattern(&w.image_of(&e, origin).await, "qcow2", 0x5a, "0");
+                write_pattern(&w.image_of(&e, origin).await, 0x5a, 0).await;
                 w.create_snapshot(&e, snap, origin).await;
                 w.run::<crate::flows::volume_create::VolumeCreate>(
                     &e,
@@ -124,14 +103,14 @@ impl Scenario for Migrate {
                 )
                 .await;
                 // Its own writes on top of the snapshot's data.
-                write_pattern(&w.image_of(&e, self.volume).await, "qcow2", 0x33, "4M");
+                write_pattern(&w.image_of(&e, self.volume).await, 0x33, 4 << 20).await;
             } else {
                 w.create_volume(&e, self.volume, 1).await;
-                write_pattern(&w.image_of(&e, self.volume).await, "qcow2", 0xab, "0");
+                write_pattern(&w.image_of(&e, self.volume).await, 0xab, 0).await;
             }
             let v = w.volume(&e, self.volume).await.unwrap().unwrap();
             assert_eq!(v.backend.as_deref(), Some("file"));
-            keep(&w.image_of(&e, self.volume).await, &self.kept(w));
+            keep(&w.image_of(&e, self.volume).await, &self.kept(w)).await;
             if let Some(t) = self.retype {
                 let mut tx = e.store().begin().await.expect("begin");
                 scoria_store::volume_types::volume_type_create(
@@ -198,7 +177,7 @@ impl Scenario for Migrate {
                 if v.migration_status.as_deref() != Some("success") {
                     return Err(format!("migration status {:?}", v.migration_status));
                 }
-                same(&self.kept(w), "raw", &file, "raw")?;
+                same(&self.kept(w), Format::Raw, &file, Format::Raw).await?;
                 // Exactly one copy: the new file; the old image was reaped.
                 if b_files.len() != 1 {
                     return Err(format!("on {SECOND}: {b_files:?}"));
@@ -216,7 +195,7 @@ impl Scenario for Migrate {
                 if !b_files.is_empty() {
                     return Err(format!("left on {SECOND}: {b_files:?}"));
                 }
-                same(&self.kept(w), "raw", &file, "qcow2")?;
+                same(&self.kept(w), Format::Raw, &file, Format::Qcow2).await?;
             }
             // Quota: exactly the volume, under its type.
             let mut c = e.store().read().await.map_err(text)?;
@@ -298,15 +277,13 @@ async fn a_volume_from_a_snapshot_moves_flattened_and_outlives_the_snapshot() {
     let _ = origin;
     crate::reaper::reap_changed(e.env()).await.expect("reap");
     let file = w.image_of(&e, s.volume).await;
-    same(&s.kept(&w), "raw", &file, "raw").expect("the data");
-    let info = Command::new("qemu-img")
-        .args(["info", "-f", "raw", "--output=json"])
-        .arg(&file)
-        .output()
-        .expect("qemu-img info");
+    same(&s.kept(&w), Format::Raw, &file, Format::Raw)
+        .await
+        .expect("the data");
+    let info = qemu::info(&file, Format::Raw).await.expect("qemu-img info");
     assert!(
-        !String::from_utf8_lossy(&info.stdout).contains("backing-filename"),
-        "the moved volume has no backing file"
+        !info.refers_to_other_files(),
+        "the moved volume stands alone: {info:?}"
     );
     w.check_common(&e).await.expect("invariants");
 }
