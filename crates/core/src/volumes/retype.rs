@@ -95,10 +95,14 @@ pub async fn retype(
         )));
     };
     let here = app.env.backend(backend)?;
-    if let Err(why) = crate::scheduler::capabilities_match(&new.extra_specs, &here.capabilities) {
+    let known = crate::scheduler::known_keys(app.env.backends.values().map(|b| &b.capabilities));
+    if let Err(why) =
+        crate::scheduler::capabilities_match(&new.extra_specs, &here.capabilities, &known)
+    {
         let elsewhere = app.env.backends.iter().find_map(|(name, b)| {
             (name.as_str() != backend
-                && crate::scheduler::capabilities_match(&new.extra_specs, &b.capabilities).is_ok())
+                && crate::scheduler::capabilities_match(&new.extra_specs, &b.capabilities, &known)
+                    .is_ok())
             .then_some(name)
         });
         return Err(match (policy, elsewhere) {
