@@ -374,7 +374,8 @@ async fn extra_specs() {
         // Nothing of the above changed anything.
         call(Admin, "GET", "/v3/{p}/types/{t}/extra_specs", None, 200)
             .is(json!({"extra_specs": {"spec1": "val1", "multiattach": "<is> True"}})),
-        // While a volume has the type, its specs are frozen.
+        // While a volume has the type, its specs are frozen (`spec1`, which
+        // no backend reports, does not filter).
         call(
             Member,
             "POST",

@@ -301,6 +301,21 @@ async fn the_migration_backfills_what_exists() {
         kept.get(&("@b1".into(), "placed".into(), String::new())),
         Some(&(1, 11))
     );
+    // The scheduler's per-backend figures: (volumes, GiB).
+    let by_backend = scoria_store::volumes::volume_totals_by_backend(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(by_backend.get("b1"), Some(&(1, 11)));
+    let gib = scoria_store::volumes::volume_provisioned_by_backend(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(
+        gib,
+        by_backend
+            .iter()
+            .map(|(b, (_, g))| (b.clone(), *g))
+            .collect()
+    );
 }
 
 fn types_default() -> String {

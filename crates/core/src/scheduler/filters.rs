@@ -9,6 +9,8 @@
 //! the ratio; anything else (a thick backend, or a type with
 //! `provisioning:type = thick`) needs the unreserved free space itself.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use super::{Candidate, Request, specs};
@@ -48,8 +50,20 @@ impl Filter {
         }
     }
 
-    /// Why `c` cannot take `req`, or `Ok` when this filter lets it through.
+    /// Why `c` cannot take `req`, or `Ok` when this filter lets it through
+    /// (every capability name `c` reports counts as known).
     pub fn check(self, req: &Request, c: &Candidate) -> Result<(), String> {
+        self.check_known(req, c, &specs::known_keys([&c.capabilities]))
+    }
+
+    /// As [`Filter::check`], `known` being the capability names some
+    /// candidate reports (see [`specs`]).
+    pub fn check_known(
+        self,
+        req: &Request,
+        c: &Candidate,
+        known: &BTreeSet<&str>,
+    ) -> Result<(), String> {
         match self {
             Filter::AvailabilityZoneFilter => match &req.availability_zone {
                 Some(az) if *az != c.availability_zone => {
@@ -59,7 +73,7 @@ impl Filter {
             },
             Filter::CapacityFilter => capacity(req, c),
             Filter::CapabilitiesFilter => {
-                specs::capabilities_match(&req.extra_specs, &c.capabilities)
+                specs::capabilities_match(&req.extra_specs, &c.capabilities, known)
             }
             Filter::SameBackendFilter => match &req.same_backend {
                 Some(set) if !set.contains(&c.name) => {

@@ -1,8 +1,8 @@
 //! Placement: which backend gets a new volume, and why.
 //!
 //! Cinder's filter scheduler, as a pipeline over plain data. The candidates
-//! (one per backend, gathered by [`crate::capacity::gather`]) go through the
-//! always-on service check (volume service enabled and not frozen) and the
+//! (one per backend, gathered from the capacity snapshot and the store) go
+//! through the always-on service check (volume service enabled and not frozen) and the
 //! configured [`Filter`]s (zone, capacity with thin-provisioning
 //! over-subscription and reserved space, capabilities against the type's
 //! extra specs in Cinder's operator language, same/different backend
@@ -26,7 +26,7 @@ pub mod weighers;
 mod tests;
 
 pub use filters::{Filter, SERVICE_ENABLED};
-pub use specs::capabilities_match;
+pub use specs::{capabilities_match, known_keys};
 pub use weighers::{Weigher, Weight};
 
 /// The ratio Cinder uses for `"auto"` on a backend that holds nothing.
@@ -249,8 +249,9 @@ pub fn decide_all(cfg: &SchedulerConfig, reqs: &[Request], candidates: &[Candida
     let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(candidates.len());
     let mut passed: Vec<&Candidate> = Vec::with_capacity(candidates.len());
     let mut passed_at: Vec<usize> = Vec::with_capacity(candidates.len());
+    let known = specs::known_keys(candidates.iter().map(|c| &c.capabilities));
     for (i, c) in candidates.iter().enumerate() {
-        match first_failure(cfg, reqs, c) {
+        match first_failure(cfg, reqs, c, &known) {
             Some((filter, reason)) => verdicts.push(Some(Verdict {
                 backend: c.name.clone(),
                 outcome: Outcome::Removed {
@@ -291,13 +292,14 @@ fn first_failure(
     cfg: &SchedulerConfig,
     reqs: &[Request],
     c: &Candidate,
+    known: &BTreeSet<&str>,
 ) -> Option<(&'static str, String)> {
     if let Err(why) = filters::service_enabled(c) {
         return Some((SERVICE_ENABLED, why));
     }
     for r in reqs {
         for f in &cfg.filters {
-            if let Err(why) = f.check(r, c) {
+            if let Err(why) = f.check_known(r, c, known) {
                 return Some((f.name(), why));
             }
         }

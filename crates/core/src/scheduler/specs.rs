@@ -3,10 +3,14 @@
 //!
 //! A key is a capability when it has no scope or the `capabilities:` scope;
 //! keys of other consumers (`qos:`, `scoria:`, `os-brick:`, `provisioning:`,
-//! `RESKEY:`…) are skipped. A capability the backend does not report fails
-//! the match, as in Cinder (its filter returns false when the capability is
-//! missing): a type that asks for `tier = ssd` must not land on a backend that
-//! says nothing of its tier.
+//! `RESKEY:`…) are skipped. A capability that some backend reports but this
+//! one does not fails the match, as in Cinder (its filter returns false when
+//! the capability is missing): a type that asks for `tier = ssd` must not
+//! land on a backend that says nothing of its tier. A key that *no* backend
+//! reports is not a capability of this deployment and is skipped: there
+//! Scoria departs from Cinder (which would find no backend), because clients
+//! and tests put arbitrary keys (`spec1 = val1`) in types they create volumes
+//! of.
 //!
 //! Values are matched by their first word, when it is an operator:
 //!
@@ -23,19 +27,25 @@
 //!
 //! Operators that take a value compare against its first word only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Do a type's extra specs accept a backend with these capabilities? The
 /// capability filter alone (no zone, no capacity): a retype in place asks
 /// exactly this of the volume's backend. `Err` says which capability differs.
+/// `known`: the capability names some backend reports ([`known_keys`]);
+/// other keys are skipped.
 pub fn capabilities_match(
     extra_specs: &BTreeMap<String, String>,
     capabilities: &BTreeMap<String, String>,
+    known: &BTreeSet<&str>,
 ) -> Result<(), String> {
     for (key, want) in extra_specs {
         let Some(key) = capability_key(key) else {
             continue;
         };
+        if !known.contains(key) {
+            continue;
+        }
         match capabilities.get(key) {
             None => return Err(format!("it does not report {key}, the type wants {want:?}")),
             Some(have) if !matches(have, want) => {
@@ -45,6 +55,16 @@ pub fn capabilities_match(
         }
     }
     Ok(())
+}
+
+/// The capability names reported by any of these backends.
+pub fn known_keys<'a>(
+    backends: impl IntoIterator<Item = &'a BTreeMap<String, String>>,
+) -> BTreeSet<&'a str> {
+    backends
+        .into_iter()
+        .flat_map(|caps| caps.keys().map(String::as_str))
+        .collect()
 }
 
 /// The capability an extra-spec key names, `None` for another consumer's key.

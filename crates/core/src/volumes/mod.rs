@@ -490,7 +490,11 @@ async fn type_fits_source(
     let backend = src.backend.as_deref().unwrap_or_default();
     let reason = match candidates.iter().find(|c| c.name == backend) {
         None => format!("{backend}: not configured"),
-        Some(c) => match crate::scheduler::capabilities_match(&specs, &c.capabilities) {
+        Some(c) => match crate::scheduler::capabilities_match(
+            &specs,
+            &c.capabilities,
+            &crate::scheduler::known_keys(candidates.iter().map(|c| &c.capabilities)),
+        ) {
             Ok(()) => return Ok(()),
             Err(reason) => format!("{}: {reason}", c.name),
         },

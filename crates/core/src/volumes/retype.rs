@@ -100,7 +100,9 @@ pub async fn retype(
         )));
     };
     let here = app.env.backend(backend)?;
-    let must_move = crate::scheduler::capabilities_match(&new.extra_specs, &here.capabilities);
+    let known = crate::scheduler::known_keys(app.env.backends.values().map(|b| &b.capabilities));
+    let must_move =
+        crate::scheduler::capabilities_match(&new.extra_specs, &here.capabilities, &known);
     if let Err(why) = &must_move
         && policy == MigrationPolicy::Never
     {

@@ -203,8 +203,9 @@ fn each_filter_removes_what_it_should() {
             true,
         ),
     ];
+    let known = known_keys([&a.capabilities, &tiered.capabilities]);
     for (f, req, c, passes) in table {
-        let got = f.check(&req, c);
+        let got = f.check_known(&req, c, &known);
         assert_eq!(
             got.is_ok(),
             passes,
@@ -306,10 +307,13 @@ fn the_decision_records_and_explains() {
         extra_specs: [("tier".to_string(), "ssd".to_string())].into(),
         ..sized(1, None)
     };
-    let msg = decide(&cfg(), &typed, &[cand("c", "nova", 10.0, 10.0, 0.0)]).message();
+    let mut ssd = cand("s", "nova", 10.0, 10.0, 0.0);
+    ssd.capabilities.insert("tier".into(), "ssd".into());
+    ssd.enabled = false;
+    let msg = decide(&cfg(), &typed, &[cand("c", "nova", 10.0, 10.0, 0.0), ssd]).message();
     assert_eq!(
         msg,
-        "No valid backend was found: no backend fits the request (c: it does not report tier, the type wants \"ssd\")"
+        "No valid backend was found: no backend fits the request (c: it does not report tier, the type wants \"ssd\"; s: its volume service is disabled or frozen)"
     );
     // Many removed by one filter: a few named, the rest counted.
     let many: Vec<Candidate> = (0..20)

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::scheduler::specs::{capabilities_match, matches};
+use crate::scheduler::specs::{capabilities_match, known_keys, matches};
 
 #[test]
 fn every_operator() {
@@ -102,7 +102,8 @@ fn scopes_and_missing_capabilities() {
         ("iops", "5000"),
     ]);
     // (specs, accepted, fragment of the reason)
-    let table: &[(&[(&str, &str)], bool, &str)] = &[
+    type Specs<'a> = &'a [(&'a str, &'a str)];
+    let table: &[(Specs, bool, &str)] = &[
         (&[], true, ""),
         (
             &[("storage_protocol", "nbd"), ("vendor_name", "Scoria")],
@@ -144,16 +145,22 @@ fn scopes_and_missing_capabilities() {
             true,
             "",
         ),
-        // A capability the backend does not report fails, as in Cinder.
-        (&[("spec1", "val1")], false, "does not report spec1"),
+        // A capability another backend reports and this one does not fails,
+        // as in Cinder.
+        (&[("rack", "r1")], false, "does not report rack"),
         (
             &[("capabilities:replication_enabled", "<is> True")],
             false,
             "does not report",
         ),
+        // A key no backend reports is not a capability here: skipped.
+        (&[("spec1", "val1")], true, ""),
+        (&[("capabilities:spec2", "val2")], true, ""),
     ];
+    let other = map(&[("rack", "r1"), ("replication_enabled", "True")]);
+    let known = known_keys([&caps, &other]);
     for &(specs, ok, fragment) in table {
-        let got = capabilities_match(&map(specs), &caps);
+        let got = capabilities_match(&map(specs), &caps, &known);
         assert_eq!(got.is_ok(), ok, "{specs:?}: {got:?}");
         if let Err(why) = got {
             assert!(why.contains(fragment), "{specs:?}: {why}");
