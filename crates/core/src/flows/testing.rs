@@ -51,6 +51,10 @@ pub trait Scenario: Send + Sync + 'static {
 /// A temporary data directory with a store and one qcow2 file backend.
 pub struct World {
     dir: tempfile::TempDir,
+    /// A change to the configuration every engine opens with (more backends).
+    tweak: Option<fn(&mut Config)>,
+    /// Failpoint specs armed on every engine opened (after the test's own).
+    arm: Vec<String>,
 }
 
 fn config(dir: &std::path::Path) -> Config {
@@ -108,7 +112,19 @@ impl World {
     fn new() -> World {
         World {
             dir: tempfile::tempdir().expect("tempdir"),
+            tweak: None,
+            arm: Vec::new(),
         }
+    }
+
+    /// A fresh world whose engines open with `tweak` applied to the
+    /// configuration and the failpoint specs `arm` armed (after whatever
+    /// the caller armed, so a crash sweep's `*` still counts every hit).
+    pub fn with(tweak: fn(&mut Config), arm: &[&str]) -> World {
+        let mut w = World::new();
+        w.tweak = Some(tweak);
+        w.arm = arm.iter().map(|a| a.to_string()).collect();
+        w
     }
 
     /// The data directory.
@@ -118,7 +134,14 @@ impl World {
 
     /// An engine over this world's store and backend.
     pub async fn open(&self, fp: Arc<Failpoints>, options: EngineOptions) -> Engine<Env> {
-        App::assemble(config(self.dir.path()), fp, options)
+        let mut c = config(self.dir.path());
+        if let Some(tweak) = self.tweak {
+            tweak(&mut c);
+        }
+        for spec in &self.arm {
+            fp.arm_spec(spec).expect("failpoint spec");
+        }
+        App::assemble(c, fp, options)
             .await
             .expect("assemble")
             .engine
@@ -353,17 +376,29 @@ impl World {
         Ok(())
     }
 
-    /// Temporary files left on the backend.
+    /// Temporary files left on the backends (`volumes*` directories).
     pub fn temporaries(&self) -> Vec<String> {
-        std::fs::read_dir(self.dir.path().join("volumes"))
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with('.'))
-                    .collect()
+        let dirs = std::fs::read_dir(self.dir.path())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("volumes"))
+                    .map(|e| e.path())
+                    .collect::<Vec<_>>()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        dirs.iter()
+            .flat_map(|dir| {
+                std::fs::read_dir(dir)
+                    .map(|entries| {
+                        entries
+                            .filter_map(|e| e.ok())
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .filter(|n| n.starts_with('.'))
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect()
     }
 
     /// What every scenario must satisfy once flows settled and the reaper
@@ -434,10 +469,15 @@ impl<S: Scenario> TestWorld<Env> for Case<S> {
 /// Run the generic tests of `S::F` in the scenario `make` makes (fresh for
 /// every run).
 pub async fn generic<S: Scenario>(make: impl Fn() -> S) -> Report {
+    generic_in(World::new, make).await
+}
+
+/// [`generic`] in worlds made by `world` (more backends, failpoints armed).
+pub async fn generic_in<S: Scenario>(world: impl Fn() -> World, make: impl Fn() -> S) -> Report {
     let steps: Vec<&'static str> = S::F::steps().iter().map(|s| s.name).collect();
     testkit::run_all(S::F::KIND, &steps, || async {
         let case = Case {
-            world: World::new(),
+            world: world(),
             scenario: make(),
         };
         case.scenario.prepare(&case.world).await;
