@@ -143,7 +143,7 @@ pub struct Placement {
 }
 
 mod from_backup;
-mod placement;
+pub(crate) mod placement;
 mod source;
 
 pub use from_backup::FromBackup;
