@@ -4,10 +4,26 @@
 //!
 //! ```text
 //!  reserve_quota ─► create_entry ─► commit_quota ─► schedule ─► create_on_backend ─► mark_available
-//!   undo: release    undo: purge the entry, or      (records     undo: delete the
-//!   the reservation  mark it `error` once its       placement)   image (idempotent)
-//!                    quota was committed
+//!   undo: release    undo: purge the entry, or      (attempt 1:  undo: delete the
+//!   the reservation  mark it `error` once its       placement    current attempt's
+//!                    quota was committed (and       row, image   data (idempotent)
+//!                    record a placement failure)    record)
+//!
+//!  create_on_backend, a loop over attempts (placement.rs), each step durable:
+//!    make the data where the current attempt (latest placement row) says
+//!      ok ─────────────────────────────────────────────────────► done
+//!      the backend failed (not the source's fault, not pinned):
+//!        remove what was made ─► one fenced transaction: attempt n `failed: why`,
+//!        its image record dropped, attempt n+1 placed on the best backend not
+//!        tried (or: n = max_attempts / none fits ─► the step fails, listing them)
 //! ```
+//!
+//! Every attempt is a row of `placements` with the scheduler's decision
+//! (`placement.rs`; admins read them with `GET .../volumes/{id}/placement`).
+//! A resumed flow reads its attempt and the backends tried from those rows,
+//! so a crash anywhere in the loop resumes it or undoes the attempt the
+//! store names. The failpoint `volume_create.backend_create:<backend>` fails
+//! the creates on one backend as that backend would.
 //!
 //! A clone differs in three steps. `create_entry` holds the source: in the same
 //! transaction it checks that the source is `available` or `in-use` and records

@@ -266,11 +266,10 @@ pub(crate) async fn record_placed(
 pub(crate) async fn record_unplaced(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<(), StepError> {
     let p = &cx.params;
     let source = source_backend(c, p.source_volid, p.snapshot_id).await?;
-    let pin = match pin_of(c, p.group_id, source.as_deref()).await {
-        Ok(pin) => pin,
-        // A group gone or without a backend: record the decision unpinned.
-        Err(_) => None,
-    };
+    // A group gone or without a backend: the decision is recorded unpinned.
+    let pin = pin_of(c, p.group_id, source.as_deref())
+        .await
+        .unwrap_or_default();
     let req = request_of(cx, c).await?;
     let d = decide(&cx.env, c, &req, pin.as_ref(), &[]).await?;
     records::placement_record(
