@@ -478,7 +478,9 @@ async fn create_on_backend(cx: &Cx<VolumeCreate>) -> Result<Value, StepError> {
         let place = placement::current_read(cx).await?;
         let made = match make_on(cx, &place).await {
             Ok(made) => made,
-            Err(e) if placement::backend_failure(&e) => {
+            // A flow placed before attempts were recorded (attempt 0) is not
+            // rescheduled: the backends it tried are not known.
+            Err(e) if place.attempt > 0 && placement::backend_failure(&e) => {
                 tracing::warn!(backend = %place.backend, error = %e.chain(), "the backend failed to create a volume");
                 source::unmake(cx, &place).await?;
                 crate::capacity::refresh(&cx.env, &place.backend).await;
