@@ -36,6 +36,7 @@ pub mod microversion;
 pub mod misc;
 pub mod operations;
 pub mod path;
+pub mod placement;
 pub mod qos;
 pub mod query;
 pub mod quota;

@@ -14,7 +14,8 @@ use axum::routing::{delete, get, post, put};
 use crate::fault::ApiError;
 use crate::{
     State, attachments, backup, default_types, filters, groups, identity, messages, microversion,
-    misc, operations, qos, quota, request_id, services, snapshot, transfer, types, volume,
+    misc, operations, placement, qos, quota, request_id, services, snapshot, transfer, types,
+    volume,
 };
 
 pub use crate::glance::IMAGE;
@@ -41,6 +42,7 @@ table! {
     put "/volumes/{id}" => volume::update;
     delete "/volumes/{id}" => volume::delete;
     post "/volumes/{id}/action" => volume::actions::dispatch;
+    get "/volumes/{id}/placement" => placement::show;
     get "/volumes/{id}/metadata" => volume::metadata_show;
     post "/volumes/{id}/metadata" => volume::metadata_merge;
     put "/volumes/{id}/metadata" => volume::metadata_replace;
@@ -138,6 +140,7 @@ table! {
     get "/os-hosts" => services::hosts;
     get "/os-hosts/{host}" => services::host_show;
     get "/scheduler-stats/get_pools" => services::pools;
+    post "/scheduler-stats/placement" => placement::dry_run;
     get "/capabilities/{host}" => services::capabilities;
     get "/messages" => messages::list;
     get "/messages/{id}" => messages::show;

@@ -889,6 +889,20 @@ fn rows() -> Vec<Row> {
             None,
         ),
         r(
+            "POST",
+            "/v3/{p}/scheduler-stats/placement",
+            Some(json!({"volume": {"size": 1}})),
+            [401, 401, 403, 403, 403, 200],
+            None,
+        ),
+        r(
+            "GET",
+            "/v3/{p}/volumes/{v}/placement",
+            None,
+            [401, 401, 403, 403, 403, 200],
+            Some([403, 403, 404]),
+        ),
+        r(
             "GET",
             "/v3/{p}/capabilities/scoria@file",
             None,

@@ -198,6 +198,8 @@ ops! {
     HostList => AdminOrSystemReader, "volume_extension:hosts";
     PoolList => AdminOrSystemReader, "scheduler_extension:scheduler_stats:get_pools";
     CapabilitiesGet => AdminOrSystemReader, "volume_extension:capabilities";
+    VolumePlacementGet => AdminOrSystemReader, "scoria:volume:placement";
+    PlacementDryRun => AdminOrSystemReader, "scoria:scheduler:placement";
     MessageList => ProjectReader, "message:get_all";
     MessageGet => ProjectReader, "message:get";
     MessageDelete => ProjectMember, "message:delete";

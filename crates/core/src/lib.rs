@@ -35,6 +35,7 @@ pub mod image_service;
 pub mod invariants;
 pub mod messages;
 pub mod operations;
+pub mod placement;
 pub mod qos_specs;
 pub mod quotas;
 pub mod reaper;

@@ -82,6 +82,30 @@ pub(crate) async fn record_volume_failure(
     .await
 }
 
+/// [`record_volume_failure`] with a note appended to the user message (the
+/// backends a create tried, say); `""` for none.
+pub(crate) async fn record_volume_failure_noted(
+    conn: &mut Conn,
+    project_id: &str,
+    volume: VolumeId,
+    request_id: &str,
+    action: Action,
+    detail: Detail,
+    note: &str,
+) -> Result<(), StoreError> {
+    record_failure_noted(
+        conn,
+        project_id,
+        "VOLUME",
+        &volume.to_string(),
+        request_id,
+        action,
+        detail,
+        note,
+    )
+    .await
+}
+
 /// Record that an operation on a snapshot failed, inside the caller's
 /// transaction.
 pub(crate) async fn record_snapshot_failure(
@@ -113,6 +137,30 @@ async fn record_failure(
     action: Action,
     detail: Detail,
 ) -> Result<(), StoreError> {
+    record_failure_noted(
+        conn,
+        project_id,
+        resource_type,
+        resource,
+        request_id,
+        action,
+        detail,
+        "",
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record_failure_noted(
+    conn: &mut Conn,
+    project_id: &str,
+    resource_type: &str,
+    resource: &str,
+    request_id: &str,
+    action: Action,
+    detail: Detail,
+    note: &str,
+) -> Result<(), StoreError> {
     let now = chrono::Utc::now();
     let m = Message {
         id: MessageId::new(),
@@ -122,7 +170,7 @@ async fn record_failure(
         resource_uuid: Some(resource.to_owned()),
         event_id: format!("VOLUME_{resource_type}_{}_{}", action.0, detail.0),
         message_level: "ERROR".into(),
-        user_message: format!("{}:{}", action.1, detail.1),
+        user_message: format!("{}:{}{note}", action.1, detail.1),
         created_at: scoria_store::format_time(now),
         expires_at: scoria_store::format_time(now + chrono::Duration::days(MESSAGE_TTL_DAYS)),
     };

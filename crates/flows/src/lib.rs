@@ -138,7 +138,8 @@
 //! flow is made of and the context its steps see; `definition.rs` the
 //! versions of a kind; `engine/` runs flows (`mod.rs` the public face,
 //! `claim.rs` claims and background tasks, `drive.rs` batches, `unwind.rs`
-//! undos); `children.rs` lets a step drive other flows; `testkit.rs` holds
+//! undos); `children.rs` lets a step drive other flows; `held.rs` gives a step
+//! transactions of its own, fenced like the engine's; `testkit.rs` holds
 //! the generic flow tests.
 
 mod children;
@@ -146,6 +147,7 @@ mod definition;
 mod engine;
 mod error;
 mod handle;
+mod held;
 mod lease;
 mod options;
 mod shared;
@@ -155,5 +157,6 @@ pub mod testkit;
 pub use engine::Engine;
 pub use error::{EngineError, Outcome, StepError};
 pub use handle::FlowHandle;
+pub use held::HeldTerm;
 pub use options::EngineOptions;
 pub use step::{Cx, DbFn, DbUndoFn, ExtFn, ExtUndoFn, Failure, Flow, FlowMeta, Run, Step, Undo};

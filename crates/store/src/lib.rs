@@ -60,6 +60,7 @@ pub mod groups;
 pub mod identity;
 pub mod images;
 pub mod messages;
+pub mod placements;
 pub mod qos_specs;
 pub mod quotas;
 pub mod services;

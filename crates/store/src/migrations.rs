@@ -99,6 +99,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "page_indexes",
         include_str!("../migrations/0023_page_indexes.sql"),
     ),
+    (
+        24,
+        "placements",
+        include_str!("../migrations/0024_placements.sql"),
+    ),
 ];
 
 /// Apply every migration not yet applied whose version is below `before`

@@ -54,6 +54,10 @@ pub trait Scenario: Send + Sync + 'static {
 pub struct World {
     dir: tempfile::TempDir,
     second: bool,
+    /// A change to the configuration every engine opens with (more backends).
+    tweak: Option<fn(&mut Config)>,
+    /// Failpoint specs armed on every engine opened (after the test's own).
+    arm: Vec<String>,
 }
 
 /// The name of the second backend of [`World::with_second_backend`].
@@ -130,6 +134,8 @@ impl World {
         World {
             dir: tempfile::tempdir().expect("tempdir"),
             second: false,
+            tweak: None,
+            arm: Vec::new(),
         }
     }
 
@@ -139,6 +145,8 @@ impl World {
         World {
             dir: tempfile::tempdir().expect("tempdir"),
             second: true,
+            tweak: None,
+            arm: Vec::new(),
         }
     }
 
@@ -150,6 +158,16 @@ impl World {
         }
     }
 
+    /// A fresh world whose engines open with `tweak` applied to the
+    /// configuration and the failpoint specs `arm` armed (after whatever
+    /// the caller armed, so a crash sweep's `*` still counts every hit).
+    pub fn with(tweak: fn(&mut Config), arm: &[&str]) -> World {
+        let mut w = World::new();
+        w.tweak = Some(tweak);
+        w.arm = arm.iter().map(|a| a.to_string()).collect();
+        w
+    }
+
     /// The data directory.
     pub fn path(&self) -> &std::path::Path {
         self.dir.path()
@@ -157,7 +175,14 @@ impl World {
 
     /// An engine over this world's store and backend.
     pub async fn open(&self, fp: Arc<Failpoints>, options: EngineOptions) -> Engine<Env> {
-        App::assemble(config(self.dir.path(), self.second), fp, options)
+        let mut c = config(self.dir.path(), self.second);
+        if let Some(tweak) = self.tweak {
+            tweak(&mut c);
+        }
+        for spec in &self.arm {
+            fp.arm_spec(spec).expect("failpoint spec");
+        }
+        App::assemble(c, fp, options)
             .await
             .expect("assemble")
             .engine
@@ -392,24 +417,37 @@ impl World {
         Ok(())
     }
 
-    /// Temporary files left on the backends, and staging files left.
+    /// Temporary files left on the backends (`volumes*` directories), and staging files left.
     pub fn temporaries(&self) -> Vec<String> {
-        let names = |dir: std::path::PathBuf| -> Vec<String> {
-            std::fs::read_dir(dir)
-                .map(|entries| {
-                    entries
-                        .filter_map(|e| e.ok())
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let mut left: Vec<String> = names(self.dir.path().join("volumes"))
-            .into_iter()
-            .chain(names(self.dir.path().join("volumes-b")))
-            .filter(|n| n.starts_with('.'))
+        let dirs = std::fs::read_dir(self.dir.path())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("volumes"))
+                    .map(|e| e.path())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let mut left: Vec<String> = dirs
+            .iter()
+            .flat_map(|dir| {
+                std::fs::read_dir(dir)
+                    .map(|entries| {
+                        entries
+                            .filter_map(|e| e.ok())
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .filter(|n| n.starts_with('.'))
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            })
             .collect();
-        left.extend(names(self.dir.path().join("staging")));
+        if let Ok(entries) = std::fs::read_dir(self.dir.path().join("staging")) {
+            left.extend(
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned()),
+            );
+        }
         left
     }
 
@@ -484,8 +522,8 @@ pub async fn generic<S: Scenario>(make: impl Fn() -> S) -> Report {
     generic_in(World::new, make).await
 }
 
-/// [`generic`] in worlds `world` makes (e.g. [`World::with_second_backend`]).
-pub async fn generic_in<S: Scenario>(world: fn() -> World, make: impl Fn() -> S) -> Report {
+/// [`generic`] in worlds made by `world` (more backends, failpoints armed).
+pub async fn generic_in<S: Scenario>(world: impl Fn() -> World, make: impl Fn() -> S) -> Report {
     let steps: Vec<&'static str> = S::F::steps().iter().map(|s| s.name).collect();
     testkit::run_all(S::F::KIND, &steps, || async {
         let case = Case {

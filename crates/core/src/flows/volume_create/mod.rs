@@ -4,10 +4,26 @@
 //!
 //! ```text
 //!  reserve_quota ─► create_entry ─► commit_quota ─► schedule ─► create_on_backend ─► mark_available
-//!   undo: release    undo: purge the entry, or      (records     undo: delete the
-//!   the reservation  mark it `error` once its       placement)   image (idempotent)
-//!                    quota was committed
+//!   undo: release    undo: purge the entry, or      (attempt 1:  undo: delete the
+//!   the reservation  mark it `error` once its       placement    current attempt's
+//!                    quota was committed (and       row, image   data (idempotent)
+//!                    record a placement failure)    record)
+//!
+//!  create_on_backend, a loop over attempts (placement.rs), each step durable:
+//!    make the data where the current attempt (latest placement row) says
+//!      ok ─────────────────────────────────────────────────────► done
+//!      the backend failed (not the source's fault, not pinned):
+//!        remove what was made ─► one fenced transaction: attempt n `failed: why`,
+//!        its image record dropped, attempt n+1 placed on the best backend not
+//!        tried (or: n = max_attempts / none fits ─► the step fails, listing them)
 //! ```
+//!
+//! Every attempt is a row of `placements` with the scheduler's decision
+//! (`placement.rs`; admins read them with `GET .../volumes/{id}/placement`).
+//! A resumed flow reads its attempt and the backends tried from those rows,
+//! so a crash anywhere in the loop resumes it or undoes the attempt the
+//! store names. The failpoint `volume_create.backend_create:<backend>` fails
+//! the creates on one backend as that backend would.
 //!
 //! A clone differs in three steps. `create_entry` holds the source: in the same
 //! transaction it checks that the source is `available` or `in-use` and records
@@ -57,7 +73,7 @@ use serde_json::{Value, json};
 
 use crate::Env;
 use crate::error::Error;
-use crate::{messages, scheduler};
+use crate::messages;
 
 pub struct VolumeCreate;
 
@@ -129,16 +145,25 @@ pub struct Placement {
     /// copied `source`).
     #[serde(default)]
     data: source::DataPlan,
-    /// The scheduler's record of the placement ([`scheduler::Decision`]),
-    /// absent when the step ran before decisions were recorded.
+    /// The attempt (1 for the first placement; 0 in flows persisted before
+    /// placements were recorded).
+    #[serde(default)]
+    pub attempt: i64,
+    /// The scheduler's account of the choice (`placement.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decision: Option<scheduler::Decision>,
+    pub decision: Option<Value>,
+    /// Why the volume may be on this backend only (its source's, its
+    /// group's): it is then not rescheduled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<String>,
 }
 
 mod from_backup;
+pub(crate) mod placement;
 mod source;
 
 pub use from_backup::FromBackup;
+pub use placement::{DEFAULT_MAX_ATTEMPTS, backend_create_failpoint, max_attempts};
 
 pub(crate) use source::snapshot_not_readable;
 
@@ -275,13 +300,24 @@ async fn remove_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<(), StepErr
                 ),
                 _ => (messages::UNKNOWN_ACTION, messages::UNKNOWN_ERROR),
             };
-            messages::record_volume_failure(
+            let note = if marked {
+                if cx.failure().is_some_and(|f| {
+                    f.step == "schedule" && f.message.starts_with(NO_VALID_BACKEND)
+                }) {
+                    placement::record_unplaced(cx, c).await?;
+                }
+                placement::attempts_note(c, id).await?
+            } else {
+                String::new()
+            };
+            messages::record_volume_failure_noted(
                 c,
                 &cx.params.project_id,
                 id,
                 &messages::request_id_or(&cx.params.request_id, cx.flow_id),
                 action,
                 detail,
+                &note,
             )
             .await?;
         }
@@ -299,47 +335,49 @@ async fn commit_quota(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
     Ok(json!(true))
 }
 
-/// How a placement failure's message starts ([`scheduler::NoValidBackend`]).
+/// How a placement failure's message starts ([`crate::scheduler::NoValidBackend`]).
 const NO_VALID_BACKEND: &str = "No valid backend was found";
 
 async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepError> {
     let p = &cx.params;
-    if !crate::rules::hosts::scheduler_enabled(c).await? {
-        let e = scheduler::NoValidBackend {
-            reasons: vec!["the scheduler service is disabled".into()],
-        };
-        return Err(StepError::new(Error::Unavailable(e.to_string())));
-    }
-    let request = scheduler::Request {
-        size_gib: p.size,
-        availability_zone: p.availability_zone.clone(),
-        extra_specs: volume_types::volume_type_extra_specs_get(c, p.volume_type_id).await?,
-        ..Default::default()
-    };
-    let mut candidates = crate::capacity::gather(&cx.env, c).await?;
-    // A group's volumes all live on the group's backend.
-    if let Some(group_backend) = crate::rules::groups::backend_of(c, p.group_id).await? {
-        candidates.retain(|cand| cand.name == group_backend);
-    }
     // A volume made from another volume or a snapshot is made where its
-    // source is (held since `create_entry`).
+    // source is (held since `create_entry`); a group's volumes all live on
+    // the group's backend.
     let held: source::Held = cx.output_opt("create_entry").unwrap_or_default();
-    let mut data = source::plan(cx, c, &held).await?;
-    if let Some(backend) = &data.backend {
-        candidates.retain(|cand| cand.name == *backend);
-        if candidates.is_empty() {
-            let e = scheduler::NoValidBackend {
-                reasons: vec![format!("{backend}: the source's backend is not configured")],
-            };
-            return Err(StepError::new(Error::Unavailable(e.to_string())));
-        }
-    }
-    let decision = scheduler::decide(&cx.env.scheduler, &request, &candidates);
-    let backend = decision
-        .clone()
-        .into_result()
+    let data = source::plan(cx, c, &held).await?;
+    let pin = placement::pin_of(c, p.group_id, data.backend.as_deref()).await?;
+    let request = placement::request_of(cx, c).await?;
+    let decided = placement::decide(&cx.env, c, &request, pin.as_ref(), &[]).await?;
+    let backend = decided
+        .chosen
         .map_err(|e| StepError::new(Error::Unavailable(e.to_string())))?;
-    let b = cx.env.backend(&backend)?;
+    let place = place_on(
+        cx,
+        c,
+        &backend,
+        data,
+        1,
+        decided.decision,
+        pin.map(|p| format!("{} {}", p.why, p.backend)),
+    )
+    .await?;
+    serde_json::to_value(place).map_err(|e| StepError::msg(e.to_string()))
+}
+
+/// Place the volume on `backend` as attempt `attempt`: its image recorded
+/// (`creating`), the volume pointed at it, the attempt's row written, all in
+/// the caller's transaction (`schedule`'s, or a reschedule's).
+async fn place_on(
+    cx: &Cx<VolumeCreate>,
+    c: &mut Conn,
+    backend: &str,
+    mut data: source::DataPlan,
+    attempt: i64,
+    decision: Value,
+    pinned: Option<String>,
+) -> Result<Placement, StepError> {
+    let p = &cx.params;
+    let b = cx.env.backend(backend)?;
     // A volume from the image service's image: from the backend's cache, or
     // filling it, or straight from the image's file.
     source::plan_image(cx, c, b, &mut data).await?;
@@ -355,7 +393,7 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
         c,
         &images::NewImage {
             id: image_id,
-            backend: backend.clone(),
+            backend: backend.to_owned(),
             name: location.clone(),
             format: crate::rules::images::model_format(format),
             virtual_size: p.size * GIB as i64,
@@ -368,7 +406,7 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
     if !volumes::volume_place(
         c,
         p.volume_id,
-        &backend,
+        backend,
         image_id,
         &b.config.availability_zone,
     )
@@ -391,16 +429,19 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
     if let Some(status) = filling {
         volumes::volume_set_status(c, p.volume_id, &[VolumeStatus::Creating], status).await?;
     }
-    serde_json::to_value(Placement {
-        backend,
+    let place = Placement {
+        backend: backend.to_owned(),
         location,
         format,
         source: None,
         image_id: Some(image_id),
         data,
+        attempt,
         decision: Some(decision),
-    })
-    .map_err(|e| StepError::msg(e.to_string()))
+        pinned,
+    };
+    placement::record_placed(cx, c, &place).await?;
+    Ok(place)
 }
 
 /// Undo of `schedule`, after the data is gone (`create_on_backend`'s undo
@@ -409,26 +450,64 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
 /// for flows persisted before images were recorded.
 async fn unplace(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<(), StepError> {
     let id = cx.params.volume_id;
-    let Some(v) = volumes::volume_get(c, id).await? else {
+    if volumes::volume_get(c, id).await?.is_none() {
         return Ok(());
-    };
-    if let Some(image) = v.image_id {
-        volumes::volume_set_image(c, id, None).await?;
-        images::image_delete(c, image).await?;
     }
-    source::unplan(c, cx.output_opt::<Placement>("schedule").as_ref()).await
+    let place = placement::current(cx, c).await.ok();
+    if let (Some(place), Some(f)) = (&place, cx.failure()) {
+        // The attempt that was being made failed with the flow.
+        scoria_store::placements::placement_mark_failed(c, id, place.attempt, &f.message).await?;
+    }
+    match &place {
+        Some(place) => placement::unplace_current(cx, c, place).await,
+        None => {
+            if let Some(image) = volumes::volume_get(c, id).await?.and_then(|v| v.image_id) {
+                volumes::volume_set_image(c, id, None).await?;
+                images::image_delete(c, image).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
+/// Make the data where the current attempt says; when the backend fails,
+/// remove what was made and reschedule (`placement.rs`), until it is made or
+/// the attempts run out.
 async fn create_on_backend(cx: &Cx<VolumeCreate>) -> Result<Value, StepError> {
-    let place: Placement = cx.output("schedule")?;
-    let made = source::make(cx, &place).await?;
-    from_backup::restore(cx, &place).await?;
-    crate::capacity::refresh(&cx.env, &place.backend).await;
-    serde_json::to_value(made).map_err(|e| StepError::msg(e.to_string()))
+    loop {
+        let place = placement::current_read(cx).await?;
+        let made = match make_on(cx, &place).await {
+            Ok(made) => made,
+            // A flow placed before attempts were recorded (attempt 0) is not
+            // rescheduled: the backends it tried are not known.
+            Err(e) if place.attempt > 0 && placement::backend_failure(&e) => {
+                tracing::warn!(backend = %place.backend, error = %e.chain(), "the backend failed to create a volume");
+                source::unmake(cx, &place).await?;
+                crate::capacity::refresh(&cx.env, &place.backend).await;
+                placement::reschedule(cx, &place, &e).await?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        from_backup::restore(cx, &place).await?;
+        crate::capacity::refresh(&cx.env, &place.backend).await;
+        return serde_json::to_value(made).map_err(|e| StepError::msg(e.to_string()));
+    }
+}
+
+/// One attempt's data (`volume_create.backend_create:<backend>` fails it as
+/// the backend would).
+async fn make_on(cx: &Cx<VolumeCreate>, place: &Placement) -> Result<source::Made, StepError> {
+    cx.failpoints()
+        .hit(&placement::backend_create_failpoint(&place.backend))
+        .map_err(|f| {
+            crate::error::storage_error("create the volume", scoria_storage::StorageError::from(f))
+        })?;
+    source::make(cx, place).await
 }
 
 async fn delete_on_backend(cx: &Cx<VolumeCreate>) -> Result<(), StepError> {
-    let Some(place) = cx.output_opt::<Placement>("schedule") else {
+    let Ok(place) = placement::current_read(cx).await else {
         return Ok(());
     };
     source::unmake(cx, &place).await
@@ -441,7 +520,7 @@ async fn mark_available(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, St
     if let Some(image) = v.image_id {
         images::image_set_state(c, image, &[ImageState::Creating], ImageState::Ready).await?;
     }
-    if let Some(place) = cx.output_opt::<Placement>("schedule") {
+    if let Ok(place) = placement::current(cx, c).await {
         source::finish(cx, c, &place).await?;
     }
     from_backup::release(cx, c, None).await?;
@@ -459,3 +538,5 @@ async fn mark_available(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, St
 mod tests;
 #[cfg(all(test, feature = "failpoints"))]
 mod tests_backup;
+#[cfg(all(test, feature = "failpoints"))]
+mod tests_resched;

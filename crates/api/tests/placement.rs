@@ -1,0 +1,170 @@
+//! The placement extensions through HTTP: a volume's placement record (admin)
+//! and the scheduler's dry run, with the fault bodies of bad requests.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::TestApp;
+
+fn fault(r: &support::Reply, kind: &str, code: u16) -> String {
+    assert_eq!(r.status, code, "{:?}", r.body);
+    assert_eq!(r.body[kind]["code"], code, "{:?}", r.body);
+    r.body[kind]["message"]
+        .as_str()
+        .expect("message")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_admin_reads_the_placement_record_of_a_volume() {
+    let t = TestApp::new().await;
+    let p = t.personas().await;
+    let id = t.volume(&p.member.0, &p.a).await;
+    let path = format!("/v3/{}/volumes/{id}/placement", p.admin.1);
+    let r = t.call("GET", &path, Some(&p.admin.0), None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let rows = r.body["placements"].as_array().expect("placements");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["attempt"], 1);
+    assert_eq!(rows[0]["backend"], "file");
+    assert_eq!(rows[0]["outcome"], "placed");
+    assert_eq!(rows[0]["decision"]["chosen"], "file");
+    assert!(rows[0]["created_at"].is_string());
+    // Not for the volume's own project's members.
+    let own = format!("/v3/{}/volumes/{id}/placement", p.a);
+    let r = t.call("GET", &own, Some(&p.member.0), None).await;
+    fault(&r, "forbidden", 403);
+    // An unknown volume.
+    let r = t
+        .call(
+            "GET",
+            &format!(
+                "/v3/{}/volumes/{}/placement",
+                p.admin.1,
+                scoria_model::VolumeId::new()
+            ),
+            Some(&p.admin.0),
+            None,
+        )
+        .await;
+    assert!(fault(&r, "itemNotFound", 404).contains("could not be found"));
+    let r = t
+        .call(
+            "GET",
+            &format!("/v3/{}/volumes/not-a-uuid/placement", p.admin.1),
+            Some(&p.admin.0),
+            None,
+        )
+        .await;
+    fault(&r, "itemNotFound", 404);
+}
+
+async fn volume_count(t: &TestApp, token: &str, project: &str) -> usize {
+    let r = t
+        .call(
+            "GET",
+            &format!("/v3/{project}/volumes?all_tenants=1"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["volumes"].as_array().expect("volumes").len()
+}
+
+#[tokio::test]
+async fn a_dry_run_says_where_a_volume_would_go_and_creates_nothing() {
+    let t = TestApp::new().await;
+    let (admin, project) = t.admin().await;
+    let path = format!("/v3/{project}/scheduler-stats/placement");
+    let before = volume_count(&t, &admin, &project).await;
+    let r = t
+        .call(
+            "POST",
+            &path,
+            Some(&admin),
+            Some(json!({"volume": {"size": 1, "volume_type": "__DEFAULT__", "availability_zone": "nova"}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["placement"]["backend"], "file");
+    let d = &r.body["placement"]["decision"];
+    assert_eq!(d["chosen"], "file");
+    assert_eq!(d["candidates"][0]["verdict"], "weighed", "{d}");
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("file was chosen")
+    );
+    // Nowhere to go: an answer, not an error, saying why.
+    let r = t
+        .call(
+            "POST",
+            &path,
+            Some(&admin),
+            Some(json!({"volume": {"size": 1, "availability_zone": "mars"}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["placement"]["backend"], Value::Null);
+    let d = &r.body["placement"]["decision"];
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("No valid backend was found"),
+        "{d}"
+    );
+    assert_eq!(d["candidates"][0]["verdict"], "removed", "{d}");
+    assert!(
+        d["candidates"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not mars"),
+        "{d}"
+    );
+    assert_eq!(volume_count(&t, &admin, &project).await, before);
+}
+
+#[tokio::test]
+async fn a_bad_dry_run_is_a_clear_4xx() {
+    let t = TestApp::new().await;
+    let p = t.personas().await;
+    let post = |token: String, project: String, body: Value| {
+        let t = &t;
+        async move {
+            let path = format!("/v3/{project}/scheduler-stats/placement");
+            t.call("POST", &path, Some(&token), Some(body)).await
+        }
+    };
+    let admin = p.admin.0.clone();
+    for (body, want) in [
+        (json!({}), "Missing required element 'volume'"),
+        (json!({"volume": 1}), "must be an object"),
+        (json!({"volume": {}}), "Missing required element 'size'"),
+        (
+            json!({"volume": {"size": 0}}),
+            "must be an integer and greater than 0",
+        ),
+        (json!({"volume": {"size": "big"}}), "size"),
+        (
+            json!({"volume": {"size": 1, "name": "x"}}),
+            "additional property 'name'",
+        ),
+    ] {
+        let r = post(admin.clone(), p.admin.1.clone(), body.clone()).await;
+        let m = fault(&r, "badRequest", 400);
+        assert!(m.contains(want), "{body}: {m}");
+    }
+    let r = post(
+        admin.clone(),
+        p.admin.1.clone(),
+        json!({"volume": {"size": 1, "volume_type": "nope"}}),
+    )
+    .await;
+    assert!(fault(&r, "itemNotFound", 404).contains("nope"));
+    // Policy before the body: a member learns nothing of what is wrong.
+    let r = post(p.member.0.clone(), p.a.clone(), json!({})).await;
+    fault(&r, "forbidden", 403);
+}
