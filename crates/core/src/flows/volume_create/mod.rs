@@ -306,7 +306,11 @@ async fn remove_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<(), StepErr
                 }) {
                     placement::record_unplaced(cx, c).await?;
                 }
-                placement::attempts_note(c, id).await?
+                let why = match cx.failure() {
+                    Some(f) if f.step == "schedule" => unplaced_reason(&f.message),
+                    _ => String::new(),
+                };
+                why + &placement::attempts_note(c, id).await?
             } else {
                 String::new()
             };
@@ -325,6 +329,22 @@ async fn remove_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<(), StepErr
         volumes::volume_purge(c, id).await?;
     }
     Ok(())
+}
+
+/// What the user is told of a placement failure: the scheduler's summary
+/// ("no backend in zone az2 has 500 GiB free"), without the backend-by-backend
+/// detail that names the backends (admins read it in the placement record).
+fn unplaced_reason(message: &str) -> String {
+    let Some(rest) = message.strip_prefix(NO_VALID_BACKEND) else {
+        return String::new();
+    };
+    let rest = rest.trim_start_matches([':', '.', ' ']);
+    let head = rest.split(" (").next().unwrap_or(rest).trim();
+    if head.is_empty() {
+        String::new()
+    } else {
+        format!(" {}{}.", head[..1].to_uppercase(), &head[1..])
+    }
 }
 
 async fn commit_quota(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepError> {
