@@ -90,12 +90,12 @@ async fn a_dry_run_says_where_a_volume_would_go_and_creates_nothing() {
     assert_eq!(r.body["placement"]["backend"], "file");
     let d = &r.body["placement"]["decision"];
     assert_eq!(d["chosen"], "file");
-    assert_eq!(d["candidates"][0]["verdict"], "weighed", "{d}");
+    assert_eq!(d["candidates"][0]["outcome"], "weighed", "{d}");
     assert!(
         d["message"]
             .as_str()
             .unwrap()
-            .starts_with("file was chosen")
+            .starts_with("Backend file was chosen")
     );
     // Nowhere to go: an answer, not an error, saying why.
     let r = t
@@ -116,7 +116,7 @@ async fn a_dry_run_says_where_a_volume_would_go_and_creates_nothing() {
             .starts_with("No valid backend was found"),
         "{d}"
     );
-    assert_eq!(d["candidates"][0]["verdict"], "removed", "{d}");
+    assert_eq!(d["candidates"][0]["outcome"], "removed", "{d}");
     assert!(
         d["candidates"][0]["reason"]
             .as_str()

@@ -51,7 +51,7 @@ fn a_create_on_a_failing_backend_is_rescheduled_to_the_other() -> Result<()> {
         .as_array()
         .context("candidates")?
         .iter()
-        .filter(|c| c["verdict"] == "weighed")
+        .filter(|c| c["outcome"] == "weighed")
         .count();
     ensure!(weighed == 2, "{dry}");
     let listed = api.ok("GET", "/volumes", None, 200)?;

@@ -120,7 +120,7 @@ impl Scenario for Rescheduled {
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .any(|c| c["backend"] == "a" && c["verdict"] == "excluded");
+                        .any(|c| c["backend"] == "a" && c["filter"] == "AlreadyTried");
                     if !excluded {
                         return Err(format!("a is not excluded: {}", second.decision));
                     }
@@ -177,11 +177,14 @@ async fn a_create_on_a_healthy_backend_records_one_attempt_with_its_decision() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["verdict"] == "weighed")
+        .filter(|c| c["outcome"] == "weighed")
         .count();
     assert_eq!(weighed, 2, "{d}");
     assert!(
-        d["message"].as_str().unwrap().starts_with("a was chosen"),
+        d["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Backend a was chosen"),
         "{d}"
     );
 }
@@ -266,9 +269,10 @@ async fn no_valid_backend_at_schedule_is_recorded_and_told() {
     let reasons = rows[0].decision["candidates"].to_string();
     assert!(reasons.contains("not mars"), "{reasons}");
     let told = user_messages(&e, id).await;
+    assert_eq!(told.len(), 1, "{told:?}");
     assert_eq!(
-        told,
-        ["schedule allocate volume:Could not find any available weighted backend."]
+        told[0],
+        "schedule allocate volume:Could not find any available weighted backend. No backend in zone mars fits the request."
     );
     w.check_common(&e).await.unwrap();
 }
