@@ -212,7 +212,7 @@ async fn a_scoped_token_and_its_catalog() {
     let api = Api::new().await;
     let r = api.login("admin", "admin-secret", Some("admin")).await;
     assert_eq!(r.status, StatusCode::CREATED);
-    assert_eq!(r.header("x-subject-token").len(), 43);
+    assert_eq!(r.header("x-subject-token").len(), 45);
     let project_id = r.body["token"]["project"]["id"]
         .as_str()
         .unwrap()

@@ -180,6 +180,16 @@ fn random_b64(n: usize) -> String {
     base64url(&bytes)
 }
 
+/// Prefix of every token id. Without it one token in 32 would begin with `-`,
+/// and command lines (`openstack token revoke -Xy…`) would read it as an
+/// option; Keystone's Fernet tokens likewise always begin with letters.
+const TOKEN_PREFIX: &str = "sc";
+
+/// A new token id: the prefix, then 256 random bits.
+fn new_token_id() -> String {
+    format!("{TOKEN_PREFIX}{}", random_b64(32))
+}
+
 /// The token for `token`, from the cache or the store; `Unauthorized` when
 /// it is not valid.
 pub(crate) async fn resolve(app: &App, token: &str) -> Result<Arc<TokenInfo>> {
@@ -453,7 +463,7 @@ pub async fn authenticate(app: &App, req: AuthRequest) -> Result<Issued> {
     };
     drop(conn);
 
-    let token = random_b64(32);
+    let token = new_token_id();
     let key = digest(&token);
     let record = TokenRecord {
         hash: hex::encode(key),
@@ -679,6 +689,15 @@ mod tests {
         }
         assert_eq!(random_b64(32).len(), 43);
         assert_eq!(random_b64(16).len(), 22);
+    }
+
+    #[test]
+    fn token_ids_never_look_like_options() {
+        for _ in 0..2000 {
+            let id = new_token_id();
+            assert_eq!(id.len(), 45);
+            assert!(id.starts_with(|c: char| c.is_ascii_alphabetic()), "{id}");
+        }
     }
 
     #[test]
