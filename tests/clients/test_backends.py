@@ -118,3 +118,36 @@ def test_specs_and_zones_place_volumes(multi_backend_server):
     wait_for(lambda: not {r["Name"] for r in osc(env, "volume", "list")} & set(fillers),
              "fillers deleted")
     assert backend_of(create(env, "be-ssd-again", "--size", "3", "--type", "ssd")) == "fast"
+
+
+def test_scheduler_hints_with_the_cli(multi_backend_server):
+    """`openstack volume create --hint same_host=… / different_host=…`
+    (`OS-SCH-HNT:scheduler_hints`): with a volume, away from volumes, and a
+    same_host that no backend satisfies ends in `error` saying so."""
+    env = cloud_env(multi_backend_server)
+    osc(env, "volume", "type", "create", "hinted")
+    nova = ("--type", "hinted", "--availability-zone", "nova")
+    first = create(env, "hint-first", "--size", "1", *nova)
+    on = backend_of(first)
+    assert on in ("fast", "slow"), on
+    other = {"fast": "slow", "slow": "fast"}[on]
+    for i in range(3):
+        v = create(env, "hint-with-%d" % i, "--size", "1", *nova,
+                   "--hint", "same_host=" + first["id"])
+        assert backend_of(v) == on, v
+    away = create(env, "hint-away", "--size", "1", *nova,
+                  "--hint", "different_host=" + first["id"])
+    assert backend_of(away) == other, away
+    # Repeated, the values accumulate: away from both nova backends, no zone
+    # asked for, leaves `far`.
+    far = create(env, "hint-far", "--size", "1", "--type", "hinted",
+                  "--hint", "different_host=" + first["id"],
+                  "--hint", "different_host=" + away["id"])
+    assert backend_of(far) == "far", far
+    # With one volume and away from it: nowhere.
+    v = create(env, "hint-nowhere", "--size", "1", *nova,
+               "--hint", "same_host=" + first["id"],
+               "--hint", "different_host=" + first["id"])
+    assert v["status"] == "error", v
+    said = error_message(env, v["id"])
+    assert "No backend in zone nova fits the request." in said, said

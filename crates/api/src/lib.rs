@@ -30,6 +30,7 @@ pub mod fault;
 pub mod filters;
 pub mod glance;
 pub mod groups;
+pub mod hints;
 pub mod identity;
 pub mod messages;
 pub mod microversion;

@@ -38,7 +38,8 @@ pub async fn show(
 }
 
 /// `POST /scheduler-stats/placement` with `{"volume": {"size",
-/// "volume_type", "availability_zone"}}`.
+/// "volume_type", "availability_zone"}}` and, as on a create,
+/// `OS-SCH-HNT:scheduler_hints`.
 pub async fn dry_run(
     AxState(state): AxState<State>,
     Auth(ctx): Auth,
@@ -54,6 +55,7 @@ pub async fn dry_run(
         size,
         volume_type: body::opt_str(vol, "volume_type")?,
         availability_zone: body::opt_str(vol, "availability_zone")?,
+        hints: crate::hints::parse(&body)?,
     };
     let d = placement::dry_run(&state.app, &ctx, &req).await?;
     Ok(Json(json!({

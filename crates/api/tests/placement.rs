@@ -168,3 +168,78 @@ async fn a_bad_dry_run_is_a_clear_4xx() {
     let r = post(p.member.0.clone(), p.a.clone(), json!({})).await;
     fault(&r, "forbidden", 403);
 }
+
+/// `OS-SCH-HNT:scheduler_hints`: malformed hints are a 400 that creates
+/// nothing; a hint naming a volume the caller cannot see treats it as absent
+/// (`same_host` then finds no backend, and the message names no backend and
+/// no other project's volume).
+#[tokio::test]
+async fn scheduler_hints_are_validated_and_see_only_the_callers_volumes() {
+    let t = TestApp::new().await;
+    let p = t.personas().await;
+    let (member, a) = (&p.member.0, &p.a);
+    let mine = t.volume(member, a).await;
+    let theirs = t.volume(&p.other.0, &p.b).await;
+    let path = format!("/v3/{a}/volumes");
+    let before = volume_count(&t, &p.admin.0, &p.admin.1).await;
+    for hints in [
+        json!("same_host"),
+        json!({"same_host": "not-a-uuid"}),
+        json!({"different_host": [mine, mine]}),
+        json!({"same_host": 42}),
+    ] {
+        let body = json!({"volume": {"size": 1}, "OS-SCH-HNT:scheduler_hints": hints});
+        let r = t.call("POST", &path, Some(member), Some(body)).await;
+        let m = fault(&r, "badRequest", 400);
+        assert!(m.starts_with("Invalid input for field/attribute"), "{m}");
+    }
+    assert_eq!(volume_count(&t, &p.admin.0, &p.admin.1).await, before);
+
+    let create = async |hints: Value| {
+        let body = json!({"volume": {"size": 1}, "OS-SCH-HNT:scheduler_hints": hints});
+        let r = t.call("POST", &path, Some(member), Some(body)).await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        r.body["volume"]["id"].as_str().expect("id").to_owned()
+    };
+    // Its own volume: placed with it (other hints are accepted and ignored).
+    let with = create(json!({"same_host": mine, "query": "ignored"})).await;
+    t.wait_status(member, a, &with, "available").await;
+    let with = create(json!({"same_host": [mine, with], "different_host": []})).await;
+    t.wait_status(member, a, &with, "available").await;
+    // Another project's volume counts as absent.
+    let lost = create(json!({"same_host": theirs})).await;
+    t.wait_status(member, a, &lost, "error").await;
+    let r = t
+        .raw(
+            "GET",
+            &format!("/v3/{a}/messages?resource_uuid={lost}"),
+            Some(member),
+            &[("OpenStack-API-Version", "volume 3.5")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let told = r.body["messages"][0]["user_message"]
+        .as_str()
+        .expect("a message")
+        .to_owned();
+    assert!(told.contains("No backend fits the request"), "{told}");
+    assert!(!told.contains(&theirs) && !told.contains("file"), "{told}");
+    let free = create(json!({"different_host": theirs})).await;
+    t.wait_status(member, a, &free, "available").await;
+
+    // The dry run takes the same hints.
+    let dry = format!("/v3/{}/scheduler-stats/placement", p.admin.1);
+    let r = t
+        .call(
+            "POST",
+            &dry,
+            Some(&p.admin.0),
+            Some(json!({"volume": {"size": 1}, "OS-SCH-HNT:scheduler_hints": {"different_host": mine}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["placement"]["backend"], Value::Null, "{:?}", r.body);
+    let why = r.body["placement"]["decision"]["candidates"].to_string();
+    assert!(why.contains("DifferentBackendFilter"), "{why}");
+}

@@ -36,6 +36,8 @@ pub struct DryRunRequest {
     /// A type's id or name; `None`: the default type.
     pub volume_type: Option<String>,
     pub availability_zone: Option<String>,
+    /// `same_host`/`different_host`, as on a create.
+    pub hints: crate::rules::affinity::Hints,
 }
 
 /// Where the volume would go, and the scheduler's account of why.
@@ -52,13 +54,15 @@ pub async fn dry_run(app: &App, ctx: &Context, req: &DryRunRequest) -> Result<Dr
     crate::rules::validate::volume_size(req.size)?;
     let mut conn = app.store().read().await?;
     let ty = crate::rules::types::resolve(&mut conn, ctx, req.volume_type.as_deref()).await?;
-    let request = Request {
+    let mut request = Request {
         size_gib: req.size,
         availability_zone: req.availability_zone.clone(),
         extra_specs: scoria_store::volume_types::volume_type_extra_specs_get(&mut conn, ty.id)
             .await?,
         ..Default::default()
     };
+    let hints = crate::rules::affinity::visible(&mut conn, ctx, req.hints.clone()).await?;
+    crate::rules::affinity::apply(&mut conn, &hints, &mut request).await?;
     let d = create::decide(&app.env, &mut conn, &request, None, &[])
         .await
         .map_err(|e| Error::Internal {

@@ -149,6 +149,7 @@ pub async fn create(
         group_id,
         backup_id,
         remove_on_failure: false,
+        hints: crate::hints::parse(&body)?,
     };
     let view = volumes::create(&state.app, &ctx, req).await?;
     let links = links_base(&state, &ctx, &path);

@@ -252,6 +252,7 @@ async fn start_clones(cx: &Cx<GroupCreateFromSrc>) -> Result<Value, StepError> {
             glance_image_id: None,
             glance_image_virtual_size: None,
             backup: None,
+            hints: Default::default(),
             group_id: Some(p.group_id),
         })?;
         match h.wait_step("commit_quota").await {

@@ -28,7 +28,9 @@
 //! - [`progress`]: the last flow's progress, as views show it.
 //! - [`hosts`]: the service hosts of this process and the state
 //!   administrators set on them (disabled, frozen).
+//! - [`affinity`]: the `same_host`/`different_host` scheduler hints.
 
+pub mod affinity;
 pub mod attachments;
 pub mod backups;
 pub mod groups;

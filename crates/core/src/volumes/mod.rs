@@ -91,6 +91,8 @@ pub struct CreateRequest {
     /// Remove the volume if it cannot be made, instead of leaving it `error`:
     /// for the volume a restore makes for itself.
     pub remove_on_failure: bool,
+    /// `same_host`/`different_host` (`OS-SCH-HNT:scheduler_hints`).
+    pub hints: crate::rules::affinity::Hints,
 }
 
 /// List filters and paging, as parsed from the API.
@@ -276,6 +278,7 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
         }
         None => availability_zone,
     };
+    let hints = crate::rules::affinity::visible(&mut conn, ctx, req.hints).await?;
     drop(conn);
     let id = VolumeId::new();
     let params = volume_create::Params {
@@ -304,6 +307,7 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
             backup_id: b.id,
             remove_on_failure: req.remove_on_failure,
         }),
+        hints,
     };
     let handle = app.engine.start::<volume_create::VolumeCreate>(params)?;
     handle

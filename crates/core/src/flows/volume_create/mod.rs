@@ -74,6 +74,7 @@ use serde_json::{Value, json};
 use crate::Env;
 use crate::error::Error;
 use crate::messages;
+use crate::rules::affinity::Hints;
 
 pub struct VolumeCreate;
 
@@ -125,6 +126,10 @@ pub struct Params {
     /// The backup to make the volume from: `from_backup.rs`.
     #[serde(default)]
     pub backup: Option<from_backup::FromBackup>,
+    /// The `same_host`/`different_host` scheduler hints, with the volumes the
+    /// caller could see (`rules::affinity`).
+    #[serde(default, skip_serializing_if = "Hints::is_empty")]
+    pub hints: Hints,
 }
 
 /// Where the schedule step put the volume.
@@ -558,5 +563,7 @@ async fn mark_available(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, St
 mod tests;
 #[cfg(all(test, feature = "failpoints"))]
 mod tests_backup;
+#[cfg(all(test, feature = "failpoints"))]
+mod tests_hints;
 #[cfg(all(test, feature = "failpoints"))]
 mod tests_resched;

@@ -189,13 +189,17 @@ async fn source_backend(
 /// The request the scheduler gets for the flow's volume.
 pub(crate) async fn request_of(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Request, StepError> {
     let p = &cx.params;
-    Ok(Request {
+    let mut req = Request {
         size_gib: p.size,
         availability_zone: p.availability_zone.clone(),
         extra_specs: scoria_store::volume_types::volume_type_extra_specs_get(c, p.volume_type_id)
             .await?,
         ..Default::default()
-    })
+    };
+    crate::rules::affinity::apply(c, &p.hints, &mut req)
+        .await
+        .map_err(|e| StepError::msg(e.to_string()))?;
+    Ok(req)
 }
 
 /// Record an attempt that placed the volume (in the placing transaction).

@@ -17,7 +17,7 @@ use super::{DEFAULT_MAX_ATTEMPTS, Params, VolumeCreate, backend_create_failpoint
 use crate::flows::testing::{self, Scenario, World, create_params, text};
 use crate::{Config, DriverConfig, Env};
 
-fn backends(c: &mut Config, names: &[&str]) {
+pub(super) fn backends(c: &mut Config, names: &[&str]) {
     let template = c.backends[0].clone();
     c.backends = names
         .iter()
@@ -33,7 +33,7 @@ fn backends(c: &mut Config, names: &[&str]) {
         .collect();
 }
 
-fn two(c: &mut Config) {
+pub(super) fn two(c: &mut Config) {
     backends(c, &["a", "b"]);
 }
 
@@ -41,16 +41,16 @@ fn four(c: &mut Config) {
     backends(c, &["a", "b", "c", "d"]);
 }
 
-fn failing(b: &str) -> String {
+pub(super) fn failing(b: &str) -> String {
     format!("{}=error", backend_create_failpoint(b))
 }
 
-async fn records(e: &Engine<Env>, id: VolumeId) -> Result<Vec<Placement>, String> {
+pub(super) async fn records(e: &Engine<Env>, id: VolumeId) -> Result<Vec<Placement>, String> {
     let mut c = e.store().read().await.map_err(text)?;
     placements::placement_list(&mut c, id).await.map_err(text)
 }
 
-async fn user_messages(e: &Engine<Env>, id: VolumeId) -> Vec<String> {
+pub(super) async fn user_messages(e: &Engine<Env>, id: VolumeId) -> Vec<String> {
     let mut c = e.store().read().await.expect("read");
     messages::message_list(
         &mut c,
@@ -152,7 +152,7 @@ async fn a_create_rescheduled_off_a_failing_backend_passes_the_generic_flow_test
     assert!(report.crash_points > 10, "{report:?}");
 }
 
-async fn run(w: &World, params: Params) -> (Engine<Env>, Outcome) {
+pub(super) async fn run(w: &World, params: Params) -> (Engine<Env>, Outcome) {
     let e = w.open(Failpoints::new(), EngineOptions::default()).await;
     let h = e.start::<VolumeCreate>(params).expect("start");
     let outcome = h.wait().await;
