@@ -384,30 +384,8 @@ mod tests {
             .await
             .expect("open");
         let mut tx = store.begin().await.expect("begin");
-        let vol = VolumeId::new();
-        crate::volumes::volume_create(
-            &mut tx,
-            &crate::volumes::NewVolume {
-                id: vol,
-                project_id: "p1".into(),
-                user_id: "u1".into(),
-                name: None,
-                description: None,
-                size: 1,
-                status: scoria_model::volume::VolumeStatus::Available,
-                bootable: false,
-                multiattach: false,
-                availability_zone: "nova".into(),
-                volume_type_id: crate::volume_types::DEFAULT_TYPE_ID.parse().unwrap(),
-                snapshot_id: None,
-                source_volid: None,
-                reservation_id: None,
-                last_flow_id: None,
-                metadata: Default::default(),
-            },
-        )
-        .await
-        .expect("volume");
+        let vol =
+            crate::testing::volume(&mut tx, scoria_model::volume::VolumeStatus::Available).await;
         let a = NewAttachment {
             id: AttachmentId::new(),
             volume_id: vol,

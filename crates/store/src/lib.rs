@@ -277,6 +277,38 @@ pub(crate) mod testing {
             .expect("open store");
         (store, dir)
     }
+
+    /// A 1 GiB volume of project `p1` in `status`, recorded in `conn`.
+    pub async fn volume(
+        conn: &mut Conn,
+        status: scoria_model::volume::VolumeStatus,
+    ) -> scoria_model::VolumeId {
+        let id = scoria_model::VolumeId::new();
+        crate::volumes::volume_create(
+            conn,
+            &crate::volumes::NewVolume {
+                id,
+                project_id: "p1".into(),
+                user_id: "u1".into(),
+                name: None,
+                description: None,
+                size: 1,
+                status,
+                bootable: false,
+                multiattach: false,
+                availability_zone: "nova".into(),
+                volume_type_id: crate::volume_types::DEFAULT_TYPE_ID.parse().unwrap(),
+                snapshot_id: None,
+                source_volid: None,
+                reservation_id: None,
+                last_flow_id: None,
+                metadata: Default::default(),
+            },
+        )
+        .await
+        .expect("volume");
+        id
+    }
 }
 
 #[cfg(test)]

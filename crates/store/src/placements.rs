@@ -138,31 +138,7 @@ mod tests {
     use super::*;
 
     async fn volume(conn: &mut Conn) -> VolumeId {
-        let id = VolumeId::new();
-        crate::volumes::volume_create(
-            conn,
-            &crate::volumes::NewVolume {
-                id,
-                project_id: "p1".into(),
-                user_id: "u1".into(),
-                name: None,
-                description: None,
-                size: 1,
-                status: scoria_model::volume::VolumeStatus::Creating,
-                bootable: false,
-                multiattach: false,
-                availability_zone: "nova".into(),
-                volume_type_id: crate::volume_types::DEFAULT_TYPE_ID.parse().unwrap(),
-                snapshot_id: None,
-                source_volid: None,
-                reservation_id: None,
-                last_flow_id: None,
-                metadata: Default::default(),
-            },
-        )
-        .await
-        .expect("volume");
-        id
+        crate::testing::volume(conn, scoria_model::volume::VolumeStatus::Creating).await
     }
 
     #[tokio::test]

@@ -390,6 +390,15 @@ impl World {
         e: &Engine<Env>,
         id: impl std::fmt::Display,
     ) -> Result<usize, String> {
+        Ok(self.user_messages(e, id).await?.len())
+    }
+
+    /// The user messages that tell of `id`, their text.
+    pub async fn user_messages(
+        &self,
+        e: &Engine<Env>,
+        id: impl std::fmt::Display,
+    ) -> Result<Vec<String>, String> {
         let mut c = e.store().read().await.map_err(text)?;
         Ok(messages::message_list(
             &mut c,
@@ -401,7 +410,9 @@ impl World {
         )
         .await
         .map_err(text)?
-        .len())
+        .into_iter()
+        .map(|m| m.user_message)
+        .collect())
     }
 
     /// A volume left in an error status is told to its project exactly once;

@@ -8,7 +8,7 @@ use scoria_model::VolumeId;
 use scoria_model::volume::VolumeStatus;
 use scoria_store::placements;
 
-use super::tests_resched::{failing, records, run, two, user_messages};
+use super::tests_resched::{failing, records, run, two};
 use crate::flows::testing::{World, create_params};
 use crate::rules::affinity::Hints;
 
@@ -77,7 +77,7 @@ async fn hints_put_volumes_with_or_away_from_others() {
         why.contains("holds a volume named in different_host"),
         "{why}"
     );
-    let told = user_messages(&e, nowhere).await;
+    let told = w.user_messages(&e, nowhere).await.unwrap();
     assert_eq!(told.len(), 1, "{told:?}");
     assert!(told[0].contains("No backend fits the request"), "{told:?}");
     drop(e);

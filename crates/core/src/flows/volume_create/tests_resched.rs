@@ -10,7 +10,6 @@ use scoria_flows::testkit::{BoxFut, Expect};
 use scoria_flows::{Engine, EngineOptions, Outcome};
 use scoria_model::VolumeId;
 use scoria_model::volume::VolumeStatus;
-use scoria_store::messages;
 use scoria_store::placements::{self, Placement};
 
 use super::{DEFAULT_MAX_ATTEMPTS, Params, VolumeCreate, backend_create_failpoint};
@@ -48,23 +47,6 @@ pub(super) fn failing(b: &str) -> String {
 pub(super) async fn records(e: &Engine<Env>, id: VolumeId) -> Result<Vec<Placement>, String> {
     let mut c = e.store().read().await.map_err(text)?;
     placements::placement_list(&mut c, id).await.map_err(text)
-}
-
-pub(super) async fn user_messages(e: &Engine<Env>, id: VolumeId) -> Vec<String> {
-    let mut c = e.store().read().await.expect("read");
-    messages::message_list(
-        &mut c,
-        &messages::MessageQuery {
-            filters: vec![(messages::MessageField::ResourceUuid, id.to_string())],
-            now: scoria_store::now(),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("messages")
-    .into_iter()
-    .map(|m| m.user_message)
-    .collect()
 }
 
 /// A blank 1 GiB volume while backend `a` fails every create.
@@ -215,7 +197,7 @@ async fn every_backend_failing_ends_in_error_after_max_attempts_listing_them() {
     ] {
         assert!(msg.contains(b), "{msg}");
     }
-    let told = user_messages(&e, id).await;
+    let told = w.user_messages(&e, id).await.unwrap();
     assert_eq!(told.len(), 1);
     assert!(told[0].contains("Tried 3 time(s): a (failed: "), "{told:?}");
     w.check_common(&e).await.unwrap();
@@ -268,7 +250,7 @@ async fn no_valid_backend_at_schedule_is_recorded_and_told() {
     assert_eq!(rows[0].backend, None);
     let reasons = rows[0].decision["candidates"].to_string();
     assert!(reasons.contains("not mars"), "{reasons}");
-    let told = user_messages(&e, id).await;
+    let told = w.user_messages(&e, id).await.unwrap();
     assert_eq!(told.len(), 1, "{told:?}");
     assert_eq!(
         told[0],
