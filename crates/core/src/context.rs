@@ -123,6 +123,8 @@ ops! {
     VolumeForceDelete => Admin, "volume_extension:volume_admin_actions:force_delete";
     VolumeMigrate => Admin, "volume_extension:volume_admin_actions:migrate_volume";
     VolumeMigrateCompletion => Admin, "volume_extension:volume_admin_actions:migrate_volume_completion";
+    VolumeManage => Admin, "volume_extension:volume_manage";
+    VolumeUnmanage => Admin, "volume_extension:volume_unmanage";
     VolumeAdminFields => AdminOrSystemReader, "volume_extension:volume_host_attribute";
     TransferCreate => ProjectMember, "volume:create_transfer";
     TransferGet => ProjectReader, "volume:get_transfer";

@@ -241,6 +241,17 @@ pub fn format_of_name(name: &str) -> Result<Format> {
     }
 }
 
+/// Check that `from` and `to` are valid names of the same format (a rename
+/// never changes what a file is read as).
+pub fn same_format(from: &str, to: &str) -> Result<()> {
+    if format_of_name(from)? != format_of_name(to)? {
+        return Err(StorageError::InvalidName(format!(
+            "{to}: not of the format of {from}"
+        )));
+    }
+    Ok(())
+}
+
 /// Check that `size` is a valid virtual size for an image of `format`: a multiple
 /// of [`SECTOR_SIZE`] and, for qcow2, at most [`qcow2::MAX_VIRTUAL_SIZE`].
 pub fn validate_size(format: Format, size: u64) -> Result<()> {
@@ -621,6 +632,15 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     /// a base breaks its overlays' chains, so the caller deletes a base only
     /// when its records say nothing uses it.
     async fn delete(&self, name: &str) -> Result<()>;
+
+    /// Give the image `from` the name `to` on the same backend, in one atomic
+    /// step: for bringing a file under management and handing one back. Both
+    /// names must be of the same format (`InvalidName` otherwise). `from`
+    /// absent and `to` present is success (a re-run); both absent is
+    /// `NotFound`; `to` present while `from` is too is `Mismatch` (never
+    /// overwritten). The driver does not look at who is layered on `from`:
+    /// the caller renames only images nothing stands on.
+    async fn rename(&self, from: &str, to: &str) -> Result<()>;
 
     /// Grow an image to `new_size` bytes; an image already that large is success.
     /// Never shrinks. An absent image is `NotFound`, an immutable one `Immutable`.

@@ -253,6 +253,7 @@ async fn start_clones(cx: &Cx<GroupCreateFromSrc>) -> Result<Value, StepError> {
             glance_image_virtual_size: None,
             backup: None,
             hints: Default::default(),
+            manage: None,
             group_id: Some(p.group_id),
         })?;
         match h.wait_step("commit_quota").await {
@@ -293,6 +294,7 @@ async fn delete_clones(cx: &Cx<GroupCreateFromSrc>) -> Result<(), StepError> {
                     request_id: cx.params.request_id.clone(),
                     group_id: Some(cx.params.group_id),
                     cascade: false,
+                    unmanage: false,
                 })?,
             );
         }

@@ -217,6 +217,7 @@ async fn delete_volumes(cx: &Cx<GroupDelete>) -> Result<Value, StepError> {
                     request_id: cx.params.request_id.clone(),
                     group_id: Some(id),
                     cascade: false,
+                    unmanage: false,
                 })?,
             );
         }

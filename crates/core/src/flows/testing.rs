@@ -110,6 +110,7 @@ pub fn create_params(volume: VolumeId, size: i64) -> volume_create::Params {
         glance_image_virtual_size: None,
         backup: None,
         hints: Default::default(),
+        manage: None,
     }
 }
 

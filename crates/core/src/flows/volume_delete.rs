@@ -59,6 +59,20 @@ pub struct Params {
     /// it, a volume with snapshots is not deleted.
     #[serde(default)]
     pub cascade: bool,
+    /// Cinder's unmanage (`os-unmanage`): the volume leaves Scoria, its data
+    /// does not. The data is handed back as a self-contained file named
+    /// [`handed_back_name`] on its backend (renamed when the active image
+    /// stands alone, else a flattened copy), and the records go as for a
+    /// delete. Never with `cascade`: a volume with snapshots is refused.
+    #[serde(default)]
+    pub unmanage: bool,
+}
+
+/// The name an unmanaged volume's file gets on its backend: `volume-<id>`,
+/// with its format's extension (what `os-volume-manage` takes back as
+/// `{"source-name": "volume-<id>"}`).
+pub fn handed_back_name(id: VolumeId, format: scoria_storage::Format) -> String {
+    format!("volume-{id}.{}", format.extension())
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -77,6 +91,17 @@ struct Begun {
     /// recorded: the steps then read it from the volume).
     #[serde(default)]
     image_id: Option<ImageId>,
+    /// For an unmanage: the name the data is handed back under, and whether
+    /// the active image is layered on another (then it is copied flattened).
+    #[serde(default)]
+    hand_back: Option<HandBack>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct HandBack {
+    name: String,
+    layered: bool,
+    size: u64,
 }
 
 impl Flow for VolumeDelete {
@@ -209,7 +234,7 @@ async fn begin_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, Step
     // those that may be deleted.
     let mut cascaded = Vec::new();
     let snaps = snapshots::snapshot_list_for_volume(c, v.id).await?;
-    if !snaps.is_empty() && !p.cascade {
+    if !snaps.is_empty() && (!p.cascade || p.unmanage) {
         return Err(Error::InvalidState(format!(
             "Invalid volume: Volume {} still has {} dependent snapshots.",
             v.id,
@@ -248,8 +273,17 @@ async fn begin_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, Step
     if let Some(i) = &image {
         images::image_set_state(c, i.id, &[], ImageState::Deleting).await?;
     }
+    let hand_back = match (&image, p.unmanage) {
+        (Some(i), true) => Some(HandBack {
+            name: handed_back_name(v.id, crate::rules::images::storage_format(i.format)),
+            layered: i.base_id.is_some(),
+            size: v.size as u64 * scoria_model::volume::GIB,
+        }),
+        _ => None,
+    };
     let begun = Begun {
         prior_status,
+        hand_back,
         snapshots: cascaded,
         backend: image.as_ref().map(|i| i.backend.clone()),
         location: image.as_ref().map(|i| i.name.clone()),
@@ -308,15 +342,56 @@ async fn abort_delete(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<(), StepErr
 async fn delete_on_backend(cx: &Cx<VolumeDelete>) -> Result<Value, StepError> {
     let begun: Begun = cx.output("begin_delete")?;
     if let (Some(backend), Some(location)) = (begun.backend, begun.location) {
-        cx.env
-            .backend(&backend)?
-            .driver
-            .delete(&location)
-            .await
-            .map_err(|e| storage_error("delete the volume", e))?;
+        let driver = &cx.env.backend(&backend)?.driver;
+        if let Some(h) = &begun.hand_back {
+            hand_back(driver.as_ref(), &location, h).await?;
+        } else {
+            driver
+                .delete(&location)
+                .await
+                .map_err(|e| storage_error("delete the volume", e))?;
+        }
         crate::capacity::refresh(&cx.env, &backend).await;
     }
     Ok(Value::Null)
+}
+
+/// An unmanage's data handed back as the self-contained file `h.name`: the
+/// active image renamed when it stands alone, else copied flattened and then
+/// removed (what it stood on is the reaper's). A re-run finds the file
+/// handed back and the image gone, and succeeds.
+async fn hand_back(
+    driver: &dyn scoria_storage::Driver,
+    location: &str,
+    h: &HandBack,
+) -> Result<(), StepError> {
+    if !h.layered {
+        return driver
+            .rename(location, &h.name)
+            .await
+            .map_err(|e| storage_error("hand the volume's file back", e));
+    }
+    let present =
+        |r: Result<Option<_>, _>| r.map(|i: Option<scoria_storage::ImageInfo>| i.is_some());
+    let source = present(driver.info(location).await)
+        .map_err(|e| storage_error("look at the volume's image", e))?;
+    if source {
+        let spec = scoria_storage::ImageSpec {
+            name: h.name.clone(),
+            size: h.size,
+            format: scoria_storage::format_of_name(&h.name)
+                .map_err(|e| storage_error("name the handed back file", e))?,
+        };
+        driver
+            .copy_from(location, &spec, &|_| {})
+            .await
+            .map_err(|e| storage_error("copy the volume's data into a file of its own", e))?;
+        driver
+            .delete(location)
+            .await
+            .map_err(|e| storage_error("remove the volume's image", e))?;
+    }
+    Ok(())
 }
 
 async fn remove_entry(cx: &Cx<VolumeDelete>, c: &mut Conn) -> Result<Value, StepError> {
@@ -391,6 +466,7 @@ mod tests {
                 request_id: Some("req-test".into()),
                 group_id: None,
                 cascade: false,
+                unmanage: false,
             }
         }
 

@@ -39,6 +39,7 @@ async fn frees_unused_images_and_survives_a_crash_at_each_step() {
                 request_id: None,
                 group_id: None,
                 cascade: true,
+                unmanage: false,
             },
             "the delete",
         )
@@ -184,6 +185,7 @@ async fn the_routine_pass_frees_each_layer_as_its_last_user_goes() {
             request_id: None,
             group_id: None,
             cascade: false,
+            unmanage: false,
         },
         "the delete",
     )

@@ -27,6 +27,17 @@ pub fn pool_name(backend: &str) -> String {
     format!("{HOST}@{backend}#{backend}")
 }
 
+/// The backend a host name names (`scoria@<backend>`, or its one pool
+/// `scoria@<backend>#<backend>`), if it is one of ours.
+pub fn backend_of_host<'a>(env: &crate::Env, host: &'a str) -> Option<&'a str> {
+    let rest = host.strip_prefix(HOST)?.strip_prefix('@')?;
+    let (backend, pool) = match rest.split_once('#') {
+        Some((b, p)) => (b, Some(p)),
+        None => (rest, None),
+    };
+    (env.backends.contains_key(backend) && pool.is_none_or(|p| p == backend)).then_some(backend)
+}
+
 /// Hosts of the volume services that take no new volumes: disabled or
 /// frozen by an administrator.
 pub(crate) async fn unschedulable_volume_hosts(conn: &mut Conn) -> Result<BTreeSet<String>> {

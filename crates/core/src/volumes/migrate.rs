@@ -32,18 +32,6 @@ pub struct MigrateRequest {
     pub lock_volume: bool,
 }
 
-/// The backend a host name names, if it is one of ours.
-fn backend_of_host<'a>(app: &App, host: &'a str) -> Option<&'a str> {
-    let rest = host
-        .strip_prefix(crate::rules::hosts::HOST)?
-        .strip_prefix('@')?;
-    let (backend, pool) = match rest.split_once('#') {
-        Some((b, p)) => (b, Some(p)),
-        None => (rest, None),
-    };
-    (app.env.backends.contains_key(backend) && pool.is_none_or(|p| p == backend)).then_some(backend)
-}
-
 /// `os-migrate_volume` (admins): move volume `id`'s data to the backend
 /// `req.host` names, as a flow; answers once the migration started (the
 /// volume's `migration_status` is `migrating`) or why it cannot.
@@ -59,7 +47,7 @@ pub async fn migrate(app: &App, ctx: &Context, id: VolumeId, req: MigrateRequest
             "Invalid input received: A host or a cluster must be specified.".into(),
         ));
     };
-    let Some(dest) = backend_of_host(app, host) else {
+    let Some(dest) = crate::rules::hosts::backend_of_host(&app.env, host) else {
         return Err(Error::Invalid(format!(
             "Invalid host: No available service named {host}."
         )));

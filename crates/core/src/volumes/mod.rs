@@ -22,6 +22,7 @@ use crate::error::{Error, Result, from_outcome};
 use crate::flows::{volume_create, volume_delete, volume_extend};
 
 mod actions;
+mod manage;
 mod metadata;
 mod migrate;
 mod retype;
@@ -36,6 +37,7 @@ pub use crate::rules::validate::{validate_metadata, validate_text};
 pub use crate::rules::volumes::parse_id;
 use crate::rules::volumes::{refuse_encrypted, visible};
 pub use actions::{reserve, reset_status, set_bootable, set_readonly, unreserve};
+pub use manage::{ManageRequest, manage, unmanage};
 pub use metadata::{
     image_metadata_delete, image_metadata_get, image_metadata_set, metadata_delete, metadata_get,
     metadata_set,
@@ -308,6 +310,7 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
             remove_on_failure: req.remove_on_failure,
         }),
         hints,
+        manage: None,
     };
     let handle = app.engine.start::<volume_create::VolumeCreate>(params)?;
     handle
@@ -652,6 +655,7 @@ pub async fn delete(
         request_id: Some(ctx.request_id.clone()),
         group_id: None,
         cascade,
+        unmanage: false,
     };
     let handle = app.engine.start::<volume_delete::VolumeDelete>(params)?;
     handle.wait_step("begin_delete").await.map_err(from_outcome)

@@ -263,7 +263,14 @@ macro_rules! both {
 }
 use both;
 
-both!(lifecycle, idempotency, invalid_input, copies, capabilities);
+both!(
+    lifecycle,
+    idempotency,
+    invalid_input,
+    copies,
+    capabilities,
+    renames
+);
 
 /// What each driver says it can do, and the Cinder strings made of it.
 async fn capabilities(kind: Kind) {
@@ -298,6 +305,57 @@ async fn capabilities(kind: Kind) {
             assert_eq!(value("storage_protocol"), Some("none"));
             assert_eq!(value("multiattach"), Some("False"));
         }
+    }
+}
+
+/// A rename keeps the data and the mode, is idempotent, never overwrites,
+/// and never changes the format.
+async fn renames(kind: Kind) {
+    let env = Env::new(kind).await;
+    let d = env.driver();
+    d.create(&spec("a.qcow2", GIB)).await.expect("create");
+    env.d
+        .write("a.qcow2", 4096, 8192, 0x5a)
+        .await
+        .expect("write");
+    d.rename("a.qcow2", "b.qcow2").await.expect("rename");
+    assert_eq!(d.list().await.expect("list"), ["b.qcow2"]);
+    assert!(
+        env.d
+            .reads_as("b.qcow2", 4096, 8192, 0x5a)
+            .await
+            .expect("read")
+    );
+    // A re-run is success; nothing to rename at all is not.
+    d.rename("a.qcow2", "b.qcow2").await.expect("re-run");
+    assert_err!(
+        d.rename("c.qcow2", "d.qcow2").await,
+        StorageError::NotFound(_)
+    );
+    // Never over another image, never to another format.
+    d.create(&spec("c.qcow2", GIB)).await.expect("create");
+    assert_err!(
+        d.rename("b.qcow2", "c.qcow2").await,
+        StorageError::Mismatch { .. }
+    );
+    assert_err!(
+        d.rename("b.qcow2", "b.raw").await,
+        StorageError::InvalidName(_)
+    );
+    assert_eq!(d.list().await.expect("list"), ["b.qcow2", "c.qcow2"]);
+    // An immutable image stays immutable.
+    d.make_immutable("c.qcow2").await.expect("freeze");
+    d.rename("c.qcow2", "e.qcow2").await.expect("rename");
+    assert!(
+        d.info("e.qcow2")
+            .await
+            .expect("info")
+            .expect("present")
+            .immutable
+    );
+    if kind == Kind::File {
+        // Nothing else is left in the directory (no temporaries).
+        assert_eq!(env.files().0, ["b.qcow2", "e.qcow2"]);
     }
 }
 

@@ -382,6 +382,60 @@ impl Driver for FileDriver {
         Ok(())
     }
 
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        crate::same_format(from, to)?;
+        self.fp.hit("storage.rename.before")?;
+        // Both names locked, in order, so two renames never wait on each other.
+        let (first, second) = if from < to { (from, to) } else { (to, from) };
+        let _a = self.lock(first).await;
+        let _b = self.lock(second).await;
+        let (dir, src, dst, fsync) = (
+            self.dir.clone(),
+            self.dir.join(from),
+            self.dir.join(to),
+            self.options.fsync,
+        );
+        let (from_name, to_name) = (from.to_owned(), to.to_owned());
+        let moved = blocking(move || {
+            let exists = |p: &Path| {
+                p.try_exists()
+                    .map_err(|e| io_error(format!("looking at {}", p.display()), e))
+            };
+            match (exists(&src)?, exists(&dst)?) {
+                (true, true) => Err(StorageError::Mismatch {
+                    name: to_name,
+                    detail: format!("cannot rename {from_name} over it: it exists"),
+                }),
+                (false, false) => Err(StorageError::NotFound(from_name)),
+                (false, true) => {
+                    // A re-run: the rename happened; make it durable.
+                    if fsync {
+                        sync_dir(&dir)?;
+                    }
+                    Ok(false)
+                }
+                (true, false) => {
+                    std::fs::rename(&src, &dst).map_err(|e| {
+                        io_error(
+                            format!("renaming {} to {}", src.display(), dst.display()),
+                            e,
+                        )
+                    })?;
+                    if fsync {
+                        sync_dir(&dir)?;
+                    }
+                    Ok(true)
+                }
+            }
+        })
+        .await?;
+        self.fp.hit("storage.rename.after")?;
+        if moved {
+            tracing::info!(from, to, "image renamed");
+        }
+        Ok(())
+    }
+
     async fn extend(&self, name: &str, new_size: u64) -> Result<()> {
         let format = format_of_name(name)?;
         validate_size(format, new_size)?;

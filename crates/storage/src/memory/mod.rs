@@ -471,6 +471,30 @@ impl Driver for MemoryDriver {
         Ok(())
     }
 
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        crate::same_format(from, to)?;
+        self.fp.hit("storage.rename.before")?;
+        {
+            let mut images = lock(&self.images);
+            match (images.contains_key(from), images.contains_key(to)) {
+                (true, true) => {
+                    return Err(StorageError::Mismatch {
+                        name: to.to_owned(),
+                        detail: format!("cannot rename {from} over it: it exists"),
+                    });
+                }
+                (false, false) => return Err(not_found(from)),
+                (false, true) => {}
+                (true, false) => {
+                    let image = images.remove(from).ok_or_else(|| not_found(from))?;
+                    images.insert(to.to_owned(), image);
+                }
+            }
+        }
+        self.fp.hit("storage.rename.after")?;
+        Ok(())
+    }
+
     async fn extend(&self, name: &str, new_size: u64) -> Result<()> {
         let format = format_of_name(name)?;
         validate_size(format, new_size)?;

@@ -126,6 +126,9 @@ pub struct Params {
     /// The backup to make the volume from: `from_backup.rs`.
     #[serde(default)]
     pub backup: Option<from_backup::FromBackup>,
+    /// The file to make the volume from (a manage): `from_file.rs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manage: Option<from_file::FromFile>,
     /// The `same_host`/`different_host` scheduler hints, with the volumes the
     /// caller could see (`rules::affinity`).
     #[serde(default, skip_serializing_if = "Hints::is_empty")]
@@ -164,10 +167,12 @@ pub struct Placement {
 }
 
 mod from_backup;
+mod from_file;
 pub(crate) mod placement;
 mod source;
 
 pub use from_backup::FromBackup;
+pub use from_file::FromFile;
 pub use placement::{DEFAULT_MAX_ATTEMPTS, backend_create_failpoint, max_attempts};
 
 pub(crate) use source::snapshot_not_readable;
@@ -370,7 +375,8 @@ async fn schedule(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepErro
     // the group's backend.
     let held: source::Held = cx.output_opt("create_entry").unwrap_or_default();
     let data = source::plan(cx, c, &held).await?;
-    let pin = placement::pin_of(c, p.group_id, data.backend.as_deref()).await?;
+    let source = data.backend.as_deref().or(from_file::backend(cx));
+    let pin = placement::pin_of(c, p.group_id, source).await?;
     let request = placement::request_of(cx, c).await?;
     let decided = placement::decide(&cx.env, c, &request, pin.as_ref(), &[]).await?;
     let backend = decided
@@ -410,7 +416,7 @@ async fn place_on(
     let format = if data.base.is_some() {
         Format::Qcow2
     } else {
-        b.config.format
+        from_file::format(cx).unwrap_or(b.config.format)
     };
     let image_id = ImageId::new();
     let location = crate::rules::images::name_for(image_id, format);

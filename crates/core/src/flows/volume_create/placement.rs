@@ -229,7 +229,9 @@ pub(crate) async fn record_placed(
 /// (the failing step's own transaction was rolled back).
 pub(crate) async fn record_unplaced(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<(), StepError> {
     let p = &cx.params;
-    let source = source_backend(c, p.source_volid, p.snapshot_id).await?;
+    let source = source_backend(c, p.source_volid, p.snapshot_id)
+        .await?
+        .or_else(|| p.manage.as_ref().map(|f| f.backend.clone()));
     // A group gone or without a backend: the decision is recorded unpinned.
     let pin = pin_of(c, p.group_id, source.as_deref())
         .await

@@ -502,6 +502,9 @@ pub(super) async fn make(cx: &Cx<VolumeCreate>, place: &Placement) -> Result<Mad
         size: cx.params.size as u64 * GIB,
         format: place.format,
     };
+    if super::from_file::adopt(cx, place, &spec).await? {
+        return Ok(Made::default());
+    }
     let driver = &cx.env.backend(&place.backend)?.driver;
     let data = &place.data;
     if let Some(image) = &data.image {
@@ -649,6 +652,9 @@ fn image_error(e: StorageError, image: &ImagePlan) -> StepError {
 /// the source's new overlay and gives the source its image back (nothing
 /// else was layered on it: the source was held).
 pub(super) async fn unmake(cx: &Cx<VolumeCreate>, place: &Placement) -> Result<(), StepError> {
+    if super::from_file::give_back(cx, place).await? {
+        return Ok(());
+    }
     let driver = &cx.env.backend(&place.backend)?.driver;
     driver
         .delete(&place.location)

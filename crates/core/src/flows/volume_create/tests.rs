@@ -160,6 +160,7 @@ impl Copy {
                 request_id: Some("req-test".into()),
                 group_id: None,
                 cascade: true,
+                unmanage: false,
             })
             .map_err(text)?;
         match h.wait().await {

@@ -335,6 +335,7 @@ async fn a_migrating_volume_refuses_other_actions() {
             project_id: None,
             force: true,
             cascade: false,
+            unmanage: false,
             group_id: None,
             request_id: None,
         })
