@@ -246,6 +246,19 @@ pub fn fix_id(problem: Problem, backend: &str, target: &Target) -> String {
     format!("{}-{}", kind.as_str(), &digest[..12])
 }
 
+/// [`check`] on the data directory and backends of `config`, the database
+/// opened read-only (beside a running server or without one).
+pub async fn check_data_dir(
+    config: &crate::Config,
+    only: Option<&str>,
+    options: CheckOptions,
+) -> Result<Report> {
+    let store = Store::open_read_only(&config.data_dir.join("scoria.db"), &config.store).await?;
+    let report = check(&store, &config.data_dir, &config.backends, only, options).await;
+    store.close().await;
+    report
+}
+
 /// Check the backends of `backends` (all of them, or the one named `only`)
 /// against `store`, reading `data_dir`'s staging directory too. Reads only.
 pub async fn check(

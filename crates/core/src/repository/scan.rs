@@ -208,7 +208,7 @@ pub(super) async fn backend(
                 | Problem::FormatMismatch
                 | Problem::BackingMismatch
                 | Problem::Unreadable
-        ) && mended(store, image, &reason, &records).await?
+        ) && mended(store, image, problem, &reason, &records).await?
         {
             report.broken.push(Broken {
                 backend: name.to_owned(),
@@ -447,10 +447,19 @@ fn leaked_bytes(reason: &str, e: Option<&Entry>) -> u64 {
 }
 
 /// Whether the mend of `reason` is already in place: the image recorded
-/// broken for it, and every volume on it in `error`.
-async fn mended(store: &Store, image: &Image, reason: &str, records: &Records) -> Result<bool> {
+/// broken for it, and (a missing file) every volume on it in `error`.
+async fn mended(
+    store: &Store,
+    image: &Image,
+    problem: Problem,
+    reason: &str,
+    records: &Records,
+) -> Result<bool> {
     if image.health != ImageHealth::Broken || image.health_reason.as_deref() != Some(reason) {
         return Ok(false);
+    }
+    if problem != Problem::MissingFile {
+        return Ok(true);
     }
     let mut conn = store.read().await?;
     for u in records.users(image.id) {

@@ -119,6 +119,31 @@ fn survey_blocking(dir: &Path) -> Result<Option<Vec<Entry>>> {
     Ok(Some(entries))
 }
 
+/// Remove the regular file `file_name` of the directory `dir` (the
+/// repository check's clean fixes: an orphan, a temporary, a staging file)
+/// and sync the directory. `false` when it was already gone. A name with a
+/// `/`, or an entry that is not a regular file, is `InvalidName`: nothing
+/// else is ever removed this way.
+pub async fn remove_file(dir: &Path, file_name: &str) -> Result<bool> {
+    if file_name.is_empty() || file_name.contains('/') || file_name == "." || file_name == ".." {
+        return Err(crate::StorageError::InvalidName(file_name.to_owned()));
+    }
+    let (dir, file_name) = (dir.to_owned(), file_name.to_owned());
+    blocking(move || {
+        let path = dir.join(&file_name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Err(crate::StorageError::InvalidName(file_name)),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_error(format!("inspecting {}", path.display()), e)),
+        }
+        let removed = super::create::remove_if_present(&path)?;
+        super::create::sync_dir(&dir)?;
+        Ok(removed)
+    })
+    .await
+}
+
 /// What the name `file_name` says (see [`Naming`]).
 pub fn naming_of(file_name: &str) -> Naming {
     if let Ok(format) = format_of_name(file_name) {
