@@ -72,7 +72,12 @@ fn print_report(report: &Report) {
     let checked: Vec<String> = report
         .backends
         .iter()
-        .map(|b| format!("{} ({}, {} images, {} files)", b.name, b.state, b.images, b.files))
+        .map(|b| {
+            format!(
+                "{} ({}, {} images, {} files)",
+                b.name, b.state, b.images, b.files
+            )
+        })
         .collect();
     println!(
         "{} fixes, {} foreign files, {} broken images; backends: {}",

@@ -24,9 +24,9 @@ use std::path::Path;
 
 use scoria_model::image::{ImageHealth, ImageState};
 use scoria_model::volume::VolumeStatus;
+use scoria_storage::Format;
 use scoria_storage::file::survey;
 use scoria_storage::qemu::{self, repair::Repair};
-use scoria_storage::Format;
 use scoria_store::images::{self, ImageUser};
 use scoria_store::{Store, StoreError, flows, volumes};
 
@@ -189,7 +189,9 @@ async fn apply_one(store: &Store, f: &Fix) -> Result<Done> {
             remove(dir, &file_name).await
         }
         Problem::StagingFile => {
-            let flow = scan::staging_flow(&file_name).unwrap_or_default().to_owned();
+            let flow = scan::staging_flow(&file_name)
+                .unwrap_or_default()
+                .to_owned();
             let mut conn = store.read().await?;
             let active = flows::flow_list_active(&mut conn)
                 .await?
@@ -203,7 +205,9 @@ async fn apply_one(store: &Store, f: &Fix) -> Result<Done> {
         }
         Problem::UnusedImage => {
             let Target::Image { image_id, .. } = f.target else {
-                return Err(Error::Invalid("an unused image fix without an image".into()));
+                return Err(Error::Invalid(
+                    "an unused image fix without an image".into(),
+                ));
             };
             let mut tx = store.begin().await?;
             let marked = images::image_mark_garbage(&mut tx, image_id).await?;
