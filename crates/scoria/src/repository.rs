@@ -40,7 +40,11 @@ fn print_report(report: &Report) {
             line.push_str(&format!("; frees {} bytes", f.effect.bytes_freed));
         }
         if f.effect.layers_removed > 0 {
-            line.push_str(&format!("; removes {} layers", f.effect.layers_removed));
+            let n = f.effect.layers_removed;
+            line.push_str(&format!(
+                "; removes {n} layer{}",
+                if n == 1 { "" } else { "s" }
+            ));
         }
         if !f.in_use.is_empty() {
             line.push_str(&format!("; in use by {}", f.in_use.join(", ")));

@@ -43,6 +43,8 @@ use crate::{BackendConfig, DriverConfig};
 
 pub mod fixes;
 mod scan;
+#[cfg(test)]
+mod tests;
 
 /// What a fix does, VDSM's four kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]

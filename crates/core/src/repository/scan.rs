@@ -541,7 +541,14 @@ fn deep_chains(
             (
                 FixKind::Merge,
                 mergeable,
-                format!("merging the {mergeable} layers only this chain reads removes them"),
+                if mergeable == 1 {
+                    "merging the one layer only this chain reads (a deleted snapshot's) removes it"
+                        .to_owned()
+                } else {
+                    format!(
+                        "merging the {mergeable} layers only this chain reads (deleted snapshots') removes them"
+                    )
+                },
             )
         } else {
             (
