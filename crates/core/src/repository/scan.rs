@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use futures::StreamExt;
+
 use scoria_model::image::{ImageFormat, ImageHealth, ImageState};
 use scoria_model::volume::VolumeStatus;
 use scoria_model::{ImageId, VolumeId};
@@ -162,45 +164,44 @@ pub(super) async fn backend(
         ));
     }
 
-    // Each record against its file.
+    // Each record against its file, then `qemu-img check` on the qcow2
+    // images whose file agrees (a few at a time: a process each).
+    let mut findings: Vec<(&Image, Problem, String)> = Vec::new();
+    let mut to_check: Vec<(&Image, &Entry)> = Vec::new();
     for image in &records.images {
         if garbage.contains(&image.id) || image.state != ImageState::Ready {
             // Creating: its flow's (it may have no file yet). Deleting and
             // still used: the reaper's, once its users go.
             continue;
         }
-        let path = dir.join(&image.name);
-        let target = || Target::Image {
-            image_id: image.id,
-            path: path.clone(),
-        };
-        let found = match files.get(image.name.as_str()) {
-            None => Err((Problem::MissingFile, "its file is missing".to_owned())),
-            Some(e) => record_against_file(image, e, &records),
-        };
-        let (problem, reason) = match found {
-            Ok(()) => {
-                if image.format == ImageFormat::Qcow2 {
-                    let e = files[image.name.as_str()];
+        match files.get(image.name.as_str()) {
+            None => findings.push((image, Problem::MissingFile, "its file is missing".into())),
+            Some(e) => match record_against_file(image, e, &records) {
+                Err((problem, reason)) => findings.push((image, problem, reason)),
+                Ok(()) if image.format == ImageFormat::Qcow2 => {
                     let marked = e.head.as_ref().is_some_and(|h| h.marked_corrupt);
                     if !options.quick || marked {
-                        match qemu_check(image, e).await {
-                            Ok(Some(p)) => p,
-                            Ok(None) => continue,
-                            Err(busy) => {
-                                skipped.push(format!("{}: {busy}", image.name));
-                                continue;
-                            }
-                        }
-                    } else {
-                        continue;
+                        to_check.push((image, e));
                     }
-                } else {
-                    continue;
                 }
-            }
-            Err(p) => p,
-        };
+                Ok(()) => {}
+            },
+        }
+    }
+    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
+    let checked: Vec<_> = futures::stream::iter(to_check)
+        .map(|(image, e)| async move { (image, qemu_check(image, e).await) })
+        .buffered(parallel)
+        .collect()
+        .await;
+    for (image, result) in checked {
+        match result {
+            Ok(Some((problem, reason))) => findings.push((image, problem, reason)),
+            Ok(None) => {}
+            Err(busy) => skipped.push(format!("{}: {busy}", image.name)),
+        }
+    }
+    for (image, problem, reason) in findings {
         if matches!(
             problem,
             Problem::MissingFile
@@ -224,9 +225,13 @@ pub(super) async fn backend(
             },
             _ => Effect::default(),
         };
+        let target = Target::Image {
+            image_id: image.id,
+            path: dir.join(&image.name),
+        };
         report.fixes.push(fix(
             problem,
-            target(),
+            target,
             reason,
             effect,
             records.in_use(image.id),

@@ -277,3 +277,38 @@ async fn quick_checks_leave_qemu_img_out_and_backends_can_be_down_or_unknown() {
     assert_eq!(states, [("file", "down"), ("mem", "not_checked")]);
     assert!(r.fixes.is_empty(), "{r:#?}");
 }
+
+/// The check of a backend of many images (`SCORIA_BENCH_IMAGES`, 10,000 by
+/// default), quick and full, printed. Run by hand:
+/// `cargo nextest run -p scoria-core --run-ignored only bench_check --no-capture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark"]
+async fn bench_check_of_many_images() {
+    let n: usize = std::env::var("SCORIA_BENCH_IMAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let w = World::new().await;
+    let dir = w.backend().to_owned();
+    let proto = dir.join("proto");
+    qemu::create(&proto, Format::Qcow2, 1 << 20)
+        .await
+        .expect("proto");
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        let image = w.image(ImageFormat::Qcow2, None, ImageState::Ready).await;
+        std::fs::copy(&proto, dir.join(&image.name)).expect("copy");
+    }
+    std::fs::remove_file(&proto).expect("proto");
+    println!("{n} images made in {:?}", started.elapsed());
+    for quick in [true, false] {
+        let started = std::time::Instant::now();
+        let r = w.check(CheckOptions { quick }).await;
+        println!(
+            "check of {n} images (quick: {quick}): {:?}, {} fixes",
+            started.elapsed(),
+            r.fixes.len()
+        );
+        assert!(r.fixes.is_empty(), "{:?}", r.fixes.first());
+    }
+}
