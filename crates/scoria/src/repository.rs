@@ -96,6 +96,8 @@ fn print_report(report: &Report) {
 /// that can be applied when neither is), each after checking again; prints
 /// what each did. `true` when every chosen fix was applied.
 pub async fn fix(r: &Resolved, kinds: &[FixKind], ids: &[String], json: bool) -> Result<bool> {
+    let db = r.core.data_dir.join("scoria.db");
+    anyhow::ensure!(db.is_file(), "no database at {}", db.display());
     let _lock = lock_data_dir(&r.core.data_dir)?;
     let selection = repository::fixes::Selection {
         kinds: kinds.to_vec(),

@@ -88,6 +88,24 @@ pub(super) async fn backend(
     report: &mut Report,
 ) -> Result<()> {
     let name = config.name.as_str();
+    // The directory first, then the records: a flow records an image before
+    // it makes the file and removes the file before the record, so every
+    // file the survey saw that a record named is named by the records read
+    // after it (a running server cannot make a false orphan).
+    let Some(entries) = survey::survey(dir)
+        .await
+        .map_err(|e| storage_err(format!("reading backend {name}"), e))?
+    else {
+        // Down: every record would look missing. Nothing is proposed.
+        report.backends.push(BackendReport {
+            name: name.to_owned(),
+            state: "down",
+            images: 0,
+            files: 0,
+            skipped: Vec::new(),
+        });
+        return Ok(());
+    };
     let records = {
         let mut conn = store.read().await?;
         let images = images::image_list_on_backend(&mut conn, name).await?;
@@ -106,20 +124,6 @@ pub(super) async fn backend(
             users,
             attachments: by_volume,
         }
-    };
-    let Some(entries) = survey::survey(dir)
-        .await
-        .map_err(|e| storage_err(format!("reading backend {name}"), e))?
-    else {
-        // Down: every record would look missing. Nothing is proposed.
-        report.backends.push(BackendReport {
-            name: name.to_owned(),
-            state: "down",
-            images: records.images.len(),
-            files: 0,
-            skipped: Vec::new(),
-        });
-        return Ok(());
     };
     let mut skipped = Vec::new();
     let files: BTreeMap<&str, &Entry> = entries.iter().map(|e| (e.file_name.as_str(), e)).collect();
