@@ -234,7 +234,7 @@ pub struct CheckOptions {
 
 /// The stable id of a fix: its kind and a digest of its problem, backend
 /// and target (the image id, or the file name).
-pub fn fix_id(problem: Problem, backend: &str, target: &Target) -> String {
+pub fn fix_id(kind: FixKind, problem: Problem, backend: &str, target: &Target) -> String {
     let key = match target {
         Target::Image { image_id, .. } => image_id.to_string(),
         Target::File { path } => path
@@ -244,7 +244,6 @@ pub fn fix_id(problem: Problem, backend: &str, target: &Target) -> String {
     };
     let digest =
         scoria_digest::sha256_hex(format!("{}\n{backend}\n{key}", problem.as_str()).as_bytes());
-    let kind = scan::kind_of(problem);
     format!("{}-{}", kind.as_str(), &digest[..12])
 }
 

@@ -32,7 +32,7 @@ pub(super) fn kind_of(problem: Problem) -> FixKind {
         Problem::OrphanFile | Problem::Temporary | Problem::StagingFile | Problem::UnusedImage => {
             FixKind::Clean
         }
-        // Refined by the chain itself (see `deep_chains`).
+        // Merge or optimize, as the chain says (see `deep_chains`).
         Problem::DeepChain => FixKind::Merge,
         _ => FixKind::Mend,
     }
@@ -128,7 +128,7 @@ pub(super) async fn backend(
     let mut skipped = Vec::new();
     let files: BTreeMap<&str, &Entry> = entries.iter().map(|e| (e.file_name.as_str(), e)).collect();
     let fix = |problem: Problem, target: Target, reason: String, effect: Effect, in_use| Fix {
-        id: fix_id(problem, name, &target),
+        id: fix_id(kind_of(problem), problem, name, &target),
         kind: kind_of(problem),
         problem,
         backend: name.to_owned(),
@@ -260,11 +260,7 @@ pub(super) async fn backend(
             records.in_use(image.id),
         );
         fx.kind = kind;
-        fx.id = format!(
-            "{}{}",
-            kind.as_str(),
-            &fx.id[fx.id.find('-').unwrap_or(0)..]
-        );
+        fx.id = fix_id(kind, Problem::DeepChain, name, &fx.target);
         report.fixes.push(fx);
     }
 
@@ -674,7 +670,7 @@ pub(super) async fn staging(store: &Store, dir: &Path, report: &mut Report) -> R
             path: e.path.clone(),
         };
         report.fixes.push(Fix {
-            id: fix_id(Problem::StagingFile, "staging", &target),
+            id: fix_id(FixKind::Clean, Problem::StagingFile, "staging", &target),
             kind: FixKind::Clean,
             problem: Problem::StagingFile,
             backend: "staging".into(),
@@ -723,13 +719,16 @@ mod tests {
         let moved = Target::File {
             path: "/elsewhere/x.qcow2".into(),
         };
-        let a = fix_id(Problem::OrphanFile, "file", &t);
-        assert_eq!(a, fix_id(Problem::OrphanFile, "file", &moved));
+        let a = fix_id(FixKind::Clean, Problem::OrphanFile, "file", &t);
+        assert_eq!(
+            a,
+            fix_id(FixKind::Clean, Problem::OrphanFile, "file", &moved)
+        );
         assert!(
             a.starts_with("clean-") && a.len() == "clean-".len() + 12,
             "{a}"
         );
-        assert_ne!(a, fix_id(Problem::Temporary, "file", &t));
-        assert_ne!(a, fix_id(Problem::OrphanFile, "other", &t));
+        assert_ne!(a, fix_id(FixKind::Clean, Problem::Temporary, "file", &t));
+        assert_ne!(a, fix_id(FixKind::Clean, Problem::OrphanFile, "other", &t));
     }
 }

@@ -74,3 +74,58 @@ pub async fn repair(path: &Path, format: Format, what: Repair) -> Result<RepairR
         _ => Err(cmd.failed(&out)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn leaks_are_repaired_and_a_clean_image_stays_clean() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.qcow2");
+        super::super::create(&path, Format::Qcow2, 1 << 20)
+            .await
+            .expect("create");
+        assert_eq!(
+            repair(&path, Format::Qcow2, Repair::Leaks)
+                .await
+                .expect("repair"),
+            RepairReport::default()
+        );
+        // A refcount of 1 for a cluster past the end: a leak.
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("open");
+        let mut b = [0u8; 8];
+        f.read_exact_at(&mut b, 48).expect("table");
+        let table = u64::from_be_bytes(b);
+        f.read_exact_at(&mut b, table).expect("block");
+        let block = u64::from_be_bytes(b);
+        let cluster = f.metadata().expect("len").len().div_ceil(65536);
+        f.set_len((cluster + 1) * 65536).expect("grow");
+        f.write_all_at(&1u16.to_be_bytes(), block + 2 * cluster)
+            .expect("refcount");
+        drop(f);
+        assert_eq!(
+            super::super::check(&path, Format::Qcow2)
+                .await
+                .expect("check")
+                .leaks,
+            1
+        );
+        let r = repair(&path, Format::Qcow2, Repair::Leaks)
+            .await
+            .expect("repair");
+        assert_eq!((r.leaks_fixed, r.is_clean()), (1, true), "{r:?}");
+        assert!(
+            super::super::check(&path, Format::Qcow2)
+                .await
+                .expect("check")
+                .is_clean()
+        );
+    }
+}
