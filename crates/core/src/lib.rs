@@ -39,6 +39,7 @@ pub mod placement;
 pub mod qos_specs;
 pub mod quotas;
 pub mod reaper;
+pub mod repository;
 pub mod rules;
 pub mod scheduler;
 pub mod services;

@@ -8,6 +8,11 @@
 //! `scoria backup verify ID` checks a backup's data in the backup repository
 //! the configuration names (every chunk present and the bytes its hash
 //! says), with or without a running server: it only reads.
+//!
+//! `scoria check` checks the backends against the records (the repository
+//! check: exit 0 when it finds nothing to fix, 1 when it lists fixes, 2 on
+//! an error), with or without a running server; `scoria fix` applies fixes
+//! while no server runs (see `repository.rs`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +24,7 @@ use scoria_core::App;
 use scoria_failpoints::Failpoints;
 
 mod config;
+mod repository;
 
 /// mimalloc rather than glibc's malloc: rendering a page of 1000 volumes
 /// allocates and frees tens of thousands of small strings and maps, which
@@ -72,6 +78,46 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Check the backends against the records and list the fixes (exit 0:
+    /// none, 1: fixes listed, 2: the check failed). Only reads.
+    Check {
+        /// A TOML configuration file (see scoria.example.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (database, default backend).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Check only this backend.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Print the report (fixes, foreign files, broken images) as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Headers only: no `qemu-img check` unless qemu marked an image
+        /// corrupt (leaks go unseen).
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Apply fixes a check lists, each after checking its precondition
+    /// again; the server must be stopped. With no id and no kind: every fix
+    /// that can be applied.
+    Fix {
+        /// A TOML configuration file (see scoria.example.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (database, default backend).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Apply every fix of this kind (clean, optimize, merge, mend);
+        /// repeatable.
+        #[arg(long = "kind")]
+        kinds: Vec<scoria_core::repository::FixKind>,
+        /// Print what was done as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The fixes to apply, by the ids `scoria check` printed.
+        ids: Vec<String>,
+    },
     /// Backups in the backup repository.
     Backup {
         #[command(subcommand)]
@@ -120,6 +166,24 @@ fn main() -> Result<()> {
                 .context("starting the async runtime")?
                 .block_on(serve(resolved))
         }
+        Command::Check {
+            config,
+            data_dir,
+            backend,
+            json,
+            quick,
+        } => exit_with(offline(config, data_dir, |r| async move {
+            repository::check(&r, backend.as_deref(), json, quick).await
+        })),
+        Command::Fix {
+            config,
+            data_dir,
+            kinds,
+            json,
+            ids,
+        } => exit_with(offline(config, data_dir, |r| async move {
+            repository::fix(&r, &kinds, &ids, json).await
+        })),
         Command::Backup {
             command:
                 BackupCommand::Verify {
@@ -143,6 +207,38 @@ fn main() -> Result<()> {
                 std::process::exit(1);
             }
             Ok(())
+        }
+    }
+}
+
+/// Run an offline command on the resolved configuration, in a runtime of
+/// its own.
+fn offline<F, Fut>(config: Option<PathBuf>, data_dir: Option<PathBuf>, f: F) -> Result<bool>
+where
+    F: FnOnce(config::Resolved) -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let file = match &config {
+        Some(p) => config::File::load(p)?,
+        None => config::File::default(),
+    };
+    let resolved = config::resolve(file, data_dir, None)?;
+    init_logging(&resolved.log_filter);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(f(resolved))
+}
+
+/// Exit 0 for `Ok(true)`, 1 for `Ok(false)`, 2 for an error (printed).
+fn exit_with(r: Result<bool>) -> ! {
+    match r {
+        Ok(true) => std::process::exit(0),
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2)
         }
     }
 }

@@ -327,6 +327,46 @@ pub async fn image_users(conn: &mut Conn, id: ImageId) -> Result<Vec<ImageUser>>
     Ok(users)
 }
 
+/// [`image_users`] of every image of `backend`, in one query (the
+/// repository check). Images nothing uses are absent from the map.
+pub async fn image_users_on_backend(
+    conn: &mut Conn,
+    backend: &str,
+) -> Result<std::collections::BTreeMap<ImageId, Vec<ImageUser>>> {
+    let rows = sqlx::query(
+        "SELECT i.id AS image, 'overlay' AS kind, o.id AS id
+           FROM images i JOIN images o ON o.base_id = i.id WHERE i.backend = $1
+         UNION ALL
+         SELECT i.id, 'volume', v.id
+           FROM images i JOIN volumes v ON v.image_id = i.id WHERE i.backend = $1
+         UNION ALL
+         SELECT i.id, 'snapshot', s.id
+           FROM images i JOIN snapshots s ON s.image_id = i.id WHERE i.backend = $1
+         UNION ALL
+         SELECT i.id, 'cache', k.glance_image_id
+           FROM images i JOIN image_cache k ON k.image_id = i.id WHERE i.backend = $1",
+    )
+    .bind(backend)
+    .fetch_all(conn)
+    .await?;
+    let mut out: std::collections::BTreeMap<ImageId, Vec<ImageUser>> = Default::default();
+    for r in &rows {
+        let image: ImageId = parse("image id", r.try_get::<&str, _>("image")?)?;
+        let id: &str = r.try_get("id")?;
+        let user = match r.try_get::<&str, _>("kind")? {
+            "overlay" => ImageUser::Overlay(parse("image id", id)?),
+            "snapshot" => ImageUser::Snapshot(parse("snapshot id", id)?),
+            "cache" => ImageUser::Cache(id.to_owned()),
+            _ => ImageUser::Volume(parse("volume id", id)?),
+        };
+        out.entry(image).or_default().push(user);
+    }
+    for users in out.values_mut() {
+        users.sort();
+    }
+    Ok(out)
+}
+
 /// Mark an unused image `deleting`, only while nothing uses it (checked in
 /// the same statement); reports whether it did.
 pub async fn image_mark_garbage(conn: &mut Conn, id: ImageId) -> Result<bool> {
@@ -473,6 +513,14 @@ mod tests {
         users.sort();
         assert_eq!(image_users(&mut tx, base).await.expect("users"), users);
         assert_eq!(image_users(&mut tx, top).await.expect("users"), []);
+        let on_backend = image_users_on_backend(&mut tx, "file").await.expect("bulk");
+        assert_eq!((on_backend.len(), on_backend.get(&base)), (1, Some(&users)));
+        assert!(
+            image_users_on_backend(&mut tx, "other")
+                .await
+                .expect("bulk")
+                .is_empty()
+        );
         let chain: Vec<ImageId> = image_chain(&mut tx, top)
             .await
             .expect("chain")

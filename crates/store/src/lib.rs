@@ -213,6 +213,45 @@ impl Store {
         Ok(Store { write, read })
     }
 
+    /// Open an existing database for reading only: no migration, nothing
+    /// created, and every connection read-only (a write, `begin` included,
+    /// fails). For tools that look at a data directory whether or not a
+    /// server runs on it (SQLite's WAL lets a reader in beside the writer).
+    /// A database whose schema is not this build's is refused: its rows
+    /// would be misread.
+    pub async fn open_read_only(path: &Path, options: &StoreOptions) -> Result<Store> {
+        if !path.is_file() {
+            return Err(StoreError::Corrupt(format!(
+                "no database at {}",
+                path.display()
+            )));
+        }
+        let base = SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true)
+            .read_only(true);
+        let read = SqlitePoolOptions::new()
+            .max_connections(options.readers.max(1))
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(base.clone())
+            .await?;
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(base)
+            .await?;
+        let store = Store { write, read };
+        let (have, want) = (store.schema_version().await?, migrations::latest());
+        if have != want {
+            return Err(StoreError::Corrupt(format!(
+                "the database at {} has schema version {have}, this build reads {want}",
+                path.display()
+            )));
+        }
+        Ok(store)
+    }
+
     /// Begin a write transaction. It holds the database's write lock until it is
     /// committed or dropped (dropping rolls back).
     pub async fn begin(&self) -> Result<Tx> {
@@ -329,6 +368,51 @@ mod tests {
             v,
             "reopening applies nothing twice"
         );
+    }
+
+    #[tokio::test]
+    async fn a_read_only_store_reads_beside_a_writer_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let missing =
+            Store::open_read_only(&dir.path().join("absent.db"), &StoreOptions::default()).await;
+        assert!(
+            matches!(missing, Err(StoreError::Corrupt(_))),
+            "{missing:?}"
+        );
+        assert!(!dir.path().join("absent.db").exists());
+        let writer = Store::open(&path, &StoreOptions::default()).await.unwrap();
+        let mut tx = writer.begin().await.unwrap();
+        sqlx::query("INSERT INTO quota_limits (project_id, resource, hard_limit) VALUES ('p', 'volumes', 3)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let reader = Store::open_read_only(&path, &StoreOptions::default())
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM quota_limits")
+            .fetch_one(&mut *reader.read().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        let mut tx = reader.begin().await.unwrap();
+        let w = sqlx::query("DELETE FROM quota_limits")
+            .execute(&mut *tx)
+            .await;
+        assert!(w.is_err(), "a read-only store wrote: {w:?}");
+        drop(tx);
+        reader.close().await;
+        writer.close().await;
+        // An older schema is refused rather than misread.
+        let old = dir.path().join("old.sqlite");
+        Store::open_before(&old, &StoreOptions::default(), 3)
+            .await
+            .unwrap()
+            .close()
+            .await;
+        let r = Store::open_read_only(&old, &StoreOptions::default()).await;
+        assert!(matches!(r, Err(StoreError::Corrupt(_))), "{r:?}");
     }
 
     #[tokio::test]

@@ -106,6 +106,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// The schema version this build's migrations end at.
+pub(crate) fn latest() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
 /// Apply every migration not yet applied whose version is below `before`
 /// (all of them when `None`).
 pub(crate) async fn run(pool: &SqlitePool, before: Option<i64>) -> Result<()> {

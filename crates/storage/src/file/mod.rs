@@ -16,7 +16,9 @@
 //!   crash-safe;
 //! - `layers.rs`: reading what a file is (and refusing references that leave
 //!   the backend), immutability, overlays, backing chains;
-//! - `streams.rs`: copies, imports and exports, all `qemu-img convert -n`.
+//! - `streams.rs`: copies, imports and exports, all `qemu-img convert -n`;
+//! - `survey.rs`: what the directory holds, headers read natively, for the
+//!   repository check.
 //!
 //! # Crash safety
 //!
@@ -62,6 +64,7 @@ use crate::{
 pub(crate) mod create;
 pub(crate) mod layers;
 pub(crate) mod streams;
+pub mod survey;
 
 #[cfg(test)]
 mod tests;

@@ -179,7 +179,7 @@ impl QemuImg {
         line
     }
 
-    async fn output(&self) -> Result<Output> {
+    pub(super) async fn output(&self) -> Result<Output> {
         run(self.program, &self.args).await
     }
 
@@ -193,7 +193,7 @@ impl QemuImg {
         }
     }
 
-    fn failed(&self, out: &Output) -> StorageError {
+    pub(super) fn failed(&self, out: &Output) -> StorageError {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
         if stderr.contains("No space left on device") || stderr.contains("Disk quota exceeded") {
             return StorageError::NoSpace;

@@ -13,6 +13,8 @@
 //!   bitmaps (`qemu-img bitmap`), allocation and dirty maps (`qemu-img map`,
 //!   over a `qemu-nbd` unix socket for a bitmap), byte ranges out of an
 //!   image and a raw file written over one.
+//! - [`repair`]: `qemu-img check -r`, repairing leaks and corruptions of a
+//!   qcow2 image (the repository check's `mend`).
 //! - [`qmp`]: a client of the QEMU Machine Protocol, to talk to running daemons.
 //! - [`untrusted`]: `qemu-img info` on an uploaded image, under CPU-time and
 //!   address-space limits, after `crate::inspect` passed it.
@@ -26,6 +28,7 @@ pub mod img;
 pub mod nbd;
 pub mod qmp;
 pub mod qsd;
+pub mod repair;
 pub mod untrusted;
 
 pub use img::*;

@@ -1,0 +1,734 @@
+//! The rules of the check, one backend at a time (see the module doc of
+//! [`super`]): the records and their users from the store, the directory
+//! from `scoria_storage::file::survey`, `qemu-img check` on qcow2 images
+//! unless the check is quick, and from those the fixes and the foreign
+//! files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use futures::StreamExt;
+
+use scoria_model::image::{ImageFormat, ImageHealth, ImageState};
+use scoria_model::volume::VolumeStatus;
+use scoria_model::{ImageId, VolumeId};
+use scoria_storage::file::survey::{self, Entry, Naming};
+use scoria_storage::inspect::DiskFormat;
+use scoria_storage::qemu;
+use scoria_store::images::{self, Image, ImageUser};
+use scoria_store::{Store, attachments, flows, volumes};
+
+use super::{
+    BackendReport, Broken, CheckOptions, Effect, Fix, FixKind, Foreign, Problem, Report, Target,
+    fix_id,
+};
+use crate::BackendConfig;
+use crate::error::{Error, Result};
+use crate::rules::images::storage_format;
+
+/// The kind of fix each problem calls for.
+pub(super) fn kind_of(problem: Problem) -> FixKind {
+    match problem {
+        Problem::OrphanFile | Problem::Temporary | Problem::StagingFile | Problem::UnusedImage => {
+            FixKind::Clean
+        }
+        // Merge or optimize, as the chain says (see `deep_chains`).
+        Problem::DeepChain => FixKind::Merge,
+        _ => FixKind::Mend,
+    }
+}
+
+/// What the store says about one backend.
+struct Records {
+    images: Vec<Image>,
+    by_id: BTreeMap<ImageId, usize>,
+    users: BTreeMap<ImageId, Vec<ImageUser>>,
+    /// Attachments of each volume, by id (any status).
+    attachments: BTreeMap<VolumeId, Vec<String>>,
+}
+
+impl Records {
+    fn get(&self, id: ImageId) -> Option<&Image> {
+        self.by_id.get(&id).map(|&i| &self.images[i])
+    }
+
+    fn users(&self, id: ImageId) -> &[ImageUser] {
+        self.users.get(&id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Who uses `id`, in words.
+    fn in_use(&self, id: ImageId) -> Vec<String> {
+        self.users(id)
+            .iter()
+            .map(|u| match u {
+                ImageUser::Overlay(o) => format!("image {o} (an overlay on it)"),
+                ImageUser::Volume(v) => match self.attachments.get(v) {
+                    Some(a) if !a.is_empty() => {
+                        format!("volume {v} (attachments {})", a.join(", "))
+                    }
+                    _ => format!("volume {v}"),
+                },
+                ImageUser::Snapshot(s) => format!("snapshot {s}"),
+                ImageUser::Cache(g) => format!("the image cache (image {g})"),
+            })
+            .collect()
+    }
+}
+
+fn storage_err(what: String, e: scoria_storage::StorageError) -> Error {
+    Error::internal(what, e)
+}
+
+/// Check one file backend into `report`.
+pub(super) async fn backend(
+    store: &Store,
+    config: &BackendConfig,
+    dir: &Path,
+    options: CheckOptions,
+    report: &mut Report,
+) -> Result<()> {
+    let name = config.name.as_str();
+    // The directory first, then the records: a flow records an image before
+    // it makes the file and removes the file before the record, so every
+    // file the survey saw that a record named is named by the records read
+    // after it (a running server cannot make a false orphan).
+    let Some(entries) = survey::survey(dir)
+        .await
+        .map_err(|e| storage_err(format!("reading backend {name}"), e))?
+    else {
+        // Down: every record would look missing. Nothing is proposed.
+        report.backends.push(BackendReport {
+            name: name.to_owned(),
+            state: "down",
+            images: 0,
+            files: 0,
+            skipped: Vec::new(),
+        });
+        return Ok(());
+    };
+    let records = {
+        let mut conn = store.read().await?;
+        let images = images::image_list_on_backend(&mut conn, name).await?;
+        let users = images::image_users_on_backend(&mut conn, name).await?;
+        let mut by_volume: BTreeMap<VolumeId, Vec<String>> = BTreeMap::new();
+        for a in attachments::attachment_list_all(&mut conn).await? {
+            by_volume
+                .entry(a.volume_id)
+                .or_default()
+                .push(a.id.to_string());
+        }
+        let by_id = images.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
+        Records {
+            images,
+            by_id,
+            users,
+            attachments: by_volume,
+        }
+    };
+    let mut skipped = Vec::new();
+    let files: BTreeMap<&str, &Entry> = entries.iter().map(|e| (e.file_name.as_str(), e)).collect();
+    let fix = |problem: Problem, target: Target, reason: String, effect: Effect, in_use| Fix {
+        id: fix_id(kind_of(problem), problem, name, &target),
+        kind: kind_of(problem),
+        problem,
+        backend: name.to_owned(),
+        target,
+        reason,
+        effect,
+        in_use,
+    };
+
+    // Records nothing refers to, chains top first.
+    let garbage = unused_chains(&records);
+    for &id in &garbage {
+        let Some(image) = records.get(id) else {
+            continue;
+        };
+        let entry = files.get(image.name.as_str());
+        let reason = match records.users(id) {
+            [] if image.state == ImageState::Deleting => {
+                "no row refers to it any more and its removal was interrupted (the reaper finishes it)"
+                    .to_owned()
+            }
+            [] => "no row refers to it any more: the data of a deleted snapshot or volume that nothing depends on".to_owned(),
+            _ => "only images that are themselves unused stand on it".to_owned(),
+        };
+        report.fixes.push(fix(
+            Problem::UnusedImage,
+            Target::Image {
+                image_id: id,
+                path: dir.join(&image.name),
+            },
+            reason,
+            Effect {
+                bytes_freed: entry.map_or(0, |e| e.allocated),
+                layers_removed: 0,
+            },
+            records.in_use(id),
+        ));
+    }
+
+    // Each record against its file, then `qemu-img check` on the qcow2
+    // images whose file agrees (a few at a time: a process each).
+    let mut findings: Vec<(&Image, Problem, String)> = Vec::new();
+    let mut to_check: Vec<(&Image, &Entry)> = Vec::new();
+    for image in &records.images {
+        if garbage.contains(&image.id) || image.state != ImageState::Ready {
+            // Creating: its flow's (it may have no file yet). Deleting and
+            // still used: the reaper's, once its users go.
+            continue;
+        }
+        match files.get(image.name.as_str()) {
+            None => findings.push((image, Problem::MissingFile, "its file is missing".into())),
+            Some(e) => match record_against_file(image, e, &records) {
+                Err((problem, reason)) => findings.push((image, problem, reason)),
+                Ok(()) if image.format == ImageFormat::Qcow2 => {
+                    let marked = e.head.as_ref().is_some_and(|h| h.marked_corrupt);
+                    if !options.quick || marked {
+                        to_check.push((image, e));
+                    }
+                }
+                Ok(()) => {}
+            },
+        }
+    }
+    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
+    let checked: Vec<_> = futures::stream::iter(to_check)
+        .map(|(image, e)| async move { (image, qemu_check(image, e).await) })
+        .buffered(parallel)
+        .collect()
+        .await;
+    for (image, result) in checked {
+        match result {
+            Ok(Some((problem, reason))) => findings.push((image, problem, reason)),
+            Ok(None) => {}
+            Err(busy) => skipped.push(format!("{}: {busy}", image.name)),
+        }
+    }
+    for (image, problem, reason) in findings {
+        if matches!(
+            problem,
+            Problem::MissingFile
+                | Problem::SizeMismatch
+                | Problem::FormatMismatch
+                | Problem::BackingMismatch
+                | Problem::Unreadable
+        ) && mended(store, image, problem, &reason, &records).await?
+        {
+            report.broken.push(Broken {
+                backend: name.to_owned(),
+                image_id: image.id,
+                reason,
+            });
+            continue;
+        }
+        let effect = match problem {
+            Problem::Leaks => Effect {
+                bytes_freed: leaked_bytes(&reason, files.get(image.name.as_str()).copied()),
+                layers_removed: 0,
+            },
+            _ => Effect::default(),
+        };
+        let target = Target::Image {
+            image_id: image.id,
+            path: dir.join(&image.name),
+        };
+        report.fixes.push(fix(
+            problem,
+            target,
+            reason,
+            effect,
+            records.in_use(image.id),
+        ));
+    }
+
+    // Chains deeper than the backend allows.
+    for f in deep_chains(&records, config.max_chain_depth, &garbage) {
+        let (kind, removed, reason) = f.1;
+        let image = records.get(f.0).expect("a listed image");
+        let mut fx = fix(
+            Problem::DeepChain,
+            Target::Image {
+                image_id: image.id,
+                path: dir.join(&image.name),
+            },
+            reason,
+            Effect {
+                bytes_freed: 0,
+                layers_removed: removed,
+            },
+            records.in_use(image.id),
+        );
+        fx.kind = kind;
+        fx.id = fix_id(kind, Problem::DeepChain, name, &fx.target);
+        report.fixes.push(fx);
+    }
+
+    // Files no record names.
+    let recorded: BTreeMap<&str, &Image> = records
+        .images
+        .iter()
+        .map(|i| (i.name.as_str(), i))
+        .collect();
+    let mut referenced: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for e in &entries {
+        if let Some(b) = e.head.as_ref().and_then(|h| h.backing_file.as_deref()) {
+            referenced.entry(b).or_default().push(e.file_name.clone());
+        }
+    }
+    for e in &entries {
+        if recorded.contains_key(e.file_name.as_str()) {
+            continue;
+        }
+        let refs = referenced.get(e.file_name.as_str());
+        match &e.naming {
+            Naming::Temporary { image } => {
+                if recorded
+                    .get(image.as_str())
+                    .is_some_and(|i| i.state == ImageState::Creating)
+                {
+                    // A create in progress (or to be resumed) owns it.
+                    continue;
+                }
+                report.fixes.push(fix(
+                    Problem::Temporary,
+                    Target::File {
+                        path: e.path.clone(),
+                    },
+                    format!("the temporary of an interrupted create or copy of {image}"),
+                    Effect {
+                        bytes_freed: e.allocated,
+                        layers_removed: 0,
+                    },
+                    Vec::new(),
+                ));
+            }
+            Naming::Image { .. } if is_scoria_name(&e.file_name) && refs.is_none() && e.regular => {
+                report.fixes.push(fix(
+                    Problem::OrphanFile,
+                    Target::File {
+                        path: e.path.clone(),
+                    },
+                    "an image file of Scoria's that no record names and no file stands on".into(),
+                    Effect {
+                        bytes_freed: e.allocated,
+                        layers_removed: 0,
+                    },
+                    Vec::new(),
+                ));
+            }
+            _ => report.foreign.push(foreign(name, e, &files, &referenced)),
+        }
+    }
+    report.backends.push(BackendReport {
+        name: name.to_owned(),
+        state: "checked",
+        images: records.images.len(),
+        files: entries.len(),
+        skipped,
+    });
+    Ok(())
+}
+
+/// Whether a record's file says what the record does (format, size,
+/// backing file): the first disagreement found.
+fn record_against_file(
+    image: &Image,
+    e: &Entry,
+    records: &Records,
+) -> std::result::Result<(), (Problem, String)> {
+    if !e.regular {
+        return Err((Problem::Unreadable, "its file is not a regular file".into()));
+    }
+    let Some(head) = &e.head else {
+        return Err((Problem::Unreadable, "its file cannot be read".into()));
+    };
+    if image.format == ImageFormat::Qcow2 {
+        // A raw image may hold anything, a qcow2 header included; a qcow2
+        // one must be qcow2.
+        if head.detected != DiskFormat::Qcow2 {
+            return Err((
+                Problem::FormatMismatch,
+                format!(
+                    "its record says qcow2, its file is {}",
+                    head.detected.glance_name()
+                ),
+            ));
+        }
+        if let Some(p) = &head.problem {
+            return Err((Problem::Unreadable, format!("its qcow2 header: {p}")));
+        }
+    }
+    if head.virtual_size != image.virtual_size as u64 {
+        return Err((
+            Problem::SizeMismatch,
+            format!(
+                "its file's virtual size is {} bytes, its record says {}",
+                head.virtual_size, image.virtual_size
+            ),
+        ));
+    }
+    if image.format == ImageFormat::Qcow2 {
+        let expected = image
+            .base_id
+            .and_then(|b| records.get(b))
+            .map(|b| b.name.as_str());
+        if head.data_file {
+            return Err((
+                Problem::BackingMismatch,
+                "its file keeps its data in an external data file".into(),
+            ));
+        }
+        if head.backing_file.as_deref() != expected {
+            return Err((
+                Problem::BackingMismatch,
+                format!(
+                    "its file's backing file is {}, its record says {}",
+                    head.backing_file.as_deref().unwrap_or("none"),
+                    expected.unwrap_or("none")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `qemu-img check` of a recorded qcow2 image: the problem it shows, if
+/// any; `Err` when a running qemu holds the image (not looked into).
+async fn qemu_check(
+    image: &Image,
+    e: &Entry,
+) -> std::result::Result<Option<(Problem, String)>, String> {
+    match qemu::check(&e.path, storage_format(image.format)).await {
+        Ok(r) if r.corruptions > 0 => Ok(Some((
+            Problem::Corruption,
+            format!(
+                "qemu-img check finds {} corruptions{}",
+                r.corruptions,
+                if r.leaks > 0 {
+                    format!(" and {} leaked clusters", r.leaks)
+                } else {
+                    String::new()
+                }
+            ),
+        ))),
+        Ok(r) if r.leaks > 0 => Ok(Some((
+            Problem::Leaks,
+            format!("qemu-img check finds {} leaked clusters", r.leaks),
+        ))),
+        Ok(r) if r.check_errors > 0 => Ok(Some((
+            Problem::Unreadable,
+            format!(
+                "qemu-img check could not finish ({} errors)",
+                r.check_errors
+            ),
+        ))),
+        Ok(_) => Ok(None),
+        Err(err) => {
+            let text = err.to_string();
+            if text.contains("lock") {
+                Err("a running qemu holds it; not checked".into())
+            } else {
+                Ok(Some((
+                    Problem::Unreadable,
+                    format!("qemu-img cannot open it: {text}"),
+                )))
+            }
+        }
+    }
+}
+
+/// The bytes leaked clusters hold, from the count in `reason`.
+fn leaked_bytes(reason: &str, e: Option<&Entry>) -> u64 {
+    let count: u64 = reason
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or(0);
+    let cluster = e
+        .and_then(|e| e.head.as_ref())
+        .and_then(|h| h.cluster_size)
+        .unwrap_or(64 << 10);
+    count * cluster
+}
+
+/// Whether the mend of `reason` is already in place: the image recorded
+/// broken for it, and (a missing file) every volume on it in `error`.
+async fn mended(
+    store: &Store,
+    image: &Image,
+    problem: Problem,
+    reason: &str,
+    records: &Records,
+) -> Result<bool> {
+    if image.health != ImageHealth::Broken || image.health_reason.as_deref() != Some(reason) {
+        return Ok(false);
+    }
+    if problem != Problem::MissingFile {
+        return Ok(true);
+    }
+    let mut conn = store.read().await?;
+    for u in records.users(image.id) {
+        if let ImageUser::Volume(v) = u
+            && volumes::volume_get(&mut conn, *v)
+                .await?
+                .is_some_and(|v| v.status != VolumeStatus::Error)
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Images no row refers to, or only images that are themselves unused:
+/// `ready` or `deleting` ones (a `creating` one is its flow's), top first.
+fn unused_chains(records: &Records) -> Vec<ImageId> {
+    let mut order = Vec::new();
+    let mut set = BTreeSet::new();
+    loop {
+        let before = order.len();
+        for image in &records.images {
+            if set.contains(&image.id) || image.state == ImageState::Creating {
+                continue;
+            }
+            let unused = records
+                .users(image.id)
+                .iter()
+                .all(|u| matches!(u, ImageUser::Overlay(o) if set.contains(o)));
+            if unused {
+                set.insert(image.id);
+                order.push(image.id);
+            }
+        }
+        if order.len() == before {
+            return order;
+        }
+    }
+}
+
+/// Volumes' active images whose chain is deeper than `max`: each with its
+/// fix kind, the layers a fix would remove and why.
+fn deep_chains(
+    records: &Records,
+    max: usize,
+    garbage: &[ImageId],
+) -> Vec<(ImageId, (FixKind, u32, String))> {
+    let mut out = Vec::new();
+    for image in &records.images {
+        let active = records
+            .users(image.id)
+            .iter()
+            .any(|u| matches!(u, ImageUser::Volume(_)));
+        if !active || garbage.contains(&image.id) || image.state != ImageState::Ready {
+            continue;
+        }
+        let mut chain = vec![image];
+        while let Some(base) = chain
+            .last()
+            .and_then(|i| i.base_id)
+            .and_then(|b| records.get(b))
+        {
+            if chain.len() > 10_000 || chain.iter().any(|i| i.id == base.id) {
+                break;
+            }
+            chain.push(base);
+        }
+        let depth = chain.len();
+        if depth <= max {
+            continue;
+        }
+        // Layers only the next layer up reads (no snapshot, no volume, no
+        // cache, one overlay): a deleted snapshot's data, mergeable.
+        let mergeable = chain[1..]
+            .iter()
+            .filter(|i| matches!(records.users(i.id), [ImageUser::Overlay(_)]))
+            .count() as u32;
+        let (kind, removed, how) = if mergeable > 0 {
+            (
+                FixKind::Merge,
+                mergeable,
+                if mergeable == 1 {
+                    "merging the one layer only this chain reads (a deleted snapshot's) removes it"
+                        .to_owned()
+                } else {
+                    format!(
+                        "merging the {mergeable} layers only this chain reads (deleted snapshots') removes them"
+                    )
+                },
+            )
+        } else {
+            (
+                FixKind::Optimize,
+                (depth - 1) as u32,
+                "every layer is a snapshot's: flattening the volume onto an image of its own removes them from its chain".to_owned(),
+            )
+        };
+        out.push((
+            image.id,
+            (
+                kind,
+                removed,
+                format!(
+                    "its chain has {depth} layers, more than the backend's max_chain_depth ({max}); {how}"
+                ),
+            ),
+        ));
+    }
+    out
+}
+
+/// A name the file driver gives Scoria's images: `image-<uuid>.<format>`.
+pub(super) fn is_scoria_name(file_name: &str) -> bool {
+    file_name
+        .strip_prefix("image-")
+        .and_then(|rest| rest.rsplit_once('.'))
+        .is_some_and(|(id, ext)| matches!(ext, "qcow2" | "raw") && id.parse::<ImageId>().is_ok())
+}
+
+/// A foreign file with its chain, as far as it stays in the directory, and
+/// who uses it.
+fn foreign(
+    backend: &str,
+    e: &Entry,
+    files: &BTreeMap<&str, &Entry>,
+    referenced: &BTreeMap<&str, Vec<String>>,
+) -> Foreign {
+    let mut chain = vec![e.file_name.clone()];
+    let mut problem = None;
+    if !e.regular {
+        problem = Some("not a regular file".to_owned());
+    } else if e.head.is_none() {
+        problem = Some("it cannot be read".to_owned());
+    }
+    let mut at = e;
+    while let Some(reference) = at.head.as_ref().and_then(|h| h.backing_file.clone()) {
+        match files.get(reference.as_str()) {
+            _ if reference.contains('/') || reference.contains(':') => {
+                problem = Some(format!("its chain leaves the backend at {reference:?}"));
+                break;
+            }
+            Some(next) if !chain.contains(&next.file_name) => {
+                chain.push(next.file_name.clone());
+                at = next;
+            }
+            Some(_) => {
+                problem = Some(format!("its chain loops at {reference}"));
+                break;
+            }
+            None => {
+                problem = Some(format!("its backing file {reference} is missing"));
+                break;
+            }
+        }
+    }
+    let referenced_by = referenced
+        .get(e.file_name.as_str())
+        .cloned()
+        .unwrap_or_default();
+    Foreign {
+        backend: backend.to_owned(),
+        file: e.file_name.clone(),
+        path: e.path.clone(),
+        format: e
+            .head
+            .as_ref()
+            .map_or("unknown", |h| h.detected.glance_name())
+            .to_owned(),
+        virtual_size: e.head.as_ref().map(|h| h.virtual_size),
+        allocated: e.allocated,
+        chain,
+        references: referenced_by.len(),
+        referenced_by,
+        problem,
+    }
+}
+
+/// Migration staging files (`<data_dir>/staging/migrate-<flow id>.<ext>`)
+/// whose flow is no longer running or unwinding.
+pub(super) async fn staging(store: &Store, dir: &Path, report: &mut Report) -> Result<()> {
+    let Some(entries) = survey::survey(dir)
+        .await
+        .map_err(|e| storage_err("reading the staging directory".into(), e))?
+    else {
+        return Ok(());
+    };
+    let active: BTreeSet<String> = {
+        let mut conn = store.read().await?;
+        flows::flow_list_active(&mut conn)
+            .await?
+            .into_iter()
+            .map(|f| f.id.to_string())
+            .collect()
+    };
+    for e in entries {
+        let Some(flow) = staging_flow(&e.file_name) else {
+            continue;
+        };
+        if active.contains(flow) || !e.regular {
+            continue;
+        }
+        let target = Target::File {
+            path: e.path.clone(),
+        };
+        report.fixes.push(Fix {
+            id: fix_id(FixKind::Clean, Problem::StagingFile, "staging", &target),
+            kind: FixKind::Clean,
+            problem: Problem::StagingFile,
+            backend: "staging".into(),
+            target,
+            reason: format!("the staging file of migration flow {flow}, which is over"),
+            effect: Effect {
+                bytes_freed: e.allocated,
+                layers_removed: 0,
+            },
+            in_use: Vec::new(),
+        });
+    }
+    Ok(())
+}
+
+/// The flow id of a staging file's name, if it is one.
+pub(super) fn staging_flow(file_name: &str) -> Option<&str> {
+    let (stem, ext) = file_name.rsplit_once('.')?;
+    let flow = stem.strip_prefix("migrate-")?;
+    (matches!(ext, "qcow2" | "raw") && flow.parse::<scoria_model::FlowId>().is_ok()).then_some(flow)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scoria_names_are_told_from_foreign_ones() {
+        let id = ImageId::new();
+        assert!(is_scoria_name(&format!("image-{id}.qcow2")));
+        assert!(is_scoria_name(&format!("image-{id}.raw")));
+        for other in ["image-x.qcow2", "disk.qcow2", &format!("image-{id}.vmdk")] {
+            assert!(!is_scoria_name(other), "{other}");
+        }
+        let flow = scoria_model::FlowId::new();
+        let name = format!("migrate-{flow}.qcow2");
+        assert_eq!(staging_flow(&name), Some(flow.to_string().as_str()));
+        assert_eq!(staging_flow("migrate-x.qcow2"), None);
+    }
+
+    #[test]
+    fn fix_ids_are_stable_and_distinct() {
+        let t = Target::File {
+            path: "/a/b/x.qcow2".into(),
+        };
+        let moved = Target::File {
+            path: "/elsewhere/x.qcow2".into(),
+        };
+        let a = fix_id(FixKind::Clean, Problem::OrphanFile, "file", &t);
+        assert_eq!(
+            a,
+            fix_id(FixKind::Clean, Problem::OrphanFile, "file", &moved)
+        );
+        assert!(
+            a.starts_with("clean-") && a.len() == "clean-".len() + 12,
+            "{a}"
+        );
+        assert_ne!(a, fix_id(FixKind::Clean, Problem::Temporary, "file", &t));
+        assert_ne!(a, fix_id(FixKind::Clean, Problem::OrphanFile, "other", &t));
+    }
+}
