@@ -141,6 +141,8 @@ table! {
     get "/os-hosts/{host}" => services::host_show;
     get "/scheduler-stats/get_pools" => services::pools;
     post "/scheduler-stats/placement" => placement::dry_run;
+    post "/os-volume-manage" => volume::manage::os_volume_manage;
+    post "/manageable_volumes" => volume::manage::manageable_volumes;
     get "/capabilities/{host}" => services::capabilities;
     get "/messages" => messages::list;
     get "/messages/{id}" => messages::show;

@@ -888,6 +888,29 @@ fn rows() -> Vec<Row> {
             [401, 401, 403, 403, 403, 200],
             None,
         ),
+        // Manage (admins): the file named is not there, a 400 once
+        // authorized; unmanage of the fresh volume hands its data back.
+        r(
+            "POST",
+            "/v3/{p}/os-volume-manage",
+            Some(json!({"volume": {"host": "scoria@file", "ref": {"source-name": "volume-none"}}})),
+            [401, 401, 403, 403, 403, 400],
+            None,
+        ),
+        r(
+            "POST",
+            "/v3/{p}/manageable_volumes",
+            Some(json!({"volume": {"host": "scoria@file", "ref": {"source-name": "volume-none"}}})),
+            [401, 401, 403, 403, 403, 400],
+            None,
+        ),
+        r(
+            "POST",
+            "/v3/{p}/volumes/{v}/action",
+            Some(json!({"os-unmanage": {}})),
+            [401, 401, 404, 403, 403, 202],
+            Some([404, 404, 404]),
+        ),
         r(
             "POST",
             "/v3/{p}/scheduler-stats/placement",
@@ -1388,6 +1411,8 @@ const FIXTURES: &[&str] = &[
 fn headers_for(path: &str, body: Option<&str>) -> &'static [(&'static str, &'static str)] {
     if path.contains("/default-types") {
         &[("OpenStack-API-Version", "volume 3.62")]
+    } else if path.ends_with("/manageable_volumes") {
+        &[("OpenStack-API-Version", "volume 3.8")]
     } else if path.ends_with("/resource_filters") {
         &[("OpenStack-API-Version", "volume 3.33")]
     } else if path.ends_with("/summary") {

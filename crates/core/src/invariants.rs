@@ -507,7 +507,11 @@ async fn check_images(
         match b.driver.list().await {
             Ok(files) => {
                 for file in files {
-                    if !owned.contains(&(name.clone(), file.clone())) {
+                    // Foreign files (an administrator's, or handed back by
+                    // an unmanage) are no one's to record.
+                    if crate::rules::images::is_scoria_name(&file)
+                        && !owned.contains(&(name.clone(), file.clone()))
+                    {
                         bad.push(format!("image {file} on backend {name} has no record"));
                     }
                 }

@@ -28,6 +28,7 @@ pub const ACTIONS: &[Action<VolumeId>] = &[
     Action::new("os-update_readonly_flag", |c| Box::pin(set_readonly(c))),
     Action::new("os-reset_status", |c| Box::pin(reset_status(c))),
     Action::new("os-force_delete", |c| Box::pin(force_delete(c))),
+    Action::new("os-unmanage", |c| Box::pin(unmanage(c))),
     Action::new("os-retype", |c| Box::pin(retype(c))),
     Action::new("os-migrate_volume", |c| Box::pin(migrate(c))),
     Action::new("os-migrate_volume_completion", |c| {
@@ -252,6 +253,13 @@ async fn reset_status(c: Call<'_, VolumeId>) -> ApiResult<Response> {
 /// `os-force_delete` (202).
 async fn force_delete(c: Call<'_, VolumeId>) -> ApiResult<Response> {
     volumes::delete(c.app, c.ctx, c.id, true, false).await?;
+    accepted()
+}
+
+/// `os-unmanage` (admins, 202): the volume leaves Scoria, its data stays on
+/// its backend as `volume-<id>.<format>`.
+async fn unmanage(c: Call<'_, VolumeId>) -> ApiResult<Response> {
+    volumes::unmanage(c.app, c.ctx, c.id).await?;
     accepted()
 }
 

@@ -23,6 +23,7 @@ use crate::path::{PathParams, links_base, seg};
 use crate::query::{self, MAX_LIMIT, Paging, Params, SortKeys};
 
 pub mod actions;
+pub mod manage;
 pub mod tree;
 pub mod view;
 

@@ -247,6 +247,25 @@ impl TestApp {
         id
     }
 
+    /// Wait until volume `id` is gone (404).
+    pub async fn wait_gone(&self, token: &str, project: &str, id: &str) {
+        for _ in 0..2000 {
+            let r = self
+                .call(
+                    "GET",
+                    &format!("/v3/{project}/volumes/{id}"),
+                    Some(token),
+                    None,
+                )
+                .await;
+            if r.status == 404 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("volume {id} is still there");
+    }
+
     pub async fn wait_status(&self, token: &str, project: &str, id: &str, want: &str) {
         for _ in 0..2000 {
             let r = self

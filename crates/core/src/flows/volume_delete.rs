@@ -510,6 +510,131 @@ mod tests {
         assert!(report.crash_points >= 5, "{report:?}");
     }
 
+    /// An unmanage of a volume holding known data: standing alone (renamed)
+    /// or (`layered`) a clone layered on its source's frozen image (copied
+    /// flattened). Done: the volume is gone and `volume-<id>.qcow2` reads the
+    /// data on its own; failed: the volume is still there with its data.
+    struct Unmanage {
+        volume: VolumeId,
+        layered: bool,
+    }
+
+    const PATTERN: u8 = 0x6e;
+
+    async fn reads_data(path: &std::path::Path) -> Result<bool, String> {
+        use scoria_storage::{Format, qemu};
+        let at = |off, len, byte| qemu::read_pattern(path, Format::Qcow2, off, len, byte);
+        Ok(at(2 << 20, 1 << 20, PATTERN).await.map_err(testing::text)?
+            && at(0, 1 << 20, 0).await.map_err(testing::text)?)
+    }
+
+    impl Scenario for Unmanage {
+        type F = VolumeDelete;
+        const NAME: &'static str = "volume_delete (unmanage)";
+
+        fn prepare<'a>(&'a self, w: &'a World) -> BoxFut<'a, ()> {
+            Box::pin(async move {
+                let e = w.plain().await;
+                let first = if self.layered {
+                    VolumeId::new()
+                } else {
+                    self.volume
+                };
+                w.create_volume(&e, first, 1).await;
+                let image = w.image_of(&e, first).await;
+                scoria_storage::qemu::write_pattern(
+                    &image,
+                    scoria_storage::Format::Qcow2,
+                    2 << 20,
+                    1 << 20,
+                    PATTERN,
+                )
+                .await
+                .expect("write");
+                if self.layered {
+                    w.run::<crate::flows::volume_create::VolumeCreate>(
+                        &e,
+                        crate::flows::volume_create::Params {
+                            source_volid: Some(first),
+                            ..testing::create_params(self.volume, 1)
+                        },
+                        "a clone",
+                    )
+                    .await;
+                }
+            })
+        }
+
+        fn params(&self) -> Params {
+            Params {
+                volume_id: self.volume,
+                project_id: None,
+                force: false,
+                request_id: Some("req-test".into()),
+                group_id: None,
+                cascade: false,
+                unmanage: true,
+            }
+        }
+
+        fn check<'a>(
+            &'a self,
+            w: &'a World,
+            e: &'a Engine<Env>,
+            expect: Expect,
+        ) -> BoxFut<'a, Result<(), String>> {
+            Box::pin(async move {
+                let handed = w.backend_dir("file").join(super::handed_back_name(
+                    self.volume,
+                    scoria_storage::Format::Qcow2,
+                ));
+                let state = w.volume(e, self.volume).await?.map(|v| v.status);
+                match state {
+                    None if expect != Expect::Failed => {
+                        if !reads_data(&handed).await? {
+                            return Err("the handed back file lost the data".into());
+                        }
+                        let info =
+                            scoria_storage::qemu::info(&handed, scoria_storage::Format::Qcow2)
+                                .await
+                                .map_err(testing::text)?;
+                        if info.backing_file.is_some() {
+                            return Err("the handed back file is layered".into());
+                        }
+                    }
+                    Some(Available) if expect != Expect::Done => {
+                        if !reads_data(&w.image_of(e, self.volume).await).await? {
+                            return Err("the volume lost its data".into());
+                        }
+                    }
+                    // Touched and undone: the data is in one of the two.
+                    Some(ErrorDeleting) if expect != Expect::Done => {
+                        let image = w.image_of(e, self.volume).await;
+                        let kept = (image.exists() && reads_data(&image).await?)
+                            || (handed.exists() && reads_data(&handed).await?);
+                        if !kept {
+                            return Err("an undone unmanage lost the data".into());
+                        }
+                    }
+                    other => return Err(format!("expected {expect:?}, the volume is {other:?}")),
+                }
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unmanage_hands_the_data_back_under_the_generic_tests() {
+        for layered in [false, true] {
+            let report = testing::generic(|| Unmanage {
+                volume: VolumeId::new(),
+                layered,
+            })
+            .await;
+            assert!(report.crash_points >= 5, "{report:?}");
+        }
+    }
+
     #[tokio::test]
     async fn a_forced_delete_voids_a_transfer_offer_under_the_generic_tests() {
         let report = testing::generic(|| Delete {

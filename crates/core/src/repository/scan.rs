@@ -303,7 +303,11 @@ pub(super) async fn backend(
                     Vec::new(),
                 ));
             }
-            Naming::Image { .. } if is_scoria_name(&e.file_name) && refs.is_none() && e.regular => {
+            Naming::Image { .. }
+                if crate::rules::images::is_scoria_name(&e.file_name)
+                    && refs.is_none()
+                    && e.regular =>
+            {
                 report.fixes.push(fix(
                     Problem::OrphanFile,
                     Target::File {
@@ -576,14 +580,6 @@ fn deep_chains(
     out
 }
 
-/// A name the file driver gives Scoria's images: `image-<uuid>.<format>`.
-pub(super) fn is_scoria_name(file_name: &str) -> bool {
-    file_name
-        .strip_prefix("image-")
-        .and_then(|rest| rest.rsplit_once('.'))
-        .is_some_and(|(id, ext)| matches!(ext, "qcow2" | "raw") && id.parse::<ImageId>().is_ok())
-}
-
 /// A foreign file with its chain, as far as it stays in the directory, and
 /// who uses it.
 fn foreign(
@@ -700,10 +696,14 @@ mod tests {
     #[test]
     fn scoria_names_are_told_from_foreign_ones() {
         let id = ImageId::new();
-        assert!(is_scoria_name(&format!("image-{id}.qcow2")));
-        assert!(is_scoria_name(&format!("image-{id}.raw")));
+        assert!(crate::rules::images::is_scoria_name(&format!(
+            "image-{id}.qcow2"
+        )));
+        assert!(crate::rules::images::is_scoria_name(&format!(
+            "image-{id}.raw"
+        )));
         for other in ["image-x.qcow2", "disk.qcow2", &format!("image-{id}.vmdk")] {
-            assert!(!is_scoria_name(other), "{other}");
+            assert!(!crate::rules::images::is_scoria_name(other), "{other}");
         }
         let flow = scoria_model::FlowId::new();
         let name = format!("migrate-{flow}.qcow2");

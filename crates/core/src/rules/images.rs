@@ -18,6 +18,17 @@ pub fn name_for(id: ImageId, format: Format) -> String {
     format!("image-{id}.{}", format.extension())
 }
 
+/// Whether `file_name` is a name [`name_for`] gives (`image-<uuid>.<format>`):
+/// a file so named on a backend is Scoria's and must have a record; any
+/// other file there is foreign (an administrator's, or a volume handed back
+/// by an unmanage) and is only reported, never owned.
+pub fn is_scoria_name(file_name: &str) -> bool {
+    file_name
+        .strip_prefix("image-")
+        .and_then(|rest| rest.rsplit_once('.'))
+        .is_some_and(|(id, ext)| matches!(ext, "qcow2" | "raw") && id.parse::<ImageId>().is_ok())
+}
+
 /// The store's spelling of a storage format.
 pub fn model_format(f: Format) -> ImageFormat {
     match f {

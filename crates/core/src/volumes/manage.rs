@@ -12,7 +12,8 @@
 //! the same checks as an uploaded image (`scoria_storage::vet`: the header,
 //! then `qemu-img info` under limits) where the backend keeps local files.
 //! Its size becomes whole GiB (rounded up, as Cinder does; the file is grown
-//! to match). The volume is made by the create flow (`from_file.rs`), counted
+//! to match). A file that another file of the backend is layered on is
+//! refused (writing to it would change that file). The volume is made by the create flow (`from_file.rs`), counted
 //! in the caller's project's quota like any create.
 
 use std::collections::BTreeMap;
@@ -199,6 +200,23 @@ async fn vet(
                 "{name} is layered on another file or read-only; only a self-contained, writable file can be managed."
             ),
         ));
+    }
+    // A file others are layered on would change under them once written.
+    let listed = driver
+        .list()
+        .await
+        .map_err(|e| Error::internal("The backend's files could not be listed.", e))?;
+    for other in listed.iter().filter(|n| *n != name) {
+        if let Ok(Some(i)) = driver.info(other).await
+            && i.backing.as_deref() == Some(name)
+        {
+            return Err(invalid_ref(
+                reference,
+                &format!(
+                    "{name} is the backing file of {other}; writing to it would change {other}."
+                ),
+            ));
+        }
     }
     match driver.local_file(name).await {
         Ok(file) => {

@@ -572,4 +572,6 @@ mod tests_backup;
 #[cfg(all(test, feature = "failpoints"))]
 mod tests_hints;
 #[cfg(all(test, feature = "failpoints"))]
+mod tests_manage;
+#[cfg(all(test, feature = "failpoints"))]
 mod tests_resched;
