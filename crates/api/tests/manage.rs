@@ -77,7 +77,7 @@ async fn an_unmanaged_volume_is_managed_back_with_its_data() {
     assert_eq!(r.status, 202, "{:?}", r.body);
     t.wait_gone(&token, &p, &id).await;
     let handed = format!("volume-{id}.qcow2");
-    assert_eq!(files(&t), [handed.clone()]);
+    assert_eq!(files(&t), std::slice::from_ref(&handed));
     assert_eq!(used_volumes(&t, &token, &p).await, 0);
 
     let manage = |path: &str, body: Value| {
@@ -116,7 +116,7 @@ async fn an_unmanaged_volume_is_managed_back_with_its_data() {
         assert_eq!(r.status, code, "{b}: {:?}", r.body);
         assert!(r.body.to_string().contains(says), "{b}: {:?}", r.body);
     }
-    assert_eq!(files(&t), [handed.clone()]);
+    assert_eq!(files(&t), std::slice::from_ref(&handed));
 
     let r = manage(&path, body(json!({"source-name": format!("volume-{id}")}))).await;
     assert_eq!(r.status, 202, "{:?}", r.body);
