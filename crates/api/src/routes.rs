@@ -143,6 +143,8 @@ table! {
     post "/scheduler-stats/placement" => placement::dry_run;
     post "/os-volume-manage" => volume::manage::os_volume_manage;
     post "/manageable_volumes" => volume::manage::manageable_volumes;
+    get "/manageable_volumes" => volume::manage::list_manageable;
+    get "/manageable_volumes/detail" => volume::manage::list_manageable_detail;
     get "/capabilities/{host}" => services::capabilities;
     get "/messages" => messages::list;
     get "/messages/{id}" => messages::show;

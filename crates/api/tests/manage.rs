@@ -2,7 +2,9 @@
 //! unmanaged leaves its data as `volume-<id>.qcow2`, managed back by that
 //! name its data reads as written (qemu-io); a file layered on another, one
 //! already Scoria's, an unknown one and bad bodies are clear 4xx that change
-//! nothing; members may do neither.
+//! nothing; members may do neither. The list of manageable files shows
+//! Cinder's fields, sorts and pages as Cinder does, and says which files
+//! stand on which.
 
 // The test writes and reads the files with qemu-io.
 #![allow(clippy::disallowed_methods)]
@@ -178,27 +180,17 @@ async fn layered_files_and_members_are_refused() {
             .success();
         assert!(ok, "{args:?}");
     }
-    let body =
-        |name: &str| json!({"volume": {"host": "scoria@file", "ref": {"source-name": name}}});
-    let r = t
-        .call(
-            "POST",
-            &format!("/v3/{ap}/os-volume-manage"),
-            Some(admin),
-            Some(body("top")),
-        )
-        .await;
+    let manage = |project: &str, token: &str, name: &str| {
+        let (path, token) = (format!("/v3/{project}/os-volume-manage"), token.to_owned());
+        let body = json!({"volume": {"host": "scoria@file", "ref": {"source-name": name}}});
+        let t = &t;
+        async move { t.call("POST", &path, Some(&token), Some(body)).await }
+    };
+    let r = manage(ap, admin, "top").await;
     assert_eq!(r.status, 400, "{:?}", r.body);
     assert!(r.body.to_string().contains("top.qcow2"), "{:?}", r.body);
     // Members may not manage or unmanage.
-    let r = t
-        .call(
-            "POST",
-            &format!("/v3/{}/os-volume-manage", p.a),
-            Some(&p.member.0),
-            Some(body("base")),
-        )
-        .await;
+    let r = manage(&p.a, &p.member.0, "base").await;
     assert_eq!(r.status, 403, "{:?}", r.body);
     let mine = t.volume(&p.member.0, &p.a).await;
     let r = t
@@ -211,14 +203,7 @@ async fn layered_files_and_members_are_refused() {
         .await;
     assert_eq!(r.status, 403, "{:?}", r.body);
     // The base is what top reads through: refused while top is there.
-    let r = t
-        .call(
-            "POST",
-            &format!("/v3/{ap}/os-volume-manage"),
-            Some(admin),
-            Some(body("base.qcow2")),
-        )
-        .await;
+    let r = manage(ap, admin, "base.qcow2").await;
     assert_eq!(r.status, 400, "{:?}", r.body);
     assert!(
         r.body
@@ -229,15 +214,185 @@ async fn layered_files_and_members_are_refused() {
     );
     // Alone, it is self-contained: an admin manages it (1 GiB).
     std::fs::remove_file(dir.join("top.qcow2")).unwrap();
+    let r = manage(ap, admin, "base.qcow2").await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let id = r.body["volume"]["id"].as_str().unwrap().to_owned();
+    t.wait_status(admin, ap, &id, "available").await;
+}
+
+#[tokio::test]
+async fn foreign_files_are_listed_with_what_uses_them() {
+    let t = TestApp::new().await;
+    let p = t.personas().await;
+    let (admin, ap) = (&p.admin.0, &p.admin.1);
+    // One of Scoria's volumes (never listed) beside foreign files: a base
+    // two overlays stand on, a self-contained raw file of 2 GiB and a byte,
+    // and a qcow2 named raw.
+    t.volume(admin, ap).await;
+    let dir = t.dir.path().join("volumes");
+    for args in [
+        vec!["create", "-f", "qcow2", "base.qcow2", "1G"],
+        vec![
+            "create",
+            "-f",
+            "qcow2",
+            "-b",
+            "base.qcow2",
+            "-F",
+            "qcow2",
+            "top1.qcow2",
+        ],
+        vec![
+            "create",
+            "-f",
+            "qcow2",
+            "-b",
+            "base.qcow2",
+            "-F",
+            "qcow2",
+            "top2.qcow2",
+        ],
+        vec!["create", "-f", "raw", "alone.raw", "2147483649"],
+        vec!["create", "-f", "qcow2", "lying.raw", "1G"],
+    ] {
+        let ok = std::process::Command::new("qemu-img")
+            .args(&args)
+            .current_dir(&dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{args:?}");
+    }
+    let list = |query: &str, version: &str| {
+        let (t, path) = (&t, format!("/v3/{ap}/manageable_volumes{query}"));
+        let version = version.to_owned();
+        async move { t.call_v("GET", &path, Some(admin), None, &version).await }
+    };
+    let names = |r: &support::Reply| -> Vec<String> {
+        r.body["manageable-volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["reference"]["source-name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // By reference, descending (Cinder's default order); the summary has
+    // three fields.
+    let r = list("?host=scoria@file", "3.8").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        names(&r),
+        [
+            "top2.qcow2",
+            "top1.qcow2",
+            "lying.raw",
+            "base.qcow2",
+            "alone.raw"
+        ]
+    );
+    let first = r.body["manageable-volumes"][0].as_object().unwrap();
+    let mut keys: Vec<&str> = first.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["reference", "safe_to_manage", "size"]);
+
+    // The detail says what each file is to the others, and why not.
+    let r = list("/detail?host=scoria@file&sort=reference:asc", "3.8").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let by_name = |n: &str| {
+        r.body["manageable-volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["reference"]["source-name"] == n)
+            .unwrap_or_else(|| panic!("{n} is not listed: {:?}", r.body))
+            .clone()
+    };
+    let alone = by_name("alone.raw");
+    assert_eq!(alone["safe_to_manage"], true, "{alone}");
+    assert_eq!(alone["size"], 3, "2 GiB and a byte rounds up");
+    assert_eq!(alone["reason_not_safe"], Value::Null);
+    assert_eq!(alone["cinder_id"], Value::Null);
+    let base = by_name("base.qcow2");
+    assert_eq!(base["safe_to_manage"], false);
+    assert_eq!(base["referenced_by"], json!(["top1.qcow2", "top2.qcow2"]));
+    assert!(
+        base["extra_info"]
+            .as_str()
+            .unwrap()
+            .contains("backing file of 2 file(s)"),
+        "{base}"
+    );
+    let top = by_name("top1.qcow2");
+    assert_eq!(top["safe_to_manage"], false);
+    assert_eq!(top["backing_chain"], json!(["base.qcow2"]));
+    assert!(
+        top["reason_not_safe"]
+            .as_str()
+            .unwrap()
+            .contains("Layered on base.qcow2"),
+        "{top}"
+    );
+    let lying = by_name("lying.raw");
+    assert_eq!(lying["format"], "qcow2");
+    assert_eq!(lying["safe_to_manage"], false);
+
+    // Sorted by size, then paged with Cinder's marker (a reference).
+    let r = list(
+        "?host=scoria@file&sort=size:desc,reference:asc&limit=2",
+        "3.8",
+    )
+    .await;
+    assert_eq!(names(&r), ["alone.raw", "base.qcow2"]);
+    let marker = "%7B%22source-name%22%3A%22base.qcow2%22%7D";
+    let r = list(
+        &format!("?host=scoria@file&sort=size:desc,reference:asc&limit=2&marker={marker}"),
+        "3.8",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(names(&r), ["lying.raw", "top1.qcow2"]);
+
+    // Refused: before 3.8, without a host, with a host not ours, an unknown
+    // sort key, a marker not in the list, a member.
+    for (query, version, code) in [
+        ("?host=scoria@file", "3.7", 404),
+        ("", "3.8", 400),
+        ("?host=scoria@elsewhere", "3.8", 404),
+        ("?host=scoria@file&sort=name", "3.8", 400),
+        ("?host=scoria@file&marker=nope.qcow2", "3.8", 400),
+    ] {
+        let r = list(query, version).await;
+        assert_eq!(r.status, code, "{query} {version}: {:?}", r.body);
+        assert!(r.body.get("itemNotFound").is_some() || r.body.get("badRequest").is_some());
+    }
     let r = t
-        .call(
+        .call_v(
+            "GET",
+            &format!("/v3/{}/manageable_volumes?host=scoria@file", p.a),
+            Some(&p.member.0),
+            None,
+            "3.8",
+        )
+        .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+
+    // Once managed, a file is Scoria's and leaves the list.
+    let r = t
+        .call_v(
             "POST",
-            &format!("/v3/{ap}/os-volume-manage"),
+            &format!("/v3/{ap}/manageable_volumes"),
             Some(admin),
-            Some(body("base.qcow2")),
+            Some(json!({"volume": {"host": "scoria@file", "ref": {"source-name": "alone.raw"}}})),
+            "3.8",
         )
         .await;
     assert_eq!(r.status, 202, "{:?}", r.body);
     let id = r.body["volume"]["id"].as_str().unwrap().to_owned();
     t.wait_status(admin, ap, &id, "available").await;
+    let r = list("?host=scoria@file", "3.8").await;
+    assert_eq!(
+        names(&r),
+        ["top2.qcow2", "top1.qcow2", "lying.raw", "base.qcow2"]
+    );
 }

@@ -898,6 +898,20 @@ fn rows() -> Vec<Row> {
             None,
         ),
         r(
+            "GET",
+            "/v3/{p}/manageable_volumes?host=scoria@file",
+            None,
+            [401, 401, 403, 403, 403, 200],
+            None,
+        ),
+        r(
+            "GET",
+            "/v3/{p}/manageable_volumes/detail?host=scoria@file",
+            None,
+            [401, 401, 403, 403, 403, 200],
+            None,
+        ),
+        r(
             "POST",
             "/v3/{p}/manageable_volumes",
             Some(json!({"volume": {"host": "scoria@file", "ref": {"source-name": "volume-none"}}})),
@@ -1411,7 +1425,7 @@ const FIXTURES: &[&str] = &[
 fn headers_for(path: &str, body: Option<&str>) -> &'static [(&'static str, &'static str)] {
     if path.contains("/default-types") {
         &[("OpenStack-API-Version", "volume 3.62")]
-    } else if path.ends_with("/manageable_volumes") {
+    } else if path.contains("/manageable_volumes") {
         &[("OpenStack-API-Version", "volume 3.8")]
     } else if path.ends_with("/resource_filters") {
         &[("OpenStack-API-Version", "volume 3.33")]

@@ -125,6 +125,7 @@ ops! {
     VolumeMigrateCompletion => Admin, "volume_extension:volume_admin_actions:migrate_volume_completion";
     VolumeManage => Admin, "volume_extension:volume_manage";
     VolumeUnmanage => Admin, "volume_extension:volume_unmanage";
+    VolumeListManageable => Admin, "volume_extension:list_manageable";
     VolumeAdminFields => AdminOrSystemReader, "volume_extension:volume_host_attribute";
     TransferCreate => ProjectMember, "volume:create_transfer";
     TransferGet => ProjectReader, "volume:get_transfer";

@@ -247,9 +247,15 @@ impl TestApp {
         id
     }
 
-    /// Wait until volume `id` is gone (404).
-    pub async fn wait_gone(&self, token: &str, project: &str, id: &str) {
-        for _ in 0..2000 {
+    /// Poll volume `id` until `done` holds for its reply.
+    async fn wait_volume(
+        &self,
+        token: &str,
+        project: &str,
+        id: &str,
+        done: impl Fn(&Reply) -> bool,
+    ) -> bool {
+        for _ in 0..5000 {
             let r = self
                 .call(
                     "GET",
@@ -258,30 +264,23 @@ impl TestApp {
                     None,
                 )
                 .await;
-            if r.status == 404 {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        panic!("volume {id} is still there");
-    }
-
-    pub async fn wait_status(&self, token: &str, project: &str, id: &str, want: &str) {
-        for _ in 0..2000 {
-            let r = self
-                .call(
-                    "GET",
-                    &format!("/v3/{project}/volumes/{id}"),
-                    Some(token),
-                    None,
-                )
-                .await;
-            if r.body["volume"]["status"] == want {
-                return;
+            if done(&r) {
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        panic!("volume {id} never became {want}");
+        false
+    }
+
+    /// Wait until volume `id` is gone (404).
+    pub async fn wait_gone(&self, token: &str, project: &str, id: &str) {
+        let gone = self.wait_volume(token, project, id, |r| r.status == 404);
+        assert!(gone.await, "volume {id} is still there");
+    }
+
+    pub async fn wait_status(&self, token: &str, project: &str, id: &str, want: &str) {
+        let there = self.wait_volume(token, project, id, |r| r.body["volume"]["status"] == want);
+        assert!(there.await, "volume {id} never became {want}");
     }
 }
 

@@ -171,8 +171,8 @@ pub(super) async fn backend(
     // Each record against its file, then `qemu-img check` on the qcow2
     // images whose file agrees (a few at a time: a process each).
     let mut findings: Vec<(&Image, Problem, String)> = Vec::new();
-    let mut to_check: Vec<(&Image, &Entry)> = Vec::new();
-    for image in &records.images {
+    let mut to_check: Vec<(usize, std::path::PathBuf, scoria_storage::Format)> = Vec::new();
+    for (at, image) in records.images.iter().enumerate() {
         if garbage.contains(&image.id) || image.state != ImageState::Ready {
             // Creating: its flow's (it may have no file yet). Deleting and
             // still used: the reaper's, once its users go.
@@ -185,7 +185,7 @@ pub(super) async fn backend(
                 Ok(()) if image.format == ImageFormat::Qcow2 => {
                     let marked = e.head.as_ref().is_some_and(|h| h.marked_corrupt);
                     if !options.quick || marked {
-                        to_check.push((image, e));
+                        to_check.push((at, e.path.clone(), storage_format(image.format)));
                     }
                 }
                 Ok(()) => {}
@@ -194,11 +194,15 @@ pub(super) async fn backend(
     }
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
     let checked: Vec<_> = futures::stream::iter(to_check)
-        .map(|(image, e)| async move { (image, qemu_check(image, e).await) })
+        // Owned arguments: a future borrowing from here would make the
+        // future of a handler awaiting the check (`GET /manageable_volumes`)
+        // one rustc cannot prove `Send`.
+        .map(|(i, path, format)| async move { (i, qemu_check(path, format).await) })
         .buffered(parallel)
         .collect()
         .await;
-    for (image, result) in checked {
+    for (at, result) in checked {
+        let image = &records.images[at];
         match result {
             Ok(Some((problem, reason))) => findings.push((image, problem, reason)),
             Ok(None) => {}
@@ -400,10 +404,10 @@ fn record_against_file(
 /// `qemu-img check` of a recorded qcow2 image: the problem it shows, if
 /// any; `Err` when a running qemu holds the image (not looked into).
 async fn qemu_check(
-    image: &Image,
-    e: &Entry,
+    path: std::path::PathBuf,
+    format: scoria_storage::Format,
 ) -> std::result::Result<Option<(Problem, String)>, String> {
-    match qemu::check(&e.path, storage_format(image.format)).await {
+    match qemu::check(&path, format).await {
         Ok(r) if r.corruptions > 0 => Ok(Some((
             Problem::Corruption,
             format!(

@@ -23,6 +23,7 @@ use crate::flows::{volume_create, volume_delete, volume_extend};
 
 mod actions;
 mod manage;
+mod manageable;
 mod metadata;
 mod migrate;
 mod retype;
@@ -38,6 +39,7 @@ pub use crate::rules::volumes::parse_id;
 use crate::rules::volumes::{refuse_encrypted, visible};
 pub use actions::{reserve, reset_status, set_bootable, set_readonly, unreserve};
 pub use manage::{ManageRequest, manage, unmanage};
+pub use manageable::{Manageable, manageable};
 pub use metadata::{
     image_metadata_delete, image_metadata_get, image_metadata_set, metadata_delete, metadata_get,
     metadata_set,
