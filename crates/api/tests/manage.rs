@@ -14,6 +14,17 @@ mod support;
 use serde_json::{Value, json};
 use support::TestApp;
 
+/// Run `qemu-img ARGS` in `dir` (making foreign files); it must succeed.
+fn qemu_img(dir: &std::path::Path, args: &[&str]) {
+    let ok = std::process::Command::new("qemu-img")
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "{args:?}");
+}
+
 fn qemu_io(path: &std::path::Path, cmd: &str) -> bool {
     let out = std::process::Command::new("qemu-io")
         .args(["-f", "qcow2", "-c", cmd])
@@ -172,13 +183,7 @@ async fn layered_files_and_members_are_refused() {
             "top.qcow2",
         ],
     ] {
-        let ok = std::process::Command::new("qemu-img")
-            .args(&args)
-            .current_dir(&dir)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "{args:?}");
+        qemu_img(&dir, &args);
     }
     let manage = |project: &str, token: &str, name: &str| {
         let (path, token) = (format!("/v3/{project}/os-volume-manage"), token.to_owned());
@@ -255,13 +260,7 @@ async fn foreign_files_are_listed_with_what_uses_them() {
         vec!["create", "-f", "raw", "alone.raw", "2147483649"],
         vec!["create", "-f", "qcow2", "lying.raw", "1G"],
     ] {
-        let ok = std::process::Command::new("qemu-img")
-            .args(&args)
-            .current_dir(&dir)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "{args:?}");
+        qemu_img(&dir, &args);
     }
     let list = |query: &str, version: &str| {
         let (t, path) = (&t, format!("/v3/{ap}/manageable_volumes{query}"));

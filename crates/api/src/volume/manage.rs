@@ -23,8 +23,21 @@ use crate::microversion::Version;
 use crate::path::{PathParams, links_base};
 use crate::query::{self, Params, SortKeys};
 
-/// Microversion from which `/manageable_volumes` takes a manage.
+/// Microversion from which `/manageable_volumes` exists.
 const MANAGEABLE_VOLUMES: u32 = 8;
+
+/// Cinder's `cluster` has no meaning here.
+const NO_CLUSTERS: &str =
+    "Invalid input received: Scoria has no clusters; name the backend as host (scoria@<backend>).";
+
+/// Before 3.8, `/manageable_volumes` is not there.
+fn since_3_8(v: Version) -> ApiResult<()> {
+    if v.at_least(MANAGEABLE_VOLUMES) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("The resource could not be found."))
+    }
+}
 
 /// `POST /os-volume-manage`.
 pub async fn os_volume_manage(
@@ -45,9 +58,7 @@ pub async fn manageable_volumes(
     path: PathParams,
     body: JsonBody,
 ) -> ApiResult<Response> {
-    if !v.0.at_least(MANAGEABLE_VOLUMES) {
-        return Err(ApiError::not_found("The resource could not be found."));
-    }
+    since_3_8(v.0)?;
     manage(state, auth, v, path, body).await
 }
 
@@ -77,9 +88,7 @@ async fn manage(
         ],
     )?;
     if vol.get("cluster").is_some_and(|c| !c.is_null()) {
-        return Err(ApiError::bad_request(
-            "Invalid input received: Scoria has no clusters; name the backend as host (scoria@<backend>).",
-        ));
+        return Err(ApiError::bad_request(NO_CLUSTERS));
     }
     let host = body::opt_str(vol, "host")?.ok_or_else(|| {
         ApiError::bad_request("Invalid input received: host is required: scoria@<backend>.")
@@ -172,14 +181,10 @@ async fn list(
     q: Params,
     detail: bool,
 ) -> ApiResult<Json<Value>> {
-    if !v.at_least(MANAGEABLE_VOLUMES) {
-        return Err(ApiError::not_found("The resource could not be found."));
-    }
+    since_3_8(v)?;
     ctx.authorize(Op::VolumeListManageable)?;
     if q.get("cluster").is_some() {
-        return Err(ApiError::bad_request(
-            "Invalid input received: Scoria has no clusters; name the backend as host (scoria@<backend>).",
-        ));
+        return Err(ApiError::bad_request(NO_CLUSTERS));
     }
     let host = q.get("host").filter(|h| !h.is_empty()).ok_or_else(|| {
         ApiError::bad_request("Invalid input received: host is required: scoria@<backend>.")
