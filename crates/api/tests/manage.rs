@@ -25,6 +25,11 @@ fn qemu_img(dir: &std::path::Path, args: &[&str]) {
     assert!(ok, "{args:?}");
 }
 
+/// `qemu-img` arguments for a qcow2 overlay `top` on the qcow2 `base`.
+fn overlay<'a>(base: &'a str, top: &'a str) -> [&'a str; 8] {
+    ["create", "-f", "qcow2", "-b", base, "-F", "qcow2", top]
+}
+
 fn qemu_io(path: &std::path::Path, cmd: &str) -> bool {
     let out = std::process::Command::new("qemu-io")
         .args(["-f", "qcow2", "-c", cmd])
@@ -172,16 +177,7 @@ async fn layered_files_and_members_are_refused() {
     std::fs::create_dir_all(&dir).unwrap();
     for args in [
         vec!["create", "-f", "qcow2", "base.qcow2", "1G"],
-        vec![
-            "create",
-            "-f",
-            "qcow2",
-            "-b",
-            "base.qcow2",
-            "-F",
-            "qcow2",
-            "top.qcow2",
-        ],
+        overlay("base.qcow2", "top.qcow2").to_vec(),
     ] {
         qemu_img(&dir, &args);
     }
@@ -237,26 +233,8 @@ async fn foreign_files_are_listed_with_what_uses_them() {
     let dir = t.dir.path().join("volumes");
     for args in [
         vec!["create", "-f", "qcow2", "base.qcow2", "1G"],
-        vec![
-            "create",
-            "-f",
-            "qcow2",
-            "-b",
-            "base.qcow2",
-            "-F",
-            "qcow2",
-            "top1.qcow2",
-        ],
-        vec![
-            "create",
-            "-f",
-            "qcow2",
-            "-b",
-            "base.qcow2",
-            "-F",
-            "qcow2",
-            "top2.qcow2",
-        ],
+        overlay("base.qcow2", "top1.qcow2").to_vec(),
+        overlay("base.qcow2", "top2.qcow2").to_vec(),
         vec!["create", "-f", "raw", "alone.raw", "2147483649"],
         vec!["create", "-f", "qcow2", "lying.raw", "1G"],
     ] {

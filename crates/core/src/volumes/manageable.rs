@@ -59,7 +59,7 @@ impl Manageable {
 }
 
 /// The foreign files of the backend `host` names (`scoria@<backend>`), in
-/// the order of their names.
+/// the order the check found them (the API sorts).
 pub async fn manageable(app: &App, ctx: &Context, host: &str) -> Result<Vec<Manageable>> {
     ctx.authorize(Op::VolumeListManageable)?;
     let Some(backend) = crate::rules::hosts::backend_of_host(&app.env, host) else {
@@ -84,9 +84,7 @@ pub async fn manageable(app: &App, ctx: &Context, host: &str) -> Result<Vec<Mana
             "Invalid input received: backend {backend} is down: its directory is missing."
         )));
     }
-    let mut out: Vec<Manageable> = report.foreign.iter().map(entry).collect();
-    out.sort_by(|a, b| a.source_name.cmp(&b.source_name));
-    Ok(out)
+    Ok(report.foreign.iter().map(entry).collect())
 }
 
 fn entry(f: &Foreign) -> Manageable {
