@@ -32,6 +32,7 @@ pub mod glance;
 pub mod groups;
 pub mod hints;
 pub mod identity;
+pub mod manageable;
 pub mod messages;
 pub mod microversion;
 pub mod misc;

@@ -145,6 +145,10 @@ table! {
     post "/manageable_volumes" => volume::manage::manageable_volumes;
     get "/manageable_volumes" => volume::manage::list_manageable;
     get "/manageable_volumes/detail" => volume::manage::list_manageable_detail;
+    post "/os-snapshot-manage" => snapshot::manage::os_snapshot_manage;
+    post "/manageable_snapshots" => snapshot::manage::manageable_snapshots;
+    get "/manageable_snapshots" => snapshot::manage::list_manageable;
+    get "/manageable_snapshots/detail" => snapshot::manage::list_manageable_detail;
     get "/capabilities/{host}" => services::capabilities;
     get "/messages" => messages::list;
     get "/messages/{id}" => messages::show;

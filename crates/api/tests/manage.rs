@@ -12,7 +12,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::TestApp;
+use support::{TestApp, qemu_io};
 
 /// Run `qemu-img ARGS` in `dir` (making foreign files); it must succeed.
 fn qemu_img(dir: &std::path::Path, args: &[&str]) {
@@ -28,16 +28,6 @@ fn qemu_img(dir: &std::path::Path, args: &[&str]) {
 /// `qemu-img` arguments for a qcow2 overlay `top` on the qcow2 `base`.
 fn overlay<'a>(base: &'a str, top: &'a str) -> [&'a str; 8] {
     ["create", "-f", "qcow2", "-b", base, "-F", "qcow2", top]
-}
-
-fn qemu_io(path: &std::path::Path, cmd: &str) -> bool {
-    let out = std::process::Command::new("qemu-io")
-        .args(["-f", "qcow2", "-c", cmd])
-        .arg(path)
-        .output()
-        .expect("qemu-io");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    out.status.success() && !text.contains("Pattern verification failed")
 }
 
 fn files(t: &TestApp) -> Vec<String> {

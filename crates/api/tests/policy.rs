@@ -746,6 +746,13 @@ fn rows() -> Vec<Row> {
             [401, 401, 404, 403, 403, 202],
             Some([404, 404, 404]),
         ),
+        r(
+            "POST",
+            "/v3/{p}/snapshots/{s}/action",
+            Some(json!({"os-unmanage": null})),
+            [401, 401, 404, 403, 403, 202],
+            Some([404, 404, 404]),
+        ),
         // A volume and its snapshots: revert (3.40), delete with them, and
         // the admin's tree of its images.
         r(
@@ -907,6 +914,40 @@ fn rows() -> Vec<Row> {
         r(
             "GET",
             "/v3/{p}/manageable_volumes/detail?host=scoria@file",
+            None,
+            [401, 401, 403, 403, 403, 200],
+            None,
+        ),
+        // Snapshot manage (admins): nothing of that name was unmanaged, a
+        // 400 once authorized.
+        r(
+            "POST",
+            "/v3/{p}/os-snapshot-manage",
+            Some(
+                json!({"snapshot": {"volume_id": "{v}", "ref": {"source-name": "snapshot-none"}}}),
+            ),
+            [401, 401, 403, 403, 403, 400],
+            Some([403, 403, 404]),
+        ),
+        r(
+            "POST",
+            "/v3/{p}/manageable_snapshots",
+            Some(
+                json!({"snapshot": {"volume_id": "{v}", "ref": {"source-name": "snapshot-none"}}}),
+            ),
+            [401, 401, 403, 403, 403, 400],
+            Some([403, 403, 404]),
+        ),
+        r(
+            "GET",
+            "/v3/{p}/manageable_snapshots?host=scoria@file",
+            None,
+            [401, 401, 403, 403, 403, 200],
+            None,
+        ),
+        r(
+            "GET",
+            "/v3/{p}/manageable_snapshots/detail?host=scoria@file",
             None,
             [401, 401, 403, 403, 403, 200],
             None,
@@ -1425,7 +1466,7 @@ const FIXTURES: &[&str] = &[
 fn headers_for(path: &str, body: Option<&str>) -> &'static [(&'static str, &'static str)] {
     if path.contains("/default-types") {
         &[("OpenStack-API-Version", "volume 3.62")]
-    } else if path.contains("/manageable_volumes") {
+    } else if path.contains("/manageable_volumes") || path.contains("/manageable_snapshots") {
         &[("OpenStack-API-Version", "volume 3.8")]
     } else if path.ends_with("/resource_filters") {
         &[("OpenStack-API-Version", "volume 3.33")]

@@ -185,6 +185,9 @@ ops! {
     SnapshotMetadataDelete => ProjectMember, "volume:delete_snapshot_metadata";
     SnapshotResetStatus => Admin, "volume_extension:snapshot_admin_actions:reset_status";
     SnapshotForceDelete => Admin, "volume_extension:snapshot_admin_actions:force_delete";
+    SnapshotManage => Admin, "snapshot_extension:snapshot_manage";
+    SnapshotUnmanage => Admin, "snapshot_extension:snapshot_unmanage";
+    SnapshotListManageable => Admin, "snapshot_extension:list_manageable";
     SnapshotUpdateStatus => ProjectMember, "snapshot_extension:snapshot_actions:update_snapshot_status";
     QosSpecsList => AdminOrSystemReader, "volume_extension:qos_specs_manage:get_all";
     QosSpecsGet => AdminOrSystemReader, "volume_extension:qos_specs_manage:get";

@@ -63,6 +63,9 @@ pub enum ImageUser {
     /// The image cache: it holds the data of this image service's image on
     /// this backend.
     Cache(String),
+    /// An unmanaged snapshot's data, kept under this name (`snapshot-<id>`)
+    /// until a manage brings it back or its volume goes (migration 0025).
+    Unmanaged(String),
 }
 
 fn from_row(r: &SqliteRow) -> Result<Image> {
@@ -219,7 +222,8 @@ async fn image_set_mutable(conn: &mut Conn, id: ImageId, mutable: bool) -> Resul
 const UNUSED: &str = "NOT EXISTS (SELECT 1 FROM images o WHERE o.base_id = i.id)
        AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.image_id = i.id)
        AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = i.id)
-       AND NOT EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = i.id)";
+       AND NOT EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = i.id)
+       AND NOT EXISTS (SELECT 1 FROM unmanaged_snapshots m WHERE m.image_id = i.id)";
 
 async fn list(conn: &mut Conn, sql: &str) -> Result<Vec<Image>> {
     sqlx::query(sql)
@@ -290,11 +294,23 @@ pub async fn image_unref_prune(conn: &mut Conn) -> Result<u64> {
            OR EXISTS (SELECT 1 FROM images o WHERE o.base_id = u.image_id)
            OR EXISTS (SELECT 1 FROM volumes v WHERE v.image_id = u.image_id)
            OR EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = u.image_id)
-           OR EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = u.image_id)",
+           OR EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = u.image_id)
+           OR EXISTS (SELECT 1 FROM unmanaged_snapshots m WHERE m.image_id = u.image_id)",
     )
     .execute(conn)
     .await?;
     Ok(r.rows_affected())
+}
+
+/// One row of the users' queries below: the kind of row, and its id.
+fn user_of(kind: &str, id: &str) -> Result<ImageUser> {
+    Ok(match kind {
+        "overlay" => ImageUser::Overlay(parse("image id", id)?),
+        "snapshot" => ImageUser::Snapshot(parse("snapshot id", id)?),
+        "cache" => ImageUser::Cache(id.to_owned()),
+        "unmanaged" => ImageUser::Unmanaged(id.to_owned()),
+        _ => ImageUser::Volume(parse("volume id", id)?),
+    })
 }
 
 /// Who uses an image, one entry per row that refers to it.
@@ -306,7 +322,9 @@ pub async fn image_users(conn: &mut Conn, id: ImageId) -> Result<Vec<ImageUser>>
          UNION ALL
          SELECT 'snapshot' AS kind, id FROM snapshots WHERE image_id = $1
          UNION ALL
-         SELECT 'cache' AS kind, glance_image_id AS id FROM image_cache WHERE image_id = $1",
+         SELECT 'cache' AS kind, glance_image_id AS id FROM image_cache WHERE image_id = $1
+         UNION ALL
+         SELECT 'unmanaged' AS kind, name AS id FROM unmanaged_snapshots WHERE image_id = $1",
     )
     .bind(id.to_string())
     .fetch_all(conn)
@@ -315,12 +333,7 @@ pub async fn image_users(conn: &mut Conn, id: ImageId) -> Result<Vec<ImageUser>>
         .iter()
         .map(|r| {
             let id: &str = r.try_get("id")?;
-            Ok(match r.try_get::<&str, _>("kind")? {
-                "overlay" => ImageUser::Overlay(parse("image id", id)?),
-                "snapshot" => ImageUser::Snapshot(parse("snapshot id", id)?),
-                "cache" => ImageUser::Cache(id.to_owned()),
-                _ => ImageUser::Volume(parse("volume id", id)?),
-            })
+            user_of(r.try_get("kind")?, id)
         })
         .collect::<Result<Vec<_>>>()?;
     users.sort();
@@ -344,7 +357,10 @@ pub async fn image_users_on_backend(
            FROM images i JOIN snapshots s ON s.image_id = i.id WHERE i.backend = $1
          UNION ALL
          SELECT i.id, 'cache', k.glance_image_id
-           FROM images i JOIN image_cache k ON k.image_id = i.id WHERE i.backend = $1",
+           FROM images i JOIN image_cache k ON k.image_id = i.id WHERE i.backend = $1
+         UNION ALL
+         SELECT i.id, 'unmanaged', m.name
+           FROM images i JOIN unmanaged_snapshots m ON m.image_id = i.id WHERE i.backend = $1",
     )
     .bind(backend)
     .fetch_all(conn)
@@ -353,12 +369,7 @@ pub async fn image_users_on_backend(
     for r in &rows {
         let image: ImageId = parse("image id", r.try_get::<&str, _>("image")?)?;
         let id: &str = r.try_get("id")?;
-        let user = match r.try_get::<&str, _>("kind")? {
-            "overlay" => ImageUser::Overlay(parse("image id", id)?),
-            "snapshot" => ImageUser::Snapshot(parse("snapshot id", id)?),
-            "cache" => ImageUser::Cache(id.to_owned()),
-            _ => ImageUser::Volume(parse("volume id", id)?),
-        };
+        let user = user_of(r.try_get("kind")?, id)?;
         out.entry(image).or_default().push(user);
     }
     for users in out.values_mut() {
@@ -376,7 +387,8 @@ pub async fn image_mark_garbage(conn: &mut Conn, id: ImageId) -> Result<bool> {
            AND NOT EXISTS (SELECT 1 FROM images o WHERE o.base_id = $1)
            AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.image_id = $1)
            AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = $1)
-           AND NOT EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = $1)",
+           AND NOT EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = $1)
+           AND NOT EXISTS (SELECT 1 FROM unmanaged_snapshots m WHERE m.image_id = $1)",
     )
     .bind(id.to_string())
     .bind(now())
@@ -393,7 +405,8 @@ pub async fn image_delete(conn: &mut Conn, id: ImageId) -> Result<bool> {
            AND NOT EXISTS (SELECT 1 FROM images o WHERE o.base_id = $1)
            AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.image_id = $1)
            AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = $1)
-           AND NOT EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = $1)",
+           AND NOT EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = $1)
+           AND NOT EXISTS (SELECT 1 FROM unmanaged_snapshots m WHERE m.image_id = $1)",
     )
     .bind(id.to_string())
     .execute(conn)

@@ -67,6 +67,7 @@ pub mod services;
 mod shared;
 pub mod snapshots;
 pub mod transfers;
+pub mod unmanaged_snapshots;
 pub mod volume_images;
 pub mod volume_types;
 pub mod volumes;

@@ -104,6 +104,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "placements",
         include_str!("../migrations/0024_placements.sql"),
     ),
+    (
+        25,
+        "unmanaged_snapshots",
+        include_str!("../migrations/0025_unmanaged_snapshots.sql"),
+    ),
 ];
 
 /// The schema version this build's migrations end at.

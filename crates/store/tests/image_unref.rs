@@ -2,7 +2,7 @@
 //!
 //! Random sequences of raw inserts, deletes and updates of every row that
 //! refers to an image (overlays' `base_id`, volumes', snapshots' and cache
-//! entries' `image_id`), of images' states, and prunes, some inside
+//! entries' and unmanaged snapshots' `image_id`), of images' states, and prunes, some inside
 //! transactions that are rolled back: after every step every image nothing
 //! uses is a candidate (so the reaper's routine pass sees it), and after a
 //! prune the candidates are exactly the images nothing uses (prune removes
@@ -15,7 +15,12 @@ use proptest::prelude::*;
 use scoria_store::{Conn, Store, StoreOptions, images, volume_types};
 
 /// The tables whose rows refer to an image by `image_id`.
-const USERS: [&str; 3] = ["volumes", "snapshots", "image_cache"];
+const USERS: [&str; 4] = ["volumes", "snapshots", "image_cache", "unmanaged_snapshots"];
+
+/// The users whose `image_id` is NOT NULL.
+fn image_required(table: &str) -> bool {
+    matches!(table, "image_cache" | "unmanaged_snapshots")
+}
 const STATES: [&str; 3] = ["creating", "ready", "deleting"];
 const IMAGES: usize = 6;
 const ROWS: usize = 4;
@@ -105,22 +110,32 @@ fn insert_user_sql(table: &str) -> String {
              image_id",
             "$1, 'p', 'u', 'v', $3, 1, 'available', 'now', $2",
         ),
+        // Named after the volume row of the same number, whose delete
+        // takes it along (migration 0025's trigger).
+        "unmanaged_snapshots" => (
+            "backend, name, image_id, volume_id, size, taken_at, created_at",
+            "'b', $1, $2, $1, 1, 'now', 'now'",
+        ),
         _ => (
             "glance_image_id, backend, created_at, last_used_at, image_id",
             "$1, 'b', 'now', 'now', $2",
         ),
     };
+    let null_ok = if image_required(table) {
+        "$2 IS NOT NULL"
+    } else {
+        "1"
+    };
     format!(
-        "INSERT OR IGNORE INTO {table} ({columns}) SELECT {values} WHERE {EXISTING}
-           AND ($2 IS NOT NULL OR '{table}' != 'image_cache')"
+        "INSERT OR IGNORE INTO {table} ({columns}) SELECT {values} WHERE {EXISTING} AND {null_ok}"
     )
 }
 
 fn key(table: &str) -> &'static str {
-    if table == "image_cache" {
-        "glance_image_id"
-    } else {
-        "id"
+    match table {
+        "image_cache" => "glance_image_id",
+        "unmanaged_snapshots" => "name",
+        _ => "id",
     }
 }
 
@@ -146,7 +161,8 @@ async fn apply(c: &mut Conn, op: &Op) {
                    AND NOT EXISTS (SELECT 1 FROM images o WHERE o.base_id = $1)
                    AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.image_id = $1)
                    AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = $1)
-                   AND NOT EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = $1)",
+                   AND NOT EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = $1)
+                   AND NOT EXISTS (SELECT 1 FROM unmanaged_snapshots m WHERE m.image_id = $1)",
             )
             .bind(image(*id))
             .execute(&mut *c)
@@ -198,8 +214,9 @@ async fn apply(c: &mut Conn, op: &Op) {
             image: i,
         } => {
             let t = USERS[*table];
-            // The cache's column is NOT NULL: a NULL there is no change.
-            let null_ok = if t == "image_cache" {
+            // The cache's and the unmanaged snapshots' column is NOT NULL: a
+            // NULL there is no change.
+            let null_ok = if image_required(t) {
                 "$2 IS NOT NULL"
             } else {
                 "1"
@@ -228,7 +245,8 @@ async fn unused_and_candidates(c: &mut Conn) -> (BTreeSet<String>, BTreeSet<Stri
          WHERE NOT EXISTS (SELECT 1 FROM images o WHERE o.base_id = i.id)
            AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.image_id = i.id)
            AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = i.id)
-           AND NOT EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = i.id)",
+           AND NOT EXISTS (SELECT 1 FROM image_cache k WHERE k.image_id = i.id)
+           AND NOT EXISTS (SELECT 1 FROM unmanaged_snapshots m WHERE m.image_id = i.id)",
     )
     .fetch_all(&mut *c)
     .await

@@ -1,6 +1,6 @@
 //! `POST /v3/{project_id}/snapshots/{id}/action`: the snapshot actions, one
 //! row of [`ACTIONS`] each (see [`crate::action`]): an admin's
-//! `os-reset_status` and `os-force_delete`, and `os-update_snapshot_status`,
+//! `os-reset_status`, `os-force_delete` and `os-unmanage`, and `os-update_snapshot_status`,
 //! which Nova sends while it takes a snapshot of an attached volume itself.
 
 use axum::extract::{Extension, State as AxState};
@@ -24,6 +24,7 @@ pub const ACTIONS: &[Action<SnapshotId>] = &[
     Action::new("os-reset_status", |c| Box::pin(reset_status(c))),
     Action::new("os-force_delete", |c| Box::pin(force_delete(c))),
     Action::new("os-update_snapshot_status", |c| Box::pin(update_status(c))),
+    Action::new("os-unmanage", |c| Box::pin(unmanage(c))),
 ];
 
 /// The route: the snapshot, then its one action.
@@ -66,6 +67,14 @@ async fn reset_status(c: Call<'_, SnapshotId>) -> ApiResult<Response> {
 /// `os-force_delete` (admin, 202): from any status.
 async fn force_delete(c: Call<'_, SnapshotId>) -> ApiResult<Response> {
     snapshots::delete(c.app, c.ctx, c.id, true).await?;
+    accepted()
+}
+
+/// `os-unmanage` (admins, 202): the snapshot leaves Scoria, its data stays
+/// in its volume's chain as `snapshot-<id>`, which `os-snapshot-manage`
+/// takes back.
+async fn unmanage(c: Call<'_, SnapshotId>) -> ApiResult<Response> {
+    snapshots::unmanage(c.app, c.ctx, c.id).await?;
     accepted()
 }
 

@@ -27,6 +27,7 @@ use crate::path::{PathParams, links_base, seg};
 use crate::query::{self, MAX_LIMIT, Params, SortKeys};
 
 pub mod actions;
+pub mod manage;
 pub mod view;
 
 use view::detail;

@@ -19,25 +19,10 @@ use crate::State;
 use crate::auth::Auth;
 use crate::body::{self, JsonBody};
 use crate::fault::{ApiError, ApiResult};
+use crate::manageable::{self, NO_CLUSTERS, since_3_8};
 use crate::microversion::Version;
 use crate::path::{PathParams, links_base};
-use crate::query::{self, Params, SortKeys};
-
-/// Microversion from which `/manageable_volumes` exists.
-const MANAGEABLE_VOLUMES: u32 = 8;
-
-/// Cinder's `cluster` has no meaning here.
-const NO_CLUSTERS: &str =
-    "Invalid input received: Scoria has no clusters; name the backend as host (scoria@<backend>).";
-
-/// Before 3.8, `/manageable_volumes` is not there.
-fn since_3_8(v: Version) -> ApiResult<()> {
-    if v.at_least(MANAGEABLE_VOLUMES) {
-        Ok(())
-    } else {
-        Err(ApiError::not_found("The resource could not be found."))
-    }
-}
+use crate::query::Params;
 
 /// `POST /os-volume-manage`.
 pub async fn os_volume_manage(
@@ -120,40 +105,6 @@ async fn manage(
         .into_response())
 }
 
-/// What `GET /manageable_volumes` sorts on (Cinder takes these two).
-#[derive(Clone, Copy)]
-enum SortKey {
-    Reference,
-    Size,
-}
-
-const SORT_KEYS: SortKeys<SortKey> = SortKeys {
-    parse: |k| match k {
-        "reference" => Some(SortKey::Reference),
-        "size" => Some(SortKey::Size),
-        _ => None,
-    },
-    default: SortKey::Reference,
-};
-
-/// A page's `marker`: the reference of the last file of the page before,
-/// as Cinder takes it (`{"source-name": "<file>"}`), or the bare file name.
-#[derive(PartialEq)]
-struct Marker(String);
-
-impl std::str::FromStr for Marker {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match serde_json::from_str::<Value>(s) {
-            Ok(Value::Object(o)) => match o.get("source-name") {
-                Some(Value::String(n)) if o.len() == 1 => Ok(Marker(n.clone())),
-                _ => Err(()),
-            },
-            _ => Ok(Marker(s.to_owned())),
-        }
-    }
-}
-
 /// `GET /manageable_volumes?host=scoria@<backend>` (3.8 on).
 pub async fn list_manageable(
     state: AxState<State>,
@@ -181,35 +132,19 @@ async fn list(
     q: Params,
     detail: bool,
 ) -> ApiResult<Json<Value>> {
-    since_3_8(v)?;
-    ctx.authorize(Op::VolumeListManageable)?;
-    if q.get("cluster").is_some() {
-        return Err(ApiError::bad_request(NO_CLUSTERS));
-    }
-    let host = q.get("host").filter(|h| !h.is_empty()).ok_or_else(|| {
-        ApiError::bad_request("Invalid input received: host is required: scoria@<backend>.")
-    })?;
-    // Cinder sorts these by reference, descending, unless asked otherwise.
-    let mut sort = query::sort(&q, &SORT_KEYS)?;
-    if sort.is_empty() {
-        sort.push((SortKey::Reference, volumes::SortDir::Desc));
-    }
-    let mut list = volumes::manageable(&state.app, &ctx, host).await?;
-    query::sort_in_memory(&mut list, &sort, |m, k| match k {
-        SortKey::Reference => m.source_name.clone(),
-        SortKey::Size => format!("{:020}", m.size),
-    });
-    let list = query::page_in_memory(&q, list, |m| Marker(m.source_name.clone()))?;
+    let host = manageable::list_host(v, &ctx, Op::VolumeListManageable, &q)?;
+    let list = volumes::manageable(&state.app, &ctx, host).await?;
+    let list = manageable::sort_and_page(&q, list, |m| &m.source_name, |m| m.size)?;
     let view = |m: &Manageable| {
-        let mut o = json!({
-            "reference": {"source-name": m.source_name},
-            "size": m.size,
-            "safe_to_manage": m.safe_to_manage,
-        });
+        let mut o = manageable::Entry {
+            name: &m.source_name,
+            size: m.size,
+            safe: m.safe_to_manage,
+            reason_not_safe: m.reason_not_safe.as_deref(),
+            extra_info: m.extra_info(),
+        }
+        .to_json(detail);
         if detail {
-            o["reason_not_safe"] = json!(m.reason_not_safe);
-            o["cinder_id"] = Value::Null;
-            o["extra_info"] = json!(m.extra_info());
             // Scoria's: what the file is to the others, for tools.
             o["format"] = json!(m.format);
             o["backing_chain"] = json!(m.backing_chain);

@@ -14,6 +14,19 @@ use tower::ServiceExt;
 
 pub mod steps;
 
+/// Run one `qemu-io` command on a qcow2 file: whether it succeeded (a
+/// `read -P` whose pattern does not match fails).
+#[allow(clippy::disallowed_methods)]
+pub fn qemu_io(path: &std::path::Path, cmd: &str) -> bool {
+    let out = std::process::Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", cmd])
+        .arg(path)
+        .output()
+        .expect("qemu-io");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    out.status.success() && !text.contains("Pattern verification failed")
+}
+
 pub const ADMIN_PASSWORD: &str = "api-tests-admin-password";
 
 pub struct TestApp {

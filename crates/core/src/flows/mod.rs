@@ -18,6 +18,7 @@ pub mod group_create_from_src;
 pub mod group_delete;
 pub mod snapshot_create;
 pub mod snapshot_delete;
+pub mod snapshot_manage;
 pub mod volume_create;
 pub mod volume_delete;
 pub mod volume_extend;
@@ -37,6 +38,7 @@ pub fn register(engine: &Engine<Env>) {
     engine.register::<group_create_from_src::GroupCreateFromSrc>();
     engine.register::<snapshot_create::SnapshotCreate>();
     engine.register::<snapshot_delete::SnapshotDelete>();
+    engine.register::<snapshot_manage::SnapshotManage>();
     engine.register::<attachment_attach::AttachmentAttach>();
     engine.register::<attachment_detach::AttachmentDetach>();
     engine.register::<backup_create::BackupCreate>();

@@ -22,7 +22,7 @@
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
 use scoria_model::SnapshotId;
 use scoria_model::snapshot::SnapshotStatus;
-use scoria_store::{Conn, flows as flow_store, snapshots};
+use scoria_store::{Conn, flows as flow_store, images, snapshots, unmanaged_snapshots};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -40,6 +40,17 @@ pub struct Params {
     pub force: bool,
     #[serde(default)]
     pub request_id: Option<String>,
+    /// An admin's `os-unmanage`: the snapshot goes, its data stays in its
+    /// volume's chain as the unmanaged snapshot `snapshot-<id>`
+    /// ([`unmanaged_name`]), which `os-snapshot-manage` takes back.
+    #[serde(default)]
+    pub unmanage: bool,
+}
+
+/// The name an unmanaged snapshot's data is kept under: the `source-name`
+/// by which a manage takes it back.
+pub fn unmanaged_name(id: SnapshotId) -> String {
+    format!("snapshot-{id}")
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -151,10 +162,42 @@ async fn abort_delete(cx: &Cx<SnapshotDelete>, c: &mut Conn) -> Result<(), StepE
 }
 
 async fn remove_entry(cx: &Cx<SnapshotDelete>, c: &mut Conn) -> Result<Value, StepError> {
+    if cx.params.unmanage {
+        keep_unmanaged(c, cx.params.snapshot_id).await?;
+    }
     if !snapshots::snapshot_delete(c, cx.params.snapshot_id).await? {
         return Err(crate::rules::snapshots::not_found(cx.params.snapshot_id).into());
     }
     Ok(json!(true))
+}
+
+/// Before an unmanaged snapshot's row goes, in the same transaction: record
+/// its image under [`unmanaged_name`], so that the image never lacks a user.
+/// A snapshot without data (one that failed) leaves nothing.
+async fn keep_unmanaged(c: &mut Conn, id: SnapshotId) -> Result<(), StepError> {
+    let Some(s) = snapshots::snapshot_get(c, id).await? else {
+        return Ok(());
+    };
+    let Some(image_id) = s.image_id else {
+        return Ok(());
+    };
+    let Some(image) = images::image_get(c, image_id).await? else {
+        return Ok(());
+    };
+    unmanaged_snapshots::unmanaged_snapshot_record(
+        c,
+        &unmanaged_snapshots::UnmanagedSnapshot {
+            backend: image.backend,
+            name: unmanaged_name(id),
+            image_id,
+            volume_id: s.volume_id,
+            size: s.size,
+            taken_at: s.created_at,
+            created_at: scoria_store::now(),
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 #[cfg(all(test, feature = "failpoints"))]
@@ -164,6 +207,7 @@ mod tests {
     use scoria_model::snapshot::SnapshotStatus;
     use scoria_model::{SnapshotId, VolumeId};
     use scoria_storage::{Format, qemu};
+    use scoria_store::unmanaged_snapshots;
 
     use super::{Params, SnapshotDelete};
     use crate::Env;
@@ -175,6 +219,8 @@ mod tests {
     struct Delete {
         volume: VolumeId,
         snapshot: SnapshotId,
+        /// `os-unmanage`: done, the snapshot's data is kept under its name.
+        unmanage: bool,
     }
 
     impl Scenario for Delete {
@@ -204,6 +250,7 @@ mod tests {
                 project_id: Some(PROJECT.into()),
                 force: false,
                 request_id: Some("req-test".into()),
+                unmanage: self.unmanage,
             }
         }
 
@@ -223,6 +270,20 @@ mod tests {
                 if !ok {
                     return Err(format!("expected {expect:?}, the snapshot is {status:?}"));
                 }
+                let mut c = e.store().read().await.map_err(text)?;
+                let kept = unmanaged_snapshots::unmanaged_snapshot_get(
+                    &mut c,
+                    "file",
+                    &super::unmanaged_name(self.snapshot),
+                )
+                .await
+                .map_err(text)?;
+                drop(c);
+                if kept.is_some() != (self.unmanage && status.is_none()) {
+                    return Err(format!(
+                        "the snapshot is {status:?}, its data kept: {kept:?}"
+                    ));
+                }
                 let image = w.image_of(e, self.volume).await;
                 if !qemu::read_pattern(&image, Format::Qcow2, 0, 1 << 20, 0x42)
                     .await
@@ -240,9 +301,22 @@ mod tests {
         let report = testing::generic(|| Delete {
             volume: VolumeId::new(),
             snapshot: SnapshotId::new(),
+            unmanage: false,
         })
         .await;
         println!("snapshot_delete: {report:?}");
+        assert!(report.crash_points >= 3, "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unmanage_passes_the_generic_flow_tests() {
+        let report = testing::generic(|| Delete {
+            volume: VolumeId::new(),
+            snapshot: SnapshotId::new(),
+            unmanage: true,
+        })
+        .await;
+        println!("snapshot unmanage: {report:?}");
         assert!(report.crash_points >= 3, "{report:?}");
     }
 }

@@ -160,6 +160,7 @@ async fn the_routine_pass_frees_each_layer_as_its_last_user_goes() {
                 project_id: Some(PROJECT.into()),
                 force: false,
                 request_id: None,
+                unmanage: false,
             },
             "a snapshot delete",
         )

@@ -70,6 +70,7 @@ impl Records {
                 },
                 ImageUser::Snapshot(s) => format!("snapshot {s}"),
                 ImageUser::Cache(g) => format!("the image cache (image {g})"),
+                ImageUser::Unmanaged(n) => format!("the unmanaged snapshot {n}"),
             })
             .collect()
     }

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use scoria_model::volume::{MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN, MAX_VOLUME_GIB};
+use scoria_model::volume::{
+    MAX_DESCRIPTION_LEN, MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN, MAX_NAME_LEN, MAX_VOLUME_GIB,
+};
 
 use crate::error::{Error, Result};
 
@@ -20,6 +22,23 @@ pub fn validate_text(field: &str, value: &str, max: usize) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Check what a user names a volume, snapshot or group (its name and
+/// description, if given) and the metadata they give it, against Cinder's
+/// limits.
+pub fn validate_described(
+    name: Option<&str>,
+    description: Option<&str>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    if let Some(n) = name {
+        validate_text("name", n, MAX_NAME_LEN)?;
+    }
+    if let Some(d) = description {
+        validate_text("description", d, MAX_DESCRIPTION_LEN)?;
+    }
+    validate_metadata(metadata)
 }
 
 /// Check metadata keys and values against Cinder's limits.

@@ -58,13 +58,11 @@ fn invalid_ref(reference: &serde_json::Map<String, Value>, why: &str) -> Error {
 pub async fn manage(app: &App, ctx: &Context, req: ManageRequest) -> Result<VolumeView> {
     ctx.authorize(Op::VolumeManage)?;
     let project = ctx.project()?.clone();
-    if let Some(n) = &req.name {
-        super::validate_text("name", n, scoria_model::volume::MAX_NAME_LEN)?;
-    }
-    if let Some(d) = &req.description {
-        super::validate_text("description", d, scoria_model::volume::MAX_DESCRIPTION_LEN)?;
-    }
-    super::validate_metadata(&req.metadata)?;
+    crate::rules::validate::validate_described(
+        req.name.as_deref(),
+        req.description.as_deref(),
+        &req.metadata,
+    )?;
     let Some(backend) = crate::rules::hosts::backend_of_host(&app.env, &req.host) else {
         return Err(Error::NotFound(format!(
             "Service {} could not be found: name a backend of this Scoria (scoria@<backend>).",

@@ -145,13 +145,11 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Volu
     if let Some(size) = req.size {
         validate_size(size)?;
     }
-    if let Some(n) = &req.name {
-        validate_text("name", n, MAX_NAME_LEN)?;
-    }
-    if let Some(d) = &req.description {
-        validate_text("description", d, MAX_DESCRIPTION_LEN)?;
-    }
-    validate_metadata(&req.metadata)?;
+    crate::rules::validate::validate_described(
+        req.name.as_deref(),
+        req.description.as_deref(),
+        &req.metadata,
+    )?;
     let zones = app.env.availability_zones();
     if let Some(az) = &req.availability_zone
         && !zones.contains(az)

@@ -357,6 +357,7 @@ async fn what_a_backup_reads_is_held_until_it_ends() {
             project_id: Some(PROJECT.into()),
             force: false,
             request_id: None,
+            unmanage: false,
         })
         .expect("start");
     failed(del.wait().await, "backing-up");

@@ -270,6 +270,7 @@ async fn a_volume_from_a_snapshot_moves_flattened_and_outlives_the_snapshot() {
             project_id: None,
             force: false,
             request_id: None,
+            unmanage: false,
         },
         "the snapshot's delete",
     )

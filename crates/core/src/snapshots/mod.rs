@@ -22,6 +22,9 @@ use crate::context::{Context, Op};
 use crate::error::{Error, Result, from_outcome};
 use crate::flows::{snapshot_create, snapshot_delete};
 pub use crate::rules::snapshots::parse_id;
+pub use manage::{ManageRequest, ManageableSnapshot, manage, manageable, unmanage};
+
+mod manage;
 use crate::rules::snapshots::visible;
 use crate::rules::validate::{validate_metadata, validate_text};
 
@@ -108,13 +111,11 @@ pub async fn create(app: &App, ctx: &Context, req: CreateRequest) -> Result<Snap
     }
     ctx.authorize(Op::SnapshotCreate)?;
     let project = ctx.project()?.clone();
-    if let Some(n) = &req.name {
-        validate_text("name", n, MAX_NAME_LEN)?;
-    }
-    if let Some(d) = &req.description {
-        validate_text("description", d, MAX_DESCRIPTION_LEN)?;
-    }
-    validate_metadata(&req.metadata)?;
+    crate::rules::validate::validate_described(
+        req.name.as_deref(),
+        req.description.as_deref(),
+        &req.metadata,
+    )?;
     let Some(volume_id) = req.volume_id.as_deref() else {
         return Err(Error::Invalid(
             "Invalid input for field/attribute volume_id. Value: None. None is not of type 'string'.".into(),
@@ -286,6 +287,19 @@ pub async fn delete(app: &App, ctx: &Context, id: SnapshotId, force: bool) -> Re
     } else {
         Op::SnapshotDelete
     };
+    start_delete(app, ctx, id, op, force, false).await
+}
+
+/// Start the delete flow (an unmanage is one) once `op` is allowed on the
+/// snapshot; returns once it is `deleting`.
+async fn start_delete(
+    app: &App,
+    ctx: &Context,
+    id: SnapshotId,
+    op: Op,
+    force: bool,
+    unmanage: bool,
+) -> Result<()> {
     crate::rules::snapshots::authorize_on(app.store(), ctx, id, op).await?;
     let params = snapshot_delete::Params {
         snapshot_id: id,
@@ -296,6 +310,7 @@ pub async fn delete(app: &App, ctx: &Context, id: SnapshotId, force: bool) -> Re
         },
         force,
         request_id: Some(ctx.request_id.clone()),
+        unmanage,
     };
     let handle = app
         .engine
