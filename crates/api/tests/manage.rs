@@ -40,19 +40,6 @@ fn files(t: &TestApp) -> Vec<String> {
     names
 }
 
-async fn image_file(t: &TestApp, id: &str) -> std::path::PathBuf {
-    let mut c = t.app.store().read().await.expect("read");
-    let v = scoria_store::volumes::volume_get(&mut c, id.parse().unwrap())
-        .await
-        .unwrap()
-        .expect("the volume");
-    let i = scoria_store::images::image_get(&mut c, v.image_id.expect("image"))
-        .await
-        .unwrap()
-        .expect("its image");
-    t.dir.path().join("volumes").join(i.name)
-}
-
 async fn used_volumes(t: &TestApp, token: &str, p: &str) -> i64 {
     let r = t
         .call(
@@ -71,7 +58,7 @@ async fn an_unmanaged_volume_is_managed_back_with_its_data() {
     let t = TestApp::new().await;
     let (token, p) = t.admin().await;
     let id = t.volume(&token, &p).await;
-    assert!(qemu_io(&image_file(&t, &id).await, "write -P 0x5c 1M 2M"));
+    assert!(qemu_io(&t.volume_file(&id).await, "write -P 0x5c 1M 2M"));
     assert_eq!(used_volumes(&t, &token, &p).await, 1);
 
     let r = t
@@ -141,7 +128,7 @@ async fn an_unmanaged_volume_is_managed_back_with_its_data() {
     assert_eq!(v["os-vol-host-attr:host"], "scoria@file#file");
     assert_eq!(used_volumes(&t, &token, &p).await, 1);
     // The data is the same file's, under the new image's name.
-    let file = image_file(&t, &new).await;
+    let file = t.volume_file(&new).await;
     assert_eq!(files(&t), [file.file_name().unwrap().to_string_lossy()]);
     assert!(qemu_io(&file, "read -P 0x5c 1M 2M"));
     assert!(qemu_io(&file, "read -P 0 0 1M"));

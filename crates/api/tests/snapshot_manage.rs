@@ -12,26 +12,6 @@ mod support;
 use serde_json::{Value, json};
 use support::{TestApp, qemu_io};
 
-/// The file of an image, and of a volume's active image.
-async fn image_path(t: &TestApp, image: scoria_model::ImageId) -> std::path::PathBuf {
-    let mut c = t.app.store().read().await.expect("read");
-    let i = scoria_store::images::image_get(&mut c, image)
-        .await
-        .unwrap()
-        .expect("the image");
-    t.dir.path().join("volumes").join(i.name)
-}
-
-async fn volume_file(t: &TestApp, id: &str) -> std::path::PathBuf {
-    let mut c = t.app.store().read().await.expect("read");
-    let v = scoria_store::volumes::volume_get(&mut c, id.parse().unwrap())
-        .await
-        .unwrap()
-        .expect("the volume");
-    drop(c);
-    image_path(t, v.image_id.expect("image")).await
-}
-
 async fn snapshot_image(t: &TestApp, id: &str) -> scoria_model::ImageId {
     let mut c = t.app.store().read().await.expect("read");
     scoria_store::snapshots::snapshot_get(&mut c, id.parse().unwrap())
@@ -59,19 +39,6 @@ async fn usage(t: &TestApp, token: &str, p: &str) -> (i64, i64) {
     )
 }
 
-async fn wait_snapshot_gone(t: &TestApp, token: &str, p: &str, id: &str) {
-    for _ in 0..5000 {
-        let r = t
-            .call("GET", &format!("/v3/{p}/snapshots/{id}"), Some(token), None)
-            .await;
-        if r.status == 404 {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
-    panic!("snapshot {id} is still there");
-}
-
 async fn manageable(t: &TestApp, token: &str, p: &str) -> Vec<Value> {
     let r = t
         .call_v(
@@ -92,31 +59,8 @@ async fn an_unmanaged_snapshot_is_managed_back_with_its_data() {
     let (token, p) = t.admin().await;
     let vol = t.volume(&token, &p).await;
     let other = t.volume(&token, &p).await;
-    assert!(qemu_io(&volume_file(&t, &vol).await, "write -P 0x5c 1M 2M"));
-    let r = t
-        .call(
-            "POST",
-            &format!("/v3/{p}/snapshots"),
-            Some(&token),
-            Some(json!({"snapshot": {"volume_id": vol, "name": "s"}})),
-        )
-        .await;
-    assert_eq!(r.status, 202, "{:?}", r.body);
-    let snap = r.body["snapshot"]["id"].as_str().unwrap().to_owned();
-    for _ in 0..5000 {
-        let r = t
-            .call(
-                "GET",
-                &format!("/v3/{p}/snapshots/{snap}"),
-                Some(&token),
-                None,
-            )
-            .await;
-        if r.body["snapshot"]["status"] == "available" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
+    assert!(qemu_io(&t.volume_file(&vol).await, "write -P 0x5c 1M 2M"));
+    let snap = t.snapshot(&token, &p, &vol).await;
     let frozen = snapshot_image(&t, &snap).await;
     assert_eq!(usage(&t, &token, &p).await, (1, 3));
 
@@ -129,13 +73,13 @@ async fn an_unmanaged_snapshot_is_managed_back_with_its_data() {
         )
         .await;
     assert_eq!(r.status, 202, "{:?}", r.body);
-    wait_snapshot_gone(&t, &token, &p, &snap).await;
+    t.wait_snapshot_gone(&token, &p, &snap).await;
     assert_eq!(usage(&t, &token, &p).await, (0, 2));
     // The volume goes on writing on its overlay; the kept layer does not
     // change, and the reaper leaves it alone.
-    assert!(qemu_io(&volume_file(&t, &vol).await, "write -P 0x6d 1M 1M"));
+    assert!(qemu_io(&t.volume_file(&vol).await, "write -P 0x6d 1M 1M"));
     scoria_core::reaper::reap(&t.app.env).await.expect("reap");
-    let kept = image_path(&t, frozen).await;
+    let kept = t.image_file(frozen).await;
     assert!(kept.exists(), "the unmanaged snapshot's data went");
 
     let name = format!("snapshot-{snap}");
@@ -226,7 +170,7 @@ async fn an_unmanaged_snapshot_is_managed_back_with_its_data() {
     // The snapshot reads what was written before the unmanage, the volume
     // what was written after.
     assert!(qemu_io(&kept, "read -P 0x5c 1M 2M"));
-    let top = volume_file(&t, &vol).await;
+    let top = t.volume_file(&vol).await;
     assert!(qemu_io(&top, "read -P 0x6d 1M 1M"));
     assert!(qemu_io(&top, "read -P 0x5c 2M 1M"));
     // The name is taken back: a second manage finds nothing.
@@ -243,7 +187,7 @@ async fn an_unmanaged_snapshot_is_managed_back_with_its_data() {
         )
         .await;
     assert_eq!(r.status, 202, "{:?}", r.body);
-    wait_snapshot_gone(&t, &token, &p, &new).await;
+    t.wait_snapshot_gone(&token, &p, &new).await;
     assert_eq!(manageable(&t, &token, &p).await.len(), 1);
     let r = t
         .call(

@@ -260,6 +260,18 @@ impl TestApp {
         id
     }
 
+    /// Poll `GET path` until `done` holds for its reply (about 10 s at most).
+    async fn wait_path(&self, token: &str, path: &str, done: impl Fn(&Reply) -> bool) -> bool {
+        for _ in 0..5000 {
+            let r = self.call("GET", path, Some(token), None).await;
+            if done(&r) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        false
+    }
+
     /// Poll volume `id` until `done` holds for its reply.
     async fn wait_volume(
         &self,
@@ -268,21 +280,56 @@ impl TestApp {
         id: &str,
         done: impl Fn(&Reply) -> bool,
     ) -> bool {
-        for _ in 0..5000 {
-            let r = self
-                .call(
-                    "GET",
-                    &format!("/v3/{project}/volumes/{id}"),
-                    Some(token),
-                    None,
-                )
-                .await;
-            if done(&r) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        false
+        let path = format!("/v3/{project}/volumes/{id}");
+        self.wait_path(token, &path, done).await
+    }
+
+    /// Take an available snapshot of `volume` in the token's project.
+    pub async fn snapshot(&self, token: &str, project: &str, volume: &str) -> String {
+        let r = self
+            .call(
+                "POST",
+                &format!("/v3/{project}/snapshots"),
+                Some(token),
+                Some(json!({"snapshot": {"volume_id": volume, "name": "fixture"}})),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        let id = r.body["snapshot"]["id"].as_str().expect("id").to_owned();
+        let path = format!("/v3/{project}/snapshots/{id}");
+        let there = self.wait_path(token, &path, |r| {
+            r.body["snapshot"]["status"] == "available"
+        });
+        assert!(there.await, "snapshot {id} never became available");
+        id
+    }
+
+    /// Wait until snapshot `id` is gone (404).
+    pub async fn wait_snapshot_gone(&self, token: &str, project: &str, id: &str) {
+        let path = format!("/v3/{project}/snapshots/{id}");
+        let gone = self.wait_path(token, &path, |r| r.status == 404);
+        assert!(gone.await, "snapshot {id} is still there");
+    }
+
+    /// The file of an image of the `file` backend, as its record names it.
+    pub async fn image_file(&self, image: scoria_model::ImageId) -> std::path::PathBuf {
+        let mut c = self.app.store().read().await.expect("read");
+        let i = scoria_store::images::image_get(&mut c, image)
+            .await
+            .expect("read image")
+            .expect("the image");
+        self.dir.path().join("volumes").join(i.name)
+    }
+
+    /// The file of volume `id`'s active image.
+    pub async fn volume_file(&self, id: &str) -> std::path::PathBuf {
+        let mut c = self.app.store().read().await.expect("read");
+        let v = scoria_store::volumes::volume_get(&mut c, id.parse().expect("a volume id"))
+            .await
+            .expect("read volume")
+            .expect("the volume");
+        drop(c);
+        self.image_file(v.image_id.expect("an active image")).await
     }
 
     /// Wait until volume `id` is gone (404).

@@ -45,11 +45,6 @@ pub struct Params {
     pub request_id: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Reserved {
-    reservation: String,
-}
-
 impl Flow for SnapshotManage {
     const KIND: &'static str = "snapshot_manage";
     type Params = Params;
@@ -72,23 +67,43 @@ impl Flow for SnapshotManage {
     }
 }
 
+/// Cinder's refusal of a manage's `ref`.
+pub fn invalid_ref(reference: &Value, why: &str) -> Error {
+    Error::Invalid(format!(
+        "Manage existing snapshot failed due to invalid backend reference {reference}: {why}"
+    ))
+}
+
 /// The unmanaged snapshot and its volume, as they are now: the volume still
-/// the one it belongs to, in the project the caller named, and in a status
-/// a snapshot may be taken in.
+/// the one it belongs to, in the project the caller named, and in a state
+/// to take it back (both steps check, so the API's refusals are these).
 async fn sources(
     cx: &Cx<SnapshotManage>,
     c: &mut Conn,
 ) -> Result<(unmanaged_snapshots::UnmanagedSnapshot, volumes::Volume), StepError> {
     let p = &cx.params;
+    let reference = json!({"source-name": p.source_name});
     let u = unmanaged_snapshots::unmanaged_snapshot_get(c, &p.backend, &p.source_name)
         .await?
-        .filter(|u| u.volume_id == p.volume_id)
         .ok_or_else(|| {
-            Error::Invalid(format!(
-                "Manage existing snapshot failed due to invalid backend reference {{\"source-name\": \"{}\"}}: no unmanaged snapshot of volume {} has that name.",
-                p.source_name, p.volume_id
-            ))
+            invalid_ref(
+                &reference,
+                &format!(
+                    "backend {} keeps no unmanaged snapshot of that name.",
+                    p.backend
+                ),
+            )
         })?;
+    if u.volume_id != p.volume_id {
+        return Err(invalid_ref(
+            &reference,
+            &format!(
+                "it is a snapshot of volume {}, not of {}.",
+                u.volume_id, p.volume_id
+            ),
+        )
+        .into());
+    }
     let v = volumes::volume_get(c, p.volume_id)
         .await?
         .filter(|v| v.project_id == p.project_id)
@@ -132,13 +147,7 @@ async fn reserve_quota(cx: &Cx<SnapshotManage>, c: &mut Conn) -> Result<Value, S
     let ids = quotas::quota_reserve(c, cx.flow_id, &cx.params.project_id, &deltas, None)
         .await
         .map_err(Error::from)?;
-    let reservation = ids
-        .first()
-        .ok_or_else(|| StepError::msg("quota_reserve recorded no reservation"))?;
-    serde_json::to_value(Reserved {
-        reservation: reservation.to_string(),
-    })
-    .map_err(|e| StepError::msg(e.to_string()))
+    Ok(json!({"reservations": ids.iter().map(ToString::to_string).collect::<Vec<_>>()}))
 }
 
 async fn release_quota(cx: &Cx<SnapshotManage>, c: &mut Conn) -> Result<(), StepError> {

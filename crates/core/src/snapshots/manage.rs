@@ -71,13 +71,6 @@ pub async fn unmanage(app: &App, ctx: &Context, id: SnapshotId) -> Result<()> {
     super::start_delete(app, ctx, id, Op::SnapshotUnmanage, false, true).await
 }
 
-fn invalid_ref(reference: &serde_json::Map<String, Value>, why: &str) -> Error {
-    Error::Invalid(format!(
-        "Manage existing snapshot failed due to invalid backend reference {}: {why}",
-        Value::Object(reference.clone())
-    ))
-}
-
 /// `os-snapshot-manage`: a snapshot of `req.volume_id` on the unmanaged
 /// snapshot `req.reference` names. Returns the snapshot, `available`.
 pub async fn manage(app: &App, ctx: &Context, req: ManageRequest) -> Result<SnapshotView> {
@@ -98,12 +91,15 @@ pub async fn manage(app: &App, ctx: &Context, req: ManageRequest) -> Result<Snap
     let source_name = match req.reference.get("source-name") {
         Some(Value::String(n)) if req.reference.len() == 1 => n.clone(),
         _ => {
-            return Err(invalid_ref(
-                &req.reference,
+            return Err(snapshot_manage::invalid_ref(
+                &Value::Object(req.reference.clone()),
                 "give {\"source-name\": \"snapshot-<id>\"}, the name an unmanaged snapshot is kept under.",
             ));
         }
     };
+    // The rest is checked by the flow, in its transaction: whether the
+    // backend keeps that name for this volume, and whether the volume can
+    // take it back now.
     let mut conn = app.store().read().await?;
     let v = volumes::volume_get(&mut conn, volume_id)
         .await?
@@ -113,26 +109,6 @@ pub async fn manage(app: &App, ctx: &Context, req: ManageRequest) -> Result<Snap
             "Invalid volume: Volume {volume_id} is on no backend."
         ))
     })?;
-    let u = unmanaged_snapshots::unmanaged_snapshot_get(&mut conn, &backend, &source_name)
-        .await?
-        .ok_or_else(|| {
-            invalid_ref(
-                &req.reference,
-                &format!("backend {backend} keeps no unmanaged snapshot of that name."),
-            )
-        })?;
-    if u.volume_id != volume_id {
-        return Err(invalid_ref(
-            &req.reference,
-            &format!(
-                "it is a snapshot of volume {}, not of {volume_id}.",
-                u.volume_id
-            ),
-        ));
-    }
-    if let Some(why) = snapshot_manage::not_manageable(&mut conn, &u, &v).await? {
-        return Err(Error::InvalidState(format!("Invalid volume: {why}")));
-    }
     drop(conn);
     let id = SnapshotId::new();
     let params = snapshot_manage::Params {
