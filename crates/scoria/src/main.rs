@@ -278,7 +278,8 @@ fn init_logging(filter: &str) {
         .init();
 }
 
-async fn serve(mut r: config::Resolved) -> Result<()> {
+/// The failpoints `SCORIA_FAILPOINTS` arms (crash tests), none when unset.
+pub(crate) fn failpoints_from_env() -> Result<std::sync::Arc<Failpoints>> {
     let fp = Failpoints::new();
     if let Ok(spec) = std::env::var("SCORIA_FAILPOINTS") {
         if !Failpoints::compiled_in() {
@@ -289,6 +290,11 @@ async fn serve(mut r: config::Resolved) -> Result<()> {
             .context("SCORIA_FAILPOINTS")?;
         tracing::warn!(%spec, "failpoints armed");
     }
+    Ok(fp)
+}
+
+async fn serve(mut r: config::Resolved) -> Result<()> {
+    let fp = failpoints_from_env()?;
     let listener = tokio::net::TcpListener::bind(r.listen)
         .await
         .with_context(|| format!("binding {}", r.listen))?;

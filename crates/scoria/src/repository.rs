@@ -103,7 +103,8 @@ pub async fn fix(r: &Resolved, kinds: &[FixKind], ids: &[String], json: bool) ->
         kinds: kinds.to_vec(),
         ids: ids.to_vec(),
     };
-    let outcome = repository::fixes::apply_data_dir(&r.core, &selection)
+    let fp = crate::failpoints_from_env()?;
+    let outcome = repository::fixes::apply_data_dir(&r.core, fp, &selection)
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))?;
     if json {

@@ -691,6 +691,29 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     /// [`Capabilities::layering`] fails with `Unsupported`.
     async fn create_overlay(&self, base: &str, spec: &ImageSpec) -> Result<()>;
 
+    /// Merge the image `base` into the overlay `name` that stands on it:
+    /// whatever `base` holds that `name` does not is copied into `name`, and
+    /// `name` then stands on `base`'s own base (or on nothing), reading
+    /// exactly as before (block-stream's offline twin; the repository
+    /// check's `merge`). `base` is only read and stays whole: the caller
+    /// deletes it once its records say nothing else uses it. `name` may be
+    /// immutable (what it reads does not change; its file does). Interrupted,
+    /// `name` still reads the same on either base, and a re-run finishes it:
+    /// `name` already standing on `base`'s base is success. `name` standing
+    /// on anything else is `Mismatch`, absent `NotFound`. Nothing may have
+    /// `name` open meanwhile (qemu's lock refuses an export: an error).
+    async fn merge_base(&self, name: &str, base: &str) -> Result<()>;
+
+    /// Undo [`Driver::merge_base`]: make `name`, which a merge of `base`
+    /// put on `base`'s own base, stand on `base` again. Nothing is copied:
+    /// `name` holds every part of `base` that differs from `base`'s base, so
+    /// it reads the same on either. Only for an image a merge of `base` just
+    /// changed, with `base` unchanged since (the merge flow's undo): on any
+    /// other image it would change what is read. `name` already standing on
+    /// `base` is success (the merge never ran, or this is a re-run); on
+    /// anything but `base`'s base, `Mismatch`.
+    async fn unmerge_base(&self, name: &str, base: &str) -> Result<()>;
+
     /// The image `name` and the images under it, top to bottom: `[name, its
     /// base, the base's base, …]`, ending with a self-contained image. An
     /// absent `name` is `NotFound`; an image on the way that [`Driver::info`]

@@ -68,6 +68,19 @@ pub enum ImageUser {
     Unmanaged(String),
 }
 
+/// Who the user is, in words (the repository check's and the refusals').
+impl std::fmt::Display for ImageUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImageUser::Overlay(o) => write!(f, "image {o} (an overlay on it)"),
+            ImageUser::Volume(v) => write!(f, "volume {v}"),
+            ImageUser::Snapshot(s) => write!(f, "snapshot {s}"),
+            ImageUser::Cache(g) => write!(f, "the image cache (image {g})"),
+            ImageUser::Unmanaged(n) => write!(f, "the unmanaged snapshot {n}"),
+        }
+    }
+}
+
 fn from_row(r: &SqliteRow) -> Result<Image> {
     Ok(Image {
         id: parse("image id", r.try_get::<&str, _>("id")?)?,
@@ -196,6 +209,28 @@ pub async fn image_set_health(
     .bind(id.to_string())
     .bind(health.as_str())
     .bind(reason)
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Put the image `id` on `to` (or on nothing) instead of `from`, only while
+/// it stands on `from`: after its file was made to read the same on `to` (a
+/// merge). `false` when it did not stand on `from`. The old base becomes a
+/// candidate for the reaper (trigger `images_unref_base_moved`).
+pub async fn image_set_base(
+    conn: &mut Conn,
+    id: ImageId,
+    from: ImageId,
+    to: Option<ImageId>,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE images SET base_id = $3, updated_at = $4 WHERE id = $1 AND base_id = $2",
+    )
+    .bind(id.to_string())
+    .bind(from.to_string())
+    .bind(to.map(|t| t.to_string()))
     .bind(now())
     .execute(conn)
     .await?;

@@ -16,6 +16,7 @@ pub mod backup_import;
 pub mod backup_restore;
 pub mod group_create_from_src;
 pub mod group_delete;
+pub mod image_merge;
 pub mod snapshot_create;
 pub mod snapshot_delete;
 pub mod snapshot_manage;
@@ -39,6 +40,7 @@ pub fn register(engine: &Engine<Env>) {
     engine.register::<snapshot_create::SnapshotCreate>();
     engine.register::<snapshot_delete::SnapshotDelete>();
     engine.register::<snapshot_manage::SnapshotManage>();
+    engine.register::<image_merge::ImageMerge>();
     engine.register::<attachment_attach::AttachmentAttach>();
     engine.register::<attachment_detach::AttachmentDetach>();
     engine.register::<backup_create::BackupCreate>();

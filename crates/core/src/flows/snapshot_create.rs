@@ -55,7 +55,7 @@
 use std::collections::BTreeMap;
 
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
-use scoria_model::image::{ImageHealth, ImageState};
+use scoria_model::image::ImageState;
 use scoria_model::snapshot::SnapshotStatus;
 use scoria_model::volume::VolumeStatus;
 use scoria_model::{ImageId, SnapshotId, VolumeId, VolumeTypeId};
@@ -434,7 +434,7 @@ async fn finish(cx: &Cx<SnapshotCreate>, c: &mut Conn) -> Result<Value, StepErro
         tracing::warn!(snapshot = %p.snapshot_id, "the snapshot was no longer being created when it was taken");
     }
     let max = cx.env.backend(&plan.backend)?.config.max_chain_depth;
-    mark_depth(c, plan.overlay_id, max).await?;
+    crate::rules::images::mark_depth(c, plan.overlay_id, max).await?;
     Ok(Value::Null)
 }
 
@@ -452,26 +452,8 @@ async fn switch_v1(cx: &Cx<SnapshotCreate>, c: &mut Conn) -> Result<Value, StepE
         .into());
     }
     let max = cx.env.backend(&plan.backend)?.config.max_chain_depth;
-    mark_depth(c, plan.overlay_id, max).await?;
+    crate::rules::images::mark_depth(c, plan.overlay_id, max).await?;
     Ok(Value::Null)
-}
-
-/// Mark an image `degraded` when its chain is deeper than `max` layers (the
-/// repository check offers to merge it).
-pub(crate) async fn mark_depth(c: &mut Conn, image: ImageId, max: usize) -> Result<(), StepError> {
-    let depth = images::image_chain(c, image).await?.len();
-    if depth > max {
-        images::image_set_health(
-            c,
-            image,
-            ImageHealth::Degraded,
-            Some(&format!(
-                "its chain has {depth} layers, more than the backend's max_chain_depth ({max})"
-            )),
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 #[cfg(all(test, feature = "failpoints"))]

@@ -302,7 +302,7 @@ async fn switch(cx: &Cx<VolumeRevert>, c: &mut Conn) -> Result<Value, StepError>
         .into());
     }
     let max = cx.env.backend(&plan.backend)?.config.max_chain_depth;
-    crate::flows::snapshot_create::mark_depth(c, plan.overlay_id, max).await?;
+    crate::rules::images::mark_depth(c, plan.overlay_id, max).await?;
     Ok(Value::Null)
 }
 

@@ -1,5 +1,5 @@
 //! Applying the fixes a check lists (`scoria fix`), offline: the caller
-//! holds the data directory's lock, so no flow runs meanwhile.
+//! holds the data directory's lock, so no other flow runs meanwhile.
 //!
 //! [`apply`] checks again first and applies only fixes of that new check
 //! (the repository may have changed since the check whose ids the operator
@@ -18,10 +18,24 @@
 //!   (re-tested: the file is still missing). A file whose format, size or
 //!   backing file disagrees, or that qemu cannot read: the image recorded
 //!   `broken` with the reason — repairing it is the operator's.
-//! - **merge** and **optimize** are not built yet: reported `not_built`.
+//! - **merge** — each layer of the volume's chain that only the layer above
+//!   reads (a deleted snapshot's) is merged into that layer by the
+//!   `image_merge` flow (`qemu-img rebase`, offline: only a detached
+//!   volume), then freed as an unused image, one at a time from the top.
+//! - **optimize** (flattening a chain of snapshots' layers) is not built
+//!   yet: reported `not_built`.
+//!
+//! The fixes run in an application assembled without its API
+//! ([`apply_data_dir`]): the flows a previous run left are finished or
+//! undone first, and an interrupted merge resumes at the next `scoria fix`
+//! or `scoria serve`.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use scoria_failpoints::Failpoints;
+use scoria_flows::{EngineOptions, Outcome as FlowOutcome};
+use scoria_model::ImageId;
 use scoria_model::image::{ImageHealth, ImageState};
 use scoria_model::volume::VolumeStatus;
 use scoria_storage::Format;
@@ -31,8 +45,9 @@ use scoria_store::images::{self, ImageUser};
 use scoria_store::{Store, StoreError, flows, volumes};
 
 use super::{CheckOptions, Fix, FixKind, Problem, Target, check, scan};
-use crate::BackendConfig;
+use crate::App;
 use crate::error::{Error, Result};
+use crate::flows::image_merge::{self, ImageMerge};
 
 /// Which fixes to apply: those named, and every fix of the kinds given;
 /// every fix when both are empty.
@@ -76,23 +91,41 @@ impl Outcome {
     }
 }
 
-/// [`apply`] on the data directory of `config` (the store opened for
-/// writing: the caller holds the data directory's lock).
-pub async fn apply_data_dir(config: &crate::Config, selection: &Selection) -> Result<Outcome> {
-    let store = Store::open(&config.data_dir.join("scoria.db"), &config.store).await?;
-    let outcome = apply(&store, &config.data_dir, &config.backends, selection).await;
-    store.close().await;
+/// [`apply`] on the data directory of `config` (the caller holds the data
+/// directory's lock). The application is assembled without its API: flows a
+/// previous run left unfinished are finished or undone first, as `scoria
+/// serve` would at start, and merges run as flows.
+pub async fn apply_data_dir(
+    config: &crate::Config,
+    fp: Arc<Failpoints>,
+    selection: &Selection,
+) -> Result<Outcome> {
+    let options = EngineOptions {
+        node_id: config.node_id.clone(),
+        ..EngineOptions::default()
+    };
+    let app = App::assemble(config.clone(), fp, options).await?;
+    let outcome = async {
+        app.engine.resume_all().await?;
+        app.engine.wait_idle().await;
+        apply(&app, selection).await
+    }
+    .await;
+    app.shutdown(std::time::Duration::from_secs(10)).await;
     outcome
 }
 
 /// Check again, then apply the chosen fixes of that check in its order.
-pub async fn apply(
-    store: &Store,
-    data_dir: &Path,
-    backends: &[BackendConfig],
-    selection: &Selection,
-) -> Result<Outcome> {
-    let report = check(store, data_dir, backends, None, CheckOptions::default()).await?;
+pub async fn apply(app: &App, selection: &Selection) -> Result<Outcome> {
+    let store = app.store();
+    let report = check(
+        store,
+        &app.config.data_dir,
+        &app.config.backends,
+        None,
+        CheckOptions::default(),
+    )
+    .await?;
     let mut outcome = Outcome {
         unknown: selection
             .ids
@@ -103,12 +136,12 @@ pub async fn apply(
         ..Outcome::default()
     };
     for f in report.fixes.iter().filter(|f| selection.wants(f)) {
-        let (outcome_word, detail) = match apply_one(store, f).await {
+        let (outcome_word, detail) = match apply_one(app, f).await {
             Ok(Done::Applied(d)) => ("applied", d),
             Ok(Done::Skipped(d)) => ("skipped", d),
             Ok(Done::NotBuilt) => (
                 "not_built",
-                "merging and flattening chains is not built yet".to_owned(),
+                "flattening a chain whose every layer is a snapshot's is not built yet".to_owned(),
             ),
             Err(e) => ("failed", e.chain()),
         };
@@ -145,7 +178,8 @@ async fn commit(tx: scoria_store::Tx) -> Result<()> {
     Ok(())
 }
 
-async fn apply_one(store: &Store, f: &Fix) -> Result<Done> {
+async fn apply_one(app: &App, f: &Fix) -> Result<Done> {
+    let store = app.store();
     let path = f.target.path();
     let (dir, file_name) = parent_and_name(path)?;
     match f.problem {
@@ -209,23 +243,7 @@ async fn apply_one(store: &Store, f: &Fix) -> Result<Done> {
                     "an unused image fix without an image".into(),
                 ));
             };
-            let mut tx = store.begin().await?;
-            let marked = images::image_mark_garbage(&mut tx, image_id).await?;
-            commit(tx).await?;
-            if !marked {
-                return Ok(Done::Skipped("something uses it now".into()));
-            }
-            survey::remove_file(dir, &file_name)
-                .await
-                .map_err(storage("removing the image's file"))?;
-            let mut tx = store.begin().await?;
-            let gone = images::image_delete(&mut tx, image_id).await?;
-            commit(tx).await?;
-            Ok(if gone {
-                Done::Applied(format!("image {image_id} and its file removed"))
-            } else {
-                Done::Skipped("its file is gone; something uses its record now".into())
-            })
+            free_image(store, dir, image_id, &file_name).await
         }
         Problem::Leaks | Problem::Corruption => {
             let what = if f.problem == Problem::Leaks {
@@ -283,8 +301,99 @@ async fn apply_one(store: &Store, f: &Fix) -> Result<Done> {
                 )
             }))
         }
+        Problem::DeepChain if f.kind == FixKind::Merge => merge(app, f, dir).await,
         Problem::DeepChain => Ok(Done::NotBuilt),
     }
+}
+
+/// The reaper's three steps on one image: marked `deleting` only while
+/// still unused (one conditional statement), its file removed, its record
+/// removed. A crash between leaves it for the next check or the reaper.
+async fn free_image(store: &Store, dir: &Path, image_id: ImageId, file_name: &str) -> Result<Done> {
+    let mut tx = store.begin().await?;
+    let marked = images::image_mark_garbage(&mut tx, image_id).await?;
+    commit(tx).await?;
+    if !marked {
+        return Ok(Done::Skipped("something uses it now".into()));
+    }
+    survey::remove_file(dir, file_name)
+        .await
+        .map_err(storage("removing the image's file"))?;
+    let mut tx = store.begin().await?;
+    let gone = images::image_delete(&mut tx, image_id).await?;
+    commit(tx).await?;
+    Ok(if gone {
+        Done::Applied(format!("image {image_id} and its file removed"))
+    } else {
+        Done::Skipped("its file is gone; something uses its record now".into())
+    })
+}
+
+/// A `deep_chain` merge: each layer of the volume's chain that only the next
+/// layer up reads is merged into it (the `image_merge` flow), then freed,
+/// one at a time from the top (freeing one can make the one under it read
+/// only by the layer above).
+async fn merge(app: &App, f: &Fix, dir: &Path) -> Result<Done> {
+    let Target::Image { image_id, .. } = f.target else {
+        return Err(Error::Invalid("a merge without an image".into()));
+    };
+    let mut merged = Vec::new();
+    loop {
+        let mut conn = app.store().read().await?;
+        let volume = images::image_users(&mut conn, image_id)
+            .await?
+            .into_iter()
+            .find_map(|u| match u {
+                ImageUser::Volume(v) => Some(v),
+                _ => None,
+            });
+        let Some(volume) = volume else {
+            return Ok(Done::Skipped("no volume reads the image now".into()));
+        };
+        let chain = images::image_chain(&mut conn, image_id).await?;
+        let mut next = None;
+        for pair in chain.windows(2) {
+            if images::image_users(&mut conn, pair[1].id).await? == [ImageUser::Overlay(pair[0].id)]
+            {
+                next = Some(pair[1].clone());
+                break;
+            }
+        }
+        drop(conn);
+        let Some(layer) = next else { break };
+        let h = app
+            .engine
+            .start::<ImageMerge>(image_merge::Params {
+                volume_id: volume,
+                layer_id: layer.id,
+            })
+            .map_err(|e| Error::internal("starting a merge", e))?;
+        match h.wait().await {
+            FlowOutcome::Done => {}
+            FlowOutcome::Failed(e) => return Err(Error::InvalidState(e.to_string())),
+            other => {
+                return Err(Error::InvalidState(format!(
+                    "the merge of image {} did not end: {other:?}",
+                    layer.id
+                )));
+            }
+        }
+        if let Done::Skipped(why) = free_image(app.store(), dir, layer.id, &layer.name).await? {
+            return Err(Error::InvalidState(format!(
+                "image {} was merged but not freed: {why}",
+                layer.id
+            )));
+        }
+        merged.push(layer.id.to_string());
+    }
+    Ok(if merged.is_empty() {
+        Done::Skipped("no layer of the chain is read only by the layer above it now".into())
+    } else {
+        Done::Applied(format!(
+            "merged into the layers above them and freed: {}",
+            merged.join(", ")
+        ))
+    })
 }
 
 async fn remove(dir: &Path, file_name: &str) -> Result<Done> {

@@ -61,16 +61,13 @@ impl Records {
         self.users(id)
             .iter()
             .map(|u| match u {
-                ImageUser::Overlay(o) => format!("image {o} (an overlay on it)"),
                 ImageUser::Volume(v) => match self.attachments.get(v) {
                     Some(a) if !a.is_empty() => {
                         format!("volume {v} (attachments {})", a.join(", "))
                     }
-                    _ => format!("volume {v}"),
+                    _ => u.to_string(),
                 },
-                ImageUser::Snapshot(s) => format!("snapshot {s}"),
-                ImageUser::Cache(g) => format!("the image cache (image {g})"),
-                ImageUser::Unmanaged(n) => format!("the unmanaged snapshot {n}"),
+                _ => u.to_string(),
             })
             .collect()
     }

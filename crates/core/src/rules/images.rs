@@ -4,7 +4,7 @@
 //! drivers take; `scoria-storage` does not depend on `scoria-model`).
 
 use scoria_model::ImageId;
-use scoria_model::image::ImageFormat;
+use scoria_model::image::{ImageFormat, ImageHealth};
 use scoria_storage::Format;
 use scoria_store::Conn;
 use scoria_store::images::{self as store, Image};
@@ -51,6 +51,31 @@ pub async fn active_image(conn: &mut Conn, v: &Volume) -> Result<Option<Image>> 
         Some(id) => Ok(store::image_get(conn, id).await?),
         None => Ok(None),
     }
+}
+
+/// Record an image's health as its chain's depth says: `degraded` when the
+/// chain is deeper than `max` layers (the repository check offers a merge),
+/// back to `optimized` when a `degraded` one no longer is (after a merge). A
+/// `broken` image stays broken: that is a mend's, not the depth's.
+pub async fn mark_depth(conn: &mut Conn, image: ImageId, max: usize) -> Result<()> {
+    let depth = store::image_chain(conn, image).await?.len();
+    let Some(now) = store::image_get(conn, image).await? else {
+        return Ok(());
+    };
+    if depth > max && now.health != ImageHealth::Broken {
+        store::image_set_health(
+            conn,
+            image,
+            ImageHealth::Degraded,
+            Some(&format!(
+                "its chain has {depth} layers, more than the backend's max_chain_depth ({max})"
+            )),
+        )
+        .await?;
+    } else if depth <= max && now.health == ImageHealth::Degraded {
+        store::image_set_health(conn, image, ImageHealth::Optimized, None).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

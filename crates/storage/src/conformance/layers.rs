@@ -11,6 +11,7 @@ both!(
     foreign_references_are_refused,
     broken_chains_are_refused,
     layered_copies_are_independent,
+    merging_a_base_keeps_what_the_overlay_reads,
 );
 
 /// An immutable image can be read, copied and deleted, never extended or
@@ -454,6 +455,105 @@ async fn layered_copies_are_independent(kind: Kind) {
                 d.reads_as(copy, offset, len, byte).await.expect("read"),
                 "{copy}: {len} bytes at {offset}"
             );
+        }
+    }
+}
+
+/// Merging a base into its overlay leaves the overlay reading exactly as
+/// before, on the base's base (then on nothing), frozen if it was; the merged
+/// base is unchanged. The undo puts it back on the base, reading the same. A
+/// re-run of either is success; an overlay that does not stand on
+/// the named base is `Mismatch`.
+async fn merging_a_base_keeps_what_the_overlay_reads(kind: Kind) {
+    let env = Env::new(kind).await;
+    let d = &env.d;
+    for bottom in ["bottom.qcow2", "bottom.raw"] {
+        d.create(&spec(bottom, 4 * MIB)).await.expect("create");
+        d.write(bottom, 0, 2 * MIB, 0x11).await.expect("write");
+        d.make_immutable(bottom).await.expect("immutable");
+        d.create_overlay(bottom, &spec("mid.qcow2", 4 * MIB))
+            .await
+            .expect("overlay");
+        d.write("mid.qcow2", MIB, 2 * MIB, 0x22)
+            .await
+            .expect("write");
+        d.make_immutable("mid.qcow2").await.expect("immutable");
+        d.create_overlay("mid.qcow2", &spec("top.qcow2", 8 * MIB))
+            .await
+            .expect("overlay");
+        d.write("top.qcow2", 1536 * KIB, MIB, 0x33)
+            .await
+            .expect("write");
+        d.make_immutable("top.qcow2").await.expect("immutable");
+        let runs = [
+            (0, MIB, 0x11),
+            (MIB, 512 * KIB, 0x22),
+            (1536 * KIB, MIB, 0x33),
+            (2560 * KIB, 512 * KIB, 0x22),
+            (3 * MIB, 5 * MIB, 0),
+        ];
+        let reads = async |what: &str| {
+            for &(offset, len, byte) in &runs {
+                assert!(
+                    d.reads_as("top.qcow2", offset, len, byte)
+                        .await
+                        .expect("read"),
+                    "{what} ({bottom}): {len} bytes at {offset} are not {byte:#x}"
+                );
+            }
+        };
+        reads("before").await;
+        let mid = d.fingerprint("mid.qcow2").await;
+
+        assert_err!(
+            d.merge_base("top.qcow2", bottom).await,
+            StorageError::Mismatch { .. }
+        );
+        d.merge_base("top.qcow2", "mid.qcow2").await.expect("merge");
+        let info = d.info("top.qcow2").await.expect("info").expect("present");
+        assert_eq!(info.backing.as_deref(), Some(bottom));
+        assert!(info.immutable, "{info:?}");
+        reads("after merging mid").await;
+        assert!(d.fingerprint("mid.qcow2").await == mid, "mid changed");
+        d.merge_base("top.qcow2", "mid.qcow2")
+            .await
+            .expect("a re-run");
+        reads("after a re-run").await;
+
+        // Undone, it stands on the merged layer again, still reading the same;
+        // undone again, nothing changes; merged again, as before.
+        d.unmerge_base("top.qcow2", "mid.qcow2")
+            .await
+            .expect("unmerge");
+        let info = d.info("top.qcow2").await.expect("info").expect("present");
+        assert_eq!(info.backing.as_deref(), Some("mid.qcow2"));
+        reads("after the undo").await;
+        d.unmerge_base("top.qcow2", "mid.qcow2")
+            .await
+            .expect("an undo again");
+        assert_err!(
+            d.unmerge_base("top.qcow2", bottom).await,
+            StorageError::Mismatch { .. }
+        );
+        d.merge_base("top.qcow2", "mid.qcow2")
+            .await
+            .expect("merge again");
+        reads("merged again").await;
+
+        // The bottom stands on nothing: the overlay then stands alone.
+        d.delete("mid.qcow2")
+            .await
+            .expect("delete the merged layer");
+        d.merge_base("top.qcow2", bottom).await.expect("merge");
+        let info = d.info("top.qcow2").await.expect("info").expect("present");
+        assert_eq!(info.backing, None);
+        reads("standing alone").await;
+        assert_err!(
+            d.merge_base("gone.qcow2", bottom).await,
+            StorageError::NotFound(_)
+        );
+        for name in ["top.qcow2", bottom] {
+            d.delete(name).await.expect("delete");
         }
     }
 }

@@ -15,6 +15,9 @@
 //! files' owner, often root, whom the mode does not stop; the mode is the
 //! record, the driver's checks are the enforcement.)
 //!
+//! A base is merged into its overlay by `qemu-img rebase` in safe mode
+//! ([`crate::qemu::rebase`]): the overlay's data as read never changes.
+//!
 //! An overlay is written natively ([`crate::qcow2::write_overlay`], the bytes
 //! `qemu-img create -f qcow2 -F <fmt> -b <base> <path> <size>` writes) through
 //! the temp-and-rename job of [`super::create`]; nothing of the base is read
@@ -208,6 +211,81 @@ impl FileDriver {
         }
         self.fp.hit("storage.overlay.after")?;
         tracing::info!(name = %spec.name, base, size = spec.size, "overlay created");
+        Ok(())
+    }
+
+    pub(super) async fn merge_base_file(&self, name: &str, base: &str) -> Result<()> {
+        self.rebase_file(name, base, false).await
+    }
+
+    pub(super) async fn unmerge_base_file(&self, name: &str, base: &str) -> Result<()> {
+        self.rebase_file(name, base, true).await
+    }
+
+    /// A merge of `base` into `name` (`undo`: its undo), see
+    /// [`crate::Driver::merge_base`].
+    async fn rebase_file(&self, name: &str, base: &str, undo: bool) -> Result<()> {
+        format_of_name(name)?;
+        let point = if undo { "unmerge" } else { "merge" };
+        self.fp.hit(&format!("storage.{point}.before"))?;
+        let _guard = self.lock(name).await;
+        let (dir, top, below) = (self.dir.clone(), name.to_owned(), base.to_owned());
+        // What `name` stands on now, and what the call puts it on.
+        let todo = blocking(move || {
+            let chain = chain_of(&dir, &top)?;
+            let under = chain_of(&dir, &below)?;
+            let new_base = under.get(1).map(|i| (i.name.clone(), i.format));
+            let (from, to) = if undo {
+                (new_base, Some((below.clone(), under[0].format)))
+            } else {
+                (Some((below.clone(), under[0].format)), new_base)
+            };
+            let standing = chain[0].backing.as_deref();
+            if standing == to.as_ref().map(|(n, _)| n.as_str()) {
+                return Ok(None);
+            }
+            if standing != from.as_ref().map(|(n, _)| n.as_str()) {
+                return Err(StorageError::Mismatch {
+                    name: top,
+                    detail: format!(
+                        "it stands on {}, neither {below} nor its base",
+                        standing.unwrap_or("nothing")
+                    ),
+                });
+            }
+            Ok(Some((chain[0].immutable, to)))
+        })
+        .await?;
+        let Some((immutable, to)) = todo else {
+            return Ok(()); // a re-run: done already
+        };
+        let path = self.dir.join(name);
+        let set_mode = |mode: u32| {
+            let path = path.clone();
+            blocking(move || {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| io_error(format!("changing the mode of {}", path.display()), e))
+            })
+        };
+        // Root ignores the mode, but the driver may not run as root.
+        if immutable {
+            set_mode(MUTABLE_MODE).await?;
+        }
+        let rebased = match (&to, undo) {
+            (Some((n, f)), true) => qemu::rebase::rebase_unsafe(&path, n, *f).await,
+            (to, _) => {
+                qemu::rebase::rebase(&path, to.as_ref().map(|(n, f)| (n.as_str(), *f))).await
+            }
+        };
+        if immutable {
+            set_mode(IMMUTABLE_MODE).await?;
+        }
+        rebased?;
+        if self.options.fsync {
+            sync_file(path).await?;
+        }
+        self.fp.hit(&format!("storage.{point}.after"))?;
+        tracing::info!(name, base, undo, "base merged into its overlay");
         Ok(())
     }
 

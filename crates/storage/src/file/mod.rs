@@ -536,6 +536,14 @@ impl Driver for FileDriver {
         self.create_overlay_file(base, spec).await
     }
 
+    async fn merge_base(&self, name: &str, base: &str) -> Result<()> {
+        self.merge_base_file(name, base).await
+    }
+
+    async fn unmerge_base(&self, name: &str, base: &str) -> Result<()> {
+        self.unmerge_base_file(name, base).await
+    }
+
     async fn chain(&self, name: &str) -> Result<Vec<ImageInfo>> {
         self.chain_file(name).await
     }

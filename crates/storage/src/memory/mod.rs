@@ -30,12 +30,13 @@
 //! to a full copy can be tested.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use raw::{Scratch, read_raw, write_raw};
 use scoria_failpoints::Failpoints;
 
-use crate::file::create::{CreateJob, blocking, remove_if_present};
+use crate::file::create::{CreateJob, blocking};
 use crate::file::streams::{fits, inspect_source};
 use crate::{
     Capabilities, Capacity, Driver, Format, ImageInfo, ImageSpec, Progress, Result, SECTOR_SIZE,
@@ -62,6 +63,8 @@ pub fn default_capabilities() -> Capabilities {
         formats: vec![Format::Qcow2, Format::Raw],
     }
 }
+
+mod raw;
 
 const SECTOR: usize = SECTOR_SIZE as usize;
 
@@ -205,6 +208,60 @@ impl MemoryDriver {
 
     /// The existing image `spec.name`, compared with `spec` (layered on
     /// `backing`), or `None`.
+    /// `merge_base` (`undo`: `unmerge_base`) of the driver.
+    fn rebase(&self, name: &str, base: &str, undo: bool) -> Result<()> {
+        format_of_name(name)?;
+        let point = if undo { "unmerge" } else { "merge" };
+        self.fp.hit(&format!("storage.{point}.before"))?;
+        {
+            let mut images = lock(&self.images);
+            chain_in(&images, name)?;
+            // An overlay is never smaller than its base, so what `base` reads
+            // is its own sectors (within its size) over its base's.
+            let under = chain_in(&images, base)?;
+            let new_base = under.get(1).map(|i| i.name.clone());
+            let own: Vec<(u64, Box<[u8]>)> = images
+                .get(base)
+                .map(|b| {
+                    b.sectors
+                        .range(..b.size / SECTOR_SIZE)
+                        .map(|(i, s)| (*i, s.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let (from, to) = if undo {
+                (new_base, Some(base.to_owned()))
+            } else {
+                (Some(base.to_owned()), new_base)
+            };
+            let top = images.get_mut(name).ok_or_else(|| not_found(name))?;
+            let standing = top.backing.as_ref().map(|(b, _)| b.clone());
+            if standing == to {
+                return Ok(());
+            }
+            if standing != from {
+                return Err(StorageError::Mismatch {
+                    name: name.to_owned(),
+                    detail: format!(
+                        "it stands on {}, neither {base} nor its base",
+                        standing.as_deref().unwrap_or("nothing")
+                    ),
+                });
+            }
+            if !undo {
+                for (index, sector) in own {
+                    top.sectors.entry(index).or_insert(sector);
+                }
+            }
+            top.backing = to.map(|n| {
+                let format = format_of_name(&n).map(|f| f.as_str().to_owned()).ok();
+                (n, format)
+            });
+        }
+        self.fp.hit(&format!("storage.{point}.after"))?;
+        Ok(())
+    }
+
     fn existing(&self, spec: &ImageSpec, backing: Option<&str>) -> Option<Result<()>> {
         existing_in(&lock(&self.images), spec, backing)
     }
@@ -332,74 +389,6 @@ fn flatten(images: &Images, chain: &[ImageInfo]) -> BTreeMap<u64, Box<[u8]>> {
                 .then(|| (index, sector.into()))
         })
         .collect()
-}
-
-/// A file in the system's temporary directory, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("scoria-memory-{}-{n}.raw", std::process::id());
-        Self(std::env::temp_dir().join(name))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        // A leftover in the temporary directory is harmless.
-        let _ = remove_if_present(&self.0);
-    }
-}
-
-/// The sectors of the raw file `path` that are not all zeroes (blocking).
-fn read_raw(path: &Path) -> Result<BTreeMap<u64, Box<[u8]>>> {
-    use std::io::Read;
-    let op = || format!("reading {}", path.display());
-    let mut file = std::fs::File::open(path).map_err(|e| io_error(op(), e))?;
-    let mut sectors = BTreeMap::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut index = 0u64;
-    loop {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match file
-                .read(&mut buf[filled..])
-                .map_err(|e| io_error(op(), e))?
-            {
-                0 => break,
-                n => filled += n,
-            }
-        }
-        for sector in buf[..filled].chunks(SECTOR) {
-            if sector.iter().any(|&b| b != 0) {
-                // A file whose length is not whole sectors reads as zeroes up
-                // to the end of its last one.
-                let mut whole = sector.to_vec();
-                whole.resize(SECTOR, 0);
-                sectors.insert(index, whole.into());
-            }
-            index += 1;
-        }
-        if filled < buf.len() {
-            return Ok(sectors);
-        }
-    }
-}
-
-/// Write `sectors` into the empty raw file `file` of `size` bytes (blocking):
-/// what is not written stays a hole.
-fn write_raw(file: &std::fs::File, size: u64, sectors: &BTreeMap<u64, Box<[u8]>>) -> Result<()> {
-    use std::os::unix::fs::FileExt;
-    let op = || "writing an exported image".to_owned();
-    file.set_len(size).map_err(|e| io_error(op(), e))?;
-    for (index, sector) in sectors {
-        file.write_all_at(sector, index * SECTOR_SIZE)
-            .map_err(|e| io_error(op(), e))?;
-    }
-    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -609,6 +598,14 @@ impl Driver for MemoryDriver {
             self.fp.hit("storage.overlay.after")?;
         }
         Ok(())
+    }
+
+    async fn merge_base(&self, name: &str, base: &str) -> Result<()> {
+        self.rebase(name, base, false)
+    }
+
+    async fn unmerge_base(&self, name: &str, base: &str) -> Result<()> {
+        self.rebase(name, base, true)
     }
 
     async fn chain(&self, name: &str) -> Result<Vec<ImageInfo>> {

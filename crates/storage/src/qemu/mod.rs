@@ -13,6 +13,8 @@
 //!   bitmaps (`qemu-img bitmap`), allocation and dirty maps (`qemu-img map`,
 //!   over a `qemu-nbd` unix socket for a bitmap), byte ranges out of an
 //!   image and a raw file written over one.
+//! - [`rebase`]: `qemu-img rebase` in safe mode, dropping a layer from an
+//!   overlay's chain (the repository check's `merge`).
 //! - [`repair`]: `qemu-img check -r`, repairing leaks and corruptions of a
 //!   qcow2 image (the repository check's `mend`).
 //! - [`qmp`]: a client of the QEMU Machine Protocol, to talk to running daemons.
@@ -28,6 +30,7 @@ pub mod img;
 pub mod nbd;
 pub mod qmp;
 pub mod qsd;
+pub mod rebase;
 pub mod repair;
 pub mod untrusted;
 

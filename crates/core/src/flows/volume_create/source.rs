@@ -745,10 +745,10 @@ pub(super) async fn finish(
             ))
             .into());
         }
-        crate::flows::snapshot_create::mark_depth(c, own.id, max).await?;
+        crate::rules::images::mark_depth(c, own.id, max).await?;
     }
     if let Some(image) = place.image_id {
-        crate::flows::snapshot_create::mark_depth(c, image, max).await?;
+        crate::rules::images::mark_depth(c, image, max).await?;
     }
     Ok(())
 }
