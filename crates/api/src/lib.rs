@@ -42,6 +42,7 @@ pub mod placement;
 pub mod qos;
 pub mod query;
 pub mod quota;
+pub mod repository;
 pub mod request_id;
 pub mod routes;
 pub mod server;

@@ -14,8 +14,8 @@ use axum::routing::{delete, get, post, put};
 use crate::fault::ApiError;
 use crate::{
     State, attachments, backup, default_types, filters, groups, identity, messages, microversion,
-    misc, operations, placement, qos, quota, request_id, services, snapshot, transfer, types,
-    volume,
+    misc, operations, placement, qos, quota, repository, request_id, services, snapshot, transfer,
+    types, volume,
 };
 
 pub use crate::glance::IMAGE;
@@ -123,6 +123,10 @@ table! {
     get "/qos-specs/{id}/associations" => qos::associations;
     get "/scoria-operations" => operations::list;
     get "/scoria-operations/{id}" => operations::show;
+    post "/scoria-repository/checks" => repository::start_check;
+    get "/scoria-repository/checks/{id}" => repository::show_check;
+    post "/scoria-repository/fixes" => repository::start_fix;
+    get "/scoria-repository/fixes/{id}" => repository::show_fix;
     post "/os-volume-transfer" => transfer::create;
     get "/os-volume-transfer" => transfer::list;
     get "/os-volume-transfer/detail" => transfer::list_detail;

@@ -1030,6 +1030,36 @@ fn rows() -> Vec<Row> {
             [401, 401, 403, 403, 403, 404],
             None,
         ),
+        // The repository check and fixes (admins): a check of the one file
+        // backend, a fix run naming no fix of it; unknown runs are 404s.
+        r(
+            "POST",
+            "/v3/{p}/scoria-repository/checks",
+            Some(json!({"check": {"quick": true}})),
+            [401, 401, 403, 403, 403, 202],
+            None,
+        ),
+        r(
+            "GET",
+            "/v3/{p}/scoria-repository/checks/{u}",
+            None,
+            [401, 401, 403, 403, 403, 404],
+            None,
+        ),
+        r(
+            "POST",
+            "/v3/{p}/scoria-repository/fixes",
+            Some(json!({"fix": {"ids": ["clean-000000000000"]}})),
+            [401, 401, 403, 403, 403, 202],
+            None,
+        ),
+        r(
+            "GET",
+            "/v3/{p}/scoria-repository/fixes/{u}",
+            None,
+            [401, 401, 403, 403, 403, 404],
+            None,
+        ),
         // Group types (3.11) and groups (3.13; reset_status 3.20). `{gt}`: a
         // fresh public group type with the spec k=v; `{g}`: a fresh group of
         // project A (default volume type).
@@ -1204,6 +1234,8 @@ fn template(path: &str) -> String {
         .replace("/messages/{m}", "/messages/{id}")
         .replace("?state=stuck", "")
         .replace("scoria-operations/{u}", "scoria-operations/{id}")
+        .replace("checks/{u}", "checks/{id}")
+        .replace("fixes/{u}", "fixes/{id}")
         .replace("{gt}", "{id}")
         .replace("{g}", "{id}")
         .replace("/group_specs/k", "/group_specs/{key}")

@@ -197,6 +197,8 @@ ops! {
     ExtensionList => Authenticated, "extensions:list";
     AvailabilityZoneList => ProjectReader, "volume_extension:availability_zone_list";
     FlowListStuck => AdminOrSystemReader, "scoria:operations:list";
+    RepositoryCheck => Admin, "scoria:repository:check";
+    RepositoryFix => Admin, "scoria:repository:fix";
     ServiceList => AdminOrSystemReader, "volume_extension:services:index";
     ServiceUpdate => Admin, "volume_extension:services:update";
     ServiceFreeze => Admin, "volume:freeze_host";

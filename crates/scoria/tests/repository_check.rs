@@ -169,7 +169,7 @@ async fn a_check_lists_exactly_the_damage_and_fixing_it_all_leaves_no_fix() -> R
     let server = Server::start(&data)?;
     let api = Api::login(&server.url)?;
     let names = [
-        "ok", "leak", "corrupt", "missing", "resized", "deep", "gone",
+        "ok", "leak", "corrupt", "missing", "resized", "deep", "gone", "snaps",
     ];
     let mut vols = std::collections::BTreeMap::new();
     for n in names {
@@ -182,6 +182,10 @@ async fn a_check_lists_exactly_the_damage_and_fixing_it_all_leaves_no_fix() -> R
         snaps.push(snapshot(&api, &vols["deep"])?);
     }
     api.ok("DELETE", &format!("/snapshots/{}", snaps[1]), None, 202)?;
+    // snaps: three snapshots kept: every layer is a snapshot's (optimize).
+    for _ in 0..3 {
+        snapshot(&api, &vols["snaps"])?;
+    }
     wait_status(
         &api,
         &format!("/snapshots/{}", snaps[1]),
@@ -242,8 +246,16 @@ async fn a_check_lists_exactly_the_damage_and_fixing_it_all_leaves_no_fix() -> R
         }
         deep_chain = scoria_store::images::image_chain(&mut conn, image["deep"].id).await?;
         ensure!(deep_chain.len() == 4, "deep chain of {}", deep_chain.len());
+        let snaps_chain = scoria_store::images::image_chain(&mut conn, image["snaps"].id).await?;
+        ensure!(
+            snaps_chain.len() == 4,
+            "snaps chain of {}",
+            snaps_chain.len()
+        );
         for i in scoria_store::images::image_list_all(&mut conn).await? {
-            if !image.values().any(|a| a.id == i.id) && !deep_chain.iter().any(|d| d.id == i.id) {
+            if !image.values().any(|a| a.id == i.id)
+                && !deep_chain.iter().chain(&snaps_chain).any(|d| d.id == i.id)
+            {
                 gone_images.push(i.id);
             }
         }
@@ -257,7 +269,7 @@ async fn a_check_lists_exactly_the_damage_and_fixing_it_all_leaves_no_fix() -> R
     let path = |n: &str| backend.join(&image[n].name);
 
     // Data, then damage.
-    for n in ["ok", "leak", "corrupt", "resized", "deep"] {
+    for n in ["ok", "leak", "corrupt", "resized", "deep", "snaps"] {
         qemu::write_pattern(&path(n), Format::Qcow2, 0, 1 << 20, 0x5a).await?;
         qemu::write_pattern(&path(n), Format::Qcow2, 300 << 20, 1 << 20, 0xa5).await?;
     }
@@ -321,6 +333,7 @@ async fn a_check_lists_exactly_the_damage_and_fixing_it_all_leaves_no_fix() -> R
         pair("missing_file", image["missing"].id),
         pair("size_mismatch", image["resized"].id),
         pair("deep_chain", image["deep"].id),
+        pair("deep_chain", image["snaps"].id),
     ]
     .into_iter()
     .collect();
@@ -335,8 +348,17 @@ async fn a_check_lists_exactly_the_damage_and_fixing_it_all_leaves_no_fix() -> R
     let fixes = report["fixes"].as_array().context("fixes")?;
     let deep = fixes
         .iter()
-        .find(|f| f["problem"] == "deep_chain")
+        .find(|f| f["problem"] == "deep_chain" && f["kind"] == "merge")
         .context("deep")?;
+    let snaps_fix = fixes
+        .iter()
+        .find(|f| f["problem"] == "deep_chain" && f["kind"] == "optimize")
+        .context("snaps")?;
+    ensure!(
+        snaps_fix["target"]["image_id"] == image["snaps"].id.to_string()
+            && snaps_fix["effect"]["layers_removed"] == 3,
+        "{snaps_fix}"
+    );
     ensure!(
         deep["kind"] == "merge" && deep["effect"]["layers_removed"] == 1,
         "{deep}"
@@ -439,6 +461,7 @@ async fn a_check_lists_exactly_the_damage_and_fixing_it_all_leaves_no_fix() -> R
     }
 
     // Records: the missing volume in error, its image broken with the reason.
+    let flat;
     let store = scoria_store::Store::open_read_only(
         &data.join("scoria.db"),
         &scoria_store::StoreOptions::default(),
@@ -485,8 +508,26 @@ async fn a_check_lists_exactly_the_damage_and_fixing_it_all_leaves_no_fix() -> R
             .await?
             .context("volume")?;
         ensure!(v.status == scoria_model::volume::VolumeStatus::Available);
+        // snaps: on a flattened image of its own, healthy; the old top gone.
+        let v = scoria_store::volumes::volume_get(&mut conn, vols["snaps"].parse()?)
+            .await?
+            .context("volume")?;
+        ensure!(v.status == scoria_model::volume::VolumeStatus::Available);
+        let chain =
+            scoria_store::images::image_chain(&mut conn, v.image_id.context("image")?).await?;
+        ensure!(
+            chain.len() == 1
+                && chain[0].health == scoria_model::image::ImageHealth::Optimized
+                && chain[0].id != image["snaps"].id,
+            "{chain:?}"
+        );
+        flat = backend.join(&chain[0].name);
     }
     store.close().await;
+    ensure!(
+        !path("snaps").exists(),
+        "the flattened volume's old top is still there"
+    );
     ensure!(!merged_layer.exists(), "the merged layer is still there");
     for layer in [&path("deep"), &kept_layer] {
         ensure!(
@@ -497,14 +538,15 @@ async fn a_check_lists_exactly_the_damage_and_fixing_it_all_leaves_no_fix() -> R
     }
 
     // Every volume still reads what was written.
-    for n in ["ok", "leak", "corrupt", "resized", "deep"] {
+    for n in ["ok", "leak", "corrupt", "resized", "deep", "snaps"] {
+        let file = if n == "snaps" { flat.clone() } else { path(n) };
         for (offset, byte) in [(0, 0x5a), (300 << 20, 0xa5)] {
             ensure!(
-                qemu::read_pattern(&path(n), Format::Qcow2, offset, 1 << 20, byte).await?,
+                qemu::read_pattern(&file, Format::Qcow2, offset, 1 << 20, byte).await?,
                 "{n} lost its data at {offset}"
             );
         }
-        let report = qemu::check(&path(n), Format::Qcow2).await?;
+        let report = qemu::check(&file, Format::Qcow2).await?;
         ensure!(report.is_clean(), "{n}: {report:?}");
     }
     let _: PathBuf = path("ok");

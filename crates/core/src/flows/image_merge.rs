@@ -34,10 +34,9 @@
 
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
 use scoria_model::image::ImageState;
-use scoria_model::volume::{AttachStatus, VolumeStatus};
 use scoria_model::{ImageId, VolumeId};
+use scoria_store::Conn;
 use scoria_store::images::{self, ImageUser};
-use scoria_store::{Conn, flows as flow_store, volumes};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -95,28 +94,8 @@ fn refused(why: String) -> StepError {
 
 async fn begin_merge(cx: &Cx<ImageMerge>, c: &mut Conn) -> Result<Value, StepError> {
     let p = &cx.params;
-    let v = volumes::volume_get(c, p.volume_id)
-        .await?
-        .ok_or_else(|| Error::volume_not_found(p.volume_id))?;
-    if v.status != VolumeStatus::Available || v.attach_status != AttachStatus::Detached {
-        return Err(refused(format!(
-            "Volume {} is {} and {}: only an available, detached volume's chain is merged (an attached one's would be merged by its export's daemon, which is not built).",
-            v.id, v.status, v.attach_status
-        )));
-    }
-    crate::rules::volumes::assert_not_migrating(&v)?;
-    let busy = flow_store::flow_list_unsettled_for(c, &v.id.to_string())
-        .await?
-        .into_iter()
-        .find(|f| f.id != cx.flow_id && f.state.is_active());
-    if let Some(f) = busy {
-        return Err(refused(format!(
-            "Volume {} has an operation in progress ({}).",
-            v.id, f.kind
-        )));
-    }
-    crate::rules::hosts::assert_not_frozen(c, v.backend.as_deref()).await?;
-    crate::rules::volumes::assert_not_held(c, v.id, "merged").await?;
+    let v =
+        crate::rules::volumes::hold_for_maintenance(c, cx.flow_id, p.volume_id, "merged").await?;
     let Some(top) = v.image_id else {
         return Err(refused(format!("Volume {} has no data.", v.id)));
     };
@@ -147,17 +126,6 @@ async fn begin_merge(cx: &Cx<ImageMerge>, c: &mut Conn) -> Result<Value, StepErr
             layer.id, child.id
         )));
     }
-    let moved = volumes::volume_set_status_by_flow(
-        c,
-        v.id,
-        &[VolumeStatus::Available],
-        VolumeStatus::Maintenance,
-        Some(&cx.flow_id.to_string()),
-    )
-    .await?;
-    if !moved {
-        return Err(refused(format!("Volume {} changed status.", v.id)));
-    }
     serde_json::to_value(Plan {
         backend: layer.backend.clone(),
         child_id: child.id,
@@ -169,13 +137,7 @@ async fn begin_merge(cx: &Cx<ImageMerge>, c: &mut Conn) -> Result<Value, StepErr
 }
 
 async fn abort_merge(cx: &Cx<ImageMerge>, c: &mut Conn) -> Result<(), StepError> {
-    volumes::volume_set_status(
-        c,
-        cx.params.volume_id,
-        &[VolumeStatus::Maintenance],
-        VolumeStatus::Available,
-    )
-    .await?;
+    crate::rules::volumes::release_maintenance(c, cx.params.volume_id).await?;
     Ok(())
 }
 
@@ -209,13 +171,7 @@ async fn finish_merge(cx: &Cx<ImageMerge>, c: &mut Conn) -> Result<Value, StepEr
     // Nothing else changed the chain while the volume was held; a resumed
     // run may find this done already.
     images::image_set_base(c, plan.child_id, p.layer_id, plan.new_base).await?;
-    volumes::volume_set_status(
-        c,
-        p.volume_id,
-        &[VolumeStatus::Maintenance],
-        VolumeStatus::Available,
-    )
-    .await?;
+    crate::rules::volumes::release_maintenance(c, p.volume_id).await?;
     // Every image over the merged layer now has a shorter chain.
     let max = cx.env.backend(&plan.backend)?.config.max_chain_depth;
     let mut above = vec![plan.child_id];

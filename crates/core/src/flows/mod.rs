@@ -23,6 +23,7 @@ pub mod snapshot_manage;
 pub mod volume_create;
 pub mod volume_delete;
 pub mod volume_extend;
+pub mod volume_flatten;
 pub mod volume_migrate;
 pub mod volume_revert;
 pub mod volume_upload;
@@ -41,6 +42,9 @@ pub fn register(engine: &Engine<Env>) {
     engine.register::<snapshot_delete::SnapshotDelete>();
     engine.register::<snapshot_manage::SnapshotManage>();
     engine.register::<image_merge::ImageMerge>();
+    engine.register::<volume_flatten::VolumeFlatten>();
+    engine.register::<crate::repository::flows::RepositoryCheck>();
+    engine.register::<crate::repository::flows::RepositoryFix>();
     engine.register::<attachment_attach::AttachmentAttach>();
     engine.register::<attachment_detach::AttachmentDetach>();
     engine.register::<backup_create::BackupCreate>();

@@ -23,6 +23,43 @@ use scoria_store::{images, messages, volumes};
 use super::volume_create;
 use crate::{App, Config, DriverConfig, Env, invariants};
 
+const MIB: u64 = 1 << 20;
+
+/// That the image at `path` reads what [`World::layered_volume`] wrote into
+/// its first `layers` layers (`bytes[i]` at MiB `i`), zeroes after.
+pub async fn reads_layers(
+    path: &std::path::Path,
+    bytes: &[u8],
+    layers: usize,
+) -> Result<(), String> {
+    for (i, byte) in bytes.iter().enumerate() {
+        let expect = if i < layers { *byte } else { 0 };
+        let ok = scoria_storage::qemu::read_pattern(
+            path,
+            scoria_storage::Format::Qcow2,
+            i as u64 * MIB,
+            MIB,
+            expect,
+        )
+        .await
+        .map_err(text)?;
+        if !ok {
+            return Err(format!(
+                "{}: MiB {i} does not read {expect:#x}",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A configuration tweak: every backend allows chains of 3 layers.
+pub fn three_layers(c: &mut Config) {
+    for b in &mut c.backends {
+        b.max_chain_depth = 3;
+    }
+}
+
 /// The project every scenario's resources belong to.
 pub const PROJECT: &str = "0123456789abcdef0123456789abcdef";
 /// The user that makes them.
@@ -337,6 +374,35 @@ impl World {
             "a snapshot",
         )
         .await;
+    }
+
+    /// A volume of 1 GiB whose layers each hold data: 1 MiB of `bytes[i]` at
+    /// MiB `i` written, then the snapshot `snapshots[i]` taken, for each
+    /// byte; a byte past the snapshots is written on top. Its chain has
+    /// `snapshots.len() + 1` layers.
+    pub async fn layered_volume(
+        &self,
+        e: &Engine<Env>,
+        volume: VolumeId,
+        snapshots: &[scoria_model::SnapshotId],
+        bytes: &[u8],
+    ) {
+        self.create_volume(e, volume, 1).await;
+        for (i, byte) in bytes.iter().enumerate() {
+            let top = self.image_of(e, volume).await;
+            scoria_storage::qemu::write_pattern(
+                &top,
+                scoria_storage::Format::Qcow2,
+                i as u64 * MIB,
+                MIB,
+                *byte,
+            )
+            .await
+            .expect("write");
+            if let Some(s) = snapshots.get(i) {
+                self.create_snapshot(e, *s, volume).await;
+            }
+        }
     }
 
     /// The file of a volume's active image, as its image record names it.

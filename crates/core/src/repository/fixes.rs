@@ -22,8 +22,9 @@
 //!   reads (a deleted snapshot's) is merged into that layer by the
 //!   `image_merge` flow (`qemu-img rebase`, offline: only a detached
 //!   volume), then freed as an unused image, one at a time from the top.
-//! - **optimize** (flattening a chain of snapshots' layers) is not built
-//!   yet: reported `not_built`.
+//! - **optimize** — a chain whose every layer is a snapshot's: the volume is
+//!   put on a flattened copy of its chain by the `volume_flatten` flow
+//!   (offline: only a detached volume), and its old top layer freed.
 //!
 //! The fixes run in an application assembled without its API
 //! ([`apply_data_dir`]): the flows a previous run left are finished or
@@ -34,20 +35,25 @@ use std::path::Path;
 use std::sync::Arc;
 
 use scoria_failpoints::Failpoints;
-use scoria_flows::{EngineOptions, Outcome as FlowOutcome};
-use scoria_model::ImageId;
+use scoria_flows::{Cx, EngineOptions, Flow, Outcome as FlowOutcome, StepError};
 use scoria_model::image::{ImageHealth, ImageState};
 use scoria_model::volume::VolumeStatus;
+use scoria_model::{ImageId, VolumeId};
 use scoria_storage::Format;
 use scoria_storage::file::survey;
 use scoria_storage::qemu::{self, repair::Repair};
 use scoria_store::images::{self, ImageUser};
 use scoria_store::{Store, StoreError, flows, volumes};
 
+use super::flows::RepositoryFix;
 use super::{CheckOptions, Fix, FixKind, Problem, Target, check, scan};
-use crate::App;
 use crate::error::{Error, Result};
 use crate::flows::image_merge::{self, ImageMerge};
+use crate::flows::volume_flatten::{self, VolumeFlatten};
+use crate::{App, Env};
+
+/// The context fixes run in: the `repository_fix` flow's step.
+type Fx = Cx<RepositoryFix>;
 
 /// Which fixes to apply: those named, and every fix of the kinds given;
 /// every fix when both are empty.
@@ -66,18 +72,17 @@ impl Selection {
 }
 
 /// What happened to one fix.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Applied {
     pub id: String,
     pub problem: Problem,
-    /// `applied`, `skipped` (its precondition no longer holds), `failed` or
-    /// `not_built`.
-    pub outcome: &'static str,
+    /// `applied`, `skipped` (its precondition no longer holds) or `failed`.
+    pub outcome: String,
     pub detail: String,
 }
 
 /// What [`apply`] did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Outcome {
     pub applied: Vec<Applied>,
     /// Ids asked for that the new check does not list.
@@ -91,10 +96,10 @@ impl Outcome {
     }
 }
 
-/// [`apply`] on the data directory of `config` (the caller holds the data
-/// directory's lock). The application is assembled without its API: flows a
-/// previous run left unfinished are finished or undone first, as `scoria
-/// serve` would at start, and merges run as flows.
+/// The `repository_fix` flow on the data directory of `config`, run to its
+/// end (the caller holds the data directory's lock). The application is
+/// assembled without its API: flows a previous run left unfinished are
+/// finished or undone first, as `scoria serve` would at start.
 pub async fn apply_data_dir(
     config: &crate::Config,
     fp: Arc<Failpoints>,
@@ -108,20 +113,34 @@ pub async fn apply_data_dir(
     let outcome = async {
         app.engine.resume_all().await?;
         app.engine.wait_idle().await;
-        apply(&app, selection).await
+        let h = app.engine.start::<RepositoryFix>(super::flows::FixParams {
+            kinds: selection.kinds.clone(),
+            ids: selection.ids.clone(),
+        })?;
+        match h.wait().await {
+            FlowOutcome::Done => super::flows::fix_outcome(app.store(), h.id).await,
+            FlowOutcome::Failed(e) => Err(Error::InvalidState(e.to_string())),
+            other => Err(Error::InvalidState(format!(
+                "the fixes did not end: {other:?}"
+            ))),
+        }
     }
     .await;
     app.shutdown(std::time::Duration::from_secs(10)).await;
     outcome
 }
 
-/// Check again, then apply the chosen fixes of that check in its order.
-pub async fn apply(app: &App, selection: &Selection) -> Result<Outcome> {
-    let store = app.store();
+/// Check again, then apply the chosen fixes of that check in its order
+/// (the `repository_fix` flow's step: merges and flattens run as its
+/// children).
+pub(super) async fn apply(cx: &Fx, selection: &Selection) -> Result<Outcome> {
+    let store = &cx.env.store;
+    let backends: Vec<crate::BackendConfig> =
+        cx.env.backends.values().map(|b| b.config.clone()).collect();
     let report = check(
         store,
-        &app.config.data_dir,
-        &app.config.backends,
+        &cx.env.staging_dir,
+        &backends,
         None,
         CheckOptions::default(),
     )
@@ -136,20 +155,16 @@ pub async fn apply(app: &App, selection: &Selection) -> Result<Outcome> {
         ..Outcome::default()
     };
     for f in report.fixes.iter().filter(|f| selection.wants(f)) {
-        let (outcome_word, detail) = match apply_one(app, f).await {
+        let (outcome_word, detail) = match apply_one(cx, f).await {
             Ok(Done::Applied(d)) => ("applied", d),
             Ok(Done::Skipped(d)) => ("skipped", d),
-            Ok(Done::NotBuilt) => (
-                "not_built",
-                "flattening a chain whose every layer is a snapshot's is not built yet".to_owned(),
-            ),
             Err(e) => ("failed", e.chain()),
         };
         tracing::info!(id = %f.id, problem = f.problem.as_str(), outcome = outcome_word, %detail, "fix");
         outcome.applied.push(Applied {
             id: f.id.clone(),
             problem: f.problem,
-            outcome: outcome_word,
+            outcome: outcome_word.to_owned(),
             detail,
         });
     }
@@ -159,7 +174,6 @@ pub async fn apply(app: &App, selection: &Selection) -> Result<Outcome> {
 enum Done {
     Applied(String),
     Skipped(String),
-    NotBuilt,
 }
 
 fn parent_and_name(path: &Path) -> Result<(&Path, String)> {
@@ -178,8 +192,8 @@ async fn commit(tx: scoria_store::Tx) -> Result<()> {
     Ok(())
 }
 
-async fn apply_one(app: &App, f: &Fix) -> Result<Done> {
-    let store = app.store();
+async fn apply_one(cx: &Fx, f: &Fix) -> Result<Done> {
+    let store = &cx.env.store;
     let path = f.target.path();
     let (dir, file_name) = parent_and_name(path)?;
     match f.problem {
@@ -301,8 +315,8 @@ async fn apply_one(app: &App, f: &Fix) -> Result<Done> {
                 )
             }))
         }
-        Problem::DeepChain if f.kind == FixKind::Merge => merge(app, f, dir).await,
-        Problem::DeepChain => Ok(Done::NotBuilt),
+        Problem::DeepChain if f.kind == FixKind::Merge => merge(cx, f, dir).await,
+        Problem::DeepChain => flatten(cx, f, dir).await,
     }
 }
 
@@ -333,23 +347,26 @@ async fn free_image(store: &Store, dir: &Path, image_id: ImageId, file_name: &st
 /// layer up reads is merged into it (the `image_merge` flow), then freed,
 /// one at a time from the top (freeing one can make the one under it read
 /// only by the layer above).
-async fn merge(app: &App, f: &Fix, dir: &Path) -> Result<Done> {
+async fn merge(cx: &Fx, f: &Fix, dir: &Path) -> Result<Done> {
     let Target::Image { image_id, .. } = f.target else {
         return Err(Error::Invalid("a merge without an image".into()));
     };
     let mut merged = Vec::new();
     loop {
-        let mut conn = app.store().read().await?;
-        let volume = images::image_users(&mut conn, image_id)
+        let Some(volume) = volume_reading(cx, image_id).await? else {
+            return Ok(Done::Skipped("no volume reads the image now".into()));
+        };
+        let mut conn = cx.env.store.read().await?;
+        let volume_now = images::image_users(&mut conn, image_id)
             .await?
             .into_iter()
             .find_map(|u| match u {
                 ImageUser::Volume(v) => Some(v),
                 _ => None,
             });
-        let Some(volume) = volume else {
+        if volume_now != Some(volume) {
             return Ok(Done::Skipped("no volume reads the image now".into()));
-        };
+        }
         let chain = images::image_chain(&mut conn, image_id).await?;
         let mut next = None;
         for pair in chain.windows(2) {
@@ -361,24 +378,15 @@ async fn merge(app: &App, f: &Fix, dir: &Path) -> Result<Done> {
         }
         drop(conn);
         let Some(layer) = next else { break };
-        let h = app
-            .engine
-            .start::<ImageMerge>(image_merge::Params {
+        run::<ImageMerge>(
+            cx,
+            image_merge::Params {
                 volume_id: volume,
                 layer_id: layer.id,
-            })
-            .map_err(|e| Error::internal("starting a merge", e))?;
-        match h.wait().await {
-            FlowOutcome::Done => {}
-            FlowOutcome::Failed(e) => return Err(Error::InvalidState(e.to_string())),
-            other => {
-                return Err(Error::InvalidState(format!(
-                    "the merge of image {} did not end: {other:?}",
-                    layer.id
-                )));
-            }
-        }
-        if let Done::Skipped(why) = free_image(app.store(), dir, layer.id, &layer.name).await? {
+            },
+        )
+        .await?;
+        if let Done::Skipped(why) = free_image(&cx.env.store, dir, layer.id, &layer.name).await? {
             return Err(Error::InvalidState(format!(
                 "image {} was merged but not freed: {why}",
                 layer.id
@@ -394,6 +402,62 @@ async fn merge(app: &App, f: &Fix, dir: &Path) -> Result<Done> {
             merged.join(", ")
         ))
     })
+}
+
+/// Run a child flow to its end: an error unless it succeeded.
+async fn run<F: Flow<Env = Env>>(cx: &Fx, params: F::Params) -> Result<()> {
+    let h = cx.start_flow::<F>(params).map_err(step_error)?;
+    cx.wait_flow(&h).await.map_err(step_error)
+}
+
+fn step_error(e: StepError) -> Error {
+    Error::InvalidState(e.to_string())
+}
+
+/// The volume whose active image `image` is, once no flow works on it any
+/// more (a merge or a flatten an earlier run of the step started).
+async fn volume_reading(cx: &Fx, image: ImageId) -> Result<Option<VolumeId>> {
+    let users = {
+        let mut conn = cx.env.store.read().await?;
+        images::image_users(&mut conn, image).await?
+    };
+    let Some(volume) = users.iter().find_map(|u| match u {
+        ImageUser::Volume(v) => Some(*v),
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
+    cx.wait_settled(&volume.to_string())
+        .await
+        .map_err(step_error)?;
+    Ok(Some(volume))
+}
+
+/// A `deep_chain` optimize: the volume put on a flattened copy of its chain
+/// (the `volume_flatten` flow), then its old top layer freed.
+async fn flatten(cx: &Fx, f: &Fix, dir: &Path) -> Result<Done> {
+    let Target::Image { image_id, .. } = f.target else {
+        return Err(Error::Invalid("an optimize without an image".into()));
+    };
+    let Some(volume) = volume_reading(cx, image_id).await? else {
+        return Ok(Done::Skipped("no volume reads the image now".into()));
+    };
+    let old = {
+        let mut conn = cx.env.store.read().await?;
+        images::image_get(&mut conn, image_id).await?
+    };
+    let Some(old) = old else {
+        return Ok(Done::Skipped("the image is gone".into()));
+    };
+    run::<VolumeFlatten>(cx, volume_flatten::Params { volume_id: volume }).await?;
+    let freed = free_image(&cx.env.store, dir, old.id, &old.name).await?;
+    Ok(Done::Applied(match freed {
+        Done::Applied(_) => format!(
+            "volume {volume} put on a flattened copy of its chain; its old top layer {} freed",
+            old.id
+        ),
+        _ => format!("volume {volume} put on a flattened copy of its chain"),
+    }))
 }
 
 async fn remove(dir: &Path, file_name: &str) -> Result<Done> {

@@ -42,12 +42,16 @@ use crate::error::Result;
 use crate::{BackendConfig, DriverConfig};
 
 pub mod fixes;
+pub mod flows;
+pub mod ops;
 mod scan;
 #[cfg(test)]
 mod tests;
 
 /// What a fix does, VDSM's four kinds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum FixKind {
     /// Free space nobody uses.
@@ -89,7 +93,9 @@ impl std::str::FromStr for FixKind {
 }
 
 /// What is wrong, one name per rule of the check (see the module doc).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Problem {
     OrphanFile,
@@ -255,19 +261,34 @@ pub async fn check_data_dir(
     options: CheckOptions,
 ) -> Result<Report> {
     let store = Store::open_read_only(&config.data_dir.join("scoria.db"), &config.store).await?;
-    let report = check(&store, &config.data_dir, &config.backends, only, options).await;
+    let staging = config.data_dir.join("staging");
+    let report = check(&store, &staging, &config.backends, only, options).await;
     store.close().await;
     report
 }
 
 /// Check the backends of `backends` (all of them, or the one named `only`)
-/// against `store`, reading `data_dir`'s staging directory too. Reads only.
+/// against `store`, and the staging directory `staging` (migrations'
+/// copies). Reads only.
 pub async fn check(
     store: &Store,
-    data_dir: &Path,
+    staging: &Path,
     backends: &[BackendConfig],
     only: Option<&str>,
     options: CheckOptions,
+) -> Result<Report> {
+    check_reporting(store, staging, backends, only, options, &|_| {}).await
+}
+
+/// [`check`], telling `progress` how far it is (percent of the images
+/// `qemu-img check`ed, each backend an equal share).
+pub async fn check_reporting(
+    store: &Store,
+    staging: &Path,
+    backends: &[BackendConfig],
+    only: Option<&str>,
+    options: CheckOptions,
+    progress: &(dyn Fn(u8) + Send + Sync),
 ) -> Result<Report> {
     if let Some(name) = only
         && !backends.iter().any(|b| b.name == name)
@@ -277,10 +298,18 @@ pub async fn check(
         )));
     }
     let mut report = Report::default();
-    for b in backends.iter().filter(|b| only.is_none_or(|n| n == b.name)) {
+    let chosen: Vec<&BackendConfig> = backends
+        .iter()
+        .filter(|b| only.is_none_or(|n| n == b.name))
+        .collect();
+    let n = chosen.len().max(1);
+    for (i, b) in chosen.into_iter().enumerate() {
+        let share = move |done: usize, total: usize| {
+            progress(((100 * i + 100 * done / total.max(1)) / n) as u8);
+        };
         match &b.driver {
             DriverConfig::File { path, .. } => {
-                scan::backend(store, b, path, options, &mut report).await?;
+                scan::backend(store, b, path, options, &share, &mut report).await?;
             }
             DriverConfig::Memory { .. } => report.backends.push(BackendReport {
                 name: b.name.clone(),
@@ -292,10 +321,11 @@ pub async fn check(
         }
     }
     if only.is_none() {
-        scan::staging(store, &data_dir.join("staging"), &mut report).await?;
+        scan::staging(store, staging, &mut report).await?;
     }
     // Stable: within a kind, the order found (unused chains top first, the
     // order they can be freed in).
     report.fixes.sort_by_key(|f| f.kind);
+    progress(100);
     Ok(report)
 }

@@ -83,6 +83,7 @@ pub(super) async fn backend(
     config: &BackendConfig,
     dir: &Path,
     options: CheckOptions,
+    progress: &(dyn Fn(usize, usize) + Send + Sync),
     report: &mut Report,
 ) -> Result<()> {
     let name = config.name.as_str();
@@ -191,12 +192,18 @@ pub(super) async fn backend(
         }
     }
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
+    let (total, done) = (to_check.len(), std::sync::atomic::AtomicUsize::new(0));
+    progress(0, total);
     let checked: Vec<_> = futures::stream::iter(to_check)
         // Owned arguments: a future borrowing from here would make the
         // future of a handler awaiting the check (`GET /manageable_volumes`)
         // one rustc cannot prove `Send`.
         .map(|(i, path, format)| async move { (i, qemu_check(path, format).await) })
         .buffered(parallel)
+        .inspect(|_| {
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            progress(n, total);
+        })
         .collect()
         .await;
     for (at, result) in checked {

@@ -105,7 +105,7 @@ impl World {
     async fn check(&self, options: CheckOptions) -> Report {
         check(
             &self.store,
-            &self.data,
+            &self.data.join("staging"),
             &self.config.backends,
             None,
             options,

@@ -128,3 +128,65 @@ pub(crate) fn assert_not_migrating_for(v: &Volume, message: &str) -> Result<()> 
     }
     Ok(())
 }
+
+/// Hold a volume for maintenance of its chain by the flow `flow` (a merge, a
+/// flatten: `what` says which in refusals): only an `available`, detached
+/// volume that no migration, other flow or copy holds, on a backend that is
+/// not frozen, goes `maintenance`. An attached one's chain is open in its
+/// export's daemon, where the work would be a block job (not built).
+pub(crate) async fn hold_for_maintenance(
+    conn: &mut Conn,
+    flow: scoria_model::FlowId,
+    id: VolumeId,
+    what: &str,
+) -> Result<Volume> {
+    use scoria_model::volume::{AttachStatus, VolumeStatus};
+    let v = store::volume_get(conn, id)
+        .await?
+        .ok_or_else(|| Error::volume_not_found(id))?;
+    if v.status != VolumeStatus::Available || v.attach_status != AttachStatus::Detached {
+        return Err(Error::InvalidState(format!(
+            "Volume {id} is {} and {}: only an available, detached volume's chain is {what} (an attached one's would be {what} by its export's daemon, which is not built).",
+            v.status, v.attach_status
+        )));
+    }
+    assert_not_migrating(&v)?;
+    let busy = scoria_store::flows::flow_list_unsettled_for(conn, &id.to_string())
+        .await?
+        .into_iter()
+        .find(|f| f.id != flow && f.state.is_active());
+    if let Some(f) = busy {
+        return Err(Error::InvalidState(format!(
+            "Volume {id} has an operation in progress ({}).",
+            f.kind
+        )));
+    }
+    crate::rules::hosts::assert_not_frozen(conn, v.backend.as_deref()).await?;
+    let moved = store::volume_set_status_by_flow(
+        conn,
+        id,
+        &[VolumeStatus::Available],
+        VolumeStatus::Maintenance,
+        Some(&flow.to_string()),
+    )
+    .await?;
+    if !moved {
+        return Err(Error::InvalidState(format!("Volume {id} changed status.")));
+    }
+    assert_not_held(conn, id, what).await?;
+    Ok(v)
+}
+
+/// End [`hold_for_maintenance`]: the volume `available` again (a re-run finds
+/// it so already).
+pub(crate) async fn release_maintenance(conn: &mut Conn, id: VolumeId) -> Result<()> {
+    use scoria_model::volume::VolumeStatus;
+    store::volume_set_status(
+        conn,
+        id,
+        &[VolumeStatus::Maintenance],
+        VolumeStatus::Available,
+    )
+    .await?;
+    Ok(())
+}

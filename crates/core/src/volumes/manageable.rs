@@ -69,7 +69,7 @@ pub async fn manageable(app: &App, ctx: &Context, host: &str) -> Result<Vec<Mana
     };
     let report = repository::check(
         app.store(),
-        &app.config.data_dir,
+        &app.env.staging_dir,
         &app.config.backends,
         Some(backend),
         CheckOptions { quick: true },

@@ -11,9 +11,8 @@ use scoria_store::{images, snapshots};
 use super::{ImageMerge, Params};
 use crate::Env;
 use crate::flows::snapshot_delete::{self, SnapshotDelete};
-use crate::flows::testing::{self, Scenario, World, text};
+use crate::flows::testing::{self, Scenario, World, reads_layers, text, three_layers};
 
-const MIB: u64 = 1 << 20;
 /// What each layer writes, 1 MiB each at its own offset: the bottom, the
 /// deleted snapshot's layer, the kept snapshot's layer, the volume's own.
 const BYTES: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
@@ -38,22 +37,6 @@ async fn chain(e: &Engine<Env>, top: ImageId) -> Result<Vec<images::Image>, Stri
     images::image_chain(&mut c, top).await.map_err(text)
 }
 
-async fn reads(path: &std::path::Path, layers: usize) -> Result<(), String> {
-    for (i, byte) in BYTES.iter().enumerate() {
-        let expect = if i < layers { *byte } else { 0 };
-        let ok = qemu::read_pattern(path, Format::Qcow2, i as u64 * MIB, MIB, expect)
-            .await
-            .map_err(text)?;
-        if !ok {
-            return Err(format!(
-                "{}: MiB {i} does not read {expect:#x}",
-                path.display()
-            ));
-        }
-    }
-    Ok(())
-}
-
 impl Merge {
     async fn snapshot_image(&self, e: &Engine<Env>, i: usize) -> Result<ImageId, String> {
         let mut c = e.store().read().await.map_err(text)?;
@@ -65,12 +48,6 @@ impl Merge {
     }
 }
 
-fn three_layers(c: &mut crate::Config) {
-    for b in &mut c.backends {
-        b.max_chain_depth = 3;
-    }
-}
-
 impl Scenario for Merge {
     type F = ImageMerge;
     const NAME: &'static str = "image_merge";
@@ -78,16 +55,8 @@ impl Scenario for Merge {
     fn prepare<'a>(&'a self, w: &'a World) -> BoxFut<'a, ()> {
         Box::pin(async move {
             let e = w.plain().await;
-            w.create_volume(&e, self.volume, 1).await;
-            for (i, byte) in BYTES.iter().enumerate() {
-                let top = w.image_of(&e, self.volume).await;
-                qemu::write_pattern(&top, Format::Qcow2, i as u64 * MIB, MIB, *byte)
-                    .await
-                    .expect("write");
-                if let Some(s) = self.snapshots.get(i) {
-                    w.create_snapshot(&e, *s, self.volume).await;
-                }
-            }
+            w.layered_volume(&e, self.volume, &self.snapshots, &BYTES)
+                .await;
             let last = self.snapshot_image(&e, 2).await.expect("the last snapshot");
             let layer = chain(&e, last).await.expect("its chain")[1].id;
             self.layer.set(layer).expect("prepared once");
@@ -154,10 +123,10 @@ impl Scenario for Merge {
                     ));
                 }
             }
-            reads(&w.image_of(e, self.volume).await, 4).await?;
+            reads_layers(&w.image_of(e, self.volume).await, &BYTES, 4).await?;
             for (i, layers) in [(0, 1), (2, 3)] {
                 let image = self.snapshot_image(e, i).await?;
-                reads(&w.image_path(e, image).await?, layers).await?;
+                reads_layers(&w.image_path(e, image).await?, &BYTES, layers).await?;
             }
             Ok(())
         })

@@ -1,0 +1,214 @@
+//! The repository check and its fixes through the admin API, on the real
+//! file backend with `max_chain_depth` 3 while the server runs: a volume
+//! with three snapshots, the middle one deleted, is `degraded` in its view
+//! (`scoria:image`); a check (a flow, polled to `done`) lists the merge of
+//! the deleted snapshot's layer, with data only that layer holds (qemu-io);
+//! applying the fix by id merges it, the layer's file goes, the volume is
+//! `optimized` again with one layer fewer and reads every layer's data, and
+//! a new check lists nothing. Bad bodies and unknown ids are 4xx. (Who may
+//! do it: the policy table, `policy.rs`.)
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{TestApp, qemu_io};
+
+async fn poll(t: &TestApp, token: &str, p: &str, what: &str, id: &str) -> Value {
+    let key = if what == "fixes" { "fix" } else { "check" };
+    for _ in 0..600 {
+        let r = t
+            .call(
+                "GET",
+                &format!("/v3/{p}/scoria-repository/{what}/{id}"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        match r.body[key]["status"].as_str() {
+            Some("running") => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            _ => return r.body[key].clone(),
+        }
+    }
+    panic!("the {what} {id} did not end");
+}
+
+async fn check(t: &TestApp, token: &str, p: &str) -> Value {
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{p}/scoria-repository/checks"),
+            Some(token),
+            Some(json!({"check": {"backend": "file"}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let id = r.body["check"]["id"].as_str().unwrap().to_owned();
+    let done = poll(t, token, p, "checks", &id).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(
+        (done["stage"].as_str(), done["percent"].as_i64()),
+        (Some("1/1"), Some(100))
+    );
+    done["report"].clone()
+}
+
+async fn image_view(t: &TestApp, token: &str, p: &str, vol: &str) -> Value {
+    let r = t
+        .call(
+            "GET",
+            &format!("/v3/{p}/volumes/{vol}?with_progress=true"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["volume"]["scoria:image"].clone()
+}
+
+#[tokio::test]
+async fn a_check_and_a_merge_through_the_api_while_the_server_runs() {
+    let t = TestApp::with_config(|c| {
+        for b in &mut c.backends {
+            b.max_chain_depth = 3;
+        }
+    })
+    .await;
+    let (token, p) = t.admin().await;
+    let vol = t.volume(&token, &p).await;
+    let mut snaps = Vec::new();
+    for (i, byte) in [0x11, 0x22, 0x33].iter().enumerate() {
+        let file = t.volume_file(&vol).await;
+        assert!(qemu_io(&file, &format!("write -P {byte:#x} {i}M 1M")));
+        snaps.push(t.snapshot(&token, &p, &vol).await);
+    }
+    assert!(qemu_io(&t.volume_file(&vol).await, "write -P 0x44 3M 1M"));
+    let r = t
+        .call(
+            "DELETE",
+            &format!("/v3/{p}/snapshots/{}", snaps[1]),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    t.wait_snapshot_gone(&token, &p, &snaps[1]).await;
+    let before = image_view(&t, &token, &p, &vol).await;
+    assert_eq!(
+        (before["health"].as_str(), before["chain_depth"].as_i64()),
+        (Some("degraded"), Some(4)),
+        "{before}"
+    );
+
+    let report = check(&t, &token, &p).await;
+    let fixes = report["fixes"].as_array().unwrap();
+    assert_eq!(fixes.len(), 1, "{report:#}");
+    let merge = &fixes[0];
+    assert_eq!(
+        (merge["kind"].as_str(), merge["problem"].as_str()),
+        (Some("merge"), Some("deep_chain"))
+    );
+    assert_eq!(merge["effect"]["layers_removed"], 1);
+    let id = merge["id"].as_str().unwrap().to_owned();
+
+    // Bad requests change nothing.
+    for (body, status) in [
+        (json!({"fix": {"kinds": ["polish"]}}), 400),
+        (json!({"fix": {"ids": "x"}}), 400),
+        (json!({"fix": {"force": true}}), 400),
+        (json!({"other": {}}), 400),
+    ] {
+        let r = t
+            .call(
+                "POST",
+                &format!("/v3/{p}/scoria-repository/fixes"),
+                Some(&token),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(r.status, status, "{body}: {:?}", r.body);
+    }
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{p}/scoria-repository/checks"),
+            Some(&token),
+            Some(json!({"check": {"backend": "nope"}})),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    let r = t
+        .call(
+            "GET",
+            &format!("/v3/{p}/scoria-repository/fixes/{}", uuid_like()),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    assert_eq!(image_view(&t, &token, &p, &vol).await["chain_depth"], 4);
+
+    // The merged layer holds data nothing above it covers (root writes the
+    // frozen file): the merge must carry it up.
+    let layer = {
+        let mut c = t.app.store().read().await.unwrap();
+        let s = scoria_store::snapshots::snapshot_get(&mut c, snaps[2].parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let chain = scoria_store::images::image_chain(&mut c, s.image_id.unwrap())
+            .await
+            .unwrap();
+        chain[1].clone()
+    };
+    let layer_file = t.image_file(layer.id).await;
+    assert!(qemu_io(&layer_file, "write -P 0x3c 5M 1M"));
+
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{p}/scoria-repository/fixes"),
+            Some(&token),
+            Some(json!({"fix": {"ids": [id]}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let run = r.body["fix"]["id"].as_str().unwrap().to_owned();
+    let done = poll(&t, &token, &p, "fixes", &run).await;
+    assert_eq!(done["status"], "done", "{done}");
+    let applied = done["outcome"]["applied"].as_array().unwrap();
+    assert_eq!(applied.len(), 1, "{done}");
+    assert_eq!(applied[0]["outcome"], "applied", "{done}");
+    assert!(
+        !layer_file.exists(),
+        "the merged layer's file is still there"
+    );
+
+    let after = image_view(&t, &token, &p, &vol).await;
+    assert_eq!(
+        (after["health"].as_str(), after["chain_depth"].as_i64()),
+        (Some("optimized"), Some(3)),
+        "{after}"
+    );
+    let file = t.volume_file(&vol).await;
+    for (at, byte) in [(0, 0x11), (1, 0x22), (2, 0x33), (3, 0x44), (5, 0x3c)] {
+        assert!(
+            qemu_io(&file, &format!("read -P {byte:#x} {at}M 1M")),
+            "MiB {at}"
+        );
+    }
+    let r = t
+        .call("GET", &format!("/v3/{p}/volumes/{vol}"), Some(&token), None)
+        .await;
+    assert_eq!(r.body["volume"]["status"], "available");
+    let report = check(&t, &token, &p).await;
+    assert_eq!(
+        report["fixes"].as_array().map(Vec::len),
+        Some(0),
+        "{report:#}"
+    );
+}
+
+fn uuid_like() -> String {
+    scoria_model::FlowId::new().to_string()
+}
