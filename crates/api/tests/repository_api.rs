@@ -212,3 +212,57 @@ async fn a_check_and_a_merge_through_the_api_while_the_server_runs() {
 fn uuid_like() -> String {
     scoria_model::FlowId::new().to_string()
 }
+
+/// AutoFix with `clean` every 100 ms: a file no record names and a
+/// temporary no flow owns, planted while the server runs, are removed by a
+/// round on its own; a volume's file is left alone, and the round shows as a
+/// `repository_fix` operation.
+#[tokio::test]
+async fn autofix_cleans_on_its_schedule() {
+    let t = TestApp::with_config(|c| {
+        c.autofix = scoria_core::repository::autofix::AutoFix {
+            kinds: vec![scoria_core::repository::FixKind::Clean],
+            period: std::time::Duration::from_millis(100),
+        };
+    })
+    .await;
+    let (token, p) = t.admin().await;
+    let vol = t.volume(&token, &p).await;
+    let file = t.volume_file(&vol).await;
+    let dir = file.parent().unwrap().to_path_buf();
+    let orphan = dir.join(format!("image-{}.qcow2", scoria_model::ImageId::new()));
+    let temporary = dir.join(format!(".image-{}.qcow2.tmp", scoria_model::ImageId::new()));
+    for f in [&orphan, &temporary] {
+        scoria_storage::qemu::create(f, scoria_storage::Format::Qcow2, 1 << 20)
+            .await
+            .unwrap();
+    }
+    let mut gone = false;
+    for _ in 0..300 {
+        if !orphan.exists() && !temporary.exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(gone, "AutoFix did not clean");
+    assert!(file.exists(), "the volume's file went");
+    let r = t
+        .call(
+            "GET",
+            &format!("/v3/{p}/scoria-operations?state=done"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(
+        r.body["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["operation"] == "repository_fix"),
+        "{:?}",
+        r.body
+    );
+}

@@ -135,6 +135,9 @@ pub struct Config {
     pub backups: BackupConfig,
     /// Which filters and weighers place volumes (see [`scheduler`]).
     pub scheduler: scheduler::SchedulerConfig,
+    /// The repository fixes applied on a schedule (see
+    /// [`repository::autofix`]); off by default.
+    pub autofix: repository::autofix::AutoFix,
 }
 
 /// The backup repository.
@@ -264,6 +267,7 @@ impl Config {
             capacity_refresh: Duration::from_secs(10),
             node_id: "local".into(),
             scheduler: scheduler::SchedulerConfig::default(),
+            autofix: repository::autofix::AutoFix::default(),
             backups: BackupConfig {
                 path: backups,
                 fsync: true,
@@ -414,6 +418,14 @@ impl App {
                 app.config.exports.reconcile_period,
             ),
         ]);
+        if !app.config.autofix.kinds.is_empty() {
+            let autofix =
+                repository::autofix::spawn(app.engine.clone(), app.config.autofix.clone());
+            app.tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(autofix);
+        }
         identity::bootstrap(&app).await?;
         image_service::recover(&app.env).await?;
         let resumed = app.engine.resume_all().await?;

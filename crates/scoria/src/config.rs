@@ -34,6 +34,18 @@ pub struct File {
     pub backups: Backups,
     #[serde(default)]
     pub scheduler: Scheduler,
+    #[serde(default)]
+    pub repository: Repository,
+}
+
+/// The repository check's AutoFix: the kinds of fixes applied on a schedule.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repository {
+    /// Kinds (`clean`, `optimize`, `merge`, `mend`); none: AutoFix is off.
+    pub autofix: Option<Vec<String>>,
+    /// Seconds between AutoFix rounds (default 3600).
+    pub autofix_period_s: Option<u64>,
 }
 
 /// Which filters and weighers place volumes, and their multipliers.
@@ -296,6 +308,20 @@ pub fn resolve(
         }
     }
     core.scheduler = scheduler(file.scheduler)?;
+    if let Some(kinds) = file.repository.autofix {
+        core.autofix.kinds = kinds
+            .iter()
+            .map(|k| k.parse())
+            .collect::<std::result::Result<_, String>>()
+            .map_err(anyhow::Error::msg)
+            .context("repository.autofix")?;
+    }
+    if let Some(s) = file.repository.autofix_period_s {
+        if s == 0 {
+            bail!("repository.autofix_period_s must be positive");
+        }
+        core.autofix.period = Duration::from_secs(s);
+    }
     let backups = file.backups;
     if let Some(p) = backups.path {
         core.backups.path = if p.is_absolute() { p } else { data_dir.join(p) };
@@ -652,6 +678,31 @@ mod tests {
         assert_eq!(b.max_over_subscription_ratio, OverSubscription::Fixed(3.0));
         assert!(b.thin_provisioning);
         assert!(b.capabilities.is_empty());
+    }
+
+    #[test]
+    fn autofix_kinds_and_period() {
+        let r = resolve(File::default(), None, None).unwrap();
+        assert!(r.core.autofix.kinds.is_empty(), "off by default");
+        let text = "[repository]\nautofix = [\"clean\", \"merge\"]\nautofix_period_s = 60\n";
+        let r = resolve(toml::from_str(text).unwrap(), None, None).unwrap();
+        assert_eq!(
+            r.core.autofix.kinds,
+            [
+                scoria_core::repository::FixKind::Clean,
+                scoria_core::repository::FixKind::Merge
+            ]
+        );
+        assert_eq!(r.core.autofix.period, Duration::from_secs(60));
+        for bad in [
+            "[repository]\nautofix = [\"polish\"]\n",
+            "[repository]\nautofix_period_s = 0\n",
+        ] {
+            let Err(err) = resolve(toml::from_str(bad).unwrap(), None, None) else {
+                panic!("{bad} was accepted");
+            };
+            assert!(format!("{err:#}").contains("repository."), "{err:#}");
+        }
     }
 
     #[test]

@@ -41,6 +41,7 @@ use scoria_store::Store;
 use crate::error::Result;
 use crate::{BackendConfig, DriverConfig};
 
+pub mod autofix;
 pub mod fixes;
 pub mod flows;
 pub mod ops;
