@@ -16,12 +16,17 @@ use crate::fault::{ApiError, ApiResult};
 use crate::path::{PathParams, seg};
 use crate::query::Params;
 
-fn view(f: &FlowRecord) -> Value {
-    let stage = if f.state == FlowState::Done {
+/// A flow's stage, `i/N` (`N/N` once done).
+pub fn stage(f: &FlowRecord) -> String {
+    let at = if f.state == FlowState::Done {
         f.steps_total
     } else {
         (f.step_index + 1).min(f.steps_total)
     };
+    format!("{at}/{}", f.steps_total)
+}
+
+fn view(f: &FlowRecord) -> Value {
     json!({
         "id": f.id.to_string(),
         "operation": f.kind,
@@ -29,7 +34,7 @@ fn view(f: &FlowRecord) -> Value {
         "resource_type": f.resource_type,
         "resource_id": f.resource_id,
         "project_id": f.project_id,
-        "stage": format!("{stage}/{}", f.steps_total),
+        "stage": stage(f),
         "step": f.step_name,
         "percent": f.percent,
         "failed_step": f.failed_step,

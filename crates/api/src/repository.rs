@@ -33,15 +33,10 @@ use crate::fault::{ApiError, ApiResult};
 use crate::path::{PathParams, seg};
 
 fn view(f: &FlowRecord) -> Value {
-    let stage = if f.state == FlowState::Done {
-        f.steps_total
-    } else {
-        (f.step_index + 1).min(f.steps_total)
-    };
     json!({
         "id": f.id.to_string(),
         "status": f.state.as_str(),
-        "stage": format!("{stage}/{}", f.steps_total),
+        "stage": crate::operations::stage(f),
         "step": f.step_name,
         "percent": if f.state == FlowState::Done { Some(100) } else { f.percent },
         "last_error": f.last_error,
@@ -130,6 +125,7 @@ pub async fn start_fix(
     let params = FixParams {
         kinds,
         ids: strings(&m, "ids")?,
+        offline: false,
     };
     let echo = serde_json::to_value(&params).unwrap_or_default();
     let id = ops::start_fix(&state.app, &ctx, params).await?;

@@ -102,6 +102,7 @@ pub async fn fix(r: &Resolved, kinds: &[FixKind], ids: &[String], json: bool) ->
     let selection = repository::fixes::Selection {
         kinds: kinds.to_vec(),
         ids: ids.to_vec(),
+        offline: true,
     };
     let fp = crate::failpoints_from_env()?;
     let outcome = repository::fixes::apply_data_dir(&r.core, fp, &selection)

@@ -6,7 +6,10 @@
 //! a last restart everything settles and the promises hold. The server has
 //! two file backends (`file` and `other`), and the clients move volumes
 //! between them (`os-migrate_volume`): a kill mid-migration loses no volume
-//! and leaves exactly one copy of its data.
+//! and leaves exactly one copy of its data. Chains deeper than 3 layers are
+//! degraded, and the clients run repository check-and-fix rounds too (every
+//! kind: merges and flattens among the rest), one more once everything
+//! settled, which must end `done` before the checks below.
 //!
 //! Each round starts the binary (sometimes with a failpoint armed to exit the
 //! process on the spot at its n-th hit), lets a few client threads issue random
@@ -58,6 +61,8 @@ const PASSWORD: &str = "crash-test-password";
 static BACKUP_OPS: AtomicUsize = AtomicUsize::new(0);
 /// Migrations accepted (202).
 static MIGRATIONS: AtomicUsize = AtomicUsize::new(0);
+/// Repository fix rounds accepted (202).
+static FIX_ROUNDS: AtomicUsize = AtomicUsize::new(0);
 
 /// The second backend, beside the default `file` (in `<data>/volumes`).
 const OTHER: &str = "other";
@@ -71,8 +76,8 @@ fn write_config(data: &Path) -> Result<()> {
     std::fs::write(
         config_file(data),
         format!(
-            "[[backend]]\nname = \"file\"\ndriver = \"file\"\npath = \"volumes\"\n\n\
-             [[backend]]\nname = \"{OTHER}\"\ndriver = \"file\"\npath = \"volumes-{OTHER}\"\n"
+            "[[backend]]\nname = \"file\"\ndriver = \"file\"\npath = \"volumes\"\nmax_chain_depth = 3\n\n\
+             [[backend]]\nname = \"{OTHER}\"\ndriver = \"file\"\npath = \"volumes-{OTHER}\"\nmax_chain_depth = 3\n"
         ),
     )?;
     Ok(())
@@ -171,6 +176,17 @@ const EXIT_POINTS: &[&str] = &[
     "flow.attachment_detach.unexport.started",
     "flow.attachment_detach.unexport.ran",
     "flow.attachment_detach.finished",
+    "flow.image_merge.begin_merge.done",
+    "flow.image_merge.merge_on_backend.started",
+    "flow.image_merge.merge_on_backend.ran",
+    "flow.image_merge.finished",
+    "flow.volume_flatten.begin_flatten.done",
+    "flow.volume_flatten.copy.started",
+    "flow.volume_flatten.copy.ran",
+    "flow.volume_flatten.finished",
+    "flow.repository_fix.apply.started",
+    "flow.repository_fix.apply.ran",
+    "storage.merge.after",
 ];
 
 struct Server {
@@ -415,6 +431,24 @@ fn client(
                     ops.fetch_add(1, Ordering::Relaxed);
                     if code == 202 {
                         imaged.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(_) => return,
+            }
+            continue;
+        }
+        if rng.gen_range(0..25) == 0 {
+            // A repository check-and-fix round among the others' work: every
+            // fix of every kind (a 400 while another round runs).
+            match api.call("POST", "/scoria-repository/fixes", Some(json!({"fix": {}}))) {
+                Ok((code, body)) => {
+                    assert!(
+                        code == 202 || code == 400 || code == 503,
+                        "fix round {code}: {body}"
+                    );
+                    ops.fetch_add(1, Ordering::Relaxed);
+                    if code == 202 {
+                        FIX_ROUNDS.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Err(_) => return,
@@ -874,36 +908,86 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
         base: format!("{}/v3/{project}", server.url),
         token,
     };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (vols, groups, snaps, backups) = loop {
-        let (vols, groups, snaps, backups) = (
-            api.volumes()?,
-            api.groups()?,
-            api.snapshots()?,
-            api.backups()?,
-        );
-        let busy = vols
-            .iter()
-            .chain(&groups)
-            .chain(&snaps)
-            .chain(&backups)
-            .filter(|v| {
-                !matches!(
-                    v["status"].as_str(),
-                    Some("available" | "error" | "in-use" | "reserved" | "error_restoring")
-                )
-            })
-            .count();
-        if busy == 0 {
-            break (vols, groups, snaps, backups);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{busy} volumes, groups, snapshots or backups still transitional: {vols:?} {groups:?} {snaps:?} {backups:?}"
+    type Settled = (Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>);
+    let settle = || -> Result<Settled> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (vols, groups, snaps, backups) = (
+                api.volumes()?,
+                api.groups()?,
+                api.snapshots()?,
+                api.backups()?,
             );
+            let busy = vols
+                .iter()
+                .chain(&groups)
+                .chain(&snaps)
+                .chain(&backups)
+                .filter(|v| {
+                    !matches!(
+                        v["status"].as_str(),
+                        Some("available" | "error" | "in-use" | "reserved" | "error_restoring")
+                    )
+                })
+                .count();
+            if busy == 0 {
+                return Ok((vols, groups, snaps, backups));
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{busy} volumes, groups, snapshots or backups still transitional: {vols:?} {groups:?} {snaps:?} {backups:?}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    settle()?;
+    // A last check-and-fix round once everything settled: it must end
+    // `done`, and what follows must still hold after it.
+    // (A round resumed from before the kill may still run: a 400 until then.)
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let run = loop {
+        let (code, body) = api
+            .call("POST", "/scoria-repository/fixes", Some(json!({"fix": {}})))
+            .map_err(anyhow::Error::msg)?;
+        if code == 202 {
+            break body["fix"]["id"].as_str().context("fix run id")?.to_owned();
+        }
+        assert_eq!(code, 400, "{body}");
+        if Instant::now() > deadline {
+            bail!("a fix round never ended: {body}");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    let last_round = loop {
+        let (code, body) = api
+            .call("GET", &format!("/scoria-repository/fixes/{run}"), None)
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(code, 200, "{body}");
+        if body["fix"]["status"] != "running" {
+            break body["fix"].clone();
+        }
+        if Instant::now() > deadline {
+            bail!("the last fix round did not end: {body}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(last_round["status"], "done", "{last_round}");
+    let mut last_fixes: BTreeMap<String, usize> = BTreeMap::new();
+    for a in last_round["outcome"]["applied"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let key = format!(
+            "{} {}",
+            a["problem"].as_str().unwrap_or("?"),
+            a["outcome"].as_str().unwrap_or("?")
+        );
+        *last_fixes.entry(key).or_default() += 1;
+        assert_ne!(a["outcome"], "failed", "the last round: {a}");
+    }
+    let (vols, groups, snaps, backups) = settle()?;
 
     // No image of the image service is left `saving`.
     let images = loop {
@@ -1106,7 +1190,8 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
 
     println!(
         "crash test: {} crash points exercised ({kills} kill -9, {exits} failpoint exits) over {} requests \
-         ({} clones, {} snapshots, {} image operations, {} attachments, {} backup operations, {} migrations accepted; {} images, {} attachments, {} backups at the end); {} volumes checked ({errors} in error, {members} in {} groups), {} snapshots left; \
+         ({} clones, {} snapshots, {} image operations, {} attachments, {} backup operations, {} migrations, {} fix rounds accepted; {} images, {} attachments, {} backups at the end); {} volumes checked ({errors} in error, {members} in {} groups), {} snapshots left; \
+         last fix round {last_fixes:?}; \
          exit failpoints reached: {:?}",
         kills + exits,
         ops.load(Ordering::Relaxed),
@@ -1116,6 +1201,7 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
         attached.load(Ordering::Relaxed),
         BACKUP_OPS.load(Ordering::Relaxed),
         MIGRATIONS.load(Ordering::Relaxed),
+        FIX_ROUNDS.load(Ordering::Relaxed),
         images.len(),
         atts.len(),
         backups.len(),
@@ -1140,6 +1226,10 @@ fn kill_nine_at_random_moments_loses_nothing_and_leaves_nothing_stuck() -> Resul
     assert!(
         MIGRATIONS.load(Ordering::Relaxed) > 0,
         "no migration was accepted: the migration path went untested"
+    );
+    assert!(
+        FIX_ROUNDS.load(Ordering::Relaxed) > 0,
+        "no fix round was accepted: fixing beside the clients went untested"
     );
     Ok(())
 }

@@ -56,6 +56,7 @@ async fn round(engine: &Engine<Env>, autofix: &AutoFix) {
     let started = engine.start::<RepositoryFix>(FixParams {
         kinds: autofix.kinds.clone(),
         ids: Vec::new(),
+        offline: false,
     });
     match started {
         Ok(h) => match h.wait().await {

@@ -46,7 +46,7 @@ use scoria_store::images::{self, ImageUser};
 use scoria_store::{Store, StoreError, flows, volumes};
 
 use super::flows::RepositoryFix;
-use super::{CheckOptions, Fix, FixKind, Problem, Target, check, scan};
+use super::{CheckOptions, Fix, FixKind, Problem, Target, check, outside};
 use crate::error::{Error, Result};
 use crate::flows::image_merge::{self, ImageMerge};
 use crate::flows::volume_flatten::{self, VolumeFlatten};
@@ -61,6 +61,8 @@ type Fx = Cx<RepositoryFix>;
 pub struct Selection {
     pub kinds: Vec<FixKind>,
     pub ids: Vec<String>,
+    /// No server runs: mends are applied (see `FixParams::offline`).
+    pub offline: bool,
 }
 
 impl Selection {
@@ -116,6 +118,7 @@ pub async fn apply_data_dir(
         let h = app.engine.start::<RepositoryFix>(super::flows::FixParams {
             kinds: selection.kinds.clone(),
             ids: selection.ids.clone(),
+            offline: selection.offline,
         })?;
         match h.wait().await {
             FlowOutcome::Done => super::flows::fix_outcome(app.store(), h.id).await,
@@ -155,7 +158,15 @@ pub(super) async fn apply(cx: &Fx, selection: &Selection) -> Result<Outcome> {
         ..Outcome::default()
     };
     for f in report.fixes.iter().filter(|f| selection.wants(f)) {
-        let (outcome_word, detail) = match apply_one(cx, f).await {
+        let online_mend = f.kind == FixKind::Mend && !selection.offline;
+        let done = if online_mend {
+            Ok(Done::Skipped(
+                "mends are applied by scoria fix with the server stopped: they need the image to themselves".into(),
+            ))
+        } else {
+            apply_one(cx, f).await
+        };
+        let (outcome_word, detail) = match done {
             Ok(Done::Applied(d)) => ("applied", d),
             Ok(Done::Skipped(d)) => ("skipped", d),
             Err(e) => ("failed", e.chain()),
@@ -237,7 +248,7 @@ async fn apply_one(cx: &Fx, f: &Fix) -> Result<Done> {
             remove(dir, &file_name).await
         }
         Problem::StagingFile => {
-            let flow = scan::staging_flow(&file_name)
+            let flow = outside::staging_flow(&file_name)
                 .unwrap_or_default()
                 .to_owned();
             let mut conn = store.read().await?;
@@ -368,9 +379,11 @@ async fn merge(cx: &Fx, f: &Fix, dir: &Path) -> Result<Done> {
             return Ok(Done::Skipped("no volume reads the image now".into()));
         }
         let chain = images::image_chain(&mut conn, image_id).await?;
+        let held = attached_chains(&mut conn).await?;
         let mut next = None;
         for pair in chain.windows(2) {
             if images::image_users(&mut conn, pair[1].id).await? == [ImageUser::Overlay(pair[0].id)]
+                && !held.contains(&pair[0].id)
             {
                 next = Some(pair[1].clone());
                 break;
@@ -404,6 +417,28 @@ async fn merge(cx: &Fx, f: &Fix, dir: &Path) -> Result<Done> {
     })
 }
 
+/// The images attached volumes read: open in their exports' daemons, so
+/// not to be rebased (qemu's lock would refuse).
+async fn attached_chains(
+    conn: &mut scoria_store::Conn,
+) -> Result<std::collections::BTreeSet<ImageId>> {
+    let mut held = std::collections::BTreeSet::new();
+    for a in scoria_store::attachments::attachment_list_all(&mut *conn).await? {
+        let Some(v) = volumes::volume_get(&mut *conn, a.volume_id).await? else {
+            continue;
+        };
+        if let Some(top) = v.image_id {
+            held.extend(
+                images::image_chain(&mut *conn, top)
+                    .await?
+                    .iter()
+                    .map(|i| i.id),
+            );
+        }
+    }
+    Ok(held)
+}
+
 /// Run a child flow to its end: an error unless it succeeded.
 async fn run<F: Flow<Env = Env>>(cx: &Fx, params: F::Params) -> Result<()> {
     let h = cx.start_flow::<F>(params).map_err(step_error)?;
@@ -411,7 +446,7 @@ async fn run<F: Flow<Env = Env>>(cx: &Fx, params: F::Params) -> Result<()> {
 }
 
 fn step_error(e: StepError) -> Error {
-    Error::InvalidState(e.to_string())
+    Error::InvalidState(e.chain())
 }
 
 /// The volume whose active image `image` is, once no flow works on it any

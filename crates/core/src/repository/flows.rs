@@ -93,6 +93,12 @@ pub struct FixParams {
     /// …and these fixes (ids a check printed); every fix when both are empty.
     #[serde(default)]
     pub ids: Vec<String>,
+    /// Run by `scoria fix`, no server running: mends are applied too. A
+    /// server's run (the API, AutoFix) reports them `skipped`: repairing an
+    /// image or recording it broken needs it to itself, which a running
+    /// server cannot promise (an operation may start on it at any moment).
+    #[serde(default)]
+    pub offline: bool,
 }
 
 impl Flow for RepositoryFix {
@@ -117,6 +123,7 @@ async fn apply(cx: &Cx<RepositoryFix>) -> std::result::Result<Value, StepError> 
     let selection = Selection {
         kinds: cx.params.kinds.clone(),
         ids: cx.params.ids.clone(),
+        offline: cx.params.offline,
     };
     let outcome = super::fixes::apply(cx, &selection).await?;
     serde_json::to_value(outcome).map_err(|e| StepError::msg(e.to_string()))

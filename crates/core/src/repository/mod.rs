@@ -45,6 +45,7 @@ pub mod autofix;
 pub mod fixes;
 pub mod flows;
 pub mod ops;
+mod outside;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -322,11 +323,16 @@ pub async fn check_reporting(
         }
     }
     if only.is_none() {
-        scan::staging(store, staging, &mut report).await?;
+        outside::staging(store, staging, &mut report).await?;
     }
     // Stable: within a kind, the order found (unused chains top first, the
     // order they can be freed in).
     report.fixes.sort_by_key(|f| f.kind);
     progress(100);
     Ok(report)
+}
+
+/// A storage error while checking, with what was being done.
+pub(super) fn storage_err(what: String, e: scoria_storage::StorageError) -> crate::Error {
+    crate::Error::internal(what, e)
 }

@@ -19,11 +19,10 @@ use scoria_store::images::{self, Image, ImageUser};
 use scoria_store::{Store, attachments, flows, volumes};
 
 use super::{
-    BackendReport, Broken, CheckOptions, Effect, Fix, FixKind, Foreign, Problem, Report, Target,
-    fix_id,
+    BackendReport, Broken, CheckOptions, Effect, Fix, FixKind, Problem, Report, Target, fix_id,
 };
 use crate::BackendConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::rules::images::storage_format;
 
 /// The kind of fix each problem calls for.
@@ -45,6 +44,11 @@ struct Records {
     users: BTreeMap<ImageId, Vec<ImageUser>>,
     /// Attachments of each volume, by id (any status).
     attachments: BTreeMap<VolumeId, Vec<String>>,
+    /// Images in the chain of a volume an operation is working on, with
+    /// that operation: its flow owns them until it settles (an extend grows
+    /// the file before the record, a merge rebases it first), so they are
+    /// not judged now.
+    busy: BTreeMap<ImageId, String>,
 }
 
 impl Records {
@@ -73,10 +77,6 @@ impl Records {
     }
 }
 
-fn storage_err(what: String, e: scoria_storage::StorageError) -> Error {
-    Error::internal(what, e)
-}
-
 /// Check one file backend into `report`.
 pub(super) async fn backend(
     store: &Store,
@@ -93,7 +93,7 @@ pub(super) async fn backend(
     // after it (a running server cannot make a false orphan).
     let Some(entries) = survey::survey(dir)
         .await
-        .map_err(|e| storage_err(format!("reading backend {name}"), e))?
+        .map_err(|e| super::storage_err(format!("reading backend {name}"), e))?
     else {
         // Down: every record would look missing. Nothing is proposed.
         report.backends.push(BackendReport {
@@ -116,12 +116,49 @@ pub(super) async fn backend(
                 .or_default()
                 .push(a.id.to_string());
         }
-        let by_id = images.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
+        let by_id: BTreeMap<ImageId, usize> =
+            images.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
+        let mut busy = BTreeMap::new();
+        for f in flows::flow_list_active(&mut conn).await? {
+            if f.resource_type.as_deref() != Some("volume") {
+                continue;
+            }
+            let Some(v) = f.resource_id.as_deref().and_then(|v| v.parse().ok()) else {
+                continue;
+            };
+            let Some(v) = volumes::volume_get(&mut conn, v).await? else {
+                continue;
+            };
+            mark_chain(
+                &mut busy,
+                &images,
+                &by_id,
+                v.image_id,
+                &format!(
+                    "an operation on volume {} ({}) is in progress",
+                    v.id, f.kind
+                ),
+            );
+        }
+        // An attached volume's chain is open in its export's daemon (which
+        // outlives Scoria): what a guest writes is not judged mid-write.
+        for v in by_volume.keys() {
+            if let Some(v) = volumes::volume_get(&mut conn, *v).await? {
+                mark_chain(
+                    &mut busy,
+                    &images,
+                    &by_id,
+                    v.image_id,
+                    &format!("volume {} is attached: its export's daemon holds it", v.id),
+                );
+            }
+        }
         Records {
             images,
             by_id,
             users,
             attachments: by_volume,
+            busy,
         }
     };
     let mut skipped = Vec::new();
@@ -175,6 +212,13 @@ pub(super) async fn backend(
         if garbage.contains(&image.id) || image.state != ImageState::Ready {
             // Creating: its flow's (it may have no file yet). Deleting and
             // still used: the reaper's, once its users go.
+            continue;
+        }
+        if let Some(by) = records.busy.get(&image.id) {
+            skipped.push(format!(
+                "{}: an operation on {by} is in progress",
+                image.name
+            ));
             continue;
         }
         match files.get(image.name.as_str()) {
@@ -330,7 +374,9 @@ pub(super) async fn backend(
                     Vec::new(),
                 ));
             }
-            _ => report.foreign.push(foreign(name, e, &files, &referenced)),
+            _ => report
+                .foreign
+                .push(super::outside::foreign(name, e, &files, &referenced)),
         }
     }
     report.backends.push(BackendReport {
@@ -406,13 +452,34 @@ fn record_against_file(
     Ok(())
 }
 
-/// `qemu-img check` of a recorded qcow2 image: the problem it shows, if
-/// any; `Err` when a running qemu holds the image (not looked into).
+/// Mark the chain from `top` down as `busy` for `why` (the first reason
+/// found stays).
+fn mark_chain(
+    busy: &mut BTreeMap<ImageId, String>,
+    images: &[Image],
+    by_id: &BTreeMap<ImageId, usize>,
+    top: Option<ImageId>,
+    why: &str,
+) {
+    let mut next = top;
+    while let Some(id) = next {
+        let Some(&at) = by_id.get(&id) else { break };
+        if busy.contains_key(&id) {
+            break;
+        }
+        busy.insert(id, why.to_owned());
+        next = images[at].base_id;
+    }
+}
+
+/// `qemu-img check -U` of a recorded qcow2 image (no lock: a check never
+/// makes a running operation fail): the problem it shows, if any; `Err`
+/// when qemu cannot open it because another holds it.
 async fn qemu_check(
     path: std::path::PathBuf,
     format: scoria_storage::Format,
 ) -> std::result::Result<Option<(Problem, String)>, String> {
-    match qemu::check(&path, format).await {
+    match qemu::check_shared(&path, format).await {
         Ok(r) if r.corruptions > 0 => Ok(Some((
             Problem::Corruption,
             format!(
@@ -531,7 +598,11 @@ fn deep_chains(
             .users(image.id)
             .iter()
             .any(|u| matches!(u, ImageUser::Volume(_)));
-        if !active || garbage.contains(&image.id) || image.state != ImageState::Ready {
+        if !active
+            || garbage.contains(&image.id)
+            || image.state != ImageState::Ready
+            || records.busy.contains_key(&image.id)
+        {
             continue;
         }
         let mut chain = vec![image];
@@ -551,9 +622,14 @@ fn deep_chains(
         }
         // Layers only the next layer up reads (no snapshot, no volume, no
         // cache, one overlay): a deleted snapshot's data, mergeable.
-        let mergeable = chain[1..]
-            .iter()
-            .filter(|i| matches!(records.users(i.id), [ImageUser::Overlay(_)]))
+        // The layer above must not be open in a running qemu (another
+        // volume's export reading through it): qemu's lock would refuse.
+        let mergeable = chain
+            .windows(2)
+            .filter(|w| {
+                matches!(records.users(w[1].id), [ImageUser::Overlay(o)] if *o == w[0].id)
+                    && !records.busy.contains_key(&w[0].id)
+            })
             .count() as u32;
         let (kind, removed, how) = if mergeable > 0 {
             (
@@ -589,115 +665,6 @@ fn deep_chains(
     out
 }
 
-/// A foreign file with its chain, as far as it stays in the directory, and
-/// who uses it.
-fn foreign(
-    backend: &str,
-    e: &Entry,
-    files: &BTreeMap<&str, &Entry>,
-    referenced: &BTreeMap<&str, Vec<String>>,
-) -> Foreign {
-    let mut chain = vec![e.file_name.clone()];
-    let mut problem = None;
-    if !e.regular {
-        problem = Some("not a regular file".to_owned());
-    } else if e.head.is_none() {
-        problem = Some("it cannot be read".to_owned());
-    }
-    let mut at = e;
-    while let Some(reference) = at.head.as_ref().and_then(|h| h.backing_file.clone()) {
-        match files.get(reference.as_str()) {
-            _ if reference.contains('/') || reference.contains(':') => {
-                problem = Some(format!("its chain leaves the backend at {reference:?}"));
-                break;
-            }
-            Some(next) if !chain.contains(&next.file_name) => {
-                chain.push(next.file_name.clone());
-                at = next;
-            }
-            Some(_) => {
-                problem = Some(format!("its chain loops at {reference}"));
-                break;
-            }
-            None => {
-                problem = Some(format!("its backing file {reference} is missing"));
-                break;
-            }
-        }
-    }
-    let referenced_by = referenced
-        .get(e.file_name.as_str())
-        .cloned()
-        .unwrap_or_default();
-    Foreign {
-        backend: backend.to_owned(),
-        file: e.file_name.clone(),
-        path: e.path.clone(),
-        format: e
-            .head
-            .as_ref()
-            .map_or("unknown", |h| h.detected.glance_name())
-            .to_owned(),
-        virtual_size: e.head.as_ref().map(|h| h.virtual_size),
-        allocated: e.allocated,
-        chain,
-        references: referenced_by.len(),
-        referenced_by,
-        problem,
-    }
-}
-
-/// Migration staging files (`<data_dir>/staging/migrate-<flow id>.<ext>`)
-/// whose flow is no longer running or unwinding.
-pub(super) async fn staging(store: &Store, dir: &Path, report: &mut Report) -> Result<()> {
-    let Some(entries) = survey::survey(dir)
-        .await
-        .map_err(|e| storage_err("reading the staging directory".into(), e))?
-    else {
-        return Ok(());
-    };
-    let active: BTreeSet<String> = {
-        let mut conn = store.read().await?;
-        flows::flow_list_active(&mut conn)
-            .await?
-            .into_iter()
-            .map(|f| f.id.to_string())
-            .collect()
-    };
-    for e in entries {
-        let Some(flow) = staging_flow(&e.file_name) else {
-            continue;
-        };
-        if active.contains(flow) || !e.regular {
-            continue;
-        }
-        let target = Target::File {
-            path: e.path.clone(),
-        };
-        report.fixes.push(Fix {
-            id: fix_id(FixKind::Clean, Problem::StagingFile, "staging", &target),
-            kind: FixKind::Clean,
-            problem: Problem::StagingFile,
-            backend: "staging".into(),
-            target,
-            reason: format!("the staging file of migration flow {flow}, which is over"),
-            effect: Effect {
-                bytes_freed: e.allocated,
-                layers_removed: 0,
-            },
-            in_use: Vec::new(),
-        });
-    }
-    Ok(())
-}
-
-/// The flow id of a staging file's name, if it is one.
-pub(super) fn staging_flow(file_name: &str) -> Option<&str> {
-    let (stem, ext) = file_name.rsplit_once('.')?;
-    let flow = stem.strip_prefix("migrate-")?;
-    (matches!(ext, "qcow2" | "raw") && flow.parse::<scoria_model::FlowId>().is_ok()).then_some(flow)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -716,6 +683,7 @@ mod tests {
         }
         let flow = scoria_model::FlowId::new();
         let name = format!("migrate-{flow}.qcow2");
+        let staging_flow = crate::repository::outside::staging_flow;
         assert_eq!(staging_flow(&name), Some(flow.to_string().as_str()));
         assert_eq!(staging_flow("migrate-x.qcow2"), None);
     }

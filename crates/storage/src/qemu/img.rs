@@ -514,10 +514,21 @@ impl CheckReport {
 /// are a report, not an error; an image qemu cannot open is an error. A raw image
 /// gets a report with `supported: false`.
 pub async fn check(path: &Path, format: Format) -> Result<CheckReport> {
-    let cmd = QemuImg::new("check")
-        .arg("--output=json")
-        .format(format)
-        .image(path)?;
+    check_as(path, format, false).await
+}
+
+/// [`check`] without taking qemu's image lock (`-U`): it never makes a
+/// writer fail, and what it reads of an image being written may be torn.
+pub async fn check_shared(path: &Path, format: Format) -> Result<CheckReport> {
+    check_as(path, format, true).await
+}
+
+async fn check_as(path: &Path, format: Format, shared: bool) -> Result<CheckReport> {
+    let mut cmd = QemuImg::new("check").arg("--output=json");
+    if shared {
+        cmd = cmd.arg("-U");
+    }
+    let cmd = cmd.format(format).image(path)?;
     let out = cmd.output().await?;
     match out.status.code() {
         Some(0 | CHECK_CORRUPT | CHECK_LEAKS) => {
