@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use scoria_flows::{Engine, Outcome};
+use scoria_flows::{Engine, Flow, Outcome};
 
 use super::FixKind;
 use super::flows::{FixParams, RepositoryFix};
@@ -45,7 +45,11 @@ async fn round(engine: &Engine<Env>, autofix: &AutoFix) {
     let busy = match engine.store().read().await {
         Ok(mut conn) => scoria_store::flows::flow_list_active(&mut conn)
             .await
-            .map(|flows| flows.iter().any(|f| f.kind == RepositoryFix::KIND_NAME))
+            .map(|flows| {
+                flows
+                    .iter()
+                    .any(|f| f.kind == <RepositoryFix as Flow>::KIND)
+            })
             .unwrap_or(true),
         Err(_) => true,
     };

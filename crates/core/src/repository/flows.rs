@@ -28,11 +28,6 @@ const RESOURCE: &str = "repository";
 
 pub struct RepositoryCheck;
 
-impl RepositoryCheck {
-    /// [`Flow::KIND`], for callers that do not import the trait.
-    pub const KIND_NAME: &'static str = "repository_check";
-}
-
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CheckParams {
     /// One backend, or every one.
@@ -44,7 +39,7 @@ pub struct CheckParams {
 }
 
 impl Flow for RepositoryCheck {
-    const KIND: &'static str = Self::KIND_NAME;
+    const KIND: &'static str = "repository_check";
     type Params = CheckParams;
     type Env = Env;
 
@@ -80,11 +75,6 @@ async fn scan(cx: &Cx<RepositoryCheck>) -> std::result::Result<Value, StepError>
 
 pub struct RepositoryFix;
 
-impl RepositoryFix {
-    /// [`Flow::KIND`], for callers that do not import the trait.
-    pub const KIND_NAME: &'static str = "repository_fix";
-}
-
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct FixParams {
     /// Every fix of these kinds…
@@ -102,7 +92,7 @@ pub struct FixParams {
 }
 
 impl Flow for RepositoryFix {
-    const KIND: &'static str = Self::KIND_NAME;
+    const KIND: &'static str = "repository_fix";
     type Params = FixParams;
     type Env = Env;
 

@@ -2,6 +2,7 @@
 //! how far it is and, once done, what it found or did (the step's output).
 //! The flows are in [`super::flows`].
 
+use scoria_flows::Flow;
 use scoria_model::FlowId;
 use scoria_model::flow::FlowState;
 use scoria_store::flows::FlowRecord;
@@ -34,7 +35,7 @@ pub async fn start_fix(app: &App, ctx: &Context, params: FixParams) -> Result<Fl
         scoria_store::flows::flow_list_active(&mut conn)
             .await?
             .into_iter()
-            .find(|f| f.kind == RepositoryFix::KIND_NAME)
+            .find(|f| f.kind == <RepositoryFix as Flow>::KIND)
     };
     if let Some(f) = running {
         return Err(Error::InvalidState(format!(
@@ -55,8 +56,8 @@ pub async fn get(
     id: &str,
 ) -> Result<(FlowRecord, Option<Value>)> {
     let (op, kind) = match what {
-        "check" => (Op::RepositoryCheck, RepositoryCheck::KIND_NAME),
-        _ => (Op::RepositoryFix, RepositoryFix::KIND_NAME),
+        "check" => (Op::RepositoryCheck, <RepositoryCheck as Flow>::KIND),
+        _ => (Op::RepositoryFix, <RepositoryFix as Flow>::KIND),
     };
     ctx.authorize(op)?;
     let not_found = || Error::NotFound(format!("The {what} {id} could not be found."));
