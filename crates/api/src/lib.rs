@@ -21,6 +21,7 @@ use scoria_core::App;
 pub mod action;
 pub mod attachments;
 pub mod auth;
+pub mod backends;
 pub mod backup;
 pub mod body;
 #[cfg(feature = "failpoints")]

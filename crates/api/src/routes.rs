@@ -13,9 +13,9 @@ use axum::routing::{delete, get, post, put};
 
 use crate::fault::ApiError;
 use crate::{
-    State, attachments, backup, default_types, filters, groups, identity, messages, microversion,
-    misc, operations, placement, qos, quota, repository, request_id, services, snapshot, transfer,
-    types, volume,
+    State, attachments, backends, backup, default_types, filters, groups, identity, messages,
+    microversion, misc, operations, placement, qos, quota, repository, request_id, services,
+    snapshot, transfer, types, volume,
 };
 
 pub use crate::glance::IMAGE;
@@ -127,6 +127,11 @@ table! {
     get "/scoria-repository/checks/{id}" => repository::show_check;
     post "/scoria-repository/fixes" => repository::start_fix;
     get "/scoria-repository/fixes/{id}" => repository::show_fix;
+    get "/scoria-backends" => backends::list;
+    post "/scoria-backends" => backends::add;
+    get "/scoria-backends/{name}" => backends::show;
+    delete "/scoria-backends/{name}" => backends::remove;
+    post "/scoria-backends/{name}/action" => backends::action;
     post "/os-volume-transfer" => transfer::create;
     get "/os-volume-transfer" => transfer::list;
     get "/os-volume-transfer/detail" => transfer::list_detail;

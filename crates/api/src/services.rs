@@ -28,8 +28,9 @@ fn service_view(s: &Service, v: Version) -> Value {
         "host": s.host,
         "zone": s.zone,
         "status": status(s),
-        // This process answers, so every one of its services is up.
-        "state": "up",
+        // This process answers, so every one of its services is up, unless
+        // a volume service's storage cannot be reached.
+        "state": if s.down { "down" } else { "up" },
         "updated_at": s.updated_at,
         "disabled_reason": s.disabled_reason,
     });

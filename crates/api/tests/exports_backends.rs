@@ -79,7 +79,7 @@ async fn one_reconcile_serves_each_attachment_on_its_own_backend() {
 
     let env = &t.app.env;
     let served = |backend: &str| {
-        let exporter = env.exports[backend].exporter.clone();
+        let exporter = env.exports.get(backend).expect("exporter").exporter.clone();
         async move {
             let mut ids: Vec<(String, bool)> = exporter
                 .list()
@@ -98,7 +98,9 @@ async fn one_reconcile_serves_each_attachment_on_its_own_backend() {
         // serve it again once after a remove: remove until it stays removed.
         let mut removed = false;
         for _ in 0..50 {
-            env.exports[backend]
+            env.exports
+                .get(backend)
+                .expect("exporter")
                 .exporter
                 .remove(id)
                 .await

@@ -1030,6 +1030,44 @@ fn rows() -> Vec<Row> {
             [401, 401, 403, 403, 403, 404],
             None,
         ),
+        // Backends as managed repositories (admins; system readers list):
+        // an add with a relative path is refused after the policy, unknown
+        // backends are 404s.
+        r(
+            "GET",
+            "/v3/{p}/scoria-backends",
+            None,
+            [401, 401, 403, 403, 403, 200],
+            None,
+        ),
+        r(
+            "POST",
+            "/v3/{p}/scoria-backends",
+            Some(json!({"backend": {"name": "new", "path": "relative"}})),
+            [401, 401, 403, 403, 403, 400],
+            None,
+        ),
+        r(
+            "GET",
+            "/v3/{p}/scoria-backends/{u}",
+            None,
+            [401, 401, 403, 403, 403, 404],
+            None,
+        ),
+        r(
+            "POST",
+            "/v3/{p}/scoria-backends/{u}/action",
+            Some(json!({"deactivate": {}})),
+            [401, 401, 403, 403, 403, 404],
+            None,
+        ),
+        r(
+            "DELETE",
+            "/v3/{p}/scoria-backends/{u}",
+            None,
+            [401, 401, 403, 403, 403, 404],
+            None,
+        ),
         // The repository check and fixes (admins): a check of the one file
         // backend, a fix run naming no fix of it; unknown runs are 404s.
         r(
@@ -1236,6 +1274,7 @@ fn template(path: &str) -> String {
         .replace("scoria-operations/{u}", "scoria-operations/{id}")
         .replace("checks/{u}", "checks/{id}")
         .replace("fixes/{u}", "fixes/{id}")
+        .replace("scoria-backends/{u}", "scoria-backends/{name}")
         .replace("{gt}", "{id}")
         .replace("{g}", "{id}")
         .replace("/group_specs/k", "/group_specs/{key}")

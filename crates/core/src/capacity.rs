@@ -38,6 +38,13 @@ impl Backend {
     /// Ask the driver for the backend's capacity now and keep the answer for
     /// the scheduler. Never call it inside a write transaction.
     pub async fn refresh_capacity(&self) -> Result<Capacity> {
+        if !self.probe() {
+            return Err(Error::Invalid(format!(
+                "backend {} is down: {}",
+                self.config.name,
+                self.down().unwrap_or_default()
+            )));
+        }
         let capacity = self.driver.capacity().await.map_err(|e| {
             Error::internal(
                 format!("backend {} cannot report its capacity", self.config.name),
@@ -103,13 +110,16 @@ pub async fn gather(env: &Env, conn: &mut Conn) -> Result<Vec<Candidate>> {
     let mut out = Vec::with_capacity(env.backends.len());
     let totals = scoria_store::volumes::volume_totals_by_backend(conn).await?;
     let unschedulable = hosts::unschedulable_volume_hosts(conn).await?;
-    for (name, b) in &env.backends {
+    // Deactivated or removed by an administrator (read here, inside the
+    // placement's transaction: see `backends::manage`).
+    let closed = scoria_store::backends::backend_closed(conn).await?;
+    for (name, b) in env.backends.all() {
         let Some(reading) = b.capacity_reading() else {
             tracing::warn!(backend = %name, "no capacity reading yet; not a candidate");
             continue;
         };
         let cap = reading.capacity;
-        let (count, provisioned) = totals.get(name).copied().unwrap_or((0, 0));
+        let (count, provisioned) = totals.get(&name).copied().unwrap_or((0, 0));
         let capabilities = b.capabilities.clone();
         let (total_gib, free_gib) = (cap.total as f64 / GIB_F, cap.free as f64 / GIB_F);
         let thin = b.config.thin_provisioning;
@@ -130,7 +140,9 @@ pub async fn gather(env: &Env, conn: &mut Conn) -> Result<Vec<Candidate>> {
             ),
             reserved_percentage: b.config.reserved_percentage,
             capabilities,
-            enabled: !unschedulable.contains(&hosts::backend_host(name)),
+            enabled: !unschedulable.contains(&hosts::backend_host(&name))
+                && !closed.contains(&name)
+                && b.down().is_none(),
         });
     }
     Ok(out)
@@ -228,6 +240,7 @@ mod tests {
             backup_chunk_size: scoria_storage::backup_repo::DEFAULT_CHUNK_SIZE,
             scheduler: Default::default(),
             staging_dir: dir.path().join("staging"),
+            backend_changes: tokio::sync::Mutex::new(()),
         };
         let nbd_backend = env.backend("nbd").expect("backend");
         assert_eq!(

@@ -199,6 +199,10 @@ ops! {
     FlowListStuck => AdminOrSystemReader, "scoria:operations:list";
     RepositoryCheck => Admin, "scoria:repository:check";
     RepositoryFix => Admin, "scoria:repository:fix";
+    BackendList => AdminOrSystemReader, "scoria:backends:list";
+    BackendAdd => Admin, "scoria:backends:add";
+    BackendUpdate => Admin, "scoria:backends:update";
+    BackendRemove => Admin, "scoria:backends:remove";
     ServiceList => AdminOrSystemReader, "volume_extension:services:index";
     ServiceUpdate => Admin, "volume_extension:services:update";
     ServiceFreeze => Admin, "volume:freeze_host";

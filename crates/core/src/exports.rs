@@ -601,8 +601,9 @@ pub(crate) async fn unfleece(
 /// the server's CPU per volume create (docs/placement.md). Each lock is let
 /// go as soon as its backend has converged.
 pub async fn reconcile(env: &Env) -> Result<()> {
-    let mut held = Vec::with_capacity(env.exports.len());
-    for (name, exports) in &env.exports {
+    let all = env.exports.all();
+    let mut held = Vec::with_capacity(all.len());
+    for (name, exports) in &all {
         held.push((name, exports, exports.lock.lock().await));
     }
     let rows = {

@@ -219,7 +219,7 @@ async fn check_attachments(
         .map(|a| a.id.to_string())
         .collect();
     let mut served = BTreeSet::new();
-    for (name, exports) in &env.exports {
+    for (name, exports) in env.exports.all() {
         let states = match exports.exporter.list().await {
             Ok(s) => s,
             Err(e) => {
@@ -503,7 +503,7 @@ async fn check_images(
             Err(e) => bad.push(format!("image {}: cannot read {}: {e}", i.id, i.name)),
         }
     }
-    for (name, b) in &env.backends {
+    for (name, b) in env.backends.all() {
         match b.driver.list().await {
             Ok(files) => {
                 for file in files {

@@ -22,6 +22,7 @@ use scoria_store::Store;
 pub use scoria_store::{Durability, StoreOptions};
 
 pub mod attachments;
+pub mod backends;
 pub mod backups;
 pub mod capacity;
 pub mod context;
@@ -39,6 +40,7 @@ pub mod placement;
 pub mod qos_specs;
 pub mod quotas;
 pub mod reaper;
+pub mod registry;
 pub mod repository;
 pub mod rules;
 pub mod scheduler;
@@ -297,6 +299,8 @@ pub struct Backend {
     /// unless configured) and the configured free-form capabilities.
     pub capabilities: BTreeMap<String, String>,
     capacity: std::sync::RwLock<Option<capacity::Reading>>,
+    /// Why its storage cannot be reached, while it cannot (see [`backends`]).
+    down: std::sync::RwLock<Option<String>>,
 }
 
 impl Backend {
@@ -317,6 +321,7 @@ impl Backend {
             driver,
             capabilities,
             capacity: std::sync::RwLock::new(None),
+            down: std::sync::RwLock::new(None),
         }
     }
 }
@@ -326,7 +331,7 @@ impl Backend {
 #[derive(Debug)]
 pub struct Env {
     pub store: Store,
-    pub backends: BTreeMap<String, Arc<Backend>>,
+    pub backends: registry::Registry<Backend>,
     /// Where the image service keeps its files (see [`image_service`]).
     pub image_store: scoria_storage::image_store::DynImageStore,
     /// The limits of `qemu-img info` on uploaded images.
@@ -334,7 +339,7 @@ pub struct Env {
     pub fp: Arc<Failpoints>,
     /// The exporters of the backends that can export (file backends), by
     /// backend name.
-    pub exports: BTreeMap<String, Arc<exports::BackendExports>>,
+    pub exports: registry::Registry<exports::BackendExports>,
     pub exports_config: exports::ExportsConfig,
     /// The backup repository and its chunk size.
     pub backup_repo: scoria_storage::backup_repo::DynRepo,
@@ -344,10 +349,13 @@ pub struct Env {
     /// Where a migration stages a flattened copy of a volume's data between
     /// two backends (`<data_dir>/staging`); each file is removed by its flow.
     pub staging_dir: PathBuf,
+    /// Held by an administrator's change of the backends (add, deactivate,
+    /// remove): one at a time.
+    pub backend_changes: tokio::sync::Mutex<()>,
 }
 
 impl Env {
-    pub fn backend(&self, name: &str) -> Result<&Arc<Backend>> {
+    pub fn backend(&self, name: &str) -> Result<Arc<Backend>> {
         self.backends.get(name).ok_or_else(|| Error::Internal {
             message: format!("backend {name} is not configured"),
             source: None,
@@ -359,6 +367,7 @@ impl Env {
         let mut zones: Vec<String> = self
             .backends
             .values()
+            .iter()
             .map(|b| b.config.availability_zone.clone())
             .collect();
         zones.sort();
@@ -452,41 +461,12 @@ impl App {
         let store = Store::open(&config.data_dir.join("scoria.db"), &config.store).await?;
         let mut backends = BTreeMap::new();
         let mut exporters = BTreeMap::new();
-        for b in &config.backends {
-            if let DriverConfig::File { path, .. } = &b.driver {
-                std::fs::create_dir_all(path)
-                    .map_err(|e| Error::internal(format!("cannot create {}", path.display()), e))?;
-                exporters.insert(
-                    b.name.clone(),
-                    exports::open(path, &config.exports.run_dir.join(&b.name)).await?,
-                );
+        for b in backends::at_start(&store, &config.backends).await? {
+            let (backend, exporter) = backends::open(&b, &fp, &config.exports).await?;
+            if let Some(e) = exporter {
+                exporters.insert(b.name.clone(), e);
             }
-            let driver: DynDriver = match &b.driver {
-                DriverConfig::File { path, fsync } => Arc::new(
-                    scoria_storage::file::FileDriver::new(
-                        path.clone(),
-                        fp.clone(),
-                        scoria_storage::file::FileOptions {
-                            fsync: *fsync,
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .map_err(|e| Error::internal(format!("backend {} cannot start", b.name), e))?,
-                ),
-                DriverConfig::Memory { capacity_gib } => {
-                    Arc::new(scoria_storage::memory::MemoryDriver::with_capacity(
-                        fp.clone(),
-                        scoria_storage::Capacity {
-                            total: capacity_gib * scoria_model::volume::GIB,
-                            free: capacity_gib * scoria_model::volume::GIB,
-                        },
-                    ))
-                }
-            };
-            let backend = Backend::new(b.clone(), driver);
-            backend.refresh_capacity().await?;
-            backends.insert(b.name.clone(), Arc::new(backend));
+            backends.insert(b.name.clone(), backend);
         }
         let image_store = Arc::new(
             scoria_storage::image_store::FileImageStore::new(
@@ -519,16 +499,17 @@ impl App {
         }
         let env = Arc::new(Env {
             store: store.clone(),
-            backends,
+            backends: registry::Registry::new(backends),
             image_store,
             inspect_limits: config.image_service.inspect_limits,
             fp: fp.clone(),
-            exports: exporters,
+            exports: registry::Registry::new(exporters),
             exports_config: config.exports.clone(),
             backup_repo,
             backup_chunk_size: config.backups.chunk_size,
             scheduler: config.scheduler.clone(),
             staging_dir: config.data_dir.join("staging"),
+            backend_changes: tokio::sync::Mutex::new(()),
         });
         let engine = Engine::new(store, env.clone(), fp, options);
         flows::register(&engine);

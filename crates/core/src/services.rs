@@ -69,6 +69,9 @@ pub struct Service {
     pub frozen: bool,
     /// When the service last reported in: it is this process, so now.
     pub updated_at: String,
+    /// A volume service whose backend's storage cannot be reached (see
+    /// `crate::backends`): Cinder's `state: down`.
+    pub down: bool,
 }
 
 /// Every service of this process: the scheduler, then one volume service per
@@ -81,6 +84,10 @@ async fn all(env: &Env, conn: &mut Conn) -> Result<Vec<Service>> {
         Service {
             binary,
             zone,
+            down: backend
+                .as_ref()
+                .and_then(|b| env.backends.get(b))
+                .is_some_and(|b| b.down().is_some()),
             backend,
             disabled: st.is_some_and(|s| s.disabled),
             disabled_reason: st.and_then(|s| s.disabled_reason.clone()),
@@ -95,10 +102,10 @@ async fn all(env: &Env, conn: &mut Conn) -> Result<Vec<Service>> {
         SCHEDULER_ZONE.to_owned(),
         None,
     )];
-    for (name, b) in &env.backends {
+    for (name, b) in env.backends.all() {
         out.push(make(
             VOLUME_BINARY,
-            backend_host(name),
+            backend_host(&name),
             b.config.availability_zone.clone(),
             Some(name.clone()),
         ));
@@ -317,9 +324,10 @@ pub async fn capabilities(
     };
     app.env
         .backends
-        .iter()
+        .all()
+        .into_iter()
         .find(|(b, _)| host_matches(wanted, &backend_host(b)))
-        .map(|(name, b)| (name.clone(), b.capabilities.clone()))
+        .map(|(name, b)| (name, b.capabilities.clone()))
         .ok_or_else(|| Error::NotFound(format!("Can't find service: {host}")))
 }
 

@@ -52,6 +52,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 pub mod attachments;
+pub mod backends;
 pub mod backups;
 pub mod default_types;
 pub mod flows;

@@ -109,6 +109,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "unmanaged_snapshots",
         include_str!("../migrations/0025_unmanaged_snapshots.sql"),
     ),
+    (
+        26,
+        "backends",
+        include_str!("../migrations/0026_backends.sql"),
+    ),
 ];
 
 /// The schema version this build's migrations end at.

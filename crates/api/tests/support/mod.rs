@@ -311,14 +311,23 @@ impl TestApp {
         assert!(gone.await, "snapshot {id} is still there");
     }
 
-    /// The file of an image of the `file` backend, as its record names it.
+    /// The file of an image on its (file) backend, as its record names it.
     pub async fn image_file(&self, image: scoria_model::ImageId) -> std::path::PathBuf {
         let mut c = self.app.store().read().await.expect("read");
         let i = scoria_store::images::image_get(&mut c, image)
             .await
             .expect("read image")
             .expect("the image");
-        self.dir.path().join("volumes").join(i.name)
+        match self
+            .app
+            .env
+            .backends
+            .get(&i.backend)
+            .map(|b| b.config.driver.clone())
+        {
+            Some(DriverConfig::File { path, .. }) => path.join(i.name),
+            _ => self.dir.path().join("volumes").join(i.name),
+        }
     }
 
     /// The file of volume `id`'s active image.

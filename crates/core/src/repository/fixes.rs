@@ -138,8 +138,13 @@ pub async fn apply_data_dir(
 /// children).
 pub(super) async fn apply(cx: &Fx, selection: &Selection) -> Result<Outcome> {
     let store = &cx.env.store;
-    let backends: Vec<crate::BackendConfig> =
-        cx.env.backends.values().map(|b| b.config.clone()).collect();
+    let backends: Vec<crate::BackendConfig> = cx
+        .env
+        .backends
+        .values()
+        .iter()
+        .map(|b| b.config.clone())
+        .collect();
     let report = check(
         store,
         &cx.env.staging_dir,

@@ -57,8 +57,13 @@ impl Flow for RepositoryCheck {
 }
 
 async fn scan(cx: &Cx<RepositoryCheck>) -> std::result::Result<Value, StepError> {
-    let backends: Vec<crate::BackendConfig> =
-        cx.env.backends.values().map(|b| b.config.clone()).collect();
+    let backends: Vec<crate::BackendConfig> = cx
+        .env
+        .backends
+        .values()
+        .iter()
+        .map(|b| b.config.clone())
+        .collect();
     let report = check_reporting(
         &cx.env.store,
         &cx.env.staging_dir,

@@ -110,7 +110,10 @@ pub fn service_enabled(c: &Candidate) -> Result<(), String> {
     if c.enabled {
         Ok(())
     } else {
-        Err("its volume service is disabled or frozen".into())
+        Err(
+            "its volume service is disabled or frozen, or the backend is deactivated or down"
+                .into(),
+        )
     }
 }
 

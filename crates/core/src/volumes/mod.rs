@@ -516,7 +516,7 @@ async fn get_unchecked(app: &App, id: VolumeId) -> Result<VolumeView> {
     let v = store::volume_get(&mut conn, id)
         .await?
         .ok_or_else(|| Error::volume_not_found(id))?;
-    let mut views = views(&mut conn, vec![v], false).await?;
+    let mut views = views(&app.env, &mut conn, vec![v], false).await?;
     views.pop().ok_or_else(|| Error::volume_not_found(id))
 }
 
@@ -527,7 +527,7 @@ pub async fn get(app: &App, ctx: &Context, id: VolumeId, with_status: bool) -> R
     let mut conn = app.store().read().await?;
     let v = visible(&mut conn, ctx, id).await?;
     ctx.authorize(Op::VolumeGet)?;
-    let mut views = views(&mut conn, vec![v], with_status).await?;
+    let mut views = views(&app.env, &mut conn, vec![v], with_status).await?;
     views.pop().ok_or_else(|| Error::volume_not_found(id))
 }
 
@@ -560,7 +560,7 @@ pub async fn list(app: &App, ctx: &Context, req: ListRequest) -> Result<ListResu
         None
     };
     Ok(ListResult {
-        volumes: views(&mut conn, vols, req.with_status).await?,
+        volumes: views(&app.env, &mut conn, vols, req.with_status).await?,
         count,
     })
 }

@@ -100,7 +100,8 @@ pub async fn retype(
         )));
     };
     let here = app.env.backend(backend)?;
-    let known = crate::scheduler::known_keys(app.env.backends.values().map(|b| &b.capabilities));
+    let all = app.env.backends.values();
+    let known = crate::scheduler::known_keys(all.iter().map(|b| &b.capabilities));
     let must_move =
         crate::scheduler::capabilities_match(&new.extra_specs, &here.capabilities, &known);
     if let Err(why) = &must_move

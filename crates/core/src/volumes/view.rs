@@ -13,6 +13,7 @@ use super::VolumeView;
 use crate::error::Result;
 
 pub(super) async fn views(
+    env: &crate::Env,
     conn: &mut Conn,
     vols: Vec<Volume>,
     with_status: bool,
@@ -49,8 +50,17 @@ pub(super) async fn views(
     } else {
         scoria_store::attachments::attachment_list_attached_for(conn, &attached).await?
     };
+    // A backend that is down (see `crate::backends`): its resting volumes
+    // show `error`, and their image why; the records stay as they are.
+    let down: BTreeMap<String, String> = env
+        .backends
+        .all()
+        .into_iter()
+        .filter_map(|(name, b)| b.down().map(|why| (name, why)))
+        .collect();
     let mut out = Vec::with_capacity(vols.len());
-    for v in vols {
+    for mut v in vols {
+        let down = v.backend.as_ref().and_then(|b| down.get(b).map(|w| (b, w)));
         let volume_type_name = type_names
             .get(&v.volume_type_id)
             .cloned()
@@ -60,7 +70,20 @@ pub(super) async fn views(
             .as_ref()
             .and_then(|id| flows.get(id))
             .map(crate::rules::progress::of_flow);
-        let image = v.image_id.and_then(|i| statuses.remove(&i));
+        let mut image = v.image_id.and_then(|i| statuses.remove(&i));
+        if let Some((backend, why)) = down
+            && matches!(
+                v.status,
+                scoria_model::volume::VolumeStatus::Available
+                    | scoria_model::volume::VolumeStatus::InUse
+            )
+        {
+            v.status = scoria_model::volume::VolumeStatus::Error;
+            if let Some(i) = &mut image {
+                i.health = scoria_model::image::ImageHealth::Broken;
+                i.reason = Some(format!("backend {backend} is down: {why}"));
+            }
+        }
         let image_metadata = image_metadata.remove(&v.id.to_string()).unwrap_or_default();
         let attachments = attachments.remove(&v.id).unwrap_or_default();
         out.push(VolumeView {

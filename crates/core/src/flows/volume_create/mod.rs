@@ -411,7 +411,7 @@ async fn place_on(
     let b = cx.env.backend(backend)?;
     // A volume from the image service's image: from the backend's cache, or
     // filling it, or straight from the image's file.
-    source::plan_image(cx, c, b, &mut data).await?;
+    source::plan_image(cx, c, &b, &mut data).await?;
     // An overlay is qcow2 whatever the backend's format for blank volumes.
     let format = if data.base.is_some() {
         Format::Qcow2

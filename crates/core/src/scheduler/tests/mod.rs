@@ -313,7 +313,7 @@ fn the_decision_records_and_explains() {
     let msg = decide(&cfg(), &typed, &[cand("c", "nova", 10.0, 10.0, 0.0), ssd]).message();
     assert_eq!(
         msg,
-        "No valid backend was found: no backend fits the request (c: it does not report tier, the type wants \"ssd\"; s: its volume service is disabled or frozen)"
+        "No valid backend was found: no backend fits the request (c: it does not report tier, the type wants \"ssd\"; s: its volume service is disabled or frozen, or the backend is deactivated or down)"
     );
     // Many removed by one filter: a few named, the rest counted.
     let many: Vec<Candidate> = (0..20)
