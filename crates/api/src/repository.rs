@@ -2,7 +2,8 @@
 //! Cinder API; the `scoria-` prefix keeps it out of Cinder's namespace):
 //!
 //! - `POST /v3/{project}/scoria-repository/checks` with `{"check":
-//!   {"backend": "<name>", "quick": false}}` (both optional): 202 and the
+//!   {"backend": "<name>", "quick": false, "full": false}}` (all optional;
+//!   `full`: `qemu-img check` even on unchanged images): 202 and the
 //!   check, a flow; `GET .../checks/{id}`: its state, stage `i/N`, percent
 //!   (of the images `qemu-img check`ed) and, once `done`, its `report`
 //!   (`backends`, `fixes`, `foreign`, `broken`, as `scoria check --json`).
@@ -93,11 +94,17 @@ pub async fn start_check(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     ctx.authorize(scoria_core::Op::RepositoryCheck)?;
-    let m = section(&body, "check", &["backend", "quick"])?;
+    let m = section(&body, "check", &["backend", "quick", "full"])?;
     let params = CheckParams {
         backend: body::opt_str(&m, "backend")?,
         quick: body::boolean(&m, "quick")?.unwrap_or(false),
+        full: body::boolean(&m, "full")?.unwrap_or(false),
     };
+    if params.quick && params.full {
+        return Err(ApiError::bad_request(
+            "Invalid input for check: quick and full exclude each other.",
+        ));
+    }
     let echo = serde_json::to_value(&params).unwrap_or_default();
     let id = ops::start_check(&state.app, &ctx, params).await?;
     Ok((

@@ -139,6 +139,15 @@ async fn a_check_and_a_merge_through_the_api_while_the_server_runs() {
     assert_eq!(r.status, 404, "{:?}", r.body);
     let r = t
         .call(
+            "POST",
+            &format!("/v3/{p}/scoria-repository/checks"),
+            Some(&token),
+            Some(json!({"check": {"quick": true, "full": true}})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let r = t
+        .call(
             "GET",
             &format!("/v3/{p}/scoria-repository/fixes/{}", uuid_like()),
             Some(&token),

@@ -94,9 +94,13 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Headers only: no `qemu-img check` unless qemu marked an image
-        /// corrupt (leaks go unseen).
-        #[arg(long)]
+        /// corrupt or dirty (leaks go unseen).
+        #[arg(long, conflicts_with = "full")]
         quick: bool,
+        /// `qemu-img check` on every qcow2 image, even those whose file
+        /// has not changed since the server's last clean check of it.
+        #[arg(long)]
+        full: bool,
     },
     /// Apply fixes a check lists, each after checking its precondition
     /// again; the server must be stopped. With no id and no kind: every fix
@@ -172,8 +176,15 @@ fn main() -> Result<()> {
             backend,
             json,
             quick,
+            full,
         } => exit_with(offline(config, data_dir, |r| async move {
-            repository::check(&r, backend.as_deref(), json, quick).await
+            repository::check(
+                &r,
+                backend.as_deref(),
+                json,
+                scoria_core::repository::CheckOptions { quick, full },
+            )
+            .await
         })),
         Command::Fix {
             config,

@@ -14,8 +14,13 @@ use scoria_core::repository::{self, CheckOptions, FixKind, Report};
 use crate::config::Resolved;
 
 /// `scoria check`: prints the report; `true` when it has no fix.
-pub async fn check(r: &Resolved, backend: Option<&str>, json: bool, quick: bool) -> Result<bool> {
-    let report = repository::check_data_dir(&r.core, backend, CheckOptions { quick })
+pub async fn check(
+    r: &Resolved,
+    backend: Option<&str>,
+    json: bool,
+    options: CheckOptions,
+) -> Result<bool> {
+    let report = repository::check_data_dir(&r.core, backend, options)
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))?;
     if json {

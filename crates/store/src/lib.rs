@@ -59,6 +59,7 @@ pub mod flows;
 pub mod glance;
 pub mod groups;
 pub mod identity;
+pub mod image_checks;
 pub mod images;
 pub mod messages;
 pub mod placements;

@@ -114,6 +114,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "backends",
         include_str!("../migrations/0026_backends.sql"),
     ),
+    (
+        27,
+        "image_checks",
+        include_str!("../migrations/0027_image_checks.sql"),
+    ),
 ];
 
 /// The schema version this build's migrations end at.

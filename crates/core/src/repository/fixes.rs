@@ -153,6 +153,7 @@ pub(super) async fn apply(cx: &Fx, selection: &Selection) -> Result<Outcome> {
         CheckOptions::default(),
     )
     .await?;
+    super::record_seen(store, &report).await?;
     let mut outcome = Outcome {
         unknown: selection
             .ids

@@ -36,6 +36,9 @@ pub struct CheckParams {
     /// Headers only (see [`CheckOptions::quick`]).
     #[serde(default)]
     pub quick: bool,
+    /// Every image, changed or not (see [`CheckOptions::full`]).
+    #[serde(default)]
+    pub full: bool,
 }
 
 impl Flow for RepositoryCheck {
@@ -71,10 +74,12 @@ async fn scan(cx: &Cx<RepositoryCheck>) -> std::result::Result<Value, StepError>
         cx.params.backend.as_deref(),
         CheckOptions {
             quick: cx.params.quick,
+            full: cx.params.full,
         },
         &|percent| cx.report_percent(percent),
     )
     .await?;
+    super::record_seen(&cx.env.store, &report).await?;
     serde_json::to_value(report).map_err(|e| StepError::msg(e.to_string()))
 }
 

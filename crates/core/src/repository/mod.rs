@@ -218,6 +218,11 @@ pub struct BackendReport {
     pub state: &'static str,
     pub images: usize,
     pub files: usize,
+    /// Images `qemu-img check`ed this time.
+    pub qemu_checked: usize,
+    /// Images not `qemu-img check`ed because their file has not changed
+    /// since a clean check (see [`CheckOptions::full`]).
+    pub unchanged: usize,
     /// Images not looked into (busy in a running qemu), with why.
     pub skipped: Vec<String>,
 }
@@ -229,15 +234,38 @@ pub struct Report {
     pub fixes: Vec<Fix>,
     pub foreign: Vec<Foreign>,
     pub broken: Vec<Broken>,
+    /// What this check's `qemu-img check`s saw, for the memo (migration
+    /// 0027): each image's fingerprint when clean, `None` when not. Only
+    /// writers record it ([`record_seen`]); `scoria check` does not.
+    #[serde(skip)]
+    pub seen: Vec<(ImageId, Option<String>)>,
+}
+
+/// Record what a check's `qemu-img check`s saw (see [`Report::seen`]).
+pub async fn record_seen(store: &Store, report: &Report) -> Result<()> {
+    if report.seen.is_empty() {
+        return Ok(());
+    }
+    let mut tx = store.begin().await?;
+    scoria_store::image_checks::image_check_record(&mut tx, &report.seen).await?;
+    tx.commit().await.map_err(scoria_store::StoreError::from)?;
+    Ok(())
 }
 
 /// How thorough a check is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CheckOptions {
     /// Headers only: `qemu-img check` runs only on images whose header qemu
-    /// marked corrupt. Leaks and most corruptions go unseen; a check of many
-    /// images then costs a few reads per file.
+    /// marked corrupt or dirty. Leaks and most corruptions go unseen; a
+    /// check of many images then costs a few reads per file.
     pub quick: bool,
+    /// `qemu-img check` on every qcow2 image. Otherwise (and not quick) it
+    /// runs on the images whose file changed since their last clean check
+    /// (a different fingerprint: length, inode, modification and change
+    /// times), whose header is marked corrupt or dirty, or that were never
+    /// checked clean; an unchanged file was clean and still is, unless its
+    /// storage rotted under it, which only a full check finds.
+    pub full: bool,
 }
 
 /// The stable id of a fix: its kind and a digest of its problem, backend
@@ -318,6 +346,8 @@ pub async fn check_reporting(
                 state: "not_checked",
                 images: 0,
                 files: 0,
+                qemu_checked: 0,
+                unchanged: 0,
                 skipped: Vec::new(),
             }),
         }

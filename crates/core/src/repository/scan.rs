@@ -101,6 +101,8 @@ pub(super) async fn backend(
             state: "down",
             images: 0,
             files: 0,
+            qemu_checked: 0,
+            unchanged: 0,
             skipped: Vec::new(),
         });
         return Ok(());
@@ -208,6 +210,13 @@ pub(super) async fn backend(
     // images whose file agrees (a few at a time: a process each).
     let mut findings: Vec<(&Image, Problem, String)> = Vec::new();
     let mut to_check: Vec<(usize, std::path::PathBuf, scoria_storage::Format)> = Vec::new();
+    let memo = if options.full || options.quick {
+        Default::default()
+    } else {
+        let mut conn = store.read().await?;
+        scoria_store::image_checks::image_check_memo(&mut conn, name).await?
+    };
+    let mut unchanged = 0usize;
     for (at, image) in records.images.iter().enumerate() {
         if garbage.contains(&image.id) || image.state != ImageState::Ready {
             // Creating: its flow's (it may have no file yet). Deleting and
@@ -226,9 +235,12 @@ pub(super) async fn backend(
             Some(e) => match record_against_file(image, e, &records) {
                 Err((problem, reason)) => findings.push((image, problem, reason)),
                 Ok(()) if image.format == ImageFormat::Qcow2 => {
-                    let marked = e.head.as_ref().is_some_and(|h| h.marked_corrupt);
-                    if !options.quick || marked {
+                    let marked = e.head.as_ref().is_some_and(|h| h.marked_corrupt || h.dirty);
+                    let same = memo.get(&image.id) == Some(&e.fingerprint);
+                    if marked || options.full || !(options.quick || same) {
                         to_check.push((at, e.path.clone(), storage_format(image.format)));
+                    } else if same {
+                        unchanged += 1;
                     }
                 }
                 Ok(()) => {}
@@ -250,11 +262,20 @@ pub(super) async fn backend(
         })
         .collect()
         .await;
+    let qemu_checked = checked.len();
     for (at, result) in checked {
         let image = &records.images[at];
         match result {
-            Ok(Some((problem, reason))) => findings.push((image, problem, reason)),
-            Ok(None) => {}
+            Ok(Some((problem, reason))) => {
+                report.seen.push((image.id, None));
+                findings.push((image, problem, reason))
+            }
+            Ok(None) => {
+                let fingerprint = files
+                    .get(image.name.as_str())
+                    .map(|e| e.fingerprint.clone());
+                report.seen.push((image.id, fingerprint));
+            }
             Err(busy) => skipped.push(format!("{}: {busy}", image.name)),
         }
     }
@@ -384,6 +405,8 @@ pub(super) async fn backend(
         state: "checked",
         images: records.images.len(),
         files: entries.len(),
+        qemu_checked,
+        unchanged,
         skipped,
     });
     Ok(())

@@ -72,7 +72,10 @@ pub async fn manageable(app: &App, ctx: &Context, host: &str) -> Result<Vec<Mana
         &app.env.staging_dir,
         &app.config.backends,
         Some(backend),
-        CheckOptions { quick: true },
+        CheckOptions {
+            quick: true,
+            ..Default::default()
+        },
     )
     .await?;
     if report

@@ -54,6 +54,10 @@ pub struct Head {
     pub data_file: bool,
     /// qemu marked the qcow2 image corrupt (incompatible feature bit 1).
     pub marked_corrupt: bool,
+    /// The qcow2 image was open for writing with lazy refcounts when its
+    /// writer stopped (incompatible feature bit 0): its refcounts may be
+    /// wrong.
+    pub dirty: bool,
     /// Why the qcow2 header could not be read (the rest is then unknown).
     pub problem: Option<String>,
 }
@@ -75,6 +79,12 @@ pub struct Entry {
     pub immutable: bool,
     /// What its bytes are (regular files only; `None` when unreadable).
     pub head: Option<Head>,
+    /// What changes whenever the file does: its length, inode, and
+    /// modification and change times to the nanosecond (the change time
+    /// cannot be set back). The repository check runs `qemu-img check`
+    /// again only on a file whose fingerprint differs from the one its
+    /// last clean check saw.
+    pub fingerprint: String,
 }
 
 /// Every entry of the backend directory `dir`, sorted by name, or `None`
@@ -105,7 +115,17 @@ fn survey_blocking(dir: &Path) -> Result<Option<Vec<Entry>>> {
         };
         let regular = meta.is_file();
         let head = if regular { read_head(&path) } else { None };
+        let fingerprint = format!(
+            "{}:{}:{}.{:09}:{}.{:09}",
+            meta.len(),
+            meta.ino(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        );
         entries.push(Entry {
+            fingerprint,
             naming: naming_of(&file_name),
             regular,
             len: meta.len(),
@@ -184,6 +204,7 @@ fn read_head(path: &Path) -> Option<Head> {
         backing_format: None,
         data_file: false,
         marked_corrupt: false,
+        dirty: false,
         problem: None,
     };
     if detected == DiskFormat::Qcow2 {
@@ -192,6 +213,7 @@ fn read_head(path: &Path) -> Option<Head> {
                 out.virtual_size = h.virtual_size;
                 out.cluster_size = Some(1 << h.cluster_bits);
                 out.marked_corrupt = h.is_marked_corrupt();
+                out.dirty = h.is_dirty();
                 out.data_file = h.data_file.is_some();
                 out.backing_file = h.backing_file;
                 out.backing_format = h.backing_format;
