@@ -155,9 +155,7 @@ pub mod vet;
 pub use scoria_failpoints::{Failpoints, Fault};
 
 /// Every failpoint name of this crate, in the order a call reaches them (the
-/// conformance crash suite runs a sequence through each), but the merge's
-/// (`storage.merge.*`, `storage.unmerge.*`), which the `image_merge` flow's
-/// generic tests crash at.
+/// conformance crash suite runs a sequence through each).
 pub const FAILPOINTS: &[&str] = &[
     "storage.create.before",
     "storage.create.temp",
@@ -176,6 +174,10 @@ pub const FAILPOINTS: &[&str] = &[
     "storage.overlay.before",
     "storage.overlay.temp",
     "storage.overlay.after",
+    "storage.merge.before",
+    "storage.merge.after",
+    "storage.unmerge.before",
+    "storage.unmerge.after",
     "storage.import.before",
     "storage.import.temp",
     "storage.import.after",

@@ -110,12 +110,15 @@ const VARIANTS: [Variant; 2] = [
 ];
 
 const OVERLAY: &str = "ov.qcow2";
-const STEPS: usize = 16;
+const TOP: &str = "top.qcow2";
+const STEPS: usize = 22;
 
 /// Step `i` of the sequence: create, write, make immutable, undo that and
 /// make it immutable again (a snapshot that failed, then one that did not),
-/// layer, write the overlay, copy (flatten) it, extend the copy, export it,
-/// import the export, check the data, delete everything.
+/// layer, write the overlay, freeze it, layer on it, merge it into that top
+/// layer and undo the merge (the repository check's merge), drop the top,
+/// copy (flatten) the overlay, extend the copy, export it, import the
+/// export, check the data, delete everything.
 async fn step(env: &Env, v: &Variant, i: usize) -> crate::Result<()> {
     let d = &env.d;
     let out = env.outside(&format!("out.{}", v.export));
@@ -127,14 +130,30 @@ async fn step(env: &Env, v: &Variant, i: usize) -> crate::Result<()> {
         4 => d.make_immutable(v.base).await,
         5 => d.create_overlay(v.base, &spec(OVERLAY, 8 * MIB)).await,
         6 => d.write(OVERLAY, 6 * MIB, MIB, 0x22).await,
-        7 => d.copy_from(OVERLAY, &spec(v.copy, 8 * MIB), &|_| {}).await,
-        8 => d.extend(v.copy, 16 * MIB).await,
-        9 => d.export_to(v.copy, &out, v.export, &|_| {}).await,
-        10 => {
+        7 => d.make_immutable(OVERLAY).await,
+        8 => d.create_overlay(OVERLAY, &spec(TOP, 8 * MIB)).await,
+        9 => d.merge_base(TOP, OVERLAY).await,
+        10 => d.unmerge_base(TOP, OVERLAY).await,
+        11 => {
+            for (offset, len, byte) in [(0, MIB, 0x11), (MIB, 5 * MIB, 0), (6 * MIB, MIB, 0x22)] {
+                assert!(
+                    d.reads_as(TOP, offset, len, byte).await.expect("read"),
+                    "{TOP}: {len} bytes at {offset}"
+                );
+            }
+            Ok(())
+        }
+        // A step of its own: a crash in the delete runs it again, and a
+        // re-run must not read what it deleted.
+        12 => d.delete(TOP).await,
+        13 => d.copy_from(OVERLAY, &spec(v.copy, 8 * MIB), &|_| {}).await,
+        14 => d.extend(v.copy, 16 * MIB).await,
+        15 => d.export_to(v.copy, &out, v.export, &|_| {}).await,
+        16 => {
             d.import_from(&spec(v.imported, 16 * MIB), &out, v.export, &|_| {})
                 .await
         }
-        11 => {
+        17 => {
             for image in [OVERLAY, v.copy, v.imported] {
                 for (offset, len, byte) in [(0, MIB, 0x11), (MIB, 5 * MIB, 0), (6 * MIB, MIB, 0x22)]
                 {
@@ -147,9 +166,9 @@ async fn step(env: &Env, v: &Variant, i: usize) -> crate::Result<()> {
             assert!(d.same_data(v.copy, v.imported).await.expect("compare"));
             Ok(())
         }
-        12 => d.delete(v.imported).await,
-        13 => d.delete(v.copy).await,
-        14 => d.delete(OVERLAY).await,
+        18 => d.delete(v.imported).await,
+        19 => d.delete(v.copy).await,
+        20 => d.delete(OVERLAY).await,
         _ => d.delete(v.base).await,
     }
 }
@@ -175,6 +194,7 @@ async fn run(kind: Kind, point: &str, action: Action, v: &Variant) {
     for (name, sizes) in [
         (v.base, &[4 * MIB][..]),
         (OVERLAY, &[8 * MIB]),
+        (TOP, &[8 * MIB]),
         (v.copy, &[8 * MIB, 16 * MIB]),
         (v.imported, &[16 * MIB]),
     ] {
