@@ -232,6 +232,7 @@ async fn autofix_cleans_on_its_schedule() {
         c.autofix = scoria_core::repository::autofix::AutoFix {
             kinds: vec![scoria_core::repository::FixKind::Clean],
             period: std::time::Duration::from_millis(100),
+            after_operations: false,
         };
     })
     .await;
@@ -274,4 +275,84 @@ async fn autofix_cleans_on_its_schedule() {
         "{:?}",
         r.body
     );
+}
+
+/// How many `repository_fix` flows are done.
+async fn fix_rounds(t: &TestApp, token: &str, p: &str) -> usize {
+    let r = t
+        .call(
+            "GET",
+            &format!("/v3/{p}/scoria-operations?state=done"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["operation"] == "repository_fix")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autofix_after_an_operation_cleans_and_does_not_feed_itself() {
+    let t = TestApp::with_config(|c| {
+        c.autofix = scoria_core::repository::autofix::AutoFix {
+            kinds: vec![scoria_core::repository::FixKind::Clean],
+            period: std::time::Duration::from_secs(3600),
+            after_operations: true,
+        };
+    })
+    .await;
+    let (token, p) = t.admin().await;
+    let vol = t.volume(&token, &p).await;
+    let file = t.volume_file(&vol).await;
+    let dir = file.parent().unwrap().to_path_buf();
+    // The create's end starts a round: wait for it, then plant an orphan.
+    for _ in 0..300 {
+        if fix_rounds(&t, &token, &p).await == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        fix_rounds(&t, &token, &p).await,
+        1,
+        "a round after the create"
+    );
+    let orphan = dir.join(format!("image-{}.qcow2", scoria_model::ImageId::new()));
+    scoria_storage::qemu::create(&orphan, scoria_storage::Format::Qcow2, 1 << 20)
+        .await
+        .unwrap();
+    // No operation, no round (the schedule is an hour): the orphan stays,
+    // and the round's own end started none.
+    tokio::time::sleep(
+        2 * scoria_core::repository::autofix::SETTLE + std::time::Duration::from_millis(500),
+    )
+    .await;
+    assert!(orphan.exists(), "cleaned without an operation");
+    assert_eq!(fix_rounds(&t, &token, &p).await, 1, "a round fed another");
+    // An operation: a round follows and cleans.
+    let r = t
+        .call(
+            "PUT",
+            &format!("/v3/{p}/volumes/{vol}"),
+            Some(&token),
+            Some(json!({"volume": {"name": "renamed"}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let other = t.volume(&token, &p).await;
+    let mut gone = false;
+    for _ in 0..300 {
+        if !orphan.exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(gone, "AutoFix did not clean after the operation");
+    assert!(file.exists() && t.volume_file(&other).await.exists());
 }

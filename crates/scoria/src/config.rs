@@ -46,6 +46,8 @@ pub struct Repository {
     pub autofix: Option<Vec<String>>,
     /// Seconds between AutoFix rounds (default 3600).
     pub autofix_period_s: Option<u64>,
+    /// A round after operations too (default false).
+    pub autofix_after_operations: Option<bool>,
 }
 
 /// Which filters and weighers place volumes, and their multipliers.
@@ -321,6 +323,9 @@ pub fn resolve(
             bail!("repository.autofix_period_s must be positive");
         }
         core.autofix.period = Duration::from_secs(s);
+    }
+    if let Some(a) = file.repository.autofix_after_operations {
+        core.autofix.after_operations = a;
     }
     let backups = file.backups;
     if let Some(p) = backups.path {
@@ -684,7 +689,8 @@ mod tests {
     fn autofix_kinds_and_period() {
         let r = resolve(File::default(), None, None).unwrap();
         assert!(r.core.autofix.kinds.is_empty(), "off by default");
-        let text = "[repository]\nautofix = [\"clean\", \"merge\"]\nautofix_period_s = 60\n";
+        assert!(!r.core.autofix.after_operations, "schedule only by default");
+        let text = "[repository]\nautofix = [\"clean\", \"merge\"]\nautofix_period_s = 60\nautofix_after_operations = true\n";
         let r = resolve(toml::from_str(text).unwrap(), None, None).unwrap();
         assert_eq!(
             r.core.autofix.kinds,
@@ -694,6 +700,7 @@ mod tests {
             ]
         );
         assert_eq!(r.core.autofix.period, Duration::from_secs(60));
+        assert!(r.core.autofix.after_operations);
         for bad in [
             "[repository]\nautofix = [\"polish\"]\n",
             "[repository]\nautofix_period_s = 0\n",
