@@ -487,6 +487,104 @@ pub(crate) async fn extend(
     Ok(())
 }
 
+/// The one export of `volume` a live change of its chain goes through, if
+/// it is exported: a volume exported more than once is refused (one
+/// daemon's job would change files another daemon holds open).
+async fn sole_export(env: &Env, volume: VolumeId, top: &str) -> Result<Option<ExportSpec>> {
+    let mut specs = Vec::new();
+    for a in exported_of(env, volume).await? {
+        specs.extend(spec_of(&a, top)?);
+    }
+    if specs.len() > 1 {
+        return Err(Error::InvalidState(format!(
+            "Volume {volume} is exported {} times: its chain is changed only offline or through its one export.",
+            specs.len()
+        )));
+    }
+    Ok(specs.pop())
+}
+
+/// Merge the layer `base` into `name`, the layer above it in the chain of
+/// `volume` (whose active image is `top`) on `backend`: by a block-stream
+/// job in the daemon that serves the volume when it is exported (its guest
+/// keeps its connection and notices nothing), else with the driver. Holds
+/// the backend's lock, so no export starts or stops in between.
+pub(crate) async fn merge(
+    env: &Env,
+    volume: VolumeId,
+    backend: &str,
+    top: &str,
+    (name, base): (&str, &str),
+    progress: scoria_storage::Progress<'_>,
+) -> Result<(), StepError> {
+    let driver = &env.backend(backend)?.driver;
+    let offline = || async {
+        driver
+            .merge_base(name, base)
+            .await
+            .map_err(|e| storage_error("merge the layer into the one above it", e))
+    };
+    let Some(exports) = env.exports.get(backend) else {
+        return offline().await;
+    };
+    let _order = exports.lock.lock().await;
+    if let Some(spec) = sole_export(env, volume, top).await? {
+        let live = exports
+            .exporter
+            .merge_live(&spec.id, name, base, progress)
+            .await
+            .map_err(|e| export_error("merge a layer of", e))?;
+        if live {
+            return Ok(());
+        }
+    }
+    offline().await
+}
+
+/// Undo [`merge`]: `name` back on `base`, offline. An exported volume's
+/// export is stopped for it and served again (its client reconnects), unless
+/// `name` still stands on `base` (the merge never ran or its job failed).
+pub(crate) async fn unmerge(
+    env: &Env,
+    volume: VolumeId,
+    backend: &str,
+    top: &str,
+    (name, base): (&str, &str),
+) -> Result<(), StepError> {
+    let driver = &env.backend(backend)?.driver;
+    let offline = || async {
+        driver
+            .unmerge_base(name, base)
+            .await
+            .map_err(|e| storage_error("put the layer above back on the merged layer", e))
+    };
+    let on_base = driver
+        .chain(name)
+        .await
+        .map_err(|e| storage_error("read the chain of the layer above", e))?
+        .get(1)
+        .is_some_and(|i| i.name == base);
+    let Some(exports) = env.exports.get(backend).filter(|_| !on_base) else {
+        return offline().await;
+    };
+    let _order = exports.lock.lock().await;
+    let Some(spec) = sole_export(env, volume, top).await? else {
+        return offline().await;
+    };
+    exports
+        .exporter
+        .remove(&spec.id)
+        .await
+        .map_err(|e| export_error("stop", e))?;
+    offline().await?;
+    exports
+        .exporter
+        .ensure(&spec)
+        .await
+        .map_err(|e| export_error("start", e))?;
+    Ok(())
+}
+
 /// Start backup `backup`'s fleecing export in the daemon of `attachment`
 /// (on `backend`), after removing the daemon's backup bitmaps not in `keep`
 /// (names): the point-in-time view an in-use backup reads (see

@@ -85,16 +85,24 @@ async fn begin_detach(cx: &Cx<AttachmentDetach>, c: &mut Conn) -> Result<Value, 
         ))
         .into());
     }
-    // An in-use backup reads through this attachment's daemon.
+    // An in-use backup reads through this attachment's daemon, a merge of
+    // the volume's chain works in it.
     if !p.force
         && let Some(v) = scoria_store::volumes::volume_get(c, a.volume_id).await?
-        && v.status == scoria_model::volume::VolumeStatus::BackingUp
     {
-        return Err(Error::InvalidState(format!(
-            "Invalid volume: Volume {} is backing-up: it cannot be detached until its backup ends.",
-            v.id
-        ))
-        .into());
+        use scoria_model::volume::VolumeStatus;
+        let until = match v.status {
+            VolumeStatus::BackingUp => Some("its backup ends"),
+            VolumeStatus::Maintenance => Some("the maintenance of its chain ends"),
+            _ => None,
+        };
+        if let Some(until) = until {
+            return Err(Error::InvalidState(format!(
+                "Invalid volume: Volume {} is {}: it cannot be detached until {until}.",
+                v.id, v.status
+            ))
+            .into());
+        }
     }
     store::attachment_set_status(c, a.id, &[a.status], AttachmentStatus::Detaching).await?;
     Ok(json!({

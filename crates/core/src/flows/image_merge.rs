@@ -25,12 +25,16 @@
 //! reads the same on either base. The record and the file never disagree for
 //! longer than a resume.
 //!
-//! The volume is held (`maintenance`) so that nothing else changes its chain
-//! meanwhile. Only a detached volume is merged: an attached one's chain is
-//! open in its export's daemon, where a merge would be a block-stream job
-//! (not built). A layer above that some other running qemu holds (a clone's
-//! export) is refused by qemu's image lock: the backend step fails and the
-//! volume goes back to `available`, nothing changed.
+//! The volume is held (`maintenance`, from `available` or `in-use`) so that
+//! nothing else changes its chain meanwhile: no detach, no new attachment,
+//! no snapshot. An attached volume's chain is open in its export's daemon:
+//! there the merge is a block-stream job (`crate::exports::merge`), which
+//! its guest does not notice; its undo stops the export, puts the layer
+//! back offline and serves it again (the guest reconnects). A volume
+//! exported more than once is refused. A layer above that some other running
+//! qemu holds (a clone's export) is refused by qemu's image lock: the
+//! backend step fails and the volume goes back to what it was, nothing
+//! changed.
 
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
 use scoria_model::image::ImageState;
@@ -40,8 +44,8 @@ use scoria_store::images::{self, ImageUser};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::Env;
 use crate::error::Error;
-use crate::{Env, flows::storage_error};
 
 pub struct ImageMerge;
 
@@ -62,6 +66,10 @@ struct Plan {
     layer_name: String,
     /// What the layer above stands on afterwards.
     new_base: Option<ImageId>,
+    /// The volume's active image (what its export serves). Empty in plans
+    /// made before attached volumes were merged: those volumes were detached.
+    #[serde(default)]
+    top_name: String,
 }
 
 impl Flow for ImageMerge {
@@ -94,8 +102,8 @@ fn refused(why: String) -> StepError {
 
 async fn begin_merge(cx: &Cx<ImageMerge>, c: &mut Conn) -> Result<Value, StepError> {
     let p = &cx.params;
-    let v =
-        crate::rules::volumes::hold_for_maintenance(c, cx.flow_id, p.volume_id, "merged").await?;
+    let v = crate::rules::volumes::hold_for_maintenance(c, cx.flow_id, p.volume_id, "merged", true)
+        .await?;
     let Some(top) = v.image_id else {
         return Err(refused(format!("Volume {} has no data.", v.id)));
     };
@@ -132,6 +140,7 @@ async fn begin_merge(cx: &Cx<ImageMerge>, c: &mut Conn) -> Result<Value, StepErr
         child_name: child.name.clone(),
         layer_name: layer.name.clone(),
         new_base: layer.base_id,
+        top_name: chain[0].name.clone(),
     })
     .map_err(|e| StepError::msg(e.to_string()))
 }
@@ -143,12 +152,15 @@ async fn abort_merge(cx: &Cx<ImageMerge>, c: &mut Conn) -> Result<(), StepError>
 
 async fn merge_on_backend(cx: &Cx<ImageMerge>) -> Result<Value, StepError> {
     let plan: Plan = cx.output("begin_merge")?;
-    cx.env
-        .backend(&plan.backend)?
-        .driver
-        .merge_base(&plan.child_name, &plan.layer_name)
-        .await
-        .map_err(|e| storage_error("merge the layer into the one above it", e))?;
+    crate::exports::merge(
+        &cx.env,
+        cx.params.volume_id,
+        &plan.backend,
+        &plan.top_name,
+        (&plan.child_name, &plan.layer_name),
+        &|percent| cx.report_percent(percent),
+    )
+    .await?;
     crate::capacity::refresh(&cx.env, &plan.backend).await;
     Ok(Value::Null)
 }
@@ -157,12 +169,14 @@ async fn unmerge_on_backend(cx: &Cx<ImageMerge>) -> Result<(), StepError> {
     let Some(plan) = cx.output_opt::<Plan>("begin_merge") else {
         return Ok(());
     };
-    cx.env
-        .backend(&plan.backend)?
-        .driver
-        .unmerge_base(&plan.child_name, &plan.layer_name)
-        .await
-        .map_err(|e| storage_error("put the layer above back on the merged layer", e))
+    crate::exports::unmerge(
+        &cx.env,
+        cx.params.volume_id,
+        &plan.backend,
+        &plan.top_name,
+        (&plan.child_name, &plan.layer_name),
+    )
+    .await
 }
 
 async fn finish_merge(cx: &Cx<ImageMerge>, c: &mut Conn) -> Result<Value, StepError> {

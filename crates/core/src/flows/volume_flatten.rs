@@ -17,8 +17,8 @@
 //! The volume reads the same before and after; the snapshots keep their
 //! layers, so the copy costs the volume's allocated data once more in space
 //! and makes every later read a one-layer read. Only a detached volume is
-//! flattened (an attached one's would be a block-stream job in its export's
-//! daemon: not built).
+//! flattened: an attached one is flattened offline, after its detach (a
+//! merge of an attached chain runs online, see `image_merge`).
 
 use scoria_flows::{Cx, Flow, FlowMeta, Step, StepError};
 use scoria_model::image::{ImageFormat, ImageState};
@@ -79,6 +79,7 @@ async fn begin_flatten(cx: &Cx<VolumeFlatten>, c: &mut Conn) -> Result<Value, St
         cx.flow_id,
         cx.params.volume_id,
         "flattened",
+        false,
     )
     .await?;
     let old = crate::rules::images::active_image(c, &v)

@@ -384,8 +384,11 @@ async fn merge(cx: &Fx, f: &Fix, dir: &Path) -> Result<Done> {
         if volume_now != Some(volume) {
             return Ok(Done::Skipped("no volume reads the image now".into()));
         }
+        if let Some(why) = attached_more_than_once(&mut conn, volume).await? {
+            return Ok(Done::Skipped(why));
+        }
         let chain = images::image_chain(&mut conn, image_id).await?;
-        let held = attached_chains(&mut conn).await?;
+        let held = attached_chains(&mut conn, volume).await?;
         let mut next = None;
         for pair in chain.windows(2) {
             if images::image_users(&mut conn, pair[1].id).await? == [ImageUser::Overlay(pair[0].id)]
@@ -423,13 +426,32 @@ async fn merge(cx: &Fx, f: &Fix, dir: &Path) -> Result<Done> {
     })
 }
 
-/// The images attached volumes read: open in their exports' daemons, so
-/// not to be rebased (qemu's lock would refuse).
+/// Why `volume`'s chain waits for a detach: attached more than once (a
+/// merge goes through its one export's daemon).
+async fn attached_more_than_once(
+    conn: &mut scoria_store::Conn,
+    volume: VolumeId,
+) -> Result<Option<String>> {
+    let n = scoria_store::attachments::attachment_list_for_volume(&mut *conn, volume)
+        .await?
+        .len();
+    Ok((n > 1).then(|| {
+        format!("volume {volume} is attached {n} times: its chain is changed only offline")
+    }))
+}
+
+/// The images volumes other than `except` read while attached: open in
+/// their exports' daemons, so not to be rebased (they would change under
+/// those daemons; qemu's lock refuses it).
 async fn attached_chains(
     conn: &mut scoria_store::Conn,
+    except: VolumeId,
 ) -> Result<std::collections::BTreeSet<ImageId>> {
     let mut held = std::collections::BTreeSet::new();
     for a in scoria_store::attachments::attachment_list_all(&mut *conn).await? {
+        if a.volume_id == except {
+            continue;
+        }
         let Some(v) = volumes::volume_get(&mut *conn, a.volume_id).await? else {
             continue;
         };
@@ -490,6 +512,17 @@ async fn flatten(cx: &Fx, f: &Fix, dir: &Path) -> Result<Done> {
     let Some(old) = old else {
         return Ok(Done::Skipped("the image is gone".into()));
     };
+    let attached = {
+        let mut conn = cx.env.store.read().await?;
+        scoria_store::attachments::attachment_list_for_volume(&mut conn, volume)
+            .await?
+            .len()
+    };
+    if attached > 0 {
+        return Ok(Done::Skipped(format!(
+            "volume {volume} is attached: a flatten is not done online"
+        )));
+    }
     run::<VolumeFlatten>(cx, volume_flatten::Params { volume_id: volume }).await?;
     let freed = free_image(&cx.env.store, dir, old.id, &old.name).await?;
     Ok(Done::Applied(match freed {

@@ -49,6 +49,11 @@ struct Records {
     /// the file before the record, a merge rebases it first), so they are
     /// not judged now.
     busy: BTreeMap<ImageId, String>,
+    /// Images in the chains of attached volumes, with those volumes: open in
+    /// their exports' daemons (which outlive Scoria), so what a guest writes
+    /// is not judged mid-write, and a layer is merged only through the one
+    /// daemon that holds it.
+    held: BTreeMap<ImageId, Vec<VolumeId>>,
 }
 
 impl Records {
@@ -142,17 +147,19 @@ pub(super) async fn backend(
                 ),
             );
         }
-        // An attached volume's chain is open in its export's daemon (which
-        // outlives Scoria): what a guest writes is not judged mid-write.
+        let mut held: BTreeMap<ImageId, Vec<VolumeId>> = BTreeMap::new();
         for v in by_volume.keys() {
             if let Some(v) = volumes::volume_get(&mut conn, *v).await? {
-                mark_chain(
-                    &mut busy,
-                    &images,
-                    &by_id,
-                    v.image_id,
-                    &format!("volume {} is attached: its export's daemon holds it", v.id),
-                );
+                let mut next = v.image_id;
+                while let Some(id) = next {
+                    let Some(&at) = by_id.get(&id) else { break };
+                    let holders = held.entry(id).or_default();
+                    if holders.contains(&v.id) {
+                        break;
+                    }
+                    holders.push(v.id);
+                    next = images[at].base_id;
+                }
             }
         }
         Records {
@@ -161,6 +168,7 @@ pub(super) async fn backend(
             users,
             attachments: by_volume,
             busy,
+            held,
         }
     };
     let mut skipped = Vec::new();
@@ -227,6 +235,13 @@ pub(super) async fn backend(
             skipped.push(format!(
                 "{}: an operation on {by} is in progress",
                 image.name
+            ));
+            continue;
+        }
+        if let Some(v) = records.held.get(&image.id) {
+            skipped.push(format!(
+                "{}: volume {} is attached: its export's daemon holds it",
+                image.name, v[0]
             ));
             continue;
         }
@@ -643,15 +658,29 @@ fn deep_chains(
         if depth <= max {
             continue;
         }
+        let volume = records.users(image.id).iter().find_map(|u| match u {
+            ImageUser::Volume(v) => Some(*v),
+            _ => None,
+        });
+        // Attached: the merge is a block job in its export's daemon, which
+        // must be the only one (a volume attached more than once is
+        // refused).
+        let attached = volume
+            .and_then(|v| records.attachments.get(&v))
+            .map_or(0, Vec::len);
         // Layers only the next layer up reads (no snapshot, no volume, no
-        // cache, one overlay): a deleted snapshot's data, mergeable.
-        // The layer above must not be open in a running qemu (another
-        // volume's export reading through it): qemu's lock would refuse.
+        // cache, one overlay): a deleted snapshot's data, mergeable. The
+        // layer above must not be open in another volume's daemon (a
+        // clone's export reading through it): it would change under that
+        // daemon, and qemu's lock refuses it.
         let mergeable = chain
             .windows(2)
             .filter(|w| {
                 matches!(records.users(w[1].id), [ImageUser::Overlay(o)] if *o == w[0].id)
-                    && !records.busy.contains_key(&w[0].id)
+                    && records
+                        .held
+                        .get(&w[0].id)
+                        .is_none_or(|by| by.iter().all(|v| Some(*v) == volume))
             })
             .count() as u32;
         let (kind, removed, how) = if mergeable > 0 {
@@ -673,6 +702,18 @@ fn deep_chains(
                 (depth - 1) as u32,
                 "every layer is a snapshot's: flattening the volume onto an image of its own removes them from its chain".to_owned(),
             )
+        };
+        let how = match (kind, attached) {
+            (_, 0) => how,
+            (FixKind::Merge, _) => {
+                format!("{how}, online: by a block-stream job in its export's daemon")
+            }
+            (_, 1) => format!(
+                "{how}; the volume is attached, and a flatten is not done online: it waits until the volume is detached"
+            ),
+            _ => format!(
+                "{how}; the volume is attached {attached} times, and its chain is changed only offline: it waits until the volume is detached"
+            ),
         };
         out.push((
             image.id,

@@ -130,26 +130,38 @@ pub(crate) fn assert_not_migrating_for(v: &Volume, message: &str) -> Result<()> 
 }
 
 /// Hold a volume for maintenance of its chain by the flow `flow` (a merge, a
-/// flatten: `what` says which in refusals): only an `available`, detached
-/// volume that no migration, other flow or copy holds, on a backend that is
-/// not frozen, goes `maintenance`. An attached one's chain is open in its
-/// export's daemon, where the work would be a block job (not built).
+/// flatten: `what` says which in refusals): an `available`, detached volume
+/// (or, with `attached`, an `in-use`, attached one, whose chain its export's
+/// daemon changes) that no migration, other flow or copy holds, on a backend
+/// that is not frozen, goes `maintenance`, which refuses detaching, new
+/// attachments and every other operation until [`release_maintenance`].
 pub(crate) async fn hold_for_maintenance(
     conn: &mut Conn,
     flow: scoria_model::FlowId,
     id: VolumeId,
     what: &str,
+    attached: bool,
 ) -> Result<Volume> {
     use scoria_model::volume::{AttachStatus, VolumeStatus};
     let v = store::volume_get(conn, id)
         .await?
         .ok_or_else(|| Error::volume_not_found(id))?;
-    if v.status != VolumeStatus::Available || v.attach_status != AttachStatus::Detached {
-        return Err(Error::InvalidState(format!(
-            "Volume {id} is {} and {}: only an available, detached volume's chain is {what} (an attached one's would be {what} by its export's daemon, which is not built).",
-            v.status, v.attach_status
-        )));
-    }
+    let from = match (v.status, v.attach_status) {
+        (VolumeStatus::Available, AttachStatus::Detached) => VolumeStatus::Available,
+        (VolumeStatus::InUse, AttachStatus::Attached) if attached => VolumeStatus::InUse,
+        _ if attached => {
+            return Err(Error::InvalidState(format!(
+                "Volume {id} is {} and {}: only an available, detached or an in-use, attached volume's chain is {what}.",
+                v.status, v.attach_status
+            )));
+        }
+        _ => {
+            return Err(Error::InvalidState(format!(
+                "Volume {id} is {} and {}: only an available, detached volume's chain is {what} (an attached volume is {what} only offline: detach it first).",
+                v.status, v.attach_status
+            )));
+        }
+    };
     assert_not_migrating(&v)?;
     let busy = scoria_store::flows::flow_list_unsettled_for(conn, &id.to_string())
         .await?
@@ -165,7 +177,7 @@ pub(crate) async fn hold_for_maintenance(
     let moved = store::volume_set_status_by_flow(
         conn,
         id,
-        &[VolumeStatus::Available],
+        &[from],
         VolumeStatus::Maintenance,
         Some(&flow.to_string()),
     )
@@ -173,20 +185,26 @@ pub(crate) async fn hold_for_maintenance(
     if !moved {
         return Err(Error::InvalidState(format!("Volume {id} changed status.")));
     }
-    assert_not_held(conn, id, what).await?;
+    if attached {
+        assert_not_held_by_copies(conn, id, what).await?;
+    } else {
+        assert_not_held(conn, id, what).await?;
+    }
     Ok(v)
 }
 
-/// End [`hold_for_maintenance`]: the volume `available` again (a re-run finds
-/// it so already).
+/// End [`hold_for_maintenance`]: the volume `available` again, or `in-use`
+/// if it is attached (a re-run finds it so already).
 pub(crate) async fn release_maintenance(conn: &mut Conn, id: VolumeId) -> Result<()> {
-    use scoria_model::volume::VolumeStatus;
-    store::volume_set_status(
-        conn,
-        id,
-        &[VolumeStatus::Maintenance],
-        VolumeStatus::Available,
-    )
-    .await?;
+    use scoria_model::volume::{AttachStatus, VolumeStatus};
+    let attached = store::volume_get(conn, id)
+        .await?
+        .is_some_and(|v| v.attach_status == AttachStatus::Attached);
+    let to = if attached {
+        VolumeStatus::InUse
+    } else {
+        VolumeStatus::Available
+    };
+    store::volume_set_status(conn, id, &[VolumeStatus::Maintenance], to).await?;
     Ok(())
 }

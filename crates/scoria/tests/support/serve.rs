@@ -36,9 +36,16 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
             .env("SCORIA_ADMIN_PASSWORD", PASSWORD)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("SCORIA_TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // SCORIA_TEST_LOG=FILE keeps the server's log, for debugging.
+            .stderr(match std::env::var_os("SCORIA_TEST_LOG") {
+                Some(path) => Stdio::from(std::fs::File::create(path)?),
+                None => Stdio::null(),
+            })
             .spawn()
             .context("spawning scoria")?;
         let stdout = child.stdout.take().context("stdout")?;

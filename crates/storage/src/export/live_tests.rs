@@ -269,3 +269,147 @@ async fn a_served_image_grows_and_a_new_connection_sees_the_size() {
     ex.reconcile(&[]).await.expect("reconcile");
     assert!(fx.daemon_pids().is_empty());
 }
+
+/// The files the daemon `pid` has open, by name.
+fn open_files(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
+        .collect()
+}
+
+/// The backing file a qcow2 image's header names.
+fn backing_of(fx: &Fixture, name: &str) -> Option<String> {
+    crate::qcow2::read_header(&fx.backend.join(name))
+        .expect("header")
+        .backing_file
+}
+
+#[tokio::test]
+async fn layers_merge_live_under_a_writing_client_and_their_files_are_closed() {
+    let fx = Fixture::new();
+    let ex = fx.exporter().await;
+    // i1 ← i2 ← i3 ← v, each layer with a MiB of its own.
+    let i1 = fx.image("i1.qcow2").await;
+    for (layer, base, pattern) in [("i2", "i1", 2u8), ("i3", "i2", 3)] {
+        overlay(&fx, &format!("{layer}.qcow2"), &format!("{base}.qcow2")).await;
+        let path = fx.backend.join(format!("{layer}.qcow2"));
+        let at = u64::from(pattern - 1) * MIB;
+        qemu::write_pattern(&path, crate::Format::Qcow2, at, MIB, pattern)
+            .await
+            .expect("write");
+    }
+    overlay(&fx, "v.qcow2", "i3.qcow2").await;
+    let info = ex
+        .ensure(&unix("m", "v.qcow2", false))
+        .await
+        .expect("ensure");
+    let pid = pid_of(&ex, "m").await.expect("a daemon");
+    let client = Client::new(&info, None);
+    let mut guest = client.writable_session().await;
+    assert!(guest.writes(4, 3 * MIB, MIB).await);
+    let reads_all = |fresh: u8| {
+        [
+            (0xab, 0),
+            (2, MIB),
+            (3, 2 * MIB),
+            (4, 3 * MIB),
+            (fresh, 4 * MIB),
+        ]
+    };
+    let last = std::sync::atomic::AtomicU8::new(0);
+    let progress = |p: u8| last.store(p, std::sync::atomic::Ordering::Relaxed);
+
+    // An intermediate layer: i2 into i3, which then stands on i1.
+    assert!(
+        ex.merge_live("m", "i3.qcow2", "i2.qcow2", &progress)
+            .await
+            .expect("merge")
+    );
+    assert_eq!(last.load(std::sync::atomic::Ordering::Relaxed), 100);
+    assert_eq!(backing_of(&fx, "i3.qcow2").as_deref(), Some("i1.qcow2"));
+    assert!(!open_files(pid).contains(&"i2.qcow2".to_owned()));
+    assert!(guest.writes(5, 4 * MIB, MIB).await);
+    for (pattern, at) in reads_all(5) {
+        assert!(guest.reads(pattern, at, MIB).await, "{pattern} at {at}");
+    }
+    // A re-run finds it done; the upper layer is read-only again, so the
+    // file can be opened elsewhere.
+    assert!(
+        ex.merge_live("m", "i3.qcow2", "i2.qcow2", &progress)
+            .await
+            .expect("again")
+    );
+    let check = run(
+        qemu::QEMU_IMG,
+        &[
+            "check".into(),
+            "-U".into(),
+            "-f".into(),
+            "qcow2".into(),
+            fx.backend.join("i3.qcow2").display().to_string(),
+        ],
+    )
+    .await;
+    assert!(succeeded(&check), "the merged-into layer is consistent");
+
+    // The layer under the served top, then the base: the top stands alone.
+    assert!(
+        ex.merge_live("m", "v.qcow2", "i3.qcow2", &progress)
+            .await
+            .expect("merge under the top")
+    );
+    assert_eq!(backing_of(&fx, "v.qcow2").as_deref(), Some("i1.qcow2"));
+    assert!(
+        ex.merge_live("m", "v.qcow2", "i1.qcow2", &progress)
+            .await
+            .expect("merge the base")
+    );
+    assert_eq!(backing_of(&fx, "v.qcow2"), None);
+    assert_eq!(
+        open_files(pid)
+            .iter()
+            .filter(|f| f.ends_with(".qcow2"))
+            .count(),
+        1
+    );
+    assert!(guest.writes(6, 4 * MIB, MIB).await);
+    for (pattern, at) in reads_all(6) {
+        assert!(guest.reads(pattern, at, MIB).await, "{pattern} at {at}");
+    }
+    drop(guest);
+    assert_eq!(
+        pid_of(&ex, "m").await,
+        Some(pid),
+        "the same daemon throughout"
+    );
+    // The base itself was only read.
+    assert!(all_read(
+        &file_io(&i1, &["read -P 0xab 0 1M", "read -P 0 1M 1M"]).await
+    ));
+    // A daemon started again reads the chain from the headers: the same data.
+    kill9(pid);
+    wait_gone(pid).await;
+    ex.ensure(&unix("m", "v.qcow2", false))
+        .await
+        .expect("again");
+    let out = client
+        .io(
+            true,
+            &reads_all(6)
+                .map(|(p, at)| format!("read -P {p} {at} 1M"))
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    assert!(all_read(&out), "{}", String::from_utf8_lossy(&out.stdout));
+    // Nothing serving: the caller merges offline.
+    ex.remove("m").await.expect("remove");
+    assert!(
+        !ex.merge_live("m", "v.qcow2", "i1.qcow2", &progress)
+            .await
+            .expect("no daemon")
+    );
+}

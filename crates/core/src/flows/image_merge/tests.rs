@@ -149,7 +149,7 @@ async fn passes_the_generic_flow_tests_on_the_file_backend() {
 }
 
 /// A layer a snapshot still captures, or one not in the volume's chain, is
-/// refused and nothing changes; an attached volume's chain is not merged.
+/// refused and nothing changes; an attached volume's chain is merged.
 #[tokio::test]
 async fn refuses_a_layer_still_used_and_an_attached_volume() {
     let w = World::with(three_layers, &[]);
@@ -177,14 +177,24 @@ async fn refuses_a_layer_still_used_and_an_attached_volume() {
     let kept = m.snapshot_image(&e, 0).await.expect("the first snapshot");
     refused(kept, "is used by").await;
     refused(ImageId::new(), "is not under the active image").await;
+    let v = w.volume(&e, m.volume).await.expect("read").expect("volume");
+    let records = chain(&e, v.image_id.expect("image")).await.expect("chain");
+    assert_eq!(records.len(), 4, "the chain changed");
+    // Attached, the layer is merged all the same (through its export when
+    // it has one) and the volume is in-use again.
     w.attach(&e, m.volume).await;
-    refused(
-        *m.layer.get().expect("prepared"),
-        "only an available, detached volume",
-    )
-    .await;
+    let h = e
+        .start::<ImageMerge>(Params {
+            volume_id: m.volume,
+            layer_id: *m.layer.get().expect("prepared"),
+        })
+        .expect("start");
+    assert!(
+        matches!(h.wait().await, scoria_flows::Outcome::Done),
+        "the attached volume's layer merged"
+    );
     let v = w.volume(&e, m.volume).await.expect("read").expect("volume");
     assert_eq!(v.status, VolumeStatus::InUse);
     let records = chain(&e, v.image_id.expect("image")).await.expect("chain");
-    assert_eq!(records.len(), 4, "the chain changed");
+    assert_eq!(records.len(), 3, "one layer fewer");
 }

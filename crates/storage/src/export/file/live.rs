@@ -78,7 +78,7 @@ pub(super) async fn exported_node(daemon: &Daemon) -> Result<Option<String>, Qmp
 /// node whose options differ from what its file alone implies (a qcow2 node
 /// given its backing by `blockdev-snapshot`, say) as `json:{…}`, whose
 /// `file.filename` is the file.
-fn file_of(name: &Value) -> Option<PathBuf> {
+pub(super) fn file_of(name: &Value) -> Option<PathBuf> {
     let name = name.as_str()?;
     match name.strip_prefix("json:") {
         Some(json) => {

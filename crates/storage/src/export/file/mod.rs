@@ -59,7 +59,8 @@
 //! spec into a daemon's command line and reads one back, `dir.rs` prepares an
 //! export's directory (key file, DH group, stale socket), `live.rs` changes
 //! what a running daemon serves (a new top layer for a snapshot, a bigger
-//! image) without stopping it, `fleece.rs` gives a backup a point-in-time
+//! image) without stopping it, `stream.rs` merges a layer of the served
+//! chain into the one above it (block-stream), `fleece.rs` gives a backup a point-in-time
 //! view of a served volume and manages the daemon's dirty bitmaps.
 //!
 //! # Never back down a chain
@@ -91,6 +92,7 @@ mod config;
 mod dir;
 mod fleece;
 mod live;
+mod stream;
 
 pub use fleece::{Fleece, LiveBitmap};
 
