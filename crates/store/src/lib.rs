@@ -48,12 +48,15 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use std::sync::Arc;
+
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 pub mod attachments;
 pub mod backends;
 pub mod backups;
+mod conns;
 pub mod default_types;
 pub mod flows;
 pub mod glance;
@@ -80,13 +83,10 @@ mod migrations;
 
 /// One database connection (inside a transaction or not).
 pub type Conn = sqlx::SqliteConnection;
-/// A write transaction (begun with `BEGIN IMMEDIATE`).
-pub type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+pub use conns::{ReadConn, Tx};
 /// A savepoint inside a write transaction: committing releases it, dropping
 /// or rolling back undoes what was done since it was taken.
 pub type Savepoint<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
-/// A pooled read connection.
-pub type ReadConn = sqlx::pool::PoolConnection<sqlx::Sqlite>;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -166,10 +166,16 @@ impl Default for StoreOptions {
 }
 
 /// Handle to the database. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
-    write: SqlitePool,
-    read: SqlitePool,
+    write: Arc<conns::Writer>,
+    read: Arc<conns::Readers>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
 }
 
 impl Store {
@@ -201,19 +207,21 @@ impl Store {
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true)
             .statement_cache_capacity(256);
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(600))
-            .connect_with(base.clone().create_if_missing(true))
-            .await?;
-        migrations::run(&write, before).await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(options.readers.max(1))
-            .acquire_timeout(Duration::from_secs(60))
-            .connect_with(base.read_only(true))
-            .await?;
-        Ok(Store { write, read })
+        let write = conns::Writer::connect(
+            &base.clone().create_if_missing(true),
+            Duration::from_secs(600),
+        )
+        .await?;
+        migrations::run(conns::open(&mut *write.lock().await?), before).await?;
+        let read = conns::Readers::new(
+            base.read_only(true),
+            options.readers,
+            Duration::from_secs(60),
+        );
+        Ok(Store {
+            write: Arc::new(write),
+            read,
+        })
     }
 
     /// Open an existing database for reading only: no migration, nothing
@@ -234,16 +242,8 @@ impl Store {
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true)
             .read_only(true);
-        let read = SqlitePoolOptions::new()
-            .max_connections(options.readers.max(1))
-            .acquire_timeout(Duration::from_secs(60))
-            .connect_with(base.clone())
-            .await?;
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(60))
-            .connect_with(base)
-            .await?;
+        let read = conns::Readers::new(base.clone(), options.readers, Duration::from_secs(60));
+        let write = Arc::new(conns::Writer::connect(&base, Duration::from_secs(60)).await?);
         let store = Store { write, read };
         let (have, want) = (store.schema_version().await?, migrations::latest());
         if have != want {
@@ -258,7 +258,7 @@ impl Store {
     /// Begin a write transaction. It holds the database's write lock until it is
     /// committed or dropped (dropping rolls back).
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.write.begin().await?)
     }
 
     /// A connection for reading committed state.
@@ -275,7 +275,7 @@ impl Store {
     /// The schema version (number of migrations applied).
     pub async fn schema_version(&self) -> Result<i64> {
         let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
-            .fetch_one(&self.read)
+            .fetch_one(&mut *self.read().await?)
             .await?;
         Ok(row.try_get("v")?)
     }

@@ -4,7 +4,7 @@
 //! inside a write transaction together with its row in `schema_migrations`. There
 //! is no "down": a release that needs to undo a change ships a new migration.
 
-use sqlx::SqlitePool;
+use sqlx::{Connection as _, SqliteConnection};
 
 use crate::{Result, StoreError};
 
@@ -128,7 +128,7 @@ pub(crate) fn latest() -> i64 {
 
 /// Apply every migration not yet applied whose version is below `before`
 /// (all of them when `None`).
-pub(crate) async fn run(pool: &SqlitePool, before: Option<i64>) -> Result<()> {
+pub(crate) async fn run(conn: &mut SqliteConnection, before: Option<i64>) -> Result<()> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version    BIGINT PRIMARY KEY,
@@ -136,13 +136,13 @@ pub(crate) async fn run(pool: &SqlitePool, before: Option<i64>) -> Result<()> {
             applied_at TEXT NOT NULL
         )",
     )
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     for &(version, name, sql) in MIGRATIONS {
         if before.is_some_and(|b| version >= b) {
             break;
         }
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let applied: Option<i64> =
             sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
                 .bind(version)

@@ -310,6 +310,22 @@ pub struct EncryptionChange {
     pub control_location: Option<String>,
 }
 
+/// Whether a type exists and, if so, whether it has an encryption spec, in
+/// one query (a create's check inside its transaction).
+pub async fn volume_type_exists_encrypted(
+    conn: &mut Conn,
+    id: VolumeTypeId,
+) -> Result<Option<bool>> {
+    let row: Option<bool> = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM volume_type_encryption e WHERE e.volume_type_id = t.id)
+         FROM volume_types t WHERE t.id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_optional(conn)
+    .await?;
+    Ok(row)
+}
+
 pub async fn volume_type_encryption_get(
     conn: &mut Conn,
     id: VolumeTypeId,

@@ -94,11 +94,27 @@ pub(crate) async fn refuse_encrypted(conn: &mut Conn, type_id: VolumeTypeId) -> 
         .await?
         .is_some()
     {
-        return Err(Error::Invalid(format!(
-            "Volume type {type_id} asks for encryption, and encrypted volumes are not supported yet by Scoria."
-        )));
+        return Err(encryption_unsupported(type_id));
     }
     Ok(())
+}
+
+/// Refuse a type that is gone or asks for encryption, in one query.
+pub(crate) async fn refuse_missing_or_encrypted(
+    conn: &mut Conn,
+    type_id: VolumeTypeId,
+) -> Result<()> {
+    match volume_types::volume_type_exists_encrypted(conn, type_id).await? {
+        None => Err(crate::rules::types::type_not_found(type_id)),
+        Some(true) => Err(encryption_unsupported(type_id)),
+        Some(false) => Ok(()),
+    }
+}
+
+fn encryption_unsupported(type_id: VolumeTypeId) -> Error {
+    Error::Invalid(format!(
+        "Volume type {type_id} asks for encryption, and encrypted volumes are not supported yet by Scoria."
+    ))
 }
 
 /// Cinder's refusal of a source that is not `available` or `in-use`.

@@ -36,10 +36,19 @@ pub(super) async fn views(
         .collect();
     let mut image_metadata =
         scoria_store::volume_images::volume_image_metadata_get_many(conn, &from_images).await?;
-    let mut types: Vec<VolumeTypeId> = vols.iter().map(|v| v.volume_type_id).collect();
+    // Read with the rows as a rule; looked up only for volumes read without.
+    let mut types: Vec<VolumeTypeId> = vols
+        .iter()
+        .filter(|v| v.volume_type_name.is_none())
+        .map(|v| v.volume_type_id)
+        .collect();
     types.sort_unstable();
     types.dedup();
-    let type_names = volume_types::volume_type_names(conn, &types).await?;
+    let type_names = if types.is_empty() {
+        BTreeMap::new()
+    } else {
+        volume_types::volume_type_names(conn, &types).await?
+    };
     let attached: Vec<_> = vols
         .iter()
         .filter(|v| v.attach_status != scoria_model::volume::AttachStatus::Detached)
@@ -61,9 +70,10 @@ pub(super) async fn views(
     let mut out = Vec::with_capacity(vols.len());
     for mut v in vols {
         let down = v.backend.as_ref().and_then(|b| down.get(b).map(|w| (b, w)));
-        let volume_type_name = type_names
-            .get(&v.volume_type_id)
-            .cloned()
+        let volume_type_name = v
+            .volume_type_name
+            .clone()
+            .or_else(|| type_names.get(&v.volume_type_id).cloned())
             .unwrap_or_else(|| v.volume_type_id.to_string());
         let progress = v
             .last_flow_id

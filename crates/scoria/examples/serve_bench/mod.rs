@@ -19,7 +19,14 @@ use anyhow::{Context as _, bail, ensure};
 use serde_json::{Value, json};
 
 pub const PASSWORD: &str = "bench-password";
-const POLL: Duration = Duration::from_millis(1);
+/// The status poll's interval: `$SCORIA_BENCH_POLL_MS`, else 1 ms.
+fn poll() -> Duration {
+    let ms = std::env::var("SCORIA_BENCH_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0f64);
+    Duration::from_secs_f64(ms / 1000.0)
+}
 
 /// One file backend (qcow2, the embedded defaults) whose over-subscription
 /// ratio lets 100,000 volumes of 1 GiB fit on whatever disk runs the
@@ -215,7 +222,7 @@ impl Client {
             match v["volume"]["status"].as_str() {
                 Some("available") => return Ok((t.elapsed(), id)),
                 Some("error") => bail!("volume {id} went to error"),
-                _ => std::thread::sleep(POLL),
+                _ => std::thread::sleep(poll()),
             }
         }
     }
@@ -234,7 +241,7 @@ impl Client {
             if v["volume"]["status"].as_str() == Some("error_deleting") {
                 bail!("volume {id} went to error_deleting");
             }
-            std::thread::sleep(POLL);
+            std::thread::sleep(poll());
         }
     }
 }

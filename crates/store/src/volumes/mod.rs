@@ -57,6 +57,9 @@ pub struct Volume {
     pub metadata: BTreeMap<String, String>,
     /// The group the volume belongs to (see `groups/`).
     pub group_id: Option<GroupId>,
+    /// Its type's name, when read with the row (the one-value reads of
+    /// `row.rs`); `None` from a plain row.
+    pub volume_type_name: Option<String>,
 }
 
 /// What a create flow writes when it makes the entry.

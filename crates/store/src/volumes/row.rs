@@ -11,9 +11,10 @@ use sqlx::sqlite::SqliteRow;
 use super::Volume;
 use crate::{Result, StoreError, parse};
 
-/// A volume's columns and its metadata as one JSON array: a volume, or a
-/// page of them, is read as one value per volume (`SELECT {JSON_ROW} …`)
-/// instead of 25 plus a row per metadata pair, because each value and each
+/// A volume's columns, its metadata and its type's name as one JSON array:
+/// a volume, or a page of them, is read as one value per volume (`SELECT
+/// {JSON_ROW} …`) instead of 25 plus a row per metadata pair and a query
+/// for the type names, because each value and each
 /// row crossing from SQLite's thread costs more than SQLite's work on it
 /// (most of what reading a page of 1000 cost). [`Packed`] names the same
 /// columns in the same order.
@@ -23,7 +24,8 @@ pub(super) const JSON_ROW: &str =
     volume_type_id, snapshot_id, source_volid, backend, image_id, glance_image_id,
     reservation_id, last_flow_id, created_at, updated_at, launched_at, group_id,
     json((SELECT json_group_object(m.key, m.value) FROM volume_metadata m
-          WHERE m.volume_id = volumes.id)))";
+          WHERE m.volume_id = volumes.id)),
+    (SELECT t.name FROM volume_types t WHERE t.id = volumes.volume_type_id))";
 
 /// The stored columns of a volume, in [`JSON_ROW`]'s order (booleans as
 /// SQLite keeps them, 0 or 1), before their parsing into a [`Volume`].
@@ -57,6 +59,9 @@ struct Packed(
     /// The metadata (absent when read from a plain row).
     #[serde(default)]
     BTreeMap<String, String>,
+    /// The type's name (absent when read from a plain row).
+    #[serde(default)]
+    Option<String>,
 );
 
 pub(super) fn from_row(r: &SqliteRow) -> Result<Volume> {
@@ -88,6 +93,7 @@ pub(super) fn from_row(r: &SqliteRow) -> Result<Volume> {
         r.try_get("launched_at")?,
         r.try_get("group_id")?,
         BTreeMap::new(),
+        None,
     ))
 }
 
@@ -132,5 +138,6 @@ fn from_packed(p: Packed) -> Result<Volume> {
         launched_at: p.23,
         metadata: p.25,
         group_id: opt("group id", p.24)?,
+        volume_type_name: p.26,
     })
 }

@@ -67,7 +67,7 @@ use scoria_model::quota;
 use scoria_model::volume::{GIB, VolumeStatus};
 use scoria_model::{GroupId, ImageId, SnapshotId, VolumeId, VolumeTypeId};
 use scoria_storage::Format;
-use scoria_store::{Conn, images, quotas, volume_types, volumes};
+use scoria_store::{Conn, images, quotas, volumes};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -231,13 +231,7 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
     // The type was checked by the caller; check again in this transaction, so
     // that a type deleted or given an encryption spec meanwhile is refused
     // instead of being used (both are refused while a volume has the type).
-    if volume_types::volume_type_get(c, p.volume_type_id)
-        .await?
-        .is_none()
-    {
-        return Err(crate::rules::types::type_not_found(p.volume_type_id).into());
-    }
-    crate::rules::volumes::refuse_encrypted(c, p.volume_type_id).await?;
+    crate::rules::volumes::refuse_missing_or_encrypted(c, p.volume_type_id).await?;
     let (held, image) = source::hold(cx, c).await?;
     from_backup::hold(cx, c).await?;
     volumes::volume_create(
