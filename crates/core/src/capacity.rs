@@ -107,9 +107,18 @@ pub fn spawn_refresher(env: std::sync::Arc<Env>, every: Duration) -> tokio::task
 /// whether its volume service is enabled. No driver is asked: see the module
 /// doc. A backend that never reported is left out, with the reason.
 pub async fn gather(env: &Env, conn: &mut Conn) -> Result<Vec<Candidate>> {
+    let unschedulable = hosts::unschedulable_volume_hosts(conn).await?;
+    gather_with(env, conn, &unschedulable).await
+}
+
+/// [`gather`], with the unschedulable hosts already read.
+pub(crate) async fn gather_with(
+    env: &Env,
+    conn: &mut Conn,
+    unschedulable: &std::collections::BTreeSet<String>,
+) -> Result<Vec<Candidate>> {
     let mut out = Vec::with_capacity(env.backends.len());
     let totals = scoria_store::volumes::volume_totals_by_backend(conn).await?;
-    let unschedulable = hosts::unschedulable_volume_hosts(conn).await?;
     // Deactivated or removed by an administrator (read here, inside the
     // placement's transaction: see `backends::manage`).
     let closed = scoria_store::backends::backend_closed(conn).await?;

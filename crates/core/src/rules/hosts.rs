@@ -41,12 +41,30 @@ pub fn backend_of_host<'a>(env: &crate::Env, host: &'a str) -> Option<&'a str> {
 /// Hosts of the volume services that take no new volumes: disabled or
 /// frozen by an administrator.
 pub(crate) async fn unschedulable_volume_hosts(conn: &mut Conn) -> Result<BTreeSet<String>> {
-    Ok(store::service_list(conn)
-        .await?
-        .into_iter()
-        .filter(|s| (s.disabled || s.frozen) && s.binary == VOLUME_BINARY)
-        .map(|s| s.host)
-        .collect())
+    Ok(placement_flags(conn).await?.unschedulable)
+}
+
+/// What an administrator changed that placement obeys, in one read.
+pub(crate) struct PlacementFlags {
+    /// The scheduler is disabled: no volume is placed.
+    pub scheduler_disabled: bool,
+    /// Hosts of the volume services that take no new volumes.
+    pub unschedulable: BTreeSet<String>,
+}
+
+pub(crate) async fn placement_flags(conn: &mut Conn) -> Result<PlacementFlags> {
+    let mut flags = PlacementFlags {
+        scheduler_disabled: false,
+        unschedulable: BTreeSet::new(),
+    };
+    for s in store::service_list(conn).await? {
+        if s.binary == SCHEDULER_BINARY && s.host == HOST && s.disabled {
+            flags.scheduler_disabled = true;
+        } else if s.binary == VOLUME_BINARY && (s.disabled || s.frozen) {
+            flags.unschedulable.insert(s.host);
+        }
+    }
+    Ok(flags)
 }
 
 /// Refuse to change a volume on a frozen backend (Cinder's wording).

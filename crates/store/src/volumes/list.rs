@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use scoria_model::{GroupId, VolumeId};
 use sqlx::Row;
 
-use super::row::{JSON_ROW, from_json, from_row};
+use super::row::{JSON_PAGE_ROW, from_json, from_row};
 use super::{Volume, volume_get};
 use crate::shared::{Keyset, SortDir, SqlValue};
 use crate::{Conn, Result, StoreError};
@@ -112,7 +112,7 @@ pub async fn volume_list(conn: &mut Conn, q: &VolumeQuery) -> Result<Vec<Volume>
         sort.push((SortKey::Id, last_dir));
     }
     let mut query = filtered(
-        &format!("SELECT {JSON_ROW} AS j FROM volumes WHERE 1 = 1"),
+        &format!("SELECT {JSON_PAGE_ROW} AS j FROM volumes WHERE 1 = 1"),
         q,
     );
     if let Some(marker) = q.marker {

@@ -1,5 +1,5 @@
 //! How a volume row is read: as stored columns ([`from_row`]) or as one
-//! JSON value per volume ([`JSON_ROW`], for lists and single reads), both
+//! JSON value per volume ([`JSON_ROW`], [`JSON_PAGE_ROW`] for lists), both
 //! parsed by one function into a [`Volume`].
 
 use std::collections::BTreeMap;
@@ -11,21 +11,32 @@ use sqlx::sqlite::SqliteRow;
 use super::Volume;
 use crate::{Result, StoreError, parse};
 
-/// A volume's columns, its metadata and its type's name as one JSON array:
-/// a volume, or a page of them, is read as one value per volume (`SELECT
-/// {JSON_ROW} …`) instead of 25 plus a row per metadata pair and a query
-/// for the type names, because each value and each
-/// row crossing from SQLite's thread costs more than SQLite's work on it
-/// (most of what reading a page of 1000 cost). [`Packed`] names the same
-/// columns in the same order.
-pub(super) const JSON_ROW: &str =
-    "json_array(id, project_id, user_id, name, description, size, status,
+/// The columns and the metadata of a volume, as the start of a JSON array.
+macro_rules! columns {
+    () => {
+        "json_array(id, project_id, user_id, name, description, size, status,
     attach_status, migration_status, bootable, read_only, multiattach, availability_zone,
     volume_type_id, snapshot_id, source_volid, backend, image_id, glance_image_id,
     reservation_id, last_flow_id, created_at, updated_at, launched_at, group_id,
     json((SELECT json_group_object(m.key, m.value) FROM volume_metadata m
-          WHERE m.volume_id = volumes.id)),
-    (SELECT t.name FROM volume_types t WHERE t.id = volumes.volume_type_id))";
+          WHERE m.volume_id = volumes.id))"
+    };
+}
+
+/// A volume's columns, its metadata and its type's name as one JSON array:
+/// a volume is read as one value (`SELECT {JSON_ROW} …`) instead of 25 plus
+/// a row per metadata pair and a query for the type's name, because each
+/// value and each row crossing from SQLite's thread costs more than
+/// SQLite's work on it (most of what reading a page of 1000 cost).
+/// [`Packed`] names the same columns in the same order.
+pub(super) const JSON_ROW: &str = concat!(
+    columns!(),
+    ",\n    (SELECT t.name FROM volume_types t WHERE t.id = volumes.volume_type_id))"
+);
+
+/// [`JSON_ROW`] without the type's name, for pages: one query for the
+/// names of a page's few types costs less than a lookup per row.
+pub(super) const JSON_PAGE_ROW: &str = concat!(columns!(), ")");
 
 /// The stored columns of a volume, in [`JSON_ROW`]'s order (booleans as
 /// SQLite keeps them, 0 or 1), before their parsing into a [`Volume`].

@@ -68,7 +68,8 @@ pub(crate) async fn decide(
     pin: Option<&Pin>,
     tried: &[(String, String)],
 ) -> Result<Decided, StepError> {
-    if !crate::rules::hosts::scheduler_enabled(c).await? {
+    let flags = crate::rules::hosts::placement_flags(c).await?;
+    if flags.scheduler_disabled {
         let e = NoValidBackend {
             reasons: vec!["the scheduler service is disabled".into()],
         };
@@ -77,7 +78,7 @@ pub(crate) async fn decide(
             chosen: Err(e),
         });
     }
-    let all = crate::capacity::gather(env, c).await?;
+    let all = crate::capacity::gather_with(env, c, &flags.unschedulable).await?;
     let mut left: Vec<Candidate> = Vec::new();
     let mut ruled_out = Vec::new();
     for cand in all {
