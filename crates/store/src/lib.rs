@@ -31,11 +31,12 @@
 //!
 //! SQLite is the embedded default (one file in the data directory, WAL mode, a
 //! busy timeout, `synchronous=FULL` unless configured otherwise). Writes go
-//! through a pool of exactly one connection and every write transaction starts
-//! with `BEGIN IMMEDIATE`, so a transaction that reads and then writes (a quota
-//! check, a conditional status change) can never be invalidated by another
-//! writer: writers queue in the process instead of spinning on SQLite's lock.
-//! Reads use a separate pool and see the last committed state.
+//! through exactly one connection, held by one transaction at a time (an
+//! async mutex, `conns.rs`), and every write transaction starts with `BEGIN
+//! IMMEDIATE`, so a transaction that reads and then writes (a quota check, a
+//! conditional status change) can never be invalidated by another writer:
+//! writers queue in the process instead of spinning on SQLite's lock. Reads
+//! use a separate small pool and see the last committed state.
 //!
 //! The SQL is kept portable to PostgreSQL (`$n` placeholders, `ON CONFLICT`,
 //! `RETURNING`, TEXT ids and timestamps), because several nodes will share one.
