@@ -6,7 +6,8 @@
 //! applying the fix by id merges it, the layer's file goes, the volume is
 //! `optimized` again with one layer fewer and reads every layer's data, and
 //! a new check lists nothing. Bad bodies and unknown ids are 4xx. (Who may
-//! do it: the policy table, `policy.rs`.)
+//! do it: the policy table, `policy.rs`.) A raw file managed onto a qcow2
+//! backend is `degraded` until the check's `optimize` converts it.
 
 mod support;
 
@@ -206,6 +207,143 @@ async fn a_check_and_a_merge_through_the_api_while_the_server_runs() {
             "MiB {at}"
         );
     }
+    let r = t
+        .call("GET", &format!("/v3/{p}/volumes/{vol}"), Some(&token), None)
+        .await;
+    assert_eq!(r.body["volume"]["status"], "available");
+    let report = check(&t, &token, &p).await;
+    assert_eq!(
+        report["fixes"].as_array().map(Vec::len),
+        Some(0),
+        "{report:#}"
+    );
+}
+
+/// `qemu-io` on a raw file.
+fn qemu_io_raw(path: &std::path::Path, cmd: &str) -> bool {
+    let out = std::process::Command::new("qemu-io")
+        .args(["-f", "raw", "-c", cmd])
+        .arg(path)
+        .output()
+        .expect("qemu-io");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    out.status.success() && !text.contains("Pattern verification failed")
+}
+
+/// Manage `name` (a file dropped into the backend) as an admin; the new
+/// volume once `available`.
+async fn manage(t: &TestApp, token: &str, p: &str, name: &str) -> String {
+    let body = json!({"volume": {"host": "scoria@file", "ref": {"source-name": name}}});
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{p}/os-volume-manage"),
+            Some(token),
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let id = r.body["volume"]["id"].as_str().unwrap().to_owned();
+    t.wait_status(token, p, &id, "available").await;
+    id
+}
+
+/// A raw file managed onto a backend whose volumes are qcow2 (the default)
+/// is `degraded` with the reason; a snapshot of another one freezes its raw
+/// image, which is then a base and `optimized` (nothing to convert). The
+/// check proposes one `optimize` (`raw_image`); applied while the server
+/// runs, the volume is on a qcow2 image of its own that reads what the raw
+/// file held, the raw file is gone, the volume `optimized`, and a new check
+/// lists nothing.
+#[tokio::test]
+async fn a_managed_raw_file_is_degraded_until_the_check_converts_it() {
+    let t = TestApp::new().await;
+    let (token, p) = t.admin().await;
+    let dir = t.dir.path().join("volumes");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["guest.raw", "kept.raw"] {
+        let ok = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "raw"])
+            .arg(dir.join(name))
+            .arg("1G")
+            .status()
+            .expect("qemu-img")
+            .success();
+        assert!(ok, "qemu-img create {name}");
+        assert!(qemu_io_raw(&dir.join(name), "write -P 0x5a 0 1M"));
+        assert!(qemu_io_raw(&dir.join(name), "write -P 0xa5 1023M 1M"));
+    }
+    let vol = manage(&t, &token, &p, "guest.raw").await;
+    let kept = manage(&t, &token, &p, "kept.raw").await;
+    let raw_file = t.volume_file(&vol).await;
+    assert_eq!(raw_file.extension().and_then(|e| e.to_str()), Some("raw"));
+    let before = image_view(&t, &token, &p, &vol).await;
+    assert_eq!(before["health"], "degraded", "{before}");
+    assert!(
+        before["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("a raw image where the backend's volumes are qcow2")),
+        "{before}"
+    );
+    let snap = t.snapshot(&token, &p, &kept).await;
+    let r = t
+        .call(
+            "GET",
+            &format!("/v3/{p}/snapshots/{snap}?with_progress=true"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        r.body["snapshot"]["scoria:image"]["health"], "optimized",
+        "{:?}",
+        r.body
+    );
+    assert_eq!(image_view(&t, &token, &p, &kept).await["health"], "optimized");
+
+    let report = check(&t, &token, &p).await;
+    let fixes = report["fixes"].as_array().unwrap();
+    assert_eq!(fixes.len(), 1, "{report:#}");
+    let fix = &fixes[0];
+    assert_eq!(
+        (fix["kind"].as_str(), fix["problem"].as_str()),
+        (Some("optimize"), Some("raw_image")),
+        "{fix}"
+    );
+    assert_eq!(fix["target"]["path"], raw_file.to_string_lossy().as_ref());
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{p}/scoria-repository/fixes"),
+            Some(&token),
+            Some(json!({"fix": {"kinds": ["optimize"]}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let run = r.body["fix"]["id"].as_str().unwrap().to_owned();
+    let done = poll(&t, &token, &p, "fixes", &run).await;
+    assert_eq!(done["status"], "done", "{done}");
+    let applied = done["outcome"]["applied"].as_array().unwrap();
+    assert_eq!(applied.len(), 1, "{done}");
+    assert_eq!(applied[0]["outcome"], "applied", "{done}");
+
+    let file = t.volume_file(&vol).await;
+    assert_eq!(file.extension().and_then(|e| e.to_str()), Some("qcow2"));
+    assert!(!raw_file.exists(), "the raw file is still there");
+    for (cmd, what) in [
+        ("read -P 0x5a 0 1M", "the first MiB"),
+        ("read -P 0 1M 1M", "the hole after it"),
+        ("read -P 0xa5 1023M 1M", "the last MiB"),
+    ] {
+        assert!(qemu_io(&file, cmd), "{what} after the conversion");
+    }
+    let after = image_view(&t, &token, &p, &vol).await;
+    assert_eq!(
+        (after["health"].as_str(), after["chain_depth"].as_i64()),
+        (Some("optimized"), Some(1)),
+        "{after}"
+    );
     let r = t
         .call("GET", &format!("/v3/{p}/volumes/{vol}"), Some(&token), None)
         .await;

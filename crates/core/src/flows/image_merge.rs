@@ -187,12 +187,12 @@ async fn finish_merge(cx: &Cx<ImageMerge>, c: &mut Conn) -> Result<Value, StepEr
     images::image_set_base(c, plan.child_id, p.layer_id, plan.new_base).await?;
     crate::rules::volumes::release_maintenance(c, p.volume_id).await?;
     // Every image over the merged layer now has a shorter chain.
-    let max = cx.env.backend(&plan.backend)?.config.max_chain_depth;
+    let backend = cx.env.backend(&plan.backend)?;
     let mut above = vec![plan.child_id];
     let mut seen = 0;
     while let Some(&image) = above.get(seen) {
         seen += 1;
-        crate::rules::images::mark_depth(c, image, max).await?;
+        crate::rules::images::mark_health(c, image, &backend.config).await?;
         above.extend(images::image_overlays(c, image).await?.iter().map(|o| o.id));
     }
     Ok(Value::Null)

@@ -433,8 +433,10 @@ async fn finish(cx: &Cx<SnapshotCreate>, c: &mut Conn) -> Result<Value, StepErro
     if !snapshots::snapshot_mark_available(c, p.snapshot_id, plan.base_id).await? {
         tracing::warn!(snapshot = %p.snapshot_id, "the snapshot was no longer being created when it was taken");
     }
-    let max = cx.env.backend(&plan.backend)?.config.max_chain_depth;
-    crate::rules::images::mark_depth(c, plan.overlay_id, max).await?;
+    let backend = cx.env.backend(&plan.backend)?;
+    crate::rules::images::mark_health(c, plan.overlay_id, &backend.config).await?;
+    // The snapshot's image is frozen now: a raw one is no longer degraded.
+    crate::rules::images::mark_health(c, plan.base_id, &backend.config).await?;
     Ok(Value::Null)
 }
 
@@ -451,8 +453,10 @@ async fn switch_v1(cx: &Cx<SnapshotCreate>, c: &mut Conn) -> Result<Value, StepE
         ))
         .into());
     }
-    let max = cx.env.backend(&plan.backend)?.config.max_chain_depth;
-    crate::rules::images::mark_depth(c, plan.overlay_id, max).await?;
+    let backend = cx.env.backend(&plan.backend)?;
+    crate::rules::images::mark_health(c, plan.overlay_id, &backend.config).await?;
+    // The snapshot's image is frozen now: a raw one is no longer degraded.
+    crate::rules::images::mark_health(c, plan.base_id, &backend.config).await?;
     Ok(Value::Null)
 }
 

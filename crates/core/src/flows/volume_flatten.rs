@@ -160,8 +160,8 @@ async fn switch(cx: &Cx<VolumeFlatten>, c: &mut Conn) -> Result<Value, StepError
         .into());
     }
     crate::rules::volumes::release_maintenance(c, p.volume_id).await?;
-    let max = cx.env.backend(&plan.backend)?.config.max_chain_depth;
-    crate::rules::images::mark_depth(c, plan.image_id, max).await?;
+    let backend = cx.env.backend(&plan.backend)?;
+    crate::rules::images::mark_health(c, plan.image_id, &backend.config).await?;
     Ok(Value::Null)
 }
 

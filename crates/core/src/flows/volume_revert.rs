@@ -301,8 +301,8 @@ async fn switch(cx: &Cx<VolumeRevert>, c: &mut Conn) -> Result<Value, StepError>
         ))
         .into());
     }
-    let max = cx.env.backend(&plan.backend)?.config.max_chain_depth;
-    crate::rules::images::mark_depth(c, plan.overlay_id, max).await?;
+    let backend = cx.env.backend(&plan.backend)?;
+    crate::rules::images::mark_health(c, plan.overlay_id, &backend.config).await?;
     Ok(Value::Null)
 }
 

@@ -333,7 +333,7 @@ async fn apply_one(cx: &Fx, f: &Fix) -> Result<Done> {
             }))
         }
         Problem::DeepChain if f.kind == FixKind::Merge => merge(cx, f, dir).await,
-        Problem::DeepChain => flatten(cx, f, dir).await,
+        Problem::DeepChain | Problem::RawImage => flatten(cx, f, dir).await,
     }
 }
 
@@ -496,8 +496,9 @@ async fn volume_reading(cx: &Fx, image: ImageId) -> Result<Option<VolumeId>> {
     Ok(Some(volume))
 }
 
-/// A `deep_chain` optimize: the volume put on a flattened copy of its chain
-/// (the `volume_flatten` flow), then its old top layer freed.
+/// A `deep_chain` or `raw_image` optimize: the volume put on a flattened
+/// qcow2 copy of its chain (the `volume_flatten` flow; a raw image is a
+/// chain of one), then its old top layer freed.
 async fn flatten(cx: &Fx, f: &Fix, dir: &Path) -> Result<Done> {
     let Target::Image { image_id, .. } = f.target else {
         return Err(Error::Invalid("an optimize without an image".into()));
@@ -512,6 +513,14 @@ async fn flatten(cx: &Fx, f: &Fix, dir: &Path) -> Result<Done> {
     let Some(old) = old else {
         return Ok(Done::Skipped("the image is gone".into()));
     };
+    if f.problem == Problem::RawImage {
+        let wants = cx.env.backend(&f.backend)?.config.format;
+        if crate::rules::images::raw_reason(&old, wants).is_none() {
+            return Ok(Done::Skipped(
+                "the image is no longer a writable raw image where the backend wants qcow2".into(),
+            ));
+        }
+    }
     let attached = {
         let mut conn = cx.env.store.read().await?;
         scoria_store::attachments::attachment_list_for_volume(&mut conn, volume)
@@ -525,12 +534,14 @@ async fn flatten(cx: &Fx, f: &Fix, dir: &Path) -> Result<Done> {
     }
     run::<VolumeFlatten>(cx, volume_flatten::Params { volume_id: volume }).await?;
     let freed = free_image(&cx.env.store, dir, old.id, &old.name).await?;
+    let onto = if f.problem == Problem::RawImage {
+        "a qcow2 copy of its raw image"
+    } else {
+        "a flattened copy of its chain"
+    };
     Ok(Done::Applied(match freed {
-        Done::Applied(_) => format!(
-            "volume {volume} put on a flattened copy of its chain; its old top layer {} freed",
-            old.id
-        ),
-        _ => format!("volume {volume} put on a flattened copy of its chain"),
+        Done::Applied(_) => format!("volume {volume} put on {onto}; its old top layer {} freed", old.id),
+        _ => format!("volume {volume} put on {onto}"),
     }))
 }
 

@@ -33,6 +33,7 @@ pub(super) fn kind_of(problem: Problem) -> FixKind {
         }
         // Merge or optimize, as the chain says (see `deep_chains`).
         Problem::DeepChain => FixKind::Merge,
+        Problem::RawImage => FixKind::Optimize,
         _ => FixKind::Mend,
     }
 }
@@ -294,6 +295,7 @@ pub(super) async fn backend(
             Err(busy) => skipped.push(format!("{}: {busy}", image.name)),
         }
     }
+    let found: BTreeSet<ImageId> = findings.iter().map(|(i, _, _)| i.id).collect();
     for (image, problem, reason) in findings {
         if matches!(
             problem,
@@ -351,6 +353,46 @@ pub(super) async fn backend(
         fx.kind = kind;
         fx.id = fix_id(kind, Problem::DeepChain, name, &fx.target);
         report.fixes.push(fx);
+    }
+
+    // Writable raw images where the backend's volumes are qcow2.
+    for image in &records.images {
+        let Some(why) = crate::rules::images::raw_reason(image, config.format) else {
+            continue;
+        };
+        let volume = records.users(image.id).iter().find_map(|u| match u {
+            ImageUser::Volume(v) => Some(*v),
+            _ => None,
+        });
+        if volume.is_none()
+            || garbage.contains(&image.id)
+            || found.contains(&image.id)
+            || image.state != ImageState::Ready
+            || image.health == ImageHealth::Broken
+            || records.busy.contains_key(&image.id)
+        {
+            continue;
+        }
+        let attached = volume
+            .and_then(|v| records.attachments.get(&v))
+            .is_some_and(|a| !a.is_empty());
+        let reason = if attached {
+            format!(
+                "{why}; the volume is attached, and a conversion is not done online: it waits until the volume is detached"
+            )
+        } else {
+            why.to_owned()
+        };
+        report.fixes.push(fix(
+            Problem::RawImage,
+            Target::Image {
+                image_id: image.id,
+                path: dir.join(&image.name),
+            },
+            reason,
+            Effect::default(),
+            records.in_use(image.id),
+        ));
     }
 
     // Files no record names.

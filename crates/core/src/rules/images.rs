@@ -10,6 +10,7 @@ use scoria_store::Conn;
 use scoria_store::images::{self as store, Image};
 use scoria_store::volumes::Volume;
 
+use crate::BackendConfig;
 use crate::error::Result;
 
 /// The driver-level name of a new image: `image-<id>.<format>`. The name
@@ -53,26 +54,47 @@ pub async fn active_image(conn: &mut Conn, v: &Volume) -> Result<Option<Image>> 
     }
 }
 
-/// Record an image's health as its chain's depth says: `degraded` when the
-/// chain is deeper than `max` layers (the repository check offers a merge),
-/// back to `optimized` when a `degraded` one no longer is (after a merge). A
-/// `broken` image stays broken: that is a mend's, not the depth's.
-pub async fn mark_depth(conn: &mut Conn, image: ImageId, max: usize) -> Result<()> {
+/// Why a writable raw image is degraded on a backend whose volumes are
+/// qcow2 (a managed raw file, a backend whose format changed): `None` when it
+/// is not. A frozen image (a snapshot's, a clone's base) stays as it is:
+/// converting it would move the data under its users.
+pub fn raw_reason(image: &Image, wants: Format) -> Option<&'static str> {
+    (image.mutable && image.format == ImageFormat::Raw && wants == Format::Qcow2).then_some(
+        "a raw image where the backend's volumes are qcow2: it keeps no dirty bitmaps (every \
+         incremental backup reads it whole); converting it to qcow2 removes the difference",
+    )
+}
+
+/// Record an image's health as the backend's rules say: `degraded` when its
+/// chain is deeper than `max_chain_depth` layers (the repository check
+/// offers a merge or a flatten) or when it is a writable raw image where the
+/// backend wants qcow2 ([`raw_reason`]; the check offers a conversion), back
+/// to `optimized` when a `degraded` one no longer is (after the fix, or once
+/// a snapshot froze it). A `broken` image stays broken: that is a mend's.
+pub async fn mark_health(conn: &mut Conn, image: ImageId, backend: &BackendConfig) -> Result<()> {
     let depth = store::image_chain(conn, image).await?.len();
     let Some(now) = store::image_get(conn, image).await? else {
         return Ok(());
     };
-    if depth > max && now.health != ImageHealth::Broken {
-        store::image_set_health(
-            conn,
-            image,
-            ImageHealth::Degraded,
-            Some(&format!(
-                "its chain has {depth} layers, more than the backend's max_chain_depth ({max})"
-            )),
-        )
-        .await?;
-    } else if depth <= max && now.health == ImageHealth::Degraded {
+    if now.health == ImageHealth::Broken {
+        return Ok(());
+    }
+    let max = backend.max_chain_depth;
+    let mut why = Vec::new();
+    if depth > max {
+        why.push(format!(
+            "its chain has {depth} layers, more than the backend's max_chain_depth ({max})"
+        ));
+    }
+    if let Some(r) = raw_reason(&now, backend.format) {
+        why.push(r.to_owned());
+    }
+    if !why.is_empty() {
+        let reason = why.join("; ");
+        if now.health != ImageHealth::Degraded || now.health_reason.as_deref() != Some(&reason) {
+            store::image_set_health(conn, image, ImageHealth::Degraded, Some(&reason)).await?;
+        }
+    } else if now.health == ImageHealth::Degraded {
         store::image_set_health(conn, image, ImageHealth::Optimized, None).await?;
     }
     Ok(())

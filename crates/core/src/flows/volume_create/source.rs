@@ -713,7 +713,7 @@ pub(super) async fn finish(
     c: &mut Conn,
     place: &Placement,
 ) -> Result<(), StepError> {
-    let max = cx.env.backend(&place.backend)?.config.max_chain_depth;
+    let backend = cx.env.backend(&place.backend)?;
     if let Some(ImagePlan {
         via: Via::Fill { id, .. },
         ..
@@ -728,6 +728,13 @@ pub(super) async fn finish(
         images::image_set_state(c, *id, &[ImageState::Creating], ImageState::Ready).await?;
     }
     let Some((base_id, _)) = &place.data.base else {
+        // A blank volume is as the backend makes it; a managed raw file on
+        // a backend whose volumes are qcow2 is not.
+        if place.format == Format::Raw
+            && let Some(image) = place.image_id
+        {
+            crate::rules::images::mark_health(c, image, &backend.config).await?;
+        }
         return Ok(());
     };
     if let Some(own) = &place.data.source_overlay {
@@ -745,10 +752,12 @@ pub(super) async fn finish(
             ))
             .into());
         }
-        crate::rules::images::mark_depth(c, own.id, max).await?;
+        crate::rules::images::mark_health(c, own.id, &backend.config).await?;
+        // Frozen now: what was the source's writable image is a base.
+        crate::rules::images::mark_health(c, *base_id, &backend.config).await?;
     }
     if let Some(image) = place.image_id {
-        crate::rules::images::mark_depth(c, image, max).await?;
+        crate::rules::images::mark_health(c, image, &backend.config).await?;
     }
     Ok(())
 }
