@@ -206,14 +206,21 @@ impl Flow for VolumeCreate {
     }
 }
 
+/// `reserve_quota`, `create_entry` and `commit_quota` are consecutive
+/// database steps, so they always run in one transaction: a reservation
+/// would be written and deleted inside it, and nobody else could ever see
+/// it. The check alone is enough. It runs in the same transaction as the
+/// insert that makes the volume count (the triggers of migration 0021), so
+/// nothing can come between them. Flows recorded before this change
+/// reserved, and their undo releases the reservation.
 async fn reserve_quota(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepError> {
     let p = &cx.params;
     // One volume and its gigabytes, overall and for its type, in one check.
     let deltas = quota::volume_deltas(p.volume_type_id, p.size);
-    let ids = quotas::quota_reserve(c, cx.flow_id, &p.project_id, &deltas, Some(p.size))
+    quotas::quota_check(c, &p.project_id, &deltas, Some(p.size))
         .await
         .map_err(Error::from)?;
-    Ok(json!({ "reservation": ids.first().map(|r| r.to_string()) }))
+    Ok(json!({ "reservation": null }))
 }
 
 async fn release_quota(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<(), StepError> {
@@ -223,11 +230,7 @@ async fn release_quota(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<(), StepEr
 
 async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepError> {
     let p = &cx.params;
-    let reservation: Value = cx.output("reserve_quota")?;
-    let reservation_id = reservation["reservation"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| StepError::msg("reserve_quota recorded no reservation"))?;
+    let reservation_id = reservation(cx)?;
     // The type was checked by the caller; check again in this transaction, so
     // that a type deleted or given an encryption spec meanwhile is refused
     // instead of being used (both are refused while a volume has the type).
@@ -253,7 +256,7 @@ async fn create_entry(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, Step
             volume_type_id: p.volume_type_id,
             snapshot_id: p.snapshot_id.map(|s| s.to_string()),
             source_volid: p.source_volid.map(|s| s.to_string()),
-            reservation_id: Some(reservation_id),
+            reservation_id,
             last_flow_id: Some(cx.flow_id.to_string()),
             metadata: p.metadata.clone(),
         },
@@ -351,10 +354,28 @@ fn unplaced_reason(message: &str) -> String {
     }
 }
 
+/// The reservation `reserve_quota` recorded: none since it only checks.
+fn reservation(cx: &Cx<VolumeCreate>) -> Result<Option<scoria_model::ReservationId>, StepError> {
+    let out: Value = cx.output("reserve_quota")?;
+    match &out["reservation"] {
+        Value::Null => Ok(None),
+        v => v
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .map(Some)
+            .ok_or_else(|| StepError::msg("reserve_quota recorded an unreadable reservation")),
+    }
+}
+
+/// The volume counts from here on. With no reservation (see
+/// `reserve_quota`) it has counted since its insert, earlier in this
+/// transaction.
 async fn commit_quota(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepError> {
-    quotas::reservation_release_flow(c, cx.flow_id).await?;
-    if !volumes::volume_commit_quota(c, cx.params.volume_id).await? {
-        return Err(Error::volume_not_found(cx.params.volume_id).into());
+    if reservation(cx)?.is_some() {
+        quotas::reservation_release_flow(c, cx.flow_id).await?;
+        if !volumes::volume_commit_quota(c, cx.params.volume_id).await? {
+            return Err(Error::volume_not_found(cx.params.volume_id).into());
+        }
     }
     Ok(json!(true))
 }
