@@ -352,10 +352,20 @@ pub async fn flow_steps_set_many(
         return Ok(());
     }
     let t = now();
+    let sql = steps_sql(steps.len());
+    bind_steps(sqlx::query(&sql).bind(flow.to_string()).bind(&t), steps, &t)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The multi-row upsert of `n` step records: `$1` the flow, `$2` the time,
+/// then seven placeholders per record.
+fn steps_sql(n: usize) -> String {
     let mut sql = String::from(
         "INSERT INTO flow_steps (flow_id, idx, name, state, attempts, output, error, started_at, finished_at) VALUES ",
     );
-    for i in 0..steps.len() {
+    for i in 0..n {
         let b = 3 + i * 7;
         if i > 0 {
             sql.push_str(", ");
@@ -379,7 +389,12 @@ pub async fn flow_steps_set_many(
             error = excluded.error,
             finished_at = excluded.finished_at",
     );
-    let mut q = sqlx::query(&sql).bind(flow.to_string()).bind(&t);
+    sql
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+fn bind_steps<'q>(mut q: Query<'q>, steps: &'q [StepWrite<'q>], t: &str) -> Query<'q> {
     for st in steps {
         let finished = matches!(
             st.state,
@@ -392,10 +407,42 @@ pub async fn flow_steps_set_many(
             .bind(i64::from(st.state == StepState::Started))
             .bind(st.output.map(Value::to_string))
             .bind(st.error);
-        q = q.bind(finished.then(|| t.clone()));
+        q = q.bind(finished.then(|| t.to_owned()));
     }
-    q.execute(conn).await?;
-    Ok(())
+    q
+}
+
+/// Where a transaction of steps leaves its flow (see [`flow_advance`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Advance<'a> {
+    pub idx: i64,
+    pub step_name: Option<&'a str>,
+    pub state: FlowState,
+    pub failed_step: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+/// The flow's row as [`Advance`] says, from placeholder `$base` on (`$1` is
+/// the flow, `$2` the time).
+fn advance_sql(base: usize) -> String {
+    let [i, name, state, failed, error, finished] = std::array::from_fn(|k| base + k);
+    format!(
+        "UPDATE flows SET step_index = ${i}, step_name = ${name}, percent = NULL, state = ${state},
+                failed_step = COALESCE(${failed}, failed_step), last_error = COALESCE(${error}, last_error),
+                finished_at = ${finished}, updated_at = $2,
+                lease_expires_at = CASE WHEN ${finished} IS NULL THEN lease_expires_at ELSE NULL END
+         WHERE id = $1"
+    )
+}
+
+fn bind_advance<'q>(q: Query<'q>, a: &Advance<'q>, t: &str) -> Query<'q> {
+    let finished = (!a.state.is_active()).then(|| t.to_owned());
+    q.bind(a.idx)
+        .bind(a.step_name)
+        .bind(a.state.as_str())
+        .bind(a.failed_step)
+        .bind(a.error)
+        .bind(finished)
 }
 
 /// Point the flow at step `idx` and set its state in one statement (the end of
@@ -411,24 +458,45 @@ pub async fn flow_advance(
     error: Option<&str>,
 ) -> Result<()> {
     let t = now();
-    let finished = (!state.is_active()).then_some(t.as_str());
-    sqlx::query(
-        "UPDATE flows SET step_index = $2, step_name = $3, percent = NULL, state = $4,
-                failed_step = COALESCE($5, failed_step), last_error = COALESCE($6, last_error),
-                finished_at = $7, updated_at = $8,
-                lease_expires_at = CASE WHEN $7 IS NULL THEN lease_expires_at ELSE NULL END
-         WHERE id = $1",
-    )
-    .bind(id.to_string())
-    .bind(idx)
-    .bind(step_name)
-    .bind(state.as_str())
-    .bind(failed_step)
-    .bind(error)
-    .bind(finished)
-    .bind(&t)
-    .execute(conn)
-    .await?;
+    let a = Advance {
+        idx,
+        step_name,
+        state,
+        failed_step,
+        error,
+    };
+    let sql = advance_sql(3);
+    bind_advance(sqlx::query(&sql).bind(id.to_string()).bind(&t), &a, &t)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The end of a transaction of steps: its step records
+/// ([`flow_steps_set_many`]) and the flow's row ([`flow_advance`]) in one
+/// command, two statements run back to back on the connection's thread
+/// (one round trip instead of two).
+pub async fn flow_steps_set_and_advance(
+    conn: &mut Conn,
+    flow: FlowId,
+    steps: &[StepWrite<'_>],
+    advance: &Advance<'_>,
+) -> Result<()> {
+    let t = now();
+    if steps.is_empty() {
+        let sql = advance_sql(3);
+        bind_advance(sqlx::query(&sql).bind(flow.to_string()).bind(&t), advance, &t)
+            .execute(conn)
+            .await?;
+        return Ok(());
+    }
+    let sql = format!(
+        "{}; {}",
+        steps_sql(steps.len()),
+        advance_sql(3 + steps.len() * 7)
+    );
+    let q = bind_steps(sqlx::query(&sql).bind(flow.to_string()).bind(&t), steps, &t);
+    bind_advance(q, advance, &t).execute(conn).await?;
     Ok(())
 }
 

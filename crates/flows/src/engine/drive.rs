@@ -57,12 +57,14 @@ pub(super) struct Birth {
     params: Value,
 }
 
-/// Write the step records of a transaction in one statement.
-async fn write_steps<F: Flow>(
+/// The end of a transaction of steps: its step records and where the flow
+/// stands now, in one command ([`db::flow_steps_set_and_advance`]).
+async fn finish_batch<F: Flow>(
     tx: &mut scoria_store::Tx,
     flow: FlowId,
     defs: &[Step<F>],
     writes: &[(usize, StepState, Option<Value>)],
+    advance: db::Advance<'_>,
 ) -> Result<(), StoreError> {
     let rows: Vec<db::StepWrite<'_>> = writes
         .iter()
@@ -74,7 +76,7 @@ async fn write_steps<F: Flow>(
             error: None,
         })
         .collect();
-    db::flow_steps_set_many(tx, flow, &rows).await
+    db::flow_steps_set_and_advance(tx, flow, &rows, &advance).await
 }
 
 fn leading_done(records: &[StepRecord]) -> usize {
@@ -350,18 +352,15 @@ impl<E: Send + Sync + 'static> Engine<E> {
             if let Some((k, err)) = stop_before
                 && *k == i
             {
-                write_steps(&mut tx, flow, defs, &writes).await?;
                 let msg = err.to_string();
-                db::flow_advance(
-                    &mut tx,
-                    cx.flow_id,
-                    i as i64,
-                    Some(defs[i].name),
-                    FlowState::Unwinding,
-                    Some(defs[i].name),
-                    Some(&msg),
-                )
-                .await?;
+                let advance = db::Advance {
+                    idx: i as i64,
+                    step_name: Some(defs[i].name),
+                    state: FlowState::Unwinding,
+                    failed_step: Some(defs[i].name),
+                    error: Some(&msg),
+                };
+                finish_batch(&mut tx, flow, defs, &writes, advance).await?;
                 self.commit_held(tx, cx, &term).await?;
                 self.apply(cx, defs, records, &writes);
                 return Ok(Attempt::Done(Batch::Failed {
@@ -371,17 +370,14 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 }));
             }
             let Some(step) = defs.get(i) else {
-                write_steps(&mut tx, flow, defs, &writes).await?;
-                db::flow_advance(
-                    &mut tx,
-                    cx.flow_id,
-                    defs.len() as i64,
-                    None,
-                    FlowState::Done,
-                    None,
-                    None,
-                )
-                .await?;
+                let advance = db::Advance {
+                    idx: defs.len() as i64,
+                    step_name: None,
+                    state: FlowState::Done,
+                    failed_step: None,
+                    error: None,
+                };
+                finish_batch(&mut tx, flow, defs, &writes, advance).await?;
                 self.commit_held(tx, cx, &term).await?;
                 let done = self.apply(cx, defs, records, &writes);
                 return Ok(Attempt::Done(Batch::Committed {
@@ -394,17 +390,14 @@ impl<E: Send + Sync + 'static> Engine<E> {
             match &step.run {
                 Run::External(_) => {
                     writes.push((i, StepState::Started, None));
-                    write_steps(&mut tx, flow, defs, &writes).await?;
-                    db::flow_advance(
-                        &mut tx,
-                        cx.flow_id,
-                        i as i64,
-                        Some(step.name),
-                        FlowState::Running,
-                        None,
-                        None,
-                    )
-                    .await?;
+                    let advance = db::Advance {
+                        idx: i as i64,
+                        step_name: Some(step.name),
+                        state: FlowState::Running,
+                        failed_step: None,
+                        error: None,
+                    };
+                    finish_batch(&mut tx, flow, defs, &writes, advance).await?;
                     self.commit_held(tx, cx, &term).await?;
                     let done = self.apply(cx, defs, records, &writes);
                     *next = i + 1;
