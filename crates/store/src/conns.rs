@@ -13,20 +13,33 @@
 //!
 //! Cancellation stays safe without the ping: a connection's thread runs its
 //! commands in order, so whatever a dropped future left pending (rows nobody
-//! reads, a rollback queued by a dropped transaction) is finished before the
-//! next holder's first command runs.
+//! reads) is finished before the next holder's first command runs, and a
+//! dropped transaction keeps the writer until its rollback is done.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteTransactionManager};
-use sqlx::{ConnectOptions, Connection, SqliteConnection, TransactionManager};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
 use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
+/// The writer's connection and whether a dropped transaction may have left
+/// it inside a transaction (rolled back before the next use).
+pub(crate) struct Slot {
+    conn: Option<SqliteConnection>,
+    dirty: bool,
+}
+
 /// The single write connection (`None` once closed).
+///
+/// Transactions are begun, committed and rolled back with plain statements
+/// (`BEGIN IMMEDIATE`, `COMMIT`, `ROLLBACK`), one round trip each: sqlx's
+/// own transaction manager follows a custom `BEGIN` with a second round
+/// trip that checks the statement opened a transaction, and it is the only
+/// writer's critical section every flow queues on.
 pub(crate) struct Writer {
-    conn: Arc<Mutex<Option<SqliteConnection>>>,
+    slot: Arc<Mutex<Slot>>,
     timeout: Duration,
 }
 
@@ -36,70 +49,127 @@ impl Writer {
         timeout: Duration,
     ) -> sqlx::Result<Writer> {
         Ok(Writer {
-            conn: Arc::new(Mutex::new(Some(options.connect().await?))),
+            slot: Arc::new(Mutex::new(Slot {
+                conn: Some(options.connect().await?),
+                dirty: false,
+            })),
             timeout,
         })
     }
 
     /// The connection, outside a transaction (migrations).
-    pub(crate) async fn lock(&self) -> sqlx::Result<OwnedMutexGuard<Option<SqliteConnection>>> {
-        let guard = tokio::time::timeout(self.timeout, self.conn.clone().lock_owned())
+    pub(crate) async fn lock(&self) -> sqlx::Result<OwnedMutexGuard<Slot>> {
+        let mut guard = tokio::time::timeout(self.timeout, self.slot.clone().lock_owned())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?;
-        if guard.is_none() {
+        if guard.conn.is_none() {
             return Err(sqlx::Error::PoolClosed);
+        }
+        if guard.dirty {
+            settle(&mut guard).await?;
         }
         Ok(guard)
     }
 
     /// Begin a write transaction with `BEGIN IMMEDIATE`.
     pub(crate) async fn begin(&self) -> sqlx::Result<Tx> {
-        let mut conn = self.lock().await?;
-        SqliteTransactionManager::begin(open(&mut conn), Some("BEGIN IMMEDIATE".into())).await?;
-        Ok(Tx { conn, open: true })
+        let mut slot = self.lock().await?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(open(&mut slot))
+            .await?;
+        Ok(Tx {
+            slot: Some(slot),
+            open: true,
+        })
     }
 
     pub(crate) async fn close(&self) {
-        if let Some(conn) = self.conn.lock().await.take() {
+        let mut slot = self.slot.lock().await;
+        if slot.dirty {
+            let _ = settle(&mut slot).await;
+        }
+        if let Some(conn) = slot.conn.take() {
             let _ = conn.close().await;
         }
     }
 }
 
-pub(crate) fn open(conn: &mut Option<SqliteConnection>) -> &mut SqliteConnection {
-    conn.as_mut().expect("a closed writer is never handed out")
+/// Roll back what a dropped transaction left open. "No transaction is
+/// active" is fine: it was never begun, or already ended.
+async fn settle(slot: &mut Slot) -> sqlx::Result<()> {
+    let conn = slot.conn.as_mut().expect("a closed writer is never settled");
+    match sqlx::query("ROLLBACK").execute(conn).await {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.message().contains("no transaction is active") => {}
+        Err(e) => return Err(e),
+    }
+    slot.dirty = false;
+    Ok(())
+}
+
+pub(crate) fn open(slot: &mut Slot) -> &mut SqliteConnection {
+    slot.conn
+        .as_mut()
+        .expect("a closed writer is never handed out")
 }
 
 /// A write transaction: it holds the writer until it is committed or
 /// dropped (dropping rolls back). Use it as a connection (`&mut *tx`, or
 /// `&mut tx` where a `&mut Conn` is wanted).
 pub struct Tx {
-    conn: OwnedMutexGuard<Option<SqliteConnection>>,
+    /// `None` only while being dropped.
+    slot: Option<OwnedMutexGuard<Slot>>,
     open: bool,
 }
 
 impl Tx {
-    /// Commit, and hand the writer to the next waiter.
+    fn conn(&mut self) -> &mut SqliteConnection {
+        open(self.slot.as_mut().expect("held until dropped"))
+    }
+
+    /// Commit, and hand the writer to the next waiter. If the commit fails
+    /// the transaction is rolled back when dropped.
     pub async fn commit(mut self) -> sqlx::Result<()> {
-        SqliteTransactionManager::commit(open(&mut self.conn)).await?;
+        sqlx::query("COMMIT").execute(self.conn()).await?;
         self.open = false;
         Ok(())
     }
 
     /// Roll back, and hand the writer to the next waiter.
     pub async fn rollback(mut self) -> sqlx::Result<()> {
-        SqliteTransactionManager::rollback(open(&mut self.conn)).await?;
+        sqlx::query("ROLLBACK").execute(self.conn()).await?;
         self.open = false;
         Ok(())
+    }
+
+    /// A savepoint: what is done through it is undone by its `rollback`.
+    pub async fn savepoint(&mut self) -> sqlx::Result<Savepoint<'_>> {
+        sqlx::query("SAVEPOINT scoria_step")
+            .execute(self.conn())
+            .await?;
+        Ok(Savepoint { tx: self })
     }
 }
 
 impl Drop for Tx {
     fn drop(&mut self) {
-        if self.open {
-            // Queued before the guard is released: it runs before the next
-            // holder's first statement.
-            SqliteTransactionManager::start_rollback(open(&mut self.conn));
+        if !self.open {
+            return;
+        }
+        let Some(mut slot) = self.slot.take() else {
+            return;
+        };
+        slot.dirty = true;
+        // Rolled back at once in a task of its own that keeps the writer
+        // until then (the next holder starts on a clean connection and no
+        // other process waits on a write lock nobody uses); without a
+        // runtime, by the next holder.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = settle(&mut slot).await {
+                    tracing::warn!(error = %e, "rolling back a dropped write transaction");
+                }
+            });
         }
     }
 }
@@ -107,21 +177,52 @@ impl Drop for Tx {
 impl Deref for Tx {
     type Target = SqliteConnection;
     fn deref(&self) -> &SqliteConnection {
-        self.conn
+        self.slot
             .as_ref()
+            .and_then(|s| s.conn.as_ref())
             .expect("a closed writer is never handed out")
     }
 }
 
 impl DerefMut for Tx {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
-        open(&mut self.conn)
+        self.conn()
     }
 }
 
 impl std::fmt::Debug for Tx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tx").field("open", &self.open).finish()
+    }
+}
+
+/// A savepoint inside a [`Tx`] ([`Tx::savepoint`]). Dropped without
+/// [`Savepoint::rollback`] it stays part of the transaction, whose owner
+/// commits or drops it as a whole.
+pub struct Savepoint<'a> {
+    tx: &'a mut Tx,
+}
+
+impl Savepoint<'_> {
+    /// Undo everything done since the savepoint was taken.
+    pub async fn rollback(self) -> sqlx::Result<()> {
+        sqlx::query("ROLLBACK TO scoria_step; RELEASE scoria_step")
+            .execute(self.tx.conn())
+            .await?;
+        Ok(())
+    }
+}
+
+impl Deref for Savepoint<'_> {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        self.tx
+    }
+}
+
+impl DerefMut for Savepoint<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        self.tx
     }
 }
 

@@ -84,10 +84,7 @@ mod migrations;
 
 /// One database connection (inside a transaction or not).
 pub type Conn = sqlx::SqliteConnection;
-pub use conns::{ReadConn, Tx};
-/// A savepoint inside a write transaction: committing releases it, dropping
-/// or rolling back undoes what was done since it was taken.
-pub type Savepoint<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+pub use conns::{ReadConn, Savepoint, Tx};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -284,7 +281,7 @@ impl Store {
 
 /// Take a savepoint inside a write transaction.
 pub async fn savepoint(tx: &mut Tx) -> Result<Savepoint<'_>> {
-    Ok(sqlx::Connection::begin(&mut **tx).await?)
+    Ok(tx.savepoint().await?)
 }
 
 /// The current time as the store writes it: UTC, microseconds, no zone suffix
