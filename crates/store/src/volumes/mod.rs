@@ -270,6 +270,35 @@ pub async fn volume_clones_in_progress(conn: &mut Conn, id: VolumeId) -> Result<
     ids.iter().map(|s| parse("volume id", s)).collect()
 }
 
+/// Whether nothing that can stand in a delete's way is there, in one query:
+/// no attachment, no clone being made of it, no snapshot (of any status),
+/// no unsettled flow on it but `flow`, and its backend's service (`host`,
+/// `binary`) not frozen. `true` lets a delete skip the checks that name the
+/// obstacle; `false` says only that one of them has something to say.
+pub async fn volume_nothing_in_the_way(
+    conn: &mut Conn,
+    id: VolumeId,
+    flow: &str,
+    service: Option<(&str, &str)>,
+) -> Result<bool> {
+    let (host, binary) = service.unzip();
+    let blocked: i64 = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM attachments WHERE volume_id = $1)
+             OR EXISTS (SELECT 1 FROM volumes WHERE source_volid = $1 AND status = 'creating')
+             OR EXISTS (SELECT 1 FROM snapshots WHERE volume_id = $1)
+             OR EXISTS (SELECT 1 FROM flows WHERE resource_id = $1 AND id <> $2
+                          AND state IN ('running', 'unwinding', 'stuck'))
+             OR EXISTS (SELECT 1 FROM services WHERE host = $3 AND binary_name = $4 AND frozen)",
+    )
+    .bind(id.to_string())
+    .bind(flow)
+    .bind(host)
+    .bind(binary)
+    .fetch_one(conn)
+    .await?;
+    Ok(blocked == 0)
+}
+
 /// A create flow's last step: `creating` → `available`, with the launch time.
 pub async fn volume_mark_available(conn: &mut Conn, id: VolumeId) -> Result<bool> {
     let t = now();
