@@ -299,18 +299,23 @@ pub async fn volume_nothing_in_the_way(
     Ok(blocked == 0)
 }
 
-/// A create flow's last step: `creating` → `available`, with the launch time.
+/// A create flow's last step: `creating` → `available`, with the launch
+/// time, and the volume's image `ready` if it is still `creating`: two
+/// statements sent as one command. Whether the volume moved.
 pub async fn volume_mark_available(conn: &mut Conn, id: VolumeId) -> Result<bool> {
     let t = now();
-    let r = sqlx::query(
-        "UPDATE volumes SET status = 'available', launched_at = $2, updated_at = $2
-         WHERE id = $1 AND status IN ('creating', 'downloading', 'restoring-backup')",
+    let moved = sqlx::query(
+        "UPDATE images SET state = 'ready', updated_at = $2
+         WHERE id = (SELECT image_id FROM volumes WHERE id = $1) AND state = 'creating';
+         UPDATE volumes SET status = 'available', launched_at = $2, updated_at = $2
+         WHERE id = $1 AND status IN ('creating', 'downloading', 'restoring-backup')
+         RETURNING id",
     )
     .bind(id.to_string())
     .bind(&t)
-    .execute(conn)
+    .fetch_all(conn)
     .await?;
-    Ok(r.rows_affected() == 1)
+    Ok(moved.len() == 1)
 }
 
 /// An extend flow's last step: `extending` → `available` at the new size.

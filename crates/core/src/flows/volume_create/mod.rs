@@ -560,12 +560,7 @@ async fn delete_on_backend(cx: &Cx<VolumeCreate>) -> Result<(), StepError> {
 }
 
 async fn mark_available(cx: &Cx<VolumeCreate>, c: &mut Conn) -> Result<Value, StepError> {
-    let v = volumes::volume_get(c, cx.params.volume_id)
-        .await?
-        .ok_or_else(|| Error::volume_not_found(cx.params.volume_id))?;
-    if let Some(image) = v.image_id {
-        images::image_set_state(c, image, &[ImageState::Creating], ImageState::Ready).await?;
-    }
+    // The volume's image turns `ready` with the volume, at the end.
     if let Ok(place) = placement::current(cx, c).await {
         source::finish(cx, c, &place).await?;
     }
