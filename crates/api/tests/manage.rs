@@ -12,18 +12,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{TestApp, qemu_io};
-
-/// Run `qemu-img ARGS` in `dir` (making foreign files); it must succeed.
-fn qemu_img(dir: &std::path::Path, args: &[&str]) {
-    let ok = std::process::Command::new("qemu-img")
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "{args:?}");
-}
+use support::{TestApp, qemu_img, qemu_io};
 
 /// `qemu-img` arguments for a qcow2 overlay `top` on the qcow2 `base`.
 fn overlay<'a>(base: &'a str, top: &'a str) -> [&'a str; 8] {

@@ -12,7 +12,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{TestApp, qemu_io};
+use support::{TestApp, qemu_img, qemu_io, qemu_io_as};
 
 async fn poll(t: &TestApp, token: &str, p: &str, what: &str, id: &str) -> Value {
     let key = if what == "fixes" { "fix" } else { "check" };
@@ -219,17 +219,6 @@ async fn a_check_and_a_merge_through_the_api_while_the_server_runs() {
     );
 }
 
-/// `qemu-io` on a raw file.
-fn qemu_io_raw(path: &std::path::Path, cmd: &str) -> bool {
-    let out = std::process::Command::new("qemu-io")
-        .args(["-f", "raw", "-c", cmd])
-        .arg(path)
-        .output()
-        .expect("qemu-io");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    out.status.success() && !text.contains("Pattern verification failed")
-}
-
 /// Manage `name` (a file dropped into the backend) as an admin; the new
 /// volume once `available`.
 async fn manage(t: &TestApp, token: &str, p: &str, name: &str) -> String {
@@ -262,16 +251,9 @@ async fn a_managed_raw_file_is_degraded_until_the_check_converts_it() {
     let dir = t.dir.path().join("volumes");
     std::fs::create_dir_all(&dir).unwrap();
     for name in ["guest.raw", "kept.raw"] {
-        let ok = std::process::Command::new("qemu-img")
-            .args(["create", "-q", "-f", "raw"])
-            .arg(dir.join(name))
-            .arg("1G")
-            .status()
-            .expect("qemu-img")
-            .success();
-        assert!(ok, "qemu-img create {name}");
-        assert!(qemu_io_raw(&dir.join(name), "write -P 0x5a 0 1M"));
-        assert!(qemu_io_raw(&dir.join(name), "write -P 0xa5 1023M 1M"));
+        qemu_img(&dir, &["create", "-q", "-f", "raw", name, "1G"]);
+        assert!(qemu_io_as("raw", &dir.join(name), "write -P 0x5a 0 1M"));
+        assert!(qemu_io_as("raw", &dir.join(name), "write -P 0xa5 1023M 1M"));
     }
     let vol = manage(&t, &token, &p, "guest.raw").await;
     let kept = manage(&t, &token, &p, "kept.raw").await;
@@ -300,7 +282,10 @@ async fn a_managed_raw_file_is_degraded_until_the_check_converts_it() {
         "{:?}",
         r.body
     );
-    assert_eq!(image_view(&t, &token, &p, &kept).await["health"], "optimized");
+    assert_eq!(
+        image_view(&t, &token, &p, &kept).await["health"],
+        "optimized"
+    );
 
     let report = check(&t, &token, &p).await;
     let fixes = report["fixes"].as_array().unwrap();

@@ -204,6 +204,28 @@ impl Leases {
         Ok(held)
     }
 
+    /// [`Leases::hold`] as the first command of a new transaction (one round
+    /// trip less): the transaction when the flow is still this node's,
+    /// `None` (the lease lost, the transaction dropped) when it is not.
+    pub(crate) async fn begin_held(
+        &self,
+        store: &Store,
+        lease: &Lease,
+        term: &Term,
+    ) -> Result<Option<scoria_store::Tx>, StoreError> {
+        if lease.is_lost() {
+            return Ok(None);
+        }
+        let (tx, held) = store
+            .begin_holding(lease.flow, &self.node, lease.generation, &term.until)
+            .await?;
+        if !held {
+            lease.lose();
+            return Ok(None);
+        }
+        Ok(Some(tx))
+    }
+
     /// Renew every lease held, in one transaction. A flow the store no
     /// longer shows as this node's under the same generation is lost (its
     /// run notices at its next boundary, or at once if a step is running).

@@ -71,6 +71,16 @@ impl Writer {
         Ok(guard)
     }
 
+    /// The writer, to be begun by the caller's own first command
+    /// (`BEGIN IMMEDIATE; …`): a transaction whose drop rolls back whatever
+    /// of that command ran.
+    pub(crate) async fn begin_by_caller(&self) -> sqlx::Result<Tx> {
+        Ok(Tx {
+            slot: Some(self.lock().await?),
+            open: true,
+        })
+    }
+
     /// Begin a write transaction with `BEGIN IMMEDIATE`.
     pub(crate) async fn begin(&self) -> sqlx::Result<Tx> {
         let mut slot = self.lock().await?;
@@ -97,7 +107,10 @@ impl Writer {
 /// Roll back what a dropped transaction left open. "No transaction is
 /// active" is fine: it was never begun, or already ended.
 async fn settle(slot: &mut Slot) -> sqlx::Result<()> {
-    let conn = slot.conn.as_mut().expect("a closed writer is never settled");
+    let conn = slot
+        .conn
+        .as_mut()
+        .expect("a closed writer is never settled");
     match sqlx::query("ROLLBACK").execute(conn).await {
         Ok(_) => {}
         Err(sqlx::Error::Database(e)) if e.message().contains("no transaction is active") => {}

@@ -485,9 +485,13 @@ pub async fn flow_steps_set_and_advance(
     let t = now();
     if steps.is_empty() {
         let sql = advance_sql(3);
-        bind_advance(sqlx::query(&sql).bind(flow.to_string()).bind(&t), advance, &t)
-            .execute(conn)
-            .await?;
+        bind_advance(
+            sqlx::query(&sql).bind(flow.to_string()).bind(&t),
+            advance,
+            &t,
+        )
+        .execute(conn)
+        .await?;
         return Ok(());
     }
     let sql = format!(
@@ -587,17 +591,32 @@ pub async fn flow_hold(
     generation: i64,
     until: &str,
 ) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE flows SET lease_expires_at = $4
-         WHERE id = $1 AND owner = $2 AND generation = $3 AND state IN ('running', 'unwinding')",
-    )
-    .bind(id.to_string())
-    .bind(owner)
-    .bind(generation)
-    .bind(until)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    hold_in(conn, "", id, owner, generation, until).await
+}
+
+/// [`flow_hold`] after `before` (statements without placeholders, sent in
+/// the same command).
+pub(crate) async fn hold_in(
+    conn: &mut Conn,
+    before: &str,
+    id: FlowId,
+    owner: &str,
+    generation: i64,
+    until: &str,
+) -> Result<bool> {
+    let sql = format!(
+        "{before}UPDATE flows SET lease_expires_at = $4
+         WHERE id = $1 AND owner = $2 AND generation = $3 AND state IN ('running', 'unwinding')
+         RETURNING 1"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(id.to_string())
+        .bind(owner)
+        .bind(generation)
+        .bind(until)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.len() == 1)
 }
 
 /// Extend to `until` the leases of those of `flows` that are active and

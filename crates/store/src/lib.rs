@@ -259,6 +259,23 @@ impl Store {
         Ok(self.write.begin().await?)
     }
 
+    /// Begin a write transaction and hold a flow's lease in the same
+    /// command ([`flows::flow_hold`], sent with the `BEGIN IMMEDIATE`: one
+    /// round trip less). Whether the lease was held; if not, drop the
+    /// transaction.
+    pub async fn begin_holding(
+        &self,
+        id: scoria_model::FlowId,
+        owner: &str,
+        generation: i64,
+        until: &str,
+    ) -> Result<(Tx, bool)> {
+        let mut tx = self.write.begin_by_caller().await?;
+        let held =
+            flows::hold_in(&mut tx, "BEGIN IMMEDIATE; ", id, owner, generation, until).await?;
+        Ok((tx, held))
+    }
+
     /// A connection for reading committed state.
     pub async fn read(&self) -> Result<ReadConn> {
         Ok(self.read.acquire().await?)

@@ -122,22 +122,27 @@ pub async fn quota_limit_overrides(
 /// The limits that apply to a project: defaults overlaid with its overrides
 /// (one query). Per-type keys that neither sets are absent (unlimited).
 pub async fn quota_limits(conn: &mut Conn, project: &str) -> Result<BTreeMap<QuotaKey, i64>> {
-    let rows = sqlx::query(
-        "SELECT c.resource AS resource, COALESCE(l.hard_limit, c.hard_limit) AS hard_limit
+    let rows = sqlx::query(LIMITS_SQL)
+        .bind(DEFAULT_CLASS)
+        .bind(project)
+        .fetch_all(&mut *conn)
+        .await?;
+    limits_from(&rows)
+}
+
+/// The limits of the project `$2` in the class `$1` (two columns a row).
+const LIMITS_SQL: &str = "SELECT c.resource AS resource, COALESCE(l.hard_limit, c.hard_limit) AS hard_limit
          FROM quota_classes c
          LEFT JOIN quota_limits l ON l.project_id = $2 AND l.resource = c.resource
          WHERE c.class_name = $1
          UNION ALL
          SELECT l.resource, l.hard_limit FROM quota_limits l
          WHERE l.project_id = $2
-           AND NOT EXISTS (SELECT 1 FROM quota_classes c WHERE c.class_name = $1 AND c.resource = l.resource)",
-    )
-    .bind(DEFAULT_CLASS)
-    .bind(project)
-    .fetch_all(&mut *conn)
-    .await?;
+           AND NOT EXISTS (SELECT 1 FROM quota_classes c WHERE c.class_name = $1 AND c.resource = l.resource)";
+
+fn limits_from(rows: &[SqliteRow]) -> Result<BTreeMap<QuotaKey, i64>> {
     let mut limits = builtin_defaults();
-    overlay(&mut limits, &rows)?;
+    overlay(&mut limits, rows)?;
     Ok(limits)
 }
 
@@ -192,25 +197,30 @@ pub async fn quota_forget_type(conn: &mut Conn, volume_type: VolumeTypeId) -> Re
 /// query): every project-wide resource that has usage, and the per-type keys
 /// of the types the project uses or reserves.
 pub async fn quota_usage(conn: &mut Conn, project: &str) -> Result<BTreeMap<QuotaKey, Usage>> {
+    let rows = sqlx::query(USAGE_SQL)
+        .bind(DEFAULT_CLASS)
+        .bind(project)
+        .fetch_all(&mut *conn)
+        .await?;
+    usage_from(rows)
+}
+
+/// What the project `$2` uses and reserves (four columns a row). What exists
+/// comes from the totals the triggers of migration 0021 keep (a few rows per
+/// project, whatever its size); what is reserved from the flows in flight.
+const USAGE_SQL: &str = "SELECT kind, volume_type_id AS resource, n, gb
+         FROM usage_totals WHERE project_id = $2 AND (n != 0 OR gb != 0)
+         UNION ALL
+         SELECT 'reserved', resource, CAST(SUM(delta) AS BIGINT), 0 FROM reservations
+         WHERE project_id = $2 GROUP BY resource";
+
+fn usage_from(rows: Vec<SqliteRow>) -> Result<BTreeMap<QuotaKey, Usage>> {
     use scoria_model::quota::TypedResource;
     let mut usage: BTreeMap<QuotaKey, Usage> = QuotaResource::ALL
         .iter()
         .filter(|r| r.has_usage())
         .map(|r| (QuotaKey::Global(*r), Usage::default()))
         .collect();
-    // What exists comes from the totals the triggers of migration 0021 keep
-    // (a few rows per project, whatever its size); what is reserved from the
-    // flows in flight.
-    let rows = sqlx::query(
-        "SELECT kind, volume_type_id AS resource, n, gb
-         FROM usage_totals WHERE project_id = $1 AND (n != 0 OR gb != 0)
-         UNION ALL
-         SELECT 'reserved', resource, CAST(SUM(delta) AS BIGINT), 0 FROM reservations
-         WHERE project_id = $1 GROUP BY resource",
-    )
-    .bind(project)
-    .fetch_all(&mut *conn)
-    .await?;
     for r in rows {
         let kind: &str = r.try_get("kind")?;
         let resource: &str = r.try_get("resource")?;
@@ -268,6 +278,23 @@ pub async fn quota_usage(conn: &mut Conn, project: &str) -> Result<BTreeMap<Quot
     Ok(usage)
 }
 
+/// [`quota_limits`] and [`quota_usage`] in one command (two statements, one
+/// round trip), the rows told apart by their width.
+async fn limits_and_usage(
+    conn: &mut Conn,
+    project: &str,
+) -> Result<(BTreeMap<QuotaKey, i64>, BTreeMap<QuotaKey, Usage>)> {
+    let sql = format!("{LIMITS_SQL};\n{USAGE_SQL}");
+    let rows = sqlx::query(&sql)
+        .bind(DEFAULT_CLASS)
+        .bind(project)
+        .fetch_all(&mut *conn)
+        .await?;
+    let (limits, usage): (Vec<SqliteRow>, Vec<SqliteRow>) =
+        rows.into_iter().partition(|r| r.columns().len() == 2);
+    Ok((limits_from(&limits)?, usage_from(usage)?))
+}
+
 /// Check `deltas` against the project's limits and usage (derived now, in the
 /// caller's transaction) without recording anything: for a change that takes
 /// effect in that same transaction (a volume changing projects), so that there
@@ -279,8 +306,7 @@ pub async fn quota_check(
     deltas: &[(QuotaKey, i64)],
     single_size: Option<i64>,
 ) -> Result<()> {
-    let limits = quota_limits(conn, project).await?;
-    let usage = quota_usage(conn, project).await?;
+    let (limits, usage) = limits_and_usage(conn, project).await?;
     if let Err(mut e) = quota::check(&limits, &usage, deltas, single_size) {
         // The message names a per-type key by its type's name, as the API does.
         if let QuotaKey::PerType(_, t) = e.key {

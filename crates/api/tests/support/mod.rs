@@ -16,15 +16,32 @@ pub mod steps;
 
 /// Run one `qemu-io` command on a qcow2 file: whether it succeeded (a
 /// `read -P` whose pattern does not match fails).
-#[allow(clippy::disallowed_methods)]
 pub fn qemu_io(path: &std::path::Path, cmd: &str) -> bool {
+    qemu_io_as("qcow2", path, cmd)
+}
+
+/// [`qemu_io`] on a file of `format`.
+#[allow(clippy::disallowed_methods)]
+pub fn qemu_io_as(format: &str, path: &std::path::Path, cmd: &str) -> bool {
     let out = std::process::Command::new("qemu-io")
-        .args(["-f", "qcow2", "-c", cmd])
+        .args(["-f", format, "-c", cmd])
         .arg(path)
         .output()
         .expect("qemu-io");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     out.status.success() && !text.contains("Pattern verification failed")
+}
+
+/// Run `qemu-img ARGS` in `dir` (making foreign files); it must succeed.
+#[allow(clippy::disallowed_methods)]
+pub fn qemu_img(dir: &std::path::Path, args: &[&str]) {
+    let ok = std::process::Command::new("qemu-img")
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .expect("qemu-img")
+        .success();
+    assert!(ok, "qemu-img {args:?}");
 }
 
 pub const ADMIN_PASSWORD: &str = "api-tests-admin-password";

@@ -540,7 +540,10 @@ async fn flatten(cx: &Fx, f: &Fix, dir: &Path) -> Result<Done> {
         "a flattened copy of its chain"
     };
     Ok(Done::Applied(match freed {
-        Done::Applied(_) => format!("volume {volume} put on {onto}; its old top layer {} freed", old.id),
+        Done::Applied(_) => format!(
+            "volume {volume} put on {onto}; its old top layer {} freed",
+            old.id
+        ),
         _ => format!("volume {volume} put on {onto}"),
     }))
 }
