@@ -134,30 +134,37 @@ pub fn lease_until(length: Duration) -> String {
 /// Store a new flow in state `running`, at step 0, owned by `f.owner` under
 /// generation 1.
 pub async fn flow_create(conn: &mut Conn, f: &NewFlow<'_>) -> Result<()> {
+    create_in(conn, "", f).await
+}
+
+/// [`flow_create`] after `before` (statements without placeholders, sent in
+/// the same command).
+pub(crate) async fn create_in(conn: &mut Conn, before: &str, f: &NewFlow<'_>) -> Result<()> {
     let t = now();
     let names = serde_json::to_string(f.step_names)
         .map_err(|e| StoreError::Corrupt(format!("flow step names: {e}")))?;
-    sqlx::query(
-        "INSERT INTO flows (id, kind, resource_type, resource_id, project_id, params, state,
+    let sql = format!(
+        "{before}INSERT INTO flows (id, kind, resource_type, resource_id, project_id, params, state,
                             steps_total, step_index, step_name, created_at, updated_at,
                             definition_version, step_names, owner, lease_expires_at, generation)
-         VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, 0, $8, $9, $9, $10, $11, $12, $13, 1)",
-    )
-    .bind(f.id.to_string())
-    .bind(f.kind)
-    .bind(f.resource_type)
-    .bind(f.resource_id)
-    .bind(f.project_id)
-    .bind(f.params.to_string())
-    .bind(f.steps_total)
-    .bind(f.first_step)
-    .bind(&t)
-    .bind(f.definition_version)
-    .bind(names)
-    .bind(f.owner)
-    .bind(f.lease_until)
-    .execute(conn)
-    .await?;
+         VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, 0, $8, $9, $9, $10, $11, $12, $13, 1)"
+    );
+    sqlx::query(&sql)
+        .bind(f.id.to_string())
+        .bind(f.kind)
+        .bind(f.resource_type)
+        .bind(f.resource_id)
+        .bind(f.project_id)
+        .bind(f.params.to_string())
+        .bind(f.steps_total)
+        .bind(f.first_step)
+        .bind(&t)
+        .bind(f.definition_version)
+        .bind(names)
+        .bind(f.owner)
+        .bind(f.lease_until)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -259,6 +259,14 @@ impl Store {
         Ok(self.write.begin().await?)
     }
 
+    /// Begin a write transaction that stores a new flow's row, in one
+    /// command ([`flows::flow_create`] sent with the `BEGIN IMMEDIATE`).
+    pub async fn begin_creating(&self, flow: &flows::NewFlow<'_>) -> Result<Tx> {
+        let mut tx = self.write.begin_by_caller().await?;
+        flows::create_in(&mut tx, "BEGIN IMMEDIATE; ", flow).await?;
+        Ok(tx)
+    }
+
     /// Begin a write transaction and hold a flow's lease in the same
     /// command ([`flows::flow_hold`], sent with the `BEGIN IMMEDIATE`: one
     /// round trip less). Whether the lease was held; if not, drop the

@@ -315,7 +315,23 @@ impl<E: Send + Sync + 'static> Engine<E> {
         }
         let term = leases.term();
         let mut tx = match birth {
-            Some(_) => self.inner.store.begin().await?,
+            Some(Birth { meta, params }) => {
+                let new_flow = NewFlow {
+                    id: cx.flow_id,
+                    kind: F::KIND,
+                    resource_type: meta.resource_type,
+                    resource_id: meta.resource_id.as_deref(),
+                    project_id: meta.project_id.as_deref(),
+                    params,
+                    steps_total: defs.len() as i64,
+                    first_step: defs[0].name,
+                    definition_version: i64::from(def.version),
+                    step_names: &def.names,
+                    owner: &leases.node,
+                    lease_until: &term.until,
+                };
+                self.inner.store.begin_creating(&new_flow).await?
+            }
             None => match leases
                 .begin_held(&self.inner.store, &cx.lease, &term)
                 .await?
@@ -324,23 +340,6 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 None => return Ok(Attempt::LeaseLost),
             },
         };
-        if let Some(Birth { meta, params }) = birth {
-            let new_flow = NewFlow {
-                id: cx.flow_id,
-                kind: F::KIND,
-                resource_type: meta.resource_type,
-                resource_id: meta.resource_id.as_deref(),
-                project_id: meta.project_id.as_deref(),
-                params,
-                steps_total: defs.len() as i64,
-                first_step: defs[0].name,
-                definition_version: i64::from(def.version),
-                step_names: &def.names,
-                owner: &leases.node,
-                lease_until: &term.until,
-            };
-            db::flow_create(&mut tx, &new_flow).await?;
-        }
         // (index, state, output) of the records this transaction writes.
         let mut writes: Vec<(usize, StepState, Option<Value>)> = Vec::new();
         if let Some((x, out)) = pending {
