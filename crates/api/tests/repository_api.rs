@@ -207,16 +207,7 @@ async fn a_check_and_a_merge_through_the_api_while_the_server_runs() {
             "MiB {at}"
         );
     }
-    let r = t
-        .call("GET", &format!("/v3/{p}/volumes/{vol}"), Some(&token), None)
-        .await;
-    assert_eq!(r.body["volume"]["status"], "available");
-    let report = check(&t, &token, &p).await;
-    assert_eq!(
-        report["fixes"].as_array().map(Vec::len),
-        Some(0),
-        "{report:#}"
-    );
+    settled_and_clean(&t, &token, &p, &vol).await;
 }
 
 /// Manage `name` (a file dropped into the backend) as an admin; the new
@@ -329,11 +320,16 @@ async fn a_managed_raw_file_is_degraded_until_the_check_converts_it() {
         (Some("optimized"), Some(1)),
         "{after}"
     );
+    settled_and_clean(&t, &token, &p, &vol).await;
+}
+
+/// After a fix: the volume `available`, and a new check lists nothing.
+async fn settled_and_clean(t: &TestApp, token: &str, p: &str, vol: &str) {
     let r = t
-        .call("GET", &format!("/v3/{p}/volumes/{vol}"), Some(&token), None)
+        .call("GET", &format!("/v3/{p}/volumes/{vol}"), Some(token), None)
         .await;
     assert_eq!(r.body["volume"]["status"], "available");
-    let report = check(&t, &token, &p).await;
+    let report = check(t, token, p).await;
     assert_eq!(
         report["fixes"].as_array().map(Vec::len),
         Some(0),
