@@ -174,21 +174,7 @@ async fn a_check_and_a_merge_through_the_api_while_the_server_runs() {
     let layer_file = t.image_file(layer.id).await;
     assert!(qemu_io(&layer_file, "write -P 0x3c 5M 1M"));
 
-    let r = t
-        .call(
-            "POST",
-            &format!("/v3/{p}/scoria-repository/fixes"),
-            Some(&token),
-            Some(json!({"fix": {"ids": [id]}})),
-        )
-        .await;
-    assert_eq!(r.status, 202, "{:?}", r.body);
-    let run = r.body["fix"]["id"].as_str().unwrap().to_owned();
-    let done = poll(&t, &token, &p, "fixes", &run).await;
-    assert_eq!(done["status"], "done", "{done}");
-    let applied = done["outcome"]["applied"].as_array().unwrap();
-    assert_eq!(applied.len(), 1, "{done}");
-    assert_eq!(applied[0]["outcome"], "applied", "{done}");
+    apply_one(&t, &token, &p, json!({"fix": {"ids": [id]}})).await;
     assert!(
         !layer_file.exists(),
         "the merged layer's file is still there"
@@ -288,21 +274,7 @@ async fn a_managed_raw_file_is_degraded_until_the_check_converts_it() {
         "{fix}"
     );
     assert_eq!(fix["target"]["path"], raw_file.to_string_lossy().as_ref());
-    let r = t
-        .call(
-            "POST",
-            &format!("/v3/{p}/scoria-repository/fixes"),
-            Some(&token),
-            Some(json!({"fix": {"kinds": ["optimize"]}})),
-        )
-        .await;
-    assert_eq!(r.status, 202, "{:?}", r.body);
-    let run = r.body["fix"]["id"].as_str().unwrap().to_owned();
-    let done = poll(&t, &token, &p, "fixes", &run).await;
-    assert_eq!(done["status"], "done", "{done}");
-    let applied = done["outcome"]["applied"].as_array().unwrap();
-    assert_eq!(applied.len(), 1, "{done}");
-    assert_eq!(applied[0]["outcome"], "applied", "{done}");
+    apply_one(&t, &token, &p, json!({"fix": {"kinds": ["optimize"]}})).await;
 
     let file = t.volume_file(&vol).await;
     assert_eq!(file.extension().and_then(|e| e.to_str()), Some("qcow2"));
@@ -321,6 +293,26 @@ async fn a_managed_raw_file_is_degraded_until_the_check_converts_it() {
         "{after}"
     );
     settled_and_clean(&t, &token, &p, &vol).await;
+}
+
+/// Apply the fixes `body` selects through the API, polled to `done`: exactly
+/// one, applied.
+async fn apply_one(t: &TestApp, token: &str, p: &str, body: Value) {
+    let r = t
+        .call(
+            "POST",
+            &format!("/v3/{p}/scoria-repository/fixes"),
+            Some(token),
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let run = r.body["fix"]["id"].as_str().unwrap().to_owned();
+    let done = poll(t, token, p, "fixes", &run).await;
+    assert_eq!(done["status"], "done", "{done}");
+    let applied = done["outcome"]["applied"].as_array().unwrap();
+    assert_eq!(applied.len(), 1, "{done}");
+    assert_eq!(applied[0]["outcome"], "applied", "{done}");
 }
 
 /// After a fix: the volume `available`, and a new check lists nothing.

@@ -24,11 +24,14 @@ impl<F: Flow> Cx<F> {
             return Err(StepError::new(LeaseLost));
         }
         let term = shared.leases.term();
-        let mut tx = self.store.begin().await?;
-        if !shared.leases.hold(&mut tx, &self.lease, &term).await? {
-            return Err(StepError::new(LeaseLost));
+        match shared
+            .leases
+            .begin_held(&self.store, &self.lease, &term)
+            .await?
+        {
+            Some(tx) => Ok((tx, HeldTerm(term))),
+            None => Err(StepError::new(LeaseLost)),
         }
-        Ok((tx, HeldTerm(term)))
     }
 
     /// Commit a transaction of [`Cx::begin_held`]: the lease then runs to

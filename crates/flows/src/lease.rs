@@ -5,7 +5,7 @@
 //! engines from running one flow:
 //!
 //! - **in the database**: every transaction that writes about the flow first
-//!   passes [`Leases::hold`] (a conditional update on owner and generation,
+//!   passes [`Leases::begin_held`] (a conditional update on owner and generation,
 //!   which also extends the lease). A claim by another node bumps the
 //!   generation, so the stale engine's next write finds nothing to update;
 //!   it rolls back and stops;
@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use scoria_model::FlowId;
 use scoria_store::flows as db;
-use scoria_store::{Conn, Store, StoreError};
+use scoria_store::{Store, StoreError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -183,30 +183,11 @@ impl Leases {
         self.held().contains_key(&flow)
     }
 
-    /// The lease check opening a transaction about `lease`'s flow: true when
-    /// the flow is still this node's under the lease's generation (its lease
-    /// then runs to `term`, once the transaction commits); false when it is
+    /// Begin a transaction about `lease`'s flow with the lease check as its
+    /// first command ([`Store::begin_holding`]): the transaction when the
+    /// flow is still this node's under the lease's generation (its lease
+    /// then runs to `term`, once the transaction commits); `None` when it is
     /// not, and the lease is then lost.
-    pub(crate) async fn hold(
-        &self,
-        conn: &mut Conn,
-        lease: &Lease,
-        term: &Term,
-    ) -> Result<bool, StoreError> {
-        if lease.is_lost() {
-            return Ok(false);
-        }
-        let held =
-            db::flow_hold(conn, lease.flow, &self.node, lease.generation, &term.until).await?;
-        if !held {
-            lease.lose();
-        }
-        Ok(held)
-    }
-
-    /// [`Leases::hold`] as the first command of a new transaction (one round
-    /// trip less): the transaction when the flow is still this node's,
-    /// `None` (the lease lost, the transaction dropped) when it is not.
     pub(crate) async fn begin_held(
         &self,
         store: &Store,

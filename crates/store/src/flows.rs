@@ -338,7 +338,7 @@ pub async fn flow_step_set(
     Ok(())
 }
 
-/// One step record to write (see [`flow_steps_set_many`]).
+/// One step record to write (see [`flow_steps_set_and_advance`]).
 #[derive(Clone, Debug)]
 pub struct StepWrite<'a> {
     pub idx: i64,
@@ -346,24 +346,6 @@ pub struct StepWrite<'a> {
     pub state: StepState,
     pub output: Option<&'a Value>,
     pub error: Option<&'a str>,
-}
-
-/// Write several step records in one statement (same rules as
-/// [`flow_step_set`]).
-pub async fn flow_steps_set_many(
-    conn: &mut Conn,
-    flow: FlowId,
-    steps: &[StepWrite<'_>],
-) -> Result<()> {
-    if steps.is_empty() {
-        return Ok(());
-    }
-    let t = now();
-    let sql = steps_sql(steps.len());
-    bind_steps(sqlx::query(&sql).bind(flow.to_string()).bind(&t), steps, &t)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// The multi-row upsert of `n` step records: `$1` the flow, `$2` the time,
@@ -464,7 +446,6 @@ pub async fn flow_advance(
     failed_step: Option<&str>,
     error: Option<&str>,
 ) -> Result<()> {
-    let t = now();
     let a = Advance {
         idx,
         step_name,
@@ -472,17 +453,13 @@ pub async fn flow_advance(
         failed_step,
         error,
     };
-    let sql = advance_sql(3);
-    bind_advance(sqlx::query(&sql).bind(id.to_string()).bind(&t), &a, &t)
-        .execute(conn)
-        .await?;
-    Ok(())
+    flow_steps_set_and_advance(conn, id, &[], &a).await
 }
 
-/// The end of a transaction of steps: its step records
-/// ([`flow_steps_set_many`]) and the flow's row ([`flow_advance`]) in one
-/// command, two statements run back to back on the connection's thread
-/// (one round trip instead of two).
+/// The end of a transaction of steps: its step records (one multi-row
+/// upsert, same rules as [`flow_step_set`]) and the flow's row
+/// ([`flow_advance`]) in one command, two statements run back to back on
+/// the connection's thread (one round trip instead of two).
 pub async fn flow_steps_set_and_advance(
     conn: &mut Conn,
     flow: FlowId,
@@ -490,22 +467,15 @@ pub async fn flow_steps_set_and_advance(
     advance: &Advance<'_>,
 ) -> Result<()> {
     let t = now();
-    if steps.is_empty() {
-        let sql = advance_sql(3);
-        bind_advance(
-            sqlx::query(&sql).bind(flow.to_string()).bind(&t),
-            advance,
-            &t,
+    let sql = if steps.is_empty() {
+        advance_sql(3)
+    } else {
+        format!(
+            "{}; {}",
+            steps_sql(steps.len()),
+            advance_sql(3 + steps.len() * 7)
         )
-        .execute(conn)
-        .await?;
-        return Ok(());
-    }
-    let sql = format!(
-        "{}; {}",
-        steps_sql(steps.len()),
-        advance_sql(3 + steps.len() * 7)
-    );
+    };
     let q = bind_steps(sqlx::query(&sql).bind(flow.to_string()).bind(&t), steps, &t);
     bind_advance(q, advance, &t).execute(conn).await?;
     Ok(())

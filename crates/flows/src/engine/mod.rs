@@ -294,11 +294,10 @@ impl<E: Send + Sync + 'static> Engine<E> {
             return Ok(None);
         }
         let term = leases.term();
-        let mut tx = self.inner.store.begin().await?;
-        if !leases.hold(&mut tx, &cx.lease, &term).await? {
-            return Ok(None);
-        }
-        Ok(Some((tx, term)))
+        let tx = leases
+            .begin_held(&self.inner.store, &cx.lease, &term)
+            .await?;
+        Ok(tx.map(|tx| (tx, term)))
     }
 
     /// Commit a transaction that passed the lease check: the lease then runs
@@ -371,10 +370,12 @@ impl<E: Send + Sync + 'static> Engine<E> {
             let leases = &engine.inner.leases;
             let res = async {
                 let term = leases.term();
-                let mut tx = engine.inner.store.begin().await?;
-                if !leases.hold(&mut tx, &lease, &term).await? {
+                let Some(mut tx) = leases
+                    .begin_held(&engine.inner.store, &lease, &term)
+                    .await?
+                else {
                     return Ok(false);
-                }
+                };
                 db::flow_set_state(&mut tx, rec.id, FlowState::Stuck, None, Some(&message)).await?;
                 tx.commit().await?;
                 Ok::<_, StoreError>(true)
